@@ -1,0 +1,133 @@
+"""The exception hierarchy of ondabatches.
+
+Every exception raised on purpose by this package derives from
+:class:`OndaBatchesError` and, where one fits, also from the matching built-in, so
+that ``except ValueError`` keeps working for callers who do not know our names::
+
+    OndaBatchesError
+    ├── SchemaError            (ValueError)         a table's columns, types or metadata
+    ├── SampleFileError        (ValueError)         a sample file's size or content
+    ├── SampleFileNotFoundError(FileNotFoundError)  a sample, label or table file is missing
+    ├── SpanError              (ValueError)         a span outside what it must lie in
+    ├── UnknownFormatError     (ValueError)         a file_format or sample_type nobody registered
+    ├── LabelError             (ValueError)         annotations that cannot become labels
+    ├── BatchSpecError         (ValueError)         a batch scheme's parameters disagree
+    ├── BatchShapeError        (ValueError)         items of one batch that do not stack
+    ├── StateError             (ValueError)         a state that cannot be restored
+    ├── StorageError           (OSError)            a storage backend failed (wraps fsspec/botocore)
+    ├── MissingDependencyError (ImportError)        an optional extra is not installed
+    └── BatcherError           (RuntimeError)       the batching service failed
+        └── WorkerError                             a batch failed on a worker (carries its traceback)
+
+Messages name the file, column, recording or batch, and the expected and actual values.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BatchShapeError",
+    "BatchSpecError",
+    "BatcherError",
+    "LabelError",
+    "MissingDependencyError",
+    "OndaBatchesError",
+    "SampleFileError",
+    "SampleFileNotFoundError",
+    "SchemaError",
+    "SpanError",
+    "StateError",
+    "StorageError",
+    "UnknownFormatError",
+    "WorkerError",
+]
+
+
+class OndaBatchesError(Exception):
+    """Root of every exception that ondabatches raises on purpose."""
+
+
+class SchemaError(OndaBatchesError, ValueError):
+    """A table lacks a column, has a column of the wrong type, or is not an Onda table."""
+
+
+class SampleFileError(OndaBatchesError, ValueError):
+    """A sample file's size or content disagrees with its signal's metadata."""
+
+
+class SampleFileNotFoundError(OndaBatchesError, FileNotFoundError):
+    """A sample file (or label or table file) does not exist."""
+
+
+class SpanError(OndaBatchesError, ValueError):
+    """A time span lies outside the span it must lie in."""
+
+
+class UnknownFormatError(OndaBatchesError, ValueError):
+    """A ``file_format`` or ``sample_type`` that no reader is registered for."""
+
+
+class LabelError(OndaBatchesError, ValueError):
+    """Annotations that cannot be turned into dense labels."""
+
+
+class BatchSpecError(OndaBatchesError, ValueError):
+    """Parameters of a batch scheme that disagree with each other or with the data."""
+
+
+class BatchShapeError(OndaBatchesError, ValueError):
+    """Items of one batch whose arrays do not have the same shape."""
+
+
+class StateError(OndaBatchesError, ValueError):
+    """A batch state that is malformed or belongs to another configuration."""
+
+
+class StorageError(OndaBatchesError, OSError):
+    """A storage backend (local disk, S3, ...) failed to read or write."""
+
+
+class MissingDependencyError(OndaBatchesError, ImportError):
+    """An optional dependency is not installed; the message gives the pip command."""
+
+
+class BatcherError(OndaBatchesError, RuntimeError):
+    """The batching service failed or was used in a state that does not allow it."""
+
+
+class WorkerError(BatcherError):
+    """A batch failed on a worker after its retries.
+
+    Attributes
+    ----------
+    state:
+        The batch state whose batch failed.
+    batch:
+        The batch specification (list of items) that failed, when known.
+    worker_traceback:
+        The formatted traceback from the worker.
+    """
+
+    def __init__(self, message: str, *, state=None, batch=None, worker_traceback: str = ""):
+        super().__init__(message)
+        self.state = state
+        self.batch = batch
+        self.worker_traceback = worker_traceback
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if self.worker_traceback:
+            return f"{base}\n\nWorker traceback:\n{self.worker_traceback}"
+        return base
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency or raise :class:`MissingDependencyError` with a hint."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module!r} is needed for this feature but is not installed; "
+            f"install it with: pip install 'ondabatches[{extra}]'"
+        ) from exc
