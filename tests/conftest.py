@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.s3server"]
+
 ROOT = Path(__file__).resolve().parents[1]
 JULIA_FIXTURES = ROOT.parent / "shared" / "fixtures" / "julia-onda"
 JULIA_RECORDING = "176ecfcf-d4c7-49ba-adec-f338d0a0c01f"

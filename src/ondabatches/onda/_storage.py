@@ -1,1 +1,267 @@
-__all__: list[str] = []
+"""Where sample files live: local paths and any fsspec URL (``s3://``, ``gs://``, ...).
+
+:func:`filesystem_for` turns a path or URL into an fsspec filesystem and a path on it.
+Options for a protocol (an S3 endpoint, credentials, ...) come, lowest priority first,
+from the environment that the backend itself reads (``AWS_ENDPOINT_URL``,
+``AWS_ACCESS_KEY_ID``, ... are honoured by botocore), from
+:func:`set_storage_options`, and from the ``storage_options`` of one call.
+
+How worker processes get the configuration
+------------------------------------------
+:func:`set_storage_options` keeps its options as JSON in the environment variable
+``ONDABATCHES_STORAGE_OPTIONS``, so every process started *afterwards* from this one
+(``multiprocessing`` with any start method, loky, ``subprocess``) sees them without
+further work. Processes that do not descend from this one after the call, such as
+Ray workers, need the variables forwarded: ``ray.init(runtime_env={"env_vars":
+storage_env()})``, or call ``set_storage_options(**...)`` in the worker with the
+dict from :func:`get_storage_options`, which is plain JSON.
+
+Errors from storage backends (botocore, aiohttp, ``OSError`` from fsspec) are raised
+again as :class:`~ondabatches.StorageError`, and a missing file as
+:class:`~ondabatches.SampleFileNotFoundError`, naming the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from .._errors import (
+    MissingDependencyError,
+    OndaBatchesError,
+    SampleFileNotFoundError,
+    StorageError,
+)
+
+__all__ = [
+    "STORAGE_OPTIONS_ENV",
+    "filesystem_for",
+    "get_storage_options",
+    "set_storage_options",
+    "storage_env",
+]
+
+#: The environment variable holding :func:`set_storage_options`' options as JSON.
+STORAGE_OPTIONS_ENV = "ONDABATCHES_STORAGE_OPTIONS"
+
+# The pip extra that brings each protocol's fsspec implementation.
+_EXTRAS = {"s3": "s3", "s3a": "s3"}
+
+# Exceptions raised from these packages are storage failures, whatever their class.
+_FOREIGN_PACKAGES = frozenset(
+    {
+        "botocore",
+        "aiobotocore",
+        "aiohttp",
+        "s3fs",
+        "fsspec",
+        "gcsfs",
+        "adlfs",
+        "urllib3",
+        "requests",
+    }
+)
+
+# Environment variables that configure the S3 client (read by botocore itself).
+_FORWARDED_ENV_PREFIXES = ("AWS_", STORAGE_OPTIONS_ENV)
+
+
+@lru_cache(maxsize=8)
+def _parse_options(raw: str) -> dict[str, dict[str, Any]]:
+    try:
+        parsed = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise StorageError(f"{STORAGE_OPTIONS_ENV} is not valid JSON: {exc}") from exc
+    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
+        raise StorageError(
+            f"{STORAGE_OPTIONS_ENV} must be a JSON object mapping protocols to option "
+            f"objects, got {raw!r}"
+        )
+    return parsed
+
+
+def _all_options() -> dict[str, dict[str, Any]]:
+    return _parse_options(os.environ.get(STORAGE_OPTIONS_ENV, "{}"))
+
+
+def get_storage_options(protocol: str | None = None) -> dict[str, Any]:
+    """The options set with :func:`set_storage_options`: of one protocol, or all of them.
+
+    Returns a copy; with ``protocol=None`` a ``{protocol: options}`` dict.
+
+    Examples
+    --------
+    >>> set_storage_options("memory", skip_instance_cache=False)
+    >>> get_storage_options("memory")
+    {'skip_instance_cache': False}
+    >>> set_storage_options("memory")  # forget them again
+    """
+    options = _all_options()
+    if protocol is None:
+        return json.loads(json.dumps(options))
+    return json.loads(json.dumps(options.get(protocol, {})))
+
+
+def set_storage_options(protocol: str, **options: Any) -> None:
+    """Set the fsspec options used for every ``protocol://`` URL; no options clears them.
+
+    The options must be JSON-serializable: they are stored in the environment
+    variable :data:`STORAGE_OPTIONS_ENV` so that worker processes started later
+    inherit them (see the module documentation for Ray).
+
+    Examples
+    --------
+    >>> set_storage_options("s3", client_kwargs={"endpoint_url": "http://127.0.0.1:9000"})
+    >>> get_storage_options("s3")["client_kwargs"]
+    {'endpoint_url': 'http://127.0.0.1:9000'}
+    >>> set_storage_options("s3")
+    """
+    all_options = get_storage_options()
+    if options:
+        all_options[protocol] = options
+    else:
+        all_options.pop(protocol, None)
+    try:
+        raw = json.dumps(all_options, sort_keys=True)
+    except TypeError as exc:
+        raise TypeError(
+            f"storage options for {protocol!r} must be JSON-serializable so that worker "
+            f"processes can receive them: {exc}"
+        ) from None
+    os.environ[STORAGE_OPTIONS_ENV] = raw
+
+
+def storage_env() -> dict[str, str]:
+    """The environment variables that configure storage, to forward to remote workers.
+
+    :data:`STORAGE_OPTIONS_ENV` and every ``AWS_*`` variable set in this process.
+
+    Examples
+    --------
+    >>> env = storage_env()  # e.g. ray.init(runtime_env={"env_vars": env})
+    >>> all(k.startswith(("AWS_", STORAGE_OPTIONS_ENV)) for k in env)
+    True
+    """
+    return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV_PREFIXES)}
+
+
+@lru_cache(maxsize=32)
+def _cached_filesystem(protocol: str, options_json: str, pid: int) -> fsspec.AbstractFileSystem:
+    # Keyed by pid: a forked child must not reuse its parent's instance, whose event
+    # loop thread (s3fs, gcsfs) does not exist in the child.
+    return _new_filesystem(protocol, json.loads(options_json))
+
+
+def _new_filesystem(protocol: str, options: dict[str, Any]) -> fsspec.AbstractFileSystem:
+    try:
+        return fsspec.filesystem(protocol, **options)
+    except ImportError as exc:
+        extra = _EXTRAS.get(protocol)
+        hint = f"pip install 'ondabatches[{extra}]'" if extra else str(exc)
+        raise MissingDependencyError(
+            f"reading {protocol}:// URLs needs an fsspec backend that is not installed: {hint}"
+        ) from exc
+    except ValueError as exc:
+        raise StorageError(f"no storage backend for protocol {protocol!r}: {exc}") from exc
+
+
+_LOCAL = LocalFileSystem()
+
+
+def filesystem_for(
+    path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem that holds ``path``, and the path on it (protocol stripped).
+
+    Filesystems are cached per protocol and options. Local paths (and ``file://``)
+    give a :class:`fsspec.implementations.local.LocalFileSystem`.
+
+    Examples
+    --------
+    >>> fs, p = filesystem_for("file:///tmp/a.lpcm")
+    >>> type(fs).__name__, p
+    ('LocalFileSystem', '/tmp/a.lpcm')
+    """
+    url = os.fspath(path)
+    protocol, _ = fsspec.core.split_protocol(url)
+    if protocol in (None, "file", "local") and not storage_options:
+        return _LOCAL, _LOCAL._strip_protocol(url)
+    protocol = protocol or "file"
+    options = {**get_storage_options(protocol), **(storage_options or {})}
+    try:
+        options_json = json.dumps(options, sort_keys=True)
+    except TypeError:
+        fs = _new_filesystem(protocol, options)  # unhashable options: fsspec caches instead
+    else:
+        fs = _cached_filesystem(protocol, options_json, os.getpid())
+    return fs, fs._strip_protocol(url)
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local disk, where ``os`` calls are the fast path."""
+    return isinstance(fs, LocalFileSystem)
+
+
+def _is_foreign(exc: BaseException) -> bool:
+    return type(exc).__module__.partition(".")[0] in _FOREIGN_PACKAGES
+
+
+@contextmanager
+def storage_errors(url: str, action: str = "read", context: str = "") -> Iterator[None]:
+    """Raise storage failures inside the block as our errors naming ``url`` (and ``context``)."""
+    try:
+        yield
+    except OndaBatchesError:
+        raise
+    except FileNotFoundError as exc:
+        raise SampleFileNotFoundError(f"sample file not found: {url}{context}") from exc
+    except Exception as exc:
+        if isinstance(exc, OSError) or _is_foreign(exc):
+            raise StorageError(
+                f"cannot {action} {url}{context}: {type(exc).__name__}: {exc}"
+            ) from exc
+        raise
+
+
+@contextmanager
+def atomic_writer(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[BinaryIO]:
+    """A binary file whose content appears at ``path`` all at once, or not at all.
+
+    Locally it is a temporary file in the same folder, renamed over ``path`` once
+    complete. Elsewhere it is a local temporary file uploaded with one ``put`` when
+    complete (a put of an S3 object is atomic). If the block raises, nothing is
+    left behind.
+    """
+    if is_local(fs):
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        tmp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        # os.open honours the umask (tempfile would make the final file owner-only).
+        file: BinaryIO = os.fdopen(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+    else:
+        file = tempfile.NamedTemporaryFile(
+            prefix="ondabatches-upload-", suffix=".tmp", delete=False
+        )
+        tmp_path = file.name
+    try:
+        with file:
+            yield file
+            if is_local(fs):
+                file.flush()
+                os.fsync(file.fileno())
+        if is_local(fs):
+            os.replace(tmp_path, path)
+        else:
+            fs.put_file(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.unlink(tmp_path)

@@ -47,7 +47,7 @@ def nanoseconds(value: Any) -> int:
     """
     if isinstance(value, bool):
         raise TypeError(f"a time must be nanoseconds, a timedelta or a timedelta64, not {value!r}")
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, np.timedelta64):
         return int(value)
     if isinstance(value, np.timedelta64):
         if np.isnat(value):

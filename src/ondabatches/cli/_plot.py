@@ -1,0 +1,179 @@
+"""``ondabatches plot``: draw a batch item, or a dataset's label distribution, to PNG."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+NS_PER_S = 1_000_000_000
+DEFAULT_EPOCHS = 4
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "plot",
+        help="draw a random batch item (traces + hypnogram) or a label overview to PNG "
+        "(needs the 'plot' extra)",
+        description=(
+            "Draw one batch item of a labeled Onda dataset: the channels' traces over the "
+            "window, with the label sequence as a hypnogram strip beneath. The item is "
+            "item INDEX of the RandomBatches stream seeded by SEED over the signals and "
+            "annotations tables found at PATH (folders or table files), labeled with the "
+            "annotations' label column (stage, or the first text column). With --overview, "
+            "draw the label distribution per recording instead."
+        ),
+        epilog="example: ondabatches plot DATASET_DIR --seed 0 --out item.png",
+    )
+    parser.add_argument(
+        "paths", nargs="+", metavar="PATH", help="folder(s) or table file(s) of the dataset"
+    )
+    parser.add_argument(
+        "--out", "-o", default=None, help="PNG file (default: item.png or overview.png)"
+    )
+    parser.add_argument(
+        "--overview", action="store_true", help="draw the label distribution per recording"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the batch stream (default 0)")
+    parser.add_argument(
+        "--index", type=int, default=0, help="which item of the seeded stream (default 0)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"window length, a whole number of epochs (default: {DEFAULT_EPOCHS} epochs, "
+        "or fewer if a recording's labels are shorter)",
+    )
+    parser.add_argument(
+        "--epoch", type=float, default=30.0, metavar="SECONDS", help="label epoch (default 30)"
+    )
+    parser.add_argument(
+        "--channels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="draw N random channels (default all)",
+    )
+    parser.add_argument(
+        "--sensor", metavar="TYPE", help="only signals of this sensor type (e.g. eeg)"
+    )
+    parser.add_argument("--label-column", metavar="NAME", help="annotation column of the labels")
+    parser.add_argument("--reroot", metavar="DIR", help="find sample files by base name in DIR")
+    parser.add_argument(
+        "--size",
+        nargs=2,
+        type=int,
+        default=None,
+        metavar=("WIDTH", "HEIGHT"),
+        help="image size in pixels (default 1200 700 for an item)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _load_tables(paths: list[str], reroot: Any) -> tuple[Any, Any]:
+    import pyarrow as pa
+
+    from ..inspection import find_tables, in_folder
+    from ..onda import read_annotations, read_signals
+
+    if reroot is not None:
+        reroot = in_folder(reroot)
+    signals, annotations = [], []
+    for path in paths:
+        sig_paths, ann_paths = find_tables(path)
+        signals += [read_signals(p, reroot=reroot) for p in sig_paths]
+        annotations += [read_annotations(p) for p in ann_paths]
+    if not annotations:
+        raise FileNotFoundError(f"no Onda annotations table found in {', '.join(paths)}")
+
+    def concat(tables: list[Any]) -> Any:
+        if not tables:
+            return None
+        return (
+            tables[0]
+            if len(tables) == 1
+            else pa.concat_tables(tables, promote_options="permissive")
+        )
+
+    return concat(signals), concat(annotations)
+
+
+def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: Path) -> str:
+    import pyarrow.compute as pc
+
+    from ..batches import RandomBatches
+    from ..inspection import label_column
+    from ..labels import iter_labeled_signals, label_signals, sort_and_trim_spans
+    from ..plot import label_encoding, plot_batch_item
+
+    if signals is None:
+        raise FileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
+    if args.sensor is not None:
+        signals = signals.filter(pc.equal(signals.column("sensor_type"), args.sensor))
+        if signals.num_rows == 0:
+            raise ValueError(f"no signals of sensor type {args.sensor!r}")
+    column = args.label_column or label_column(annotations)
+    if column is None or column not in annotations.column_names:
+        raise ValueError(
+            f"no label column {column or '(stage or a text column)'} in the annotations; "
+            f"columns are {annotations.column_names}"
+        )
+    epoch = round(args.epoch * NS_PER_S)
+    encoding = label_encoding(str(v) for v in annotations.column(column).to_pylist())
+    trimmed = sort_and_trim_spans(annotations, epoch=epoch, by="recording")
+    labeled = label_signals(signals, trimmed, labels_column=column, epoch=epoch, encoding=encoding)
+    if args.duration is None:
+        shortest = min(row.n_labels for row in iter_labeled_signals(labeled))
+        duration = min(DEFAULT_EPOCHS, shortest) * epoch
+    else:
+        duration = round(args.duration * NS_PER_S)
+    batches = RandomBatches(
+        labeled, n_channels=args.channels, batch_size=1, batch_duration=duration
+    )
+    item = batches.draw(args.seed, args.index, 1)[0]
+    start, stop = item.window.start / NS_PER_S, item.window.stop / NS_PER_S
+    title = (
+        f"recording {item.recording} · {item.info.sensor_type} · {start:g}-{stop:g} s "
+        f"(seed {args.seed}, item {args.index})"
+    )
+    plot_batch_item(
+        item,
+        label_names={code: name for name, code in encoding.items()},
+        path=out,
+        title=title,
+        size=tuple(args.size) if args.size else (1200, 700),
+    )
+    return f"item {args.index} of seed {args.seed}: {title}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from .._errors import require
+
+    require("matplotlib", "plot")
+    out = Path(args.out or ("overview.png" if args.overview else "item.png"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        signals, annotations = _load_tables(args.paths, args.reroot)
+        if args.overview:
+            from ..plot import plot_overview
+
+            plot_overview(
+                annotations,
+                out,
+                column=args.label_column,
+                size=tuple(args.size) if args.size else None,
+            )
+            n_recordings = len(set(annotations.column("recording").to_pylist()))
+            what = f"label distribution of {n_recordings} recording(s)"
+        else:
+            what = _plot_item(args, signals, annotations, out)
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    print(f"wrote {out}: {what}")
+    return 0

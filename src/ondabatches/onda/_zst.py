@@ -1,0 +1,220 @@
+"""The ``lpcm.zst`` format: LPCM bytes compressed with zstd.
+
+Reading accepts any valid zstd stream: Onda.jl writes one frame without a content
+size, other writers several frames or skippable frames, so decompression always reads
+across frames. Writing uses the zstd *seekable format* (independent frames of about
+1 MiB of samples followed by a seek table in a skippable frame), which the ``zstd``
+command-line tool decompresses like any other file. When a file has a seek table, a
+window decompresses only the frames it overlaps, fetched with one ranged read;
+otherwise the stream is decompressed from its start up to the window's end.
+
+Seek table layout (little-endian), at the end of the file::
+
+    skippable frame header   magic 0x184D2A5E (u32), frame size (u32)
+    one entry per frame      compressed size (u32), decompressed size (u32)[, checksum (u32)]
+    footer (9 bytes)         number of frames (u32), descriptor (u8), magic 0x8F92EAB1 (u32)
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import fsspec
+import numpy as np
+import pyzstd
+import zstandard
+
+from .._errors import SampleFileError
+from ._lpcm import (
+    channels_by_time,
+    check_lpcm_size,
+    file_meta,
+    interleaved_chunks,
+    read_range,
+    remote_size,
+    url_of,
+)
+from ._samples import SamplesInfo
+from ._storage import is_local
+
+__all__ = ["LPCMZstFormat"]
+
+_SEEK_TABLE_MAGIC = 0x8F92EAB1
+_SKIPPABLE_MAGIC = 0x184D2A5E
+_FOOTER = struct.Struct("<IBI")
+_SKIPPABLE_HEADER = struct.Struct("<II")
+_CHECKSUM_FLAG = 0x80
+_RESERVED_BITS = 0x7C
+
+# Onda.jl-style single-frame files are streamed from remote storage in blocks this big.
+_STREAM_BLOCK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SeekTable:
+    """Where each frame starts, in the compressed file and in the decompressed bytes."""
+
+    compressed_offsets: np.ndarray  # n_frames + 1 int64, the last one = end of the frames
+    decompressed_offsets: np.ndarray  # n_frames + 1 int64, the last one = decompressed size
+
+    @property
+    def decompressed_size(self) -> int:
+        return int(self.decompressed_offsets[-1])
+
+    def frames_for(self, start: int, stop: int) -> tuple[int, int]:
+        """The frames ``[first, last)`` that hold decompressed bytes ``start:stop``."""
+        d = self.decompressed_offsets
+        first = int(np.searchsorted(d, start, side="right")) - 1
+        last = int(np.searchsorted(d, stop, side="left"))
+        return first, last
+
+
+def parse_seek_table(size: int, read: Callable[[int, int], bytes | np.ndarray]) -> SeekTable | None:
+    """The seek table of a zstd file of ``size`` bytes, or ``None`` if it has none.
+
+    ``read(start, stop)`` returns bytes of the file. Anything that does not look like
+    a consistent seek table gives ``None``: streaming is always correct.
+    """
+    if size < _SKIPPABLE_HEADER.size + _FOOTER.size:
+        return None
+    n_frames, descriptor, magic = _FOOTER.unpack(bytes(read(size - _FOOTER.size, size)))
+    if magic != _SEEK_TABLE_MAGIC or descriptor & _RESERVED_BITS:
+        return None
+    entry_size = 12 if descriptor & _CHECKSUM_FLAG else 8
+    table_size = n_frames * entry_size + _FOOTER.size
+    table_start = size - table_size - _SKIPPABLE_HEADER.size
+    if table_start < 0:
+        return None
+    raw = bytes(read(table_start, size - _FOOTER.size))
+    frame_magic, frame_size = _SKIPPABLE_HEADER.unpack_from(raw)
+    if frame_magic != _SKIPPABLE_MAGIC or frame_size != table_size:
+        return None
+    entries = np.frombuffer(raw, dtype="<u4", offset=_SKIPPABLE_HEADER.size).reshape(
+        n_frames, entry_size // 4
+    )
+    compressed = np.zeros(n_frames + 1, dtype=np.int64)
+    decompressed = np.zeros(n_frames + 1, dtype=np.int64)
+    np.cumsum(entries[:, 0], out=compressed[1:])
+    np.cumsum(entries[:, 1], out=decompressed[1:])
+    if compressed[-1] != table_start:
+        return None
+    return SeekTable(compressed, decompressed)
+
+
+def _stream_into(
+    source: BinaryIO | np.ndarray, skip: int, n: int, url: str, *, expect_end: bool
+) -> np.ndarray:
+    """Decompress ``source`` (a file or a buffer) across frames from its start.
+
+    Drops ``skip`` bytes and returns the next ``n``; with ``expect_end``, the stream
+    must end right after them.
+    """
+    reader = zstandard.ZstdDecompressor().stream_reader(
+        source, read_across_frames=True, closefd=False
+    )
+    buf = np.empty(n, dtype=np.uint8)
+    view = memoryview(buf)
+    got = 0
+    try:
+        reached = reader.seek(skip) if skip else 0  # seeking forward decompresses and drops
+        while reached == skip and got < n:
+            k = reader.readinto(view[got:])
+            if not k:
+                break
+            got += k
+        extra = len(reader.read(1)) if expect_end and got == n else 0
+    except zstandard.ZstdError as exc:
+        raise SampleFileError(f"sample file {url} is not valid zstd data: {exc}") from exc
+    if reached < skip or got < n:
+        raise SampleFileError(
+            f"sample file {url} decompresses to only {reached + got} bytes; expected at least "
+            f"{skip + n} bytes"
+        )
+    if extra:
+        raise SampleFileError(
+            f"sample file {url} decompresses to more than the {skip + n} bytes its signal holds"
+        )
+    return buf
+
+
+@dataclass(frozen=True, slots=True)
+class LPCMZstFormat:
+    """Onda's ``"lpcm.zst"``: LPCM compressed with zstd, written in the seekable format.
+
+    Parameters
+    ----------
+    frame_bytes:
+        Decompressed size of each frame written, rounded down to a whole number of
+        multichannel samples; a window read decompresses the frames it overlaps.
+    level:
+        zstd compression level.
+
+    Examples
+    --------
+    >>> import io, subprocess
+    >>> info = SamplesInfo("x", ("a", "b"), "u", 1.0, 0.0, "int16", 1.0)
+    >>> buf = io.BytesIO()
+    >>> LPCMZstFormat().write(buf, np.array([[1, 2], [3, 4]], dtype=np.int16), info)
+    >>> pyzstd.decompress(buf.getvalue())
+    b'\\x01\\x00\\x03\\x00\\x02\\x00\\x04\\x00'
+    """
+
+    frame_bytes: int = 1 << 20
+    level: int = 3
+
+    def __post_init__(self) -> None:
+        if self.frame_bytes < 1:
+            raise ValueError(f"frame_bytes must be positive, got {self.frame_bytes}")
+
+    def read(
+        self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, rows: range, n_total: int
+    ) -> np.ndarray:
+        bps = info.bytes_per_sample
+        start, stop = rows.start * bps, rows.stop * bps
+        url = url_of(fs, path)
+        table = self._seek_table(fs, path)
+        if table is not None:
+            check_lpcm_size(url, table.decompressed_size, info, n_total, what="decompresses to")
+            if stop == start:
+                return channels_by_time(np.empty(0, dtype=np.uint8), info)
+            first, last = table.frames_for(start, stop)
+            c = table.compressed_offsets
+            compressed = read_range(fs, path, int(c[first]), int(c[last]))
+            skip = start - int(table.decompressed_offsets[first])
+            buf = _stream_into(compressed, skip, stop - start, url, expect_end=False)
+        else:
+            with self._open(fs, path) as file:
+                buf = _stream_into(file, start, stop - start, url, expect_end=rows.stop == n_total)
+        return channels_by_time(buf, info)
+
+    def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
+        bps = info.bytes_per_sample
+        frame = max(bps, self.frame_bytes // bps * bps)
+        with pyzstd.SeekableZstdFile(
+            file, "w", level_or_option=self.level, max_frame_content_size=frame
+        ) as out:
+            for chunk in interleaved_chunks(data, info):
+                out.write(chunk)
+
+    @staticmethod
+    def _seek_table(fs: fsspec.AbstractFileSystem, path: str) -> SeekTable | None:
+        if is_local(fs):
+            st = os.stat(path)
+            key: tuple[Any, ...] = ("seek-table", st.st_size, st.st_mtime_ns)
+            size = st.st_size
+        else:
+            key = ("seek-table",)
+            size = remote_size(fs, path)
+        return file_meta(
+            fs, path, key, lambda: parse_seek_table(size, lambda a, b: read_range(fs, path, a, b))
+        )
+
+    @staticmethod
+    def _open(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
+        if is_local(fs):
+            return open(path, "rb")
+        return fs.open(path, "rb", block_size=_STREAM_BLOCK, cache_type="readahead")

@@ -1,0 +1,237 @@
+"""EDF/EDF+/BDF import: samples equal pyedflib's own reading, bit for bit where encoded."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+pyedflib = pytest.importorskip("pyedflib")
+
+from ondabatches import SampleFileError, SampleFileNotFoundError  # noqa: E402
+from ondabatches.cli import main  # noqa: E402
+from ondabatches.edf import import_edf, sensor_type_and_channel  # noqa: E402
+from ondabatches.onda import (  # noqa: E402
+    iter_annotations,
+    iter_signals,
+    load,
+    read_annotations,
+    read_signals,
+)
+
+# label, rate (Hz), physical min/max, digital min/max, unit, transducer
+EDF_CHANNELS = [
+    ("EEG Fpz-Cz", 100, -200.0, 200.0, -32768, 32767, "uV", "AgAgCl electrode"),
+    ("EEG Pz-Oz", 100, -200.0, 200.0, -32768, 32767, "uV", "AgAgCl electrode"),
+    # Same sensor and rate, another physical range: must not share an encoding.
+    ("EEG C3-M2", 100, -500.0, 250.0, -2048, 2047, "uV", ""),
+    ("EOG horizontal", 100, -1000.0, 1000.0, -32768, 32767, "uV", ""),
+    ("EMG submental", 200, -5.0, 5.0, -32768, 32767, "mV", ""),
+    ("Resp oro-nasal", 1, -2048.0, 2047.0, -2048, 2047, "", ""),
+    ("C4-M1", 100, -200.0, 200.0, -32768, 32767, "uV", "EEG electrode"),
+    ("Light", 1, 0.0, 1000.0, 0, 1000, "lux", ""),
+]
+SECONDS = 60
+ANNOTATIONS = [(0.0, 30.0, "Sleep stage W"), (30.0, 30.0, "Sleep stage 1"), (12.5, -1, "Arousal")]
+
+
+def write_edf(path: Path, channels=EDF_CHANNELS, *, bdf: bool = False, seed: int = 0) -> Path:
+    """An EDF+ (or BDF+) file of random digital samples spanning each channel's range."""
+    rng = np.random.default_rng(seed)
+    file_type = pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
+    writer = pyedflib.EdfWriter(str(path), len(channels), file_type=file_type)
+    try:
+        headers, data = [], []
+        for label, rate, pmin, pmax, dmin, dmax, unit, transducer in channels:
+            if bdf:  # 24-bit samples: widen the digital range to prove int32 storage
+                dmin, dmax = dmin * 256, dmax * 256 + 255
+            headers.append(
+                {
+                    "label": label,
+                    "dimension": unit,
+                    "sample_frequency": rate,
+                    "physical_min": pmin,
+                    "physical_max": pmax,
+                    "digital_min": dmin,
+                    "digital_max": dmax,
+                    "transducer": transducer,
+                    "prefilter": "",
+                }
+            )
+            data.append(
+                rng.integers(dmin, dmax, size=rate * SECONDS, endpoint=True, dtype=np.int32)
+            )
+        writer.setSignalHeaders(headers)
+        for onset, duration, text in ANNOTATIONS:
+            writer.writeAnnotation(onset, duration, text)
+        writer.writeSamples(data, digital=True)
+    finally:
+        writer.close()
+    return path
+
+
+def assert_equals_pyedflib(edf_path: Path, out: Path, name: str) -> int:
+    """Every channel of ``edf_path`` imported under ``out``: digital exact, physical close."""
+    signals = list(iter_signals(read_signals(out / f"{name}.onda.signal.arrow")))
+    reader = pyedflib.EdfReader(str(edf_path))
+    try:
+        labels = reader.getSignalLabels()
+        found = 0
+        for signal in signals:
+            encoded = load(signal, encoded=True).data
+            decoded = load(signal).data
+            for row, channel in enumerate(signal.channels):
+                # The import keeps channel order, so channel k of the group is its k-th label.
+                i = [j for j, lab in enumerate(labels) if _channel_of(lab) == channel][0]
+                np.testing.assert_array_equal(encoded[row], reader.readSignal(i, digital=True))
+                np.testing.assert_allclose(
+                    decoded[row], reader.readSignal(i), rtol=1e-12, atol=1e-9
+                )
+                assert signal.sample_rate == reader.getSampleFrequency(i)
+                found += 1
+        assert found == reader.signals_in_file
+    finally:
+        reader.close()
+    return found
+
+
+def _channel_of(label: str) -> str:
+    return sensor_type_and_channel(label)[1]
+
+
+@pytest.mark.parametrize("bdf", [False, True], ids=["edf", "bdf"])
+@pytest.mark.parametrize("file_format", ["lpcm", "lpcm.zst"])
+def test_import_equals_pyedflib_reading(tmp_path, bdf, file_format):
+    edf = write_edf(tmp_path / ("night.bdf" if bdf else "night.edf"), bdf=bdf)
+    recording = uuid.UUID(int=7)
+    signals, annotations = import_edf(
+        edf, tmp_path / "onda", recording=recording, file_format=file_format
+    )
+    assert assert_equals_pyedflib(edf, tmp_path / "onda", "night") == len(EDF_CHANNELS)
+
+    rows = {s.sensor_label: s for s in iter_signals(signals)}
+    # Grouped by sensor, rate and encoding: the C3-M2 range and the C4-M1 transducer-typed
+    # channel (same encoding as Fpz-Cz) decide which EEG channels share a signal.
+    assert rows["eeg"].channels == ("fpz-cz", "pz-oz", "c4-m1")
+    assert rows["eeg_2"].channels == ("c3-m2",)
+    assert set(rows) == {"eeg", "eeg_2", "eog", "emg", "resp", "light"}
+    assert rows["emg"].info.sample_unit == "millivolt" and rows["emg"].sample_rate == 200.0
+    assert rows["resp"].info.sample_unit == "unknown" and rows["resp"].sample_rate == 1.0
+    assert rows["eeg"].info.sample_type == ("int32" if bdf else "int16")
+    assert rows["eeg_2"].info.sample_resolution_in_unit == pytest.approx(
+        750.0 / (4095 * 256 + 255 if bdf else 4095)
+    )
+    assert all(s.file_format == file_format for s in rows.values())
+    assert all(not Path(s.file_path).is_absolute() for s in rows.values())
+    assert all(s.span.stop == SECONDS * 10**9 and s.recording == recording for s in rows.values())
+
+    table = read_annotations(tmp_path / "onda" / "night.onda.annotation.arrow")
+    got = sorted((a.span.start, a.span.stop, a.extra["value"]) for a in iter_annotations(table))
+    assert got == [
+        (0, 30 * 10**9, "Sleep stage W"),
+        (12_500_000_000, 12_500_000_001, "Arousal"),
+        (30 * 10**9, 60 * 10**9, "Sleep stage 1"),
+    ]
+    assert annotations.num_rows == 3
+
+
+def test_import_of_pyedflib_test_file(tmp_path):
+    edf = Path(pyedflib.data.get_generator_filename())
+    signals, annotations = import_edf(edf, tmp_path, name="generator")
+    assert assert_equals_pyedflib(edf, tmp_path, "generator") == 11
+    assert signals.num_rows == 11  # every label is its own sensor: no sensor word in any
+    assert "sine_8.5_hz" in [c for cs in signals.column("channels").to_pylist() for c in cs]
+    assert annotations.column("value").to_pylist() == ["Recording starts", "Recording ends"]
+
+
+def test_sensor_type_and_channel():
+    assert sensor_type_and_channel("EEG Fpz-Cz") == ("eeg", "fpz-cz")
+    assert sensor_type_and_channel("ECG") == ("ecg", "ecg")
+    assert sensor_type_and_channel("EKG II") == ("ecg", "ii")
+    assert sensor_type_and_channel("SaO2") == ("spo2", "spo2")
+    assert sensor_type_and_channel("F3-M2", "EEG AgCl") == ("eeg", "f3-m2")
+    assert sensor_type_and_channel("Body Temp") == ("body_temp", "body_temp")
+    assert sensor_type_and_channel("  ") == ("unknown", "channel")
+    assert sensor_type_and_channel("EEG A1+A2") == ("eeg", "a1_a2")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=16), st.text(max_size=8))
+def test_names_are_onda_valid(label, transducer):
+    # Onda.jl: lowercase snake-case alphanumeric; channel names may also hold "-" and ".".
+    sensor, channel = sensor_type_and_channel(label, transducer)
+    assert re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", sensor), sensor
+    assert re.fullmatch(r"[a-z0-9.\-]+(_[a-z0-9.\-]+)*", channel), channel
+
+
+def test_import_errors(tmp_path):
+    with pytest.raises(SampleFileNotFoundError, match="missing.edf"):
+        import_edf(tmp_path / "missing.edf", tmp_path / "out")
+    bogus = tmp_path / "bogus.edf"
+    bogus.write_bytes(b"not an edf file at all" * 20)
+    with pytest.raises(SampleFileError, match="bogus.edf"):
+        import_edf(bogus, tmp_path / "out")
+    # The same file, marked discontinuous in its header's reserved field: refused.
+    gappy = tmp_path / "gappy.edf"
+    raw = bytearray(write_edf(tmp_path / "ok.edf").read_bytes())
+    assert raw[192:197] == b"EDF+C"
+    raw[192:197] = b"EDF+D"
+    gappy.write_bytes(bytes(raw))
+    with pytest.raises(SampleFileError, match="discontinuous EDF\\+D"):
+        import_edf(gappy, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_import_edf_in_process(tmp_path, capsys):
+    edf = write_edf(tmp_path / "a.edf")
+    bdf = write_edf(tmp_path / "b.bdf", bdf=True, seed=1)
+    out = tmp_path / "onda"
+    assert main(["import-edf", str(edf), str(bdf), "--out", str(out), "--format", "lpcm.zst"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2]" in printed and "[2/2]" in printed and "3 annotation(s)" in printed
+    assert assert_equals_pyedflib(edf, out, "a") == len(EDF_CHANNELS)
+    assert assert_equals_pyedflib(bdf, out, "b") == len(EDF_CHANNELS)
+    recordings = {
+        s.recording
+        for n in "ab"
+        for s in iter_signals(read_signals(out / f"{n}.onda.signal.arrow"))
+    }
+    assert len(recordings) == 2  # one fresh recording per file
+
+    # --recording names one recording: refused for two files.
+    one = str(uuid.UUID(int=1))
+    assert main(["import-edf", str(edf), str(bdf), "-o", str(out), "--recording", one]) == 1
+    assert "--recording" in capsys.readouterr().err
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ondabatches", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_import_edf_subprocess(tmp_path):
+    edf = write_edf(tmp_path / "sub.edf")
+    done = run_cli("import-edf", str(edf), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert assert_equals_pyedflib(edf, tmp_path / "out", "sub") == len(EDF_CHANNELS)
+
+    missing = run_cli("import-edf", str(tmp_path / "nope.edf"), "--out", str(tmp_path / "o"))
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines()[0].startswith("ondabatches import-edf: error:")
+    assert "nope.edf" in missing.stderr and "Traceback" not in missing.stderr
+
+    junk = tmp_path / "junk.edf"
+    junk.write_text("hello\n" * 100)
+    bad = run_cli("import-edf", str(junk), "--out", str(tmp_path / "o"))
+    assert bad.returncode == 1 and "junk.edf" in bad.stderr and "Traceback" not in bad.stderr
+
+    helped = run_cli("import-edf", "--help")
+    assert helped.returncode == 0 and "re-quantized" in helped.stdout
