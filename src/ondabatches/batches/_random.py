@@ -1,1 +1,291 @@
-__all__: list[str] = []
+"""Endless pseudo-random batches (OndaBatches' ``RandomBatches``): batch k is f(seed, k)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .._errors import BatchSpecError
+from ..labels._labeled import StoredLabels
+from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan
+from ._item import BatchItem
+from ._state import BatchState
+from ._table import LabeledArrays
+
+__all__ = [
+    "RandomBatches",
+    "class_balanced_weights",
+    "duration_weights",
+    "inverse_frequency_label_weights",
+]
+
+# The four sampling steps draw from four independent streams, so that item j of a
+# batch does not depend on the batch size (iterate_batch_item gives item 0).
+_ROWS, _EPOCHS, _STARTS, _CHANNELS = range(4)
+
+
+def _generator(seed: int, index: int, step: int) -> np.random.Generator:
+    # Philox is counter-based: the key is the seed, the two high counter words name the
+    # batch and the step; draws advance the low words. No stream ever overlaps another.
+    return np.random.Generator(np.random.Philox(key=seed, counter=[0, 0, step, index]))
+
+
+def _cumulative(weights: Any, n: int, what: str) -> np.ndarray:
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or len(w) != n:
+        raise BatchSpecError(f"{what} must be {n} weights, got shape {w.shape}")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise BatchSpecError(f"{what} must be finite and non-negative")
+    cum = np.cumsum(w)
+    if cum[-1] <= 0:
+        raise BatchSpecError(f"{what} sum to zero: nothing can be drawn")
+    return cum
+
+
+class RandomBatches:
+    """Endless pseudo-random batches of labeled windows.
+
+    Each item is drawn independently: (1) a row by ``signal_weights`` (uniform if
+    None); (2) a label epoch of that row by its ``label_weights`` (uniform if None);
+    (3) uniformly, a window of ``batch_duration`` on epoch boundaries, inside the label
+    span, containing that epoch; (4) ``n_channels`` channels without replacement, in
+    drawn order (all channels in their order if None).
+
+    Batch ``k`` depends only on ``(state.seed, k)``: resuming, skipping ahead or
+    computing a batch in another process costs the same as the next batch. Uniform
+    weights keep no per-label arrays.
+
+    Parameters
+    ----------
+    labeled:
+        A labeled table (:func:`~ondabatches.labels.label_signals`).
+    signal_weights:
+        One non-negative weight per row, or None.
+    label_weights:
+        Per row, one non-negative weight per label epoch, or None.
+    n_channels:
+        Channels per item, or None for all.
+    batch_size:
+        Items per batch.
+    batch_duration:
+        Window duration: a positive whole number of label epochs, no longer than any
+        row's label span.
+
+    Raises
+    ------
+    BatchSpecError
+        (a ``ValueError``) when parameters disagree with each other or with the table,
+        saying which numbers disagree.
+
+    Examples
+    --------
+    >>> from datetime import timedelta
+    >>> batches = RandomBatches(labeled, n_channels=1, batch_size=3,
+    ...                         batch_duration=timedelta(seconds=60))  # doctest: +SKIP
+    >>> batch, state = batches.iterate_batch(batches.initial_state(seed=1))  # doctest: +SKIP
+    >>> len(batch), state.index  # doctest: +SKIP
+    (3, 1)
+    """
+
+    def __init__(
+        self,
+        labeled: pa.Table,
+        *,
+        signal_weights: Sequence[float] | np.ndarray | None = None,
+        label_weights: Sequence[Sequence[float] | np.ndarray] | None = None,
+        n_channels: int | None = None,
+        batch_size: int,
+        batch_duration: TimeLike,
+    ) -> None:
+        self._rows = rows = LabeledArrays(labeled)
+        if (
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, (int, np.integer))
+            or batch_size < 1
+        ):
+            raise BatchSpecError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = int(batch_size)
+        self.batch_duration, self._segments = rows.segments(batch_duration)
+        if n_channels is not None:
+            if (
+                isinstance(n_channels, bool)
+                or not isinstance(n_channels, (int, np.integer))
+                or n_channels < 1
+            ):
+                raise BatchSpecError(
+                    f"n_channels must be a positive integer or None, got {n_channels!r}"
+                )
+            bad = np.flatnonzero(rows.n_channels < n_channels)
+            if len(bad):
+                i = int(bad[0])
+                raise BatchSpecError(
+                    f"n_channels={n_channels} but row {i} (recording {rows.recordings[i]}) has "
+                    f"only {int(rows.n_channels[i])} channels {list(rows.channels[i])}"
+                )
+            n_channels = int(n_channels)
+        self.n_channels = n_channels
+        self._signal_cum = (
+            None
+            if signal_weights is None
+            else _cumulative(signal_weights, rows.n_rows, "signal_weights")
+        )
+        self._label_cum: list[np.ndarray] | None = None
+        if label_weights is not None:
+            if len(label_weights) != rows.n_rows:
+                raise BatchSpecError(
+                    f"label_weights has {len(label_weights)} entries for {rows.n_rows} rows"
+                )
+            self._label_cum = [
+                _cumulative(
+                    w,
+                    int(rows.n_labels[i]),
+                    f"label_weights of row {i} (recording {rows.recordings[i]})",
+                )
+                for i, w in enumerate(label_weights)
+            ]
+        digest = rows.digest(
+            None if signal_weights is None else np.asarray(signal_weights, dtype=np.float64),
+            None if self._label_cum is None else np.concatenate(self._label_cum),
+        )
+        self._config = {
+            "scheme": "RandomBatches",
+            "batch_size": self.batch_size,
+            "batch_duration_ns": self.batch_duration,
+            "n_channels": self.n_channels,
+            "n_rows": rows.n_rows,
+            "table_digest": digest,
+        }
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The configuration fingerprint that states are bound to."""
+        return dict(self._config)
+
+    def initial_state(self, seed: int = 0) -> BatchState:
+        """The state of the first batch of the stream seeded by ``seed``."""
+        return BatchState(seed=seed, index=0, config=self._config)
+
+    def iterate_batch(self, state: BatchState) -> tuple[list[BatchItem], BatchState]:
+        """Batch ``state.index`` of ``state.seed``'s stream, and the next state.
+
+        Raises
+        ------
+        StateError
+            If ``state`` is bound to another configuration.
+        """
+        state = state.bind(self._config)
+        return self.draw(state.seed, state.index, self.batch_size), state.advance()
+
+    def iterate_batch_item(self, state: BatchState) -> tuple[BatchItem, BatchState]:
+        """The first item of ``iterate_batch(state)``'s batch, and the next state."""
+        state = state.bind(self._config)
+        return self.draw(state.seed, state.index, 1)[0], state.advance()
+
+    def draw(self, seed: int, index: int, size: int) -> list[BatchItem]:
+        """The first ``size`` items of batch ``index`` of ``seed``'s stream."""
+        rows = self._rows
+        g = _generator(seed, index, _ROWS)
+        if self._signal_cum is None:
+            picked = g.integers(0, rows.n_rows, size=size)
+        else:
+            total = self._signal_cum[-1]
+            picked = np.searchsorted(self._signal_cum, g.random(size) * total, side="right")
+            np.minimum(picked, rows.n_rows - 1, out=picked)
+        n_labels = rows.n_labels[picked]
+        g = _generator(seed, index, _EPOCHS)
+        if self._label_cum is None:
+            epochs = g.integers(0, n_labels)
+        else:
+            u = g.random(size)
+            epochs = np.empty(size, dtype=np.int64)
+            for j, r in enumerate(picked):
+                cum = self._label_cum[r]
+                epochs[j] = min(np.searchsorted(cum, u[j] * cum[-1], side="right"), len(cum) - 1)
+        segments = self._segments[picked]
+        low = np.maximum(0, epochs - segments + 1)
+        high = np.minimum(epochs, n_labels - segments)
+        starts = _generator(seed, index, _STARTS).integers(low, high + 1)
+        if self.n_channels is None:
+            channels = [rows.channels[r] for r in picked.tolist()]
+        else:
+            n_ch = rows.n_channels[picked]
+            keys = _generator(seed, index, _CHANNELS).random((size, int(n_ch.max())))
+            keys[np.arange(keys.shape[1]) >= n_ch[:, None]] = 2.0  # never among the first
+            chosen = np.argsort(keys, axis=1, kind="stable")[:, : self.n_channels].tolist()
+            channels = [
+                tuple(rows.channels[r][c] for c in cs)
+                for r, cs in zip(picked.tolist(), chosen, strict=True)
+            ]
+        item = rows.item
+        duration = self.batch_duration
+        return [
+            item(r, s, n, duration, ch)
+            for r, s, n, ch in zip(
+                picked.tolist(), starts.tolist(), segments.tolist(), channels, strict=True
+            )
+        ]
+
+    def __repr__(self) -> str:
+        return (
+            f"RandomBatches({self._rows.n_rows} rows, batch_size={self.batch_size}, "
+            f"batch_duration={self.batch_duration / NS_PER_S:g} s, n_channels={self.n_channels})"
+        )
+
+
+def _all_codes(labeled: pa.Table) -> list[np.ndarray]:
+    rows = LabeledArrays(labeled)
+    out = []
+    for i, labels in enumerate(rows.labels):
+        if isinstance(labels, StoredLabels):
+            labels = labels.load(TimeSpan(int(rows.label_start[i]), int(rows.label_stop[i])))
+        out.append(np.asarray(labels))
+    return out
+
+
+def inverse_frequency_label_weights(labeled: pa.Table) -> list[np.ndarray]:
+    """Per row, a weight per label epoch of ``1 / (count of its code in the whole table)``.
+
+    With these as ``label_weights``, every code is equally likely *within* a row's
+    draw; use :func:`class_balanced_weights` to balance over the whole table.
+
+    Examples
+    --------
+    >>> lw = inverse_frequency_label_weights(labeled)  # doctest: +SKIP
+    """
+    codes = _all_codes(labeled)
+    values, counts = np.unique(np.concatenate(codes), return_counts=True)
+    lookup = dict(zip(values.tolist(), (1.0 / counts).tolist(), strict=True))
+    return [np.array([lookup[c] for c in row.tolist()], dtype=np.float64) for row in codes]
+
+
+def class_balanced_weights(labeled: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(signal_weights, label_weights)`` under which every label code is equally likely.
+
+    The label weights are :func:`inverse_frequency_label_weights`; each row's signal
+    weight is the sum of its label weights, so the chosen epoch's code is uniform over
+    the codes present in the table.
+
+    Examples
+    --------
+    >>> sw, lw = class_balanced_weights(labeled)  # doctest: +SKIP
+    >>> batches = RandomBatches(labeled, signal_weights=sw, label_weights=lw, batch_size=8,
+    ...                         batch_duration=30 * 10**9)  # doctest: +SKIP
+    """
+    label_weights = inverse_frequency_label_weights(labeled)
+    return np.array([w.sum() for w in label_weights]), label_weights
+
+
+def duration_weights(labeled: pa.Table) -> np.ndarray:
+    """Per row, its labeled duration in seconds: every labeled second equally likely.
+
+    Examples
+    --------
+    >>> sw = duration_weights(labeled)  # doctest: +SKIP
+    """
+    from ..onda._arrow import span_bounds
+
+    starts, stops = span_bounds(labeled.column("label_span"))
+    return (stops - starts).astype(np.float64) / NS_PER_S

@@ -1,1 +1,172 @@
-__all__: list[str] = []
+"""Batch states and the batch-scheme protocol.
+
+A batch scheme is anything with ``iterate_batch(state) -> (batch, next_state) | None``.
+The state is a small immutable value: the seed, the index of the batch it stands
+for, and a fingerprint of the configuration that produced it, so that restoring a
+checkpoint into a differently configured scheme fails loudly instead of quietly
+producing other batches.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, runtime_checkable
+
+from .._errors import StateError
+
+__all__ = ["BatchScheme", "BatchState", "STATE_VERSION"]
+
+#: Version of the state's JSON layout; a state of another version is refused.
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class BatchState:
+    """Where a batch scheme stands: batch ``index`` of the stream seeded by ``seed``.
+
+    ``config`` is a fingerprint of the scheme (its class, sizes, durations and a digest
+    of its table and weights) as sorted ``(key, value)`` pairs. A state with an empty
+    ``config`` is *unbound*: any scheme accepts it, and the state it returns is bound.
+
+    Parameters
+    ----------
+    seed:
+        A non-negative integer below 2**64.
+    index:
+        The 0-based index of the batch this state yields.
+    config:
+        The configuration fingerprint; a mapping or ``(key, value)`` pairs.
+    version:
+        The layout version, :data:`STATE_VERSION`.
+
+    Examples
+    --------
+    >>> state = BatchState(seed=7)
+    >>> state.advance(3)
+    BatchState(seed=7, index=3, config=(), version=1)
+    >>> BatchState.from_json(state.to_json()) == state
+    True
+    """
+
+    seed: int
+    index: int = 0
+    config: tuple[tuple[str, Any], ...] = ()
+    version: int = STATE_VERSION
+
+    def __post_init__(self) -> None:
+        for name in ("seed", "index", "version"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise StateError(f"BatchState.{name} must be an int, got {value!r}")
+        if not 0 <= self.seed < 2**64:
+            raise StateError(f"BatchState.seed must be in [0, 2**64), got {self.seed}")
+        if self.index < 0:
+            raise StateError(f"BatchState.index must be >= 0, got {self.index}")
+        if self.version != STATE_VERSION:
+            raise StateError(
+                f"BatchState version {self.version} is not supported; this ondabatches "
+                f"reads version {STATE_VERSION}"
+            )
+        config = self.config.items() if isinstance(self.config, Mapping) else self.config
+        object.__setattr__(self, "config", tuple(sorted((str(k), _freeze(v)) for k, v in config)))
+
+    def advance(self, n: int = 1) -> BatchState:
+        """The state ``n`` batches later (O(1): batches depend only on seed and index)."""
+        return replace(self, index=self.index + n)
+
+    def bind(self, config: Mapping[str, Any]) -> BatchState:
+        """This state bound to ``config``; refuses a state bound to a different one.
+
+        Raises
+        ------
+        StateError
+            If the state is bound to another configuration; the message lists every
+            key whose values differ, with the state's and the scheme's values.
+        """
+        bound = replace(self, config=tuple(config.items()))
+        if not self.config or self.config == bound.config:
+            return bound
+        mine, theirs = dict(self.config), dict(bound.config)
+        diffs = [
+            f"  {key}: state has {mine.get(key, '<missing>')!r}, scheme has "
+            f"{theirs.get(key, '<missing>')!r}"
+            for key in sorted(set(mine) | set(theirs))
+            if mine.get(key, "<missing>") != theirs.get(key, "<missing>")
+        ]
+        raise StateError(
+            "this state belongs to a differently configured batch scheme:\n" + "\n".join(diffs)
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "seed": self.seed,
+            "index": self.index,
+            "config": {k: _thaw(v) for k, v in self.config},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BatchState:
+        try:
+            return cls(
+                seed=d["seed"],
+                index=d["index"],
+                config=d.get("config") or (),
+                version=d.get("version", STATE_VERSION),
+            )
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise StateError(f"not a batch state: {d!r} ({exc})") from exc
+
+    def to_json(self) -> str:
+        """A compact JSON string (keys sorted, so equal states give equal strings)."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> BatchState:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise StateError(f"batch state is not valid JSON: {exc}") from exc
+        if not isinstance(d, dict):
+            raise StateError(f"batch state JSON must be an object, got {type(d).__name__}")
+        return cls.from_dict(d)
+
+
+def _freeze(value: Any) -> Any:
+    # JSON round trips turn tuples into lists; freeze both so equality and hashing hold.
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@runtime_checkable
+class BatchScheme(Protocol):
+    """Anything that turns a state into a batch and the next state.
+
+    ``iterate_batch(state)`` returns ``(batch, next_state)``, or ``None`` when a finite
+    scheme has no batch at ``state``. The batch is a sequence of items that
+    :func:`~ondabatches.materialize.materialize_batch` (or the user's own function)
+    turns into arrays. It must be a pure function of ``state``.
+
+    Examples
+    --------
+    >>> class FixedList:
+    ...     def __init__(self, batches):
+    ...         self.batches = batches
+    ...     def iterate_batch(self, state):
+    ...         if state.index >= len(self.batches):
+    ...             return None
+    ...         return self.batches[state.index], state.advance()
+    >>> isinstance(FixedList([[1], [2]]), BatchScheme)
+    True
+    """
+
+    def iterate_batch(self, state: BatchState) -> tuple[Sequence[Any], BatchState] | None: ...

@@ -1,1 +1,598 @@
-__all__: list[str] = []
+"""The labeled-signals table (``labeled.signal@2``): signals with dense labels attached.
+
+A labeled table is an ``onda.signal@2`` table (a :class:`pyarrow.Table`) with two more
+columns:
+
+``label_span``
+    The span the labels cover, relative to the start of the *recording* (like ``span``).
+``labels``
+    A struct holding either the label codes themselves (``data``, little-endian
+    ``sample_type`` bytes, one per epoch) or a reference to an Onda ``lpcm`` signal file
+    holding them (``file_path``, ``file_format``, ``span``), which is read window by
+    window. Both carry ``sample_type`` and ``sample_rate`` (``1 / epoch``).
+
+The schema metadata key ``legolas_schema_qualified`` is ``labeled.signal@2>onda.signal@2``.
+Rows are handled one at a time as :class:`LabeledSignal` values.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Union
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc
+
+from .._errors import LabelError, SchemaError, SpanError
+from ..onda._arrow import TimeSpanType, spans_from_array, timespan_array
+from ..onda._samples import Samples, SamplesInfo, sample_dtype
+from ..onda._signal import Signal
+from ..onda._storage import filesystem_for, storage_errors
+from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds, time_from_index
+
+__all__ = [
+    "LABELED_SCHEMA",
+    "LabeledSignal",
+    "StoredLabels",
+    "iter_labeled_signals",
+    "label_info",
+    "labeled_signals_table",
+    "load_labeled_signal",
+    "read_labeled_signals",
+    "store_labels",
+    "sub_label_span",
+    "write_labeled_signals",
+]
+
+#: The Legolas schema of a labeled-signals table.
+LABELED_SCHEMA = "labeled.signal@2>onda.signal@2"
+_SCHEMA_KEY = b"legolas_schema_qualified"
+
+#: Arrow type of the ``labels`` column.
+LABELS_TYPE = pa.struct(
+    [
+        pa.field("file_path", pa.string()),
+        pa.field("file_format", pa.string()),
+        pa.field("span", TimeSpanType()),
+        pa.field("sample_type", pa.string(), nullable=False),
+        pa.field("sample_rate", pa.float64(), nullable=False),
+        pa.field("data", pa.large_binary()),
+    ]
+)
+
+
+def label_info(epoch: TimeLike, sample_type: str = "uint8") -> SamplesInfo:
+    """The :class:`SamplesInfo` of labels sampled once per ``epoch``.
+
+    One channel named ``label``, unit ``label``, identity encoding, rate ``1 / epoch``.
+
+    >>> label_info(30 * 10**9).sample_rate == 1 / 30
+    True
+    """
+    epoch_ns = nanoseconds(epoch)
+    if epoch_ns <= 0:
+        raise ValueError(f"epoch must be positive, got {epoch_ns} ns")
+    return SamplesInfo(
+        sensor_type="label",
+        channels=("label",),
+        sample_unit="label",
+        sample_resolution_in_unit=1.0,
+        sample_offset_in_unit=0.0,
+        sample_type=sample_type,
+        sample_rate=NS_PER_S / epoch_ns,
+    )
+
+
+def epoch_of(info: SamplesInfo) -> int:
+    """The epoch in nanoseconds of labels at ``info.sample_rate``.
+
+    Label rates such as ``1/30`` Hz are not exact floats, so the epoch is recovered by
+    rounding and all label arithmetic is done on integer nanoseconds.
+    """
+    epoch = round(NS_PER_S / info.sample_rate)
+    if epoch <= 0 or abs(NS_PER_S / epoch - info.sample_rate) > 1e-9 * info.sample_rate:
+        raise LabelError(f"label sample rate {info.sample_rate} Hz is not 1 / (whole nanoseconds)")
+    return epoch
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLabels:
+    """A reference to labels stored as an Onda signal file, read window by window.
+
+    ``span`` is the labels signal's span relative to the start of the recording.
+
+    Examples
+    --------
+    >>> import uuid
+    >>> ref = StoredLabels(uuid.UUID(int=1), "/data/labels_a.lpcm", "lpcm",
+    ...                    TimeSpan(0, 300 * 10**9), label_info(30 * 10**9))
+    >>> ref.epoch, ref.n_labels
+    (30000000000, 10)
+    """
+
+    recording: uuid.UUID
+    file_path: str
+    file_format: str
+    span: TimeSpan
+    info: SamplesInfo
+
+    @property
+    def epoch(self) -> int:
+        return epoch_of(self.info)
+
+    @property
+    def n_labels(self) -> int:
+        return self.span.duration // self.epoch
+
+    def signal(self) -> Signal:
+        """The labels as an Onda :class:`Signal`."""
+        # The span's stop is where sample n_labels would fall at the float label rate;
+        # that keeps Signal.n_samples == n_labels although 1/epoch is rarely an exact float.
+        stop = self.span.start + time_from_index(self.n_labels, self.info.sample_rate)
+        span = TimeSpan(self.span.start, max(stop, self.span.stop))
+        return Signal(self.recording, self.file_path, self.file_format, span, "label", self.info)
+
+    def load(self, window: TimeSpan) -> np.ndarray:
+        """Label codes (1-D, ``info.dtype``) of ``window`` (relative to the recording).
+
+        Only the window's bytes are read. The window's start is rounded down to an
+        epoch and it holds exactly ``window.duration // epoch`` labels.
+        """
+        from ..onda._io import load_rows
+
+        first, count = _label_rows(self.span, window, self.epoch, self.n_labels)
+        samples = load_rows(self.signal(), range(first, first + count), encoded=True)
+        return np.asarray(samples.data[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recording": str(self.recording),
+            "file_path": self.file_path,
+            "file_format": self.file_format,
+            "span": self.span.to_dict(),
+            "info": self.info.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> StoredLabels:
+        return cls(
+            uuid.UUID(d["recording"]),
+            d["file_path"],
+            d["file_format"],
+            TimeSpan.from_value(d["span"]),
+            SamplesInfo.from_dict(d["info"]),
+        )
+
+
+def _label_rows(
+    label_span: TimeSpan, window: TimeSpan, epoch: int, n_labels: int
+) -> tuple[int, int]:
+    if not label_span.contains(window):
+        raise SpanError(f"window {window} is not inside the label span {label_span}")
+    first = (window.start - label_span.start) // epoch
+    count = window.duration // epoch
+    if first + count > n_labels:
+        raise SpanError(
+            f"window {window} needs labels {first}..{first + count - 1} but only {n_labels} exist"
+        )
+    return first, count
+
+
+Labels = Union[Samples, StoredLabels]  # noqa: UP007 (a runtime alias on Python 3.10)
+
+
+@dataclass(frozen=True, slots=True)
+class LabeledSignal:
+    """One row of a labeled table: a signal, the span its labels cover, and the labels.
+
+    ``labels`` are either encoded :class:`Samples` (one channel ``label``, one sample per
+    epoch, covering exactly ``label_span``) or a :class:`StoredLabels` reference.
+
+    Raises
+    ------
+    SpanError
+        If ``label_span`` is not inside the signal's span.
+    LabelError
+        If ``label_span`` is not a whole number of epochs, or in-memory labels do not
+        hold exactly one label per epoch of it.
+    """
+
+    signal: Signal
+    label_span: TimeSpan
+    labels: Labels
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "label_span", TimeSpan.from_value(self.label_span))
+        rec = self.signal.recording
+        if not self.signal.span.contains(self.label_span):
+            raise SpanError(
+                f"label span not inside the signal span for recording {rec} "
+                f"({self.signal.file_path}): label span {self.label_span}, "
+                f"signal span {self.signal.span}"
+            )
+        epoch = self.epoch
+        if self.label_span.duration % epoch:
+            raise LabelError(
+                f"label span {self.label_span} of recording {rec} is not a whole number "
+                f"of {epoch} ns epochs"
+            )
+        if isinstance(self.labels, Samples):
+            if self.labels.n_samples != self.n_labels:
+                raise LabelError(
+                    f"recording {rec}: label span {self.label_span} holds {self.n_labels} "
+                    f"epochs but {self.labels.n_samples} labels are given"
+                )
+        elif not self.labels.span.contains(self.label_span):
+            raise SpanError(
+                f"recording {rec}: label span {self.label_span} is not inside the stored "
+                f"labels' span {self.labels.span} ({self.labels.file_path})"
+            )
+
+    @property
+    def epoch(self) -> int:
+        """The label epoch in nanoseconds."""
+        return epoch_of(self.labels.info)
+
+    @property
+    def n_labels(self) -> int:
+        """How many labels (epochs) ``label_span`` holds."""
+        return self.label_span.duration // self.epoch
+
+    def label_codes(self, window: TimeSpan | None = None) -> np.ndarray:
+        """The label codes (1-D) of ``window`` (relative to the recording; all if None)."""
+        window = self.label_span if window is None else window
+        if isinstance(self.labels, StoredLabels):
+            if not self.label_span.contains(window):
+                raise SpanError(f"window {window} is not inside the label span {self.label_span}")
+            return self.labels.load(window)
+        first, count = _label_rows(self.label_span, window, self.epoch, self.n_labels)
+        return self.labels.data[0, first : first + count]
+
+
+def _labels_struct(labels: Sequence[Labels], label_spans: Sequence[TimeSpan]) -> pa.StructArray:
+    stored = [isinstance(lab, StoredLabels) for lab in labels]
+    spans = [lab.span if s else ls for lab, ls, s in zip(labels, label_spans, stored, strict=True)]
+    data = [
+        None if s else np.ascontiguousarray(lab.data[0], dtype=lab.info.dtype).tobytes()
+        for lab, s in zip(labels, stored, strict=True)
+    ]
+    return pa.StructArray.from_arrays(
+        [
+            pa.array(
+                [lab.file_path if s else None for lab, s in zip(labels, stored, strict=True)],
+                pa.string(),
+            ),
+            pa.array(
+                [lab.file_format if s else None for lab, s in zip(labels, stored, strict=True)],
+                pa.string(),
+            ),
+            timespan_array([sp.start for sp in spans], [sp.stop for sp in spans]),
+            pa.array([lab.info.sample_type for lab in labels], pa.string()),
+            pa.array([lab.info.sample_rate for lab in labels], pa.float64()),
+            pa.array(data, pa.large_binary()),
+        ],
+        fields=list(LABELS_TYPE),
+    )
+
+
+def _with_labels(
+    signals: pa.Table, label_spans: Sequence[TimeSpan], labels: Sequence[Labels]
+) -> pa.Table:
+    """``signals`` (normalized ``onda.signal@2``) with ``label_span`` and ``labels`` appended."""
+    columns = [c for c in signals.column_names if c not in ("label_span", "labels")]
+    table = signals.select(columns)
+    table = table.append_column(
+        "label_span",
+        timespan_array([s.start for s in label_spans], [s.stop for s in label_spans]),
+    )
+    table = table.append_column("labels", _labels_struct(labels, label_spans))
+    metadata = dict(table.schema.metadata or {})
+    metadata[_SCHEMA_KEY] = LABELED_SCHEMA.encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def labeled_signals_table(rows: Iterable[LabeledSignal]) -> pa.Table:
+    """A labeled table (``labeled.signal@2``) from :class:`LabeledSignal` rows.
+
+    Examples
+    --------
+    >>> table = labeled_signals_table(iter_labeled_signals(labeled))  # doctest: +SKIP
+    """
+    from ..onda._tables import signals_table
+
+    rows = list(rows)
+    signals = signals_table([r.signal for r in rows])
+    return _with_labels(signals, [r.label_span for r in rows], [r.labels for r in rows])
+
+
+def check_labeled(table: pa.Table) -> None:
+    """Raise :class:`SchemaError` unless ``table`` has the labeled-signal columns."""
+    if not isinstance(table, pa.Table):
+        raise SchemaError(
+            f"a labeled-signals table must be a pyarrow.Table, got {type(table).__name__}"
+        )
+    for name in (
+        "recording",
+        "file_path",
+        "file_format",
+        "span",
+        "channels",
+        "label_span",
+        "labels",
+    ):
+        if name not in table.column_names:
+            raise SchemaError(
+                f"labeled-signals table lacks column {name!r}; it has {table.column_names} "
+                "(make one with label_signals)"
+            )
+    if table.schema.field("labels").type != LABELS_TYPE:
+        raise SchemaError(
+            f"column 'labels' has type {table.schema.field('labels').type}, expected {LABELS_TYPE}"
+        )
+
+
+def _labels_from_column(table: pa.Table) -> list[Labels]:
+    from ..onda._arrow import uuids_from_array
+
+    col = table.column("labels").combine_chunks()
+    recordings = uuids_from_array(table.column("recording"))
+    file_paths = col.field("file_path").to_pylist()
+    formats = col.field("file_format").to_pylist()
+    spans = spans_from_array(col.field("span"))
+    types = col.field("sample_type").to_pylist()
+    rates = col.field("sample_rate").to_pylist()
+    data = col.field("data")
+    out: list[Labels] = []
+    for i, path in enumerate(file_paths):
+        info = replace(label_info(NS_PER_S, types[i]), sample_rate=rates[i])
+        if path is None:
+            raw = data[i].as_buffer()
+            if raw is None:
+                raise SchemaError(
+                    f"row {i} of the labeled table has neither labels data nor a file_path"
+                )
+            codes = np.frombuffer(raw, dtype=sample_dtype(types[i])).reshape(1, -1)
+            out.append(Samples(codes, info, encoded=True))
+        else:
+            out.append(StoredLabels(recordings[i], path, formats[i], spans[i], info))
+    return out
+
+
+def iter_labeled_signals(table: pa.Table) -> Iterator[LabeledSignal]:
+    """The rows of a labeled table as :class:`LabeledSignal` values.
+
+    Examples
+    --------
+    >>> row = next(iter_labeled_signals(labeled))  # doctest: +SKIP
+    >>> row.label_span, row.n_labels  # doctest: +SKIP
+    """
+    from ..onda._tables import iter_signals
+
+    check_labeled(table)
+    signals = iter_signals(table.drop_columns(["label_span", "labels"]))
+    label_spans = spans_from_array(table.column("label_span"))
+    for signal, span, labels in zip(signals, label_spans, _labels_from_column(table), strict=True):
+        yield LabeledSignal(signal, span, labels)
+
+
+def _one_row(labeled: LabeledSignal | pa.Table) -> LabeledSignal:
+    if isinstance(labeled, LabeledSignal):
+        return labeled
+    if isinstance(labeled, pa.Table):
+        if labeled.num_rows != 1:
+            raise ValueError(
+                f"expected one labeled signal, got a table of {labeled.num_rows} rows "
+                "(select a row with table.slice(i, 1))"
+            )
+        return next(iter_labeled_signals(labeled))
+    raise TypeError(f"expected a LabeledSignal or a one-row table, got {type(labeled).__name__}")
+
+
+def load_labeled_signal(
+    labeled: LabeledSignal | pa.Table, dtype: Any = np.float64
+) -> tuple[Samples, Samples]:
+    """Load the samples of ``labeled.label_span`` and their labels.
+
+    Only the bytes of the label span are read. The samples are decoded to ``dtype``;
+    the labels are encoded :class:`Samples` (one channel ``label``).
+
+    Parameters
+    ----------
+    labeled:
+        A :class:`LabeledSignal` or a one-row labeled table.
+    dtype:
+        The dtype of the decoded samples.
+
+    Examples
+    --------
+    >>> samples, labels = load_labeled_signal(row)  # doctest: +SKIP
+    >>> samples.data.shape, labels.data.shape  # doctest: +SKIP
+    ((2, 921600), (1, 240))
+    """
+    from ..onda._io import load_rows
+    from ..onda._timespan import window_sample_range
+
+    row = _one_row(labeled)
+    rel = row.label_span.translate(-row.signal.span.start)
+    rows = window_sample_range(rel, row.signal.sample_rate)
+    samples = load_rows(row.signal, rows, encoded=True).decode(dtype)
+    info = row.labels.info
+    labels = Samples(
+        np.asarray(row.label_codes(), dtype=info.dtype).reshape(1, -1), info, encoded=True
+    )
+    return samples, labels
+
+
+def sub_label_span(labeled: LabeledSignal | pa.Table, span: TimeSpan) -> LabeledSignal | pa.Table:
+    """The labeled signal restricted to ``span`` (relative to the recording).
+
+    ``span`` must lie inside ``label_span`` and fall on its epoch boundaries. In-memory
+    labels are sliced; stored labels stay a reference (read lazily later).
+
+    Raises
+    ------
+    SpanError
+        If ``span`` is not inside ``label_span``, or does not fall on epoch boundaries.
+
+    Examples
+    --------
+    >>> from datetime import timedelta
+    >>> span = TimeSpan(timedelta(minutes=120), timedelta(minutes=180))
+    >>> part = sub_label_span(row, span)  # doctest: +SKIP
+    """
+    row = _one_row(labeled)
+    span = TimeSpan.from_value(span)
+    if not row.label_span.contains(span):
+        raise SpanError(
+            f"new label span {span} is not inside the label span {row.label_span} "
+            f"of recording {row.signal.recording}"
+        )
+    epoch = row.epoch
+    if (span.start - row.label_span.start) % epoch or span.duration % epoch:
+        raise SpanError(
+            f"new label span {span} of recording {row.signal.recording} does not fall on the "
+            f"{epoch} ns epochs of label span {row.label_span}"
+        )
+    labels = row.labels
+    if isinstance(labels, Samples):
+        codes = row.label_codes(span).reshape(1, -1)
+        labels = Samples(codes, labels.info, encoded=True)
+    new = LabeledSignal(row.signal, span, labels)
+    if isinstance(labeled, pa.Table):
+        return labeled_signals_table([new])
+    return new
+
+
+def _stem(file_path: str) -> str:
+    name = posixpath.basename(file_path.rstrip("/"))
+    for ext in (".lpcm.zst", ".lpcm"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def store_labels(
+    labeled: pa.Table, root: str | os.PathLike[str], *, file_format: str = "lpcm"
+) -> pa.Table:
+    """Write each row's labels as an Onda signal file and refer to it instead.
+
+    The file of a row is ``<root>/<recording>/labels_<stem of file_path>.<format>``
+    (the recording folder keeps recordings whose files share a basename apart). Rows
+    whose labels are already stored are left as they are. The returned table loads
+    labels lazily, window by window; it gives the same batches as ``labeled``.
+
+    Parameters
+    ----------
+    labeled:
+        A labeled table.
+    root:
+        A local folder or fsspec URL.
+    file_format:
+        ``"lpcm"`` or ``"lpcm.zst"``.
+
+    Examples
+    --------
+    >>> lazy = store_labels(labeled, "/data/labels")  # doctest: +SKIP
+    """
+    from ..onda._io import store
+
+    rows = list(iter_labeled_signals(labeled))
+    root = os.fspath(root)
+    seen: dict[str, int] = {}
+    new_labels: list[Labels] = []
+    for i, row in enumerate(rows):
+        labels = row.labels
+        if isinstance(labels, Samples):
+            name = f"labels_{_stem(row.signal.file_path)}.{file_format}"
+            path = _join(root, str(row.signal.recording), name)
+            if path in seen:
+                raise LabelError(
+                    f"rows {seen[path]} and {i} of recording {row.signal.recording} would both "
+                    f"store their labels in {path} (their file_path basenames are equal)"
+                )
+            seen[path] = i
+            store(path, Samples(np.ascontiguousarray(labels.data), labels.info, encoded=True))
+            labels = StoredLabels(
+                row.signal.recording, path, file_format, row.label_span, labels.info
+            )
+        new_labels.append(labels)
+    columns = [c for c in labeled.column_names if c not in ("label_span", "labels")]
+    return _with_labels(labeled.select(columns), [r.label_span for r in rows], new_labels)
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _join(root: str, *parts: str) -> str:
+    if _is_url(root):
+        return posixpath.join(root, *parts)
+    return os.path.join(root, *parts)
+
+
+def _resolve(path: str | None, base: str) -> str | None:
+    if path is None or _is_url(path) or os.path.isabs(path):
+        return path
+    return _join(base, path)
+
+
+def write_labeled_signals(path: str | os.PathLike[str], table: pa.Table) -> None:
+    """Write a labeled table as an Arrow IPC file (local path or fsspec URL).
+
+    Examples
+    --------
+    >>> write_labeled_signals("/data/labeled.arrow", labeled)  # doctest: +SKIP
+    """
+    check_labeled(table)
+    url = os.fspath(path)
+    metadata = dict(table.schema.metadata or {})
+    metadata[_SCHEMA_KEY] = LABELED_SCHEMA.encode()
+    table = table.replace_schema_metadata(metadata)
+    fs, fs_path = filesystem_for(url)
+    with storage_errors(url, "write"), fs.open(fs_path, "wb") as f:
+        with pa.ipc.new_file(f, table.schema) as writer:
+            writer.write_table(table)
+
+
+def read_labeled_signals(path: str | os.PathLike[str]) -> pa.Table:
+    """Read a labeled table written by :func:`write_labeled_signals`.
+
+    Relative ``file_path`` values (of signals and of stored labels) are taken relative
+    to the table's folder.
+
+    Raises
+    ------
+    SchemaError
+        If the file is not a ``labeled.signal@2`` table.
+
+    Examples
+    --------
+    >>> labeled = read_labeled_signals("/data/labeled.arrow")  # doctest: +SKIP
+    """
+    url = os.fspath(path)
+    fs, fs_path = filesystem_for(url)
+    with storage_errors(url), fs.open(fs_path, "rb") as f:
+        table = pa.ipc.open_file(pa.BufferReader(f.read())).read_all()
+    schema = (table.schema.metadata or {}).get(_SCHEMA_KEY, b"").decode()
+    if not schema.startswith("labeled.signal@2"):
+        raise SchemaError(
+            f"{url} is not a labeled-signals table: schema {schema!r}, expected {LABELED_SCHEMA!r}"
+        )
+    check_labeled(table)
+    base = posixpath.dirname(url) if _is_url(url) else os.path.dirname(os.path.abspath(url))
+    paths = [_resolve(p, base) for p in table.column("file_path").to_pylist()]
+    table = table.set_column(
+        table.column_names.index("file_path"), "file_path", pa.array(paths, pa.string())
+    )
+    labels = table.column("labels").combine_chunks()
+    label_paths = pa.array(
+        [_resolve(p, base) for p in labels.field("file_path").to_pylist()], pa.string()
+    )
+    fields = [label_paths if f.name == "file_path" else labels.field(f.name) for f in LABELS_TYPE]
+    labels = pa.StructArray.from_arrays(fields, fields=list(LABELS_TYPE))
+    return table.set_column(table.column_names.index("labels"), "labels", labels)

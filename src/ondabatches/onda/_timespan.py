@@ -55,6 +55,8 @@ def nanoseconds(value: Any) -> int:
         if np.datetime_data(value.dtype)[0] == "generic":
             raise TypeError(f"numpy.timedelta64 without a unit is ambiguous: {value!r}")
         return int(value.astype("timedelta64[ns]").astype(np.int64))
+    if hasattr(value, "asm8"):  # pandas.Timedelta: a timedelta with nanoseconds beyond it
+        return nanoseconds(value.asm8)
     if isinstance(value, _dt.timedelta):
         # Exact: timedelta is days, seconds and microseconds, all integers.
         return ((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds) * 1_000
@@ -143,10 +145,13 @@ def _fmt(ns: int) -> str:
 
 @lru_cache(maxsize=256)
 def _rate(sample_rate: float) -> Fraction:
-    rate = Fraction(sample_rate)
-    if rate <= 0 or not math.isfinite(float(sample_rate)):
+    if not (math.isfinite(float(sample_rate)) and sample_rate > 0):
         raise ValueError(f"sample rate must be positive and finite, got {sample_rate!r}")
-    return rate
+    # The float stored for 1/30 Hz is not exactly 1/30; taking its exact binary value
+    # would make a 30 s epoch hold 0 samples. Rates are meant as simple rationals, so
+    # recover the intended one (exact for every integer and for 143.5, 1/30, ...).
+    rate = Fraction(sample_rate).limit_denominator(10**9)
+    return rate if float(rate) == float(sample_rate) else Fraction(sample_rate)
 
 
 def index_from_time(time: TimeLike, sample_rate: float) -> int:

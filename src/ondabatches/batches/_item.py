@@ -1,0 +1,147 @@
+"""A batch item: everything needed to load one (x, y) pair on any machine, and nothing more."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..labels._labeled import StoredLabels
+from ..onda._samples import SamplesInfo
+from ..onda._signal import Signal
+from ..onda._timespan import TimeSpan
+
+__all__ = ["BatchItem"]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class BatchItem:
+    """One item of a batch specification.
+
+    Parameters
+    ----------
+    recording:
+        The recording's UUID (for bookkeeping and messages).
+    file_path, file_format, signal_span, info:
+        The signal: where its samples are, their span relative to the recording, and
+        how to decode them.
+    window:
+        The window to load, relative to the start of the recording; it holds exactly
+        ``floor(window.duration * rate)`` samples.
+    channels:
+        The channel selector: ``None`` (all channels in order), a tuple of names or
+        indices, or a selector object (see :mod:`ondabatches.materialize`).
+    labels:
+        The label codes of the window (a 1-D array), or a :class:`StoredLabels`
+        reference read when the item is materialized.
+    padding:
+        True for an item that repeats a window only to even out data-parallel shards
+        (see :class:`SequentialBatches`); evaluation should ignore it.
+
+    Examples
+    --------
+    >>> import json
+    >>> item = next(iter(batch))  # doctest: +SKIP
+    >>> BatchItem.from_dict(json.loads(json.dumps(item.to_dict()))) == item  # doctest: +SKIP
+    True
+    """
+
+    recording: uuid.UUID
+    file_path: str
+    file_format: str
+    signal_span: TimeSpan
+    info: SamplesInfo
+    window: TimeSpan
+    channels: Any
+    labels: np.ndarray | StoredLabels
+    padding: bool = False
+
+    def signal(self) -> Signal:
+        """The item's signal as a :class:`Signal` (what :func:`load_rows` reads)."""
+        return Signal(
+            self.recording, self.file_path, self.file_format, self.signal_span, "", self.info
+        )
+
+    def label_codes(self) -> np.ndarray:
+        """The window's label codes (1-D); reads them if they are stored."""
+        if isinstance(self.labels, StoredLabels):
+            return self.labels.load(self.window)
+        return self.labels
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-compatible dict (channel selector objects need a registered kind)."""
+        from ..materialize._selectors import selector_to_dict
+
+        if isinstance(self.labels, StoredLabels):
+            labels: Any = {"stored": self.labels.to_dict()}
+        else:
+            labels = {"dtype": self.labels.dtype.str, "codes": self.labels.tolist()}
+        return {
+            "recording": str(self.recording),
+            "file_path": self.file_path,
+            "file_format": self.file_format,
+            "signal_span": self.signal_span.to_dict(),
+            "info": self.info.to_dict(),
+            "window": self.window.to_dict(),
+            "channels": selector_to_dict(self.channels),
+            "labels": labels,
+            "padding": self.padding,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> BatchItem:
+        from ..materialize._selectors import selector_from_dict
+
+        raw = d["labels"]
+        if "stored" in raw:
+            labels: Any = StoredLabels.from_dict(raw["stored"])
+        else:
+            labels = np.asarray(raw["codes"], dtype=np.dtype(raw["dtype"]))
+        return cls(
+            recording=uuid.UUID(d["recording"]),
+            file_path=d["file_path"],
+            file_format=d["file_format"],
+            signal_span=TimeSpan.from_value(d["signal_span"]),
+            info=SamplesInfo.from_dict(d["info"]),
+            window=TimeSpan.from_value(d["window"]),
+            channels=selector_from_dict(d["channels"]),
+            labels=labels,
+            padding=bool(d.get("padding", False)),
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BatchItem):
+            return NotImplemented
+        same_labels = (
+            self.labels == other.labels
+            if isinstance(self.labels, StoredLabels) or isinstance(other.labels, StoredLabels)
+            else self.labels.dtype == other.labels.dtype
+            and np.array_equal(self.labels, other.labels)
+        )
+        return (
+            same_labels
+            and self.recording == other.recording
+            and self.file_path == other.file_path
+            and self.file_format == other.file_format
+            and self.signal_span == other.signal_span
+            and self.info == other.info
+            and self.window == other.window
+            and self.channels == other.channels
+            and self.padding == other.padding
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        labels = (
+            f"stored:{self.labels.file_path}"
+            if isinstance(self.labels, StoredLabels)
+            else f"{self.labels.tolist()}"
+        )
+        return (
+            f"BatchItem(recording={self.recording}, file_path={self.file_path!r}, "
+            f"window={self.window}, channels={self.channels!r}, labels={labels}"
+            f"{', padding=True' if self.padding else ''})"
+        )

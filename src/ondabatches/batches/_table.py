@@ -1,0 +1,147 @@
+"""Per-row arrays of a labeled table, computed once so that drawing an item is cheap."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+
+import numpy as np
+import pyarrow as pa
+
+from .._errors import BatchSpecError
+from ..labels._labeled import (
+    StoredLabels,
+    check_labeled,
+    epoch_of,
+    label_info,
+)
+from ..onda._arrow import span_bounds, spans_from_array, uuids_from_array
+from ..onda._samples import SamplesInfo, sample_dtype
+from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds
+from ._item import BatchItem
+
+
+class LabeledArrays:
+    """Columns of a labeled table as numpy arrays and shared Python objects.
+
+    Label codes held in memory are numpy views of the table's own buffer (no copy).
+    """
+
+    def __init__(self, table: pa.Table) -> None:
+        check_labeled(table)
+        if table.num_rows == 0:
+            raise BatchSpecError("the labeled table has no rows")
+        self.n_rows = table.num_rows
+        self.recordings = uuids_from_array(table.column("recording"))
+        self.file_paths = table.column("file_path").to_pylist()
+        self.file_formats = table.column("file_format").to_pylist()
+        self.signal_spans = spans_from_array(table.column("span"))
+        self.channels: list[tuple[str, ...]] = [
+            tuple(c) for c in table.column("channels").to_pylist()
+        ]
+        self.n_channels = np.array([len(c) for c in self.channels], dtype=np.int64)
+        info_columns = {
+            name: table.column(name).to_pylist()
+            for name in SamplesInfo.__dataclass_fields__
+            if name != "channels"
+        }
+        # Rows of one layout share one SamplesInfo: 10,000 rows usually hold a handful.
+        shared: dict[tuple, SamplesInfo] = {}
+        self.infos = []
+        for i in range(self.n_rows):
+            values = {k: v[i] for k, v in info_columns.items()}
+            key = (self.channels[i], *values.values())
+            if key not in shared:
+                shared[key] = SamplesInfo(channels=self.channels[i], **values)
+            self.infos.append(shared[key])
+        starts, stops = span_bounds(table.column("label_span"))
+        self.label_start = starts.astype(np.int64)
+        self.label_stop = stops.astype(np.int64)
+        labels = table.column("labels").combine_chunks()
+        types = labels.field("sample_type").to_pylist()
+        rates = labels.field("sample_rate").to_pylist()
+        label_infos = [
+            replace(label_info(NS_PER_S, t), sample_rate=r)
+            for t, r in zip(types, rates, strict=True)
+        ]
+        self.epoch = np.array([epoch_of(info) for info in label_infos], dtype=np.int64)
+        self.n_labels = (self.label_stop - self.label_start) // self.epoch
+        paths = labels.field("file_path").to_pylist()
+        formats = labels.field("file_format").to_pylist()
+        stored_spans = spans_from_array(labels.field("span"))
+        data = labels.field("data")
+        self.labels: list[np.ndarray | StoredLabels] = []
+        for i, path in enumerate(paths):
+            if path is None:
+                codes = np.frombuffer(data[i].as_buffer(), dtype=sample_dtype(types[i]))
+                if len(codes) != self.n_labels[i]:
+                    raise BatchSpecError(
+                        f"row {i} (recording {self.recordings[i]}) holds {len(codes)} labels "
+                        f"but its label span holds {self.n_labels[i]} epochs"
+                    )
+                self.labels.append(codes)
+            else:
+                self.labels.append(
+                    StoredLabels(
+                        self.recordings[i], path, formats[i], stored_spans[i], label_infos[i]
+                    )
+                )
+
+    def segments(self, duration: TimeLike) -> tuple[int, np.ndarray]:
+        """``duration`` in ns and in label epochs per row, checked against every row."""
+        dur = nanoseconds(duration)
+        if dur <= 0:
+            raise BatchSpecError(f"batch_duration must be positive, got {dur} ns")
+        bad = np.flatnonzero(dur % self.epoch)
+        if len(bad):
+            i = int(bad[0])
+            raise BatchSpecError(
+                f"batch_duration of {dur} ns is not a whole number of label epochs: row {i} "
+                f"(recording {self.recordings[i]}) has {int(self.epoch[i])} ns epochs "
+                f"({dur / self.epoch[i]:g} epochs)"
+            )
+        segments = dur // self.epoch
+        bad = np.flatnonzero(segments > self.n_labels)
+        if len(bad):
+            i = int(bad[0])
+            raise BatchSpecError(
+                f"batch_duration of {dur} ns ({int(segments[i])} epochs) is longer than the "
+                f"label span {TimeSpan(int(self.label_start[i]), int(self.label_stop[i]))} "
+                f"({int(self.n_labels[i])} epochs) of row {i} (recording {self.recordings[i]})"
+            )
+        return dur, segments
+
+    def item(
+        self, row: int, first: int, count: int, duration: int, channels, padding: bool = False
+    ) -> BatchItem:
+        """The item of ``count`` epochs from epoch ``first`` of ``row``."""
+        start = int(self.label_start[row]) + first * int(self.epoch[row])
+        window = TimeSpan(start, start + duration)
+        labels = self.labels[row]
+        if not isinstance(labels, StoredLabels):
+            labels = labels[first : first + count]
+        return BatchItem(
+            self.recordings[row],
+            self.file_paths[row],
+            self.file_formats[row],
+            self.signal_spans[row],
+            self.infos[row],
+            window,
+            channels,
+            labels,
+            padding,
+        )
+
+    def digest(self, *extra: np.ndarray | None) -> str:
+        """A short digest of what batches depend on: rows, spans, labels' places, weights."""
+        h = hashlib.sha256()
+        h.update(b"".join(r.bytes for r in self.recordings))
+        h.update("\0".join(self.file_paths).encode())
+        h.update("\0".join(",".join(c) for c in self.channels).encode())
+        for arr in (self.label_start, self.label_stop, self.epoch):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        for arr in extra:
+            h.update(
+                b"none" if arr is None else np.ascontiguousarray(arr, dtype=np.float64).tobytes()
+            )
+        return h.hexdigest()[:16]

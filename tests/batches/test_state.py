@@ -1,0 +1,80 @@
+"""BatchState: immutable, equal-comparable, JSON, bound to a configuration."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ondabatches import StateError
+from ondabatches.batches import BatchScheme, BatchState
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.integers(0, 2**64 - 1), index=st.integers(0, 10**12), size=st.integers(1, 4096))
+def test_json_and_pickle_round_trip(seed, index, size):
+    state = BatchState(seed, index, {"batch_size": size, "scheme": "x", "dims": [1, 2]})
+    assert BatchState.from_json(state.to_json()) == state
+    assert pickle.loads(pickle.dumps(state)) == state
+    assert hash(BatchState.from_json(state.to_json())) == hash(state)
+
+
+def test_advance_and_immutability():
+    state = BatchState(seed=3)
+    assert state.advance().index == 1 and state.index == 0
+    assert state.advance(10**9).index == 10**9
+    with pytest.raises(AttributeError):
+        state.index = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(seed=-1),
+        dict(seed=2**64),
+        dict(seed=1, index=-1),
+        dict(seed=1.5),
+        dict(seed=1, version=99),
+    ],
+)
+def test_invalid_states_are_refused(bad):
+    with pytest.raises(StateError):
+        BatchState(**bad)
+
+
+def test_bind_refuses_another_configuration_showing_both_sides():
+    state = BatchState(1, 4, {"batch_size": 8, "scheme": "RandomBatches"})
+    assert state.bind({"batch_size": 8, "scheme": "RandomBatches"}) == state
+    with pytest.raises(StateError, match=r"batch_size: state has 8, scheme has 16"):
+        state.bind({"batch_size": 16, "scheme": "RandomBatches"})
+    assert BatchState(1).bind({"a": 1}).config == (("a", 1),)
+
+
+@pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"index": 3}'])
+def test_malformed_json_is_a_state_error(text):
+    with pytest.raises(StateError):
+        BatchState.from_json(text)
+
+
+class FixedList:
+    """A finite scheme over a fixed list of batches, as in OndaBatches' own tests."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def iterate_batch(self, state):
+        if state.index >= len(self.batches):
+            return None
+        return self.batches[state.index], state.advance()
+
+
+def test_any_object_with_iterate_batch_is_a_scheme():
+    scheme = FixedList([["a", "b"], ["c"]])
+    assert isinstance(scheme, BatchScheme)
+    state, seen = BatchState(0), []
+    while (out := scheme.iterate_batch(state)) is not None:
+        batch, state = out
+        seen.append(batch)
+    assert seen == [["a", "b"], ["c"]] and state.index == 2

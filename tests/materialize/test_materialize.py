@@ -1,0 +1,157 @@
+"""materialize_batch_item / materialize_batch and channel selectors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+
+from ondabatches import BatchShapeError, BatchSpecError
+from ondabatches.batches import BatchItem, BatchState, RandomBatches, SequentialBatches
+from ondabatches.materialize import (
+    Bipolar,
+    ChannelSelector,
+    EvenOddCompartments,
+    ZeroFillMontage,
+    materialize_batch,
+    materialize_batch_item,
+    register_selector,
+)
+from ondabatches.onda import load, window_sample_range
+from tests.dataset import any_labeled, dataset, eeg_rows_at, labeled, lazy_labeled  # noqa: F401
+
+MIN = 60 * 10**9
+
+
+def _manual(item: BatchItem, dtype=np.float64) -> np.ndarray:
+    """Load the whole file, decode, then slice the window: the plain path."""
+    whole = load(item.signal(), dtype=dtype).data
+    rows = window_sample_range(
+        item.window.translate(-item.signal_span.start), item.info.sample_rate
+    )
+    index = [item.info.channels.index(c) for c in item.channels]
+    return whole[index, rows.start : rows.stop]
+
+
+def test_item_values_equal_a_manual_load_and_slice(any_labeled):  # noqa: F811
+    spec = RandomBatches(any_labeled, n_channels=2, batch_size=12, batch_duration=MIN)
+    for item in spec.iterate_batch(BatchState(11))[0]:
+        x, y = materialize_batch_item(item, dtype=np.float64)
+        np.testing.assert_array_equal(x, _manual(item))
+        assert x.shape == (2, int(60 * item.info.sample_rate)) and x.dtype == np.float64
+        assert y.shape == (1, 2) and y.dtype == np.uint8
+        np.testing.assert_array_equal(y[0], item.label_codes())
+        x32, _ = materialize_batch_item(item)
+        assert x32.dtype == np.float32
+        np.testing.assert_allclose(x32, x, rtol=1e-6)
+
+
+def test_batch_equals_stacked_items(any_labeled):  # noqa: F811
+    table = eeg_rows_at(any_labeled, 128.0)
+    spec = RandomBatches(table, n_channels=1, batch_size=3, batch_duration=MIN)
+    batch, _ = spec.iterate_batch(BatchState(1))
+    x, y = materialize_batch(batch)
+    assert x.shape == (3, 1, 7680) and y.shape == (3, 1, 2)
+    items = [materialize_batch_item(it) for it in batch]
+    np.testing.assert_array_equal(x, np.stack([a for a, _ in items]))
+    np.testing.assert_array_equal(y, np.stack([b for _, b in items]))
+
+
+def test_lazy_and_eager_materialize_identically(labeled, lazy_labeled):  # noqa: F811
+    a = RandomBatches(eeg_rows_at(labeled, 128.0), batch_size=4, batch_duration=MIN)
+    b = RandomBatches(eeg_rows_at(lazy_labeled, 128.0), batch_size=4, batch_duration=MIN)
+    xa, ya = materialize_batch(a.iterate_batch(BatchState(5))[0])
+    xb, yb = materialize_batch(b.iterate_batch(BatchState(5))[0])
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+
+
+def test_mismatched_shapes_list_every_item(labeled):  # noqa: F811
+    spec = SequentialBatches(labeled, batch_size=200, batch_duration=MIN)
+    batch, _ = spec.iterate_batch(spec.initial_state())
+    with pytest.raises(BatchShapeError, match="item 0: x") as info:
+        materialize_batch(batch)
+    assert isinstance(info.value, ValueError)
+    assert str(info.value).count("item ") == len(batch)
+    with pytest.raises(BatchShapeError, match="empty"):
+        materialize_batch([])
+
+
+def _one_item(table, channels):
+    spec = SequentialBatches(
+        eeg_rows_at(table, 128.0), batch_size=1, batch_duration=MIN, channels=channels
+    )
+    return spec.iterate_batch(spec.initial_state())[0][0]
+
+
+def test_zero_fill_montage(labeled):  # noqa: F811
+    item = _one_item(labeled, ZeroFillMontage(("c4", "fp1", "c3")))
+    x, _ = materialize_batch_item(item, dtype=np.float64)
+    plain = _manual(replace(item, channels=("c4", "c3")))
+    np.testing.assert_array_equal(x, [plain[0], np.zeros(7680), plain[1]])
+
+
+def test_even_odd_compartments_make_a_3d_item(labeled):  # noqa: F811
+    item = _one_item(labeled, EvenOddCompartments())
+    x, _ = materialize_batch_item(item, dtype=np.float64)
+    plain = _manual(replace(item, channels=item.info.channels))
+    assert x.shape == (2, 3, 7680)
+    np.testing.assert_array_equal(x[0], plain[0::2])
+    np.testing.assert_array_equal(x[1], plain[1::2])
+    xb, _ = materialize_batch([item, item])
+    assert xb.shape == (2, 2, 3, 7680)
+
+
+def test_bipolar_derivations(labeled):  # noqa: F811
+    item = _one_item(labeled, Bipolar(("c3-m2", "c4-m1", "o1")))
+    x, _ = materialize_batch_item(item, dtype=np.float64)
+    p = _manual(replace(item, channels=("c3", "m2", "c4", "m1", "o1")))
+    np.testing.assert_allclose(x, [p[0] - p[1], p[2] - p[3], p[4]])
+    with pytest.raises(BatchSpecError, match="fp1-m2"):
+        materialize_batch_item(replace(item, channels=Bipolar(("fp1-m2",))))
+
+
+@register_selector("test-mean-reference")
+@dataclass(frozen=True)
+class MeanReference:
+    """A user-defined selector: every channel minus the mean of all channels."""
+
+    def select(self, samples):
+        return samples.data - samples.data.mean(axis=0, keepdims=True)
+
+    def to_dict(self):
+        return {}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls()
+
+
+def test_a_user_defined_selector_plugs_in(labeled):  # noqa: F811
+    assert isinstance(MeanReference(), ChannelSelector)
+    item = _one_item(labeled, MeanReference())
+    x, _ = materialize_batch_item(item, dtype=np.float64)
+    p = _manual(replace(item, channels=item.info.channels))
+    np.testing.assert_allclose(x, p - p.mean(axis=0))
+    back = BatchItem.from_dict(json.loads(json.dumps(item.to_dict())))
+    assert back == item and back.channels == MeanReference()
+
+
+@pytest.mark.parametrize("selector", [ZeroFillMontage(("c3", "x")), EvenOddCompartments(("a", "b")),
+                                      Bipolar(("c3-m2",)), None, ("c3", 1)])  # fmt: skip
+def test_selectors_round_trip_through_json(labeled, selector):  # noqa: F811
+    item = _one_item(labeled, None)
+    item = replace(item, channels=selector)
+    assert BatchItem.from_dict(json.loads(json.dumps(item.to_dict()))) == item
+
+
+def test_unregistered_selector_objects_cannot_go_to_json(labeled):  # noqa: F811
+    class Anonymous:
+        def select(self, samples):
+            return samples.data
+
+    item = replace(_one_item(labeled, None), channels=Anonymous())
+    with pytest.raises(BatchSpecError, match="register"):
+        item.to_dict()
