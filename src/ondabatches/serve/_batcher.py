@@ -1,1 +1,391 @@
-__all__: list[str] = []
+"""The Batcher: materialize a batch scheme's batches on a worker pool, in order.
+
+The manager (the Batcher itself, in the caller's process) walks the scheme's states
+with ``iterate_batch`` (cheap, ordered) and submits each batch's materialization to a
+pool (expensive, parallel), keeping up to ``buffer`` batches in flight or ready.
+``take(state)`` hands them back strictly in state order, so the output never depends
+on the backend, the number of workers or which worker finished first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from .._errors import BatcherError, WorkerError
+from ._pools import (
+    ExecutorPool,
+    InlinePool,
+    Materialize,
+    Pool,
+    ProcessPool,
+    TaskError,
+    thread_pool,
+)
+
+__all__ = ["BatchScheme", "Batcher"]
+
+logger = logging.getLogger("ondabatches")
+
+#: The longest wait between two attempts of one batch, whatever the backoff says.
+_MAX_BACKOFF = 30.0
+
+
+class BatchScheme(Protocol):
+    """Anything that can say which batch comes at a state, and which state comes next.
+
+    ``iterate_batch(state)`` returns ``(batch, next_state)``, or ``None`` once a finite
+    scheme is exhausted. States are small, immutable, comparable with ``==`` and
+    JSON-serializable; the Batcher never looks inside them.
+    """
+
+    def iterate_batch(self, state: Any) -> tuple[Any, Any] | None: ...
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One batch on its way: where it comes from, and its pending result."""
+
+    state: Any
+    batch: Any
+    next_state: Any
+    future: Future
+    attempts: int = 1
+    retry_at: float | None = None
+
+
+def _default_materialize(batch: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    # Imported here: materialization pulls in storage and decoding, which a Batcher
+    # given its own ``materialize`` never needs.
+    from ..materialize import materialize_batch
+
+    return materialize_batch(batch, dtype)
+
+
+def _default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+class Batcher:
+    """Serve materialized batches of a batch scheme, in order, from a worker pool.
+
+    Parameters
+    ----------
+    batches:
+        A batch scheme: any object with ``iterate_batch(state)`` (see :class:`BatchScheme`).
+    workers:
+        How many workers a pool the Batcher creates gets; default: the usable CPUs.
+        Ignored for ``"inline"`` and for a passed executor.
+    backend:
+        ``"processes"`` (default: worker processes, arrays through shared memory),
+        ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray tasks,
+        needs ``ondabatches[ray]``), or any :class:`concurrent.futures.Executor`,
+        which the Batcher uses but never shuts down.
+    buffer:
+        How many batches may be in flight or ready at once; default ``2 * workers``.
+    retries:
+        How many times a failed batch is tried again (a raised exception or a dead
+        worker) before :class:`~ondabatches.WorkerError` surfaces.
+    backoff:
+        Seconds before the first retry; each further retry waits twice as long.
+    materialize:
+        A picklable ``materialize(batch, dtype) -> (x, y)``; default
+        :func:`ondabatches.materialize_batch`.
+    dtype:
+        The dtype passed to ``materialize``.
+
+    Examples
+    --------
+    >>> with Batcher(batches, workers=2) as batcher:  # doctest: +SKIP
+    ...     batcher.start(state)
+    ...     (x, y), state = batcher.take(state)
+    ...     batcher.status
+    'running'
+    """
+
+    def __init__(
+        self,
+        batches: BatchScheme,
+        *,
+        workers: int | None = None,
+        backend: str | Executor = "processes",
+        buffer: int | None = None,
+        retries: int = 3,
+        backoff: float = 0.1,
+        materialize: Materialize | None = None,
+        dtype: Any = np.float32,
+    ):
+        if not callable(getattr(batches, "iterate_batch", None)):
+            raise TypeError(
+                f"batches must have an iterate_batch(state) method, got {type(batches).__name__}"
+            )
+        if not (isinstance(backend, Executor) or backend in _BACKENDS):
+            raise ValueError(
+                f"backend must be one of {sorted(_BACKENDS)} or a concurrent.futures.Executor, "
+                f"got {backend!r}"
+            )
+        self.workers = _default_workers() if workers is None else workers
+        if self.workers < 1:
+            raise ValueError(f"workers must be at least 1, got {self.workers}")
+        self.buffer = 2 * self.workers if buffer is None else buffer
+        if self.buffer < 1:
+            raise ValueError(f"buffer must be at least 1, got {self.buffer}")
+        if retries < 0 or backoff < 0:
+            raise ValueError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
+        self.batches = batches
+        self.backend = backend
+        self.retries = retries
+        self.backoff = backoff
+        self.materialize = materialize or _default_materialize
+        self.dtype = dtype
+        self._pool: Pool | None = None
+        self._slots: deque[_Slot] = deque()
+        self._position: Any = None  # the state the next take() is expected to pass
+        self._cursor: Any = None  # the state of the next batch to submit
+        self._exhausted = False
+        self._status: str | BaseException = "stopped"
+        # take/start/stop from several threads must not interleave.
+        self._lock = threading.RLock()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    @property
+    def status(self) -> str | BaseException:
+        """``"stopped"`` (never started), ``"running"``, ``"done"`` (a finite scheme
+        ended), ``"closed"`` (after :meth:`stop`), or the exception that stopped it."""
+        return self._status
+
+    def start(self, state: Any) -> None:
+        """Start serving from ``state``; on a running Batcher, restart from ``state``.
+
+        Examples
+        --------
+        >>> batcher.start(state)  # doctest: +SKIP
+        >>> batcher.status  # doctest: +SKIP
+        'running'
+        """
+        with self._lock:
+            if isinstance(self._status, BaseException):
+                self._close_pool()  # an error may have left the pool unusable
+            if self._pool is None:
+                self._pool = self._make_pool()
+            self._reposition(state)
+            if not self._pool.lazy:
+                self._fill()
+
+    def stop(self) -> None:
+        """Stop the workers and free everything in flight; safe to call more than once.
+
+        Worker processes are killed rather than waited for, so this returns promptly
+        even when a batch is stuck. Threads cannot be killed: a thread pool's threads
+        end when their current batch does.
+        """
+        with self._lock:
+            self._close_pool()
+            self._status = "closed"
+
+    def __enter__(self) -> Batcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _make_pool(self) -> Pool:
+        if isinstance(self.backend, Executor):
+            return ExecutorPool(self.backend, owned=False)
+        return _BACKENDS[self.backend](self)
+
+    def _close_pool(self) -> None:
+        self._discard_slots()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            pool.close()
+
+    # -- taking batches ----------------------------------------------------------
+
+    def take(self, state: Any, *, timeout: float | None = None):
+        """The batch of ``state`` as ``((x, y), next_state)``, or ``None`` at the end.
+
+        Pass back the ``next_state`` from the previous call to get the next batch. Any
+        other state repositions the service there (in-flight work is discarded, and a
+        warning is logged) and returns exactly that state's batch.
+
+        Raises
+        ------
+        WorkerError
+            The batch failed on every attempt; :attr:`status` holds the same error.
+        BatcherError
+            The Batcher is not running.
+        TimeoutError
+            ``timeout`` seconds passed before the batch was ready; the Batcher stays usable.
+
+        Examples
+        --------
+        >>> (x, y), state = batcher.take(state)  # doctest: +SKIP
+        """
+        with self._lock:
+            if isinstance(self._status, BaseException):
+                raise self._status
+            if self._pool is None:
+                raise BatcherError(
+                    f"the Batcher is {self._status}; call start(state) before take(state)"
+                )
+            if state != self._position:
+                logger.warning(
+                    "Batcher repositioning: take() got state %r but the service was at %r; "
+                    "discarding in-flight batches and restarting from the requested state",
+                    state,
+                    self._position,
+                )
+                self._reposition(state)
+            self._fill()
+            if not self._slots:
+                self._status = "done"
+                return None
+            slot = self._slots[0]
+            arrays = self._wait(slot, None if timeout is None else time.monotonic() + timeout)
+            self._slots.popleft()
+            self._position = slot.next_state
+            if not self._pool.lazy:
+                self._fill()
+            return arrays, slot.next_state
+
+    def iterate(self, state: Any) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], Any]]:
+        """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
+
+        Starts the Batcher if it is not running; does not stop it.
+
+        Examples
+        --------
+        >>> for (x, y), state in batcher.iterate(state):  # doctest: +SKIP
+        ...     train_step(x, y)
+        """
+        if self._pool is None or isinstance(self._status, BaseException):
+            self.start(state)
+        while (result := self.take(state)) is not None:
+            yield result
+            state = result[1]
+
+    # -- the pipeline --------------------------------------------------------------
+
+    def _reposition(self, state: Any) -> None:
+        self._discard_slots()
+        self._position = state
+        self._cursor = state
+        self._exhausted = False
+        self._status = "running"
+
+    def _discard_slots(self) -> None:
+        while self._slots:
+            slot = self._slots.popleft()
+            if self._pool is not None:
+                self._pool.cancel(slot.future)
+
+    def _submit(self, batch: Any) -> Future:
+        assert self._pool is not None
+        return self._pool.submit(self.materialize, batch, self.dtype)
+
+    def _fill(self) -> None:
+        """Retry failed batches whose backoff is over, then top the buffer up."""
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.retry_at is None and slot.future.done() and slot.future.exception():
+                if slot.attempts <= self.retries:
+                    self._schedule_retry(slot, slot.future.exception(), now)
+            if slot.retry_at is not None and slot.retry_at <= now:
+                self._resubmit(slot)
+        window = 1 if self._pool.lazy else self.buffer
+        while not self._exhausted and len(self._slots) < window:
+            step = self.batches.iterate_batch(self._cursor)
+            if step is None:
+                self._exhausted = True
+                break
+            batch, next_state = step
+            self._slots.append(_Slot(self._cursor, batch, next_state, self._submit(batch)))
+            self._cursor = next_state
+
+    def _schedule_retry(self, slot: _Slot, exc: BaseException, now: float) -> None:
+        delay = min(self.backoff * 2 ** (slot.attempts - 1), _MAX_BACKOFF)
+        slot.retry_at = now + delay
+        logger.warning(
+            "batch for state %r failed (attempt %d of %d), retrying in %.2f s: %s",
+            slot.state,
+            slot.attempts,
+            self.retries + 1,
+            delay,
+            _summary(exc),
+        )
+
+    def _resubmit(self, slot: _Slot) -> None:
+        slot.retry_at = None
+        slot.attempts += 1
+        slot.future = self._submit(slot.batch)
+
+    def _wait(self, slot: _Slot, deadline: float | None):
+        while True:
+            if slot.retry_at is not None:
+                delay = slot.retry_at - time.monotonic()
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise TimeoutError(f"the batch for state {slot.state!r} is not ready")
+                time.sleep(max(delay, 0.0))
+                self._resubmit(slot)
+            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                return slot.future.result(remaining)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"the batch for state {slot.state!r} was not ready within the timeout"
+                ) from None
+            except Exception as exc:
+                if slot.attempts > self.retries:
+                    error = WorkerError(
+                        f"the batch for state {slot.state!r} failed after "
+                        f"{slot.attempts} attempt(s): {_summary(exc)}",
+                        state=slot.state,
+                        batch=slot.batch,
+                        worker_traceback=_traceback_of(exc),
+                    )
+                    self._status = error
+                    self._discard_slots()
+                    raise error from exc
+                self._schedule_retry(slot, exc, time.monotonic())
+
+
+def _summary(exc: BaseException) -> str:
+    if isinstance(exc, TaskError):
+        lines = exc.worker_traceback.strip().splitlines()
+        return lines[-1] if lines else "materialize failed"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _traceback_of(exc: BaseException) -> str:
+    if isinstance(exc, TaskError):
+        return exc.worker_traceback
+    return "".join(traceback.format_exception(exc))
+
+
+def _ray_pool(batcher: Batcher) -> Pool:
+    from ._ray import RayPool
+
+    return RayPool(max_retries=batcher.retries)
+
+
+_BACKENDS: dict[str, Callable[[Batcher], Pool]] = {
+    "inline": lambda batcher: InlinePool(),
+    "threads": lambda batcher: thread_pool(batcher.workers),
+    "processes": lambda batcher: ProcessPool(batcher.workers),
+    "ray": _ray_pool,
+}

@@ -1,0 +1,367 @@
+"""Worker pools that run materialization for the Batcher.
+
+Every pool turns ``submit(materialize, batch, dtype)`` into a
+:class:`concurrent.futures.Future` of ``(x, y)``. A failure of ``materialize`` itself
+resolves the future with :class:`TaskError` (carrying the worker's formatted
+traceback); any other exception means the machinery failed (a worker died, a pool
+broke). The Batcher retries both.
+
+- :class:`InlinePool` runs in the caller's thread: the reference every other pool must match.
+- :class:`ExecutorPool` wraps any :class:`concurrent.futures.Executor` (threads, loky,
+  a Dask client's executor); arrays come back by value.
+- :class:`ProcessPool` runs its own worker processes; arrays come back through shared
+  memory, a dead worker is replaced and its batch fails over to the Batcher's retry.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import threading
+import traceback
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from ._shm import new_segment_name, read_shared, unlink_shared, write_shared
+
+__all__: list[str] = []
+
+Materialize = Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
+
+
+class TaskError(Exception):
+    """``materialize`` raised on a worker; the argument is the formatted traceback."""
+
+    @property
+    def worker_traceback(self) -> str:
+        return str(self.args[0])
+
+
+class WorkerLostError(Exception):
+    """A worker process died while it held a batch."""
+
+
+def run_task(materialize: Materialize, batch: Any, dtype: Any, segment: str | None = None):
+    """Materialize one batch on a worker, reporting failures as values.
+
+    Returns ``("ok", x, y)``, ``("shm", SharedArrays)`` when ``segment`` names a shared
+    memory segment to write into, or ``("error", traceback)``: exceptions travel as
+    text because a user's exception type may not unpickle in the manager.
+    """
+    try:
+        result = materialize(batch, dtype)
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError(f"materialize must return a tuple (x, y), got {type(result).__name__}")
+        x, y = (np.asarray(a) for a in result)
+        if segment is None:
+            return ("ok", x, y)
+        return ("shm", write_shared(segment, (x, y)))
+    except Exception:
+        return ("error", traceback.format_exc())
+
+
+def unpack_result(result) -> tuple[np.ndarray, np.ndarray]:
+    """Turn what :func:`run_task` returned into ``(x, y)`` or raise :class:`TaskError`."""
+    kind = result[0]
+    if kind == "ok":
+        return result[1], result[2]
+    if kind == "shm":
+        x, y = read_shared(result[1])
+        return x, y
+    raise TaskError(result[1])
+
+
+def chain(source: Future, transform: Callable[[Any], Any]) -> Future:
+    """A future resolved with ``transform(source.result())`` or with ``source``'s exception."""
+    target: Future = Future()
+    target.set_running_or_notify_cancel()
+
+    def done(fut: Future) -> None:
+        if fut.cancelled():
+            target.set_exception(WorkerLostError("the task was cancelled by its executor"))
+            return
+        exc = fut.exception()
+        if exc is not None:
+            target.set_exception(exc)
+            return
+        try:
+            target.set_result(transform(fut.result()))
+        except BaseException as err:  # a transform failure must still resolve the future
+            target.set_exception(err)
+
+    source.add_done_callback(done)
+    return target
+
+
+class Pool(Protocol):
+    """What the Batcher needs from a worker pool."""
+
+    #: Compute only when asked (the Batcher then keeps nothing in flight).
+    lazy: bool
+
+    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future: ...
+
+    def cancel(self, future: Future) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InlinePool:
+    """Materialize in the calling thread, at the moment the batch is needed."""
+
+    lazy = True
+
+    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
+        future: Future = Future()
+        future.set_running_or_notify_cancel()
+        try:
+            future.set_result(unpack_result(run_task(materialize, batch, dtype)))
+        except TaskError as exc:
+            future.set_exception(exc)
+        return future
+
+    def cancel(self, future: Future) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class ExecutorPool:
+    """Run on a :class:`concurrent.futures.Executor`; shut it down on close only if owned."""
+
+    lazy = False
+
+    def __init__(self, executor: Executor, *, owned: bool, close_timeout: float = 5.0):
+        self._executor = executor
+        self._owned = owned
+        self._close_timeout = close_timeout
+        self._sources: dict[Future, Future] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
+        source = self._executor.submit(run_task, materialize, batch, dtype)
+        target = chain(source, unpack_result)
+        with self._lock:
+            self._sources[target] = source
+        target.add_done_callback(self._forget)
+        return target
+
+    def _forget(self, target: Future) -> None:
+        with self._lock:
+            self._sources.pop(target, None)
+
+    def cancel(self, future: Future) -> None:
+        with self._lock:
+            source = self._sources.get(future)
+        if source is not None:
+            source.cancel()
+
+    def close(self) -> None:
+        with self._lock:
+            sources = list(self._sources.values())
+        for source in sources:
+            source.cancel()
+        if not self._owned:
+            return
+        # Joining happens in a helper thread so that a task blocked for a long time
+        # cannot hold up stop(); threads cannot be killed, they end with their task.
+        joiner = threading.Thread(
+            target=self._executor.shutdown,
+            kwargs={"wait": True, "cancel_futures": True},
+            name="ondabatches-pool-join",
+        )
+        joiner.start()
+        joiner.join(self._close_timeout)
+
+
+def thread_pool(workers: int) -> ExecutorPool:
+    """An :class:`ExecutorPool` over threads it owns."""
+    executor = ThreadPoolExecutor(workers, thread_name_prefix="ondabatches-worker")
+    return ExecutorPool(executor, owned=True)
+
+
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    """Loop of one worker process: receive a task, run it, send the result back."""
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:  # the manager went away
+            return
+        if message is None:
+            return
+        task_id, segment, materialize, batch, dtype = message
+        conn.send((task_id, run_task(materialize, batch, dtype, segment)))
+
+
+@dataclass(slots=True)
+class _Task:
+    future: Future
+    materialize: Materialize
+    batch: Any
+    dtype: Any
+    segment: str = field(default_factory=new_segment_name)
+
+
+@dataclass(slots=True)
+class _Worker:
+    process: Any
+    conn: multiprocessing.connection.Connection
+    task_id: int | None = None
+
+
+class ProcessPool:
+    """Worker processes fed one task at a time; arrays come back through shared memory.
+
+    A dispatcher thread hands pending tasks to idle workers, reads results (copying the
+    arrays out of shared memory at once, so no segment waits on the caller), and
+    replaces any worker that dies: its task fails with :class:`WorkerLostError` and
+    its segment, if the worker got as far as creating it, is unlinked.
+    """
+
+    lazy = False
+
+    def __init__(self, workers: int, context: Any = None):
+        if workers < 1:
+            raise ValueError(f"a process pool needs at least 1 worker, got {workers}")
+        self._context = context or multiprocessing.get_context("forkserver")
+        self._lock = threading.Lock()
+        self._pending: deque[int] = deque()
+        self._tasks: dict[int, _Task] = {}
+        self._next_id = 0
+        self._closed = False
+        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        self._workers = [self._spawn() for _ in range(workers)]
+        self._thread = threading.Thread(
+            target=self._dispatch, name="ondabatches-dispatcher", daemon=True
+        )
+        self._thread.start()
+
+    def _spawn(self) -> _Worker:
+        parent, child = self._context.Pipe()
+        process = self._context.Process(
+            target=_worker_main, args=(child,), name="ondabatches-worker", daemon=True
+        )
+        process.start()
+        child.close()
+        return _Worker(process, parent)
+
+    def _wake(self) -> None:
+        self._wake_writer.send_bytes(b"")
+
+    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the process pool is closed")
+            task_id = self._next_id
+            self._next_id += 1
+            self._tasks[task_id] = _Task(future, materialize, batch, dtype)
+            self._pending.append(task_id)
+        self._wake()
+        return future
+
+    def cancel(self, future: Future) -> None:
+        # A pending task is dropped when the dispatcher reaches it; a running one is
+        # let finish (its arrays are read and freed as usual).
+        future.cancel()
+
+    def _dispatch(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                self._assign()
+                by_conn = {w.conn: w for w in self._workers}
+                by_sentinel = {w.process.sentinel: w for w in self._workers}
+            ready = multiprocessing.connection.wait([self._wake_reader, *by_conn, *by_sentinel])
+            for item in ready:
+                if item is self._wake_reader:
+                    self._wake_reader.recv_bytes()
+                elif item in by_conn:
+                    self._receive(by_conn[item])
+            for item in ready:
+                if item in by_sentinel:
+                    self._replace(by_sentinel[item])
+
+    def _assign(self) -> None:
+        for worker in self._workers:
+            if worker.task_id is not None:
+                continue
+            while self._pending:
+                task_id = self._pending.popleft()
+                task = self._tasks[task_id]
+                if not task.future.set_running_or_notify_cancel():
+                    del self._tasks[task_id]
+                    continue
+                worker.task_id = task_id
+                try:
+                    worker.conn.send(
+                        (task_id, task.segment, task.materialize, task.batch, task.dtype)
+                    )
+                except Exception as exc:  # e.g. an unpicklable batch or materializer
+                    worker.task_id = None
+                    del self._tasks[task_id]
+                    task.future.set_exception(exc)
+                    continue
+                break
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            task_id, result = worker.conn.recv()
+        except (EOFError, OSError):
+            return  # the worker died; its sentinel reports it
+        with self._lock:
+            task = self._tasks.pop(task_id)
+            worker.task_id = None
+        try:
+            task.future.set_result(unpack_result(result))
+        except BaseException as exc:
+            task.future.set_exception(exc)
+
+    def _replace(self, dead: _Worker) -> None:
+        dead.process.join()
+        dead.conn.close()
+        with self._lock:
+            index = self._workers.index(dead)
+            task = self._tasks.pop(dead.task_id, None) if dead.task_id is not None else None
+            if not self._closed:
+                self._workers[index] = self._spawn()
+        if task is not None:
+            unlink_shared(task.segment)
+            task.future.set_exception(
+                WorkerLostError(
+                    f"worker process {dead.process.pid} died "
+                    f"(exit code {dead.process.exitcode}) while materializing a batch"
+                )
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._wake()
+        self._thread.join()
+        # Workers may be blocked inside a task: kill them rather than wait.
+        for worker in self._workers:
+            worker.process.kill()
+        for worker in self._workers:
+            worker.process.join()
+            worker.conn.close()
+            worker.process.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+        for task in self._tasks.values():
+            unlink_shared(task.segment)
+            if not task.future.cancel() and not task.future.done():
+                task.future.set_exception(
+                    WorkerLostError("the pool was closed before the batch was done")
+                )
+        self._tasks.clear()
+        self._pending.clear()

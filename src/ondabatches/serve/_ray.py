@@ -1,0 +1,154 @@
+"""Ray: materialization as Ray tasks, and a Batcher living in a Ray actor.
+
+Ray is an optional extra (``pip install 'ondabatches[ray]'``), imported only when one
+of these is used. Ray itself is not started here: call ``ray.init(...)`` (or
+``ray.init(address=...)`` to join a cluster) first, or let Ray start a local instance
+on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import numpy as np
+
+from .._errors import require
+from ._pools import Materialize, chain, run_task, unpack_result
+
+__all__ = ["RayBatcher"]
+
+
+def _unpack_owned(result) -> tuple[np.ndarray, np.ndarray]:
+    # Arrays from Ray's object store are read-only views that pin the object; a
+    # copy gives callers the same writable arrays as every other backend.
+    x, y = unpack_result(result)
+    return np.array(x), np.array(y)
+
+
+class RayPool:
+    """Run each batch as a Ray task; Ray re-runs a task whose worker died."""
+
+    lazy = False
+
+    def __init__(self, *, max_retries: int):
+        self._ray = require("ray", "ray")
+        self._remote = self._ray.remote(run_task).options(max_retries=max_retries)
+        self._refs: dict[Future, Any] = {}
+        self._lock = threading.Lock()
+
+    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
+        ref = self._remote.remote(materialize, batch, dtype)
+        target = chain(ref.future(), _unpack_owned)
+        with self._lock:
+            self._refs[target] = ref
+        target.add_done_callback(self._forget)
+        return target
+
+    def _forget(self, target: Future) -> None:
+        with self._lock:
+            self._refs.pop(target, None)
+
+    def cancel(self, future: Future) -> None:
+        with self._lock:
+            ref = self._refs.get(future)
+        if ref is not None:
+            self._ray.cancel(ref)
+
+    def close(self) -> None:
+        with self._lock:
+            refs = list(self._refs.values())
+        for ref in refs:
+            # force=True kills a worker stuck in a batch; Ray starts a new one.
+            self._ray.cancel(ref, force=True)
+
+
+class _BatcherActor:
+    """The body of the actor behind :class:`RayBatcher`."""
+
+    def __init__(self, batches: Any, kwargs: dict[str, Any]):
+        from ._batcher import Batcher
+
+        self._batcher = Batcher(batches, **kwargs)
+
+    def start(self, state: Any) -> None:
+        self._batcher.start(state)
+
+    def take(self, state: Any, timeout: float | None):
+        return self._batcher.take(state, timeout=timeout)
+
+    def stop(self) -> None:
+        self._batcher.stop()
+
+    def status(self):
+        return self._batcher.status
+
+
+class RayBatcher:
+    """A :class:`~ondabatches.Batcher` running in a Ray actor, usable from anywhere.
+
+    The object is a light, picklable handle: pass it to Ray tasks or actors (a
+    training process, say) and call :meth:`take` there. The Batcher's manager runs
+    in the actor; with the default ``backend="ray"`` its batches run as Ray tasks
+    across the cluster.
+
+    Parameters
+    ----------
+    batches:
+        A batch scheme (``iterate_batch(state)``); it is shipped to the actor.
+    **kwargs:
+        Passed to :class:`~ondabatches.Batcher` (``backend``, ``workers``, ``buffer``,
+        ``retries``, ``materialize``, ``dtype``...).
+
+    Examples
+    --------
+    >>> batcher = RayBatcher(batches, buffer=4)  # doctest: +SKIP
+    >>> batcher.start(state)  # doctest: +SKIP
+    >>> (x, y), state = batcher.take(state)  # doctest: +SKIP
+    >>> batcher.shutdown()  # doctest: +SKIP
+    """
+
+    def __init__(self, batches: Any, **kwargs: Any):
+        ray = require("ray", "ray")
+        kwargs.setdefault("backend", "ray")
+        # The manager is light: it must not hold a CPU that a batch task could use.
+        actor_class = ray.remote(num_cpus=0)(_BatcherActor)
+        self._actor = actor_class.remote(batches, kwargs)
+
+    def _call(self, method: str, *args: Any):
+        ray = require("ray", "ray")
+        try:
+            return ray.get(getattr(self._actor, method).remote(*args))
+        except ray.exceptions.RayTaskError as exc:
+            # Give callers our own exception (WorkerError, BatcherError...), not Ray's wrapper.
+            raise exc.cause from None
+
+    def start(self, state: Any) -> None:
+        """Start (or restart) the actor's Batcher from ``state``."""
+        self._call("start", state)
+
+    def take(self, state: Any, *, timeout: float | None = None):
+        """``((x, y), next_state)`` for ``state``, or ``None`` at the end: see ``Batcher.take``."""
+        return self._call("take", state, timeout)
+
+    def stop(self) -> None:
+        """Stop the actor's Batcher; the actor stays, so :meth:`start` works again."""
+        self._call("stop")
+
+    @property
+    def status(self):
+        """The actor's Batcher's status: see ``Batcher.status``."""
+        return self._call("status")
+
+    def shutdown(self) -> None:
+        """Stop the Batcher and end the actor."""
+        ray = require("ray", "ray")
+        self.stop()
+        ray.kill(self._actor)
+
+    def __enter__(self) -> RayBatcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()

@@ -1,0 +1,306 @@
+"""One conformance suite for the Batcher, run against every backend.
+
+``BatcherSuite`` holds the assertions; each backend is a one-line subclass that
+provides the ``backend`` fixture. The reference is the toy scheme materialized
+directly, which is what the inline backend must return too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from ondabatches import Batcher, BatcherError, WorkerError
+from tests.serve.conftest import ROOT
+from tests.serve.toy import ToyScheme, toy_materialize
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def reference(scheme, state, n):
+    """The first ``n`` ((x, y), next_state) from ``state``, computed without a Batcher."""
+    out = []
+    for _ in range(n):
+        step = scheme.iterate_batch(state)
+        if step is None:
+            break
+        batch, state = step
+        out.append((toy_materialize(batch, np.float32), state))
+    return out
+
+
+def assert_same(got, expected):
+    assert len(got) == len(expected)
+    for ((x, y), s), ((ex, ey), es) in zip(got, expected, strict=True):
+        assert s == es
+        assert x.dtype == ex.dtype and y.dtype == ey.dtype
+        np.testing.assert_array_equal(x, ex, strict=True)
+        np.testing.assert_array_equal(y, ey, strict=True)
+        assert x.flags.writeable and y.flags.writeable
+
+
+def take_n(batcher, state, n):
+    out = []
+    for _ in range(n):
+        result = batcher.take(state)
+        if result is None:
+            break
+        out.append(result)
+        state = result[1]
+    return out
+
+
+class BatcherSuite:
+    """The assertions every backend must pass."""
+
+    #: Whether stop() ends a worker blocked in a batch (processes can be killed, threads not).
+    kills_workers = True
+
+    @pytest.fixture
+    def backend(self):
+        raise NotImplementedError
+
+    def make(self, backend, scheme, **kwargs) -> Batcher:
+        kwargs.setdefault("workers", 2)
+        kwargs.setdefault("backoff", 0.01)
+        return Batcher(scheme, backend=backend, materialize=toy_materialize, **kwargs)
+
+    @pytest.mark.parametrize("workers", [1, 2, 4])
+    def test_order_matches_reference(self, backend, workers, no_leaks):
+        scheme = ToyScheme(batch_size=3)
+        with self.make(backend, scheme, workers=workers) as batcher:
+            batcher.start(5)
+            assert batcher.status == "running"
+            got = take_n(batcher, 5, 7)
+        assert batcher.status == "closed"
+        assert_same(got, reference(scheme, 5, 7))
+
+    def test_finite_scheme_ends_with_none(self, backend, no_leaks):
+        scheme = ToyScheme(n_batches=3)
+        with self.make(backend, scheme, buffer=2) as batcher:
+            batcher.start(0)
+            got = take_n(batcher, 0, 10)
+            assert_same(got, reference(scheme, 0, 10))
+            assert len(got) == 3
+            assert batcher.take(3) is None
+            assert batcher.status == "done"
+            # Taking an earlier state repositions and serves again.
+            assert_same([batcher.take(1)], reference(scheme, 1, 1))
+            assert batcher.status == "running"
+
+    def test_iterate(self, backend, no_leaks):
+        scheme = ToyScheme(n_batches=4)
+        with self.make(backend, scheme) as batcher:
+            got = list(batcher.iterate(1))
+        assert_same(got, reference(scheme, 1, 10))
+
+    def test_take_another_state_repositions(self, backend, caplog, no_leaks):
+        scheme = ToyScheme()
+        with self.make(backend, scheme, buffer=3) as batcher:
+            batcher.start(0)
+            take_n(batcher, 0, 2)
+            with caplog.at_level(logging.WARNING, logger="ondabatches"):
+                jumped = batcher.take(10)
+            assert "repositioning" in caplog.text and "10" in caplog.text
+            then = batcher.take(jumped[1])
+            back = batcher.take(0)
+        assert_same([jumped, then], reference(scheme, 10, 2))
+        assert_same([back], reference(scheme, 0, 1))
+
+    def test_resume_from_json_in_new_process(self, backend, tmp_path, no_leaks):
+        scheme = ToyScheme(batch_size=2)
+        with self.make(backend, scheme) as batcher:
+            batcher.start(0)
+            first = take_n(batcher, 0, 3)
+            checkpoint = json.dumps(first[-1][1])
+            here = take_n(batcher, first[-1][1], 3)
+        out = tmp_path / "resumed.npz"
+        script = textwrap.dedent(
+            f"""
+            import json, numpy as np
+            from ondabatches import Batcher
+            from tests.serve.toy import ToyScheme, toy_materialize
+            state = json.loads({checkpoint!r})
+            arrays = {{}}
+            with Batcher(ToyScheme(batch_size=2), workers=2, materialize=toy_materialize) as b:
+                b.start(state)
+                for k in range(3):
+                    (x, y), state = b.take(state)
+                    arrays[f"x{{k}}"], arrays[f"y{{k}}"] = x, y
+            np.savez({str(out)!r}, state=json.dumps(state), **arrays)
+            """
+        )
+        subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, timeout=50)
+        with np.load(out) as saved:
+            resumed = [((saved[f"x{k}"], saved[f"y{k}"]), None) for k in range(3)]
+            assert json.loads(str(saved["state"])) == here[-1][1]
+        assert_same([(arrays, None) for arrays, _ in here], resumed)
+
+    def test_error_after_retries(self, backend, no_leaks):
+        scheme = ToyScheme(actions=((2, ("fail", "boom")),))
+        batcher = self.make(backend, scheme, retries=2)
+        batcher.start(0)
+        assert_same(take_n(batcher, 0, 2), reference(scheme, 0, 2))
+        with pytest.raises(WorkerError) as info:
+            batcher.take(2)
+        error = info.value
+        assert error.state == 2
+        assert error.batch == scheme.iterate_batch(2)[0]
+        assert "ValueError: toy failure boom" in error.worker_traceback
+        assert "toy.py" in error.worker_traceback
+        assert "3 attempt(s)" in str(error)
+        assert batcher.status is error
+        with pytest.raises(WorkerError):
+            batcher.take(3)
+        batcher.stop()
+        batcher.stop()
+        assert batcher.status == "closed"
+        # A restart after an error serves again.
+        batcher.start(3)
+        assert_same(take_n(batcher, 3, 1), reference(scheme, 3, 1))
+        batcher.stop()
+
+    def test_transient_error_is_retried(self, backend, tmp_path, no_leaks):
+        counter = tmp_path / "count"
+        scheme = ToyScheme(actions=((1, ("fail_times", (str(counter), 2))),))
+        with self.make(backend, scheme, retries=2) as batcher:
+            batcher.start(0)
+            got = take_n(batcher, 0, 3)
+        assert counter.read_text() == "xx"
+        assert_same(got, reference(ToyScheme(), 0, 3))
+
+    def test_missing_file_is_a_worker_error(self, backend, tmp_path, no_leaks):
+        missing = tmp_path / "nope.lpcm"
+        scheme = ToyScheme(actions=((0, ("read", str(missing))),))
+        with self.make(backend, scheme, retries=0) as batcher:
+            batcher.start(0)
+            with pytest.raises(WorkerError) as info:
+                batcher.take(0)
+        assert "FileNotFoundError" in info.value.worker_traceback
+        assert "nope.lpcm" in info.value.worker_traceback
+
+    def test_lifecycle(self, backend, no_leaks):
+        scheme = ToyScheme()
+        batcher = self.make(backend, scheme)
+        assert batcher.status == "stopped"
+        with pytest.raises(BatcherError, match="start"):
+            batcher.take(0)
+        batcher.stop()
+        assert batcher.status == "closed"
+        for _ in range(2):
+            batcher.start(4)
+            assert batcher.status == "running"
+            assert_same(take_n(batcher, 4, 2), reference(scheme, 4, 2))
+            batcher.stop()
+            assert batcher.status == "closed"
+        with pytest.raises(BatcherError):
+            batcher.take(6)
+
+    def test_stop_with_blocked_worker(self, backend, no_leaks):
+        # Killable workers get a batch that would block for a minute; threads cannot
+        # be killed, so theirs ends soon after stop() (and must not delay it).
+        seconds = 60 if self.kills_workers else 1.5
+        scheme = ToyScheme(actions=((0, ("sleep", seconds)),))
+        batcher = self.make(backend, scheme)
+        batcher.start(0)
+        with pytest.raises(TimeoutError):
+            batcher.take(0, timeout=0.3)
+        assert batcher.status == "running"
+        began = time.monotonic()
+        batcher.stop()
+        assert time.monotonic() - began < 5
+        assert batcher.status == "closed"
+
+
+class TestInline(BatcherSuite):
+    @pytest.fixture
+    def backend(self):
+        return "inline"
+
+    def test_stop_with_blocked_worker(self, backend, no_leaks):
+        # Inline runs in the caller: a blocking batch blocks take() itself.
+        scheme = ToyScheme(actions=((1, ("sleep", 0.5)),))
+        with self.make(backend, scheme) as batcher:
+            batcher.start(0)
+            began = time.monotonic()
+            batcher.take(0)
+            assert time.monotonic() - began < 0.4  # nothing computed ahead
+            batcher.take(1)
+            assert time.monotonic() - began >= 0.5
+
+
+class TestThreads(BatcherSuite):
+    kills_workers = False
+
+    @pytest.fixture
+    def backend(self):
+        return "threads"
+
+
+class TestProcesses(BatcherSuite):
+    @pytest.fixture
+    def backend(self):
+        return "processes"
+
+
+@pytest.fixture(scope="module")
+def loky_executor():
+    """A real loky reusable executor, which the Batcher uses but does not own."""
+    from loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=2)
+    executor.submit(int).result()  # start its workers before the leak checks' snapshot
+    yield executor
+    executor.shutdown(wait=True, kill_workers=True)
+
+
+class TestLokyExecutor(BatcherSuite):
+    kills_workers = False
+
+    @pytest.fixture
+    def backend(self, loky_executor):
+        return loky_executor
+
+
+@pytest.mark.ray
+class TestRay(BatcherSuite):
+    kills_workers = True
+
+    @pytest.fixture
+    def backend(self, ray_session):
+        return "ray"
+
+
+def test_processes_survive_sigkill(tmp_path, no_leaks):
+    """A worker SIGKILLed mid-batch is replaced and the batch re-run: same output."""
+    marker = tmp_path / "killed"
+    scheme = ToyScheme(actions=((3, ("kill_once", str(marker))),))
+    with Batcher(
+        scheme, workers=2, backend="processes", materialize=toy_materialize, retries=1
+    ) as batcher:
+        batcher.start(0)
+        got = take_n(batcher, 0, 6)
+        pids = {p.pid for p in multiprocessing.active_children() if p.name == "ondabatches-worker"}
+        assert len(pids) == 2
+    killed = int(marker.read_text())
+    assert killed not in pids
+    assert_same(got, reference(ToyScheme(), 0, 6))
+
+
+def test_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="iterate_batch"):
+        Batcher(object())
+    with pytest.raises(ValueError, match="backend"):
+        Batcher(ToyScheme(), backend="gpu")
+    with pytest.raises(ValueError, match="workers"):
+        Batcher(ToyScheme(), workers=0)
+    with pytest.raises(ValueError, match="buffer"):
+        Batcher(ToyScheme(), buffer=0)

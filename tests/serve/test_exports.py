@@ -1,0 +1,10 @@
+"""The public names of ondabatches.serve are exactly the curated ones."""
+
+import ondabatches
+import ondabatches.serve
+
+
+def test_serve_exports():
+    assert ondabatches.serve.__all__ == ["BatchScheme", "Batcher", "RayBatcher"]
+    for name in ondabatches.serve.__all__:
+        assert getattr(ondabatches, name) is getattr(ondabatches.serve, name)

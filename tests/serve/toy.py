@@ -1,0 +1,90 @@
+"""Toy batch schemes and materializers for the Batcher tests.
+
+A batch is a tuple of items; an item is ``(seed, shape, action)`` where ``action``
+says what the materializer does besides computing its arrays deterministically from
+the seed: nothing, fail, sleep, read a file, or kill its own worker once. Everything
+here is top-level so that worker processes can unpickle it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+Item = tuple  # (seed, shape, action)
+
+
+def item_arrays(seed: int, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The arrays of one item: a pure function of (seed, shape, dtype)."""
+    rng = np.random.Generator(np.random.Philox(key=seed))
+    x = rng.standard_normal((1, *shape)).astype(dtype)
+    y = rng.integers(0, 6, size=(1, 1, 2)).astype(np.uint8)
+    return x, y
+
+
+def _act(action) -> None:
+    if action is None:
+        return
+    kind, arg = action
+    if kind == "fail":
+        raise ValueError(f"toy failure {arg}")
+    if kind == "sleep":
+        time.sleep(arg)
+    elif kind == "read":
+        Path(arg).read_bytes()
+    elif kind == "fail_times":
+        # Fail while the counter file holds fewer than n marks: a transient error.
+        path, n = arg
+        with open(path, "a+") as f:
+            f.seek(0)
+            seen = len(f.read())
+            if seen < n:
+                f.write("x")
+                f.flush()
+                raise OSError(f"transient toy failure {seen + 1} of {n}")
+    elif kind == "kill_once":
+        # Kill this very worker process the first time, to simulate a crash mid-batch.
+        marker = Path(arg)
+        if not marker.exists():
+            marker.write_text(str(os.getpid()))
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def toy_materialize(batch, dtype):
+    """Stack the items of ``batch`` on a new leading axis."""
+    xs, ys = [], []
+    for seed, shape, action in batch:
+        _act(action)
+        x, y = item_arrays(seed, tuple(shape), dtype)
+        xs.append(x)
+        ys.append(y)
+    return np.stack(xs), np.stack(ys)
+
+
+@dataclass(frozen=True)
+class ToyScheme:
+    """Batch k holds items with seeds ``(k, i)``; finite when ``n_batches`` is set.
+
+    ``actions`` maps a batch index to the action of its first item. The state is the
+    plain int k, so it is its own JSON.
+    """
+
+    batch_size: int = 2
+    shape: tuple[int, ...] = (2, 8)
+    n_batches: int | None = None
+    actions: tuple[tuple[int, tuple], ...] = ()
+
+    def iterate_batch(self, state):
+        k = state
+        if self.n_batches is not None and k >= self.n_batches:
+            return None
+        action = dict(self.actions).get(k)
+        batch = tuple(
+            (k * 1000 + i, self.shape, action if i == 0 else None) for i in range(self.batch_size)
+        )
+        return batch, k + 1
