@@ -46,6 +46,7 @@ _EEG_LAYOUTS: tuple[tuple[tuple[str, ...], float, str, float, float, str, bool],
     (("c3", "m2", "o1", "o2"), 200.0, "uint16", 0.25, -8192.0, "lpcm", True),
 )
 _EOG = (("eog-l", "eog-r"), 64.0, "int16", 0.5, 0.0, "lpcm", False)
+_ECG = (("ecg",), 256.0, "int16", 0.5, 0.0, "lpcm.zst", False)
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,125 @@ class SyntheticDataset:
     annotations: pa.Table
 
 
-def _eeg(rng: np.random.Generator, n_channels: int, n: int, rate: float) -> np.ndarray:
-    t = np.arange(n) / rate
-    out = np.empty((n_channels, n))
-    for c in range(n_channels):
-        alpha = 20 * np.sin(2 * np.pi * (9 + rng.random() * 3) * t + rng.random() * 6.3)
-        delta = 40 * np.sin(2 * np.pi * (0.5 + rng.random() * 2) * t + rng.random() * 6.3)
-        out[c] = alpha + delta + rng.normal(0, 5, n)
+# Textbook EEG rhythms per stage: (low Hz, high Hz, microvolts rms) of band-limited noise
+# over a 1/f background, so that a model can actually learn stages from the signals.
+_STAGE_BANDS: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "wake": ((8.0, 12.0, 20.0), (15.0, 30.0, 6.0)),
+    "nrem1": ((4.0, 7.0, 16.0), (8.0, 12.0, 5.0)),
+    "nrem2": ((11.0, 15.0, 14.0), (4.0, 7.0, 10.0), (0.5, 2.0, 15.0)),
+    "nrem3": ((0.5, 2.0, 60.0), (2.0, 4.0, 15.0)),
+    "rem": ((4.0, 7.0, 12.0), (2.0, 4.0, 8.0), (15.0, 30.0, 4.0)),
+    "no_stage": ((0.1, 1.0, 40.0), (30.0, 60.0, 8.0)),
+}
+# A plausible night: stage -> probabilities of the next run's stage (order of STAGES).
+_TRANSITIONS = np.array(
+    [
+        [0.00, 0.70, 0.10, 0.00, 0.05, 0.15],  # wake
+        [0.25, 0.00, 0.65, 0.00, 0.10, 0.00],  # nrem1
+        [0.05, 0.10, 0.00, 0.55, 0.30, 0.00],  # nrem2
+        [0.05, 0.00, 0.95, 0.00, 0.00, 0.00],  # nrem3
+        [0.30, 0.30, 0.40, 0.00, 0.00, 0.00],  # rem
+        [0.90, 0.10, 0.00, 0.00, 0.00, 0.00],  # no_stage
+    ]
+)
+_REFERENCE_GAIN = {"m1": 0.3, "m2": 0.3}  # mastoids sit far from the sources
+
+
+def _band_filter(freqs: np.ndarray, bands: tuple[tuple[float, float, float], ...]) -> np.ndarray:
+    gain = np.zeros(freqs.shape)
+    for lo, hi, rms in bands:
+        inside = (freqs >= lo) & (freqs < hi)
+        if inside.any():
+            gain[inside] += rms / np.sqrt(inside.sum())
+    return gain
+
+
+def _eeg(
+    rng: np.random.Generator,
+    channels: tuple[str, ...],
+    n: int,
+    rate: float,
+    stage_of_sample: np.ndarray,
+    kind: str,
+) -> np.ndarray:
+    """Channels x time of stage-dependent EEG (or EOG) in microvolts."""
+    freqs = np.fft.rfftfreq(n, 1.0 / rate)
+    scale = np.sqrt(n / 2.0)  # irfft of unit-variance coefficients -> unit-variance samples
+    pink = 1.0 / np.sqrt(np.maximum(freqs, 0.5))
+    pink *= 8.0 / np.sqrt(np.sum(pink**2) / len(pink))
+    present = [i for i in range(len(STAGES)) if (stage_of_sample == i).any()]
+    out = np.empty((len(channels), n))
+    for c, name in enumerate(channels):
+        spectrum = rng.normal(size=len(freqs)) + 1j * rng.normal(size=len(freqs))
+        x = np.fft.irfft(spectrum * pink, n) * scale / np.sqrt(len(freqs))
+        for i in present:
+            bands = _STAGE_BANDS[STAGES[i]]
+            if kind == "eog" and STAGES[i] in ("wake", "rem"):
+                bands = ((0.3, 2.0, 50.0),)  # slow and rapid eye movements
+            gain = _band_filter(freqs, bands)
+            mask = stage_of_sample == i
+            x[mask] += (np.fft.irfft(spectrum * gain, n) * scale)[mask]
+        out[c] = x * _REFERENCE_GAIN.get(name, 1.0) + rng.normal(0, 1.0, n)
     return out
+
+
+def _ecg(rng: np.random.Generator, n: int, rate: float, stage_of_sample: np.ndarray) -> np.ndarray:
+    """One ECG lead in microvolts: R peaks and T waves at a stage-dependent heart rate."""
+    bpm = np.array([68.0, 62.0, 58.0, 55.0, 66.0, 72.0])[stage_of_sample]
+    bpm = bpm + rng.normal(0, 0.5, n).cumsum() / np.sqrt(n)  # slow drift
+    phase = np.cumsum(bpm / 60.0 / rate) + rng.random()
+    frac = phase % 1.0
+    period = 60.0 / bpm
+    r = np.minimum(frac, 1.0 - frac) * period
+    ecg = 1000.0 * np.exp(-0.5 * (r / 0.012) ** 2)
+    ecg += 250.0 * np.exp(-0.5 * ((frac - 0.3) * period / 0.04) ** 2)
+    return (ecg + rng.normal(0, 10.0, n))[np.newaxis, :]
+
+
+def _stage_runs(rng: np.random.Generator, n_runs: int) -> list[str]:
+    stages, current = [], 0
+    for _ in range(n_runs):
+        stages.append(STAGES[current])
+        current = int(rng.choice(len(STAGES), p=_TRANSITIONS[current]))
+    return stages
+
+
+def _stage_of_sample(
+    annotations: list[dict[str, Any]], span: TimeSpan, n: int, rate: float
+) -> np.ndarray:
+    """Index into STAGES of the annotation at each sample (wake outside annotations)."""
+    stage = np.zeros(n, dtype=np.int64)
+    for row in annotations:
+        first = int((row["span"].start - span.start) * rate // NS_PER_S)
+        last = int((row["span"].stop - span.start) * rate // NS_PER_S)
+        stage[max(first, 0) : max(min(last, n), 0)] = STAGES.index(row["stage"])
+    return stage
+
+
+def _annotations(
+    rng: np.random.Generator, recording: uuid.UUID, span: TimeSpan
+) -> list[dict[str, Any]]:
+    """Contiguous stage runs of 1..6 epochs from 10 s after the signal's start."""
+    t = span.start + 10 * NS_PER_S
+    last_stop = span.stop - 15 * NS_PER_S
+    bounds = []
+    while t + EPOCH <= last_stop:
+        n_epochs = int(min(rng.integers(1, 7), (last_stop - t) // EPOCH))
+        stop = t + n_epochs * EPOCH
+        if stop + EPOCH > last_stop:
+            stop = min(stop + 7 * NS_PER_S, last_stop)
+        bounds.append((t, stop))
+        t = stop
+    stages = _stage_runs(rng, len(bounds))
+    return [
+        dict(
+            recording=recording,
+            id=uuid.UUID(bytes=rng.bytes(16), version=4),
+            span=TimeSpan(start, stop),
+            stage=stage,
+        )
+        for (start, stop), stage in zip(bounds, stages)
+    ]
 
 
 def make_dataset(
@@ -76,18 +188,22 @@ def make_dataset(
     duration: TimeLike = 10 * 60 * NS_PER_S,
     seed: int = 0,
     eog_every: int = 2,
+    ecg_every: int = 0,
 ) -> SyntheticDataset:
     """Write a synthetic Onda dataset under ``root`` and return its tables.
 
     Recording ``i`` uses EEG layout ``i % 4`` (channels, rate, type, format, path
-    style); every ``eog_every``-th recording also has an EOG signal (0: never). The EEG
+    style); every ``eog_every``-th recording also has an EOG signal and every
+    ``ecg_every``-th an ECG (0: never). The EEG
     signal starts ``4 s * (i % 3)`` into the recording and lasts about ``duration``
     (a whole number of samples at every rate). Stage annotations start 10 s after the
     signal, are contiguous runs of 1..6 epochs of 30 s, and the last one runs 7 s past
     a whole epoch (so that :func:`~ondabatches.labels.sort_and_trim_spans` trims it).
+    Stages follow a plausible night (a Markov chain over runs) and the signals carry
+    each stage's textbook rhythms (alpha in wake, spindles in N2, delta in N3, ...).
 
     Writes ``root/signals.arrow``, ``root/annotations.arrow`` and the sample files
-    ``root/<recording>/eeg.lpcm[.zst]`` (and ``eog.lpcm``).
+    ``root/<recording>/eeg.lpcm[.zst]`` (and ``eog.lpcm``, ``ecg.lpcm``).
 
     Examples
     --------
@@ -107,14 +223,23 @@ def make_dataset(
         recording = uuid.UUID(bytes=rng.bytes(16), version=4)
         start = 4 * (i % 3) * NS_PER_S
         span = TimeSpan(start, start + seconds * NS_PER_S)
+        annotations = _annotations(rng, recording, span)
+        annotation_rows.extend(annotations)
         layouts = [("eeg", _EEG_LAYOUTS[i % len(_EEG_LAYOUTS)])]
         if eog_every and i % eog_every == 0:
             layouts.append(("eog", _EOG))
+        if ecg_every and i % ecg_every == 0:
+            layouts.append(("ecg", _ECG))
         for kind, (channels, rate, sample_type, res, offset, fmt, absolute) in layouts:
             info = SamplesInfo(kind, channels, "microvolt", res, offset, sample_type, rate)
             n = int(seconds * rate)
+            stage = _stage_of_sample(annotations, span, n, rate)
+            if kind == "ecg":
+                values = _ecg(rng, n, rate, stage)
+            else:
+                values = _eeg(rng, channels, n, rate, stage, kind)
             relative = f"{recording}/{kind}.{fmt}"
-            store(root / relative, Samples(_eeg(rng, len(channels), n, rate), info).encode())
+            store(root / relative, Samples(values, info).encode())
             signal_rows.append(
                 dict(
                     recording=recording,
@@ -125,22 +250,6 @@ def make_dataset(
                     **info.to_dict(),
                 )
             )
-        t = span.start + 10 * NS_PER_S
-        last_stop = span.stop - 15 * NS_PER_S
-        while t + EPOCH <= last_stop:
-            n_epochs = int(min(rng.integers(1, 7), (last_stop - t) // EPOCH))
-            stop = t + n_epochs * EPOCH
-            if stop + EPOCH > last_stop:
-                stop = min(stop + 7 * NS_PER_S, last_stop)
-            annotation_rows.append(
-                dict(
-                    recording=recording,
-                    id=uuid.UUID(bytes=rng.bytes(16), version=4),
-                    span=TimeSpan(t, stop),
-                    stage=STAGES[int(rng.integers(len(STAGES)))],
-                )
-            )
-            t = stop
     signals_path, annotations_path = root / "signals.arrow", root / "annotations.arrow"
     write_signals(signals_path, signals_table(signal_rows))
     write_annotations(annotations_path, annotations_table(annotation_rows))
