@@ -177,7 +177,7 @@ def _annotations(
             span=TimeSpan(start, stop),
             stage=stage,
         )
-        for (start, stop), stage in zip(bounds, stages)
+        for (start, stop), stage in zip(bounds, stages, strict=True)
     ]
 
 
