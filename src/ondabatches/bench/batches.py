@@ -1,7 +1,8 @@
 """Benchmarks of the batch specification and materialization (a plain script, not a test).
 
-Run ``python benchmarks/bench_batches.py [--quick]``. Each row prints our figure next to
-its floor (the goal, or the cost of the bare work it cannot avoid) and their ratio:
+Run ``python -m ondabatches.bench.batches [--quick]`` or ``ondabatches bench batches``.
+Each row prints our figure next to its floor (the goal, or the cost of the bare work it
+cannot avoid) and their ratio:
 
 - ``spec``: items per second drawn by ``RandomBatches`` over a 10,000-recording
   labeled table (goal: at least 100,000 items/s on one core);
@@ -14,20 +15,21 @@ its floor (the goal, or the cost of the bare work it cannot avoid) and their rat
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import tempfile
 import time
 import tracemalloc
 
 import numpy as np
 import pyarrow.compute as pc
+import zstandard
 
-from ondabatches.batches import BatchState, RandomBatches
-from ondabatches.materialize import materialize_batch
-from ondabatches.onda import load_rows, window_sample_range
-from ondabatches.synthetic import labeled_table, make_dataset
+from ..batches import BatchState, RandomBatches
+from ..materialize import materialize_batch
+from ..onda import window_sample_range
+from ..onda._zst import parse_seek_table
+from ..synthetic import labeled_table, make_dataset
+from ._report import Result, script_main
 
 MIN = 60 * 10**9
 
@@ -41,7 +43,7 @@ def _best(fn, repeats: int) -> float:
     return best
 
 
-def bench_spec(quick: bool) -> list[dict]:
+def bench_spec(quick: bool) -> list[Result]:
     table = labeled_table(10_000)
     spec = RandomBatches(table, n_channels=2, batch_size=256, batch_duration=MIN)
     n_batches = 40 if quick else 400
@@ -51,18 +53,46 @@ def bench_spec(quick: bool) -> list[dict]:
         _, state = spec.iterate_batch(state)
     rate = n_batches * 256 / (time.perf_counter() - t)
     return [
-        dict(
-            name="spec items/s (10,000 recordings)",
-            value=rate,
-            floor=100_000.0,
-            ratio=100_000.0 / rate,
+        Result(
+            "spec generation, 10,000 recordings, batch 256",
+            rate,
+            100_000.0,
+            "items/s",
+            goal=1.0,
+            higher_is_better=True,
+            floor_is="the goal rate (100,000 items/s on one core)",
         )
     ]
 
 
-def bench_materialize(quick: bool) -> list[dict]:
-    from ondabatches.labels import label_signals, sort_and_trim_spans
-    from ondabatches.synthetic import EPOCH, STAGE_ENCODING
+def _raw_window(item) -> np.ndarray:
+    """The floor: read the window's bytes (and decompress its frames) with no library."""
+    info = item.info
+    rows = window_sample_range(item.window.translate(-item.signal_span.start), info.sample_rate)
+    bps = info.bytes_per_sample
+    start, stop = rows.start * bps, rows.stop * bps
+    fd = os.open(item.file_path, os.O_RDONLY)
+    try:
+        if item.file_format == "lpcm":
+            buf = np.empty(stop - start, dtype=np.uint8)
+            os.preadv(fd, [buf], start)
+        else:
+            size = os.fstat(fd).st_size
+            table = parse_seek_table(size, lambda a, b: os.pread(fd, b - a, a))
+            first, last = table.frames_for(start, stop)
+            c, d = table.compressed_offsets, table.decompressed_offsets
+            compressed = os.pread(fd, int(c[last] - c[first]), int(c[first]))
+            reader = zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True)
+            skip = start - int(d[first])
+            buf = np.frombuffer(reader.read(skip + stop - start), dtype=np.uint8)[skip:]
+    finally:
+        os.close(fd)
+    return buf.view(info.dtype).reshape(-1, info.n_channels).T
+
+
+def bench_materialize(quick: bool) -> list[Result]:
+    from ..labels import label_signals, sort_and_trim_spans
+    from ..synthetic import EPOCH, STAGE_ENCODING
 
     with tempfile.TemporaryDirectory() as root:
         ds = make_dataset(root, n_recordings=8, duration=(20 if quick else 60) * MIN, eog_every=0)
@@ -83,16 +113,15 @@ def bench_materialize(quick: bool) -> list[dict]:
 
             def floor(batches=batches):
                 for b in batches:
+                    parts = []
                     for it in b:
-                        r = window_sample_range(
-                            it.window.translate(-it.signal_span.start), it.info.sample_rate
-                        )
-                        enc = load_rows(it.signal(), r, encoded=True).data
-                        out = np.empty(enc.shape, np.float32)
-                        np.multiply(
-                            enc, it.info.sample_resolution_in_unit, out=out, casting="unsafe"
+                        enc = _raw_window(it)
+                        parts.append(
+                            enc * np.float32(it.info.sample_resolution_in_unit)
+                            + np.float32(it.info.sample_offset_in_unit)
                         )
                         it.label_codes()
+                    np.stack(parts)
 
             ours(), floor()  # warm the page cache and allocators
             t_ours, t_floor = float("inf"), float("inf")
@@ -100,14 +129,20 @@ def bench_materialize(quick: bool) -> list[dict]:
                 t_ours = min(t_ours, _best(ours, 1))
                 t_floor = min(t_floor, _best(floor, 1))
             per = len(batches)
-            name = f"materialize_batch s/batch (32 x 5 min, {rate:g} Hz, {fmt})"
             rows.append(
-                dict(name=name, value=t_ours / per, floor=t_floor / per, ratio=t_ours / t_floor)
+                Result(
+                    f"materialize_batch, 32 x 5 min, {rate:g} Hz {fmt}",
+                    t_ours / per * 1e3,
+                    t_floor / per * 1e3,
+                    "ms/batch",
+                    goal=1.3,
+                    floor_is="raw pread (+ zstd of the window's frames) + numpy decode + stack",
+                )
             )
         return rows
 
 
-def bench_memory(quick: bool) -> list[dict]:
+def bench_memory(quick: bool) -> list[Result]:
     table = labeled_table(10_000)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -116,38 +151,16 @@ def bench_memory(quick: bool) -> list[dict]:
     tracemalloc.stop()
     del spec
     return [
-        dict(
-            name="labeled table bytes (10,000 x 8 h)",
-            value=float(table.nbytes),
-            floor=None,
-            ratio=None,
-        ),
-        dict(
-            name="RandomBatches extra bytes, uniform weights",
-            value=float(extra),
-            floor=None,
-            ratio=None,
-        ),
-    ]
+        Result("labeled table, 10,000 recordings x 8 h (in-memory labels)", table.nbytes / 1e6,
+               None, "MB"),
+        Result("RandomBatches on top of it, uniform weights", extra / 1e6, None, "MB"),
+    ]  # fmt: skip
 
 
-def run(quick: bool = False) -> list[dict]:
-    """All benchmark rows: dicts with ``name``, ``value``, ``floor`` and ``ratio``."""
+def run(quick: bool = False) -> list[Result]:
+    """All benchmark rows."""
     return bench_spec(quick) + bench_materialize(quick) + bench_memory(quick)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions, smaller data")
-    args = parser.parse_args(argv)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, single-threaded figures")
-    for row in run(args.quick):
-        floor = (
-            "" if row["floor"] is None else f"  floor {row['floor']:.4g}  ratio {row['ratio']:.2f}"
-        )
-        print(f"{row['name']:<60} {row['value']:.4g}{floor}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(script_main(run, __doc__.splitlines()[0]))

@@ -13,13 +13,11 @@ writes it), then loads random 5-minute windows decoded to float32:
 Files are read from the page cache (each is read once before timing), so the
 numbers measure our overhead, not the disk.
 
-Usage: ``python benchmarks/bench_onda.py [--quick] [--dir DIR]``. :func:`run` returns
-the result rows, for a future ``ondabatches bench`` command.
+Usage: ``python -m ondabatches.bench.onda [--quick]`` or ``ondabatches bench onda``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -33,7 +31,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from ondabatches.onda import (
+from ..onda import (
     Samples,
     SamplesInfo,
     Signal,
@@ -43,6 +41,7 @@ from ondabatches.onda import (
     store,
     time_from_index,
 )
+from ._report import Result, script_main
 
 CHANNELS = tuple(
     "fp1 f3 c3 p3 f7 t3 t5 o1 fz cz pz fp2 f4 c4 p4 f8 t4 t6 o2".split()
@@ -92,23 +91,20 @@ def _warm(path: Path) -> None:
 
 def _row(
     name: str, ours: list[float], base: list[float] | None, goal: float | None, what: str
-) -> dict[str, Any]:
-    ours_ms = statistics.median(ours) * 1e3
-    base_ms = statistics.median(base) * 1e3 if base else None
-    return {
-        "name": name,
-        "ours_ms": ours_ms,
-        "baseline_ms": base_ms,
-        "baseline": what,
-        "ratio": ours_ms / base_ms if base_ms else None,
-        "goal": goal,
-        "n": len(ours),
-    }
+) -> Result:
+    return Result(
+        name,
+        statistics.median(ours) * 1e3,
+        statistics.median(base) * 1e3 if base else None,
+        "ms",
+        goal,
+        floor_is=what,
+    )
 
 
 def run(
     quick: bool = False, folder: str | os.PathLike[str] | None = None, seed: int = 0
-) -> list[dict[str, Any]]:
+) -> list[Result]:
     """Run the benchmark; each result row is a dict (``name``, ``ours_ms``, ``ratio``, ...)."""
     hours, rate, n_windows = (1.0, 128.0, 60) if quick else (24.0, 256.0, 200)
     own_folder = folder is None
@@ -121,11 +117,11 @@ def run(
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _run(root: Path, hours: float, rate: float, n_windows: int, seed: int) -> list[dict[str, Any]]:
+def _run(root: Path, hours: float, rate: float, n_windows: int, seed: int) -> list[Result]:
     info = SamplesInfo("eeg", CHANNELS, "microvolt", RESOLUTION, 0.0, "int16", rate)
     data = _recording(hours, rate, seed)
     n = data.shape[1]
-    rows_out: list[dict[str, Any]] = []
+    rows_out: list[Result] = []
 
     lpcm, zst, single = root / "rec.lpcm", root / "rec.lpcm.zst", root / "rec-single.lpcm.zst"
     t_lpcm = _timed(lambda: store(lpcm, Samples(data, info, encoded=True)))
@@ -221,29 +217,5 @@ def _run(root: Path, hours: float, rate: float, n_windows: int, seed: int) -> li
     return rows_out
 
 
-def print_rows(rows: list[dict[str, Any]]) -> None:
-    print(f"{'benchmark':<48} {'ours ms':>9} {'base ms':>9} {'ratio':>7} {'goal':>6}  baseline")
-    for r in rows:
-        base = f"{r['baseline_ms']:9.3f}" if r["baseline_ms"] is not None else f"{'':>9}"
-        ratio = f"{r['ratio']:7.2f}" if r["ratio"] is not None else f"{'':>7}"
-        goal = f"{r['goal']:6.2f}" if r["goal"] is not None else f"{'':>6}"
-        verdict = "" if r["goal"] is None else ("  ok" if r["ratio"] <= r["goal"] else "  MISSED")
-        print(
-            f"{r['name']:<48} {r['ours_ms']:9.3f} {base} {ratio} {goal}  {r['baseline']}{verdict}"
-        )
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="1 h at 128 Hz instead of 24 h at 256 Hz"
-    )
-    parser.add_argument(
-        "--dir", help="where to write the files (default: a temporary folder, removed after)"
-    )
-    args = parser.parse_args(argv)
-    print_rows(run(quick=args.quick, folder=args.dir))
-
-
 if __name__ == "__main__":
-    main()
+    raise SystemExit(script_main(run, __doc__.split("\n\n")[0]))
