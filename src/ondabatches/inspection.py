@@ -169,6 +169,8 @@ def _table_kind(path: Path) -> str:
     except (pa.ArrowInvalid, OSError) as exc:
         raise SchemaError(f"{path} is not an Arrow table ({exc})") from None
     qualified = (schema.metadata or {}).get(_SCHEMA_KEY, b"").decode()
+    if qualified.startswith("labeled.signal@"):
+        return "labeled"  # derived from the signals table beside it
     if "onda.signal@" in qualified:
         return "signals"
     if "onda.annotation@" in qualified:
@@ -188,7 +190,7 @@ def find_tables(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     """The signals and annotations tables at ``path`` (a table file or a folder).
 
     A folder is searched (not recursively) for ``*.arrow`` files that are Onda tables;
-    other Arrow files there are ignored.
+    other Arrow files there, labeled-signal tables included, are ignored.
 
     Examples
     --------
@@ -201,14 +203,17 @@ def find_tables(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
         raise SampleFileNotFoundError(f"no such file or folder: {path}")
     if path.is_file():
         kind = _table_kind(path)
-        return ([path], []) if kind == "signals" else ([], [path])
+        return ([path], []) if kind in ("signals", "labeled") else ([], [path])
     signals, annotations = [], []
     for candidate in sorted(path.glob("*.arrow")):
         try:
             kind = _table_kind(candidate)
         except SchemaError:
             continue
-        (signals if kind == "signals" else annotations).append(candidate)
+        if kind == "signals":
+            signals.append(candidate)
+        elif kind == "annotations":
+            annotations.append(candidate)
     return signals, annotations
 
 

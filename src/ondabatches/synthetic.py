@@ -89,7 +89,8 @@ def _band_filter(freqs: np.ndarray, bands: tuple[tuple[float, float, float], ...
     for lo, hi, rms in bands:
         inside = (freqs >= lo) & (freqs < hi)
         if inside.any():
-            gain[inside] += rms / np.sqrt(inside.sum())
+            # Spread the band's power so that it comes out at ``rms`` microvolts.
+            gain[inside] += rms * np.sqrt(len(freqs) / inside.sum())
     return gain
 
 
@@ -110,7 +111,7 @@ def _eeg(
     out = np.empty((len(channels), n))
     for c, name in enumerate(channels):
         spectrum = rng.normal(size=len(freqs)) + 1j * rng.normal(size=len(freqs))
-        x = np.fft.irfft(spectrum * pink, n) * scale / np.sqrt(len(freqs))
+        x = np.fft.irfft(spectrum * pink, n) * scale
         for i in present:
             bands = _STAGE_BANDS[STAGES[i]]
             if kind == "eog" and STAGES[i] in ("wake", "rem"):
@@ -189,12 +190,14 @@ def make_dataset(
     seed: int = 0,
     eog_every: int = 2,
     ecg_every: int = 0,
+    sample_rate: float | None = None,
 ) -> SyntheticDataset:
     """Write a synthetic Onda dataset under ``root`` and return its tables.
 
     Recording ``i`` uses EEG layout ``i % 4`` (channels, rate, type, format, path
     style); every ``eog_every``-th recording also has an EOG signal and every
-    ``ecg_every``-th an ECG (0: never). The EEG
+    ``ecg_every``-th an ECG (0: never). ``sample_rate``, if given, replaces the EEG
+    layouts' rates so that every EEG window of a duration has as many samples. The EEG
     signal starts ``4 s * (i % 3)`` into the recording and lasts about ``duration``
     (a whole number of samples at every rate). Stage annotations start 10 s after the
     signal, are contiguous runs of 1..6 epochs of 30 s, and the last one runs 7 s past
@@ -225,7 +228,10 @@ def make_dataset(
         span = TimeSpan(start, start + seconds * NS_PER_S)
         annotations = _annotations(rng, recording, span)
         annotation_rows.extend(annotations)
-        layouts = [("eeg", _EEG_LAYOUTS[i % len(_EEG_LAYOUTS)])]
+        eeg = _EEG_LAYOUTS[i % len(_EEG_LAYOUTS)]
+        if sample_rate is not None:
+            eeg = (eeg[0], float(sample_rate), *eeg[2:])
+        layouts = [("eeg", eeg)]
         if eog_every and i % eog_every == 0:
             layouts.append(("eog", _EOG))
         if ecg_every and i % ecg_every == 0:
