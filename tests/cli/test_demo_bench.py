@@ -61,7 +61,8 @@ def test_bench_runs_one_benchmark_and_prints_ratios() -> None:
     out = _cli("bench", "onda", "--quick", timeout=180)
     assert out.returncode == 0, out.stderr
     assert "lpcm 5-min window, load_rows -> float32" in out.stdout
-    row = next(ln for ln in out.stdout.splitlines() if ln.startswith("lpcm 5-min window, load_rows"))
+    lines = out.stdout.splitlines()
+    row = next(ln for ln in lines if ln.startswith("lpcm 5-min window, load_rows"))
     ratio = float(row.split()[-3])  # ours, floor, unit, ratio, goal, verdict
     assert ratio > 0
 
