@@ -215,7 +215,7 @@ def make_dataset(
     >>> ds.signals.num_rows, sorted(set(ds.annotations.column("stage").to_pylist())) != []
     (3, True)
     """
-    root = Path(root)
+    root = Path(root).absolute()
     root.mkdir(parents=True, exist_ok=True)
     # Whole seconds, even: 143.5 Hz then gives whole numbers of samples.
     seconds = max(2 * ((nanoseconds(duration) // NS_PER_S) // 2), 2 * EPOCH // NS_PER_S)
