@@ -1,0 +1,233 @@
+"""The Batcher end to end: batches/s and MB/s reaching the consumer, transport, first batch.
+
+Side by side in one run, on the same synthetic dataset (6-channel EEG at 128 Hz,
+int16 LPCM decoded to float32):
+
+- the floor: the same batches materialized in a loop in this process, no Batcher;
+- the inline backend (the Batcher's own overhead on top of the floor);
+- the processes backend (shared memory) and, if Ray is installed, the Ray backend,
+  with 1, 2, 4 workers and more where the machine has the CPUs (up to 16);
+- the transport of one ~50 MB batch: shared memory (the worker's write plus the
+  manager's read) and pickling through a pipe, against materializing that batch;
+- the time from creating a process Batcher to holding its first batch.
+
+Goals: 2 workers at least 1.7x one worker; shared-memory transport under 10% of
+materialization time for 50 MB batches; first batch under 2 s with processes.
+Throughput is measured after the first batch, so pool start-up is not in it.
+
+Run ``python -m ondabatches.bench.batcher [--quick]``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from multiprocessing import Pipe
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..batches import RandomBatches
+from ..labels import label_signals, sort_and_trim_spans
+from ..materialize import materialize_batch
+from ..serve import Batcher
+from ..serve._shm import new_segment_name, read_shared, write_shared
+from ..synthetic import EPOCH, STAGE_ENCODING, make_dataset
+from ._report import Result, script_main
+
+__all__ = ["run"]
+
+MB = 1e6
+RATE = 128.0  # the synthetic layout with six int16 channels
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_counts(cpus: int) -> list[int]:
+    """1, 2 and 4 always (4 oversubscribes a 2-core machine, which is worth seeing), then
+    8 and 16 where there are that many CPUs."""
+    return [w for w in (1, 2, 4, 8, 16) if w <= 4 or w <= cpus]
+
+
+def _labeled(root: Path, quick: bool) -> pa.Table:
+    # Recordings 0, 4, 8... use the 128 Hz six-channel layout; only those are kept.
+    ds = make_dataset(
+        root, n_recordings=5 if quick else 9, duration=(20 if quick else 60) * 60 * 10**9
+    )
+    annotations = sort_and_trim_spans(ds.annotations, epoch=EPOCH, by="recording")
+    labeled = label_signals(
+        ds.signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
+    )
+    return labeled.filter(pc.equal(labeled.column("sample_rate"), RATE))
+
+
+def _floor(scheme: RandomBatches, n: int) -> tuple[float, int]:
+    """Seconds to materialize batches 1..n in this process, and bytes per batch."""
+    state = scheme.initial_state().advance(1)
+    nbytes = 0
+    started = time.perf_counter()
+    for _ in range(n):
+        batch, state = scheme.iterate_batch(state)
+        x, y = materialize_batch(batch)
+        nbytes = x.nbytes + y.nbytes
+    return time.perf_counter() - started, nbytes
+
+
+def _throughput(scheme: RandomBatches, n: int, **options) -> tuple[float, float]:
+    """(seconds for batches 1..n after the first, seconds to the first) through a Batcher."""
+    state = scheme.initial_state()
+    started = time.perf_counter()
+    with Batcher(scheme, **options) as batcher:
+        batcher.start(state)
+        _, state = batcher.take(state)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(n):
+            _, state = batcher.take(state)
+        return time.perf_counter() - started, first
+
+
+def _best(f, repeat: int) -> float:
+    return min(f() for _ in range(repeat))
+
+
+def _timed(f, *args) -> float:
+    started = time.perf_counter()
+    f(*args)
+    return time.perf_counter() - started
+
+
+def _shm_transport(x: np.ndarray, y: np.ndarray) -> float:
+    # The worker's write, the manager's read, and the page faults of the consumer's
+    # first touch of the mapped arrays (one element per 4 KiB page).
+    started = time.perf_counter()
+    for array in read_shared(write_shared(new_segment_name(), (x, y))):
+        array.reshape(-1).view(np.uint8)[::4096].sum()
+    return time.perf_counter() - started
+
+
+def _pipe_transport(x: np.ndarray, y: np.ndarray) -> float:
+    # What a pool without shared memory does: pickle, push through a pipe, unpickle.
+    receiver, sender = Pipe(duplex=False)
+    thread = threading.Thread(target=sender.send, args=((x, y),))
+    started = time.perf_counter()
+    thread.start()
+    receiver.recv()
+    elapsed = time.perf_counter() - started
+    thread.join()
+    receiver.close()
+    sender.close()
+    return elapsed
+
+
+def _rates(name: str, seconds: float, n: int, nbytes: int, floor: tuple[float, float], **extra):
+    batches, mbs = n / seconds, n * nbytes / MB / seconds
+    return [
+        Result(f"{name}: batches/s", batches, floor[0], "batch/s", higher_is_better=True, **extra),
+        Result(f"{name}: MB/s", mbs, floor[1], "MB/s", higher_is_better=True),
+    ]
+
+
+def run(quick: bool = False) -> list[Result]:
+    """Measure; see the module docstring."""
+    cpus = _usable_cpus()
+    n = 24 if quick else 96
+    repeat = 2 if quick else 3
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="ondabatches-bench-") as tmp:
+        labeled = _labeled(Path(tmp), quick)
+        # ~5.9 MB per batch: 32 windows of 60 s, 6 channels, float32.
+        scheme = RandomBatches(labeled, batch_size=32, batch_duration=2 * EPOCH)
+        floor_s, nbytes = _floor(scheme, n)  # the first pass also warms the page cache
+        floor_s = min(floor_s, _best(lambda: _floor(scheme, n)[0], repeat))
+        floor = (n / floor_s, n * nbytes / MB / floor_s)
+        floor_is = f"materialize_batch in a loop in-process ({nbytes / MB:.1f} MB batches)"
+        results += _rates("floor: materialization alone", floor_s, n, nbytes, floor)
+        inline = _best(lambda: _throughput(scheme, n, backend="inline")[0], repeat)
+        results += _rates("inline backend", inline, n, nbytes, floor, floor_is=floor_is)
+
+        backends = ["processes"]
+        try:
+            import ray
+        except ImportError:
+            ray = None
+        if ray is not None:
+            backends.append("ray")
+            ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR")
+        try:
+            for backend in backends:
+                one_worker = None
+                for workers in worker_counts(cpus):
+                    options = {"backend": backend, "workers": workers}
+                    seconds = _best(lambda o=options: _throughput(scheme, n, **o)[0], repeat)
+                    name = f"{backend}, {workers} worker{'s' if workers > 1 else ''}"
+                    results += _rates(name, seconds, n, nbytes, floor)
+                    if workers == 1:
+                        one_worker = n / seconds
+                    elif workers == 2 and one_worker is not None:
+                        results.append(
+                            Result(
+                                f"{backend}, 2 workers vs 1 (goal >= 1.7x)",
+                                n / seconds,
+                                one_worker,
+                                "batch/s",
+                                goal=1 / 1.7,
+                                higher_is_better=True,
+                                floor_is=f"the {backend} backend with 1 worker",
+                            )
+                        )
+        finally:
+            if ray is not None:
+                ray.shutdown()
+
+        # Transport of one ~50 MB batch: 54 windows of 5 min, 6 channels, float32.
+        big = RandomBatches(labeled, batch_size=54, batch_duration=10 * EPOCH)
+        batch, _ = big.iterate_batch(big.initial_state())
+        x, y = materialize_batch(batch)  # warms the page cache
+        materialize_s = _best(lambda: _timed(materialize_batch, batch), repeat + 2)
+        size = f"{(x.nbytes + y.nbytes) / MB:.0f} MB batch"
+        for how, measure, goal in (
+            ("shared memory", _shm_transport, 0.1),
+            ("pickle through a pipe", _pipe_transport, None),
+        ):
+            results.append(
+                Result(
+                    f"transport of a {size}: {how}",
+                    _best(lambda m=measure: m(x, y), repeat + 2) * 1e3,
+                    materialize_s * 1e3,
+                    "ms",
+                    goal=goal,
+                    floor_is="materializing that batch in-process (goal: transport < 10% of it)"
+                    if goal
+                    else "",
+                )
+            )
+
+        # Time to first batch: creating the Batcher, starting its processes, one batch.
+        workers = min(2, cpus)
+        inline_first = _best(lambda: _throughput(scheme, 0, backend="inline")[1], repeat)
+        first = _best(lambda: _throughput(scheme, 0, backend="processes", workers=workers)[1], 1)
+        results.append(
+            Result(
+                f"time to first batch, processes, {workers} workers (goal < 2 s)",
+                first,
+                inline_first,
+                "s",
+                goal=2.0 / inline_first,
+                floor_is="the inline backend's first batch; the goal ratio stands for 2 s",
+            )
+        )
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(script_main(run, __doc__))

@@ -1,0 +1,69 @@
+"""examples/train_sleep_stager.py runs, its loss is finite, and its checkpoint resumes exactly."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.torch
+
+EXAMPLE = ROOT / "examples" / "train_sleep_stager.py"
+
+
+def run_example(*args: str, timeout: float) -> str:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def losses(output: str) -> dict[int, float]:
+    return {int(s): float(v) for s, v in re.findall(r"^step (\d+) loss (\S+)$", output, re.M)}
+
+
+@pytest.mark.timeout(60)
+def test_smoke_run_resumes_from_its_checkpoint(tmp_path):
+    out = run_example(
+        "--steps", "6", "--recordings", "5", "--hours", "0.25", "--batch-size", "8",
+        "--log-every", "2", "--workers", "1", "--out", str(tmp_path), timeout=55,
+    )  # fmt: skip
+    logged = losses(out)
+    assert sorted(logged) == [2, 4, 6]
+    assert all(math.isfinite(v) for v in logged.values())
+    assert "checkpoint at step 3" in out
+    assert re.search(r"resume check: steps 4\.\.6 from the checkpoint reproduce", out), out
+    assert re.search(r"held-out accuracy [0-9.]+ per 30 s epoch", out)
+    assert (tmp_path / "checkpoint.pt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_full_run_learns_and_resumes(tmp_path):
+    data = tmp_path / "data"
+    out = run_example("--steps", "300", "--out", str(tmp_path), "--data", str(data), timeout=850)
+    logged = losses(out)
+    assert all(math.isfinite(v) for v in logged.values())
+    assert logged[300] < 0.5 * logged[25], logged  # the stages are learnable
+    accuracy, baseline = map(
+        float, re.search(r"held-out accuracy ([0-9.]+) .*stage: ([0-9.]+)\)", out).groups()
+    )
+    assert accuracy > baseline + 0.2
+    assert "resume check: steps 151..155 from the checkpoint reproduce" in out
+    # A second invocation continues from the checkpoint file.
+    again = run_example(
+        "--steps", "160", "--resume", str(tmp_path / "checkpoint.pt"), "--out",
+        str(tmp_path / "again"), "--data", str(data), "--log-every", "5", timeout=300,
+    )  # fmt: skip
+    assert "resumed from" in again and "at step 150" in again
+    assert sorted(losses(again)) == [155, 160]
