@@ -280,20 +280,59 @@ def _labels_struct(labels: Sequence[Labels], label_spans: Sequence[TimeSpan]) ->
     )
 
 
+def inline_labels(
+    starts: np.ndarray,
+    stops: np.ndarray,
+    codes: np.ndarray,
+    lengths: np.ndarray,
+    info: SamplesInfo,
+) -> pa.StructArray:
+    """A ``labels`` column of in-memory codes, built column-wise without a copy per row.
+
+    ``codes`` holds every row's label codes one after the other (row ``i`` has
+    ``lengths[i]``); the column's data buffer is ``codes`` itself.
+    """
+    data = np.ascontiguousarray(codes, dtype=info.dtype.newbyteorder("<"))
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(np.asarray(lengths, dtype=np.int64) * data.itemsize, out=offsets[1:])
+    if offsets[-1] != data.nbytes:
+        raise ValueError(f"lengths sum to {offsets[-1]} bytes but codes hold {data.nbytes}")
+    n = len(lengths)
+    return pa.StructArray.from_arrays(
+        [
+            pa.nulls(n, pa.string()),
+            pa.nulls(n, pa.string()),
+            timespan_array(starts, stops),
+            pa.array([info.sample_type] * n, pa.string()),
+            pa.array(np.full(n, info.sample_rate), pa.float64()),
+            pa.Array.from_buffers(
+                pa.large_binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+            ),
+        ],
+        fields=list(LABELS_TYPE),
+    )
+
+
+def with_label_columns(signals: pa.Table, label_span: pa.Array, labels: pa.StructArray) -> pa.Table:
+    """``signals`` (normalized ``onda.signal@2``) with ``label_span`` and ``labels`` appended."""
+    columns = [c for c in signals.column_names if c not in ("label_span", "labels")]
+    table = signals.select(columns)
+    table = table.append_column("label_span", label_span)
+    table = table.append_column("labels", labels)
+    metadata = dict(table.schema.metadata or {})
+    metadata[_SCHEMA_KEY] = LABELED_SCHEMA.encode()
+    return table.replace_schema_metadata(metadata)
+
+
 def _with_labels(
     signals: pa.Table, label_spans: Sequence[TimeSpan], labels: Sequence[Labels]
 ) -> pa.Table:
     """``signals`` (normalized ``onda.signal@2``) with ``label_span`` and ``labels`` appended."""
-    columns = [c for c in signals.column_names if c not in ("label_span", "labels")]
-    table = signals.select(columns)
-    table = table.append_column(
-        "label_span",
+    return with_label_columns(
+        signals,
         timespan_array([s.start for s in label_spans], [s.stop for s in label_spans]),
+        _labels_struct(labels, label_spans),
     )
-    table = table.append_column("labels", _labels_struct(labels, label_spans))
-    metadata = dict(table.schema.metadata or {})
-    metadata[_SCHEMA_KEY] = LABELED_SCHEMA.encode()
-    return table.replace_schema_metadata(metadata)
 
 
 def labeled_signals_table(rows: Iterable[LabeledSignal]) -> pa.Table:

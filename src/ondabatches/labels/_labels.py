@@ -9,17 +9,17 @@ becomes ``duration // epoch`` copies of its label's code. Beyond OndaBatches, a
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .._errors import LabelError, SchemaError, SpanError
 from ..onda._arrow import span_bounds, timespan_array
-from ..onda._samples import Samples
 from ..onda._timespan import TimeLike, TimeSpan, nanoseconds
-from ._labeled import _with_labels, label_info
+from ._labeled import inline_labels, label_info, with_label_columns
 
 __all__ = ["MissingLabelsWarning", "label_signals", "sort_and_trim_spans"]
 
@@ -36,30 +36,90 @@ def _as_columns(groups: str | Sequence[str] | None) -> list[str]:
     return list(groups)
 
 
-def _group_keys(table: pa.Table, columns: list[str], what: str) -> list[Hashable]:
+def _dictionary_encode(values: pa.ChunkedArray) -> tuple[list[Any], np.ndarray]:
+    """The distinct values (null included) in order of first appearance, and each
+    value's position among them, computed by Arrow chunk by chunk (no combined copy)."""
+    chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in values.chunks]
+    try:
+        encoded = pc.dictionary_encode(
+            pa.chunked_array(chunks, type=values.type.storage_type)
+            if isinstance(values.type, pa.ExtensionType)
+            else values,
+            null_encoding="encode",
+        )
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        # Values Arrow cannot hash (nested types): number them in Python.
+        distinct: dict[str, Any] = {}
+        keys = [repr(v) for v in values.to_pylist()]
+        for k, v in zip(keys, values.to_pylist(), strict=True):
+            distinct.setdefault(k, v)
+        position = {k: i for i, k in enumerate(distinct)}
+        index = np.fromiter((position[k] for k in keys), dtype=np.int64, count=len(keys))
+        return list(distinct.values()), index
+    if encoded.num_chunks == 0:
+        return [], np.empty(0, dtype=np.int32)
+    # One hash table serves all chunks: their indices agree, the last dictionary is whole.
+    index = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
+    return encoded.chunks[-1].dictionary.to_pylist(), index
+
+
+def _group_codes(tables: list[tuple[pa.Table, str]], columns: list[str]) -> list[np.ndarray]:
+    """Per table, a group number per row: equal ``columns`` values give equal numbers in
+    every table, numbered in order of first appearance (tables in the given order).
+
+    Computed column-wise with Arrow's hashing: no Python object per row, so grouping
+    the annotations of thousands of recordings costs about as much as reading them.
+    """
+    for table, what in tables:
+        for c in columns:
+            if c not in table.column_names:
+                raise SchemaError(
+                    f"{what} table has no column {c!r} to group by; it has {table.column_names}"
+                )
+    sizes = [table.num_rows for table, _ in tables]
+    codes: np.ndarray | None = None
     for c in columns:
-        if c not in table.column_names:
-            raise SchemaError(
-                f"{what} table has no column {c!r} to group by; it has {table.column_names}"
-            )
-    if not columns:
-        return [()] * table.num_rows
-    values = [_py_values(table.column(c)) for c in columns]
-    return list(zip(*values, strict=True))
+        cols = [table.column(c) for table, _ in tables]
+        first = cols[0].type
+        chunks = []
+        for col, (_, what) in zip(cols, tables, strict=True):
+            if col.type != first:
+                try:
+                    col = col.cast(first)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                    raise SchemaError(
+                        f"column {c!r} has type {first} in the {tables[0][1]} table but "
+                        f"{col.type} in the {what} table; they cannot be compared"
+                    ) from None
+            chunks.extend(col.chunks)
+        _, column = _dictionary_encode(pa.chunked_array(chunks, type=first))
+        if codes is None:
+            codes = column
+        else:
+            # Pair with the codes so far, then renumber: codes stay below the row count.
+            pairs = codes.astype(np.int64) * (int(column.max(initial=0)) + 1) + column
+            _, codes = _dictionary_encode(pa.chunked_array([pairs]))
+    if codes is None:
+        codes = np.zeros(sum(sizes), dtype=np.int32)
+    return np.split(codes, np.cumsum(sizes)[:-1])
 
 
-def _py_values(col: pa.ChunkedArray) -> list[Any]:
-    from ..onda._arrow import uuids_from_array
-
-    if isinstance(col.type, pa.ExtensionType) and col.type.extension_name == "JuliaLang.UUID":
-        return uuids_from_array(col)
-    return col.to_pylist()
-
-
-def _key_name(columns: list[str], key: tuple) -> str:
+def _key_name(columns: list[str], table: pa.Table, row: int) -> str:
     if not columns:
         return "the table"
-    return ", ".join(f"{c}={v}" for c, v in zip(columns, key, strict=True))
+    return ", ".join(f"{c}={table.column(c)[row].as_py()}" for c in columns)
+
+
+def _members(codes: np.ndarray, n_groups: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """Rows grouped: ``order[bounds[g]:bounds[g + 1]]`` are group ``g``'s rows, in row order.
+
+    ``order`` is None when the rows are already grouped in code order (as annotation
+    files usually are): group ``g`` is then the slice ``bounds[g]:bounds[g + 1]``.
+    """
+    if len(codes) < 2 or bool(np.all(codes[1:] >= codes[:-1])):
+        return None, np.searchsorted(codes, np.arange(n_groups + 1))
+    order = np.argsort(codes, kind="stable")
+    return order, np.searchsorted(codes[order], np.arange(n_groups + 1))
 
 
 def sort_and_trim_spans(
@@ -90,20 +150,17 @@ def sort_and_trim_spans(
     table = annotations_table(annotations)
     epoch_ns = _positive(epoch, "epoch")
     columns = _as_columns(by)
-    keys = _group_keys(table, columns, "annotations")
+    (codes,) = _group_codes([(table, "annotations")], columns)
     starts, stops = span_bounds(table.column("span"))
     # Sort by group (first appearance order) then start; a stable sort keeps ties in order.
-    group_index: dict[Hashable, int] = {}
-    codes = np.array([group_index.setdefault(k, len(group_index)) for k in keys], dtype=np.int64)
     order = np.lexsort((starts, codes)) if len(codes) else np.array([], dtype=np.int64)
     starts, stops, codes = starts[order], stops[order], codes[order]
-    keep = np.ones(len(order), dtype=bool)
+    last_of_group = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True]) if len(codes) else codes
     new_stops = stops.copy()
-    last_of_group = np.flatnonzero(np.r_[codes[1:] != codes[:-1], True]) if len(codes) else []
-    for i in last_of_group:
-        whole = (stops[i] - starts[i]) // epoch_ns * epoch_ns
-        new_stops[i] = starts[i] + whole
-        keep[i] = whole > 0
+    whole = (stops[last_of_group] - starts[last_of_group]) // epoch_ns * epoch_ns
+    new_stops[last_of_group] = starts[last_of_group] + whole
+    keep = np.ones(len(order), dtype=bool)
+    keep[last_of_group] = whole > 0
     table = table.take(pa.array(order))
     span_index = table.column_names.index("span")
     table = table.set_column(span_index, "span", timespan_array(starts, new_stops))
@@ -140,14 +197,14 @@ def _encode_group(
     name: str,
     starts: np.ndarray,
     stops: np.ndarray,
-    labels: list[Any],
+    values: np.ndarray,
     *,
     epoch: int,
-    encoding: Mapping[Any, int],
     roundto: int | None,
     fill: int | None,
     dtype: str,
-) -> tuple[TimeSpan, np.ndarray]:
+) -> tuple[TimeSpan, np.ndarray, np.ndarray]:
+    """The label span and the labels as runs: ``values[i]`` repeated ``counts[i]`` times."""
     if np.any(starts[1:] < starts[:-1]):
         raise LabelError(f"annotations of {name} are not sorted by start; use sort_and_trim_spans")
     gaps = starts[1:] - stops[:-1]
@@ -180,22 +237,79 @@ def _encode_group(
             f"the gap after annotation span {TimeSpan(starts[i], stops[i])} of {name} is "
             f"{int(gaps[i])} ns, not a whole number of {epoch} ns epochs"
         )
-    try:
-        codes = [encoding[label] for label in labels]
-    except KeyError as exc:
-        raise LabelError(
-            f"label {exc.args[0]!r} of {name} is not in the encoding {dict(encoding)}"
-        ) from None
     counts = durations // epoch
-    values = np.asarray(codes, dtype=dtype)
     if fill is not None and len(gaps):
         # Interleave annotation runs with gap runs: [a0, gap0, a1, gap1, ..., a_last].
         values = np.insert(values, np.arange(1, len(values)), fill).astype(dtype)
         counts = np.insert(counts, np.arange(1, len(counts)), gaps // epoch)
-    data = np.repeat(values, counts)
     # The label span is consistent with the labels: one epoch per label from the first start.
-    span = TimeSpan(int(starts[0]), int(starts[0]) + len(data) * epoch)
-    return span, data
+    span = TimeSpan(int(starts[0]), int(starts[0] + counts.sum() * epoch))
+    return span, values, counts
+
+
+def _label_runs(
+    signals: pa.Table,
+    annotations: pa.Table,
+    columns: list[str],
+    labels_column: str,
+    encoding: Mapping[Any, int],
+    dtype: str,
+    *,
+    epoch: int,
+    roundto: int | None,
+    fill: int | None,
+) -> tuple[list[int], list[int], list[int], list[np.ndarray], list[np.ndarray], list[int]]:
+    """Per signal row with annotations: its label span and its labels as runs.
+
+    Returns ``(kept rows, label starts, label stops, run values, run counts, rows
+    without annotations)``. The per-annotation arrays live only here, so that they are
+    freed before the caller expands the runs into the labels column.
+    """
+    sig_codes, ann_codes = _group_codes(
+        [(signals, "signals"), (annotations, "annotations")], columns
+    )
+    n_groups = int(max(sig_codes.max(initial=-1), ann_codes.max(initial=-1))) + 1
+    order, bounds = _members(ann_codes, n_groups)
+    starts, stops = span_bounds(annotations.column("span"))
+    distinct, label_index = _distinct_labels(annotations, labels_column)
+    # Each distinct label is looked up once; unknown ones only matter for signals' groups.
+    known = np.array([label in encoding for label in distinct], dtype=bool)
+    lut = np.array([encoding.get(label, 0) for label in distinct], dtype=dtype)
+    sig_starts, sig_stops = span_bounds(signals.column("span"))
+    # Labels are kept as runs until the end, then expanded once into the column's buffer.
+    encoded: dict[int, tuple[TimeSpan, np.ndarray, np.ndarray]] = {}
+    keep, label_starts, label_stops, run_values, run_counts, missing = [], [], [], [], [], []
+    for row, group in enumerate(sig_codes.tolist()):
+        if bounds[group] == bounds[group + 1]:
+            missing.append(row)
+            continue
+        if group not in encoded:
+            lo, hi = int(bounds[group]), int(bounds[group + 1])
+            idx = slice(lo, hi) if order is None else order[lo:hi]
+            name = _key_name(columns, annotations, lo if order is None else int(order[lo]))
+            unknown = np.flatnonzero(~known[label_index[idx]])
+            if len(unknown):
+                raise LabelError(
+                    f"label {distinct[label_index[idx][unknown[0]]]!r} of {name} is not in the "
+                    f"encoding {dict(encoding)}"
+                )
+            encoded[group] = _encode_group(
+                name, starts[idx], stops[idx], lut[label_index[idx]],
+                epoch=epoch, roundto=roundto, fill=fill, dtype=dtype,
+            )  # fmt: skip
+        span, values, counts = encoded[group]
+        if not (sig_starts[row] <= span.start and span.stop <= sig_stops[row]):
+            signal_span = TimeSpan(int(sig_starts[row]), int(sig_stops[row]))
+            raise SpanError(
+                f"label span not inside the signal span for {_key_name(columns, signals, row)} "
+                f"(signal row {row}): label span {span}, signal span {signal_span}"
+            )
+        keep.append(row)
+        label_starts.append(span.start)
+        label_stops.append(span.stop)
+        run_values.append(values)
+        run_counts.append(counts)
+    return keep, label_starts, label_stops, run_values, run_counts, missing
 
 
 def label_signals(
@@ -280,44 +394,36 @@ def label_signals(
     dtype = _label_dtype(encoding, fill)
     info = label_info(epoch_ns, dtype)
 
-    ann_keys = _group_keys(annotations, columns, "annotations")
-    starts, stops = span_bounds(annotations.column("span"))
-    labels = annotations.column(labels_column).to_pylist()
-    members: dict[Hashable, list[int]] = {}
-    for i, key in enumerate(ann_keys):
-        members.setdefault(key, []).append(i)
-
-    sig_keys = _group_keys(signals, columns, "signals")
-    encoded: dict[Hashable, tuple[TimeSpan, np.ndarray]] = {}
-    keep, label_spans, label_samples, missing = [], [], [], []
-    sig_starts, sig_stops = span_bounds(signals.column("span"))
-    for row, key in enumerate(sig_keys):
-        if key not in members:
-            missing.append(row)
-            continue
-        if key not in encoded:
-            idx = np.asarray(members[key])
-            name = _key_name(columns, key)
-            encoded[key] = _encode_group(
-                name, starts[idx], stops[idx], [labels[i] for i in idx],
-                epoch=epoch_ns, encoding=encoding, roundto=roundto_ns, fill=fill, dtype=dtype,
-            )  # fmt: skip
-        span, data = encoded[key]
-        signal_span = TimeSpan(int(sig_starts[row]), int(sig_stops[row]))
-        if not signal_span.contains(span):
-            raise SpanError(
-                f"label span not inside the signal span for {_key_name(columns, key)} "
-                f"(signal row {row}): label span {span}, signal span {signal_span}"
-            )
-        keep.append(row)
-        label_spans.append(span)
-        label_samples.append(Samples(data.reshape(1, -1), info, encoded=True))
+    keep, label_starts, label_stops, run_values, run_counts, missing = _label_runs(
+        signals, annotations, columns, labels_column, encoding, dtype,
+        epoch=epoch_ns, roundto=roundto_ns, fill=fill,
+    )  # fmt: skip
     if missing:
-        names = sorted({_key_name(columns, sig_keys[r]) for r in missing})
+        names = sorted({_key_name(columns, signals, r) for r in missing})
         warnings.warn(
             f"dropping {len(missing)} signal rows with no labels: {'; '.join(names)}",
             MissingLabelsWarning,
             stacklevel=2,
         )
     kept = signals.take(pa.array(keep, type=pa.int64()))
-    return _with_labels(kept, label_spans, label_samples)
+    label_starts_ns = np.array(label_starts, dtype=np.int64)
+    label_stops_ns = np.array(label_stops, dtype=np.int64)
+    lengths = np.array([c.sum() for c in run_counts], dtype=np.int64)
+    codes = (
+        np.repeat(np.concatenate(run_values), np.concatenate(run_counts))
+        if keep
+        else np.empty(0, dtype=dtype)
+    )
+    return with_label_columns(
+        kept,
+        timespan_array(label_starts_ns, label_stops_ns),
+        inline_labels(label_starts_ns, label_stops_ns, codes, lengths, info),
+    )
+
+
+def _distinct_labels(annotations: pa.Table, labels_column: str) -> tuple[list[Any], np.ndarray]:
+    """The distinct labels, and each annotation's position among them (column-wise).
+
+    A missing label is a label too (None), found or not in the encoding.
+    """
+    return _dictionary_encode(annotations.column(labels_column))

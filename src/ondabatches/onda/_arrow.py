@@ -156,6 +156,22 @@ def uuid_array(values: Iterable[uuid.UUID | None]) -> pa.ExtensionArray:
     return pa.ExtensionArray.from_storage(JuliaUUIDType(), storage)
 
 
+def uuid_array_from_bytes(canonical: np.ndarray) -> pa.ExtensionArray:
+    """A ``JuliaLang.UUID`` array from canonical UUID bytes, shape ``(n, 16)`` uint8.
+
+    The column-wise counterpart of :func:`uuid_array`, without a Python object per row.
+    """
+    canonical = np.asarray(canonical, dtype=np.uint8)
+    if canonical.ndim != 2 or canonical.shape[1] != 16:
+        raise ValueError(f"expected canonical UUID bytes of shape (n, 16), got {canonical.shape}")
+    # Julia's little-endian UInt128 is the canonical bytes reversed.
+    storage = np.ascontiguousarray(canonical[:, ::-1])
+    arr = pa.Array.from_buffers(
+        pa.binary(16), len(storage), [None, pa.py_buffer(storage.tobytes())]
+    )
+    return pa.ExtensionArray.from_storage(JuliaUUIDType(), arr)
+
+
 def uuids_from_array(arr: pa.Array | pa.ChunkedArray) -> list[uuid.UUID | None]:
     """The :class:`uuid.UUID` values of a ``JuliaLang.UUID`` array, converted column-wise."""
     storage = _storage(arr)
@@ -203,7 +219,8 @@ def spans_from_array(arr: pa.Array | pa.ChunkedArray) -> list[TimeSpan | None]:
 
 def _storage(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
+        # combine_chunks copies even a single chunk: a whole column, for nothing.
+        arr = arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
     return arr.storage if isinstance(arr, pa.ExtensionArray) else arr
 
 
@@ -264,7 +281,8 @@ def _coerce_string(values: Any, fld: pa.Field | None, what: str) -> pa.Array | p
     if is_arrow(values):
         if not _is_string_type(values.type):
             raise _mistyped(what, "string", values.type)
-        return values.cast(pa.string())
+        # ChunkedArray.cast imports pandas (tens of MB in every process): skip no-op casts.
+        return values if values.type == pa.string() else values.cast(pa.string())
     bad = _python_first_bad(values, lambda v: isinstance(v, str))
     if bad is not None:
         raise bad_value(
@@ -418,10 +436,15 @@ def _coerce_span(values: Any, fld: pa.Field | None, what: str) -> pa.Array | pa.
             mask.append(v is None)
         arr = timespan_array(starts, stops, mask)
     if arr.null_count == 0:
-        first, last = span_bounds(arr)
-        backwards = np.flatnonzero(last < first)
-        if backwards.size:
-            i = int(backwards[0])
+        # Compared in Arrow, chunk by chunk: no copy of a column of millions of spans.
+        chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+        storage = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in chunks]
+        backwards = pa.chunked_array(
+            [pc.less(s.field("stop"), s.field("start")) for s in storage], type=pa.bool_()
+        )
+        if pc.any(backwards).as_py():
+            i = int(np.flatnonzero(backwards.to_numpy())[0])
+            first, last = span_bounds(arr)
             raise bad_value(
                 what, i, f"span stop ({last[i]} ns) is before its start ({first[i]} ns)"
             )
