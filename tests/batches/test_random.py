@@ -260,3 +260,25 @@ def test_weight_helpers(labeled):  # noqa: F811
         drawn.update(int(it.label_codes()[0]) for it in spec.iterate_batch(BatchState(0, k))[0])
     shares = np.array([drawn[c] for c in counts]) / sum(drawn.values())
     assert np.all(np.abs(shares - 1 / len(counts)) < 0.05), (drawn, counts)
+
+
+def test_a_fixed_selector_makes_different_montages_stack(labeled) -> None:  # noqa: F811
+    from ondabatches.materialize import ZeroFillMontage, materialize_batch
+    from tests.dataset import eeg_rows_at
+
+    table = eeg_rows_at(labeled, 128.0)
+    montage = ZeroFillMontage(["c3", "c4", "f3", "o2"])
+    batches = RandomBatches(table, channels=montage, batch_size=6, batch_duration=EPOCH)
+    batch, _ = batches.iterate_batch(batches.initial_state(3))
+    assert all(item.channels == montage for item in batch)
+    x, y = materialize_batch(batch)
+    assert x.shape[:2] == (6, 4) and y.shape[0] == 6
+    # The selector is part of the configuration that states are bound to.
+    other = RandomBatches(table, channels=["c3"], batch_size=6, batch_duration=EPOCH)
+    assert other.config["channels"] == ["c3"]
+    assert other.config["channels"] != batches.config["channels"]
+
+
+def test_n_channels_and_a_selector_together_are_refused(labeled) -> None:  # noqa: F811
+    with pytest.raises(BatchSpecError, match="either n_channels"):
+        RandomBatches(labeled, n_channels=1, channels=["c3"], batch_size=2, batch_duration=EPOCH)

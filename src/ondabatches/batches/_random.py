@@ -67,7 +67,12 @@ class RandomBatches:
     label_weights:
         Per row, one non-negative weight per label epoch, or None.
     n_channels:
-        Channels per item, or None for all.
+        Channels per item, drawn without replacement; None for all (or ``channels``).
+    channels:
+        A fixed channel selector for every item instead of drawn channels: names,
+        indices, or a selector object such as
+        :class:`~ondabatches.ZeroFillMontage` (so that recordings with different
+        montages stack). Not together with ``n_channels``.
     batch_size:
         Items per batch.
     batch_duration:
@@ -97,9 +102,16 @@ class RandomBatches:
         signal_weights: Sequence[float] | np.ndarray | None = None,
         label_weights: Sequence[Sequence[float] | np.ndarray] | None = None,
         n_channels: int | None = None,
+        channels: Any = None,
         batch_size: int,
         batch_duration: TimeLike,
     ) -> None:
+        if channels is not None and n_channels is not None:
+            raise BatchSpecError(
+                f"give either n_channels ({n_channels}) or a channels selector "
+                f"({channels!r}), not both"
+            )
+        self.channels = tuple(channels) if isinstance(channels, list) else channels
         self._rows = rows = LabeledArrays(labeled)
         if (
             isinstance(batch_size, bool)
@@ -155,6 +167,7 @@ class RandomBatches:
             "batch_size": self.batch_size,
             "batch_duration_ns": self.batch_duration,
             "n_channels": self.n_channels,
+            "channels": _selector_fingerprint(channels),
             "n_rows": rows.n_rows,
             "table_digest": digest,
         }
@@ -208,7 +221,9 @@ class RandomBatches:
         low = np.maximum(0, epochs - segments + 1)
         high = np.minimum(epochs, n_labels - segments)
         starts = _generator(seed, index, _STARTS).integers(low, high + 1)
-        if self.n_channels is None:
+        if self.channels is not None:
+            channels = [self.channels] * size
+        elif self.n_channels is None:
             channels = [rows.channels[r] for r in picked.tolist()]
         else:
             n_ch = rows.n_channels[picked]
@@ -233,6 +248,18 @@ class RandomBatches:
             f"RandomBatches({self._rows.n_rows} rows, batch_size={self.batch_size}, "
             f"batch_duration={self.batch_duration / NS_PER_S:g} s, n_channels={self.n_channels})"
         )
+
+
+def _selector_fingerprint(channels: Any) -> Any:
+    """A JSON-able stand-in for a selector in the configuration that states are bound to."""
+    from ..materialize._selectors import selector_to_dict
+
+    if channels is None:
+        return None
+    try:
+        return selector_to_dict(channels)
+    except (TypeError, ValueError):
+        return repr(channels)  # an unregistered selector: its repr should say what it does
 
 
 def _all_codes(labeled: pa.Table) -> list[np.ndarray]:

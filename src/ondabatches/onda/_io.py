@@ -128,8 +128,13 @@ def _load(
 ) -> Samples:
     fmt = get_format(sig.file_format)
     fs, path = filesystem_for(sig.file_path, storage_options)
-    with storage_errors(sig.file_path, context=f" (signal of recording {sig.recording})"):
-        data = fmt.read(fs, path, sig.info, rows, sig.n_samples)
+    context = f" (signal of recording {sig.recording})"
+    with storage_errors(sig.file_path, context=context):
+        try:
+            data = fmt.read(fs, path, sig.info, rows, sig.n_samples)
+        except SampleFileError as exc:
+            # The format names the file; say whose file it is, as storage errors do.
+            raise SampleFileError(f"{exc}{context}") from exc
     expected = (sig.info.n_channels, len(rows))
     if data.shape != expected:
         raise SampleFileError(

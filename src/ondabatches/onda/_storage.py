@@ -10,11 +10,28 @@ How worker processes get the configuration
 ------------------------------------------
 :func:`set_storage_options` keeps its options as JSON in the environment variable
 ``ONDABATCHES_STORAGE_OPTIONS``, so every process started *afterwards* from this one
-(``multiprocessing`` with any start method, loky, ``subprocess``) sees them without
-further work. Processes that do not descend from this one after the call, such as
-Ray workers, need the variables forwarded: ``ray.init(runtime_env={"env_vars":
-storage_env()})``, or call ``set_storage_options(**...)`` in the worker with the
-dict from :func:`get_storage_options`, which is plain JSON.
+(``multiprocessing`` with the fork or spawn method, loky, ``subprocess``) sees them
+without further work; the Batcher's worker processes take the manager's environment
+when they start, also under the forkserver method. Processes that do not descend from
+this one after the call, such as Ray workers, need the variables forwarded:
+``ray.init(runtime_env={"env_vars": storage_env()})``, or call
+``set_storage_options(**...)`` in the worker with the dict from
+:func:`get_storage_options`, which is plain JSON.
+
+S3 client defaults
+------------------
+Unless the options say otherwise, ``s3://`` filesystems get the botocore settings in
+:data:`S3_CONFIG_DEFAULTS` (through s3fs's ``config_kwargs``): bounded connect and
+read timeouts, so that a request that hangs fails and is retried instead of blocking a
+batch forever; botocore's ``"standard"`` retry mode, which retries HTTP 500/502/503/504,
+throttling, connection resets and timeouts with a short jittered backoff (unless
+``AWS_RETRY_MODE`` or ``AWS_MAX_ATTEMPTS`` is set, which botocore then honours); and a
+connection pool as large as the reads that one batch issues at once. s3fs retries
+connection errors and truncated bodies on its own as well (5 tries). Any key given in
+``config_kwargs`` replaces the default of that key::
+
+    set_storage_options("s3", config_kwargs={"read_timeout": 5,
+                                             "retries": {"mode": "standard", "max_attempts": 8}})
 
 Errors from storage backends (botocore, aiohttp, ``OSError`` from fsspec) are raised
 again as :class:`~ondabatches.StorageError`, and a missing file as
@@ -43,6 +60,7 @@ from .._errors import (
 )
 
 __all__ = [
+    "S3_CONFIG_DEFAULTS",
     "STORAGE_OPTIONS_ENV",
     "filesystem_for",
     "get_storage_options",
@@ -52,6 +70,18 @@ __all__ = [
 
 #: The environment variable holding :func:`set_storage_options`' options as JSON.
 STORAGE_OPTIONS_ENV = "ONDABATCHES_STORAGE_OPTIONS"
+
+#: botocore ``Config`` settings that ``s3://`` filesystems get unless their options set
+#: the key in ``config_kwargs`` (see the module documentation).
+S3_CONFIG_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "read_timeout": 30,
+    "max_pool_connections": 64,
+    "retries": {"mode": "standard", "max_attempts": 5},
+}
+_S3_PROTOCOLS = frozenset({"s3", "s3a"})
+# Set, these make botocore choose the retries itself.
+_RETRY_ENV = ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS")
 
 # The pip extra that brings each protocol's fsspec implementation.
 _EXTRAS = {"s3": "s3", "s3a": "s3"}
@@ -197,6 +227,8 @@ def filesystem_for(
         return _LOCAL, _LOCAL._strip_protocol(url)
     protocol = protocol or "file"
     options = {**get_storage_options(protocol), **(storage_options or {})}
+    if protocol in _S3_PROTOCOLS:
+        options = _with_s3_defaults(options)
     try:
         options_json = json.dumps(options, sort_keys=True)
     except TypeError:
@@ -204,6 +236,14 @@ def filesystem_for(
     else:
         fs = _cached_filesystem(protocol, options_json, os.getpid())
     return fs, fs._strip_protocol(url)
+
+
+def _with_s3_defaults(options: dict[str, Any]) -> dict[str, Any]:
+    config = dict(S3_CONFIG_DEFAULTS)
+    if any(name in os.environ for name in _RETRY_ENV):
+        del config["retries"]
+    config.update(options.get("config_kwargs") or {})
+    return {**options, "config_kwargs": config}
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -246,7 +286,9 @@ def atomic_writer(fs: fsspec.AbstractFileSystem, path: str) -> Iterator[BinaryIO
         os.makedirs(folder, exist_ok=True)
         tmp_path = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
         # os.open honours the umask (tempfile would make the final file owner-only).
-        file: BinaryIO = os.fdopen(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+        file: BinaryIO = os.fdopen(
+            os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb"
+        )
     else:
         file = tempfile.NamedTemporaryFile(
             prefix="ondabatches-upload-", suffix=".tmp", delete=False

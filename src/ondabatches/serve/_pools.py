@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import os
 import threading
 import traceback
 from collections import deque
@@ -186,8 +187,12 @@ def thread_pool(workers: int) -> ExecutorPool:
     return ExecutorPool(executor, owned=True)
 
 
-def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str, str]) -> None:
     """Loop of one worker process: receive a task, run it, send the result back."""
+    # A forkserver child has the environment of the forkserver, which may predate
+    # settings made since (storage options, AWS_* credentials): take the manager's.
+    os.environ.clear()
+    os.environ.update(environ)
     while True:
         try:
             message = conn.recv()
@@ -245,7 +250,10 @@ class ProcessPool:
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
         process = self._context.Process(
-            target=_worker_main, args=(child,), name="ondabatches-worker", daemon=True
+            target=_worker_main,
+            args=(child, dict(os.environ)),
+            name="ondabatches-worker",
+            daemon=True,
         )
         process.start()
         child.close()
