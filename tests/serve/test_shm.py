@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -9,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ondabatches.serve._pools import InlinePool, ProcessPool
-from ondabatches.serve._shm import new_segment_name, read_shared, unlink_shared, write_shared
+from ondabatches.serve._shm import SegmentPool, WorkerSegments, new_segment_name, unlink_shared
 from tests.serve.conftest import our_segments
 
 DTYPES = st.sampled_from(
@@ -34,18 +36,63 @@ def _building(batch, dtype):
     )
 
 
+def _round_trip(pool: SegmentPool, worker: WorkerSegments, arrays, allocate=False):
+    name, size = pool.lease()
+    worker.begin(name, size)
+    if allocate:  # as materialize_batch does with the allocate callback
+        placed = []
+        for a in arrays:
+            out = worker.allocate(a.shape, a.dtype)
+            out[...] = a
+            placed.append(out)
+        arrays = tuple(placed)
+    return name, pool.receive(worker.finish(tuple(arrays)))
+
+
 @settings(max_examples=60, deadline=None)
-@given(x=ARRAYS, y=ARRAYS)
-def test_shared_memory_round_trip(x, y):
+@given(x=ARRAYS, y=ARRAYS, allocate=st.booleans())
+def test_shared_memory_round_trip(x, y, allocate):
     before = our_segments()
-    shared = write_shared(new_segment_name(), (x, y))
-    got_x, got_y = read_shared(shared)
-    for got, expected in ((got_x, x), (got_y, y)):
-        assert got.dtype == expected.dtype
-        assert got.shape == expected.shape
-        np.testing.assert_array_equal(got, expected, strict=True)
-        assert got.flags.writeable and got.flags.c_contiguous
+    pool, worker = SegmentPool(keep=2), WorkerSegments()
+    try:
+        _, (got_x, got_y) = _round_trip(pool, worker, (x, y), allocate)
+        for got, expected in ((got_x, x), (got_y, y)):
+            assert got.dtype == expected.dtype
+            assert got.shape == expected.shape
+            np.testing.assert_array_equal(got, expected, strict=True)
+            assert got.flags.writeable and got.flags.c_contiguous
+    finally:
+        pool.close()
     assert our_segments() == before
+
+
+def test_segments_are_recycled_once_the_consumer_drops_the_arrays():
+    before = our_segments()
+    pool, worker = SegmentPool(keep=1), WorkerSegments()
+    try:
+        first, arrays = _round_trip(pool, worker, (np.ones((64, 1024)), np.zeros(3)))
+        held = arrays[0]
+        second, more = _round_trip(pool, worker, (np.full((64, 1024), 2.0), np.zeros(3)))
+        assert second != first  # the first batch is still held: its segment is not reused
+        np.testing.assert_array_equal(held, 1.0)  # and the second did not overwrite it
+        del arrays, held
+        gc.collect()
+        third, _ = _round_trip(pool, worker, (np.full((8, 8), 3.0), np.zeros(3)))
+        assert third == first
+        del more
+        gc.collect()
+        # keep=1: a second free segment beyond the one kept is unlinked at once.
+        assert len(our_segments() - before) <= 2
+    finally:
+        pool.close()
+    assert our_segments() == before
+
+
+def test_arrays_outlive_the_pool_that_unlinked_their_segment():
+    pool, worker = SegmentPool(keep=1), WorkerSegments()
+    _, (x, _) = _round_trip(pool, worker, (np.arange(10.0), np.zeros(1)))
+    pool.close()
+    np.testing.assert_array_equal(x, np.arange(10.0))
 
 
 def test_unlink_shared_ignores_missing_segment():
@@ -53,8 +100,12 @@ def test_unlink_shared_ignores_missing_segment():
 
 
 def test_object_arrays_are_refused():
-    with pytest.raises(TypeError, match="object"):
-        write_shared(new_segment_name(), (np.array([None]), np.zeros(1)))
+    pool, worker = SegmentPool(keep=1), WorkerSegments()
+    try:
+        with pytest.raises(TypeError, match="object"):
+            _round_trip(pool, worker, (np.array([None]), np.zeros(1)))
+    finally:
+        pool.close()
 
 
 @pytest.mark.timeout(60)

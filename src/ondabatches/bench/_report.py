@@ -32,8 +32,10 @@ class Result:
 
     @property
     def ratio(self) -> float | None:
-        if self.floor is None or self.ours == 0 or self.floor == 0:
+        if self.floor is None or self.floor == 0:
             return None
+        if self.ours == 0:
+            return None if self.higher_is_better else 0.0
         return self.floor / self.ours if self.higher_is_better else self.ours / self.floor
 
     @property

@@ -125,12 +125,18 @@ def _expected_shape(item: BatchItem) -> tuple[int, ...] | None:
 
 
 def materialize_batch(
-    batch: Sequence[BatchItem], dtype: Any = np.float32
+    batch: Sequence[BatchItem],
+    dtype: Any = np.float32,
+    *,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a batch: ``x`` of shape ``(batch, *item_x)`` and ``y`` of ``(batch, 1, labels)``.
 
     Equal to stacking :func:`materialize_batch_item` of each item, without the extra
-    copy: each item is decoded straight into its slot of ``x``.
+    copy: each item is decoded straight into its slot of ``x``. ``allocate(shape,
+    dtype)``, if given, provides the (uninitialized) array ``x`` is written into; the
+    process backend passes one that allocates in shared memory, so that the batch is
+    never copied on its way to the trainer.
 
     Raises
     ------
@@ -148,8 +154,9 @@ def materialize_batch(
     if not items:
         raise BatchShapeError("cannot materialize an empty batch")
     dtype = np.dtype(dtype)
+    allocate = allocate or np.empty
     if any(map(_is_remote, items)):
-        return _materialize_concurrently(items, dtype)
+        return _materialize_concurrently(items, dtype, allocate)
     ys = [_y(it) for it in items]
     if len({y.shape for y in ys}) > 1:
         raise _shape_error(items, [y.shape for y in ys], "y")
@@ -159,11 +166,11 @@ def materialize_batch(
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
     if known:
         shape = known.pop()
-        x = np.empty((len(items), *shape), dtype=dtype)
+        x = allocate((len(items), *shape), dtype)
         first = 0
     else:
         x0 = _x(items[0], dtype)
-        x = np.empty((len(items), *x0.shape), dtype=dtype)
+        x = allocate((len(items), *x0.shape), dtype)
         x[0] = x0
         first = 1
     for i in range(first, len(items)):
@@ -187,7 +194,7 @@ def _is_remote(item: BatchItem) -> bool:
 
 
 def _materialize_concurrently(
-    items: list[BatchItem], dtype: np.dtype
+    items: list[BatchItem], dtype: np.dtype, allocate: Callable[..., np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`materialize_batch` with every item's reads in flight at once.
 
@@ -198,7 +205,7 @@ def _materialize_concurrently(
     known = {s for s in expected if s is not None}
     if len(known) > 1:
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
-    x = np.empty((len(items), *known.pop()), dtype=dtype) if known else None
+    x = allocate((len(items), *known.pop()), dtype) if known else None
     threads = min(MAX_CONCURRENT_READS, 2 * len(items))
     # Leaving the block waits for every read: no thread may write into x afterwards.
     with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
@@ -217,7 +224,8 @@ def _materialize_concurrently(
     if x is None:
         if len({a.shape for a in xs}) > 1:
             raise _shape_error(items, [a.shape for a in xs], "x")
-        x = np.stack(xs)
+        x = allocate((len(xs), *xs[0].shape), dtype)
+        np.stack(xs, out=x)
     return x, np.stack(ys)
 
 

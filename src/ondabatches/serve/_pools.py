@@ -15,6 +15,8 @@ broke). The Batcher retries both.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -28,11 +30,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._shm import new_segment_name, read_shared, unlink_shared, write_shared
+from ._shm import SegmentPool, SharedArrays, WorkerSegments
 
 __all__: list[str] = []
 
 Materialize = Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
+
+
+#: Tasks sent ahead to each worker process (see ProcessPool._assign).
+_PREFETCH = 2
 
 
 class TaskError(Exception):
@@ -47,32 +53,60 @@ class WorkerLostError(Exception):
     """A worker process died while it held a batch."""
 
 
-def run_task(materialize: Materialize, batch: Any, dtype: Any, segment: str | None = None):
+# A worker process's mappings of the manager's segments (created on its first task).
+_worker_segments: WorkerSegments | None = None
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_allocate(materialize: Materialize) -> bool:
+    try:
+        return "allocate" in inspect.signature(materialize).parameters
+    except (TypeError, ValueError):  # builtins and other callables without a signature
+        return False
+
+
+def run_task(
+    materialize: Materialize, batch: Any, dtype: Any, segment: tuple[str, int] | None = None
+):
     """Materialize one batch on a worker, reporting failures as values.
 
-    Returns ``("ok", x, y)``, ``("shm", SharedArrays)`` when ``segment`` names a shared
-    memory segment to write into, or ``("error", traceback)``: exceptions travel as
-    text because a user's exception type may not unpickle in the manager.
+    Returns ``("ok", x, y)``, ``("shm", SharedArrays)`` when ``segment`` (a name and
+    the size the manager knows of it) names a shared memory segment to write into, or
+    ``("error", traceback)``: exceptions travel as text because a user's exception
+    type may not unpickle in the manager. A materializer that takes an ``allocate``
+    keyword decodes straight into the segment.
     """
+    global _worker_segments
     try:
-        result = materialize(batch, dtype)
+        if segment is None:
+            result = materialize(batch, dtype)
+        else:
+            if _worker_segments is None:
+                _worker_segments = WorkerSegments()
+            _worker_segments.begin(*segment)
+            if _takes_allocate(materialize):
+                result = materialize(batch, dtype, allocate=_worker_segments.allocate)
+            else:
+                result = materialize(batch, dtype)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError(f"materialize must return a tuple (x, y), got {type(result).__name__}")
         x, y = (np.asarray(a) for a in result)
         if segment is None:
             return ("ok", x, y)
-        return ("shm", write_shared(segment, (x, y)))
+        return ("shm", _worker_segments.finish((x, y)))
     except Exception:
         return ("error", traceback.format_exc())
 
 
-def unpack_result(result) -> tuple[np.ndarray, np.ndarray]:
+def unpack_result(result, segments: SegmentPool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Turn what :func:`run_task` returned into ``(x, y)`` or raise :class:`TaskError`."""
     kind = result[0]
     if kind == "ok":
         return result[1], result[2]
     if kind == "shm":
-        x, y = read_shared(result[1])
+        assert segments is not None, "shared-memory results need the pool's segments"
+        shared: SharedArrays = result[1]
+        x, y = segments.receive(shared)
         return x, y
     raise TaskError(result[1])
 
@@ -210,23 +244,24 @@ class _Task:
     materialize: Materialize
     batch: Any
     dtype: Any
-    segment: str = field(default_factory=new_segment_name)
+    segment: tuple[str, int] | None = None  # leased when the task goes to a worker
 
 
 @dataclass(slots=True)
 class _Worker:
     process: Any
     conn: multiprocessing.connection.Connection
-    task_id: int | None = None
+    task_ids: deque[int] = field(default_factory=deque)  # sent, in the order sent
 
 
 class ProcessPool:
     """Worker processes fed one task at a time; arrays come back through shared memory.
 
-    A dispatcher thread hands pending tasks to idle workers, reads results (copying the
-    arrays out of shared memory at once, so no segment waits on the caller), and
-    replaces any worker that dies: its task fails with :class:`WorkerLostError` and
-    its segment, if the worker got as far as creating it, is unlinked.
+    A dispatcher thread hands pending tasks to idle workers, each with a segment leased
+    from a :class:`SegmentPool` (recycled once the consumer drops a batch's arrays),
+    maps the results without copying, and replaces any worker that dies: its task
+    fails with :class:`WorkerLostError` and its segment, if the worker got as far as
+    creating it, is unlinked.
     """
 
     lazy = False
@@ -241,6 +276,9 @@ class ProcessPool:
         self._next_id = 0
         self._closed = False
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        # Free segments kept for reuse: enough for every worker's next batch and a
+        # few the consumer is about to drop.
+        self._segments = SegmentPool(keep=2 * workers + 4)
         self._workers = [self._spawn() for _ in range(workers)]
         self._thread = threading.Thread(
             target=self._dispatch, name="ondabatches-dispatcher", daemon=True
@@ -298,26 +336,33 @@ class ProcessPool:
                     self._replace(by_sentinel[item])
 
     def _assign(self) -> None:
-        for worker in self._workers:
-            if worker.task_id is not None:
+        # Up to _PREFETCH tasks per worker: the next one waits in the worker's pipe, so
+        # a worker never idles for the round trip between a result and its next task.
+        # Breadth first, so that every worker gets work before any gets a second task.
+        for depth in range(_PREFETCH):
+            for worker in self._workers:
+                if len(worker.task_ids) > depth:
+                    continue
+                self._send_next(worker)
+
+    def _send_next(self, worker: _Worker) -> None:
+        while self._pending:
+            task_id = self._pending.popleft()
+            task = self._tasks[task_id]
+            if not task.future.set_running_or_notify_cancel():
+                del self._tasks[task_id]
                 continue
-            while self._pending:
-                task_id = self._pending.popleft()
-                task = self._tasks[task_id]
-                if not task.future.set_running_or_notify_cancel():
-                    del self._tasks[task_id]
-                    continue
-                worker.task_id = task_id
-                try:
-                    worker.conn.send(
-                        (task_id, task.segment, task.materialize, task.batch, task.dtype)
-                    )
-                except Exception as exc:  # e.g. an unpicklable batch or materializer
-                    worker.task_id = None
-                    del self._tasks[task_id]
-                    task.future.set_exception(exc)
-                    continue
-                break
+            if task.segment is None:
+                task.segment = self._segments.lease()
+            try:
+                worker.conn.send((task_id, task.segment, task.materialize, task.batch, task.dtype))
+            except Exception as exc:  # e.g. an unpicklable batch or materializer
+                del self._tasks[task_id]
+                self._segments.abandon(task.segment[0])
+                task.future.set_exception(exc)
+                continue
+            worker.task_ids.append(task_id)
+            return
 
     def _receive(self, worker: _Worker) -> None:
         try:
@@ -326,9 +371,11 @@ class ProcessPool:
             return  # the worker died; its sentinel reports it
         with self._lock:
             task = self._tasks.pop(task_id)
-            worker.task_id = None
+            worker.task_ids.remove(task_id)
+        if result[0] != "shm" and task.segment is not None:
+            self._segments.abandon(task.segment[0])
         try:
-            task.future.set_result(unpack_result(result))
+            task.future.set_result(unpack_result(result, self._segments))
         except BaseException as exc:
             task.future.set_exception(exc)
 
@@ -337,15 +384,16 @@ class ProcessPool:
         dead.conn.close()
         with self._lock:
             index = self._workers.index(dead)
-            task = self._tasks.pop(dead.task_id, None) if dead.task_id is not None else None
+            lost = [self._tasks.pop(i) for i in dead.task_ids if i in self._tasks]
             if not self._closed:
                 self._workers[index] = self._spawn()
-        if task is not None:
-            unlink_shared(task.segment)
+        for task in lost:
+            if task.segment is not None:
+                self._segments.abandon(task.segment[0])
             task.future.set_exception(
                 WorkerLostError(
                     f"worker process {dead.process.pid} died "
-                    f"(exit code {dead.process.exitcode}) while materializing a batch"
+                    f"(exit code {dead.process.exitcode}) while it held a batch"
                 )
             )
 
@@ -366,10 +414,11 @@ class ProcessPool:
         self._wake_reader.close()
         self._wake_writer.close()
         for task in self._tasks.values():
-            unlink_shared(task.segment)
             if not task.future.cancel() and not task.future.done():
                 task.future.set_exception(
                     WorkerLostError("the pool was closed before the batch was done")
                 )
         self._tasks.clear()
         self._pending.clear()
+        # Every segment name goes, leased or free; arrays the consumer holds stay valid.
+        self._segments.close()

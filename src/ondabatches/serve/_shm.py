@@ -16,9 +16,13 @@ side, a copy out of the segment would cost as much again, where mapping costs no
 
 from __future__ import annotations
 
+import ctypes
 import mmap
 import os
 import secrets
+import threading
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from multiprocessing import shared_memory
 
@@ -29,13 +33,16 @@ __all__: list[str] = []
 # Offsets of the arrays inside a segment are rounded up to this many bytes so that
 # every array starts on a cache line, whatever the dtypes before it.
 _ALIGN = 64
+# Segment sizes are rounded up to whole multiples of this, plus one.
+_SLACK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class SharedArrays:
-    """Where a worker left its arrays: the segment's name and each array's layout."""
+    """Where a worker left its arrays: the segment's name and size, each array's layout."""
 
     name: str
+    size: int
     shapes: tuple[tuple[int, ...], ...]
     dtypes: tuple[np.dtype, ...]
     offsets: tuple[int, ...]
@@ -46,70 +53,205 @@ def new_segment_name() -> str:
     return f"ondabatches_{os.getpid()}_{secrets.token_hex(8)}"
 
 
-def _layout(arrays: tuple[np.ndarray, ...]) -> tuple[tuple[int, ...], int]:
-    offsets = []
-    end = 0
-    for array in arrays:
-        start = -(-end // _ALIGN) * _ALIGN
-        offsets.append(start)
-        end = start + array.nbytes
-    return tuple(offsets), end
+def _aligned(n: int) -> int:
+    return -(-n // _ALIGN) * _ALIGN
 
 
-def write_shared(name: str, arrays: tuple[np.ndarray, ...]) -> SharedArrays:
-    """Copy ``arrays`` into a new segment called ``name`` and describe them.
+def _rounded(need: int) -> int:
+    # Room to spare, so that the small arrays after a big one (y after x) or a slightly
+    # larger batch later do not force a new mapping of the whole segment.
+    return (need // _SLACK + 2) * _SLACK
 
-    Object arrays cannot live in shared memory and raise ``TypeError``.
+
+def _map(fd: int, size: int) -> mmap.mmap:
+    # MAP_POPULATE faults every page in with one call instead of one fault per page.
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    return mmap.mmap(fd, size, flags=flags)
+
+
+def _check_dtype(dtype: np.dtype) -> None:
+    if dtype.hasobject:
+        raise TypeError(f"arrays of dtype {dtype} cannot go through shared memory")
+
+
+class WorkerSegments:
+    """A worker's mappings of the manager's segments, kept while they may be reused.
+
+    ``begin(name, size)`` starts a task that writes into segment ``name`` (``size`` is
+    what the manager knows of it, 0 for a new one); ``allocate(shape, dtype)`` returns
+    an array over the segment, growing it if needed; ``finish(arrays)`` puts any
+    arrays that were not allocated there into it and describes the result.
     """
-    for array in arrays:
-        if array.dtype.hasobject:
-            raise TypeError(f"arrays of dtype {array.dtype} cannot go through shared memory")
-    offsets, size = _layout(arrays)
-    # A segment cannot be empty; arrays with a 0-size dimension still need a name.
-    segment = shared_memory.SharedMemory(name=name, create=True, size=max(size, 1))
-    try:
-        for array, offset in zip(arrays, offsets, strict=True):
-            _pwrite_all(segment._fd, np.ascontiguousarray(array), offset)
-    except BaseException:
-        segment.close()
-        segment.unlink()
-        raise
-    segment.close()
-    return SharedArrays(
-        name=name,
-        shapes=tuple(a.shape for a in arrays),
-        dtypes=tuple(a.dtype for a in arrays),
-        offsets=offsets,
-    )
+
+    def __init__(self, keep: int = 16):
+        self._keep = keep
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self._name: str | None = None
+        self._used = 0
+        self._layout: list[tuple[np.ndarray, int]] = []
+
+    def begin(self, name: str, size: int) -> None:
+        self._name, self._used, self._layout = name, 0, []
+        mapping = self._maps.get(name)
+        if mapping is not None and len(mapping) < size:  # another worker grew it
+            self._drop(name)
+
+    def _mapping(self, need: int) -> mmap.mmap:
+        assert self._name is not None
+        name = self._name
+        mapping = self._maps.get(name)
+        if mapping is not None and len(mapping) >= need:
+            self._maps.move_to_end(name)
+            return mapping
+        if mapping is not None:
+            self._drop(name)
+        try:
+            segment = shared_memory.SharedMemory(name=name)
+        except (FileNotFoundError, ValueError):  # new, or left empty by a dead worker
+            unlink_shared(name)
+            segment = shared_memory.SharedMemory(name=name, create=True, size=_rounded(need))
+        try:
+            size = max(segment.size, _rounded(need))
+            if segment.size < size:
+                os.ftruncate(segment._fd, size)
+            mapping = _map(segment._fd, size)
+        finally:
+            segment.close()
+        self._maps[name] = mapping
+        while len(self._maps) > self._keep:
+            self._drop(next(iter(self._maps)))
+        return mapping
+
+    def _drop(self, name: str) -> None:
+        mapping = self._maps.pop(name)
+        try:
+            mapping.close()
+        except BufferError:  # a result still refers to it; it goes with that result
+            pass
+
+    def allocate(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """An uninitialized array in the task's segment, after those allocated before."""
+        dtype = np.dtype(dtype)
+        _check_dtype(dtype)
+        shape = tuple(int(n) for n in shape)
+        offset = _aligned(self._used)
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        mapping = self._mapping(offset + nbytes)
+        self._used = offset + nbytes
+        array = np.frombuffer(mapping, dtype, nbytes // dtype.itemsize if nbytes else 0, offset)
+        array = array.reshape(shape)
+        self._layout.append((array, offset))
+        return array
+
+    def finish(self, arrays: tuple[np.ndarray, ...]) -> SharedArrays:
+        """Describe ``arrays``, copying into the segment those that are not already there."""
+        assert self._name is not None
+        placed = {id(a): off for a, off in self._layout}
+        offsets = []
+        for array in arrays:
+            _check_dtype(array.dtype)
+            offset = placed.get(id(array))
+            if offset is None:
+                copy = self.allocate(array.shape, array.dtype)
+                np.copyto(copy, array, casting="no")
+                offset = self._layout[-1][1]
+            offsets.append(offset)
+        mapping = self._mapping(max(self._used, 1))
+        result = SharedArrays(
+            name=self._name,
+            size=len(mapping),
+            shapes=tuple(a.shape for a in arrays),
+            dtypes=tuple(a.dtype for a in arrays),
+            offsets=tuple(offsets),
+        )
+        self._name, self._layout = None, []
+        return result
 
 
-def _pwrite_all(fd: int, array: np.ndarray, offset: int) -> None:
-    data = memoryview(array.reshape(-1).view(np.uint8))
-    while data:  # pwrite may write less than asked (at most ~2 GiB at once on Linux)
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
+class SegmentPool:
+    """The manager's segments: which are free for reuse, and its mapping of each.
 
-
-def read_shared(shared: SharedArrays) -> tuple[np.ndarray, ...]:
-    """Writable arrays over ``shared``'s segment, whose name is unlinked at once.
-
-    The arrays share one mapping of the segment; it is unmapped, and the
-    memory freed, when the last of them is garbage-collected.
+    ``lease()`` gives a segment (name, known size) for a task; ``receive(shared)`` maps
+    the segment and returns arrays over it, and the segment comes back to the free
+    list when the last of those arrays is garbage-collected. At most ``keep`` free
+    segments are kept; others are unlinked. ``close()`` unlinks every name: arrays that
+    the consumer still holds stay valid (their mapping outlives the name).
     """
-    segment = shared_memory.SharedMemory(name=shared.name)
+
+    def __init__(self, keep: int):
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._free: list[tuple[str, int]] = []
+        self._names: set[str] = set()
+        self._maps: dict[str, mmap.mmap] = {}
+        self._closed = False
+
+    def lease(self) -> tuple[str, int]:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            name = new_segment_name()
+            self._names.add(name)
+            return name, 0
+
+    def receive(self, shared: SharedArrays) -> tuple[np.ndarray, ...]:
+        """Arrays over ``shared``'s segment (no copy), writable."""
+        with self._lock:
+            mapping = self._maps.get(shared.name)
+            if mapping is None or len(mapping) < shared.size:
+                segment = shared_memory.SharedMemory(name=shared.name)
+                try:
+                    mapping = _map(segment._fd, segment.size)
+                finally:
+                    segment.close()
+                self._maps[shared.name] = mapping
+        # numpy keeps the object it was given alive (through its own memoryview of it),
+        # so a fresh exporter per batch tells when the last of its arrays is gone.
+        view = (ctypes.c_char * len(mapping)).from_buffer(mapping)
+        weakref.finalize(view, self._release, shared.name, shared.size)
+        arrays = []
+        for shape, dtype, offset in zip(shared.shapes, shared.dtypes, shared.offsets, strict=True):
+            count = int(np.prod(shape, dtype=np.int64))
+            arrays.append(np.frombuffer(view, dtype, count, offset).reshape(shape))
+        return tuple(arrays)
+
+    def _release(self, name: str, size: int) -> None:
+        with self._lock:
+            if not self._closed and len(self._free) < self._keep:
+                self._free.append((name, size))
+                return
+            self._names.discard(name)
+            mapping = self._maps.pop(name, None)
+        _close_quietly(mapping)
+        unlink_shared(name)
+
+    def abandon(self, name: str) -> None:
+        """Forget a segment whose task failed (its content and size are unknown)."""
+        with self._lock:
+            self._names.discard(name)
+            mapping = self._maps.pop(name, None)
+        _close_quietly(mapping)
+        unlink_shared(name)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            names, self._names = self._names, set()
+            maps, self._maps = self._maps, {}
+            self._free.clear()
+        for mapping in maps.values():
+            _close_quietly(mapping)
+        for name in names:
+            unlink_shared(name)
+
+
+def _close_quietly(mapping: mmap.mmap | None) -> None:
+    if mapping is None:
+        return
     try:
-        mapping = mmap.mmap(segment._fd, segment.size)
-    finally:
-        segment.close()
-        segment.unlink()
-    arrays = []
-    for shape, dtype, offset in zip(shared.shapes, shared.dtypes, shared.offsets, strict=True):
-        if 0 in shape:
-            arrays.append(np.empty(shape, dtype))
-            continue
-        count = int(np.prod(shape, dtype=np.int64))
-        arrays.append(np.frombuffer(mapping, dtype, count, offset).reshape(shape))
-    return tuple(arrays)
+        mapping.close()
+    except BufferError:  # arrays over it are still alive; it is unmapped when they go
+        pass
 
 
 def unlink_shared(name: str) -> None:
