@@ -187,6 +187,24 @@ class BatcherSuite:
         assert "FileNotFoundError" in info.value.worker_traceback
         assert "nope.lpcm" in info.value.worker_traceback
 
+    def test_a_missing_sample_file_is_reported_at_once_not_retried(
+        self, backend, tmp_path, no_leaks
+    ):
+        missing = tmp_path / "gone.lpcm"
+        scheme = ToyScheme(actions=((1, ("load", str(missing))),))
+        with self.make(backend, scheme, retries=5, backoff=10.0) as batcher:
+            batcher.start(0)
+            batcher.take(0)
+            started = time.monotonic()
+            with pytest.raises(WorkerError, match="not retried") as info:
+                batcher.take(1)
+            # Five retries with a 10 s backoff would take minutes.
+            assert time.monotonic() - started < 5
+            assert batcher.status is info.value
+        assert "SampleFileNotFoundError" in info.value.worker_traceback
+        assert "gone.lpcm" in info.value.worker_traceback
+        assert info.value.state == 1
+
     def test_lifecycle(self, backend, no_leaks):
         scheme = ToyScheme()
         batcher = self.make(backend, scheme)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,12 @@ def _act(action) -> None:
         time.sleep(arg)
     elif kind == "read":
         Path(arg).read_bytes()
+    elif kind == "load":
+        # An Onda sample file that is not there: ours, permanent (SampleFileNotFoundError).
+        from ondabatches.onda import SamplesInfo, Signal, TimeSpan, load
+
+        info = SamplesInfo("eeg", ("a",), "uV", 1.0, 0.0, "int16", 1.0)
+        load(Signal(uuid.UUID(int=7), arg, "lpcm", TimeSpan(0, 10**10), "eeg", info))
     elif kind == "fail_times":
         # Fail while the counter file holds fewer than n marks: a transient error.
         path, n = arg

@@ -303,8 +303,9 @@ class Batcher:
         now = time.monotonic()
         for slot in self._slots:
             if slot.retry_at is None and slot.future.done() and slot.future.exception():
-                if slot.attempts <= self.retries:
-                    self._schedule_retry(slot, slot.future.exception(), now)
+                exc = slot.future.exception()
+                if slot.attempts <= self.retries and not _permanent(exc):
+                    self._schedule_retry(slot, exc, now)
             if slot.retry_at is not None and slot.retry_at <= now:
                 self._resubmit(slot)
         window = 1 if self._pool.lazy else self.buffer
@@ -350,10 +351,12 @@ class Batcher:
                     f"the batch for state {slot.state!r} was not ready within the timeout"
                 ) from None
             except Exception as exc:
-                if slot.attempts > self.retries:
+                if slot.attempts > self.retries or _permanent(exc):
                     error = WorkerError(
                         f"the batch for state {slot.state!r} failed after "
-                        f"{slot.attempts} attempt(s): {_summary(exc)}",
+                        f"{slot.attempts} attempt(s)"
+                        f"{' (the data is wrong: not retried)' if _permanent(exc) else ''}: "
+                        f"{_summary(exc)}",
                         state=slot.state,
                         batch=slot.batch,
                         worker_traceback=_traceback_of(exc),
@@ -362,6 +365,11 @@ class Batcher:
                     self._discard_slots()
                     raise error from exc
                 self._schedule_retry(slot, exc, time.monotonic())
+
+
+def _permanent(exc: BaseException) -> bool:
+    """A failure no retry can mend (the data is wrong): report it at once."""
+    return isinstance(exc, TaskError) and exc.permanent
 
 
 def _summary(exc: BaseException) -> str:

@@ -30,6 +30,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from .._errors import (
+    BatchShapeError,
+    LabelError,
+    SampleFileError,
+    SampleFileNotFoundError,
+    SchemaError,
+    SpanError,
+    UnknownFormatError,
+)
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 
 __all__: list[str] = []
@@ -42,11 +51,34 @@ _PREFETCH = 2
 
 
 class TaskError(Exception):
-    """``materialize`` raised on a worker; the argument is the formatted traceback."""
+    """``materialize`` raised on a worker; the argument is the formatted traceback.
+
+    ``permanent`` marks errors that a retry cannot mend (a missing or malformed file,
+    batch items that do not stack): the Batcher reports them at once.
+    """
+
+    def __init__(self, worker_traceback: str, permanent: bool = False):
+        super().__init__(worker_traceback)
+        self.permanent = permanent
+
+    def __reduce__(self):
+        return (type(self), (self.worker_traceback, self.permanent))
 
     @property
     def worker_traceback(self) -> str:
         return str(self.args[0])
+
+
+# Our errors that say the data is wrong, not that reading it failed this time.
+_PERMANENT = (
+    BatchShapeError,
+    LabelError,
+    SampleFileError,
+    SampleFileNotFoundError,
+    SchemaError,
+    SpanError,
+    UnknownFormatError,
+)
 
 
 class WorkerLostError(Exception):
@@ -94,8 +126,8 @@ def run_task(
         if segment is None:
             return ("ok", x, y)
         return ("shm", _worker_segments.finish((x, y)))
-    except Exception:
-        return ("error", traceback.format_exc())
+    except Exception as exc:
+        return ("error", traceback.format_exc(), isinstance(exc, _PERMANENT))
 
 
 def unpack_result(result, segments: SegmentPool | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +140,7 @@ def unpack_result(result, segments: SegmentPool | None = None) -> tuple[np.ndarr
         shared: SharedArrays = result[1]
         x, y = segments.receive(shared)
         return x, y
-    raise TaskError(result[1])
+    raise TaskError(result[1], permanent=result[2])
 
 
 def chain(source: Future, transform: Callable[[Any], Any]) -> Future:
