@@ -34,3 +34,31 @@ def test_readme_python_blocks_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
             exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the message is the point
             raise AssertionError(f"README python block {i + 1} failed:\n{block}") from exc
+
+
+def _commands() -> list[str]:
+    text = README.read_text()
+    first = text.index("```bash")
+    block = text[first + len("```bash") : text.index("```", first + 3)]
+    return [ln for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+@pytest.mark.timeout(900)
+def test_readme_first_command_runs_the_demo_from_a_fresh_clone(tmp_path: Path) -> None:
+    """The main job, exactly as the README gives it, in a fresh clone and virtualenv."""
+    import subprocess
+
+    root = README.parent
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    command = _commands()[0]
+    assert command.endswith("ondabatches demo")
+    out = subprocess.run(
+        ["bash", "-c", command + " --batches 20 --no-progress"],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=850,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "20 batches in" in out.stdout and "resume state" in out.stdout
