@@ -28,11 +28,125 @@ def test_top_level_reexports_every_subpackage_name() -> None:
         assert not missing, f"ondabatches does not re-export {sorted(missing)} from {sub}"
 
 
-def test_public_names_are_the_documented_ones() -> None:
-    # The names that later work and users build on; a removal is a breaking change.
-    required = {
-        "TimeSpan", "Samples", "SamplesInfo", "Signal", "encode", "decode",
-        "index_from_time", "time_from_index", "sample_range", "window_sample_range",
-        "OndaBatchesError", "WorkerError",
-    }  # fmt: skip
-    assert required <= set(ondabatches.__all__)
+# The public surface, exactly: adding a name is a decision, removing one breaks users.
+PUBLIC = [
+    "ANNOTATION_SCHEMA",
+    "Annotation",
+    "BatchItem",
+    "BatchScheme",
+    "BatchShapeError",
+    "BatchSpecError",
+    "BatchState",
+    "Batcher",
+    "BatcherError",
+    "Bipolar",
+    "ChannelSelection",
+    "ChannelSelector",
+    "EvenOddCompartments",
+    "JuliaUUIDType",
+    "LABELED_SCHEMA",
+    "LPCMFormat",
+    "LPCMZstFormat",
+    "LabelError",
+    "LabeledSignal",
+    "MissingDependencyError",
+    "MissingLabelsWarning",
+    "OndaBatchesError",
+    "RandomBatches",
+    "RayBatcher",
+    "S3_CONFIG_DEFAULTS",
+    "SAMPLE_TYPES",
+    "SIGNAL_SCHEMA",
+    "STATE_VERSION",
+    "STORAGE_OPTIONS_ENV",
+    "SampleFileError",
+    "SampleFileNotFoundError",
+    "SampleFormat",
+    "Samples",
+    "SamplesInfo",
+    "SchemaError",
+    "SequentialBatches",
+    "Signal",
+    "SignalLike",
+    "SpanError",
+    "StateError",
+    "StorageError",
+    "StoredLabels",
+    "TimeLike",
+    "TimeSpan",
+    "TimeSpanType",
+    "UnknownFormatError",
+    "WorkerError",
+    "ZeroFillMontage",
+    "annotations_table",
+    "class_balanced_weights",
+    "decode",
+    "duration_weights",
+    "encode",
+    "filesystem_for",
+    "get_format",
+    "get_storage_options",
+    "index_from_time",
+    "inverse_frequency_label_weights",
+    "iter_annotations",
+    "iter_labeled_signals",
+    "iter_signals",
+    "label_info",
+    "label_signals",
+    "labeled_signals_table",
+    "load",
+    "load_labeled_signal",
+    "load_rows",
+    "materialize_batch",
+    "materialize_batch_item",
+    "n_samples",
+    "nanoseconds",
+    "read_annotations",
+    "read_labeled_signals",
+    "read_signals",
+    "register_format",
+    "register_selector",
+    "registered_formats",
+    "sample_dtype",
+    "sample_range",
+    "selector_from_dict",
+    "selector_to_dict",
+    "set_storage_options",
+    "signals_from_table",
+    "signals_table",
+    "sort_and_trim_spans",
+    "storage_env",
+    "store",
+    "store_labels",
+    "sub_label_span",
+    "time_from_index",
+    "to_pandas",
+    "window_sample_range",
+    "write_annotations",
+    "write_labeled_signals",
+    "write_signals",
+]
+
+
+def test_public_names_are_exactly_the_curated_ones() -> None:
+    assert ondabatches.__all__ == PUBLIC
+
+
+def test_torch_adapter_surface() -> None:
+    pytest.importorskip("torch", reason="the torch extra is not installed")
+    import ondabatches.torch
+
+    assert ondabatches.torch.__all__ == ["BatchDataset", "InterleavedBatches", "shard_batches"]
+
+
+def test_importing_ondabatches_does_not_import_heavy_extras() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ondabatches; "
+        "print(sorted(m for m in ('torch', 'ray', 'matplotlib', 'pyedflib', 's3fs', 'pandas') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
