@@ -65,8 +65,12 @@ class InterleavedBatches:
 
     Examples
     --------
-    >>> scheme = InterleavedBatches(batches, world_size=2, rank=1)  # doctest: +SKIP
-    >>> batch, state = scheme.iterate_batch(batches.initial_state(seed=0))  # doctest: +SKIP
+    >>> from ondabatches import RandomBatches
+    >>> from ondabatches.synthetic import labeled_table
+    >>> batches = RandomBatches(labeled_table(2, duration=600 * 10**9), batch_size=2,
+    ...                         batch_duration=30 * 10**9)
+    >>> scheme = InterleavedBatches(batches, world_size=2, rank=1)
+    >>> batch, state = scheme.iterate_batch(batches.initial_state(seed=0))
     >>> state.index  # it served global batch 1; its next is global batch 3
     3
     """

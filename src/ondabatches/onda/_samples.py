@@ -55,8 +55,8 @@ class SamplesInfo:
     >>> info = SamplesInfo(sensor_type="eeg", channels=("c3", "c4"), sample_unit="microvolt",
     ...                    sample_resolution_in_unit=0.25, sample_offset_in_unit=0.0,
     ...                    sample_type="int16", sample_rate=128.0)
-    >>> info.dtype
-    dtype('int16')
+    >>> info.dtype.str, info.bytes_per_sample
+    ('<i2', 4)
     """
 
     sensor_type: str

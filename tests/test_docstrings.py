@@ -1,0 +1,43 @@
+"""The examples in the package's docstrings run and print what they say."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import ondabatches
+
+# Modules whose examples need an optional extra; each is checked only if it imports.
+OPTIONAL = {"ondabatches.torch": "torch", "ondabatches.plot": "matplotlib",
+            "ondabatches.edf": "pyedflib"}  # fmt: skip
+
+
+def _modules() -> list[str]:
+    names = ["ondabatches"]
+    for info in pkgutil.walk_packages(ondabatches.__path__, "ondabatches."):
+        if info.name.endswith("__main__") or ".bench." in info.name:
+            continue
+        names.append(info.name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_docstring_examples(name: str, tmp_path, monkeypatch) -> None:
+    if name in OPTIONAL:
+        pytest.importorskip(OPTIONAL[name], reason=f"{name} needs its extra")
+    monkeypatch.chdir(tmp_path)  # examples that write files write them here
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS, verbose=False)
+    assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
+
+
+def test_most_public_functions_have_examples() -> None:
+    runnable = sum(
+        doctest.testmod(importlib.import_module(n), verbose=False, report=False).attempted
+        for n in _modules()
+        if n not in OPTIONAL
+    )
+    assert runnable >= 60
