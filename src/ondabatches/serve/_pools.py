@@ -30,15 +30,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._errors import (
-    BatchShapeError,
-    LabelError,
-    SampleFileError,
-    SampleFileNotFoundError,
-    SchemaError,
-    SpanError,
-    UnknownFormatError,
-)
+from .. import _errors
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 
 __all__: list[str] = []
@@ -71,13 +63,13 @@ class TaskError(Exception):
 
 # Our errors that say the data is wrong, not that reading it failed this time.
 _PERMANENT = (
-    BatchShapeError,
-    LabelError,
-    SampleFileError,
-    SampleFileNotFoundError,
-    SchemaError,
-    SpanError,
-    UnknownFormatError,
+    _errors.BatchShapeError,
+    _errors.LabelError,
+    _errors.SampleFileError,
+    _errors.SampleFileNotFoundError,
+    _errors.SchemaError,
+    _errors.SpanError,
+    _errors.UnknownFormatError,
 )
 
 
