@@ -18,7 +18,9 @@ JULIA_RECORDING = "176ecfcf-d4c7-49ba-adec-f338d0a0c01f"
 def julia_dir() -> Path:
     """The folder of Onda files written by Onda.jl (``../shared/fixtures/julia-onda``)."""
     if not JULIA_FIXTURES.is_dir():
-        pytest.skip(f"Julia fixtures not present at {JULIA_FIXTURES} (a plain clone has no ../shared)")
+        pytest.skip(
+            f"Julia fixtures not present at {JULIA_FIXTURES} (a plain clone has no ../shared)"
+        )
     return JULIA_FIXTURES
 
 

@@ -17,7 +17,7 @@ that ``except ValueError`` keeps working for callers who do not know our names::
     ├── StorageError           (OSError)            a storage backend failed (wraps fsspec/botocore)
     ├── MissingDependencyError (ImportError)        an optional extra is not installed
     └── BatcherError           (RuntimeError)       the batching service failed
-        └── WorkerError                             a batch failed on a worker (carries its traceback)
+        └── WorkerError                             a batch failed on a worker (with its traceback)
 
 Messages name the file, column, recording or batch, and the expected and actual values.
 """

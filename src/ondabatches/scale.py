@@ -99,7 +99,10 @@ class ScaleDataset:
 
         Examples
         --------
-        >>> ds = ScaleDataset.open("/data/scale")  # doctest: +SKIP
+        >>> written = make_scale_dataset("scale", n_recordings=2, n_samples=10**6)
+        >>> ds = ScaleDataset.open("scale")
+        >>> ds == written, ds.n_recordings, ds.n_samples
+        (True, 2, 1000000)
         """
         root = Path(root).resolve()
         meta = json.loads((root / _META).read_text())
@@ -148,7 +151,10 @@ class ScaleDataset:
 
         Examples
         --------
-        >>> ds.expected(ds.recordings[0], ds.known_spans[0]).shape  # doctest: +SKIP
+        >>> ds = make_scale_dataset("scale", n_recordings=2, n_samples=10**6)
+        >>> ds.known_spans[0], ds.info.sample_rate
+        (TimeSpan(0 s, 60 s), 256.0)
+        >>> ds.expected(ds.recordings[0], ds.known_spans[0]).shape
         (19, 15360)
         """
         from .onda._timespan import window_sample_range

@@ -124,8 +124,14 @@ def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
 
     Examples
     --------
-    >>> scheme = shard_batches(batches, world_size=4, rank=2)  # doctest: +SKIP
-    >>> batcher = RayBatcher(scheme)  # doctest: +SKIP
+    >>> from ondabatches import RandomBatches
+    >>> from ondabatches.synthetic import labeled_table
+    >>> batches = RandomBatches(labeled_table(2, duration=300 * 10**9), batch_size=2,
+    ...                         batch_duration=30 * 10**9)
+    >>> shard_batches(batches, world_size=4, rank=2)  # then Batcher(...) or RayBatcher(...)
+    InterleavedBatches(RandomBatches(2 rows, ...), rank 2 of 4)
+    >>> shard_batches(batches, world_size=1, rank=0) is batches
+    True
     """
     _check_rank(world_size, rank)
     own = (getattr(batches, "world_size", None), getattr(batches, "rank", None))
@@ -187,12 +193,24 @@ class BatchDataset(torch.utils.data.IterableDataset):
 
     Examples
     --------
-    >>> dataset = BatchDataset(batches, batches.initial_state(seed=0),
-    ...                        backend="processes", workers=4)  # doctest: +SKIP
-    >>> loader = torch.utils.data.DataLoader(dataset, batch_size=None)  # doctest: +SKIP
-    >>> for x, y in loader:  # doctest: +SKIP
-    ...     checkpoint = {"data": dataset.state_dict()}
-    >>> dataset.load_state_dict(checkpoint["data"])  # doctest: +SKIP
+    >>> from ondabatches import SequentialBatches, label_signals
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0,
+    ...                   eog_every=0)
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> batches = SequentialBatches(labeled, batch_size=2, batch_duration=30 * 10**9)
+    >>> with BatchDataset(batches, batches.initial_state(), backend="threads") as dataset:
+    ...     loader = torch.utils.data.DataLoader(dataset, batch_size=None)
+    ...     for x, y in loader:
+    ...         checkpoint = {"data": dataset.state_dict()}
+    ...         break  # training stops after the first batch
+    >>> x.shape, y.shape, x.dtype
+    (torch.Size([2, 6, 3840]), torch.Size([2, 1, 1]), torch.float32)
+    >>> with BatchDataset(batches, batches.initial_state(), backend="threads") as resumed:
+    ...     resumed.load_state_dict(checkpoint["data"])
+    ...     [tuple(x.shape) for x, y in resumed]  # the 2 batches of the 3 not yet yielded
+    [(2, 6, 3840), (2, 6, 3840)]
     """
 
     def __init__(
@@ -309,8 +327,16 @@ class BatchDataset(torch.utils.data.IterableDataset):
 
         Examples
         --------
-        >>> json.dumps(dataset.state_dict())  # doctest: +SKIP
+        >>> import json
+        >>> from ondabatches import RandomBatches
+        >>> from ondabatches.synthetic import labeled_table
+        >>> batches = RandomBatches(labeled_table(2, duration=300 * 10**9), batch_size=2,
+        ...                         batch_duration=30 * 10**9)
+        >>> dataset = BatchDataset(batches, batches.initial_state(seed=0).advance(5))
+        >>> json.dumps(dataset.state_dict())
         '{"version": 1, "world_size": 1, "rank": 0, "kind": "BatchState", "state": {...}}'
+        >>> dataset.state_dict()["state"]["index"]
+        5
         """
         is_batch_state = isinstance(self._state, BatchState)
         return {
@@ -332,7 +358,20 @@ class BatchDataset(torch.utils.data.IterableDataset):
 
         Examples
         --------
-        >>> dataset.load_state_dict(checkpoint["data"])  # doctest: +SKIP
+        >>> from ondabatches import RandomBatches
+        >>> from ondabatches.synthetic import labeled_table
+        >>> batches = RandomBatches(labeled_table(2, duration=300 * 10**9), batch_size=2,
+        ...                         batch_duration=30 * 10**9)
+        >>> old = BatchDataset(batches, batches.initial_state(seed=0).advance(5))
+        >>> new = BatchDataset(batches, batches.initial_state(seed=0))
+        >>> new.load_state_dict(old.state_dict())
+        >>> new.state_dict()["state"]["index"]  # new continues with batch 5
+        5
+        >>> other_rank = BatchDataset(batches, batches.initial_state(seed=0), world_size=2, rank=1)
+        >>> other_rank.load_state_dict(old.state_dict())
+        Traceback (most recent call last):
+        ...
+        ondabatches._errors.StateError: the checkpoint is of rank 0 of 1 but ...
         """
         try:
             version = state_dict["version"]

@@ -109,3 +109,18 @@ def test_relative_label_paths_resolve_against_the_table(lazy_labeled, tmp_path):
     for a, b in zip(back, rows, strict=True):
         assert a.labels.file_path == str(target / f"{b.signal.recording}-labels.lpcm")
         np.testing.assert_array_equal(a.label_codes(), b.label_codes())
+
+
+def test_store_labels_with_a_relative_root_survives_a_round_trip(
+    labeled, tmp_path, monkeypatch  # noqa: F811
+) -> None:
+    from ondabatches.labels import read_labeled_signals, store_labels, write_labeled_signals
+
+    monkeypatch.chdir(tmp_path)
+    lazy = store_labels(labeled, "labels")
+    (tmp_path / "out").mkdir()
+    write_labeled_signals("out/lazy.arrow", lazy)
+    back = read_labeled_signals("out/lazy.arrow")
+    assert back.schema.field("file_path").nullable == lazy.schema.field("file_path").nullable
+    for a, b in zip(iter_labeled_signals(back), iter_labeled_signals(labeled), strict=True):
+        np.testing.assert_array_equal(a.label_codes(), b.label_codes())

@@ -43,8 +43,14 @@ class BatchItem:
     Examples
     --------
     >>> import json
-    >>> item = next(iter(batch))  # doctest: +SKIP
-    >>> BatchItem.from_dict(json.loads(json.dumps(item.to_dict()))) == item  # doctest: +SKIP
+    >>> from ondabatches import RandomBatches
+    >>> from ondabatches.synthetic import labeled_table
+    >>> batches = RandomBatches(labeled_table(1, duration=300 * 10**9), n_channels=2,
+    ...                         batch_size=1, batch_duration=60 * 10**9)
+    >>> (item,), _ = batches.iterate_batch(batches.initial_state(seed=0))
+    >>> item.window.duration, len(item.channels), len(item.labels)
+    (60000000000, 2, 2)
+    >>> BatchItem.from_dict(json.loads(json.dumps(item.to_dict()))) == item
     True
     """
 

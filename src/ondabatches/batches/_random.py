@@ -88,11 +88,15 @@ class RandomBatches:
     Examples
     --------
     >>> from datetime import timedelta
+    >>> from ondabatches.synthetic import labeled_table
+    >>> labeled = labeled_table(2, duration=300 * 10**9)  # 10 epochs of 30 s per row
     >>> batches = RandomBatches(labeled, n_channels=1, batch_size=3,
-    ...                         batch_duration=timedelta(seconds=60))  # doctest: +SKIP
-    >>> batch, state = batches.iterate_batch(batches.initial_state(seed=1))  # doctest: +SKIP
-    >>> len(batch), state.index  # doctest: +SKIP
+    ...                         batch_duration=timedelta(seconds=60))
+    >>> batch, state = batches.iterate_batch(batches.initial_state(seed=1))
+    >>> len(batch), state.index
     (3, 1)
+    >>> batch[0].window, batch[0].channels, batch[0].labels.tolist()
+    (TimeSpan(150 s, 210 s), ('c3',), [5, 6])
     """
 
     def __init__(
@@ -280,7 +284,13 @@ def inverse_frequency_label_weights(labeled: pa.Table) -> list[np.ndarray]:
 
     Examples
     --------
-    >>> lw = inverse_frequency_label_weights(labeled)  # doctest: +SKIP
+    >>> from ondabatches import iter_labeled_signals
+    >>> from ondabatches.synthetic import labeled_table
+    >>> labeled = labeled_table(1, duration=150 * 10**9)
+    >>> next(iter_labeled_signals(labeled)).label_codes().tolist()
+    [3, 4, 5, 6, 5]
+    >>> [w.tolist() for w in inverse_frequency_label_weights(labeled)]
+    [[1.0, 1.0, 0.5, 1.0, 0.5]]
     """
     codes = _all_codes(labeled)
     values, counts = np.unique(np.concatenate(codes), return_counts=True)
@@ -297,9 +307,13 @@ def class_balanced_weights(labeled: pa.Table) -> tuple[np.ndarray, list[np.ndarr
 
     Examples
     --------
-    >>> sw, lw = class_balanced_weights(labeled)  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> labeled = labeled_table(2, duration=150 * 10**9)
+    >>> sw, lw = class_balanced_weights(labeled)
+    >>> sw.round(2).tolist()
+    [2.83, 2.17]
     >>> batches = RandomBatches(labeled, signal_weights=sw, label_weights=lw, batch_size=8,
-    ...                         batch_duration=30 * 10**9)  # doctest: +SKIP
+    ...                         batch_duration=30 * 10**9)
     """
     label_weights = inverse_frequency_label_weights(labeled)
     return np.array([w.sum() for w in label_weights]), label_weights
@@ -310,7 +324,9 @@ def duration_weights(labeled: pa.Table) -> np.ndarray:
 
     Examples
     --------
-    >>> sw = duration_weights(labeled)  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> duration_weights(labeled_table(2, duration=300 * 10**9)).tolist()
+    [300.0, 300.0]
     """
     from ..onda._arrow import span_bounds
 

@@ -60,11 +60,16 @@ class SequentialBatches:
     Examples
     --------
     >>> from datetime import timedelta
+    >>> from ondabatches.synthetic import labeled_table
+    >>> labeled = labeled_table(2, duration=300 * 10**9)  # 10 epochs of 30 s per row
     >>> seq = SequentialBatches(labeled, batch_size=4, batch_duration=timedelta(seconds=30),
-    ...                         world_size=2, rank=1)  # doctest: +SKIP
-    >>> state = seq.initial_state()  # doctest: +SKIP
-    >>> while (out := seq.iterate_batch(state)) is not None:  # doctest: +SKIP
+    ...                         world_size=2, rank=1)
+    >>> state, sizes = seq.initial_state(), []
+    >>> while (out := seq.iterate_batch(state)) is not None:
     ...     batch, state = out
+    ...     sizes.append(len(batch))
+    >>> seq.n_windows, sizes  # rank 1 gets the odd windows: 10 of 20
+    (20, [4, 4, 2])
     """
 
     def __init__(

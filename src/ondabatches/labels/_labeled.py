@@ -340,7 +340,11 @@ def labeled_signals_table(rows: Iterable[LabeledSignal]) -> pa.Table:
 
     Examples
     --------
-    >>> table = labeled_signals_table(iter_labeled_signals(labeled))  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> rows = list(iter_labeled_signals(labeled_table(2, duration=300 * 10**9)))
+    >>> table = labeled_signals_table(rows[:1])
+    >>> table.num_rows, table.schema.metadata[b"legolas_schema_qualified"]
+    (1, b'labeled.signal@2>onda.signal@2')
     """
     from ..onda._tables import signals_table
 
@@ -407,8 +411,10 @@ def iter_labeled_signals(table: pa.Table) -> Iterator[LabeledSignal]:
 
     Examples
     --------
-    >>> row = next(iter_labeled_signals(labeled))  # doctest: +SKIP
-    >>> row.label_span, row.n_labels  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> row = next(iter_labeled_signals(labeled_table(2, duration=300 * 10**9)))
+    >>> row.signal.span, row.label_span, row.n_labels
+    (TimeSpan(0 s, 360 s), TimeSpan(30 s, 330 s), 10)
     """
     from ..onda._tables import iter_signals
 
@@ -449,9 +455,14 @@ def load_labeled_signal(
 
     Examples
     --------
-    >>> samples, labels = load_labeled_signal(row)  # doctest: +SKIP
-    >>> samples.data.shape, labels.data.shape  # doctest: +SKIP
-    ((2, 921600), (1, 240))
+    >>> from ondabatches.labels import label_signals
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> ds = make_dataset("data", n_recordings=1, duration=120 * 10**9, sample_rate=128.0)
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> samples, labels = load_labeled_signal(labeled.slice(0, 1))  # 90 s at 128 Hz
+    >>> samples.data.shape, labels.data.shape
+    ((6, 11520), (1, 3))
     """
     from ..onda._io import load_rows
     from ..onda._timespan import window_sample_range
@@ -481,8 +492,11 @@ def sub_label_span(labeled: LabeledSignal | pa.Table, span: TimeSpan) -> Labeled
     Examples
     --------
     >>> from datetime import timedelta
-    >>> span = TimeSpan(timedelta(minutes=120), timedelta(minutes=180))
-    >>> part = sub_label_span(row, span)  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> row = next(iter_labeled_signals(labeled_table(1, duration=timedelta(hours=4))))
+    >>> part = sub_label_span(row, TimeSpan(timedelta(minutes=120), timedelta(minutes=180)))
+    >>> row.n_labels, part.label_span, part.n_labels
+    (480, TimeSpan(7200 s, 10800 s), 120)
     """
     row = _one_row(labeled)
     span = TimeSpan.from_value(span)
@@ -536,12 +550,22 @@ def store_labels(
 
     Examples
     --------
-    >>> lazy = store_labels(labeled, "/data/labels")  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> labeled = labeled_table(2, duration=300 * 10**9)
+    >>> lazy = store_labels(labeled, os.path.abspath("labels"))
+    >>> row = next(iter_labeled_signals(lazy))
+    >>> type(row.labels).__name__, os.path.basename(row.labels.file_path)
+    ('StoredLabels', 'labels_eeg.lpcm')
+    >>> np.array_equal(row.label_codes(), next(iter_labeled_signals(labeled)).label_codes())
+    True
     """
     from ..onda._io import store
 
     rows = list(iter_labeled_signals(labeled))
     root = os.fspath(root)
+    if not _is_url(root):
+        # The table records these paths: relative ones would mean nothing elsewhere.
+        root = os.path.abspath(root)
     seen: dict[str, int] = {}
     new_labels: list[Labels] = []
     for i, row in enumerate(rows):
@@ -585,7 +609,10 @@ def write_labeled_signals(path: str | os.PathLike[str], table: pa.Table) -> None
 
     Examples
     --------
-    >>> write_labeled_signals("/data/labeled.arrow", labeled)  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> write_labeled_signals("labeled.arrow", labeled_table(2, duration=300 * 10**9))
+    >>> read_labeled_signals("labeled.arrow").num_rows
+    2
     """
     check_labeled(table)
     url = os.fspath(path)
@@ -611,7 +638,11 @@ def read_labeled_signals(path: str | os.PathLike[str]) -> pa.Table:
 
     Examples
     --------
-    >>> labeled = read_labeled_signals("/data/labeled.arrow")  # doctest: +SKIP
+    >>> from ondabatches.synthetic import labeled_table
+    >>> write_labeled_signals("labeled.arrow", labeled_table(2, duration=300 * 10**9))
+    >>> labeled = read_labeled_signals("labeled.arrow")
+    >>> labeled.num_rows, labeled.column("label_span").to_pylist()[0]
+    (2, TimeSpan(30 s, 330 s))
     """
     url = os.fspath(path)
     fs, fs_path = filesystem_for(url)
@@ -625,8 +656,9 @@ def read_labeled_signals(path: str | os.PathLike[str]) -> pa.Table:
     check_labeled(table)
     base = posixpath.dirname(url) if _is_url(url) else os.path.dirname(os.path.abspath(url))
     paths = [_resolve(p, base) for p in table.column("file_path").to_pylist()]
+    index = table.column_names.index("file_path")
     table = table.set_column(
-        table.column_names.index("file_path"), "file_path", pa.array(paths, pa.string())
+        index, table.schema.field(index), pa.array(paths, table.schema.field(index).type)
     )
     labels = table.column("labels").combine_chunks()
     label_paths = pa.array(

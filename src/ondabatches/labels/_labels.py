@@ -142,8 +142,13 @@ def sort_and_trim_spans(
     Examples
     --------
     >>> from datetime import timedelta
-    >>> epoch = timedelta(seconds=30)
-    >>> ann = sort_and_trim_spans(annotations, epoch=epoch, by="recording")  # doctest: +SKIP
+    >>> from ondabatches.synthetic import make_dataset
+    >>> ds = make_dataset("data", n_recordings=1, duration=120 * 10**9, sample_rate=128.0)
+    >>> ds.annotations.column("span").to_pylist()
+    [TimeSpan(10 s, 70 s), TimeSpan(70 s, 105 s)]
+    >>> ann = sort_and_trim_spans(ds.annotations, epoch=timedelta(seconds=30), by="recording")
+    >>> ann.column("span").to_pylist()
+    [TimeSpan(10 s, 70 s), TimeSpan(70 s, 100 s)]
     """
     from ..onda._tables import annotations_table
 
@@ -375,9 +380,13 @@ def label_signals(
     Examples
     --------
     >>> from datetime import timedelta
+    >>> from ondabatches.synthetic import make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0)
     >>> stages = {"wake": 1, "nrem1": 2, "nrem2": 3, "nrem3": 4, "rem": 5, "no_stage": 6}
-    >>> labeled = label_signals(signals, annotations, labels_column="stage",
-    ...                         epoch=timedelta(seconds=30), encoding=stages)  # doctest: +SKIP
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=timedelta(seconds=30), encoding=stages)
+    >>> labeled.column("sensor_label").to_pylist(), labeled.column("label_span").to_pylist()
+    (['eeg', 'eog', 'eeg'], [TimeSpan(10 s, 100 s), TimeSpan(10 s, 100 s), TimeSpan(14 s, 104 s)])
     """
     from ..onda._tables import annotations_table, signals_table
 

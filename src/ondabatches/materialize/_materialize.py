@@ -95,9 +95,16 @@ def materialize_batch_item(
 
     Examples
     --------
-    >>> x, y = materialize_batch_item(item)  # doctest: +SKIP
-    >>> x.shape, y.shape  # doctest: +SKIP
-    ((1, 7680), (1, 2))
+    >>> from ondabatches import RandomBatches, label_signals
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0)
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> batches = RandomBatches(labeled, n_channels=2, batch_size=1, batch_duration=60 * 10**9)
+    >>> (item,), _ = batches.iterate_batch(batches.initial_state(seed=0))
+    >>> x, y = materialize_batch_item(item)  # 60 s at 128 Hz, 2 labels of 30 s
+    >>> x.shape, x.dtype, y.shape
+    ((2, 7680), dtype('float32'), (1, 2))
     """
     return _x(item, np.dtype(dtype)), _y(item)
 
@@ -146,8 +153,16 @@ def materialize_batch(
 
     Examples
     --------
-    >>> x, y = materialize_batch(batch)  # doctest: +SKIP
-    >>> x.shape, y.shape  # doctest: +SKIP
+    >>> from ondabatches import RandomBatches, label_signals
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0,
+    ...                   eog_every=0)  # only EEG at 128 Hz: windows stack
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> batches = RandomBatches(labeled, n_channels=1, batch_size=3, batch_duration=60 * 10**9)
+    >>> batch, _ = batches.iterate_batch(batches.initial_state(seed=1))
+    >>> x, y = materialize_batch(batch)
+    >>> x.shape, y.shape
     ((3, 1, 7680), (3, 1, 2))
     """
     items = list(batch)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from .._errors import SpanError, UnknownFormatError
+from .._errors import SchemaError, SpanError, UnknownFormatError
 from ._timespan import TimeSpan, n_samples, sample_range, time_from_index, window_sample_range
 
 __all__ = [
@@ -32,7 +32,7 @@ SAMPLE_TYPES: dict[str, np.dtype] = {
     )
 }  # fmt: skip
 
-ChannelSelection = Union[None, str, int, slice, Sequence[Union[str, int]]]
+ChannelSelection = None | str | int | slice | Sequence[str | int]
 
 
 def sample_dtype(sample_type: str, *, where: str = "") -> np.dtype:
@@ -74,18 +74,22 @@ class SamplesInfo:
         object.__setattr__(self, "sample_rate", float(self.sample_rate))
         sample_dtype(self.sample_type, where="SamplesInfo")
         if not self.channels:
-            raise ValueError("SamplesInfo needs at least one channel")
+            raise SchemaError("SamplesInfo needs at least one channel")
         if len(set(self.channels)) != len(self.channels):
-            raise ValueError(f"SamplesInfo channels must be unique, got {list(self.channels)}")
+            raise SchemaError(f"SamplesInfo channels must be unique, got {list(self.channels)}")
         if not (math.isfinite(self.sample_rate) and self.sample_rate > 0):
-            raise ValueError(f"sample_rate must be positive and finite, got {self.sample_rate}")
-        if not (math.isfinite(self.sample_resolution_in_unit) and self.sample_resolution_in_unit != 0):
-            raise ValueError(
+            raise SchemaError(f"sample_rate must be positive and finite, got {self.sample_rate}")
+        if not (
+            math.isfinite(self.sample_resolution_in_unit) and self.sample_resolution_in_unit != 0
+        ):
+            raise SchemaError(
                 f"sample_resolution_in_unit must be finite and non-zero, "
                 f"got {self.sample_resolution_in_unit}"
             )
         if not math.isfinite(self.sample_offset_in_unit):
-            raise ValueError(f"sample_offset_in_unit must be finite, got {self.sample_offset_in_unit}")
+            raise SchemaError(
+                f"sample_offset_in_unit must be finite, got {self.sample_offset_in_unit}"
+            )
 
     @property
     def dtype(self) -> np.dtype:
@@ -221,7 +225,9 @@ class Samples:
 
     def __post_init__(self) -> None:
         if self.data.ndim != 2:
-            raise ValueError(f"Samples data must be channels x time (2-D), got shape {self.data.shape}")
+            raise ValueError(
+                f"Samples data must be channels x time (2-D), got shape {self.data.shape}"
+            )
         if self.data.shape[0] != self.info.n_channels:
             raise ValueError(
                 f"Samples data has {self.data.shape[0]} rows but info names "

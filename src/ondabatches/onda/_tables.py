@@ -450,10 +450,14 @@ def read_signals(
 
     Examples
     --------
-    >>> reroot = {"/home/ubuntu/data": "/mnt/data"}
-    >>> signals = read_signals("signals.arrow", reroot=reroot)  # doctest: +SKIP
-    >>> [s.file_path for s in iter_signals(signals)][:1]  # doctest: +SKIP
-    ['/mnt/data/176ecfcf-d4c7-49ba-adec-f338d0a0c01f_eeg.lpcm']
+    >>> from ondabatches.synthetic import make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0)
+    >>> signals = read_signals("data/signals.arrow", reroot={str(ds.root): "/mnt/data"})
+    >>> paths = [s.file_path for s in iter_signals(signals)]
+    >>> paths[0].endswith("data/5f82c2d9-cfeb-4fa3-a1d7-d982f8bd1045/eeg.lpcm")  # was relative
+    True
+    >>> paths[2]  # was written absolute, under ds.root
+    '/mnt/data/2516ac85-e2eb-45e3-8cdb-31fe6899a08e/eeg.lpcm.zst'
     """
     url = os.fspath(path)
     table = _normalize(_read_arrow(url, storage_options), _SIGNALS, url, from_file=True)
@@ -475,9 +479,11 @@ def read_annotations(
 
     Examples
     --------
-    >>> annotations = read_annotations("s3://bucket/stages.arrow")  # doctest: +SKIP
-    >>> next(iter_annotations(annotations)).extra["stage"]  # doctest: +SKIP
-    'wake'
+    >>> from ondabatches.synthetic import make_dataset
+    >>> _ = make_dataset("data", n_recordings=1, duration=120 * 10**9, sample_rate=128.0)
+    >>> annotations = read_annotations("data/annotations.arrow")  # or "s3://bucket/..."
+    >>> annotations.num_rows, next(iter_annotations(annotations)).extra["stage"]
+    (2, 'wake')
     """
     url = os.fspath(path)
     return _normalize(_read_arrow(url, storage_options), _ANNOTATIONS, url, from_file=True)
@@ -493,7 +499,11 @@ def write_signals(
 
     Examples
     --------
-    >>> write_signals("out/signals.arrow", read_signals("in/signals.arrow"))  # doctest: +SKIP
+    >>> from ondabatches.synthetic import make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0)
+    >>> write_signals("copy.arrow", ds.signals.slice(0, 2))
+    >>> read_signals("copy.arrow").column("sensor_label").to_pylist()
+    ['eeg', 'eog']
     """
     _write_arrow(path, signals_table(table), storage_options)
 
@@ -507,7 +517,9 @@ def write_annotations(
     --------
     >>> import uuid
     >>> rows = [Annotation.new(uuid.uuid4(), TimeSpan(0, 30 * 10**9), stage="wake")]
-    >>> write_annotations("stages.arrow", rows)  # doctest: +SKIP
+    >>> write_annotations("stages.arrow", rows)
+    >>> [a.extra for a in iter_annotations(read_annotations("stages.arrow"))]
+    [{'stage': 'wake'}]
     """
     _write_arrow(path, annotations_table(table), storage_options)
 

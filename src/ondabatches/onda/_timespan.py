@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +30,7 @@ __all__ = [
 
 NS_PER_S = 1_000_000_000
 
-TimeLike = Union[int, np.integer, np.timedelta64, _dt.timedelta]
+TimeLike = int | np.integer | np.timedelta64 | _dt.timedelta
 
 
 def nanoseconds(value: Any) -> int:
@@ -99,7 +99,7 @@ class TimeSpan:
 
     @classmethod
     def from_value(cls, value: Any) -> TimeSpan:
-        """Build a span from a ``TimeSpan``, a ``(start, stop)`` pair or a ``{"start", "stop"}`` dict."""
+        """A span from a ``TimeSpan``, a ``(start, stop)`` pair or a ``{"start", "stop"}`` dict."""
         if isinstance(value, TimeSpan):
             return value
         if isinstance(value, dict):

@@ -109,11 +109,21 @@ class Batcher:
 
     Examples
     --------
-    >>> with Batcher(batches, workers=2) as batcher:  # doctest: +SKIP
+    >>> from ondabatches import RandomBatches, label_signals
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0,
+    ...                   eog_every=0)
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> batches = RandomBatches(labeled, n_channels=1, batch_size=3, batch_duration=60 * 10**9)
+    >>> state = batches.initial_state(seed=1)
+    >>> with Batcher(batches, workers=2) as batcher:  # two worker processes
     ...     batcher.start(state)
     ...     (x, y), state = batcher.take(state)
     ...     batcher.status
     'running'
+    >>> x.shape, y.shape, state.index
+    ((3, 1, 7680), (3, 1, 2), 1)
     """
 
     def __init__(
@@ -173,9 +183,22 @@ class Batcher:
 
         Examples
         --------
-        >>> batcher.start(state)  # doctest: +SKIP
-        >>> batcher.status  # doctest: +SKIP
+        >>> from ondabatches import RandomBatches, label_signals
+        >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+        >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0,
+        ...                   eog_every=0)
+        >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+        ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+        >>> batches = RandomBatches(labeled, n_channels=1, batch_size=3, batch_duration=60 * 10**9)
+        >>> batcher = Batcher(batches, backend="threads", workers=2)
+        >>> batcher.status
+        'stopped'
+        >>> batcher.start(batches.initial_state(seed=1))
+        >>> batcher.status
         'running'
+        >>> batcher.stop()
+        >>> batcher.status
+        'closed'
         """
         with self._lock:
             if isinstance(self._status, BaseException):
@@ -234,7 +257,19 @@ class Batcher:
 
         Examples
         --------
-        >>> (x, y), state = batcher.take(state)  # doctest: +SKIP
+        >>> from ondabatches import RandomBatches, label_signals
+        >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+        >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0,
+        ...                   eog_every=0)
+        >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+        ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+        >>> batches = RandomBatches(labeled, n_channels=1, batch_size=3, batch_duration=60 * 10**9)
+        >>> state = batches.initial_state(seed=1)
+        >>> with Batcher(batches, backend="threads", workers=2) as batcher:
+        ...     batcher.start(state)
+        ...     (x, y), next_state = batcher.take(state)
+        >>> x.shape, next_state.index
+        ((3, 1, 7680), 1)
         """
         with self._lock:
             if isinstance(self._status, BaseException):
@@ -270,8 +305,18 @@ class Batcher:
 
         Examples
         --------
-        >>> for (x, y), state in batcher.iterate(state):  # doctest: +SKIP
-        ...     train_step(x, y)
+        >>> from ondabatches import SequentialBatches, label_signals
+        >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+        >>> ds = make_dataset("data", n_recordings=2, duration=120 * 10**9, sample_rate=128.0,
+        ...                   eog_every=0)
+        >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+        ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+        >>> batches = SequentialBatches(labeled, batch_size=4, batch_duration=30 * 10**9)
+        >>> with Batcher(batches, backend="threads", workers=2) as batcher:
+        ...     for (x, y), state in batcher.iterate(batches.initial_state()):
+        ...         print(x.shape, y.shape)
+        (4, 6, 3840) (4, 1, 1)
+        (2, 6, 3840) (2, 1, 1)
         """
         if self._pool is None or isinstance(self._status, BaseException):
             self.start(state)

@@ -103,9 +103,15 @@ class RayBatcher:
 
     Examples
     --------
+    With ``batches`` and ``state`` as in the :class:`~ondabatches.Batcher` example and
+    Ray started (``ray.init()``; the docstring tests skip these lines, which need a
+    Ray instance):
+
     >>> batcher = RayBatcher(batches, buffer=4)  # doctest: +SKIP
     >>> batcher.start(state)  # doctest: +SKIP
     >>> (x, y), state = batcher.take(state)  # doctest: +SKIP
+    >>> x.shape, state.index, batcher.status  # doctest: +SKIP
+    ((3, 1, 7680), 1, 'running')
     >>> batcher.shutdown()  # doctest: +SKIP
     """
 
