@@ -87,8 +87,11 @@ class Batcher:
     batches:
         A batch scheme: any object with ``iterate_batch(state)`` (see :class:`BatchScheme`).
     workers:
-        How many workers a pool the Batcher creates gets; default: the usable CPUs.
-        Ignored for ``"inline"`` and for a passed executor.
+        How many workers a pool the Batcher creates gets; default: the usable CPUs
+        of this machine. For ``"ray"``, how many batch tasks run at once across the
+        cluster: pass the cluster's CPUs for batch work (e.g.
+        ``int(ray.cluster_resources()["CPU"])``). Ignored for ``"inline"`` and for a
+        passed executor.
     backend:
         ``"processes"`` (default: worker processes, arrays through shared memory),
         ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray tasks,
@@ -433,7 +436,7 @@ def _traceback_of(exc: BaseException) -> str:
 def _ray_pool(batcher: Batcher) -> Pool:
     from ._ray import RayPool
 
-    return RayPool(max_retries=batcher.retries)
+    return RayPool(workers=batcher.workers, max_retries=batcher.retries)
 
 
 _BACKENDS: dict[str, Callable[[Batcher], Pool]] = {

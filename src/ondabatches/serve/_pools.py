@@ -300,9 +300,10 @@ class ProcessPool:
         self._next_id = 0
         self._closed = False
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
-        # Free segments kept for reuse: enough for every worker's next batch and a
-        # few the consumer is about to drop.
-        self._segments = SegmentPool(keep=2 * workers + 4)
+        # Free segments kept for reuse: about one per worker covers the steady state
+        # (batches are dropped by the consumer and leased again at the same pace);
+        # more would only hold memory, since a free segment keeps its pages.
+        self._segments = SegmentPool(keep=workers + 2)
         self._workers = [self._spawn() for _ in range(workers)]
         self._thread = threading.Thread(
             target=self._dispatch, name="ondabatches-dispatcher", daemon=True

@@ -8,14 +8,16 @@ on first use.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
 
 from .._errors import require
-from ._pools import Materialize, chain, run_task, unpack_result
+from ._pools import Materialize, WorkerLostError, run_task, unpack_result
 
 __all__ = ["RayBatcher"]
 
@@ -28,29 +30,63 @@ def _unpack_owned(result) -> tuple[np.ndarray, np.ndarray]:
 
 
 class RayPool:
-    """Run each batch as a Ray task; Ray re-runs a task whose worker died."""
+    """Run each batch as a Ray task, at most ``workers`` at once; Ray re-runs a task whose
+    worker died.
+
+    The limit is what makes ``workers`` mean the same as for the other backends: Ray
+    itself would run as many tasks at once as the cluster has CPUs, whatever the
+    Batcher's buffer; the buffer then holds finished batches rather than more tasks.
+    """
 
     lazy = False
 
-    def __init__(self, *, max_retries: int):
+    def __init__(self, *, workers: int, max_retries: int):
         self._ray = require("ray", "ray")
         self._remote = self._ray.remote(run_task).options(max_retries=max_retries)
+        self._limit = workers
+        self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
         self._refs: dict[Future, Any] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
-        ref = self._remote.remote(materialize, batch, dtype)
-        target = chain(ref.future(), _unpack_owned)
+        target: Future = Future()
         with self._lock:
-            self._refs[target] = ref
-        target.add_done_callback(self._forget)
+            self._pending.append((target, materialize, batch, dtype))
+        self._launch()
         return target
 
-    def _forget(self, target: Future) -> None:
+    def _launch(self) -> None:
+        while True:
+            with self._lock:
+                if self._closed or len(self._refs) >= self._limit or not self._pending:
+                    return
+                target, materialize, batch, dtype = self._pending.popleft()
+                if not target.set_running_or_notify_cancel():  # cancelled while waiting
+                    continue
+                ref = self._remote.remote(materialize, batch, dtype)
+                self._refs[target] = ref
+            ref.future().add_done_callback(functools.partial(self._finished, target))
+
+    def _finished(self, target: Future, source: Future) -> None:
         with self._lock:
             self._refs.pop(target, None)
+        try:
+            if source.cancelled():
+                target.set_exception(WorkerLostError("the Ray task was cancelled"))
+            elif source.exception() is not None:
+                target.set_exception(source.exception())
+            else:
+                try:
+                    target.set_result(_unpack_owned(source.result()))
+                except BaseException as exc:  # a TaskError: materialize itself failed
+                    target.set_exception(exc)
+        finally:
+            self._launch()
 
     def cancel(self, future: Future) -> None:
+        if future.cancel():  # still waiting for a free worker: it never runs
+            return
         with self._lock:
             ref = self._refs.get(future)
         if ref is not None:
@@ -58,7 +94,11 @@ class RayPool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             refs = list(self._refs.values())
+            pending, self._pending = list(self._pending), deque()
+        for target, *_ in pending:
+            target.cancel()
         for ref in refs:
             # force=True kills a worker stuck in a batch; Ray starts a new one.
             self._ray.cancel(ref, force=True)

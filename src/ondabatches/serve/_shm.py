@@ -83,7 +83,7 @@ class WorkerSegments:
     arrays that were not allocated there into it and describes the result.
     """
 
-    def __init__(self, keep: int = 16):
+    def __init__(self, keep: int = 8):
         self._keep = keep
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._name: str | None = None
