@@ -64,6 +64,20 @@ class BatchItem:
     labels: np.ndarray | StoredLabels
     padding: bool = False
 
+    def __reduce__(self):
+        # Batches are pickled to a worker for every batch: plain bytes and tuples
+        # pickle several times faster than the dataclass, UUID and ndarray defaults.
+        labels = self.labels
+        if isinstance(labels, np.ndarray):
+            labels = (labels.tobytes(), labels.dtype.str)
+        return (
+            _unpickle_item,
+            (
+                self.recording, self.file_path, self.file_format, self.signal_span,
+                self.info, self.window, self.channels, labels, self.padding,
+            ),
+        )  # fmt: skip
+
     def signal(self) -> Signal:
         """The item's signal as a :class:`Signal` (what :func:`load_rows` reads)."""
         return Signal(
@@ -151,3 +165,12 @@ class BatchItem:
             f"window={self.window}, channels={self.channels!r}, labels={labels}"
             f"{', padding=True' if self.padding else ''})"
         )
+
+
+def _unpickle_item(*fields: Any) -> BatchItem:
+    """Inverse of :meth:`BatchItem.__reduce__` (label codes come back read-only)."""
+    *rest, labels, padding = fields
+    if isinstance(labels, tuple):
+        data, dtype = labels
+        labels = np.frombuffer(data, dtype=dtype)
+    return BatchItem(*rest, labels, padding)
