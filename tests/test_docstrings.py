@@ -34,7 +34,8 @@ def test_docstring_examples(name: str, tmp_path, monkeypatch) -> None:
     assert result.failed == 0, f"{result.failed} docstring example(s) of {name} failed"
 
 
-def test_most_public_functions_have_examples() -> None:
+def test_most_public_functions_have_examples(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the examples write files
     runnable = sum(
         doctest.testmod(importlib.import_module(n), verbose=False, report=False).attempted
         for n in _modules()
