@@ -415,14 +415,19 @@ def label_signals(
             stacklevel=2,
         )
     kept = signals.take(pa.array(keep, type=pa.int64()))
+    # Arrow's allocator keeps the pages of the grouping temporaries; hand them back
+    # before the labels are expanded, so that peak memory is input + output only.
+    pa.default_memory_pool().release_unused()
     label_starts_ns = np.array(label_starts, dtype=np.int64)
     label_stops_ns = np.array(label_stops, dtype=np.int64)
     lengths = np.array([c.sum() for c in run_counts], dtype=np.int64)
-    codes = (
-        np.repeat(np.concatenate(run_values), np.concatenate(run_counts))
-        if keep
-        else np.empty(0, dtype=dtype)
-    )
+    # Expanded row by row into the one buffer the column will use: no concatenated
+    # copies of the runs next to the labels.
+    codes = np.empty(int(lengths.sum()), dtype=dtype)
+    offset = 0
+    for values, counts, n in zip(run_values, run_counts, lengths.tolist(), strict=True):
+        codes[offset : offset + n] = np.repeat(values, counts)
+        offset += n
     return with_label_columns(
         kept,
         timespan_array(label_starts_ns, label_stops_ns),
