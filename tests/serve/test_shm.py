@@ -95,8 +95,16 @@ def test_arrays_outlive_the_pool_that_unlinked_their_segment():
     np.testing.assert_array_equal(x, np.arange(10.0))
 
 
-def test_unlink_shared_ignores_missing_segment():
-    unlink_shared(new_segment_name())  # a worker that died before creating its segment
+def test_unlink_shared_removes_a_segment_and_ignores_a_missing_one():
+    from multiprocessing import shared_memory
+
+    name = new_segment_name()
+    shared_memory.SharedMemory(name=name, create=True, size=16).close()
+    assert name in our_segments()
+    unlink_shared(name)
+    assert name not in our_segments()
+    unlink_shared(name)  # a worker that died before creating its segment: no error
+    assert name not in our_segments()
 
 
 def test_object_arrays_are_refused():
