@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import struct
 import subprocess
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from ondabatches.onda import (
     SampleFormat,
     Samples,
     _formats,
+    _lpcm,
     get_format,
     load,
     load_rows,
@@ -24,7 +26,7 @@ from ondabatches.onda import (
     registered_formats,
     store,
 )
-from ondabatches.onda._zst import parse_seek_table
+from ondabatches.onda._zst import SeekTable, parse_seek_table
 
 from .samplefiles import lpcm_bytes, make_info, make_signal, random_encoded, single_frame_zst
 
@@ -107,15 +109,55 @@ def test_zst_is_seekable_with_whole_sample_frames(tmp_path):
     assert len(sizes) == 7
 
 
-def test_default_frames_are_about_one_mebibyte(tmp_path):
+def test_default_frames_hold_32_kib_of_whole_samples(tmp_path):
     info = make_info("int16", 19)
-    enc = random_encoded(info, 60_000)  # 2.28 MB
+    enc = random_encoded(info, 2_000)  # 76 kB
     path = tmp_path / "x.lpcm.zst"
     store(path, Samples(enc, info, encoded=True))
     raw = path.read_bytes()
-    sizes = np.diff(parse_seek_table(len(raw), lambda a, b: raw[a:b]).decompressed_offsets)
-    assert sizes[0] == (1 << 20) // 38 * 38
-    assert len(sizes) == 3
+    table = parse_seek_table(len(raw), lambda a, b: raw[a:b])
+    sizes = np.diff(table.decompressed_offsets)
+    frame = 32768 // 38 * 38
+    assert sizes.tolist() == [frame, frame, 76_000 - 2 * frame]
+    # Equal frames keep only their compressed offsets.
+    assert table.varying is None
+    assert table.nbytes == 8 * 4
+    assert table.frame_size == frame
+
+
+def test_seek_table_of_frames_of_varying_sizes_finds_the_same_frames():
+    decompressed = np.array([100, 50, 100, 7], dtype=np.uint32)
+    compressed = np.array([10, 20, 30, 40], dtype=np.uint32)
+    varying = SeekTable.from_sizes(compressed, decompressed)
+    assert varying.varying is not None
+    assert varying.decompressed_offsets.tolist() == [0, 100, 150, 250, 257]
+    assert varying.frames_for(120, 251) == (1, 4)
+    assert varying.frame_start(2) == 150
+    uniform = SeekTable.from_sizes(compressed, np.array([100, 100, 100, 7], dtype=np.uint32))
+    assert uniform.varying is None
+    offsets = uniform.decompressed_offsets
+    assert offsets.tolist() == [0, 100, 200, 300, 307]
+    for start in range(0, 307):
+        for stop in (start + 1, min(start + 100, 307), 307):
+            first = int(np.searchsorted(offsets, start, side="right")) - 1
+            last = int(np.searchsorted(offsets, stop, side="left"))
+            assert uniform.frames_for(start, stop) == (first, last)
+    assert uniform.compressed_offsets.tolist() == [0, 10, 30, 60, 100]
+
+
+def test_file_metadata_cache_is_bounded_in_bytes(monkeypatch):
+    monkeypatch.setattr(_lpcm, "_meta", OrderedDict())
+    monkeypatch.setattr(_lpcm, "_meta_bytes", 0)
+    monkeypatch.setattr(_lpcm, "_META_MAX_BYTES", 3000)
+    for i in range(10):
+        _lpcm.cached_meta(("t", i), lambda: np.zeros(100))  # 800 bytes each
+        assert _lpcm._meta_bytes <= 3000
+    assert list(_lpcm._meta) == [("t", i) for i in (7, 8, 9)]
+    assert _lpcm._meta_bytes == 2400
+    # A value larger than the whole budget is still kept, alone, until the next one.
+    _lpcm.cached_meta(("big",), lambda: np.zeros(1000))
+    assert list(_lpcm._meta) == [("big",)]
+    assert _lpcm._meta_bytes == 8000
 
 
 def test_reference_zstd_tool_decompresses_our_files(tmp_path):

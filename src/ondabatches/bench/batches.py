@@ -80,10 +80,10 @@ def _raw_window(item) -> np.ndarray:
             size = os.fstat(fd).st_size
             table = parse_seek_table(size, lambda a, b: os.pread(fd, b - a, a))
             first, last = table.frames_for(start, stop)
-            c, d = table.compressed_offsets, table.decompressed_offsets
+            c = table.compressed_offsets
             compressed = os.pread(fd, int(c[last] - c[first]), int(c[first]))
             reader = zstandard.ZstdDecompressor().stream_reader(compressed, read_across_frames=True)
-            skip = start - int(d[first])
+            skip = start - table.frame_start(first)
             buf = np.frombuffer(reader.read(skip + stop - start), dtype=np.uint8)[skip:]
     finally:
         os.close(fd)

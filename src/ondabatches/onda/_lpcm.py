@@ -27,23 +27,36 @@ __all__ = ["LPCMFormat"]
 
 # Remote files are taken as immutable while their metadata is cached (a HEAD request
 # per window would cost as much as the window); `forget_file` drops an entry, and
-# `store` calls it for every file it writes.
+# `store` calls it for every file it writes. Seek tables grow with the file (8 bytes per
+# zstd frame), so the cache is bounded in bytes as well as in entries.
 _META_MAXSIZE = 4096
+_META_MAX_BYTES = 256 << 20
 _meta: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_meta_bytes = 0
 _meta_lock = threading.Lock()
 
 
+def _nbytes(value: Any) -> int:
+    return int(getattr(value, "nbytes", 0))
+
+
 def cached_meta(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
-    """``compute()``, remembered under ``key`` in a small per-process LRU."""
+    """``compute()``, remembered under ``key`` in a small per-process LRU.
+
+    The LRU holds at most ``_META_MAXSIZE`` entries and ``_META_MAX_BYTES`` bytes of
+    values that have an ``nbytes``.
+    """
+    global _meta_bytes
     with _meta_lock:
         if key in _meta:
             _meta.move_to_end(key)
             return _meta[key]
     value = compute()
     with _meta_lock:
+        _meta_bytes += _nbytes(value) - _nbytes(_meta.get(key))
         _meta[key] = value
-        while len(_meta) > _META_MAXSIZE:
-            _meta.popitem(last=False)
+        while len(_meta) > 1 and (len(_meta) > _META_MAXSIZE or _meta_bytes > _META_MAX_BYTES):
+            _meta_bytes -= _nbytes(_meta.popitem(last=False)[1])
     return value
 
 
@@ -64,10 +77,11 @@ def remote_size(fs: fsspec.AbstractFileSystem, path: str) -> int:
 
 def forget_file(fs: fsspec.AbstractFileSystem, path: str) -> None:
     """Drop what is cached about ``path`` (after writing it)."""
+    global _meta_bytes
     scope = _scope(fs)
     with _meta_lock:
         for key in [k for k in _meta if k[0] == scope and k[1] == path]:
-            del _meta[key]
+            _meta_bytes -= _nbytes(_meta.pop(key))
 
 
 def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
