@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +211,16 @@ def _golden_batches():
 
 def test_golden_first_batches():
     assert _golden_batches() == GOLDEN
+
+
+def test_threads_drawing_at_once_get_the_same_batches():
+    # Each thread reuses its own Philox generator: concurrent draws must not mix.
+    spec = RandomBatches(labeled_table(20, duration=3600 * 10**9), n_channels=2, batch_size=4,
+                         batch_duration=90 * 10**9)  # fmt: skip
+    expected = [spec.draw(1234, k, 4) for k in range(200)]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda k: spec.draw(1234, k, 4), range(200)))
+    assert got == expected
 
 
 def test_same_state_same_batch_in_a_fresh_subprocess():

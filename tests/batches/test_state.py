@@ -52,6 +52,24 @@ def test_bind_refuses_another_configuration_showing_both_sides():
     assert BatchState(1).bind({"a": 1}).config == (("a", 1),)
 
 
+def test_states_derived_without_validation_equal_validated_ones():
+    config = {"scheme": "RandomBatches", "sizes": [1, 2]}
+    scheme_pairs = BatchState(0, config=config).config
+    state = BatchState(5, 2).bind(scheme_pairs)
+    assert state.config is scheme_pairs  # shared, so the next bind is free
+    assert state.bind(scheme_pairs) is state
+    later = state.advance(3)
+    assert later == BatchState(5, 5, config) and later.config is scheme_pairs
+    assert BatchState.from_json(later.to_json()) == later
+    # Pairs that are not sorted and frozen are normalized, not shared.
+    loose = BatchState(5).bind((("sizes", [1, 2]), ("scheme", "RandomBatches")))
+    assert loose.config == scheme_pairs
+    with pytest.raises(StateError, match="cannot advance"):
+        state.advance(-3)
+    with pytest.raises(StateError, match="cannot advance"):
+        state.advance(1.0)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("text", ["not json", "[1, 2]", '{"index": 3}'])
 def test_malformed_json_is_a_state_error(text):
     with pytest.raises(StateError):

@@ -11,7 +11,7 @@ import pyarrow as pa
 from .._errors import BatchSpecError
 from ..onda._timespan import NS_PER_S, TimeLike, nanoseconds
 from ._item import BatchItem
-from ._state import BatchState
+from ._state import BatchState, _frozen_config
 from ._table import LabeledArrays
 
 __all__ = ["SequentialBatches"]
@@ -137,6 +137,7 @@ class SequentialBatches:
             "n_rows": rows.n_rows,
             "table_digest": rows.digest(),
         }
+        self._frozen_config = _frozen_config(self._config)
 
     def __len__(self) -> int:
         """The number of batches of this rank (the same on every rank)."""
@@ -153,7 +154,7 @@ class SequentialBatches:
 
     def iterate_batch(self, state: BatchState) -> tuple[list[BatchItem], BatchState] | None:
         """Batch ``state.index`` of this rank and the next state, or None past the end."""
-        state = state.bind(self._config)
+        state = state.bind(self._frozen_config)
         if state.index >= self.n_batches:
             return None
         lo = state.index * self.batch_size

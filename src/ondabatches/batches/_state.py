@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import StateError
@@ -69,15 +69,20 @@ class BatchState:
                 f"BatchState version {self.version} is not supported; this ondabatches "
                 f"reads version {STATE_VERSION}"
             )
-        config = self.config.items() if isinstance(self.config, Mapping) else self.config
-        object.__setattr__(self, "config", tuple(sorted((str(k), _freeze(v)) for k, v in config)))
+        object.__setattr__(self, "config", _frozen_config(self.config))
 
     def advance(self, n: int = 1) -> BatchState:
         """The state ``n`` batches later (O(1): batches depend only on seed and index)."""
-        return replace(self, index=self.index + n)
+        if isinstance(n, bool) or not isinstance(n, int) or self.index + n < 0:
+            raise StateError(f"cannot advance state at index {self.index} by {n!r}")
+        return self._derived(self.index + n, self.config)
 
-    def bind(self, config: Mapping[str, Any]) -> BatchState:
+    def bind(self, config: Mapping[str, Any] | tuple[tuple[str, Any], ...]) -> BatchState:
         """This state bound to ``config``; refuses a state bound to a different one.
+
+        ``config`` is a mapping or ``(key, value)`` pairs; a scheme that passes the
+        same frozen pairs each time (a :attr:`config` of its own) is bound without any
+        work, which the Batcher's manager does once per batch.
 
         Raises
         ------
@@ -85,10 +90,14 @@ class BatchState:
             If the state is bound to another configuration; the message lists every
             key whose values differ, with the state's and the scheme's values.
         """
-        bound = replace(self, config=tuple(config.items()))
-        if not self.config or self.config == bound.config:
-            return bound
-        mine, theirs = dict(self.config), dict(bound.config)
+        if config is self.config:
+            return self
+        frozen = _frozen_config(config)
+        if not self.config or self.config == frozen:
+            # Share the scheme's tuple, so that the next states take the fast path.
+            shared = config if isinstance(config, tuple) and config == frozen else frozen
+            return self._derived(self.index, shared)
+        mine, theirs = dict(self.config), dict(frozen)
         diffs = [
             f"  {key}: state has {mine.get(key, '<missing>')!r}, scheme has "
             f"{theirs.get(key, '<missing>')!r}"
@@ -98,6 +107,18 @@ class BatchState:
         raise StateError(
             "this state belongs to a differently configured batch scheme:\n" + "\n".join(diffs)
         )
+
+    def _derived(self, index: int, config: tuple[tuple[str, Any], ...]) -> BatchState:
+        # A state made from a valid one needs no validation again.
+        state = object.__new__(BatchState)
+        for name, value in (
+            ("seed", self.seed),
+            ("index", index),
+            ("config", config),
+            ("version", self.version),
+        ):
+            object.__setattr__(state, name, value)
+        return state
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +153,12 @@ class BatchState:
         if not isinstance(d, dict):
             raise StateError(f"batch state JSON must be an object, got {type(d).__name__}")
         return cls.from_dict(d)
+
+
+def _frozen_config(config: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tuple:
+    """``config`` as sorted ``(key, value)`` pairs with sequences turned into tuples."""
+    pairs = config.items() if isinstance(config, Mapping) else config
+    return tuple(sorted((str(k), _freeze(v)) for k, v in pairs))
 
 
 def _freeze(value: Any) -> Any:

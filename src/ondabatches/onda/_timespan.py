@@ -91,7 +91,11 @@ class TimeSpan:
     stop: int
 
     def __init__(self, start: TimeLike, stop: TimeLike):
-        start_ns, stop_ns = nanoseconds(start), nanoseconds(stop)
+        # Plain ints (the batch samplers make one span per item) skip the conversion.
+        if type(start) is int and type(stop) is int:
+            start_ns, stop_ns = start, stop
+        else:
+            start_ns, stop_ns = nanoseconds(start), nanoseconds(stop)
         if stop_ns < start_ns:
             raise ValueError(f"TimeSpan stop ({stop_ns} ns) is before its start ({start_ns} ns)")
         object.__setattr__(self, "start", start_ns)

@@ -20,6 +20,7 @@ import inspect
 import multiprocessing
 import multiprocessing.connection
 import os
+import selectors
 import threading
 import traceback
 from collections import deque
@@ -334,7 +335,9 @@ class ProcessPool:
             self._next_id += 1
             self._tasks[task_id] = _Task(future, materialize, batch, dtype)
             self._pending.append(task_id)
-        self._wake()
+            # Sent from this thread when a worker has room: waking the dispatcher for it
+            # would cost a thread switch and a loop of its own per batch.
+            self._assign()
         return future
 
     def cancel(self, future: Future) -> None:
@@ -343,22 +346,38 @@ class ProcessPool:
         future.cancel()
 
     def _dispatch(self) -> None:
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                self._assign()
-                by_conn = {w.conn: w for w in self._workers}
-                by_sentinel = {w.process.sentinel: w for w in self._workers}
-            ready = multiprocessing.connection.wait([self._wake_reader, *by_conn, *by_sentinel])
-            for item in ready:
-                if item is self._wake_reader:
-                    self._wake_reader.recv_bytes()
-                elif item in by_conn:
-                    self._receive(by_conn[item])
-            for item in ready:
-                if item in by_sentinel:
-                    self._replace(by_sentinel[item])
+        # The dispatcher receives results and replaces dead workers; tasks go out from
+        # submit() or from here, whichever thread finds a worker with room.
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_reader, selectors.EVENT_READ, None)
+            for worker in self._workers:
+                self._watch(selector, worker)
+            while True:
+                events = selector.select()
+                dead = []
+                for key, _ in events:
+                    if key.data is None:
+                        self._wake_reader.recv_bytes()
+                    elif key.data[0] == "result":
+                        self._receive(key.data[1])
+                    else:
+                        dead.append(key.data[1])
+                for worker in dead:
+                    selector.unregister(worker.conn)
+                    selector.unregister(worker.process.sentinel)
+                    self._replace(worker)
+                with self._lock:
+                    if self._closed:
+                        return
+                    for worker in self._workers:
+                        if worker.conn not in selector.get_map():
+                            self._watch(selector, worker)
+                    self._assign()
+
+    @staticmethod
+    def _watch(selector: selectors.BaseSelector, worker: _Worker) -> None:
+        selector.register(worker.conn, selectors.EVENT_READ, ("result", worker))
+        selector.register(worker.process.sentinel, selectors.EVENT_READ, ("dead", worker))
 
     def _assign(self) -> None:
         # Up to _PREFETCH tasks per worker: the next one waits in the worker's pipe, so
