@@ -95,7 +95,8 @@ class Batcher:
     backend:
         ``"processes"`` (default: worker processes, arrays through shared memory),
         ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray tasks,
-        needs ``ondabatches[ray]``), or any :class:`concurrent.futures.Executor`,
+        needs ``ondabatches[ray]``; arrays are zero-copy read-only views of Ray's
+        object store, copy them to write), or any :class:`concurrent.futures.Executor`,
         which the Batcher uses but never shuts down.
     buffer:
         How many batches may be in flight or ready at once; default ``2 * workers``.

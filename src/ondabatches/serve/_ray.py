@@ -14,24 +14,15 @@ from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
-import numpy as np
-
 from .._errors import require
 from ._pools import Materialize, WorkerLostError, run_task, unpack_result
 
 __all__ = ["RayBatcher"]
 
 
-def _unpack_owned(result) -> tuple[np.ndarray, np.ndarray]:
-    # Arrays from Ray's object store are read-only views that pin the object; a
-    # copy gives callers the same writable arrays as every other backend.
-    x, y = unpack_result(result)
-    return np.array(x), np.array(y)
-
-
 class RayPool:
     """Run each batch as a Ray task, at most ``workers`` at once; Ray re-runs a task whose
-    worker died.
+    worker died. Batches come back as read-only arrays over Ray's object store.
 
     The limit is what makes ``workers`` mean the same as for the other backends: Ray
     itself would run as many tasks at once as the cluster has CPUs, whatever the
@@ -78,7 +69,10 @@ class RayPool:
                 target.set_exception(source.exception())
             else:
                 try:
-                    target.set_result(_unpack_owned(source.result()))
+                    # Zero-copy: read-only views of the object store that keep the
+                    # object alive while the consumer holds them (copying a batch here
+                    # would cost the manager as much CPU as a worker spends on it).
+                    target.set_result(unpack_result(source.result()))
                 except BaseException as exc:  # a TaskError: materialize itself failed
                     target.set_exception(exc)
         finally:
