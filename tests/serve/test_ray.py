@@ -23,7 +23,8 @@ def _train(handle, state, n):
 def test_take_from_a_ray_task(ray_session):
     ray = ray_session
     scheme = ToyScheme()
-    with RayBatcher(scheme, materialize=toy_materialize, workers=2, buffer=2) as batcher:
+    # One worker actor holds one of the session's 2 CPUs; the trainer task takes the other.
+    with RayBatcher(scheme, materialize=toy_materialize, workers=1, buffer=2) as batcher:
         batcher.start(0)
         assert batcher.status == "running"
         xs, state = ray.get(ray.remote(_train).remote(batcher, 0, 3))

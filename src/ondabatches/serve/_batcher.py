@@ -88,13 +88,13 @@ class Batcher:
         A batch scheme: any object with ``iterate_batch(state)`` (see :class:`BatchScheme`).
     workers:
         How many workers a pool the Batcher creates gets; default: the usable CPUs
-        of this machine. For ``"ray"``, how many batch tasks run at once across the
-        cluster: pass the cluster's CPUs for batch work (e.g.
+        of this machine. For ``"ray"``, how many worker actors (one CPU each) run
+        batches across the cluster: pass the cluster's CPUs for batch work (e.g.
         ``int(ray.cluster_resources()["CPU"])``). Ignored for ``"inline"`` and for a
         passed executor.
     backend:
         ``"processes"`` (default: worker processes, arrays through shared memory),
-        ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray tasks,
+        ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray actors,
         needs ``ondabatches[ray]``; arrays are zero-copy read-only views of Ray's
         object store, copy them to write), or any :class:`concurrent.futures.Executor`,
         which the Batcher uses but never shuts down.
@@ -437,7 +437,7 @@ def _traceback_of(exc: BaseException) -> str:
 def _ray_pool(batcher: Batcher) -> Pool:
     from ._ray import RayPool
 
-    return RayPool(workers=batcher.workers, max_retries=batcher.retries)
+    return RayPool(workers=batcher.workers)
 
 
 _BACKENDS: dict[str, Callable[[Batcher], Pool]] = {

@@ -1,4 +1,4 @@
-"""Ray: materialization as Ray tasks, and a Batcher living in a Ray actor.
+"""Ray: materialization on Ray worker actors, and a Batcher living in a Ray actor.
 
 Ray is an optional extra (``pip install 'ondabatches[ray]'``), imported only when one
 of these is used. Ray itself is not started here: call ``ray.init(...)`` (or
@@ -15,30 +15,62 @@ from concurrent.futures import Future
 from typing import Any
 
 from .._errors import require
-from ._pools import Materialize, WorkerLostError, run_task, unpack_result
+from ._pools import _PREFETCH, Materialize, WorkerLostError, run_task, unpack_result
 
 __all__ = ["RayBatcher"]
 
 
-class RayPool:
-    """Run each batch as a Ray task, at most ``workers`` at once; Ray re-runs a task whose
-    worker died. Batches come back as read-only arrays over Ray's object store.
+class _RayWorker:
+    """The body of one worker actor: batches one after the other, as a worker process does."""
 
-    The limit is what makes ``workers`` mean the same as for the other backends: Ray
-    itself would run as many tasks at once as the cluster has CPUs, whatever the
-    Batcher's buffer; the buffer then holds finished batches rather than more tasks.
+    def ready(self) -> bool:
+        return True
+
+    def run(self, materialize: Materialize, batch: Any, dtype: Any):
+        return run_task(materialize, batch, dtype)
+
+
+class RayPool:
+    """Run batches on ``workers`` Ray actors of one CPU each, spread over the cluster.
+
+    Each actor holds up to ``_PREFETCH`` calls, so that it never idles for the round
+    trip between a result and its next batch (persistent actors also cost far less per
+    batch than a Ray task each). An actor that dies is restarted by Ray; the calls it
+    held fail and the Batcher retries them. Work goes only to actors that have
+    started, so asking for more workers than the cluster has free CPUs still runs, on
+    fewer. Batches come back as read-only arrays over Ray's object store.
     """
 
     lazy = False
 
-    def __init__(self, *, workers: int, max_retries: int):
+    def __init__(self, *, workers: int):
         self._ray = require("ray", "ray")
-        self._remote = self._ray.remote(run_task).options(max_retries=max_retries)
-        self._limit = workers
-        self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
-        self._refs: dict[Future, Any] = {}
+        actor_class = self._ray.remote(
+            num_cpus=1,
+            max_restarts=-1,
+            # A call lost with its actor fails over to the Batcher's own retries, as a
+            # lost worker process does (Ray's retries would also fire, noisily, for
+            # the calls that close() kills).
+            max_task_retries=0,
+            scheduling_strategy="SPREAD",
+        )(_RayWorker)
         self._lock = threading.Lock()
         self._closed = False
+        self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
+        self._refs: dict[Future, Any] = {}
+        self._actors = [actor_class.remote() for _ in range(workers)]
+        self._load = [0] * workers  # calls in flight per actor
+        self._started: list[int] = []
+        for i, actor in enumerate(self._actors):
+            ready = actor.ready.remote()
+            ready.future().add_done_callback(functools.partial(self._ready, i))
+
+    def _ready(self, index: int, source: Future) -> None:
+        if source.cancelled() or source.exception() is not None:
+            return  # killed at close, or never came up: it gets no work
+        with self._lock:
+            self._started.append(index)
+        self._launch()
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
         target: Future = Future()
@@ -50,21 +82,26 @@ class RayPool:
     def _launch(self) -> None:
         while True:
             with self._lock:
-                if self._closed or len(self._refs) >= self._limit or not self._pending:
+                if self._closed or not self._pending or not self._started:
+                    return
+                index = min(self._started, key=self._load.__getitem__)
+                if self._load[index] >= _PREFETCH:
                     return
                 target, materialize, batch, dtype = self._pending.popleft()
                 if not target.set_running_or_notify_cancel():  # cancelled while waiting
                     continue
-                ref = self._remote.remote(materialize, batch, dtype)
+                ref = self._actors[index].run.remote(materialize, batch, dtype)
+                self._load[index] += 1
                 self._refs[target] = ref
-            ref.future().add_done_callback(functools.partial(self._finished, target))
+            ref.future().add_done_callback(functools.partial(self._finished, target, index))
 
-    def _finished(self, target: Future, source: Future) -> None:
+    def _finished(self, target: Future, index: int, source: Future) -> None:
         with self._lock:
             self._refs.pop(target, None)
+            self._load[index] -= 1
         try:
             if source.cancelled():
-                target.set_exception(WorkerLostError("the Ray task was cancelled"))
+                target.set_exception(WorkerLostError("the Ray call was cancelled"))
             elif source.exception() is not None:
                 target.set_exception(source.exception())
             else:
@@ -79,23 +116,19 @@ class RayPool:
             self._launch()
 
     def cancel(self, future: Future) -> None:
-        if future.cancel():  # still waiting for a free worker: it never runs
-            return
-        with self._lock:
-            ref = self._refs.get(future)
-        if ref is not None:
-            self._ray.cancel(ref)
+        # A call still waiting here never runs; one sent to an actor runs to its end
+        # (its result is dropped): Ray cannot interrupt a running actor call.
+        future.cancel()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            refs = list(self._refs.values())
             pending, self._pending = list(self._pending), deque()
         for target, *_ in pending:
             target.cancel()
-        for ref in refs:
-            # force=True kills a worker stuck in a batch; Ray starts a new one.
-            self._ray.cancel(ref, force=True)
+        for actor in self._actors:
+            # Kills a worker stuck in a batch; its calls fail, nobody waits for them.
+            self._ray.kill(actor, no_restart=True)
 
 
 class _BatcherActor:
@@ -124,7 +157,7 @@ class RayBatcher:
 
     The object is a light, picklable handle: pass it to Ray tasks or actors (a
     training process, say) and call :meth:`take` there. The Batcher's manager runs
-    in the actor; with the default ``backend="ray"`` its batches run as Ray tasks
+    in the actor; with the default ``backend="ray"`` its batches run on Ray actors
     across the cluster.
 
     Parameters
