@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from .labels._labeled import store_labels, write_labeled_signals
+from .labels._labeled import write_labeled_signals
 from .labels._labels import label_signals
 from .onda._arrow import timespan_array, uuid_array_from_bytes
 from .onda._samples import SamplesInfo, sample_dtype
@@ -235,7 +235,8 @@ def make_scale_dataset(
     ``run_epochs`` (inclusive range) 30 s epochs, each a different stage from the
     last; the final annotation ends with the signal, off an epoch boundary, as real
     scorings do. The labels are computed by :func:`~ondabatches.label_signals` and
-    stored by :func:`~ondabatches.store_labels` (one small file per recording).
+    stored as they are (``store=``: one small file per recording), which gives the
+    table :func:`~ondabatches.store_labels` would.
 
     Writes ``signals.arrow``, ``annotations.arrow``, ``labeled.arrow``,
     ``labels/<recording>/labels_eeg.lpcm`` and ``scale.json`` (what
@@ -345,12 +346,13 @@ def make_scale_dataset(
     signals_path, annotations_path = root / "signals.arrow", root / "annotations.arrow"
     write_signals(signals_path, signals)
     write_annotations(annotations_path, annotations)
-    labeled = label_signals(
-        signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
-    )
     labels_root = root / "labels"
+    labeled = label_signals(
+        signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING,
+        store=labels_root,
+    )  # fmt: skip
     labeled_path = root / "labeled.arrow"
-    write_labeled_signals(labeled_path, store_labels(labeled, labels_root))
+    write_labeled_signals(labeled_path, labeled)
     dataset = ScaleDataset(
         root=root,
         signals_path=signals_path,

@@ -112,7 +112,9 @@ def test_relative_label_paths_resolve_against_the_table(lazy_labeled, tmp_path):
 
 
 def test_store_labels_with_a_relative_root_survives_a_round_trip(
-    labeled, tmp_path, monkeypatch  # noqa: F811
+    labeled,  # noqa: F811
+    tmp_path,
+    monkeypatch,
 ) -> None:
     from ondabatches.labels import read_labeled_signals, store_labels, write_labeled_signals
 

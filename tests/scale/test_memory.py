@@ -7,6 +7,10 @@ import pytest
 from ondabatches.bench.scale import measure
 from ondabatches.scale import make_scale_dataset
 
+#: Arrow's allocator (mimalloc) maps transparent huge pages where the system allows:
+#: the same run's peak moves by a few MB with path lengths and the machine's state.
+ALLOCATOR_SLACK_MB = 8
+
 
 def _figures(root, n: int) -> dict:
     make_scale_dataset(root / str(n), n_recordings=n)
@@ -36,8 +40,11 @@ def test_peak_rss_is_flat_from_20_to_200_recordings(tmp_path):
 def test_peak_rss_is_flat_from_20_to_2000_recordings(tmp_path):
     small, large = _figures(tmp_path, 20), _figures(tmp_path, 2000)
     _check_flat(small, large, 2000)
-    # Labeling holds what it must (~400k annotation rows and 26 M one-byte labels,
-    # ~50 MB) and little more, never samples (7.6 TB here).
+    # Labeling holds what it must (~400k annotation rows, ~22 MB; the 26 M one-byte
+    # labels are written recording by recording, never all held) and little more,
+    # never samples (7.6 TB here).
     assert large["label"]["annotations"] > 350_000
+    assert large["label"]["peak_rss_mb"] <= 1.5 * small["label"]["peak_rss_mb"], (small, large)
     growth = large["label"]["peak_rss_mb"] - small["label"]["peak_rss_mb"]
-    assert growth <= 1.5 * (large["label"]["held_mb"] - small["label"]["held_mb"])
+    held = large["label"]["held_mb"] - small["label"]["held_mb"]
+    assert growth <= 1.5 * held + ALLOCATOR_SLACK_MB, (small, large)

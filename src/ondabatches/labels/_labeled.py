@@ -529,6 +529,83 @@ def _stem(file_path: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def label_root(root: str | os.PathLike[str]) -> str:
+    """``root`` as stored label paths use it: a URL as given, a local folder made absolute."""
+    root = os.fspath(root)
+    # The table records these paths: relative ones would mean nothing elsewhere.
+    return root if _is_url(root) else os.path.abspath(root)
+
+
+def label_paths(
+    root: str,
+    recordings: Sequence[uuid.UUID | None],
+    file_paths: Sequence[str],
+    file_format: str,
+    rows: Sequence[int],
+) -> list[str]:
+    """Each row's label file, ``<root>/<recording>/labels_<stem of file_path>.<format>``.
+
+    Raises :class:`LabelError`, naming the table ``rows``, if two rows would share a file.
+    """
+    seen: dict[str, int] = {}
+    paths = []
+    for i, recording, file_path in zip(rows, recordings, file_paths, strict=True):
+        path = _join(root, str(recording), f"labels_{_stem(file_path)}.{file_format}")
+        if path in seen:
+            raise LabelError(
+                f"rows {seen[path]} and {i} of recording {recording} would both "
+                f"store their labels in {path} (their file_path basenames are equal)"
+            )
+        seen[path] = i
+        paths.append(path)
+    return paths
+
+
+def write_label_file(path: str, codes: np.ndarray, info: SamplesInfo) -> None:
+    """Write one row's label codes (1-D) as an Onda signal file, atomically."""
+    from ..onda._io import store
+
+    store(path, Samples(np.ascontiguousarray(codes).reshape(1, -1), info, encoded=True))
+
+
+def _string_array(values: Sequence[str]) -> pa.Array:
+    """A string array on buffers that Python allocated, equal to ``pa.array(values)``.
+
+    Arrow's default allocator (mimalloc) may map fresh transparent huge pages for a
+    buffer of a size it has not served yet: the few hundred kB of paths of thousands
+    of label files, built late in labeling, added 6-10 MB to its peak memory.
+    """
+    encoded = [v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        return pa.array(values, pa.string())
+    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(encoded), buffers)
+
+
+def stored_labels_column(
+    paths: Sequence[str],
+    file_format: str,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    info: SamplesInfo,
+) -> pa.StructArray:
+    """A ``labels`` column referring to label files that cover ``[starts, stops)``."""
+    n = len(paths)
+    return pa.StructArray.from_arrays(
+        [
+            _string_array(paths),
+            pa.array([file_format] * n, pa.string()),
+            timespan_array(starts, stops),
+            pa.array([info.sample_type] * n, pa.string()),
+            pa.array(np.full(n, info.sample_rate), pa.float64()),
+            pa.nulls(n, pa.large_binary()),
+        ],
+        fields=list(LABELS_TYPE),
+    )
+
+
 def store_labels(
     labeled: pa.Table, root: str | os.PathLike[str], *, file_format: str = "lpcm"
 ) -> pa.Table:
@@ -539,6 +616,10 @@ def store_labels(
     whose labels are already stored are left as they are. The returned table loads
     labels lazily, window by window; it gives the same batches as ``labeled``.
 
+    To label many recordings without holding all their labels in memory, pass
+    ``store=root`` to :func:`~ondabatches.label_signals` instead: it returns this
+    function's table, writing one recording's labels at a time.
+
     Parameters
     ----------
     labeled:
@@ -547,6 +628,12 @@ def store_labels(
         A local folder or fsspec URL.
     file_format:
         ``"lpcm"`` or ``"lpcm.zst"``.
+
+    Raises
+    ------
+    LabelError
+        Two rows of a recording would store their labels in the same file (nothing is
+        written then).
 
     Examples
     --------
@@ -559,27 +646,22 @@ def store_labels(
     >>> np.array_equal(row.label_codes(), next(iter_labeled_signals(labeled)).label_codes())
     True
     """
-    from ..onda._io import store
-
     rows = list(iter_labeled_signals(labeled))
-    root = os.fspath(root)
-    if not _is_url(root):
-        # The table records these paths: relative ones would mean nothing elsewhere.
-        root = os.path.abspath(root)
-    seen: dict[str, int] = {}
+    inline = [i for i, row in enumerate(rows) if isinstance(row.labels, Samples)]
+    paths = label_paths(
+        label_root(root),
+        [rows[i].signal.recording for i in inline],
+        [rows[i].signal.file_path for i in inline],
+        file_format,
+        inline,
+    )
+    stored = iter(paths)
     new_labels: list[Labels] = []
-    for i, row in enumerate(rows):
+    for row in rows:
         labels = row.labels
         if isinstance(labels, Samples):
-            name = f"labels_{_stem(row.signal.file_path)}.{file_format}"
-            path = _join(root, str(row.signal.recording), name)
-            if path in seen:
-                raise LabelError(
-                    f"rows {seen[path]} and {i} of recording {row.signal.recording} would both "
-                    f"store their labels in {path} (their file_path basenames are equal)"
-                )
-            seen[path] = i
-            store(path, Samples(np.ascontiguousarray(labels.data), labels.info, encoded=True))
+            path = next(stored)
+            write_label_file(path, labels.data[0], labels.info)
             labels = StoredLabels(
                 row.signal.recording, path, file_format, row.label_span, labels.info
             )

@@ -8,8 +8,9 @@ becomes ``duration // epoch`` copies of its label's code. Beyond OndaBatches, a
 
 from __future__ import annotations
 
+import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .._errors import LabelError, SchemaError, SpanError
-from ..onda._arrow import span_bounds, timespan_array
+from ..onda._arrow import span_bounds, timespan_array, uuids_from_array
 from ..onda._timespan import TimeLike, TimeSpan, nanoseconds
-from ._labeled import inline_labels, label_info, with_label_columns
+from ._labeled import (
+    inline_labels,
+    label_info,
+    label_paths,
+    label_root,
+    stored_labels_column,
+    with_label_columns,
+    write_label_file,
+)
 
 __all__ = ["MissingLabelsWarning", "label_signals", "sort_and_trim_spans"]
 
@@ -60,7 +69,12 @@ def _dictionary_encode(values: pa.ChunkedArray) -> tuple[list[Any], np.ndarray]:
         return [], np.empty(0, dtype=np.int32)
     # One hash table serves all chunks: their indices agree, the last dictionary is whole.
     index = np.concatenate([c.indices.to_numpy() for c in encoded.chunks])
-    return encoded.chunks[-1].dictionary.to_pylist(), index
+    dictionary = encoded.chunks[-1].dictionary.to_pylist()
+    del encoded
+    # Arrow's allocator keeps the pages of the hash table and indices: hand them back,
+    # or each column encoded adds its temporaries to the peak memory of labeling.
+    pa.default_memory_pool().release_unused()
+    return dictionary, index
 
 
 def _group_codes(tables: list[tuple[pa.Table, str]], columns: list[str]) -> list[np.ndarray]:
@@ -263,12 +277,18 @@ def _label_runs(
     epoch: int,
     roundto: int | None,
     fill: int | None,
-) -> tuple[list[int], list[int], list[int], list[np.ndarray], list[np.ndarray], list[int]]:
+    hold: bool = True,
+) -> tuple[list[int], list[int], list[int], Iterable[tuple[np.ndarray, np.ndarray]], list[int]]:
     """Per signal row with annotations: its label span and its labels as runs.
 
-    Returns ``(kept rows, label starts, label stops, run values, run counts, rows
-    without annotations)``. The per-annotation arrays live only here, so that they are
-    freed before the caller expands the runs into the labels column.
+    Returns ``(kept rows, label starts, label stops, runs, rows without annotations)``;
+    each kept row's runs are ``(values, counts)``: ``values[i]`` repeated ``counts[i]``
+    times. Every row is checked before this returns.
+
+    With ``hold``, the runs are a list and the per-annotation arrays live only here,
+    so that they are freed before the caller expands the runs into the labels column.
+    Without it, the runs are recomputed row by row as the caller iterates, so that
+    those of all rows are never held at once (the per-annotation arrays are).
     """
     sig_codes, ann_codes = _group_codes(
         [(signals, "signals"), (annotations, "annotations")], columns
@@ -281,28 +301,35 @@ def _label_runs(
     known = np.array([label in encoding for label in distinct], dtype=bool)
     lut = np.array([encoding.get(label, 0) for label in distinct], dtype=dtype)
     sig_starts, sig_stops = span_bounds(signals.column("span"))
-    # Labels are kept as runs until the end, then expanded once into the column's buffer.
-    encoded: dict[int, tuple[TimeSpan, np.ndarray, np.ndarray]] = {}
-    keep, label_starts, label_stops, run_values, run_counts, missing = [], [], [], [], [], []
+
+    def encode(group: int) -> tuple[TimeSpan, np.ndarray, np.ndarray]:
+        lo, hi = int(bounds[group]), int(bounds[group + 1])
+        idx = slice(lo, hi) if order is None else order[lo:hi]
+        name = _key_name(columns, annotations, lo if order is None else int(order[lo]))
+        unknown = np.flatnonzero(~known[label_index[idx]])
+        if len(unknown):
+            raise LabelError(
+                f"label {distinct[label_index[idx][unknown[0]]]!r} of {name} is not in the "
+                f"encoding {dict(encoding)}"
+            )
+        return _encode_group(
+            name, starts[idx], stops[idx], lut[label_index[idx]],
+            epoch=epoch, roundto=roundto, fill=fill, dtype=dtype,
+        )  # fmt: skip
+
+    spans: dict[int, TimeSpan] = {}
+    held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    keep, groups, label_starts, label_stops, missing = [], [], [], [], []
     for row, group in enumerate(sig_codes.tolist()):
         if bounds[group] == bounds[group + 1]:
             missing.append(row)
             continue
-        if group not in encoded:
-            lo, hi = int(bounds[group]), int(bounds[group + 1])
-            idx = slice(lo, hi) if order is None else order[lo:hi]
-            name = _key_name(columns, annotations, lo if order is None else int(order[lo]))
-            unknown = np.flatnonzero(~known[label_index[idx]])
-            if len(unknown):
-                raise LabelError(
-                    f"label {distinct[label_index[idx][unknown[0]]]!r} of {name} is not in the "
-                    f"encoding {dict(encoding)}"
-                )
-            encoded[group] = _encode_group(
-                name, starts[idx], stops[idx], lut[label_index[idx]],
-                epoch=epoch, roundto=roundto, fill=fill, dtype=dtype,
-            )  # fmt: skip
-        span, values, counts = encoded[group]
+        if group not in spans:
+            span, values, counts = encode(group)
+            spans[group] = span
+            if hold:
+                held[group] = (values, counts)
+        span = spans[group]
         if not (sig_starts[row] <= span.start and span.stop <= sig_stops[row]):
             signal_span = TimeSpan(int(sig_starts[row]), int(sig_stops[row]))
             raise SpanError(
@@ -310,11 +337,15 @@ def _label_runs(
                 f"(signal row {row}): label span {span}, signal span {signal_span}"
             )
         keep.append(row)
+        groups.append(group)
         label_starts.append(span.start)
         label_stops.append(span.stop)
-        run_values.append(values)
-        run_counts.append(counts)
-    return keep, label_starts, label_stops, run_values, run_counts, missing
+    runs: Iterable[tuple[np.ndarray, np.ndarray]]
+    if hold:
+        runs = [held[g] for g in groups]
+    else:
+        runs = (encode(g)[1:] for g in groups)
+    return keep, label_starts, label_stops, runs, missing
 
 
 def label_signals(
@@ -327,6 +358,8 @@ def label_signals(
     groups: str | Sequence[str] = "recording",
     roundto: TimeLike | None = None,
     fill: int | None = None,
+    store: str | os.PathLike[str] | None = None,
+    store_format: str = "lpcm",
 ) -> pa.Table:
     """Attach dense labels, derived from annotations, to signals.
 
@@ -357,18 +390,28 @@ def label_signals(
     fill:
         If given, the code of the epochs between annotations (gaps must then be whole
         epochs); without it gaps are an error, as in OndaBatches.
+    store:
+        If given, a local folder or fsspec URL: each row's labels are written there as
+        soon as they are computed, and the table refers to those files. The result is
+        ``store_labels(label_signals(...), store, file_format=store_format)``, but the
+        labels of all rows are never in memory at once (thousands of recordings).
+    store_format:
+        The format of the label files written to ``store``: ``"lpcm"`` or ``"lpcm.zst"``.
 
     Returns
     -------
     pyarrow.Table
         A ``labeled.signal@2`` table: the signals that have annotations, in their
-        order, with ``label_span`` and ``labels`` columns.
+        order, with ``label_span`` and ``labels`` columns (references to label files
+        if ``store`` is given).
 
     Raises
     ------
     LabelError
         Unsorted, overlapping or non-contiguous annotations, spans not a whole number
         of epochs, or labels missing from ``encoding``; the message names the group.
+        With ``store``, also two rows of a recording whose label files would coincide
+        (equal ``file_path`` basenames). Every check is made before any file is written.
     SpanError
         A label span not inside its signal's span (naming the recording).
 
@@ -387,6 +430,15 @@ def label_signals(
     ...                         epoch=timedelta(seconds=30), encoding=stages)
     >>> labeled.column("sensor_label").to_pylist(), labeled.column("label_span").to_pylist()
     (['eeg', 'eog', 'eeg'], [TimeSpan(10 s, 100 s), TimeSpan(10 s, 100 s), TimeSpan(14 s, 104 s)])
+
+    At scale, store the labels as they are computed (one small file per row):
+
+    >>> lazy = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                      epoch=timedelta(seconds=30), encoding=stages, store="labels")
+    >>> from ondabatches.labels import iter_labeled_signals
+    >>> row = next(iter_labeled_signals(lazy))
+    >>> type(row.labels).__name__, row.labels.file_path.endswith("labels_eeg.lpcm")
+    ('StoredLabels', True)
     """
     from ..onda._tables import annotations_table, signals_table
 
@@ -403,9 +455,9 @@ def label_signals(
     dtype = _label_dtype(encoding, fill)
     info = label_info(epoch_ns, dtype)
 
-    keep, label_starts, label_stops, run_values, run_counts, missing = _label_runs(
+    keep, label_starts, label_stops, runs, missing = _label_runs(
         signals, annotations, columns, labels_column, encoding, dtype,
-        epoch=epoch_ns, roundto=roundto_ns, fill=fill,
+        epoch=epoch_ns, roundto=roundto_ns, fill=fill, hold=store is None,
     )  # fmt: skip
     if missing:
         names = sorted({_key_name(columns, signals, r) for r in missing})
@@ -420,12 +472,28 @@ def label_signals(
     pa.default_memory_pool().release_unused()
     label_starts_ns = np.array(label_starts, dtype=np.int64)
     label_stops_ns = np.array(label_stops, dtype=np.int64)
-    lengths = np.array([c.sum() for c in run_counts], dtype=np.int64)
+    if store is not None:
+        paths = label_paths(
+            label_root(store),
+            uuids_from_array(kept.column("recording")),
+            kept.column("file_path").to_pylist(),
+            store_format,
+            range(len(keep)),
+        )
+        # One row's labels at a time: the runs are encoded again as they are written.
+        for path, (values, counts) in zip(paths, runs, strict=True):
+            write_label_file(path, np.repeat(values, counts), info)
+        return with_label_columns(
+            kept,
+            timespan_array(label_starts_ns, label_stops_ns),
+            stored_labels_column(paths, store_format, label_starts_ns, label_stops_ns, info),
+        )
+    lengths = np.array([counts.sum() for _, counts in runs], dtype=np.int64)
     # Expanded row by row into the one buffer the column will use: no concatenated
     # copies of the runs next to the labels.
     codes = np.empty(int(lengths.sum()), dtype=dtype)
     offset = 0
-    for values, counts, n in zip(run_values, run_counts, lengths.tolist(), strict=True):
+    for (values, counts), n in zip(runs, lengths.tolist(), strict=True):
         codes[offset : offset + n] = np.repeat(values, counts)
         offset += n
     return with_label_columns(
