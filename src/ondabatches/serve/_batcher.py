@@ -95,9 +95,9 @@ class Batcher:
     backend:
         ``"processes"`` (default: worker processes, arrays through shared memory),
         ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray actors,
-        needs ``ondabatches[ray]``; arrays are zero-copy read-only views of Ray's
-        object store, copy them to write), or any :class:`concurrent.futures.Executor`,
-        which the Batcher uses but never shuts down.
+        needs ``ondabatches[ray]``; batches made on another node arrive as read-only
+        views of Ray's object store, copy them to write), or any
+        :class:`concurrent.futures.Executor`, which the Batcher uses but never shuts down.
     buffer:
         How many batches may be in flight or ready at once; default ``2 * workers``.
     retries:

@@ -90,6 +90,16 @@ def _takes_allocate(materialize: Materialize) -> bool:
         return False
 
 
+def use_untracked_segments() -> None:
+    """Make this process's tasks open segments without Python's resource tracker.
+
+    For worker processes that have a tracker of their own (Ray actors): see
+    :class:`WorkerSegments`. The manager unlinks every segment it leased.
+    """
+    global _worker_segments
+    _worker_segments = WorkerSegments(tracked=False)
+
+
 def run_task(
     materialize: Materialize, batch: Any, dtype: Any, segment: tuple[str, int] | None = None
 ):

@@ -9,13 +9,23 @@ on first use.
 from __future__ import annotations
 
 import functools
+import os
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from typing import Any
 
 from .._errors import require
-from ._pools import _PREFETCH, Materialize, WorkerLostError, run_task, unpack_result
+from ._pools import (
+    _PREFETCH,
+    Materialize,
+    WorkerLostError,
+    run_task,
+    unpack_result,
+    use_untracked_segments,
+)
+from ._shm import SegmentPool
 
 __all__ = ["RayBatcher"]
 
@@ -23,11 +33,18 @@ __all__ = ["RayBatcher"]
 class _RayWorker:
     """The body of one worker actor: batches one after the other, as a worker process does."""
 
-    def ready(self) -> bool:
-        return True
+    def __init__(self) -> None:
+        use_untracked_segments()
 
-    def run(self, materialize: Materialize, batch: Any, dtype: Any):
-        return run_task(materialize, batch, dtype)
+    def node(self) -> tuple[str, int]:
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), os.getpid()
+
+    def run(
+        self, materialize: Materialize, batch: Any, dtype: Any, segment: tuple[str, int] | None
+    ):
+        return run_task(materialize, batch, dtype, segment)
 
 
 class RayPool:
@@ -38,7 +55,12 @@ class RayPool:
     batch than a Ray task each). An actor that dies is restarted by Ray; the calls it
     held fail and the Batcher retries them. Work goes only to actors that have
     started, so asking for more workers than the cluster has free CPUs still runs, on
-    fewer. Batches come back as read-only arrays over Ray's object store.
+    fewer.
+
+    An actor on this process's node writes its batches into shared-memory segments
+    leased here, as worker processes do, and only their description travels through
+    Ray: the arrays come back writable, without a copy into and out of the object
+    store. Batches from other nodes come back as read-only arrays over the object store.
     """
 
     lazy = False
@@ -58,11 +80,15 @@ class RayPool:
         self._closed = False
         self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
         self._refs: dict[Future, Any] = {}
+        self._node = self._ray.get_runtime_context().get_node_id()
+        self._segments = SegmentPool(keep=workers + 2)
+        self._leased: dict[Future, str] = {}  # segment of each call to a local actor
         self._actors = [actor_class.remote() for _ in range(workers)]
         self._load = [0] * workers  # calls in flight per actor
         self._started: list[int] = []
+        self._local: dict[int, int] = {}  # actors on this node: their process ids
         for i, actor in enumerate(self._actors):
-            ready = actor.ready.remote()
+            ready = actor.node.remote()
             ready.future().add_done_callback(functools.partial(self._ready, i))
 
     def _ready(self, index: int, source: Future) -> None:
@@ -70,6 +96,9 @@ class RayPool:
             return  # killed at close, or never came up: it gets no work
         with self._lock:
             self._started.append(index)
+            node, pid = source.result()
+            if node == self._node:
+                self._local[index] = pid
         self._launch()
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
@@ -90,7 +119,10 @@ class RayPool:
                 target, materialize, batch, dtype = self._pending.popleft()
                 if not target.set_running_or_notify_cancel():  # cancelled while waiting
                     continue
-                ref = self._actors[index].run.remote(materialize, batch, dtype)
+                segment = self._segments.lease() if index in self._local else None
+                ref = self._actors[index].run.remote(materialize, batch, dtype, segment)
+                if segment is not None:
+                    self._leased[target] = segment[0]
                 self._load[index] += 1
                 self._refs[target] = ref
             ref.future().add_done_callback(functools.partial(self._finished, target, index))
@@ -99,17 +131,28 @@ class RayPool:
         with self._lock:
             self._refs.pop(target, None)
             self._load[index] -= 1
+            segment = self._leased.pop(target, None)
+            closed = self._closed
         try:
-            if source.cancelled():
+            result = None
+            if closed:  # nobody takes it; close() unlinks its segment
+                target.cancel() or target.set_exception(WorkerLostError("the pool was closed"))
+                segment = None
+            elif source.cancelled():
                 target.set_exception(WorkerLostError("the Ray call was cancelled"))
             elif source.exception() is not None:
                 target.set_exception(source.exception())
             else:
+                result = source.result()
+            if segment is not None and (result is None or result[0] != "shm"):
+                self._segments.abandon(segment)
+            if result is not None:
                 try:
-                    # Zero-copy: read-only views of the object store that keep the
-                    # object alive while the consumer holds them (copying a batch here
-                    # would cost the manager as much CPU as a worker spends on it).
-                    target.set_result(unpack_result(source.result()))
+                    # Zero-copy either way: arrays over a segment, or read-only views
+                    # of the object store that keep the object alive while held
+                    # (copying a batch here would cost the manager as much CPU as a
+                    # worker spends on it).
+                    target.set_result(unpack_result(result, self._segments))
                 except BaseException as exc:  # a TaskError: materialize itself failed
                     target.set_exception(exc)
         finally:
@@ -120,15 +163,35 @@ class RayPool:
         # (its result is dropped): Ray cannot interrupt a running actor call.
         future.cancel()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
         with self._lock:
             self._closed = True
             pending, self._pending = list(self._pending), deque()
+            calls = list(self._refs.values())
         for target, *_ in pending:
             target.cancel()
         for actor in self._actors:
             # Kills a worker stuck in a batch; its calls fail, nobody waits for them.
             self._ray.kill(actor, no_restart=True)
+        # Ray reports an actor dead before its process is gone: wait for the processes
+        # on this node, which may still be creating a segment under a leased name.
+        deadline = time.monotonic() + timeout
+        for pid in self._local.values():
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        self._ray.wait(calls, num_returns=len(calls), timeout=max(deadline - time.monotonic(), 0))
+        # Every segment name goes, leased or free; arrays the consumer holds stay valid.
+        self._segments.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - someone else's process: it exists
+        return True
+    return True
 
 
 class _BatcherActor:

@@ -24,7 +24,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 
 import numpy as np
 
@@ -83,8 +83,13 @@ class WorkerSegments:
     arrays that were not allocated there into it and describes the result.
     """
 
-    def __init__(self, keep: int = 8):
+    def __init__(self, keep: int = 8, *, tracked: bool = True):
         self._keep = keep
+        # Python's resource tracker unlinks, when this process ends, every segment the
+        # process opened. Worker processes share the manager's tracker; a process with
+        # a tracker of its own (a Ray actor) must not: a restarted actor would unlink
+        # names the manager still hands out, and maps by name.
+        self._tracked = tracked
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._name: str | None = None
         self._used = 0
@@ -110,6 +115,8 @@ class WorkerSegments:
         except (FileNotFoundError, ValueError):  # new, or left empty by a dead worker
             unlink_shared(name)
             segment = shared_memory.SharedMemory(name=name, create=True, size=_rounded(need))
+        if not self._tracked:  # opening registered it, created or not
+            resource_tracker.unregister(segment._name, "shared_memory")
         try:
             size = max(segment.size, _rounded(need))
             if segment.size < size:
@@ -226,9 +233,12 @@ class SegmentPool:
         unlink_shared(name)
 
     def abandon(self, name: str) -> None:
-        """Forget a segment whose task failed (its content and size are unknown)."""
+        """Unlink a segment whose task failed (its content and size are unknown).
+
+        The name is never leased again but stays known, so that :meth:`close` unlinks
+        it once more: a dying worker may still be creating it.
+        """
         with self._lock:
-            self._names.discard(name)
             mapping = self._maps.pop(name, None)
         _close_quietly(mapping)
         unlink_shared(name)
@@ -268,4 +278,7 @@ def unlink_shared(name: str) -> None:
         _posixshmem.shm_unlink("/" + name)
         return
     segment.close()
-    segment.unlink()
+    try:
+        segment.unlink()
+    except FileNotFoundError:  # another thread unlinked it meanwhile
+        pass
