@@ -23,6 +23,7 @@ Run ``python -m ondabatches.bench.batcher [--quick]``.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 import time
@@ -84,6 +85,37 @@ def _floor(scheme: RandomBatches, n: int) -> tuple[float, int]:
         x, y = materialize_batch(batch)
         nbytes = x.nbytes + y.nbytes
     return time.perf_counter() - started, nbytes
+
+
+def _materialize_loop(scheme: RandomBatches, start: int, n: int) -> float:
+    """Seconds to materialize batches ``start .. start + n`` (run in a child process)."""
+    state = scheme.initial_state().advance(start)
+    started = time.perf_counter()
+    for _ in range(n):
+        batch, state = scheme.iterate_batch(state)
+        materialize_batch(batch)
+    return time.perf_counter() - started
+
+
+def _machine_scaling(scheme: RandomBatches, n: int, repeat: int) -> float:
+    """What the machine itself gives: batches/s of 2 independent processes over 1.
+
+    Each process materializes its own batches in a loop, with no Batcher and nothing
+    shared: the ceiling for "2 workers vs 1" on this machine (cores that share caches,
+    memory bandwidth or a hypervisor's time give less than 2x).
+    """
+    context = multiprocessing.get_context("fork")  # before Ray starts any thread
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        list(pool.map(_materialize_loop, [scheme] * 2, [0, n], [2, 2]))  # warm-up
+        one = min(pool.submit(_materialize_loop, scheme, 0, n).result() for _ in range(repeat))
+
+        def both() -> float:
+            started = time.perf_counter()
+            list(pool.map(_materialize_loop, [scheme] * 2, [0, n], [n, n]))
+            return time.perf_counter() - started
+
+        two = _best(both, repeat)
+    return (2 * n / two) / (n / one)
 
 
 def _throughput(scheme: RandomBatches, n: int, **options) -> tuple[float, float]:
@@ -153,6 +185,16 @@ def run(quick: bool = False) -> list[Result]:
         results += _rates("floor: materialization alone", floor_s, n, nbytes, floor)
         inline = _best(lambda: _throughput(scheme, n, backend="inline")[0], repeat)
         results += _rates("inline backend", inline, n, nbytes, floor, floor_is=floor_is)
+        ceiling = _machine_scaling(scheme, n, repeat)
+        results.append(
+            Result(
+                "machine: 2 independent processes vs 1, materializing in a loop",
+                ceiling,
+                None,
+                "x",
+                floor_is="the ceiling of any '2 workers vs 1' figure on this machine",
+            )
+        )
 
         backends = ["processes"]
         try:
