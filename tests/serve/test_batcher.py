@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ import pytest
 
 from ondabatches import Batcher, BatcherError, WorkerError
 from tests.serve.conftest import ROOT
-from tests.serve.toy import ToyScheme, toy_materialize
+from tests.serve.toy import DRAWS, SteppingToyScheme, ToyScheme, toy_materialize
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -176,6 +177,28 @@ class BatcherSuite:
             got = take_n(batcher, 0, 3)
         assert counter.read_text() == "xx"
         assert_same(got, reference(ToyScheme(), 0, 3))
+
+    def test_workers_draw_the_batches_of_a_scheme_with_next_state(self, backend, no_leaks):
+        DRAWS.clear()
+        with self.make(backend, SteppingToyScheme(n_batches=6)) as batcher:
+            batcher.start(0)
+            got = take_n(batcher, 0, 10)
+            sends_once = batcher._pool.sends_once
+        assert_same(got, reference(ToyScheme(n_batches=6), 0, 10))
+        # Pools that send the scheme to each worker once leave all drawing to workers
+        # (other processes); the others draw here, once per batch and once at the end.
+        assert DRAWS == ([] if sends_once else [os.getpid()] * 7)
+
+    def test_a_batch_drawn_by_a_worker_is_named_in_its_error(self, backend, no_leaks):
+        scheme = SteppingToyScheme(actions=((2, ("fail", "drawn")),))
+        with self.make(backend, scheme, retries=0) as batcher:
+            batcher.start(0)
+            take_n(batcher, 0, 2)
+            with pytest.raises(WorkerError) as info:
+                batcher.take(2)
+        assert info.value.state == 2
+        assert info.value.batch == scheme.iterate_batch(2)[0]
+        assert "toy failure drawn" in info.value.worker_traceback
 
     def test_missing_file_is_a_worker_error(self, backend, tmp_path, no_leaks):
         missing = tmp_path / "nope.lpcm"

@@ -95,3 +95,20 @@ class ToyScheme:
             (k * 1000 + i, self.shape, action if i == 0 else None) for i in range(self.batch_size)
         )
         return batch, k + 1
+
+
+#: The process ids where SteppingToyScheme drew a batch, as seen by this process.
+DRAWS: list[int] = []
+
+
+@dataclass(frozen=True)
+class SteppingToyScheme(ToyScheme):
+    """A ToyScheme that steps through its states without drawing (``next_state``), so
+    that the Batcher lets its workers draw; the batches are the same."""
+
+    def iterate_batch(self, state):
+        DRAWS.append(os.getpid())
+        return super().iterate_batch(state)
+
+    def next_state(self, state):
+        return None if self.n_batches is not None and state >= self.n_batches else state + 1

@@ -224,6 +224,16 @@ class RandomBatches:
         state = state.bind(self._frozen_config)
         return self.draw(state.seed, state.index, self.batch_size), state.advance()
 
+    def next_state(self, state: BatchState) -> BatchState:
+        """The state after ``state``, without drawing its batch (the stream is endless).
+
+        Raises
+        ------
+        StateError
+            If ``state`` is bound to another configuration.
+        """
+        return state.bind(self._frozen_config).advance()
+
     def iterate_batch_item(self, state: BatchState) -> tuple[BatchItem, BatchState]:
         """The first item of ``iterate_batch(state)``'s batch, and the next state."""
         state = state.bind(self._frozen_config)

@@ -152,6 +152,11 @@ class SequentialBatches:
         """The state of the first batch (the seed is carried along but unused)."""
         return BatchState(seed=seed, index=0, config=self._config)
 
+    def next_state(self, state: BatchState) -> BatchState | None:
+        """The state after ``state``, or None past the end, without making its batch."""
+        state = state.bind(self._frozen_config)
+        return None if state.index >= self.n_batches else state.advance()
+
     def iterate_batch(self, state: BatchState) -> tuple[list[BatchItem], BatchState] | None:
         """Batch ``state.index`` of this rank and the next state, or None past the end."""
         state = state.bind(self._frozen_config)

@@ -183,6 +183,11 @@ class BatchScheme(Protocol):
     :func:`~ondabatches.materialize.materialize_batch` (or the user's own function)
     turns into arrays. It must be a pure function of ``state``.
 
+    A scheme may also have ``next_state(state)``: the state after ``state``, or
+    ``None`` where ``iterate_batch`` would return ``None``, without drawing the batch.
+    The Batcher then lets its workers draw the batches (the scheme is sent to each
+    worker once), so that its own cost per batch does not grow with the batch size.
+
     Examples
     --------
     >>> class FixedList:

@@ -5,6 +5,11 @@ with ``iterate_batch`` (cheap, ordered) and submits each batch's materialization
 pool (expensive, parallel), keeping up to ``buffer`` batches in flight or ready.
 ``take(state)`` hands them back strictly in state order, so the output never depends
 on the backend, the number of workers or which worker finished first.
+
+When the scheme can step through its states without drawing (``next_state``) and the
+pool sends a callable to each worker only once (processes, Ray), the manager submits
+states and the workers draw the batches themselves: the manager's cost per batch then
+stays the same whatever the batch size.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ._pools import (
     Pool,
     ProcessPool,
     TaskError,
+    takes_allocate,
     thread_pool,
 )
 
@@ -54,7 +60,10 @@ class BatchScheme(Protocol):
 
 @dataclass(slots=True)
 class _Slot:
-    """One batch on its way: where it comes from, and its pending result."""
+    """One batch on its way: where it comes from, and its pending result.
+
+    ``batch`` is None when a worker draws the batch itself from ``state``.
+    """
 
     state: Any
     batch: Any
@@ -62,6 +71,31 @@ class _Slot:
     future: Future
     attempts: int = 1
     retry_at: float | None = None
+
+
+class DrawAndMaterialize:
+    """What a worker runs when it draws its batch itself: the scheme's batch at a state,
+    materialized.
+
+    Batch ``k`` is a pure function of its state, so a worker that draws it gets the
+    batch the manager would have drawn; the manager then only walks the states
+    (``next_state``), whatever the batch size.
+    """
+
+    def __init__(self, batches: Any, materialize: Materialize):
+        self.batches = batches
+        self.materialize = materialize
+
+    def __call__(self, state: Any, dtype: Any, allocate: Any = None):
+        step = self.batches.iterate_batch(state)
+        if step is None:
+            raise BatcherError(
+                f"the batch scheme has no batch at state {state!r}, although its "
+                f"next_state said it had"
+            )
+        if allocate is not None and takes_allocate(self.materialize):
+            return self.materialize(step[0], dtype, allocate=allocate)
+        return self.materialize(step[0], dtype)
 
 
 def _default_materialize(batch: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -165,6 +199,13 @@ class Batcher:
         self.backoff = backoff
         self.materialize = materialize or _default_materialize
         self.dtype = dtype
+        # Workers draw the batches when the scheme can step through its states
+        # without drawing and the pool sends a callable to each worker only once.
+        self._drawing = (
+            DrawAndMaterialize(batches, self.materialize)
+            if callable(getattr(batches, "next_state", None))
+            else None
+        )
         self._pool: Pool | None = None
         self._slots: deque[_Slot] = deque()
         self._position: Any = None  # the state the next take() is expected to pass
@@ -343,9 +384,23 @@ class Batcher:
             if self._pool is not None:
                 self._pool.cancel(slot.future)
 
-    def _submit(self, batch: Any) -> Future:
+    def _draws_in_workers(self) -> bool:
+        return self._drawing is not None and self._pool is not None and self._pool.sends_once
+
+    def _submit(self, state: Any, batch: Any) -> Future:
+        """Materialize ``batch``, or, when it is None, let a worker draw ``state``'s batch."""
         assert self._pool is not None
+        if batch is None:
+            return self._pool.submit(self._drawing, state, self.dtype)
         return self._pool.submit(self.materialize, batch, self.dtype)
+
+    def _batch_at(self, state: Any) -> Any:
+        """The batch of ``state`` (for an error report when a worker drew it)."""
+        try:
+            step = self.batches.iterate_batch(state)
+        except Exception:  # the report must not fail in turn
+            return None
+        return None if step is None else step[0]
 
     def _fill(self) -> None:
         """Retry failed batches whose backoff is over, then top the buffer up."""
@@ -358,13 +413,19 @@ class Batcher:
             if slot.retry_at is not None and slot.retry_at <= now:
                 self._resubmit(slot)
         window = 1 if self._pool.lazy else self.buffer
+        remote = self._draws_in_workers()
         while not self._exhausted and len(self._slots) < window:
-            step = self.batches.iterate_batch(self._cursor)
+            if remote:
+                batch, next_state = None, self.batches.next_state(self._cursor)
+                step = None if next_state is None else (batch, next_state)
+            else:
+                step = self.batches.iterate_batch(self._cursor)
             if step is None:
                 self._exhausted = True
                 break
             batch, next_state = step
-            self._slots.append(_Slot(self._cursor, batch, next_state, self._submit(batch)))
+            future = self._submit(self._cursor, batch)
+            self._slots.append(_Slot(self._cursor, batch, next_state, future))
             self._cursor = next_state
 
     def _schedule_retry(self, slot: _Slot, exc: BaseException, now: float) -> None:
@@ -382,7 +443,7 @@ class Batcher:
     def _resubmit(self, slot: _Slot) -> None:
         slot.retry_at = None
         slot.attempts += 1
-        slot.future = self._submit(slot.batch)
+        slot.future = self._submit(slot.state, slot.batch)
 
     def _wait(self, slot: _Slot, deadline: float | None):
         while True:
@@ -407,7 +468,7 @@ class Batcher:
                         f"{' (the data is wrong: not retried)' if _permanent(exc) else ''}: "
                         f"{_summary(exc)}",
                         state=slot.state,
-                        batch=slot.batch,
+                        batch=slot.batch if slot.batch is not None else self._batch_at(slot.state),
                         worker_traceback=_traceback_of(exc),
                     )
                     self._status = error

@@ -83,21 +83,11 @@ _worker_segments: WorkerSegments | None = None
 
 
 @functools.lru_cache(maxsize=64)
-def _takes_allocate(materialize: Materialize) -> bool:
+def takes_allocate(materialize: Materialize) -> bool:
     try:
         return "allocate" in inspect.signature(materialize).parameters
     except (TypeError, ValueError):  # builtins and other callables without a signature
         return False
-
-
-def use_untracked_segments() -> None:
-    """Make this process's tasks open segments without Python's resource tracker.
-
-    For worker processes that have a tracker of their own (Ray actors): see
-    :class:`WorkerSegments`. The manager unlinks every segment it leased.
-    """
-    global _worker_segments
-    _worker_segments = WorkerSegments(tracked=False)
 
 
 def run_task(
@@ -119,7 +109,7 @@ def run_task(
             if _worker_segments is None:
                 _worker_segments = WorkerSegments()
             _worker_segments.begin(*segment)
-            if _takes_allocate(materialize):
+            if takes_allocate(materialize):
                 result = materialize(batch, dtype, allocate=_worker_segments.allocate)
             else:
                 result = materialize(batch, dtype)
@@ -173,6 +163,9 @@ class Pool(Protocol):
 
     #: Compute only when asked (the Batcher then keeps nothing in flight).
     lazy: bool
+    #: Whether a materialize callable reaches each worker once rather than with every
+    #: task (the Batcher then lets workers draw their batches).
+    sends_once: bool
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future: ...
 
@@ -185,6 +178,7 @@ class InlinePool:
     """Materialize in the calling thread, at the moment the batch is needed."""
 
     lazy = True
+    sends_once = False
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
         future: Future = Future()
@@ -206,6 +200,7 @@ class ExecutorPool:
     """Run on a :class:`concurrent.futures.Executor`; shut it down on close only if owned."""
 
     lazy = False
+    sends_once = False  # an executor may pickle the callable with every task
 
     def __init__(self, executor: Executor, *, owned: bool, close_timeout: float = 5.0):
         self._executor = executor
@@ -262,6 +257,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str,
     # settings made since (storage options, AWS_* credentials): take the manager's.
     os.environ.clear()
     os.environ.update(environ)
+    installed: dict[int, Materialize] = {}  # each callable arrives once (see _send_next)
     while True:
         try:
             message = conn.recv()
@@ -269,8 +265,11 @@ def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str,
             return
         if message is None:
             return
-        task_id, segment, materialize, batch, dtype = message
-        conn.send((task_id, run_task(materialize, batch, dtype, segment)))
+        if message[0] == "install":
+            installed[message[1]] = message[2]
+            continue
+        task_id, segment, key, batch, dtype = message
+        conn.send((task_id, run_task(installed[key], batch, dtype, segment)))
 
 
 @dataclass(slots=True)
@@ -287,6 +286,7 @@ class _Worker:
     process: Any
     conn: multiprocessing.connection.Connection
     task_ids: deque[int] = field(default_factory=deque)  # sent, in the order sent
+    installed: set[int] = field(default_factory=set)  # keys of the callables it holds
 
 
 class ProcessPool:
@@ -300,10 +300,14 @@ class ProcessPool:
     """
 
     lazy = False
+    #: A materialize callable travels to each worker once, not with every task.
+    sends_once = True
 
     def __init__(self, workers: int, context: Any = None):
         if workers < 1:
             raise ValueError(f"a process pool needs at least 1 worker, got {workers}")
+        # The callables sent to workers, by key: held so that no key is reused.
+        self._callables: dict[int, Materialize] = {}
         self._context = context or multiprocessing.get_context("forkserver")
         self._lock = threading.Lock()
         self._pending: deque[int] = deque()
@@ -408,8 +412,15 @@ class ProcessPool:
                 continue
             if task.segment is None:
                 task.segment = self._segments.lease()
+            key = id(task.materialize)
             try:
-                worker.conn.send((task_id, task.segment, task.materialize, task.batch, task.dtype))
+                if key not in worker.installed:
+                    # A callable may be heavy (one that draws batches holds the whole
+                    # batch scheme): each worker gets it once and tasks name it.
+                    worker.conn.send(("install", key, task.materialize))
+                    self._callables[key] = task.materialize
+                    worker.installed.add(key)
+                worker.conn.send((task_id, task.segment, key, task.batch, task.dtype))
             except Exception as exc:  # e.g. an unpicklable batch or materializer
                 del self._tasks[task_id]
                 self._segments.abandon(task.segment[0])

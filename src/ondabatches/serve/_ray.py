@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from .._errors import require
@@ -23,27 +24,41 @@ from ._pools import (
     WorkerLostError,
     run_task,
     unpack_result,
-    use_untracked_segments,
 )
 from ._shm import SegmentPool
 
 __all__ = ["RayBatcher"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Shipped:
+    """A materialize callable put in the object store once; calls pass this small handle.
+
+    The reference sits in a list so that Ray passes it as is rather than resolving it
+    for every call.
+    """
+
+    key: str
+    refs: list
+
+
 class _RayWorker:
     """The body of one worker actor: batches one after the other, as a worker process does."""
 
     def __init__(self) -> None:
-        use_untracked_segments()
+        self._callables: dict[str, Materialize] = {}
 
     def node(self) -> tuple[str, int]:
         import ray
 
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
-    def run(
-        self, materialize: Materialize, batch: Any, dtype: Any, segment: tuple[str, int] | None
-    ):
+    def run(self, shipped: _Shipped, batch: Any, dtype: Any, segment: tuple[str, int] | None):
+        materialize = self._callables.get(shipped.key)
+        if materialize is None:  # first use, or this actor was restarted
+            import ray
+
+            materialize = self._callables[shipped.key] = ray.get(shipped.refs[0])
         return run_task(materialize, batch, dtype, segment)
 
 
@@ -64,9 +79,12 @@ class RayPool:
     """
 
     lazy = False
+    #: A materialize callable goes to the object store once (see :class:`_Shipped`).
+    sends_once = True
 
     def __init__(self, *, workers: int):
         self._ray = require("ray", "ray")
+        self._shipped: dict[int, tuple[Materialize, _Shipped]] = {}
         actor_class = self._ray.remote(
             num_cpus=1,
             max_restarts=-1,
@@ -120,12 +138,20 @@ class RayPool:
                 if not target.set_running_or_notify_cancel():  # cancelled while waiting
                     continue
                 segment = self._segments.lease() if index in self._local else None
-                ref = self._actors[index].run.remote(materialize, batch, dtype, segment)
+                ref = self._actors[index].run.remote(self._ship(materialize), batch, dtype, segment)
                 if segment is not None:
                     self._leased[target] = segment[0]
                 self._load[index] += 1
                 self._refs[target] = ref
             ref.future().add_done_callback(functools.partial(self._finished, target, index))
+
+    def _ship(self, materialize: Materialize) -> _Shipped:
+        entry = self._shipped.get(id(materialize))
+        if entry is None:
+            ref = self._ray.put(materialize)
+            # The callable is held with its handle, so that its id is not reused.
+            entry = self._shipped[id(materialize)] = (materialize, _Shipped(ref.hex(), [ref]))
+        return entry[1]
 
     def _finished(self, target: Future, index: int, source: Future) -> None:
         with self._lock:

@@ -24,7 +24,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import shared_memory
 
 import numpy as np
 
@@ -83,13 +83,8 @@ class WorkerSegments:
     arrays that were not allocated there into it and describes the result.
     """
 
-    def __init__(self, keep: int = 8, *, tracked: bool = True):
+    def __init__(self, keep: int = 8):
         self._keep = keep
-        # Python's resource tracker unlinks, when this process ends, every segment the
-        # process opened. Worker processes share the manager's tracker; a process with
-        # a tracker of its own (a Ray actor) must not: a restarted actor would unlink
-        # names the manager still hands out, and maps by name.
-        self._tracked = tracked
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._name: str | None = None
         self._used = 0
@@ -110,20 +105,25 @@ class WorkerSegments:
             return mapping
         if mapping is not None:
             self._drop(name)
+        # Opened, never created: the manager creates every segment it leases, so once it
+        # has unlinked a name (closed, or given up on a batch), a worker that is still
+        # running cannot bring the name back. Opened without SharedMemory, whose
+        # resource tracker would unlink the segment when this process ends.
+        import _posixshmem
+
         try:
-            segment = shared_memory.SharedMemory(name=name)
-        except (FileNotFoundError, ValueError):  # new, or left empty by a dead worker
-            unlink_shared(name)
-            segment = shared_memory.SharedMemory(name=name, create=True, size=_rounded(need))
-        if not self._tracked:  # opening registered it, created or not
-            resource_tracker.unregister(segment._name, "shared_memory")
+            fd = _posixshmem.shm_open("/" + name, os.O_RDWR, mode=0o600)
+        except FileNotFoundError:
+            raise SegmentGoneError(
+                f"shared memory segment {name} is gone: the pool was closed or gave up on "
+                f"this batch"
+            ) from None
         try:
-            size = max(segment.size, _rounded(need))
-            if segment.size < size:
-                os.ftruncate(segment._fd, size)
-            mapping = _map(segment._fd, size)
+            size = max(os.fstat(fd).st_size, _rounded(need))
+            os.ftruncate(fd, size)
+            mapping = _map(fd, size)
         finally:
-            segment.close()
+            os.close(fd)
         self._maps[name] = mapping
         while len(self._maps) > self._keep:
             self._drop(next(iter(self._maps)))
@@ -199,7 +199,9 @@ class SegmentPool:
                 return self._free.pop()
             name = new_segment_name()
             self._names.add(name)
-            return name, 0
+        # Created here, tiny (the worker sizes it): see WorkerSegments._mapping.
+        shared_memory.SharedMemory(name=name, create=True, size=1).close()
+        return name, 0
 
     def receive(self, shared: SharedArrays) -> tuple[np.ndarray, ...]:
         """Arrays over ``shared``'s segment (no copy), writable."""
@@ -253,6 +255,10 @@ class SegmentPool:
             _close_quietly(mapping)
         for name in names:
             unlink_shared(name)
+
+
+class SegmentGoneError(OSError):
+    """A worker was given a segment that no longer exists."""
 
 
 def _close_quietly(mapping: mmap.mmap | None) -> None:
