@@ -20,7 +20,9 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Union
 
@@ -568,6 +570,37 @@ def write_label_file(path: str, codes: np.ndarray, info: SamplesInfo) -> None:
     store(path, Samples(np.ascontiguousarray(codes).reshape(1, -1), info, encoded=True))
 
 
+#: Label files written at once to remote storage, where each file is a request whose
+#: latency, not its few kB, is the cost.
+MAX_CONCURRENT_WRITES = 16
+
+
+def write_label_files(files: Iterable[tuple[str, np.ndarray, SamplesInfo]]) -> None:
+    """Write ``(path, codes, info)`` label files: to a URL, several at once.
+
+    Files are taken from ``files`` only as writes finish, so that at most
+    :data:`MAX_CONCURRENT_WRITES` rows' codes are in memory at once. The first error
+    is raised once the writes in flight have ended (each file is written atomically).
+    """
+    files = iter(files)
+    first = next(files, None)
+    if first is None:
+        return
+    if not _is_url(first[0]):  # a local disk is not latency-bound
+        write_label_file(*first)
+        for file in files:
+            write_label_file(*file)
+        return
+    with ThreadPoolExecutor(MAX_CONCURRENT_WRITES, thread_name_prefix="ondabatches-write") as pool:
+        in_flight: deque[Future] = deque([pool.submit(write_label_file, *first)])
+        for file in files:
+            if len(in_flight) >= MAX_CONCURRENT_WRITES:
+                in_flight.popleft().result()
+            in_flight.append(pool.submit(write_label_file, *file))
+        for future in in_flight:
+            future.result()
+
+
 def _string_array(values: Sequence[str]) -> pa.Array:
     """A string array on buffers that Python allocated, equal to ``pa.array(values)``.
 
@@ -655,13 +688,16 @@ def store_labels(
         file_format,
         inline,
     )
+    write_label_files(
+        (path, rows[i].labels.data[0], rows[i].labels.info)
+        for path, i in zip(paths, inline, strict=True)
+    )
     stored = iter(paths)
     new_labels: list[Labels] = []
     for row in rows:
         labels = row.labels
         if isinstance(labels, Samples):
             path = next(stored)
-            write_label_file(path, labels.data[0], labels.info)
             labels = StoredLabels(
                 row.signal.recording, path, file_format, row.label_span, labels.info
             )

@@ -27,7 +27,7 @@ from ._labeled import (
     label_root,
     stored_labels_column,
     with_label_columns,
-    write_label_file,
+    write_label_files,
 )
 
 __all__ = ["MissingLabelsWarning", "label_signals", "sort_and_trim_spans"]
@@ -480,9 +480,11 @@ def label_signals(
             store_format,
             range(len(keep)),
         )
-        # One row's labels at a time: the runs are encoded again as they are written.
-        for path, (values, counts) in zip(paths, runs, strict=True):
-            write_label_file(path, np.repeat(values, counts), info)
+        # A few rows' labels at a time: the runs are encoded again as they are written.
+        write_label_files(
+            (path, np.repeat(values, counts), info)
+            for path, (values, counts) in zip(paths, runs, strict=True)
+        )
         return with_label_columns(
             kept,
             timespan_array(label_starts_ns, label_stops_ns),
