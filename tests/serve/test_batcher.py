@@ -178,6 +178,16 @@ class BatcherSuite:
         assert counter.read_text() == "xx"
         assert_same(got, reference(ToyScheme(), 0, 3))
 
+    def test_stop_right_after_start(self, backend, no_leaks):
+        # Workers (Ray actors above all) may still be starting while the pool closes.
+        batcher = self.make(backend, SteppingToyScheme())
+        batcher.start(0)
+        batcher.stop()
+        assert batcher.status == "closed"
+        batcher.start(0)  # and the Batcher starts again
+        assert_same(take_n(batcher, 0, 1), reference(ToyScheme(), 0, 1))
+        batcher.stop()
+
     def test_workers_draw_the_batches_of_a_scheme_with_next_state(self, backend, no_leaks):
         DRAWS.clear()
         with self.make(backend, SteppingToyScheme(n_batches=6)) as batcher:

@@ -29,6 +29,7 @@ import numpy as np
 
 from .._errors import BatcherError, WorkerError
 from ._pools import (
+    _PREFETCH,
     ExecutorPool,
     InlinePool,
     Materialize,
@@ -504,6 +505,10 @@ def _ray_pool(batcher: Batcher) -> Pool:
 _BACKENDS: dict[str, Callable[[Batcher], Pool]] = {
     "inline": lambda batcher: InlinePool(),
     "threads": lambda batcher: thread_pool(batcher.workers),
-    "processes": lambda batcher: ProcessPool(batcher.workers),
+    # Every batch the buffer allows goes to a worker at once: nothing waits in the
+    # manager for the consumer's next take().
+    "processes": lambda batcher: ProcessPool(
+        batcher.workers, prefetch=max(_PREFETCH, -(-batcher.buffer // batcher.workers))
+    ),
     "ray": _ray_pool,
 }

@@ -22,10 +22,11 @@ import multiprocessing.connection
 import os
 import selectors
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -289,41 +290,69 @@ class _Worker:
     installed: set[int] = field(default_factory=set)  # keys of the callables it holds
 
 
-class ProcessPool:
-    """Worker processes fed one task at a time; arrays come back through shared memory.
+class _PumpedFuture(Future):
+    """A future of a :class:`ProcessPool` task: waiting on it receives the results.
 
-    A dispatcher thread hands pending tasks to idle workers, each with a segment leased
-    from a :class:`SegmentPool` (recycled once the consumer drops a batch's arrays),
-    maps the results without copying, and replaces any worker that dies: its task
-    fails with :class:`WorkerLostError` and its segment, if the worker got as far as
-    creating it, is unlinked.
+    The pool has no thread of its own: the thread that waits for a batch reads the
+    workers' results and replaces dead workers meanwhile, so a batch reaches its
+    consumer without a hand-over between threads.
+    """
+
+    def __init__(self, pool: ProcessPool):
+        super().__init__()
+        self._pool = pool
+
+    def result(self, timeout: float | None = None):
+        self._pool.pump_until(self, timeout)
+        return super().result(0)
+
+    def exception(self, timeout: float | None = None):
+        self._pool.pump_until(self, timeout)
+        return super().exception(0)
+
+
+class ProcessPool:
+    """Worker processes fed tasks ahead; arrays come back through shared memory.
+
+    ``submit`` sends each task to a worker at once, up to ``prefetch`` per worker,
+    with a segment leased from a :class:`SegmentPool` (recycled once the consumer
+    drops a batch's arrays). Waiting on a task's future receives the results that
+    have arrived (mapping their arrays without copying), sends pending tasks to the
+    workers they freed, and replaces any worker that died: its tasks fail with
+    :class:`WorkerLostError` and their segments are unlinked.
     """
 
     lazy = False
     #: A materialize callable travels to each worker once, not with every task.
     sends_once = True
 
-    def __init__(self, workers: int, context: Any = None):
-        if workers < 1:
-            raise ValueError(f"a process pool needs at least 1 worker, got {workers}")
+    def __init__(self, workers: int, context: Any = None, *, prefetch: int = _PREFETCH):
+        if workers < 1 or prefetch < 1:
+            raise ValueError(
+                f"a process pool needs at least 1 worker and a prefetch of at least 1, got "
+                f"{workers} and {prefetch}"
+            )
         # The callables sent to workers, by key: held so that no key is reused.
         self._callables: dict[int, Materialize] = {}
         self._context = context or multiprocessing.get_context("forkserver")
+        self._prefetch = prefetch
         self._lock = threading.Lock()
+        self._pump_lock = threading.Lock()  # one thread receives at a time
         self._pending: deque[int] = deque()
         self._tasks: dict[int, _Task] = {}
         self._next_id = 0
         self._closed = False
-        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
         # Free segments kept for reuse: about one per worker covers the steady state
         # (batches are dropped by the consumer and leased again at the same pace);
         # more would only hold memory, since a free segment keeps its pages.
         self._segments = SegmentPool(keep=workers + 2)
-        self._workers = [self._spawn() for _ in range(workers)]
-        self._thread = threading.Thread(
-            target=self._dispatch, name="ondabatches-dispatcher", daemon=True
-        )
-        self._thread.start()
+        self._selector = selectors.DefaultSelector()
+        # close() interrupts a thread waiting for results through this pipe.
+        self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._workers = []
+        for _ in range(workers):
+            self._workers.append(self._spawn())
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -335,13 +364,13 @@ class ProcessPool:
         )
         process.start()
         child.close()
-        return _Worker(process, parent)
-
-    def _wake(self) -> None:
-        self._wake_writer.send_bytes(b"")
+        worker = _Worker(process, parent)
+        self._selector.register(parent, selectors.EVENT_READ, ("result", worker))
+        self._selector.register(process.sentinel, selectors.EVENT_READ, ("dead", worker))
+        return worker
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
-        future: Future = Future()
+        future = _PumpedFuture(self)
         with self._lock:
             if self._closed:
                 raise RuntimeError("the process pool is closed")
@@ -349,55 +378,57 @@ class ProcessPool:
             self._next_id += 1
             self._tasks[task_id] = _Task(future, materialize, batch, dtype)
             self._pending.append(task_id)
-            # Sent from this thread when a worker has room: waking the dispatcher for it
-            # would cost a thread switch and a loop of its own per batch.
             self._assign()
         return future
 
     def cancel(self, future: Future) -> None:
-        # A pending task is dropped when the dispatcher reaches it; a running one is
+        # A pending task is dropped when it would be sent; a running one is
         # let finish (its arrays are read and freed as usual).
         future.cancel()
 
-    def _dispatch(self) -> None:
-        # The dispatcher receives results and replaces dead workers; tasks go out from
-        # submit() or from here, whichever thread finds a worker with room.
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._wake_reader, selectors.EVENT_READ, None)
-            for worker in self._workers:
-                self._watch(selector, worker)
-            while True:
-                events = selector.select()
-                dead = []
-                for key, _ in events:
-                    if key.data is None:
-                        self._wake_reader.recv_bytes()
-                    elif key.data[0] == "result":
-                        self._receive(key.data[1])
-                    else:
-                        dead.append(key.data[1])
-                for worker in dead:
-                    selector.unregister(worker.conn)
-                    selector.unregister(worker.process.sentinel)
-                    self._replace(worker)
-                with self._lock:
-                    if self._closed:
-                        return
-                    for worker in self._workers:
-                        if worker.conn not in selector.get_map():
-                            self._watch(selector, worker)
-                    self._assign()
+    def pump_until(self, future: Future, timeout: float | None) -> None:
+        """Receive results until ``future`` is done or ``timeout`` seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not future.done():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if self._closed:  # close() resolves every future it leaves
+                wait([future], remaining)
+                return
+            self._pump(remaining)
 
-    @staticmethod
-    def _watch(selector: selectors.BaseSelector, worker: _Worker) -> None:
-        selector.register(worker.conn, selectors.EVENT_READ, ("result", worker))
-        selector.register(worker.process.sentinel, selectors.EVENT_READ, ("dead", worker))
+    def _pump(self, timeout: float | None) -> None:
+        # Another thread receiving means this one has nothing to do but wait its turn
+        # (briefly, so that it sees its own future done).
+        if not self._pump_lock.acquire(timeout=-1 if timeout is None else timeout):
+            return
+        try:
+            if self._closed:
+                return
+            dead = []
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:  # close() wants the lock
+                    return
+                kind, worker = key.data
+                if kind == "result":
+                    self._receive(worker)
+                else:
+                    dead.append(worker)
+            for worker in dead:
+                self._selector.unregister(worker.conn)
+                self._selector.unregister(worker.process.sentinel)
+                self._replace(worker)
+            with self._lock:
+                self._assign()
+        finally:
+            self._pump_lock.release()
 
     def _assign(self) -> None:
         # Up to _PREFETCH tasks per worker: the next one waits in the worker's pipe, so
         # a worker never idles for the round trip between a result and its next task.
         # Breadth first, so that every worker gets work before any gets a second task.
-        for depth in range(_PREFETCH):
+        for depth in range(self._prefetch):
             for worker in self._workers:
                 if len(worker.task_ids) > depth:
                     continue
@@ -430,19 +461,23 @@ class ProcessPool:
             return
 
     def _receive(self, worker: _Worker) -> None:
-        try:
-            task_id, result = worker.conn.recv()
-        except (EOFError, OSError):
-            return  # the worker died; its sentinel reports it
-        with self._lock:
-            task = self._tasks.pop(task_id)
-            worker.task_ids.remove(task_id)
-        if result[0] != "shm" and task.segment is not None:
-            self._segments.abandon(task.segment[0])
-        try:
-            task.future.set_result(unpack_result(result, self._segments))
-        except BaseException as exc:
-            task.future.set_exception(exc)
+        """Every result that ``worker`` has sent so far."""
+        while True:
+            try:
+                task_id, result = worker.conn.recv()
+            except (EOFError, OSError):
+                return  # the worker died; its sentinel reports it
+            with self._lock:
+                task = self._tasks.pop(task_id)
+                worker.task_ids.remove(task_id)
+            if result[0] != "shm" and task.segment is not None:
+                self._segments.abandon(task.segment[0])
+            try:
+                task.future.set_result(unpack_result(result, self._segments))
+            except BaseException as exc:
+                task.future.set_exception(exc)
+            if not worker.conn.poll():
+                return
 
     def _replace(self, dead: _Worker) -> None:
         dead.process.join()
@@ -467,17 +502,18 @@ class ProcessPool:
             if self._closed:
                 return
             self._closed = True
-        self._wake()
-        self._thread.join()
-        # Workers may be blocked inside a task: kill them rather than wait.
-        for worker in self._workers:
-            worker.process.kill()
-        for worker in self._workers:
-            worker.process.join()
-            worker.conn.close()
-            worker.process.close()
-        self._wake_reader.close()
-        self._wake_writer.close()
+        self._wake_writer.send_bytes(b"")  # a thread waiting for results lets go
+        with self._pump_lock:
+            # Workers may be blocked inside a task: kill them rather than wait.
+            for worker in self._workers:
+                worker.process.kill()
+            for worker in self._workers:
+                worker.process.join()
+                worker.conn.close()
+                worker.process.close()
+            self._selector.close()
+            self._wake_reader.close()
+            self._wake_writer.close()
         for task in self._tasks.values():
             if not task.future.cancel() and not task.future.done():
                 task.future.set_exception(

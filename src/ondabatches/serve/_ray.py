@@ -113,6 +113,8 @@ class RayPool:
         if source.cancelled() or source.exception() is not None:
             return  # killed at close, or never came up: it gets no work
         with self._lock:
+            if self._closed:
+                return
             self._started.append(index)
             node, pid = source.result()
             if node == self._node:
@@ -194,6 +196,8 @@ class RayPool:
             self._closed = True
             pending, self._pending = list(self._pending), deque()
             calls = list(self._refs.values())
+            # Actors that start from now on get no work, so no segment: not waited for.
+            local = list(self._local.values())
         for target, *_ in pending:
             target.cancel()
         for actor in self._actors:
@@ -202,7 +206,7 @@ class RayPool:
         # Ray reports an actor dead before its process is gone: wait for the processes
         # on this node, which may still be creating a segment under a leased name.
         deadline = time.monotonic() + timeout
-        for pid in self._local.values():
+        for pid in local:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.01)
         self._ray.wait(calls, num_returns=len(calls), timeout=max(deadline - time.monotonic(), 0))
