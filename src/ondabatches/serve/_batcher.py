@@ -416,9 +416,9 @@ class Batcher:
         window = 1 if self._pool.lazy else self.buffer
         remote = self._draws_in_workers()
         while not self._exhausted and len(self._slots) < window:
-            if remote:
-                batch, next_state = None, self.batches.next_state(self._cursor)
-                step = None if next_state is None else (batch, next_state)
+            if remote:  # no batch: the worker draws it
+                next_state = self.batches.next_state(self._cursor)
+                step = None if next_state is None else (None, next_state)
             else:
                 step = self.batches.iterate_batch(self._cursor)
             if step is None:

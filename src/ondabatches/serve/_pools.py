@@ -43,6 +43,9 @@ Materialize = Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
 #: Tasks sent ahead to each worker process (see ProcessPool._assign).
 _PREFETCH = 2
 
+#: Longest wait, in seconds, for another thread to finish receiving results.
+_TURN = 0.05
+
 
 class TaskError(Exception):
     """``materialize`` raised on a worker; the argument is the formatted traceback.
@@ -350,9 +353,7 @@ class ProcessPool:
         # close() interrupts a thread waiting for results through this pipe.
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        self._workers = []
-        for _ in range(workers):
-            self._workers.append(self._spawn())
+        self._workers = [self._spawn() for _ in range(workers)]
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -399,9 +400,9 @@ class ProcessPool:
             self._pump(remaining)
 
     def _pump(self, timeout: float | None) -> None:
-        # Another thread receiving means this one has nothing to do but wait its turn
-        # (briefly, so that it sees its own future done).
-        if not self._pump_lock.acquire(timeout=-1 if timeout is None else timeout):
+        # Another thread receiving means this one has nothing to do but wait its turn,
+        # briefly: that thread may receive this one's result, then wait for its own.
+        if not self._pump_lock.acquire(timeout=_TURN if timeout is None else min(timeout, _TURN)):
             return
         try:
             if self._closed:
@@ -425,7 +426,7 @@ class ProcessPool:
             self._pump_lock.release()
 
     def _assign(self) -> None:
-        # Up to _PREFETCH tasks per worker: the next one waits in the worker's pipe, so
+        # Up to `prefetch` tasks per worker: the next ones wait in the worker's pipe, so
         # a worker never idles for the round trip between a result and its next task.
         # Breadth first, so that every worker gets work before any gets a second task.
         for depth in range(self._prefetch):

@@ -203,8 +203,9 @@ class RayPool:
         for actor in self._actors:
             # Kills a worker stuck in a batch; its calls fail, nobody waits for them.
             self._ray.kill(actor, no_restart=True)
-        # Ray reports an actor dead before its process is gone: wait for the processes
-        # on this node, which may still be creating a segment under a leased name.
+        # Ray reports an actor dead before its process is gone and its CPU free: wait
+        # for the processes on this node, so that a pool started next (or a trainer
+        # task) finds the CPUs free, as it does after closing worker processes.
         deadline = time.monotonic() + timeout
         for pid in local:
             while _alive(pid) and time.monotonic() < deadline:

@@ -235,12 +235,9 @@ class SegmentPool:
         unlink_shared(name)
 
     def abandon(self, name: str) -> None:
-        """Unlink a segment whose task failed (its content and size are unknown).
-
-        The name is never leased again but stays known, so that :meth:`close` unlinks
-        it once more: a dying worker may still be creating it.
-        """
+        """Forget a segment whose task failed (its content and size are unknown)."""
         with self._lock:
+            self._names.discard(name)
             mapping = self._maps.pop(name, None)
         _close_quietly(mapping)
         unlink_shared(name)
