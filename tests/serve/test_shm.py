@@ -10,8 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ondabatches.serve._pools import InlinePool, ProcessPool
+from ondabatches import Batcher, RandomBatches
+from ondabatches.serve._pools import InlinePool, ProcessPool, run_task
 from ondabatches.serve._shm import SegmentPool, WorkerSegments, new_segment_name, unlink_shared
+from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 from tests.serve.conftest import our_segments
 
 DTYPES = st.sampled_from(
@@ -138,3 +140,28 @@ def test_process_pool_matches_inline():
     finally:
         pool.close()
     assert our_segments() == before
+
+
+def test_the_default_materializer_decodes_straight_into_the_segment(labeled, monkeypatch):  # noqa: F811
+    # A worker that materialized into its own memory would copy each batch into the
+    # segment afterwards: as much memory traffic again as decoding it.
+    scheme = RandomBatches(eeg_rows_at(labeled, 128.0), batch_size=4, batch_duration=30 * 10**9)
+    materialize = Batcher(scheme, backend="inline").materialize
+    state = scheme.initial_state()
+    batch, _ = scheme.iterate_batch(state)
+    expected = materialize(batch, np.float32)
+    copies = []
+    copyto = np.copyto
+    monkeypatch.setattr(
+        np, "copyto", lambda dst, src, **kw: copies.append(dst.shape) or copyto(dst, src, **kw)
+    )
+    pool = SegmentPool(keep=1)
+    try:
+        result = run_task(materialize, batch, np.float32, pool.lease())
+        assert result[0] == "shm"
+        x, y = pool.receive(result[1])
+        np.testing.assert_array_equal(x, expected[0], strict=True)
+        np.testing.assert_array_equal(y, expected[1], strict=True)
+    finally:
+        pool.close()
+    assert expected[0].shape not in copies  # y is small and may be copied

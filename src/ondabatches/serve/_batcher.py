@@ -99,12 +99,15 @@ class DrawAndMaterialize:
         return self.materialize(step[0], dtype)
 
 
-def _default_materialize(batch: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+def _default_materialize(
+    batch: Any, dtype: Any, *, allocate: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
     # Imported here: materialization pulls in storage and decoding, which a Batcher
-    # given its own ``materialize`` never needs.
+    # given its own ``materialize`` never needs. ``allocate`` is passed on so that a
+    # worker decodes straight into shared memory instead of copying the batch there.
     from ..materialize import materialize_batch
 
-    return materialize_batch(batch, dtype)
+    return materialize_batch(batch, dtype, allocate=allocate)
 
 
 def _default_workers() -> int:
@@ -212,6 +215,9 @@ class Batcher:
         self._position: Any = None  # the state the next take() is expected to pass
         self._cursor: Any = None  # the state of the next batch to submit
         self._exhausted = False
+        # Whether a batch in the buffer may have failed or waits for a retry: only then
+        # does _fill look through the buffer (set by the futures' callbacks).
+        self._attention = False
         self._status: str | BaseException = "stopped"
         # take/start/stop from several threads must not interleave.
         self._lock = threading.RLock()
@@ -392,8 +398,15 @@ class Batcher:
         """Materialize ``batch``, or, when it is None, let a worker draw ``state``'s batch."""
         assert self._pool is not None
         if batch is None:
-            return self._pool.submit(self._drawing, state, self.dtype)
-        return self._pool.submit(self.materialize, batch, self.dtype)
+            future = self._pool.submit(self._drawing, state, self.dtype)
+        else:
+            future = self._pool.submit(self.materialize, batch, self.dtype)
+        future.add_done_callback(self._on_done)
+        return future
+
+    def _on_done(self, future: Future) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            self._attention = True
 
     def _batch_at(self, state: Any) -> Any:
         """The batch of ``state`` (for an error report when a worker drew it)."""
@@ -405,14 +418,8 @@ class Batcher:
 
     def _fill(self) -> None:
         """Retry failed batches whose backoff is over, then top the buffer up."""
-        now = time.monotonic()
-        for slot in self._slots:
-            if slot.retry_at is None and slot.future.done() and slot.future.exception():
-                exc = slot.future.exception()
-                if slot.attempts <= self.retries and not _permanent(exc):
-                    self._schedule_retry(slot, exc, now)
-            if slot.retry_at is not None and slot.retry_at <= now:
-                self._resubmit(slot)
+        if self._attention:
+            self._retry_due()
         window = 1 if self._pool.lazy else self.buffer
         remote = self._draws_in_workers()
         while not self._exhausted and len(self._slots) < window:
@@ -428,6 +435,20 @@ class Batcher:
             future = self._submit(self._cursor, batch)
             self._slots.append(_Slot(self._cursor, batch, next_state, future))
             self._cursor = next_state
+
+    def _retry_due(self) -> None:
+        # Cleared first: a batch failing meanwhile sets it again.
+        self._attention = False
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.retry_at is None and slot.future.done() and slot.future.exception():
+                exc = slot.future.exception()
+                if slot.attempts <= self.retries and not _permanent(exc):
+                    self._schedule_retry(slot, exc, now)
+            if slot.retry_at is not None and slot.retry_at <= now:
+                self._resubmit(slot)
+            if slot.retry_at is not None:
+                self._attention = True
 
     def _schedule_retry(self, slot: _Slot, exc: BaseException, now: float) -> None:
         delay = min(self.backoff * 2 ** (slot.attempts - 1), _MAX_BACKOFF)

@@ -462,23 +462,20 @@ class ProcessPool:
             return
 
     def _receive(self, worker: _Worker) -> None:
-        """Every result that ``worker`` has sent so far."""
-        while True:
-            try:
-                task_id, result = worker.conn.recv()
-            except (EOFError, OSError):
-                return  # the worker died; its sentinel reports it
-            with self._lock:
-                task = self._tasks.pop(task_id)
-                worker.task_ids.remove(task_id)
-            if result[0] != "shm" and task.segment is not None:
-                self._segments.abandon(task.segment[0])
-            try:
-                task.future.set_result(unpack_result(result, self._segments))
-            except BaseException as exc:
-                task.future.set_exception(exc)
-            if not worker.conn.poll():
-                return
+        """One result from ``worker`` (the selector reports the pipe again if it has more)."""
+        try:
+            task_id, result = worker.conn.recv()
+        except (EOFError, OSError):
+            return  # the worker died; its sentinel reports it
+        with self._lock:
+            task = self._tasks.pop(task_id)
+            worker.task_ids.remove(task_id)
+        if result[0] != "shm" and task.segment is not None:
+            self._segments.abandon(task.segment[0])
+        try:
+            task.future.set_result(unpack_result(result, self._segments))
+        except BaseException as exc:
+            task.future.set_exception(exc)
 
     def _replace(self, dead: _Worker) -> None:
         dead.process.join()

@@ -17,6 +17,7 @@ side, a copy out of the segment would cost as much again, where mapping costs no
 from __future__ import annotations
 
 import ctypes
+import math
 import mmap
 import os
 import secrets
@@ -46,6 +47,11 @@ class SharedArrays:
     shapes: tuple[tuple[int, ...], ...]
     dtypes: tuple[np.dtype, ...]
     offsets: tuple[int, ...]
+
+    def __reduce__(self):
+        # One goes back with every batch: plain construction unpickles faster than the
+        # generic state of a slotted dataclass.
+        return (SharedArrays, (self.name, self.size, self.shapes, self.dtypes, self.offsets))
 
 
 def new_segment_name() -> str:
@@ -220,7 +226,7 @@ class SegmentPool:
         weakref.finalize(view, self._release, shared.name, shared.size)
         arrays = []
         for shape, dtype, offset in zip(shared.shapes, shared.dtypes, shared.offsets, strict=True):
-            count = int(np.prod(shape, dtype=np.int64))
+            count = math.prod(shape)
             arrays.append(np.frombuffer(view, dtype, count, offset).reshape(shape))
         return tuple(arrays)
 
