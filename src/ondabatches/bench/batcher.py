@@ -16,7 +16,8 @@ int16 LPCM decoded to float32):
 
 Goals: 2 workers at least 1.7x one worker; shared-memory transport under 10% of
 materialization time for 50 MB batches; first batch under 2 s with processes.
-Throughput is measured after the first batch, so pool start-up is not in it.
+Throughput is measured in steady state, after the first batch and a second of warm-up
+(the time every Ray actor takes to start), so pool start-up is not in it.
 
 Run ``python -m ondabatches.bench.batcher [--quick]``.
 """
@@ -118,14 +119,22 @@ def _machine_scaling(scheme: RandomBatches, n: int, repeat: int) -> float:
     return (2 * n / two) / (n / one)
 
 
-def _throughput(scheme: RandomBatches, n: int, **options) -> tuple[float, float]:
-    """(seconds for batches 1..n after the first, seconds to the first) through a Batcher."""
+def _throughput(
+    scheme: RandomBatches, n: int, warm_up: float = 0.0, **options
+) -> tuple[float, float]:
+    """(seconds for n batches in steady state, seconds to the first) through a Batcher.
+
+    The n batches are timed after the first one and after ``warm_up`` seconds from the
+    start, by which every worker has started (a Ray actor takes about a second).
+    """
     state = scheme.initial_state()
     started = time.perf_counter()
     with Batcher(scheme, **options) as batcher:
         batcher.start(state)
         _, state = batcher.take(state)
         first = time.perf_counter() - started
+        while time.perf_counter() - started < warm_up:
+            _, state = batcher.take(state)
         started = time.perf_counter()
         for _ in range(n):
             _, state = batcher.take(state)
@@ -169,7 +178,8 @@ def _rates(name: str, seconds: float, n: int, nbytes: int, floor: tuple[float, f
 def run(quick: bool = False) -> list[Result]:
     """Measure; see the module docstring."""
     cpus = _usable_cpus()
-    n = 24 if quick else 96
+    n = 24 if quick else 192
+    warm_up = 0.0 if quick else 1.0
     repeat = 2 if quick else 3
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="ondabatches-bench-") as tmp:
@@ -209,7 +219,9 @@ def run(quick: bool = False) -> list[Result]:
                 one_worker = None
                 for workers in worker_counts(cpus):
                     options = {"backend": backend, "workers": workers}
-                    seconds = _best(lambda o=options: _throughput(scheme, n, **o)[0], repeat)
+                    seconds = _best(
+                        lambda o=options: _throughput(scheme, n, warm_up, **o)[0], repeat
+                    )
                     name = f"{backend}, {workers} worker{'s' if workers > 1 else ''}"
                     results += _rates(name, seconds, n, nbytes, floor)
                     if workers == 1:
@@ -229,18 +241,15 @@ def run(quick: bool = False) -> list[Result]:
             # Decode-heavy batches (seekable lpcm.zst): where the materialization, not
             # the manager, is most of the work per batch, as it is for real recordings.
             heavy_scheme = RandomBatches(heavy, batch_size=32, batch_duration=2 * EPOCH)
-            heavy_floor = n / min(_floor(heavy_scheme, n)[0], _floor(heavy_scheme, n)[0])
+            heavy_n = n // 2  # a quarter as many batches per second
+            heavy_floor = heavy_n / min(_floor(heavy_scheme, heavy_n)[0] for _ in range(2))
             for backend in backends:
-                rates = {
-                    w: n
-                    / _best(
-                        lambda w=w, b=backend: _throughput(heavy_scheme, n, backend=b, workers=w)[
-                            0
-                        ],
-                        repeat,
-                    )
-                    for w in (1, 2)
-                }
+
+                def heavy_seconds(workers: int, backend: str = backend) -> float:
+                    options = {"backend": backend, "workers": workers}
+                    return _throughput(heavy_scheme, heavy_n, warm_up, **options)[0]
+
+                rates = {w: heavy_n / _best(lambda w=w: heavy_seconds(w), repeat) for w in (1, 2)}
                 results.append(
                     Result(
                         f"lpcm.zst batches, {backend}, 1 worker: batches/s",

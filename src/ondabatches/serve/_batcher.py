@@ -520,7 +520,14 @@ def _traceback_of(exc: BaseException) -> str:
 def _ray_pool(batcher: Batcher) -> Pool:
     from ._ray import RayPool
 
-    return RayPool(workers=batcher.workers)
+    per_worker = -(-batcher.buffer // batcher.workers)
+    # Calls to actors on other nodes carry up to 4 batches each when the buffer has
+    # room for two such calls per actor (a Ray call costs about a millisecond of CPU).
+    return RayPool(
+        workers=batcher.workers,
+        chunk=max(1, min(4, per_worker // 2)),
+        prefetch=max(_PREFETCH, per_worker),
+    )
 
 
 _BACKENDS: dict[str, Callable[[Batcher], Pool]] = {

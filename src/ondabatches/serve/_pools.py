@@ -261,11 +261,20 @@ def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str,
     # settings made since (storage options, AWS_* credentials): take the manager's.
     os.environ.clear()
     os.environ.update(environ)
-    installed: dict[int, Materialize] = {}  # each callable arrives once (see _send_next)
+    serve_tasks(conn)
+
+
+def serve_tasks(conn: multiprocessing.connection.Connection) -> None:
+    """Run the tasks that arrive on ``conn``, sending each result back, until it closes.
+
+    A message is ``("install", key, materialize)`` (each callable arrives once, see
+    ``ProcessPool._send_next``), ``(task_id, segment, key, batch, dtype)``, or None to stop.
+    """
+    installed: dict[Any, Materialize] = {}
     while True:
         try:
             message = conn.recv()
-        except EOFError:  # the manager went away
+        except (EOFError, OSError):  # the manager went away
             return
         if message is None:
             return
@@ -273,7 +282,10 @@ def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str,
             installed[message[1]] = message[2]
             continue
         task_id, segment, key, batch, dtype = message
-        conn.send((task_id, run_task(installed[key], batch, dtype, segment)))
+        try:
+            conn.send((task_id, run_task(installed[key], batch, dtype, segment)))
+        except OSError:  # the manager went away meanwhile
+            return
 
 
 @dataclass(slots=True)

@@ -9,12 +9,16 @@ on first use.
 from __future__ import annotations
 
 import functools
+import multiprocessing.connection
 import os
+import secrets
+import selectors
+import sys
 import threading
 import time
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import require
@@ -23,11 +27,30 @@ from ._pools import (
     Materialize,
     WorkerLostError,
     run_task,
+    serve_tasks,
     unpack_result,
 )
 from ._shm import SegmentPool
 
 __all__ = ["RayBatcher"]
+
+
+@dataclass(slots=True)
+class _Call:
+    """One Ray call to a worker actor: the tasks it carries, in order."""
+
+    index: int  # of the actor
+    targets: list[Future]
+    segments: list[str | None]
+
+
+@dataclass(slots=True)
+class _Channel:
+    """The connection to a worker actor on this node, and the tasks sent over it."""
+
+    conn: multiprocessing.connection.Connection
+    task_ids: set[int] = field(default_factory=set)
+    installed: set[int] = field(default_factory=set)  # keys of the callables it holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,46 +66,72 @@ class _Shipped:
 
 
 class _RayWorker:
-    """The body of one worker actor: batches one after the other, as a worker process does."""
+    """The body of one worker actor: batches one after the other, as a worker process does.
+
+    An actor on the pool's node serves a channel (``listen`` then ``serve``); others
+    get their batches through Ray calls (``run``).
+    """
 
     def __init__(self) -> None:
         self._callables: dict[str, Materialize] = {}
+        self._listener: multiprocessing.connection.Listener | None = None
 
     def node(self) -> tuple[str, int]:
         import ray
 
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
-    def run(self, shipped: _Shipped, batch: Any, dtype: Any, segment: tuple[str, int] | None):
+    def listen(self, authkey: bytes) -> Any:
+        """Open a local socket for the pool's channel; its address."""
+        # Linux's abstract socket names leave no file behind, whatever happens.
+        address = f"\0ondabatches-{os.getpid()}-{secrets.token_hex(8)}"
+        self._listener = multiprocessing.connection.Listener(
+            address if sys.platform == "linux" else None, family="AF_UNIX", authkey=authkey
+        )
+        return self._listener.address
+
+    def serve(self) -> None:
+        """Run the tasks that the pool sends over its channel until it closes the channel."""
+        listener, self._listener = self._listener, None
+        assert listener is not None, "listen() comes first"
+        with listener:
+            conn = listener.accept()
+        with conn:
+            serve_tasks(conn)
+
+    def run(self, shipped: _Shipped, tasks: list[tuple[Any, Any, tuple[str, int] | None]]):
+        """Run ``(batch, dtype, segment)`` tasks one after the other; their results, in order."""
         materialize = self._callables.get(shipped.key)
         if materialize is None:  # first use, or this actor was restarted
             import ray
 
             materialize = self._callables[shipped.key] = ray.get(shipped.refs[0])
-        return run_task(materialize, batch, dtype, segment)
+        return [run_task(materialize, batch, dtype, segment) for batch, dtype, segment in tasks]
 
 
 class RayPool:
     """Run batches on ``workers`` Ray actors of one CPU each, spread over the cluster.
 
-    Each actor holds up to ``_PREFETCH`` calls, so that it never idles for the round
-    trip between a result and its next batch (persistent actors also cost far less per
-    batch than a Ray task each). An actor that dies is restarted by Ray; the calls it
-    held fail and the Batcher retries them. Work goes only to actors that have
-    started, so asking for more workers than the cluster has free CPUs still runs, on
-    fewer.
+    Work goes only to actors that have started, so asking for more workers than the
+    cluster has free CPUs still runs, on fewer. An actor that dies is restarted by
+    Ray; the batches it held fail and the Batcher retries them.
 
-    An actor on this process's node writes its batches into shared-memory segments
-    leased here, as worker processes do, and only their description travels through
-    Ray: the arrays come back writable, without a copy into and out of the object
-    store. Batches from other nodes come back as read-only arrays over the object store.
+    - An actor on this process's node takes its batches over a local socket (a
+      *channel*), ``prefetch`` at a time, exactly as a worker process does: a Ray call
+      costs about a millisecond of CPU on each side, as much as a light batch's
+      decoding. It writes the arrays into shared-memory segments leased here, so they
+      come back writable and without a copy.
+    - An actor on another node gets Ray calls of up to ``chunk`` batches each, two calls
+      at a time, and its arrays come back as read-only views of Ray's object store.
     """
 
     lazy = False
-    #: A materialize callable goes to the object store once (see :class:`_Shipped`).
+    #: A materialize callable reaches each actor once (see :class:`_Shipped`).
     sends_once = True
 
-    def __init__(self, *, workers: int):
+    def __init__(
+        self, *, workers: int, chunk: int = 1, prefetch: int = _PREFETCH, channels: bool = True
+    ):
         self._ray = require("ray", "ray")
         self._shipped: dict[int, tuple[Materialize, _Shipped]] = {}
         actor_class = self._ray.remote(
@@ -96,30 +145,94 @@ class RayPool:
         )(_RayWorker)
         self._lock = threading.Lock()
         self._closed = False
+        self._chunk = chunk
+        self._prefetch = prefetch
+        self._use_channels = channels
         self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
-        self._refs: dict[Future, Any] = {}
+        self._calls: dict[int, tuple[_Call, Any]] = {}  # by id: each call and its ref
         self._node = self._ray.get_runtime_context().get_node_id()
-        self._segments = SegmentPool(keep=workers + 2)
-        self._leased: dict[Future, str] = {}  # segment of each call to a local actor
+        # Free segments kept for reuse: as for worker processes, plus a chunk, since a
+        # chunk leases its segments at once while the consumer frees them one by one.
+        self._segments = SegmentPool(keep=workers + 2 + chunk)
         self._actors = [actor_class.remote() for _ in range(workers)]
-        self._load = [0] * workers  # calls in flight per actor
+        self._load = [0] * workers  # calls (or, over a channel, tasks) in flight per actor
         self._started: list[int] = []
         self._local: dict[int, int] = {}  # actors on this node: their process ids
-        for i, actor in enumerate(self._actors):
-            ready = actor.node.remote()
-            ready.future().add_done_callback(functools.partial(self._ready, i))
+        # Channels: one thread reads every channel; it also connects new ones.
+        self._authkey = secrets.token_bytes(32)
+        self._channels: dict[int, _Channel] = {}
+        self._tasks: dict[int, tuple[Future, str, int]] = {}  # id: target, segment, actor
+        self._next_id = 0
+        self._serving: list[Any] = []  # the refs of the actors' serve() calls
+        self._connect: deque[tuple[int, int, Any]] = deque()  # actor, pid, address
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = os.pipe()
+        self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
+        self._reader = threading.Thread(
+            target=self._read_channels, name="ondabatches-ray-channels", daemon=True
+        )
+        self._reader.start()
+        for i in range(workers):
+            self._start(i)
+
+    def _start(self, index: int) -> None:
+        """Ask actor ``index`` where it runs (Ray answers once it is up or restarted)."""
+        ready = self._actors[index].node.remote()
+        ready.future().add_done_callback(functools.partial(self._ready, index))
 
     def _ready(self, index: int, source: Future) -> None:
+        if self._restarting(index, source):
+            return
         if source.cancelled() or source.exception() is not None:
             return  # killed at close, or never came up: it gets no work
+        node, pid = source.result()
+        if node == self._node and self._use_channels:
+            listening = self._actors[index].listen.remote(self._authkey)
+            listening.future().add_done_callback(functools.partial(self._listening, index, pid))
+            return
         with self._lock:
             if self._closed:
                 return
             self._started.append(index)
-            node, pid = source.result()
             if node == self._node:
                 self._local[index] = pid
         self._launch()
+
+    def _restarting(self, index: int, source: Future) -> bool:
+        """Whether Ray is restarting actor ``index``: then it is asked again."""
+        if source.cancelled() or self._closed:
+            return False
+        # Right after an actor dies, Ray may still send it calls, which fail with this:
+        # the restart comes soon after.
+        if isinstance(source.exception(), self._ray.exceptions.ActorUnavailableError):
+            self._start(index)
+            return True
+        return False
+
+    def _listening(self, index: int, pid: int, source: Future) -> None:
+        if self._restarting(index, source):
+            return
+        error = None if source.cancelled() else source.exception()
+        if source.cancelled() or isinstance(error, self._ray.exceptions.RayActorError):
+            return  # it died for good (killed at close)
+        with self._lock:
+            if self._closed:
+                return
+            if error is not None:
+                # No local socket there: Ray calls it is.
+                self._started.append(index)
+                self._local[index] = pid
+                fallback = True
+            else:
+                fallback = False
+        if fallback:
+            self._launch()
+            return
+        with self._lock:
+            self._serving.append(self._actors[index].serve.remote())
+            # Connecting waits for the actor to accept: the channels' thread does it.
+            self._connect.append((index, pid, source.result()))
+        os.write(self._wake_writer, b"c")
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
         target: Future = Future()
@@ -128,66 +241,188 @@ class RayPool:
         self._launch()
         return target
 
+    def _fill(self, index: int) -> float:
+        """How full actor ``index`` is: 1 when it holds all it may."""
+        if index in self._channels:
+            return self._load[index] / self._prefetch
+        return self._load[index] / _PREFETCH
+
     def _launch(self) -> None:
         while True:
             with self._lock:
                 if self._closed or not self._pending or not self._started:
                     return
-                index = min(self._started, key=self._load.__getitem__)
-                if self._load[index] >= _PREFETCH:
+                index = min(self._started, key=self._fill)
+                if self._fill(index) >= 1:
                     return
-                target, materialize, batch, dtype = self._pending.popleft()
-                if not target.set_running_or_notify_cancel():  # cancelled while waiting
+                channel = self._channels.get(index)
+                if channel is not None:
+                    self._send(index, channel)
                     continue
-                segment = self._segments.lease() if index in self._local else None
-                ref = self._actors[index].run.remote(self._ship(materialize), batch, dtype, segment)
-                if segment is not None:
-                    self._leased[target] = segment[0]
-                self._load[index] += 1
-                self._refs[target] = ref
-            ref.future().add_done_callback(functools.partial(self._finished, target, index))
+                # A busy actor's next call waits for a full chunk of tasks.
+                if self._load[index] and len(self._pending) < self._chunk:
+                    return
+                call, ref = self._call(index)
+                if ref is None:
+                    continue
+            ref.future().add_done_callback(functools.partial(self._finished, call))
+
+    def _call(self, index: int) -> tuple[_Call, Any]:
+        """Send up to a chunk of pending tasks to actor ``index`` in one Ray call."""
+        call, materialize, tasks = _Call(index, [], []), None, []
+        while self._pending and len(tasks) < self._chunk:
+            target, task_materialize, batch, dtype = self._pending[0]
+            if materialize is not None and task_materialize is not materialize:
+                break  # one callable per call
+            self._pending.popleft()
+            if not target.set_running_or_notify_cancel():  # cancelled while waiting
+                continue
+            materialize = task_materialize
+            segment = self._segments.lease() if index in self._local else None
+            call.targets.append(target)
+            call.segments.append(None if segment is None else segment[0])
+            tasks.append((batch, dtype, segment))
+        if not tasks:
+            return call, None
+        ref = self._actors[index].run.remote(self._ship(materialize), tasks)
+        self._load[index] += 1
+        self._calls[id(call)] = (call, ref)
+        return call, ref
+
+    def _send(self, index: int, channel: _Channel) -> None:
+        """Send the next pending task to actor ``index`` over its channel."""
+        target, materialize, batch, dtype = self._pending.popleft()
+        if not target.set_running_or_notify_cancel():  # cancelled while waiting
+            return
+        segment = self._segments.lease()
+        key = id(materialize)
+        task_id = self._next_id
+        self._next_id += 1
+        try:
+            if key not in channel.installed:
+                channel.conn.send(("install", key, materialize))
+                self._shipped.setdefault(key, (materialize, None))  # holds the id
+                channel.installed.add(key)
+            channel.conn.send((task_id, segment, key, batch, dtype))
+        except Exception as exc:  # an unpicklable batch, or the actor went away
+            self._segments.abandon(segment[0])
+            target.set_exception(exc)
+            return
+        self._tasks[task_id] = (target, segment[0], index)
+        channel.task_ids.add(task_id)
+        self._load[index] += 1
 
     def _ship(self, materialize: Materialize) -> _Shipped:
         entry = self._shipped.get(id(materialize))
-        if entry is None:
+        if entry is None or entry[1] is None:
             ref = self._ray.put(materialize)
             # The callable is held with its handle, so that its id is not reused.
             entry = self._shipped[id(materialize)] = (materialize, _Shipped(ref.hex(), [ref]))
         return entry[1]
 
-    def _finished(self, target: Future, index: int, source: Future) -> None:
+    def _finished(self, call: _Call, source: Future) -> None:
         with self._lock:
-            self._refs.pop(target, None)
-            self._load[index] -= 1
-            segment = self._leased.pop(target, None)
+            self._calls.pop(id(call), None)
+            self._load[call.index] -= 1
             closed = self._closed
         try:
-            result = None
-            if closed:  # nobody takes it; close() unlinks its segment
-                target.cancel() or target.set_exception(WorkerLostError("the pool was closed"))
-                segment = None
-            elif source.cancelled():
-                target.set_exception(WorkerLostError("the Ray call was cancelled"))
-            elif source.exception() is not None:
-                target.set_exception(source.exception())
-            else:
-                result = source.result()
-            if segment is not None and (result is None or result[0] != "shm"):
-                self._segments.abandon(segment)
-            if result is not None:
-                try:
-                    # Zero-copy either way: arrays over a segment, or read-only views
-                    # of the object store that keep the object alive while held
-                    # (copying a batch here would cost the manager as much CPU as a
-                    # worker spends on it).
-                    target.set_result(unpack_result(result, self._segments))
-                except BaseException as exc:  # a TaskError: materialize itself failed
-                    target.set_exception(exc)
+            for i, (target, segment) in enumerate(zip(call.targets, call.segments, strict=True)):
+                if closed:  # nobody takes it; close() unlinks its segment
+                    target.cancel() or target.set_exception(WorkerLostError("the pool was closed"))
+                    continue
+                if source.cancelled():
+                    target.set_exception(WorkerLostError("the Ray call was cancelled"))
+                    result = None
+                elif source.exception() is not None:
+                    target.set_exception(source.exception())
+                    result = None
+                else:
+                    result = source.result()[i]
+                self._resolve(target, segment, result)
         finally:
             self._launch()
 
+    def _resolve(self, target: Future, segment: str | None, result: Any) -> None:
+        if segment is not None and (result is None or result[0] != "shm"):
+            self._segments.abandon(segment)
+        if result is None:
+            return
+        try:
+            # Zero-copy either way: arrays over a segment, or read-only views of the
+            # object store that keep the object alive while held (copying a batch here
+            # would cost the manager as much CPU as a worker spends on it).
+            target.set_result(unpack_result(result, self._segments))
+        except BaseException as exc:  # a TaskError: materialize itself failed
+            target.set_exception(exc)
+
+    # -- channels (actors on this node) -------------------------------------------------
+
+    def _read_channels(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    os.read(self._wake_reader, 512)
+                    if self._closed:
+                        return
+                    self._open_channels()
+                    continue
+                index = key.data
+                channel = self._channels[index]
+                try:
+                    task_id, result = channel.conn.recv()
+                except (EOFError, OSError):
+                    self._lose_channel(index)
+                    continue
+                with self._lock:
+                    target, segment, _ = self._tasks.pop(task_id)
+                    channel.task_ids.discard(task_id)
+                    self._load[index] -= 1
+                self._resolve(target, segment, result)
+                self._launch()
+
+    def _open_channels(self) -> None:
+        while self._connect:
+            index, pid, address = self._connect.popleft()
+            try:
+                conn = multiprocessing.connection.Client(
+                    address, family="AF_UNIX", authkey=self._authkey
+                )
+            except (OSError, EOFError, multiprocessing.AuthenticationError):
+                if not self._closed:  # the actor died meanwhile: wait for its restart
+                    self._start(index)
+                continue
+            with self._lock:
+                if self._closed:
+                    conn.close()
+                    return
+                self._channels[index] = _Channel(conn)
+                self._selector.register(conn, selectors.EVENT_READ, index)
+                self._local[index] = pid
+                self._started.append(index)
+        self._launch()
+
+    def _lose_channel(self, index: int) -> None:
+        """Actor ``index`` died: fail its batches, then wait for Ray to restart it."""
+        with self._lock:
+            channel = self._channels.pop(index)
+            self._selector.unregister(channel.conn)
+            channel.conn.close()
+            self._started.remove(index)
+            pid = self._local.pop(index, None)
+            lost = [self._tasks.pop(i) for i in channel.task_ids]
+            self._load[index] = 0
+            closed = self._closed
+        for target, segment, _ in lost:
+            self._segments.abandon(segment)
+            target.set_exception(
+                WorkerLostError(f"Ray worker actor (process {pid}) died while it held a batch")
+            )
+        if not closed:
+            self._start(index)
+        self._launch()
+
     def cancel(self, future: Future) -> None:
-        # A call still waiting here never runs; one sent to an actor runs to its end
+        # A task still waiting here never runs; one sent to an actor runs to its end
         # (its result is dropped): Ray cannot interrupt a running actor call.
         future.cancel()
 
@@ -195,14 +430,26 @@ class RayPool:
         with self._lock:
             self._closed = True
             pending, self._pending = list(self._pending), deque()
-            calls = list(self._refs.values())
+            calls = [ref for _, ref in self._calls.values()] + self._serving
             # Actors that start from now on get no work, so no segment: not waited for.
             local = list(self._local.values())
-        for target, *_ in pending:
-            target.cancel()
+        os.write(self._wake_writer, b"x")
+        # The thread may be connecting to an actor that is slow to accept: the kill
+        # below ends that.
+        self._reader.join(timeout)
         for actor in self._actors:
             # Kills a worker stuck in a batch; its calls fail, nobody waits for them.
             self._ray.kill(actor, no_restart=True)
+        self._reader.join(timeout)
+        for channel in self._channels.values():
+            channel.conn.close()
+        self._selector.close()
+        os.close(self._wake_reader)
+        os.close(self._wake_writer)
+        for target, *_ in pending:
+            target.cancel()
+        for target, _, _ in self._tasks.values():
+            target.cancel() or target.set_exception(WorkerLostError("the pool was closed"))
         # Ray reports an actor dead before its process is gone and its CPU free: wait
         # for the processes on this node, so that a pool started next (or a trainer
         # task) finds the CPUs free, as it does after closing worker processes.

@@ -36,6 +36,8 @@ __all__: list[str] = []
 _ALIGN = 64
 # Segment sizes are rounded up to whole multiples of this, plus one.
 _SLACK = 1 << 20
+# A worker looks for mappings of unlinked segments every this many tasks.
+_SWEEP = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,20 +89,40 @@ class WorkerSegments:
     what the manager knows of it, 0 for a new one); ``allocate(shape, dtype)`` returns
     an array over the segment, growing it if needed; ``finish(arrays)`` puts any
     arrays that were not allocated there into it and describes the result.
+
+    Mapping a segment costs a page-table entry per page (a tenth of a millisecond for
+    a few MB), so mappings are kept for as long as their segment may come back: up to
+    ``keep`` of them, as many as a deep buffer keeps in rotation. A mapping of a
+    segment the manager has unlinked would hold its memory, so every ``_SWEEP`` tasks
+    the worker lets go of those.
     """
 
-    def __init__(self, keep: int = 8):
+    def __init__(self, keep: int = 64):
         self._keep = keep
         self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
         self._name: str | None = None
         self._used = 0
         self._layout: list[tuple[np.ndarray, int]] = []
+        self._tasks = 0
 
     def begin(self, name: str, size: int) -> None:
         self._name, self._used, self._layout = name, 0, []
+        self._tasks += 1
+        if self._tasks % _SWEEP == 0:
+            self._sweep()
         mapping = self._maps.get(name)
         if mapping is not None and len(mapping) < size:  # another worker grew it
             self._drop(name)
+
+    def _sweep(self) -> None:
+        """Drop the mappings of segments whose name is gone."""
+        import _posixshmem
+
+        for name in list(self._maps):
+            try:
+                os.close(_posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600))
+            except FileNotFoundError:
+                self._drop(name)
 
     def _mapping(self, need: int) -> mmap.mmap:
         assert self._name is not None
