@@ -21,7 +21,13 @@ import pytest
 
 from ondabatches import Batcher, BatcherError, WorkerError
 from tests.serve.conftest import ROOT
-from tests.serve.toy import DRAWS, SteppingToyScheme, ToyScheme, toy_materialize
+from tests.serve.toy import (
+    DRAWS,
+    SteppingToyScheme,
+    ToyScheme,
+    UnloadableMaterialize,
+    toy_materialize,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -344,6 +350,22 @@ def test_processes_survive_sigkill(tmp_path, no_leaks):
     killed = int(marker.read_text())
     assert killed not in pids
     assert_same(got, reference(ToyScheme(), 0, 6))
+
+
+@pytest.mark.parametrize("backend", ["processes", pytest.param("ray", marks=pytest.mark.ray)])
+def test_a_materializer_that_cannot_load_in_a_worker_fails_at_once(backend, request, no_leaks):
+    if backend == "ray":
+        request.getfixturevalue("ray_session")
+    scheme = ToyScheme()
+    with Batcher(
+        scheme, workers=1, backend=backend, materialize=UnloadableMaterialize()
+    ) as batcher:
+        batcher.start(0)
+        with pytest.raises(WorkerError) as info:
+            batcher.take(0)
+        assert "after 1 attempt" in str(info.value)  # permanent: not retried
+        assert "could not be unpickled in the worker" in info.value.worker_traceback
+        assert "cannot be loaded in a worker" in info.value.worker_traceback
 
 
 def test_rejects_bad_arguments():

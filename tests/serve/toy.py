@@ -112,3 +112,17 @@ class SteppingToyScheme(ToyScheme):
 
     def next_state(self, state):
         return None if self.n_batches is not None and state >= self.n_batches else state + 1
+
+
+def _refuse_to_load():
+    raise RuntimeError("this materializer cannot be loaded in a worker")
+
+
+class UnloadableMaterialize:
+    """``toy_materialize`` that pickles, but whose unpickling raises (in a worker)."""
+
+    def __call__(self, batch, dtype):
+        return toy_materialize(batch, dtype)
+
+    def __reduce__(self):
+        return (_refuse_to_load, ())

@@ -20,6 +20,7 @@ import inspect
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import selectors
 import threading
 import time
@@ -28,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Protocol
 
 import numpy as np
@@ -267,10 +269,13 @@ def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str,
 def serve_tasks(conn: multiprocessing.connection.Connection) -> None:
     """Run the tasks that arrive on ``conn``, sending each result back, until it closes.
 
-    A message is ``("install", key, materialize)`` (each callable arrives once, see
-    ``ProcessPool._send_next``), ``(task_id, segment, key, batch, dtype)``, or None to stop.
+    A message is ``("install", key, pickled)``: a materialize callable, pickled apart so
+    that a callable that cannot be unpickled here fails its tasks rather than this
+    loop (each arrives once, see ``ProcessPool._send_next``);
+    ``(task_id, segment, key, batch, dtype)``; or None to stop.
     """
     installed: dict[Any, Materialize] = {}
+    broken: dict[Any, str] = {}  # keys whose callable could not be unpickled: why
     while True:
         try:
             message = conn.recv()
@@ -279,11 +284,19 @@ def serve_tasks(conn: multiprocessing.connection.Connection) -> None:
         if message is None:
             return
         if message[0] == "install":
-            installed[message[1]] = message[2]
+            try:
+                installed[message[1]] = pickle.loads(message[2])
+            except Exception:
+                broken[message[1]] = traceback.format_exc()
             continue
         task_id, segment, key, batch, dtype = message
+        if key in broken:
+            why = f"the materialize callable could not be unpickled in the worker:\n{broken[key]}"
+            result: Any = ("error", why, True)
+        else:
+            result = run_task(installed[key], batch, dtype, segment)
         try:
-            conn.send((task_id, run_task(installed[key], batch, dtype, segment)))
+            conn.send((task_id, result))
         except OSError:  # the manager went away meanwhile
             return
 
@@ -461,7 +474,8 @@ class ProcessPool:
                 if key not in worker.installed:
                     # A callable may be heavy (one that draws batches holds the whole
                     # batch scheme): each worker gets it once and tasks name it.
-                    worker.conn.send(("install", key, task.materialize))
+                    pickled = bytes(ForkingPickler.dumps(task.materialize))
+                    worker.conn.send(("install", key, pickled))
                     self._callables[key] = task.materialize
                     worker.installed.add(key)
                 worker.conn.send((task_id, task.segment, key, task.batch, task.dtype))

@@ -300,7 +300,9 @@ class RayPool:
         self._next_id += 1
         try:
             if key not in channel.installed:
-                channel.conn.send(("install", key, materialize))
+                # By value where need be, as Ray pickles: a callable defined in the
+                # trainer's __main__ cannot be imported on the actor.
+                channel.conn.send(("install", key, self._ray.cloudpickle.dumps(materialize)))
                 self._shipped.setdefault(key, (materialize, None))  # holds the id
                 channel.installed.add(key)
             channel.conn.send((task_id, segment, key, batch, dtype))
