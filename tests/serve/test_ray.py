@@ -83,8 +83,8 @@ def test_ray_calls_carry_chunks_of_batches_in_order(ray_session, no_leaks):
     sizes = []
     call = pool._call
 
-    def counted(index):
-        made = call(index)
+    def counted(index, chunk):
+        made = call(index, chunk)
         sizes.append(len(made[0].targets))
         return made
 
@@ -100,6 +100,20 @@ def test_ray_calls_carry_chunks_of_batches_in_order(ray_session, no_leaks):
         np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
     assert sum(sizes) == 10 and max(sizes) == 3
     assert len(sizes) < 10
+
+
+def test_calls_carry_several_batches_only_when_batches_are_quick(ray_session, no_leaks):
+    pool = RayPool(workers=1, chunk=4, channels=False)
+    try:
+        assert pool._chunk_size() == 1  # nothing measured yet
+        for _ in range(20):
+            pool._timed(0.002)  # 2 ms per batch: a 1 ms call would be half as much again
+        assert pool._chunk_size() == 4
+        for _ in range(20):
+            pool._timed(0.25)  # S3-latency-bound batches: one per call
+        assert pool._chunk_size() == 1
+    finally:
+        pool.close()
 
 
 def test_a_killed_actor_is_reconnected_after_its_restart(ray_session, no_leaks):

@@ -9,6 +9,7 @@ on first use.
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing.connection
 import os
 import secrets
@@ -33,6 +34,9 @@ from ._pools import (
 from ._shm import SegmentPool
 
 __all__ = ["RayBatcher"]
+
+#: About what a Ray call costs in CPU, on each side.
+_CALL_SECONDS = 1e-3
 
 
 @dataclass(slots=True)
@@ -100,13 +104,18 @@ class _RayWorker:
             serve_tasks(conn)
 
     def run(self, shipped: _Shipped, tasks: list[tuple[Any, Any, tuple[str, int] | None]]):
-        """Run ``(batch, dtype, segment)`` tasks one after the other; their results, in order."""
+        """Run ``(batch, dtype, segment)`` tasks one after the other.
+
+        Returns their results, in order, and the seconds they took.
+        """
         materialize = self._callables.get(shipped.key)
         if materialize is None:  # first use, or this actor was restarted
             import ray
 
             materialize = self._callables[shipped.key] = ray.get(shipped.refs[0])
-        return [run_task(materialize, batch, dtype, segment) for batch, dtype, segment in tasks]
+        started = time.perf_counter()
+        results = [run_task(materialize, batch, dtype, segment) for batch, dtype, segment in tasks]
+        return results, time.perf_counter() - started
 
 
 class RayPool:
@@ -146,6 +155,7 @@ class RayPool:
         self._lock = threading.Lock()
         self._closed = False
         self._chunk = chunk
+        self._per_batch: float | None = None  # seconds, as the actors report
         self._prefetch = prefetch
         self._use_channels = channels
         self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
@@ -260,17 +270,25 @@ class RayPool:
                     self._send(index, channel)
                     continue
                 # A busy actor's next call waits for a full chunk of tasks.
-                if self._load[index] and len(self._pending) < self._chunk:
+                chunk = self._chunk_size()
+                if self._load[index] and len(self._pending) < chunk:
                     return
-                call, ref = self._call(index)
+                call, ref = self._call(index, chunk)
                 if ref is None:
                     continue
             ref.future().add_done_callback(functools.partial(self._finished, call))
 
-    def _call(self, index: int) -> tuple[_Call, Any]:
-        """Send up to a chunk of pending tasks to actor ``index`` in one Ray call."""
+    def _chunk_size(self) -> int:
+        """How many batches a call carries: enough that the call's own cost is at most
+        about a tenth of theirs (one until the actors have reported their time)."""
+        if not self._per_batch:
+            return 1
+        return max(1, min(self._chunk, math.ceil(_CALL_SECONDS / (0.1 * self._per_batch))))
+
+    def _call(self, index: int, chunk: int) -> tuple[_Call, Any]:
+        """Send up to ``chunk`` pending tasks to actor ``index`` in one Ray call."""
         call, materialize, tasks = _Call(index, [], []), None, []
-        while self._pending and len(tasks) < self._chunk:
+        while self._pending and len(tasks) < chunk:
             target, task_materialize, batch, dtype = self._pending[0]
             if materialize is not None and task_materialize is not materialize:
                 break  # one callable per call
@@ -339,10 +357,18 @@ class RayPool:
                     target.set_exception(source.exception())
                     result = None
                 else:
-                    result = source.result()[i]
+                    results, seconds = source.result()
+                    result = results[i]
+                    if i == 0:
+                        self._timed(seconds / len(results))
                 self._resolve(target, segment, result)
         finally:
             self._launch()
+
+    def _timed(self, per_batch: float) -> None:
+        # A moving average: the last few calls count.
+        previous = self._per_batch
+        self._per_batch = per_batch if previous is None else 0.75 * previous + 0.25 * per_batch
 
     def _resolve(self, target: Future, segment: str | None, result: Any) -> None:
         if segment is not None and (result is None or result[0] != "shm"):
