@@ -12,7 +12,13 @@ from hypothesis.extra import numpy as hnp
 
 from ondabatches import Batcher, RandomBatches
 from ondabatches.serve._pools import InlinePool, ProcessPool, run_task
-from ondabatches.serve._shm import SegmentPool, WorkerSegments, new_segment_name, unlink_shared
+from ondabatches.serve._shm import (
+    _SWEEP,
+    SegmentPool,
+    WorkerSegments,
+    new_segment_name,
+    unlink_shared,
+)
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 from tests.serve.conftest import our_segments
 
@@ -88,6 +94,24 @@ def test_segments_are_recycled_once_the_consumer_drops_the_arrays():
     finally:
         pool.close()
     assert our_segments() == before
+
+
+def test_a_worker_lets_go_of_the_mappings_of_unlinked_segments():
+    # A worker's mapping would keep an unlinked segment's memory: it sweeps them.
+    pool, worker = SegmentPool(keep=4), WorkerSegments()
+    try:
+        name, arrays = _round_trip(pool, worker, (np.ones(1000), np.zeros(1)))
+        del arrays
+        gc.collect()  # the segment is free again, and the worker keeps its mapping
+        kept, _ = pool.lease()
+        assert kept == name and name in worker._maps
+        pool.abandon(name)  # now unlinked
+        for _ in range(_SWEEP):
+            _round_trip(pool, worker, (np.ones(10), np.zeros(1)))
+        assert name not in worker._maps
+        assert worker._maps  # the live segments' mappings stay
+    finally:
+        pool.close()
 
 
 def test_arrays_outlive_the_pool_that_unlinked_their_segment():
