@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.connection
 import os
 import signal
 
@@ -130,3 +131,41 @@ def test_a_killed_actor_is_reconnected_after_its_restart(ray_session, no_leaks):
     for k, (x, y) in enumerate(got):
         np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
         np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
+
+
+def test_actors_without_shared_memory_return_object_store_arrays(ray_session, no_leaks):
+    # As actors on other nodes do: Ray calls, arrays through the object store.
+    scheme = ToyScheme()
+    pool = RayPool(workers=1, chunk=2, shared_memory=False)
+    try:
+        futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
+                   for k in range(5)]  # fmt: skip
+        for k, future in enumerate(futures):
+            x, y = future.result(timeout=30)
+            np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
+            np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
+            assert not x.flags.writeable  # zero-copy views of the object store
+        assert not pool._channels and not pool._local
+    finally:
+        pool.close()
+
+
+def test_an_actor_that_cannot_be_reached_on_its_channel_takes_ray_calls(
+    ray_session, monkeypatch, no_leaks
+):
+    def unreachable(*args, **kwargs):
+        raise ConnectionRefusedError("no route to the actor's socket")
+
+    monkeypatch.setattr(multiprocessing.connection, "Client", unreachable)
+    scheme = ToyScheme()
+    pool = RayPool(workers=1, accept_timeout=0.5)
+    try:
+        futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
+                   for k in range(3)]  # fmt: skip
+        for k, future in enumerate(futures):
+            x, _ = future.result(timeout=30)
+            np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
+            assert x.flags.writeable  # the same machine: still through shared memory
+        assert not pool._channels and len(pool._local) == 1
+    finally:
+        pool.close()

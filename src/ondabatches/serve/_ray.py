@@ -14,7 +14,10 @@ import multiprocessing.connection
 import os
 import secrets
 import selectors
+import shutil
+import socket
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -37,6 +40,10 @@ __all__ = ["RayBatcher"]
 
 #: About what a Ray call costs in CPU, on each side.
 _CALL_SECONDS = 1e-3
+
+#: Seconds an actor waits for the pool to connect to its channel before giving up (it
+#: then takes Ray calls).
+_ACCEPT_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -78,29 +85,56 @@ class _RayWorker:
 
     def __init__(self) -> None:
         self._callables: dict[str, Materialize] = {}
-        self._listener: multiprocessing.connection.Listener | None = None
+        self._listening: tuple[socket.socket, bytes] | None = None
 
-    def node(self) -> tuple[str, int]:
-        import ray
+    def where(self, probe: str | None) -> tuple[bool, int]:
+        """Whether this actor shares the pool's machine (it sees the shared-memory
+        segment ``probe``), and its process id."""
+        import _posixshmem
 
-        return ray.get_runtime_context().get_node_id(), os.getpid()
+        if probe is None:
+            return False, os.getpid()
+        try:
+            os.close(_posixshmem.shm_open("/" + probe, os.O_RDONLY, mode=0o600))
+        except OSError:
+            return False, os.getpid()
+        return True, os.getpid()
 
-    def listen(self, authkey: bytes) -> Any:
+    def listen(self, authkey: bytes, timeout: float = _ACCEPT_SECONDS) -> str:
         """Open a local socket for the pool's channel; its address."""
-        # Linux's abstract socket names leave no file behind, whatever happens.
-        address = f"\0ondabatches-{os.getpid()}-{secrets.token_hex(8)}"
-        self._listener = multiprocessing.connection.Listener(
-            address if sys.platform == "linux" else None, family="AF_UNIX", authkey=authkey
-        )
-        return self._listener.address
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if sys.platform == "linux":  # an abstract name leaves no file behind
+            address = f"\0ondabatches-{os.getpid()}-{secrets.token_hex(8)}"
+        else:
+            address = os.path.join(tempfile.mkdtemp(prefix="ondabatches-"), "channel")
+        listener.bind(address)
+        listener.listen(1)
+        listener.settimeout(timeout)
+        self._listening = (listener, authkey)
+        return address
 
     def serve(self) -> None:
-        """Run the tasks that the pool sends over its channel until it closes the channel."""
-        listener, self._listener = self._listener, None
-        assert listener is not None, "listen() comes first"
-        with listener:
-            conn = listener.accept()
-        with conn:
+        """Run the tasks that the pool sends over its channel until it closes the channel.
+
+        Returns if the pool does not connect within the ``timeout`` given to
+        :meth:`listen` (it then sends Ray calls instead).
+        """
+        assert self._listening is not None, "listen() comes first"
+        (listener, authkey), self._listening = self._listening, None
+        try:
+            accepted, _ = listener.accept()
+        except TimeoutError:
+            return
+        finally:
+            address = listener.getsockname()
+            listener.close()
+            if isinstance(address, str) and address and not address.startswith("\0"):
+                shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+        accepted.settimeout(None)
+        with multiprocessing.connection.Connection(accepted.detach()) as conn:
+            # The handshake of multiprocessing's Listener: each side proves the key.
+            multiprocessing.connection.deliver_challenge(conn, authkey)
+            multiprocessing.connection.answer_challenge(conn, authkey)
             serve_tasks(conn)
 
     def run(self, shipped: _Shipped, tasks: list[tuple[Any, Any, tuple[str, int] | None]]):
@@ -125,13 +159,16 @@ class RayPool:
     cluster has free CPUs still runs, on fewer. An actor that dies is restarted by
     Ray; the batches it held fail and the Batcher retries them.
 
-    - An actor on this process's node takes its batches over a local socket (a
-      *channel*), ``prefetch`` at a time, exactly as a worker process does: a Ray call
-      costs about a millisecond of CPU on each side, as much as a light batch's
-      decoding. It writes the arrays into shared-memory segments leased here, so they
-      come back writable and without a copy.
-    - An actor on another node gets Ray calls of up to ``chunk`` batches each, two calls
-      at a time, and its arrays come back as read-only views of Ray's object store.
+    - An actor that shares this machine's shared memory takes its batches over a local
+      socket (a *channel*), ``prefetch`` at a time, exactly as a worker process does: a
+      Ray call costs about a millisecond of CPU on each side, as much as a light
+      batch's decoding. It writes the arrays into shared-memory segments leased here,
+      so they come back writable and without a copy. Without ``channels`` it gets Ray
+      calls but still writes into shared memory; a channel it cannot be reached on
+      (``accept_timeout``) falls back to the same.
+    - An actor elsewhere (or every actor, without ``shared_memory``) gets Ray calls of
+      up to ``chunk`` batches each, two calls at a time, and its arrays come back as
+      read-only views of Ray's object store.
     """
 
     lazy = False
@@ -139,7 +176,14 @@ class RayPool:
     sends_once = True
 
     def __init__(
-        self, *, workers: int, chunk: int = 1, prefetch: int = _PREFETCH, channels: bool = True
+        self,
+        *,
+        workers: int,
+        chunk: int = 1,
+        prefetch: int = _PREFETCH,
+        channels: bool = True,
+        shared_memory: bool = True,
+        accept_timeout: float = _ACCEPT_SECONDS,
     ):
         self._ray = require("ray", "ray")
         self._shipped: dict[int, tuple[Materialize, _Shipped]] = {}
@@ -158,12 +202,15 @@ class RayPool:
         self._per_batch: float | None = None  # seconds, as the actors report
         self._prefetch = prefetch
         self._use_channels = channels
+        self._accept_timeout = accept_timeout
         self._pending: deque[tuple[Future, Materialize, Any, Any]] = deque()
         self._calls: dict[int, tuple[_Call, Any]] = {}  # by id: each call and its ref
-        self._node = self._ray.get_runtime_context().get_node_id()
         # Free segments kept for reuse: as for worker processes, plus a chunk, since a
         # chunk leases its segments at once while the consumer frees them one by one.
         self._segments = SegmentPool(keep=workers + 2 + chunk)
+        # An actor that sees this segment shares our machine's shared memory (the node
+        # id alone would not tell, e.g. with Ray Client or separate containers).
+        self._probe = self._segments.lease()[0] if shared_memory else None
         self._actors = [actor_class.remote() for _ in range(workers)]
         self._load = [0] * workers  # calls (or, over a channel, tasks) in flight per actor
         self._started: list[int] = []
@@ -187,7 +234,7 @@ class RayPool:
 
     def _start(self, index: int) -> None:
         """Ask actor ``index`` where it runs (Ray answers once it is up or restarted)."""
-        ready = self._actors[index].node.remote()
+        ready = self._actors[index].where.remote(self._probe)
         ready.future().add_done_callback(functools.partial(self._ready, index))
 
     def _ready(self, index: int, source: Future) -> None:
@@ -195,16 +242,20 @@ class RayPool:
             return
         if source.cancelled() or source.exception() is not None:
             return  # killed at close, or never came up: it gets no work
-        node, pid = source.result()
-        if node == self._node and self._use_channels:
-            listening = self._actors[index].listen.remote(self._authkey)
+        local, pid = source.result()
+        if local and self._use_channels:
+            listening = self._actors[index].listen.remote(self._authkey, self._accept_timeout)
             listening.future().add_done_callback(functools.partial(self._listening, index, pid))
             return
+        self._take_calls(index, pid if local else None)
+
+    def _take_calls(self, index: int, pid: int | None) -> None:
+        """Actor ``index`` gets Ray calls; ``pid`` if it shares our shared memory."""
         with self._lock:
             if self._closed:
                 return
             self._started.append(index)
-            if node == self._node:
+            if pid is not None:
                 self._local[index] = pid
         self._launch()
 
@@ -225,20 +276,12 @@ class RayPool:
         error = None if source.cancelled() else source.exception()
         if source.cancelled() or isinstance(error, self._ray.exceptions.RayActorError):
             return  # it died for good (killed at close)
+        if error is not None:  # no local socket there: Ray calls it is
+            self._take_calls(index, pid)
+            return
         with self._lock:
             if self._closed:
                 return
-            if error is not None:
-                # No local socket there: Ray calls it is.
-                self._started.append(index)
-                self._local[index] = pid
-                fallback = True
-            else:
-                fallback = False
-        if fallback:
-            self._launch()
-            return
-        with self._lock:
             self._serving.append(self._actors[index].serve.remote())
             # Connecting waits for the actor to accept: the channels' thread does it.
             self._connect.append((index, pid, source.result()))
@@ -416,8 +459,9 @@ class RayPool:
                     address, family="AF_UNIX", authkey=self._authkey
                 )
             except (OSError, EOFError, multiprocessing.AuthenticationError):
-                if not self._closed:  # the actor died meanwhile: wait for its restart
-                    self._start(index)
+                # Died meanwhile (Ray calls then wait for its restart), or unreachable
+                # (its serve() gives up waiting, then it takes Ray calls).
+                self._take_calls(index, pid)
                 continue
             with self._lock:
                 if self._closed:
