@@ -58,17 +58,23 @@ def _expected(scheme, k):
     return toy_materialize(scheme.iterate_batch(k)[0], np.float32)
 
 
-def test_local_actors_take_their_batches_over_channels(ray_session, no_leaks):
+def _run_batches(pool, n, writeable):
+    """Submit the toy scheme's first ``n`` batches to ``pool`` and check what comes back."""
     scheme = ToyScheme()
+    futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
+               for k in range(n)]  # fmt: skip
+    for k, future in enumerate(futures):
+        x, y = future.result(timeout=30)
+        np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
+        np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
+        # Shared memory gives writable arrays, the object store read-only views.
+        assert x.flags.writeable == writeable
+
+
+def test_local_actors_take_their_batches_over_channels(ray_session, no_leaks):
     pool = RayPool(workers=2)
     try:
-        futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
-                   for k in range(6)]  # fmt: skip
-        for k, future in enumerate(futures):
-            x, y = future.result(timeout=30)
-            np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
-            np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
-            assert x.flags.writeable  # through shared memory, not the object store
+        _run_batches(pool, 6, writeable=True)
         # Every actor that took batches here did over a channel (the second one may
         # not have started yet: work goes to the actors that have).
         assert pool._channels and set(pool._channels) == set(pool._local)
@@ -79,7 +85,6 @@ def test_local_actors_take_their_batches_over_channels(ray_session, no_leaks):
 def test_ray_calls_carry_chunks_of_batches_in_order(ray_session, no_leaks):
     # Without channels, as for actors on other nodes: a busy actor's next call waits
     # for a whole chunk of batches.
-    scheme = ToyScheme()
     pool = RayPool(workers=1, chunk=3, channels=False)
     sizes = []
     call = pool._call
@@ -91,14 +96,9 @@ def test_ray_calls_carry_chunks_of_batches_in_order(ray_session, no_leaks):
 
     pool._call = counted
     try:
-        futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
-                   for k in range(10)]  # fmt: skip
-        got = [future.result(timeout=30) for future in futures]
+        _run_batches(pool, 10, writeable=True)  # this machine's actor: shared memory
     finally:
         pool.close()
-    for k, (x, y) in enumerate(got):
-        np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
-        np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
     assert sum(sizes) == 10 and max(sizes) == 3
     assert len(sizes) < 10
 
@@ -135,16 +135,9 @@ def test_a_killed_actor_is_reconnected_after_its_restart(ray_session, no_leaks):
 
 def test_actors_without_shared_memory_return_object_store_arrays(ray_session, no_leaks):
     # As actors on other nodes do: Ray calls, arrays through the object store.
-    scheme = ToyScheme()
     pool = RayPool(workers=1, chunk=2, shared_memory=False)
     try:
-        futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
-                   for k in range(5)]  # fmt: skip
-        for k, future in enumerate(futures):
-            x, y = future.result(timeout=30)
-            np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
-            np.testing.assert_array_equal(y, _expected(scheme, k)[1], strict=True)
-            assert not x.flags.writeable  # zero-copy views of the object store
+        _run_batches(pool, 5, writeable=False)
         assert not pool._channels and not pool._local
     finally:
         pool.close()
@@ -157,15 +150,9 @@ def test_an_actor_that_cannot_be_reached_on_its_channel_takes_ray_calls(
         raise ConnectionRefusedError("no route to the actor's socket")
 
     monkeypatch.setattr(multiprocessing.connection, "Client", unreachable)
-    scheme = ToyScheme()
     pool = RayPool(workers=1, accept_timeout=0.5)
     try:
-        futures = [pool.submit(toy_materialize, scheme.iterate_batch(k)[0], np.float32)
-                   for k in range(3)]  # fmt: skip
-        for k, future in enumerate(futures):
-            x, _ = future.result(timeout=30)
-            np.testing.assert_array_equal(x, _expected(scheme, k)[0], strict=True)
-            assert x.flags.writeable  # the same machine: still through shared memory
+        _run_batches(pool, 3, writeable=True)  # the same machine: still shared memory
         assert not pool._channels and len(pool._local) == 1
     finally:
         pool.close()
