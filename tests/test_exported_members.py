@@ -66,6 +66,7 @@ PUBLIC = [
     "SamplesInfo",
     "SchemaError",
     "SequentialBatches",
+    "SharedMemoryError",
     "Signal",
     "SignalLike",
     "SpanError",

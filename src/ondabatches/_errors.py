@@ -17,7 +17,8 @@ that ``except ValueError`` keeps working for callers who do not know our names::
     ├── StorageError           (OSError)            a storage backend failed (wraps fsspec/botocore)
     ├── MissingDependencyError (ImportError)        an optional extra is not installed
     └── BatcherError           (RuntimeError)       the batching service failed
-        └── WorkerError                             a batch failed on a worker (with its traceback)
+        ├── WorkerError                             a batch failed on a worker (with its traceback)
+        └── SharedMemoryError  (OSError)            no room left in shared memory for a batch
 
 Messages name the file, column, recording or batch, and the expected and actual values.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "SampleFileError",
     "SampleFileNotFoundError",
     "SchemaError",
+    "SharedMemoryError",
     "SpanError",
     "StateError",
     "StorageError",
@@ -92,6 +94,11 @@ class MissingDependencyError(OndaBatchesError, ImportError):
 
 class BatcherError(OndaBatchesError, RuntimeError):
     """The batching service failed or was used in a state that does not allow it."""
+
+
+class SharedMemoryError(BatcherError, OSError):
+    """Shared memory (``/dev/shm``) has no room left for a batch: the message says how
+    much was needed and how much is free, and how to give it more."""
 
 
 class WorkerError(BatcherError):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import gc
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ondabatches import Batcher, RandomBatches
+from ondabatches import Batcher, RandomBatches, SharedMemoryError
 from ondabatches.serve._pools import InlinePool, ProcessPool, run_task
 from ondabatches.serve._shm import (
     _SWEEP,
@@ -189,3 +191,24 @@ def test_the_default_materializer_decodes_straight_into_the_segment(labeled, mon
     finally:
         pool.close()
     assert expected[0].shape not in copies  # y is small and may be copied
+
+
+def test_a_full_dev_shm_is_our_error_naming_sizes_not_a_sigbus(monkeypatch):
+    # A tmpfs maps pages it has no room for, then kills the writer with SIGBUS: the
+    # worker reserves them first and reports how much it needed and what was free.
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    pool, worker = SegmentPool(keep=1), WorkerSegments()
+    try:
+        name, size = pool.lease()
+        worker.begin(name, size)
+        with pytest.raises(SharedMemoryError) as info:
+            worker.allocate((1000, 1000), np.float32)
+        message = str(info.value)
+        assert name in message and "needs 5 MB" in message  # 4 MB, rounded up
+        assert "MB free of" in message and "--shm-size" in message
+        assert isinstance(info.value, OSError)
+    finally:
+        pool.close()

@@ -17,6 +17,7 @@ side, a copy out of the segment would cost as much again, where mapping costs no
 from __future__ import annotations
 
 import ctypes
+import errno
 import math
 import mmap
 import os
@@ -29,7 +30,12 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
+from .._errors import SharedMemoryError
+
 __all__: list[str] = []
+
+# Where Linux keeps POSIX shared memory (a tmpfs).
+_SHM_DIR = "/dev/shm"
 
 # Offsets of the arrays inside a segment are rounded up to this many bytes so that
 # every array starts on a cache line, whatever the dtypes before it.
@@ -75,6 +81,37 @@ def _map(fd: int, size: int) -> mmap.mmap:
     # MAP_POPULATE faults every page in with one call instead of one fault per page.
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     return mmap.mmap(fd, size, flags=flags)
+
+
+def _reserve(fd: int, size: int, name: str) -> None:
+    """Allocate a segment's pages now, so that a full ``/dev/shm`` is an error here
+    rather than a SIGBUS when the batch is written (what a mapping beyond the free
+    space of a tmpfs gets)."""
+    if not hasattr(os, "posix_fallocate"):  # pragma: no cover - not on macOS
+        return
+    try:
+        os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.ENOMEM):
+            raise
+        raise SharedMemoryError(_full_message(size, name)) from exc
+
+
+def _full_message(size: int, name: str) -> str:
+    mb = 1e6
+    try:
+        stats = os.statvfs(_SHM_DIR)
+        room = (
+            f"; {_SHM_DIR} has {stats.f_bavail * stats.f_frsize / mb:.0f} MB free of "
+            f"{stats.f_blocks * stats.f_frsize / mb:.0f} MB"
+        )
+    except OSError:  # pragma: no cover - no such folder
+        room = ""
+    return (
+        f"shared memory is full: segment {name} needs {size / mb:.0f} MB for a batch{room}. "
+        f"Give it more room (docker run --shm-size=2g; in Kubernetes a memory-backed "
+        f"emptyDir mounted on {_SHM_DIR}), or lower the Batcher's buffer"
+    )
 
 
 def _check_dtype(dtype: np.dtype) -> None:
@@ -149,6 +186,7 @@ class WorkerSegments:
         try:
             size = max(os.fstat(fd).st_size, _rounded(need))
             os.ftruncate(fd, size)
+            _reserve(fd, size, name)
             mapping = _map(fd, size)
         finally:
             os.close(fd)
