@@ -95,6 +95,7 @@ def test_ray_calls_carry_chunks_of_batches_in_order(ray_session, no_leaks):
         return made
 
     pool._call = counted
+    pool._timed(1e-4)  # quick batches (the first ones, mapping new segments, are slower)
     try:
         _run_batches(pool, 10, writeable=True)  # this machine's actor: shared memory
     finally:

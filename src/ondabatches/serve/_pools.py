@@ -326,7 +326,7 @@ class _PumpedFuture(Future):
     consumer without a hand-over between threads.
     """
 
-    def __init__(self, pool: ProcessPool):
+    def __init__(self, pool: PumpedPool):
         super().__init__()
         self._pool = pool
 
@@ -339,7 +339,45 @@ class _PumpedFuture(Future):
         return super().exception(0)
 
 
-class ProcessPool:
+class PumpedPool:
+    """A pool whose results are received by the threads that wait for them.
+
+    A subclass has ``_closed`` and ``_pump_lock`` and receives, in
+    ``_receive_ready(timeout)``, what has arrived within ``timeout`` seconds; its
+    futures are :class:`_PumpedFuture` of it.
+    """
+
+    _closed: bool
+    _pump_lock: threading.Lock
+
+    def pump_until(self, future: Future, timeout: float | None) -> None:
+        """Receive results until ``future`` is done or ``timeout`` seconds have passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not future.done():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            if self._closed:  # close() resolves every future it leaves
+                wait([future], remaining)
+                return
+            self._pump(remaining)
+
+    def _pump(self, timeout: float | None) -> None:
+        # Another thread receiving means this one has nothing to do but wait its turn,
+        # briefly: that thread may receive this one's result, then wait for its own.
+        if not self._pump_lock.acquire(timeout=_TURN if timeout is None else min(timeout, _TURN)):
+            return
+        try:
+            if not self._closed:
+                self._receive_ready(timeout)
+        finally:
+            self._pump_lock.release()
+
+    def _receive_ready(self, timeout: float | None) -> None:
+        raise NotImplementedError
+
+
+class ProcessPool(PumpedPool):
     """Worker processes fed tasks ahead; arrays come back through shared memory.
 
     ``submit`` sends each task to a worker at once, up to ``prefetch`` per worker,
@@ -412,43 +450,22 @@ class ProcessPool:
         # let finish (its arrays are read and freed as usual).
         future.cancel()
 
-    def pump_until(self, future: Future, timeout: float | None) -> None:
-        """Receive results until ``future`` is done or ``timeout`` seconds have passed."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not future.done():
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+    def _receive_ready(self, timeout: float | None) -> None:
+        dead = []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:  # close() wants the lock
                 return
-            if self._closed:  # close() resolves every future it leaves
-                wait([future], remaining)
-                return
-            self._pump(remaining)
-
-    def _pump(self, timeout: float | None) -> None:
-        # Another thread receiving means this one has nothing to do but wait its turn,
-        # briefly: that thread may receive this one's result, then wait for its own.
-        if not self._pump_lock.acquire(timeout=_TURN if timeout is None else min(timeout, _TURN)):
-            return
-        try:
-            if self._closed:
-                return
-            dead = []
-            for key, _ in self._selector.select(timeout):
-                if key.data is None:  # close() wants the lock
-                    return
-                kind, worker = key.data
-                if kind == "result":
-                    self._receive(worker)
-                else:
-                    dead.append(worker)
-            for worker in dead:
-                self._selector.unregister(worker.conn)
-                self._selector.unregister(worker.process.sentinel)
-                self._replace(worker)
-            with self._lock:
-                self._assign()
-        finally:
-            self._pump_lock.release()
+            kind, worker = key.data
+            if kind == "result":
+                self._receive(worker)
+            else:
+                dead.append(worker)
+        for worker in dead:
+            self._selector.unregister(worker.conn)
+            self._selector.unregister(worker.process.sentinel)
+            self._replace(worker)
+        with self._lock:
+            self._assign()
 
     def _assign(self) -> None:
         # Up to `prefetch` tasks per worker: the next ones wait in the worker's pipe, so

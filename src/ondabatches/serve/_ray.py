@@ -29,7 +29,9 @@ from .._errors import require
 from ._pools import (
     _PREFETCH,
     Materialize,
+    PumpedPool,
     WorkerLostError,
+    _PumpedFuture,
     run_task,
     serve_tasks,
     unpack_result,
@@ -152,7 +154,7 @@ class _RayWorker:
         return results, time.perf_counter() - started
 
 
-class RayPool:
+class RayPool(PumpedPool):
     """Run batches on ``workers`` Ray actors of one CPU each, spread over the cluster.
 
     Work goes only to actors that have started, so asking for more workers than the
@@ -163,7 +165,9 @@ class RayPool:
       socket (a *channel*), ``prefetch`` at a time, exactly as a worker process does: a
       Ray call costs about a millisecond of CPU on each side, as much as a light
       batch's decoding. It writes the arrays into shared-memory segments leased here,
-      so they come back writable and without a copy. Without ``channels`` it gets Ray
+      so they come back writable and without a copy. The thread that waits for a
+      batch receives the channels' results, as with worker processes (no hand-over
+      between threads). Without ``channels`` it gets Ray
       calls but still writes into shared memory; a channel it cannot be reached on
       (``accept_timeout``) falls back to the same.
     - An actor elsewhere (or every actor, without ``shared_memory``) gets Ray calls of
@@ -215,20 +219,19 @@ class RayPool:
         self._load = [0] * workers  # calls (or, over a channel, tasks) in flight per actor
         self._started: list[int] = []
         self._local: dict[int, int] = {}  # actors on this node: their process ids
-        # Channels: one thread reads every channel; it also connects new ones.
+        # Channels: the thread waiting for a batch reads them (see _pump), and connects
+        # new ones.
         self._authkey = secrets.token_bytes(32)
         self._channels: dict[int, _Channel] = {}
         self._tasks: dict[int, tuple[Future, str, int]] = {}  # id: target, segment, actor
         self._next_id = 0
         self._serving: list[Any] = []  # the refs of the actors' serve() calls
         self._connect: deque[tuple[int, int, Any]] = deque()  # actor, pid, address
+        self._pump_lock = threading.Lock()  # one thread receives at a time
         self._selector = selectors.DefaultSelector()
+        # Wakes the receiving thread: a channel to connect, a Ray call's result, close().
         self._wake_reader, self._wake_writer = os.pipe()
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
-        self._reader = threading.Thread(
-            target=self._read_channels, name="ondabatches-ray-channels", daemon=True
-        )
-        self._reader.start()
         for i in range(workers):
             self._start(i)
 
@@ -283,12 +286,17 @@ class RayPool:
             if self._closed:
                 return
             self._serving.append(self._actors[index].serve.remote())
-            # Connecting waits for the actor to accept: the channels' thread does it.
+            # Connecting waits for the actor to accept: the receiving thread does it.
             self._connect.append((index, pid, source.result()))
-        os.write(self._wake_writer, b"c")
+            self._wake()
+
+    def _wake(self) -> None:
+        # Called with self._lock held, which close() holds when it closes the pipe.
+        if not self._closed:
+            os.write(self._wake_writer, b"w")
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
-        target: Future = Future()
+        target: Future = _PumpedFuture(self)
         with self._lock:
             self._pending.append((target, materialize, batch, dtype))
         self._launch()
@@ -406,6 +414,8 @@ class RayPool:
                         self._timed(seconds / len(results))
                 self._resolve(target, segment, result)
         finally:
+            with self._lock:
+                self._wake()  # a thread may be waiting in _pump for these
             self._launch()
 
     def _timed(self, per_batch: float) -> None:
@@ -428,28 +438,27 @@ class RayPool:
 
     # -- channels (actors on this node) -------------------------------------------------
 
-    def _read_channels(self) -> None:
-        while True:
-            for key, _ in self._selector.select():
-                if key.data is None:
-                    os.read(self._wake_reader, 512)
-                    if self._closed:
-                        return
-                    self._open_channels()
-                    continue
-                index = key.data
-                channel = self._channels[index]
-                try:
-                    task_id, result = channel.conn.recv()
-                except (EOFError, OSError):
-                    self._lose_channel(index)
-                    continue
-                with self._lock:
-                    target, segment, _ = self._tasks.pop(task_id)
-                    channel.task_ids.discard(task_id)
-                    self._load[index] -= 1
-                self._resolve(target, segment, result)
-                self._launch()
+    def _receive_ready(self, timeout: float | None) -> None:
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                os.read(self._wake_reader, 512)
+                if self._closed:
+                    return
+                self._open_channels()
+                continue
+            index = key.data
+            channel = self._channels[index]
+            try:
+                task_id, result = channel.conn.recv()
+            except (EOFError, OSError):
+                self._lose_channel(index)
+                continue
+            with self._lock:
+                target, segment, _ = self._tasks.pop(task_id)
+                channel.task_ids.discard(task_id)
+                self._load[index] -= 1
+            self._resolve(target, segment, result)
+            self._launch()
 
     def _open_channels(self) -> None:
         while self._connect:
@@ -500,24 +509,28 @@ class RayPool:
 
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:
-            self._closed = True
+            if self._closed:
+                return
             pending, self._pending = list(self._pending), deque()
             calls = [ref for _, ref in self._calls.values()] + self._serving
             # Actors that start from now on get no work, so no segment: not waited for.
             local = list(self._local.values())
-        os.write(self._wake_writer, b"x")
-        # The thread may be connecting to an actor that is slow to accept: the kill
-        # below ends that.
-        self._reader.join(timeout)
+            self._closed = True
+            os.write(self._wake_writer, b"x")  # a thread waiting for results lets go
+        # It may be connecting to an actor that is slow to accept: the kill below ends that.
+        held = self._pump_lock.acquire(timeout=timeout)
         for actor in self._actors:
             # Kills a worker stuck in a batch; its calls fail, nobody waits for them.
             self._ray.kill(actor, no_restart=True)
-        self._reader.join(timeout)
+        held = held or self._pump_lock.acquire(timeout=timeout)
         for channel in self._channels.values():
             channel.conn.close()
         self._selector.close()
-        os.close(self._wake_reader)
-        os.close(self._wake_writer)
+        with self._lock:
+            os.close(self._wake_reader)
+            os.close(self._wake_writer)
+        if held:
+            self._pump_lock.release()
         for target, *_ in pending:
             target.cancel()
         for target, _, _ in self._tasks.values():
