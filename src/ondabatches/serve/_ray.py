@@ -167,8 +167,8 @@ class RayPool(PumpedPool):
       batch's decoding. It writes the arrays into shared-memory segments leased here,
       so they come back writable and without a copy. The thread that waits for a
       batch receives the channels' results, as with worker processes (no hand-over
-      between threads). Without ``channels`` it gets Ray
-      calls but still writes into shared memory; a channel it cannot be reached on
+      between threads). Without ``channels`` it gets Ray calls but still writes into
+      shared memory; an actor that cannot be reached on its channel
       (``accept_timeout``) falls back to the same.
     - An actor elsewhere (or every actor, without ``shared_memory``) gets Ray calls of
       up to ``chunk`` batches each, two calls at a time, and its arrays come back as
@@ -231,6 +231,7 @@ class RayPool(PumpedPool):
         self._selector = selectors.DefaultSelector()
         # Wakes the receiving thread: a channel to connect, a Ray call's result, close().
         self._wake_reader, self._wake_writer = os.pipe()
+        os.set_blocking(self._wake_writer, False)  # a full pipe wakes it already
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
         for i in range(workers):
             self._start(i)
@@ -293,7 +294,10 @@ class RayPool(PumpedPool):
     def _wake(self) -> None:
         # Called with self._lock held, which close() holds when it closes the pipe.
         if not self._closed:
-            os.write(self._wake_writer, b"w")
+            try:
+                os.write(self._wake_writer, b"w")
+            except BlockingIOError:
+                pass
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
         target: Future = _PumpedFuture(self)
@@ -515,8 +519,8 @@ class RayPool(PumpedPool):
             calls = [ref for _, ref in self._calls.values()] + self._serving
             # Actors that start from now on get no work, so no segment: not waited for.
             local = list(self._local.values())
+            self._wake()  # a thread waiting for results lets go
             self._closed = True
-            os.write(self._wake_writer, b"x")  # a thread waiting for results lets go
         # It may be connecting to an actor that is slow to accept: the kill below ends that.
         held = self._pump_lock.acquire(timeout=timeout)
         for actor in self._actors:
