@@ -301,6 +301,30 @@ def serve_tasks(conn: multiprocessing.connection.Connection) -> None:
             return
 
 
+def send_task(
+    conn: multiprocessing.connection.Connection,
+    installed: dict[int, Materialize],
+    task_id: int,
+    segment: tuple[str, int],
+    materialize: Materialize,
+    batch: Any,
+    dtype: Any,
+    dumps: Callable[[Any], Any] = ForkingPickler.dumps,
+) -> None:
+    """Send a task to :func:`serve_tasks` on the other end of ``conn``.
+
+    A callable may be heavy (one that draws batches holds the whole batch scheme): each
+    worker gets it once, pickled apart with ``dumps``, and tasks name it by key.
+    ``installed`` holds the callables that worker has; holding them also keeps their
+    keys (ids) from being reused.
+    """
+    key = id(materialize)
+    if key not in installed:
+        conn.send(("install", key, bytes(dumps(materialize))))
+        installed[key] = materialize
+    conn.send((task_id, segment, key, batch, dtype))
+
+
 @dataclass(slots=True)
 class _Task:
     future: Future
@@ -315,15 +339,15 @@ class _Worker:
     process: Any
     conn: multiprocessing.connection.Connection
     task_ids: deque[int] = field(default_factory=deque)  # sent, in the order sent
-    installed: set[int] = field(default_factory=set)  # keys of the callables it holds
+    installed: dict[int, Materialize] = field(default_factory=dict)  # see send_task
 
 
 class _PumpedFuture(Future):
-    """A future of a :class:`ProcessPool` task: waiting on it receives the results.
+    """A future of a :class:`PumpedPool`'s task: waiting on it receives the results.
 
     The pool has no thread of its own: the thread that waits for a batch reads the
-    workers' results and replaces dead workers meanwhile, so a batch reaches its
-    consumer without a hand-over between threads.
+    workers' results (and, for processes, replaces dead workers) meanwhile, so a batch
+    reaches its consumer without a hand-over between threads.
     """
 
     def __init__(self, pool: PumpedPool):
@@ -398,8 +422,6 @@ class ProcessPool(PumpedPool):
                 f"a process pool needs at least 1 worker and a prefetch of at least 1, got "
                 f"{workers} and {prefetch}"
             )
-        # The callables sent to workers, by key: held so that no key is reused.
-        self._callables: dict[int, Materialize] = {}
         self._context = context or multiprocessing.get_context("forkserver")
         self._prefetch = prefetch
         self._lock = threading.Lock()
@@ -486,16 +508,11 @@ class ProcessPool(PumpedPool):
                 continue
             if task.segment is None:
                 task.segment = self._segments.lease()
-            key = id(task.materialize)
             try:
-                if key not in worker.installed:
-                    # A callable may be heavy (one that draws batches holds the whole
-                    # batch scheme): each worker gets it once and tasks name it.
-                    pickled = bytes(ForkingPickler.dumps(task.materialize))
-                    worker.conn.send(("install", key, pickled))
-                    self._callables[key] = task.materialize
-                    worker.installed.add(key)
-                worker.conn.send((task_id, task.segment, key, task.batch, task.dtype))
+                send_task(
+                    worker.conn, worker.installed, task_id, task.segment,
+                    task.materialize, task.batch, task.dtype,
+                )  # fmt: skip
             except Exception as exc:  # e.g. an unpicklable batch or materializer
                 del self._tasks[task_id]
                 self._segments.abandon(task.segment[0])

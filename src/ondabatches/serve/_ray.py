@@ -33,10 +33,11 @@ from ._pools import (
     WorkerLostError,
     _PumpedFuture,
     run_task,
+    send_task,
     serve_tasks,
     unpack_result,
 )
-from ._shm import SegmentPool
+from ._shm import SegmentPool, segment_exists
 
 __all__ = ["RayBatcher"]
 
@@ -63,7 +64,7 @@ class _Channel:
 
     conn: multiprocessing.connection.Connection
     task_ids: set[int] = field(default_factory=set)
-    installed: set[int] = field(default_factory=set)  # keys of the callables it holds
+    installed: dict[int, Materialize] = field(default_factory=dict)  # see send_task
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +93,7 @@ class _RayWorker:
     def where(self, probe: str | None) -> tuple[bool, int]:
         """Whether this actor shares the pool's machine (it sees the shared-memory
         segment ``probe``), and its process id."""
-        import _posixshmem
-
-        if probe is None:
-            return False, os.getpid()
-        try:
-            os.close(_posixshmem.shm_open("/" + probe, os.O_RDONLY, mode=0o600))
-        except OSError:
-            return False, os.getpid()
-        return True, os.getpid()
+        return probe is not None and segment_exists(probe), os.getpid()
 
     def listen(self, authkey: bytes, timeout: float = _ACCEPT_SECONDS) -> str:
         """Open a local socket for the pool's channel; its address."""
@@ -368,17 +361,15 @@ class RayPool(PumpedPool):
         if not target.set_running_or_notify_cancel():  # cancelled while waiting
             return
         segment = self._segments.lease()
-        key = id(materialize)
         task_id = self._next_id
         self._next_id += 1
         try:
-            if key not in channel.installed:
-                # By value where need be, as Ray pickles: a callable defined in the
-                # trainer's __main__ cannot be imported on the actor.
-                channel.conn.send(("install", key, self._ray.cloudpickle.dumps(materialize)))
-                self._shipped.setdefault(key, (materialize, None))  # holds the id
-                channel.installed.add(key)
-            channel.conn.send((task_id, segment, key, batch, dtype))
+            # Pickled by value where need be, as Ray pickles: a callable defined in the
+            # trainer's __main__ cannot be imported on the actor.
+            send_task(
+                channel.conn, channel.installed, task_id, segment, materialize, batch, dtype,
+                dumps=self._ray.cloudpickle.dumps,
+            )  # fmt: skip
         except Exception as exc:  # an unpicklable batch, or the actor went away
             self._segments.abandon(segment[0])
             target.set_exception(exc)
@@ -389,7 +380,7 @@ class RayPool(PumpedPool):
 
     def _ship(self, materialize: Materialize) -> _Shipped:
         entry = self._shipped.get(id(materialize))
-        if entry is None or entry[1] is None:
+        if entry is None:
             ref = self._ray.put(materialize)
             # The callable is held with its handle, so that its id is not reused.
             entry = self._shipped[id(materialize)] = (materialize, _Shipped(ref.hex(), [ref]))

@@ -62,6 +62,17 @@ class SharedArrays:
         return (SharedArrays, (self.name, self.size, self.shapes, self.dtypes, self.offsets))
 
 
+def segment_exists(name: str) -> bool:
+    """Whether a shared-memory segment of this name can be opened here."""
+    import _posixshmem
+
+    try:
+        os.close(_posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600))
+    except OSError:  # gone, or not ours to open
+        return False
+    return True
+
+
 def new_segment_name() -> str:
     """A fresh, unguessable segment name, prefixed so a leak is easy to attribute."""
     return f"ondabatches_{os.getpid()}_{secrets.token_hex(8)}"
@@ -153,12 +164,8 @@ class WorkerSegments:
 
     def _sweep(self) -> None:
         """Drop the mappings of segments whose name is gone."""
-        import _posixshmem
-
         for name in list(self._maps):
-            try:
-                os.close(_posixshmem.shm_open("/" + name, os.O_RDONLY, mode=0o600))
-            except FileNotFoundError:
+            if not segment_exists(name):
                 self._drop(name)
 
     def _mapping(self, need: int) -> mmap.mmap:
@@ -184,9 +191,11 @@ class WorkerSegments:
                 f"this batch"
             ) from None
         try:
-            size = max(os.fstat(fd).st_size, _rounded(need))
-            os.ftruncate(fd, size)
-            _reserve(fd, size, name)
+            size = os.fstat(fd).st_size
+            if size < need:  # new, or too small: this worker sizes it
+                size = _rounded(need)
+                os.ftruncate(fd, size)
+                _reserve(fd, size, name)
             mapping = _map(fd, size)
         finally:
             os.close(fd)
