@@ -10,14 +10,13 @@ The pipeline, one subpackage per stage:
 """
 
 from . import _errors, batches, labels, materialize, onda, serve
+from ._version import __version__
 from ._errors import *  # noqa: F403
 from .batches import *  # noqa: F403
 from .labels import *  # noqa: F403
 from .materialize import *  # noqa: F403
 from .onda import *  # noqa: F403
 from .serve import *  # noqa: F403
-
-__version__ = "0.1.0"
 
 __all__ = sorted(
     {

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .._errors import OndaBatchesError
+from .._version import __version__
 
 __all__ = ["main"]
 
@@ -22,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ondabatches",
         description="Deterministic, resumable, distributed training batches from Onda datasets.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--debug", action="store_true", help="show full tracebacks and debug logging on errors"
     )

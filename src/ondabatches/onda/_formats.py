@@ -96,6 +96,8 @@ def register_format(name: str, fmt: SampleFormat, *, replace: bool = False) -> N
 def registered_formats() -> list[str]:
     """The registered ``file_format`` names, sorted.
 
+    Examples
+    --------
     >>> registered_formats()[:2]
     ['lpcm', 'lpcm.zst']
     """
