@@ -21,8 +21,19 @@ def test_readme_has_the_tour() -> None:
     # The two commands come first: setup + demo, setup + tests.
     first = text.index("```bash")
     commands = text[first : text.index("```", first + 3)]
-    assert "ondabatches demo" in commands and "pytest" in commands
+    assert "ondabatches demo" in commands and "bash scripts/test" in commands
     assert first < text.index("```python")
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    """One command for a user and CI: the README's second command is what .ci/run runs."""
+    root = README.parent
+    assert _commands()[1] == "bash scripts/test"
+    ci = [ln for ln in (root / ".ci" / "run").read_text().splitlines() if ln.startswith("exec")]
+    assert ci == ["exec bash scripts/test"]
+    script = (root / "scripts" / "test").read_text()
+    # torch alone first (the CPU build), then the project with its extras, then pytest.
+    assert script.index("torch==") < script.index("-e '.[all,test]'") < script.index("-m pytest")
 
 
 @pytest.mark.timeout(300)

@@ -10,8 +10,8 @@ The pipeline, one subpackage per stage:
 """
 
 from . import _errors, batches, labels, materialize, onda, serve
-from ._version import __version__
 from ._errors import *  # noqa: F403
+from ._version import __version__  # noqa: F401 (the package version)
 from .batches import *  # noqa: F403
 from .labels import *  # noqa: F403
 from .materialize import *  # noqa: F403

@@ -31,17 +31,18 @@ from .onda import (
     read_annotations,
     read_signals,
 )
-from .plot import label_encoding
 
 __all__ = [
     "DatasetReport",
     "Problem",
+    "SLEEP_STAGES",
     "SensorSummary",
     "find_tables",
     "in_folder",
     "inspect_dataset",
     "label_column",
     "label_durations",
+    "label_encoding",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -136,6 +137,24 @@ class DatasetReport:
         else:
             lines.append("problems: none")
         return "\n".join(lines)
+
+
+#: Sleep stages in OndaBatches' tour order (encoded 1..6 there).
+SLEEP_STAGES = ("wake", "nrem1", "nrem2", "nrem3", "rem", "no_stage")
+
+
+def label_encoding(labels: Iterable[str]) -> dict[str, int]:
+    """Codes 1..n for ``labels``: the tour's sleep-stage codes if all are stages, else sorted.
+
+    >>> label_encoding(["rem", "wake"])
+    {'wake': 1, 'nrem1': 2, 'nrem2': 3, 'nrem3': 4, 'rem': 5, 'no_stage': 6}
+    >>> label_encoding(["spindle", "arousal", "spindle"])
+    {'arousal': 1, 'spindle': 2}
+    """
+    found = set(labels)
+    if found <= set(SLEEP_STAGES):
+        return {stage: i for i, stage in enumerate(SLEEP_STAGES, 1)}
+    return {label: i for i, label in enumerate(sorted(found), 1)}
 
 
 def _hours(ns: int) -> str:

@@ -11,34 +11,18 @@ Needs the optional extra ``plot`` (matplotlib), imported on first use.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from ._errors import require
+from .inspection import SLEEP_STAGES, label_encoding
 
 __all__ = ["SLEEP_STAGES", "label_encoding", "plot_batch_item", "plot_item", "plot_overview"]
 
 _DPI = 100
-
-#: Sleep stages in OndaBatches' tour order (encoded 1..6 there).
-SLEEP_STAGES = ("wake", "nrem1", "nrem2", "nrem3", "rem", "no_stage")
-
-
-def label_encoding(labels: Iterable[str]) -> dict[str, int]:
-    """Codes 1..n for ``labels``: the tour's sleep-stage codes if all are stages, else sorted.
-
-    >>> label_encoding(["rem", "wake"])
-    {'wake': 1, 'nrem1': 2, 'nrem2': 3, 'nrem3': 4, 'rem': 5, 'no_stage': 6}
-    >>> label_encoding(["spindle", "arousal", "spindle"])
-    {'arousal': 1, 'spindle': 2}
-    """
-    found = set(labels)
-    if found <= set(SLEEP_STAGES):
-        return {stage: i for i, stage in enumerate(SLEEP_STAGES, 1)}
-    return {label: i for i, label in enumerate(sorted(found), 1)}
 
 
 def _short_names(names: Sequence[str]) -> list[str]:

@@ -92,7 +92,7 @@ class BatchItem:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict (channel selector objects need a registered kind)."""
-        from ..materialize._selectors import selector_to_dict
+        from ._selectors import selector_to_dict
 
         if isinstance(self.labels, StoredLabels):
             labels: Any = {"stored": self.labels.to_dict()}
@@ -112,7 +112,7 @@ class BatchItem:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BatchItem:
-        from ..materialize._selectors import selector_from_dict
+        from ._selectors import selector_from_dict
 
         raw = d["labels"]
         if "stored" in raw:

@@ -294,7 +294,7 @@ class RandomBatches:
 
 def _selector_fingerprint(channels: Any) -> Any:
     """A JSON-able stand-in for a selector in the configuration that states are bound to."""
-    from ..materialize._selectors import selector_to_dict
+    from ._selectors import selector_to_dict
 
     if channels is None:
         return None
