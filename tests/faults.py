@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ondabatches.bench._proxy import Faults, FaultyProxy
+from benchmarks._proxy import Faults, FaultyProxy
 from ondabatches.onda._storage import STORAGE_OPTIONS_ENV
 from tests.s3server import S3Server
 

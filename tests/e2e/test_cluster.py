@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from ondabatches.bench._proxy import Faults
+from benchmarks._proxy import Faults
 from ondabatches.labels import write_labeled_signals
 from ondabatches.materialize import materialize_batch
 

@@ -17,8 +17,8 @@ from dataclasses import replace
 import pyarrow as pa
 import pytest
 
+from benchmarks._proxy import Faults
 from ondabatches import Batcher, SampleFileError, SampleFileNotFoundError, WorkerError
-from ondabatches.bench._proxy import Faults
 from ondabatches.labels import iter_labeled_signals, labeled_signals_table
 from ondabatches.onda._zst import parse_seek_table
 

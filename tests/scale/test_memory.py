@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ondabatches.bench.scale import measure
+from benchmarks.scale import measure
 from ondabatches.scale import make_scale_dataset
 
 #: Arrow's allocator (mimalloc) maps transparent huge pages where the system allows:

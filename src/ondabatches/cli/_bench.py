@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
+import sys
+from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
 
-def _available() -> list[str]:
-    from .. import bench
+def benchmarks_dir() -> Path | None:
+    """The repository's ``benchmarks`` folder: ``$ONDABATCHES_BENCHMARKS``, or beside ``src/``.
 
+    The benchmarks are development tools, so they are not in the installed package: an
+    editable install (or a checkout on ``PYTHONPATH``) finds them in the source tree.
+    """
+    env = os.environ.get("ONDABATCHES_BENCHMARKS")
+    if env:
+        return Path(env).resolve()
+    here = Path(__file__).resolve().parents[3] / "benchmarks"  # src/ondabatches/cli/
+    return here if (here / "__init__.py").is_file() else None
+
+
+def _import_benchmarks():
+    folder = benchmarks_dir()
+    if folder is None or not (folder / "__init__.py").is_file():
+        raise ValueError(
+            "the benchmarks live in the source repository (its benchmarks/ folder), not in "
+            "the installed package: run `ondabatches bench` from an editable install of a "
+            "clone, or set ONDABATCHES_BENCHMARKS to that folder"
+        )
+    if str(folder.parent) not in sys.path:
+        sys.path.insert(0, str(folder.parent))
+    return importlib.import_module(folder.name)
+
+
+def _available() -> list[str]:
+    try:
+        bench = _import_benchmarks()
+    except ValueError:
+        return []
     return sorted(
         m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
     )
@@ -25,7 +56,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run benchmarks and print each figure next to its floor (the raw reads and "
             "decode of the same bytes, or the same work done inline) measured in the same "
-            f"run, as a ratio. Available: {', '.join(names)}."
+            f"run, as a ratio. Available: {', '.join(names) or 'none (run from a clone)'}."
         ),
     )
     parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
@@ -34,15 +65,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import format_results, machine_line
-
+    bench = _import_benchmarks()
     available = _available()
     unknown = sorted(set(args.names) - set(available))
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; available: {available}")
-    print(machine_line(), flush=True)
+    print(bench.machine_line(), flush=True)
     for name in args.names or available:
-        module = importlib.import_module(f"ondabatches.bench.{name}")
+        module = importlib.import_module(f"{bench.__name__}.{name}")
         print(f"\n== {name}: {(module.__doc__ or '').strip().splitlines()[0]}", flush=True)
-        print(format_results(module.run(quick=args.quick)), flush=True)
+        print(bench.format_results(module.run(quick=args.quick)), flush=True)
     return 0

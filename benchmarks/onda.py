@@ -13,7 +13,7 @@ writes it), then loads random 5-minute windows decoded to float32:
 Files are read from the page cache (each is read once before timing), so the
 numbers measure our overhead, not the disk.
 
-Usage: ``python -m ondabatches.bench.onda [--quick]`` or ``ondabatches bench onda``.
+Usage: ``python -m benchmarks.onda [--quick]`` or ``ondabatches bench onda``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from ..onda import (
+from ondabatches.onda import (
     Samples,
     SamplesInfo,
     Signal,
@@ -41,6 +41,7 @@ from ..onda import (
     store,
     time_from_index,
 )
+
 from ._report import Result, script_main
 
 CHANNELS = tuple(

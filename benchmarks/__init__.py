@@ -1,6 +1,6 @@
 """Benchmarks: each module's ``run(quick)`` returns :class:`Result` rows (ours vs floor).
 
-Run one with ``python -m ondabatches.bench.onda [--quick]`` or all with
+Run one with ``python -m benchmarks.onda [--quick]`` or all with
 ``ondabatches bench [--quick]``. Not timed tests: absolute times on a shared machine are
 noise, so every figure is printed next to a floor measured side by side in the same run.
 """

@@ -1,6 +1,6 @@
 """Benchmarks of the batch specification and materialization (a plain script, not a test).
 
-Run ``python -m ondabatches.bench.batches [--quick]`` or ``ondabatches bench batches``.
+Run ``python -m benchmarks.batches [--quick]`` or ``ondabatches bench batches``.
 Each row prints our figure next to its floor (the goal, or the cost of the bare work it
 cannot avoid) and their ratio:
 
@@ -24,11 +24,12 @@ import numpy as np
 import pyarrow.compute as pc
 import zstandard
 
-from ..batches import BatchState, RandomBatches
-from ..materialize import materialize_batch
-from ..onda import window_sample_range
-from ..onda._zst import parse_seek_table
-from ..synthetic import labeled_table, make_dataset
+from ondabatches.batches import BatchState, RandomBatches
+from ondabatches.materialize import materialize_batch
+from ondabatches.onda import window_sample_range
+from ondabatches.onda._zst import parse_seek_table
+from ondabatches.synthetic import labeled_table, make_dataset
+
 from ._report import Result, script_main
 
 MIN = 60 * 10**9
@@ -91,8 +92,8 @@ def _raw_window(item) -> np.ndarray:
 
 
 def bench_materialize(quick: bool) -> list[Result]:
-    from ..labels import label_signals, sort_and_trim_spans
-    from ..synthetic import EPOCH, STAGE_ENCODING
+    from ondabatches.labels import label_signals, sort_and_trim_spans
+    from ondabatches.synthetic import EPOCH, STAGE_ENCODING
 
     with tempfile.TemporaryDirectory() as root:
         ds = make_dataset(root, n_recordings=8, duration=(20 if quick else 60) * MIN, eog_every=0)

@@ -79,7 +79,7 @@ def format_results(results: Iterable[Result]) -> str:
 
 
 def script_main(run, description: str, argv: list[str] | None = None) -> int:
-    """The ``python -m ondabatches.bench.<name> [--quick]`` entry point of one benchmark."""
+    """The ``python -m benchmarks.<name> [--quick]`` entry point of one benchmark."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)

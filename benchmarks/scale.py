@@ -190,7 +190,11 @@ def measure(root: str | os.PathLike[str], step: str, *, n_batches: int = 10) -> 
     if step not in ("label", "stream"):
         raise ValueError(f"step must be 'label' or 'stream', got {step!r}")
     args = json.dumps({"step": step, "root": os.fspath(root), "n_batches": n_batches})
-    code = "from ondabatches.bench.scale import _child; _child()"
+    root_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        f"import sys; sys.path.insert(0, {root_dir!r}); "
+        "from benchmarks.scale import _child; _child()"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code, args], capture_output=True, text=True, timeout=600
     )

@@ -1,7 +1,7 @@
 """S3 benchmarks: bytes per batch, and throughput when every request has latency.
 
 Runs the pipeline against a local S3 server (moto, ``pip install 'ondabatches[test]'``)
-behind :class:`~ondabatches.bench._proxy.FaultyProxy`, which counts the bytes it sends
+behind :class:`~benchmarks._proxy.FaultyProxy`, which counts the bytes it sends
 and adds latency to each request:
 
 - ``bytes``: response bytes per batch against the bytes of the batch's windows and
@@ -14,7 +14,7 @@ and adds latency to each request:
   reported next to it;
 - ``store_labels``: seconds to write the labels of every recording to S3.
 
-Run ``python -m ondabatches.bench.s3 [--quick]``.
+Run ``python -m benchmarks.s3 [--quick]``.
 """
 
 from __future__ import annotations
@@ -28,18 +28,19 @@ from collections.abc import Callable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import require
-from ..batches import RandomBatches
-from ..labels import label_signals, sort_and_trim_spans, store_labels
-from ..materialize import materialize_batch, materialize_batch_item
-from ..onda import (
+from ondabatches._errors import require
+from ondabatches.batches import RandomBatches
+from ondabatches.labels import label_signals, sort_and_trim_spans, store_labels
+from ondabatches.materialize import materialize_batch, materialize_batch_item
+from ondabatches.onda import (
     LPCMZstFormat,
     read_annotations,
     read_signals,
     register_format,
     set_storage_options,
 )
-from ..synthetic import EPOCH, STAGE_ENCODING, make_dataset
+from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+
 from ._proxy import Faults, FaultyProxy
 from ._report import Result, script_main
 
@@ -125,7 +126,7 @@ def _upload_and_label(fs, tmp: str, name: str, quick: bool) -> pa.Table:
 
 def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
     set_storage_options("s3", client_kwargs={"endpoint_url": proxy.endpoint})
-    from ..onda import filesystem_for
+    from ondabatches.onda import filesystem_for
 
     fs, _ = filesystem_for(f"s3://{_BUCKET}/")
     fs.mkdir(_BUCKET)

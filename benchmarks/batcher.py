@@ -19,7 +19,7 @@ materialization time for 50 MB batches; first batch under 2 s with processes.
 Throughput is measured in steady state, after the first batch and a second of warm-up
 (the time every Ray actor takes to start), so pool start-up is not in it.
 
-Run ``python -m ondabatches.bench.batcher [--quick]``.
+Run ``python -m benchmarks.batcher [--quick]``.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..batches import RandomBatches
-from ..labels import label_signals, sort_and_trim_spans
-from ..materialize import materialize_batch
-from ..serve import Batcher
-from ..serve._pools import ExecutorPool, ProcessPool
-from ..synthetic import EPOCH, STAGE_ENCODING, make_dataset
+from ondabatches.batches import RandomBatches
+from ondabatches.labels import label_signals, sort_and_trim_spans
+from ondabatches.materialize import materialize_batch
+from ondabatches.serve import Batcher
+from ondabatches.serve._pools import ExecutorPool, ProcessPool
+from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+
 from ._report import Result, script_main
 
 __all__ = ["run"]
