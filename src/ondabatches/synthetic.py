@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,9 @@ _EEG_LAYOUTS: tuple[tuple[tuple[str, ...], float, str, float, float, str, bool],
 )
 _EOG = (("eog-l", "eog-r"), 64.0, "int16", 0.5, 0.0, "lpcm", False)
 _ECG = (("ecg",), 256.0, "int16", 0.5, 0.0, "lpcm.zst", False)
+_EMG = (("chin",), 512.0, "int16", 0.25, 0.0, "lpcm", False)
+# Chin EMG tone per stage (microvolts rms): high awake, lowest in REM (atonia).
+_EMG_RMS = np.array([30.0, 18.0, 12.0, 10.0, 3.0, 25.0])
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,10 @@ def make_dataset(
     eog_every: int = 2,
     ecg_every: int = 0,
     sample_rate: float | None = None,
+    emg_every: int = 0,
+    rates: Mapping[str, float] | None = None,
+    offsets: Mapping[str, TimeLike] | None = None,
+    eeg_layout: int | None = None,
 ) -> SyntheticDataset:
     """Write a synthetic Onda dataset under ``root`` and return its tables.
 
@@ -205,8 +213,16 @@ def make_dataset(
     Stages follow a plausible night (a Markov chain over runs) and the signals carry
     each stage's textbook rhythms (alpha in wake, spindles in N2, delta in N3, ...).
 
+    Polysomnography-like recordings: every ``emg_every``-th recording also has a chin
+    EMG (``"emg"``, 512 Hz; 0: never); ``rates`` replaces the rate of a kind
+    (``{"eog": 128.0}``; ``sample_rate`` is the EEG's); ``offsets`` starts a kind's
+    signal that much later than the EEG (it still ends with it), so that signals of
+    a recording start at different times; ``eeg_layout`` gives every recording EEG
+    layout ``eeg_layout`` (0: 6 channels of int16 ``lpcm``) instead of ``i % 4``. The
+    defaults write exactly what they always have.
+
     Writes ``root/signals.arrow``, ``root/annotations.arrow`` and the sample files
-    ``root/<recording>/eeg.lpcm[.zst]`` (and ``eog.lpcm``, ``ecg.lpcm``).
+    ``root/<recording>/eeg.lpcm[.zst]`` (and ``eog.lpcm``, ``ecg.lpcm``, ``emg.lpcm``).
 
     Examples
     --------
@@ -228,7 +244,7 @@ def make_dataset(
         span = TimeSpan(start, start + seconds * NS_PER_S)
         annotations = _annotations(rng, recording, span)
         annotation_rows.extend(annotations)
-        eeg = _EEG_LAYOUTS[i % len(_EEG_LAYOUTS)]
+        eeg = _EEG_LAYOUTS[(i if eeg_layout is None else eeg_layout) % len(_EEG_LAYOUTS)]
         if sample_rate is not None:
             eeg = (eeg[0], float(sample_rate), *eeg[2:])
         layouts = [("eeg", eeg)]
@@ -236,12 +252,21 @@ def make_dataset(
             layouts.append(("eog", _EOG))
         if ecg_every and i % ecg_every == 0:
             layouts.append(("ecg", _ECG))
-        for kind, (channels, rate, sample_type, res, offset, fmt, absolute) in layouts:
+        if emg_every and i % emg_every == 0:
+            layouts.append(("emg", _EMG))
+        for kind, layout in layouts:
+            channels, rate, sample_type, res, offset, fmt, absolute = layout
+            if rates and kind in rates:
+                rate = float(rates[kind])
+            later = nanoseconds((offsets or {}).get(kind, 0))
+            signal_span = TimeSpan(span.start + later, span.stop)
             info = SamplesInfo(kind, channels, "microvolt", res, offset, sample_type, rate)
-            n = int(seconds * rate)
-            stage = _stage_of_sample(annotations, span, n, rate)
+            n = int(signal_span.duration * rate // NS_PER_S)
+            stage = _stage_of_sample(annotations, signal_span, n, rate)
             if kind == "ecg":
                 values = _ecg(rng, n, rate, stage)
+            elif kind == "emg":
+                values = (rng.normal(0.0, 1.0, n) * _EMG_RMS[stage])[np.newaxis, :]
             else:
                 values = _eeg(rng, channels, n, rate, stage, kind)
             relative = f"{recording}/{kind}.{fmt}"
@@ -251,7 +276,7 @@ def make_dataset(
                     recording=recording,
                     file_path=str(root / relative) if absolute else relative,
                     file_format=fmt,
-                    span=span,
+                    span=signal_span,
                     sensor_label=kind,
                     **info.to_dict(),
                 )

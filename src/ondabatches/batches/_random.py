@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,6 +13,8 @@ from .._errors import BatchSpecError
 from ..labels._labeled import StoredLabels
 from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan
 from ._item import BatchItem
+from ._montage import RecordingArrays
+from ._multi_item import MultiBatchItem
 from ._state import BatchState, _frozen_config
 from ._table import LabeledArrays
 
@@ -136,6 +138,9 @@ class RandomBatches:
         channels: Any = None,
         batch_size: int,
         batch_duration: TimeLike,
+        modalities: Mapping[str, Any] | None = None,
+        missing: str = "exclude",
+        resample: Mapping[str, Any] | None = None,
     ) -> None:
         if channels is not None and n_channels is not None:
             raise BatchSpecError(
@@ -143,7 +148,12 @@ class RandomBatches:
                 f"({channels!r}), not both"
             )
         self.channels = tuple(channels) if isinstance(channels, list) else channels
-        self._rows = rows = LabeledArrays(labeled)
+        rows: LabeledArrays | RecordingArrays
+        self._rows = rows = _rows_of(
+            labeled, modalities, missing, resample, batch_duration, channels, n_channels
+        )
+        if isinstance(rows, RecordingArrays):
+            signal_weights, label_weights = rows.restrict_weights(signal_weights, label_weights)
         if (
             isinstance(batch_size, bool)
             or not isinstance(batch_size, (int, np.integer))
@@ -202,6 +212,9 @@ class RandomBatches:
             "n_rows": rows.n_rows,
             "table_digest": digest,
         }
+        if isinstance(rows, RecordingArrays):
+            # Only montage schemes carry these keys: single-signal fingerprints are unchanged.
+            self._config.update(rows.config())
         self._frozen_config = _frozen_config(self._config)
 
     @property
@@ -213,7 +226,9 @@ class RandomBatches:
         """The state of the first batch of the stream seeded by ``seed``."""
         return BatchState(seed=seed, index=0, config=self._config)
 
-    def iterate_batch(self, state: BatchState) -> tuple[list[BatchItem], BatchState]:
+    def iterate_batch(
+        self, state: BatchState
+    ) -> tuple[list[BatchItem] | list[MultiBatchItem], BatchState]:
         """Batch ``state.index`` of ``state.seed``'s stream, and the next state.
 
         Raises
@@ -234,12 +249,14 @@ class RandomBatches:
         """
         return state.bind(self._frozen_config).advance()
 
-    def iterate_batch_item(self, state: BatchState) -> tuple[BatchItem, BatchState]:
+    def iterate_batch_item(
+        self, state: BatchState
+    ) -> tuple[BatchItem | MultiBatchItem, BatchState]:
         """The first item of ``iterate_batch(state)``'s batch, and the next state."""
         state = state.bind(self._frozen_config)
         return self.draw(state.seed, state.index, 1)[0], state.advance()
 
-    def draw(self, seed: int, index: int, size: int) -> list[BatchItem]:
+    def draw(self, seed: int, index: int, size: int) -> list[Any]:
         """The first ``size`` items of batch ``index`` of ``seed``'s stream."""
         rows = self._rows
         g = _generator(seed, index, _ROWS)
@@ -292,6 +309,36 @@ class RandomBatches:
         )
 
 
+def _rows_of(
+    labeled: pa.Table,
+    modalities: Mapping[str, Any] | None,
+    missing: str,
+    resample: Mapping[str, Any] | None,
+    duration: TimeLike,
+    channels: Any,
+    n_channels: Any,
+) -> LabeledArrays | RecordingArrays:
+    """The rows a scheme draws from: the table's signals, or its recordings via a montage."""
+    if modalities is None:
+        if missing != "exclude" or resample is not None:
+            raise BatchSpecError(
+                f"missing={missing!r} and resample={resample!r} apply to montages: "
+                "give modalities= too"
+            )
+        rows = LabeledArrays(labeled)
+        rows.check_signal_spans()
+        return rows
+    if channels is not None or n_channels is not None:
+        raise BatchSpecError(
+            "with modalities, each modality has its own channel selector: give neither "
+            f"channels ({channels!r}) nor n_channels ({n_channels!r})"
+        )
+    # stacklevel: the warning points at the user's call of the scheme.
+    return RecordingArrays(
+        labeled, modalities, missing=missing, duration=duration, resample=resample, stacklevel=4
+    )
+
+
 def _selector_fingerprint(channels: Any) -> Any:
     """A JSON-able stand-in for a selector in the configuration that states are bound to."""
     from ._selectors import selector_to_dict
@@ -304,21 +351,35 @@ def _selector_fingerprint(channels: Any) -> Any:
         return repr(channels)  # an unregistered selector: its repr should say what it does
 
 
-def _all_codes(labeled: pa.Table) -> list[np.ndarray]:
+def _all_codes(labeled: pa.Table, by_recording: bool = False) -> list[np.ndarray]:
     rows = LabeledArrays(labeled)
     out = []
-    for i, labels in enumerate(rows.labels):
+    # A recording's rows share its labels: by recording, each is counted once.
+    firsts = _first_rows(rows.recordings) if by_recording else range(rows.n_rows)
+    for i in firsts:
+        labels = rows.labels[i]
         if isinstance(labels, StoredLabels):
             labels = labels.load(TimeSpan(int(rows.label_start[i]), int(rows.label_stop[i])))
         out.append(np.asarray(labels))
     return out
 
 
-def inverse_frequency_label_weights(labeled: pa.Table) -> list[np.ndarray]:
+def _first_rows(recordings: list) -> list[int]:
+    first: dict = {}
+    for i, rec in enumerate(recordings):
+        first.setdefault(rec, i)
+    return list(first.values())
+
+
+def inverse_frequency_label_weights(
+    labeled: pa.Table, *, by_recording: bool = False
+) -> list[np.ndarray]:
     """Per row, a weight per label epoch of ``1 / (count of its code in the whole table)``.
 
     With these as ``label_weights``, every code is equally likely *within* a row's
-    draw; use :func:`class_balanced_weights` to balance over the whole table.
+    draw; use :func:`class_balanced_weights` to balance over the whole table. With
+    ``by_recording``, one entry per recording (in table order) for a scheme with
+    ``modalities=``, each recording's labels counted once.
 
     Examples
     --------
@@ -330,18 +391,22 @@ def inverse_frequency_label_weights(labeled: pa.Table) -> list[np.ndarray]:
     >>> [w.tolist() for w in inverse_frequency_label_weights(labeled)]
     [[1.0, 1.0, 0.5, 1.0, 0.5]]
     """
-    codes = _all_codes(labeled)
+    codes = _all_codes(labeled, by_recording)
     values, counts = np.unique(np.concatenate(codes), return_counts=True)
     lookup = dict(zip(values.tolist(), (1.0 / counts).tolist(), strict=True))
     return [np.array([lookup[c] for c in row.tolist()], dtype=np.float64) for row in codes]
 
 
-def class_balanced_weights(labeled: pa.Table) -> tuple[np.ndarray, list[np.ndarray]]:
+def class_balanced_weights(
+    labeled: pa.Table, *, by_recording: bool = False
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """``(signal_weights, label_weights)`` under which every label code is equally likely.
 
     The label weights are :func:`inverse_frequency_label_weights`; each row's signal
     weight is the sum of its label weights, so the chosen epoch's code is uniform over
-    the codes present in the table.
+    the codes present in the table. With ``by_recording``, the weights are per
+    recording (table order), for a scheme with ``modalities=``; there only the epochs
+    of windows the montage can sample are drawn, so the balance holds over those.
 
     Examples
     --------
@@ -353,12 +418,14 @@ def class_balanced_weights(labeled: pa.Table) -> tuple[np.ndarray, list[np.ndarr
     >>> batches = RandomBatches(labeled, signal_weights=sw, label_weights=lw, batch_size=8,
     ...                         batch_duration=30 * 10**9)
     """
-    label_weights = inverse_frequency_label_weights(labeled)
+    label_weights = inverse_frequency_label_weights(labeled, by_recording=by_recording)
     return np.array([w.sum() for w in label_weights]), label_weights
 
 
-def duration_weights(labeled: pa.Table) -> np.ndarray:
+def duration_weights(labeled: pa.Table, *, by_recording: bool = False) -> np.ndarray:
     """Per row, its labeled duration in seconds: every labeled second equally likely.
+
+    With ``by_recording``, per recording (table order), for a scheme with ``modalities=``.
 
     Examples
     --------
@@ -369,4 +436,9 @@ def duration_weights(labeled: pa.Table) -> np.ndarray:
     from ..onda._arrow import span_bounds
 
     starts, stops = span_bounds(labeled.column("label_span"))
-    return (stops - starts).astype(np.float64) / NS_PER_S
+    seconds = (stops - starts).astype(np.float64) / NS_PER_S
+    if by_recording:
+        from ..onda._arrow import uuids_from_array
+
+        seconds = seconds[_first_rows(uuids_from_array(labeled.column("recording")))]
+    return seconds

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,6 +11,8 @@ import pyarrow as pa
 from .._errors import BatchSpecError
 from ..onda._timespan import NS_PER_S, TimeLike, nanoseconds
 from ._item import BatchItem
+from ._montage import RecordingArrays
+from ._random import _rows_of
 from ._state import BatchState, _frozen_config
 from ._table import LabeledArrays
 
@@ -83,8 +85,14 @@ class SequentialBatches:
         world_size: int = 1,
         rank: int = 0,
         drop_last: bool = False,
+        modalities: Mapping[str, Any] | None = None,
+        missing: str = "exclude",
+        resample: Mapping[str, Any] | None = None,
     ) -> None:
-        self._rows = rows = LabeledArrays(labeled)
+        rows: LabeledArrays | RecordingArrays
+        self._rows = rows = _rows_of(
+            labeled, modalities, missing, resample, batch_duration, channels, None
+        )
         self.batch_size = _positive_int(batch_size, "batch_size")
         self.world_size = _positive_int(world_size, "world_size")
         self.rank = _positive_int(rank, "rank", minimum=0)
@@ -137,6 +145,8 @@ class SequentialBatches:
             "n_rows": rows.n_rows,
             "table_digest": rows.digest(),
         }
+        if isinstance(rows, RecordingArrays):
+            self._config.update(rows.config())
         self._frozen_config = _frozen_config(self._config)
 
     def __len__(self) -> int:

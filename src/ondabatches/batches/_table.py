@@ -87,6 +87,21 @@ class LabeledArrays:
                     )
                 )
 
+    def check_signal_spans(self) -> None:
+        """Refuse rows whose signal does not cover their label span (single-signal schemes).
+
+        ``label_signals(..., partial_signals=True)`` keeps such rows for montages, which
+        sample only windows inside every signal's span.
+        """
+        for i, span in enumerate(self.signal_spans):
+            start, stop = int(self.label_start[i]), int(self.label_stop[i])
+            if not (span.start <= start and stop <= span.stop):
+                raise BatchSpecError(
+                    f"row {i} (recording {self.recordings[i]}, {self.file_paths[i]}): its "
+                    f"label span {TimeSpan(start, stop)} is not inside its signal span {span}; "
+                    "only a scheme with modalities= samples such signals"
+                )
+
     def segments(self, duration: TimeLike) -> tuple[int, np.ndarray]:
         """``duration`` in ns and in label epochs per row, checked against every row."""
         dur = nanoseconds(duration)

@@ -278,6 +278,7 @@ def _label_runs(
     roundto: int | None,
     fill: int | None,
     hold: bool = True,
+    partial: bool = False,
 ) -> tuple[list[int], list[int], list[int], Iterable[tuple[np.ndarray, np.ndarray]], list[int]]:
     """Per signal row with annotations: its label span and its labels as runs.
 
@@ -330,7 +331,7 @@ def _label_runs(
             if hold:
                 held[group] = (values, counts)
         span = spans[group]
-        if not (sig_starts[row] <= span.start and span.stop <= sig_stops[row]):
+        if not partial and not (sig_starts[row] <= span.start and span.stop <= sig_stops[row]):
             signal_span = TimeSpan(int(sig_starts[row]), int(sig_stops[row]))
             raise SpanError(
                 f"label span not inside the signal span for {_key_name(columns, signals, row)} "
@@ -360,6 +361,7 @@ def label_signals(
     fill: int | None = None,
     store: str | os.PathLike[str] | None = None,
     store_format: str = "lpcm",
+    partial_signals: bool = False,
 ) -> pa.Table:
     """Attach dense labels, derived from annotations, to signals.
 
@@ -397,6 +399,11 @@ def label_signals(
         labels of all rows are never in memory at once (thousands of recordings).
     store_format:
         The format of the label files written to ``store``: ``"lpcm"`` or ``"lpcm.zst"``.
+    partial_signals:
+        Keep signals whose span does not contain their group's whole label span (a
+        recording's EMG that starts late, say), rather than raising. Every row keeps
+        the recording's label timeline. Only schemes with ``modalities=`` accept such
+        a table: they sample windows inside every signal's span (or zero-fill).
 
     Returns
     -------
@@ -413,7 +420,8 @@ def label_signals(
         With ``store``, also two rows of a recording whose label files would coincide
         (equal ``file_path`` basenames). Every check is made before any file is written.
     SpanError
-        A label span not inside its signal's span (naming the recording).
+        A label span not inside its signal's span (naming the recording), unless
+        ``partial_signals``.
 
     Warns
     -----
@@ -458,6 +466,7 @@ def label_signals(
     keep, label_starts, label_stops, runs, missing = _label_runs(
         signals, annotations, columns, labels_column, encoding, dtype,
         epoch=epoch_ns, roundto=roundto_ns, fill=fill, hold=store is None,
+        partial=partial_signals,
     )  # fmt: skip
     if missing:
         names = sorted({_key_name(columns, signals, r) for r in missing})

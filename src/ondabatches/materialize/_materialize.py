@@ -19,6 +19,7 @@ import numpy as np
 
 from .._errors import BatchShapeError
 from ..batches._item import BatchItem
+from ..batches._multi_item import MultiBatchItem
 from ..labels._labeled import StoredLabels
 from ..onda._io import load_rows
 from ..onda._samples import Samples, SamplesInfo
@@ -106,6 +107,10 @@ def materialize_batch_item(
     >>> x.shape, x.dtype, y.shape
     ((2, 7680), dtype('float32'), (1, 2))
     """
+    if isinstance(item, MultiBatchItem):  # see _multi
+        from ._multi import materialize_multi_item
+
+        return materialize_multi_item(item, np.dtype(dtype))
     return _x(item, np.dtype(dtype)), _y(item)
 
 
@@ -170,6 +175,10 @@ def materialize_batch(
         raise BatchShapeError("cannot materialize an empty batch")
     dtype = np.dtype(dtype)
     allocate = allocate or np.empty
+    if isinstance(items[0], MultiBatchItem):  # see _multi
+        from ._multi import materialize_multi_batch
+
+        return materialize_multi_batch(items, dtype, allocate)
     if any(map(_is_remote, items)):
         return _materialize_concurrently(items, dtype, allocate)
     ys = [_y(it) for it in items]

@@ -1,0 +1,225 @@
+"""Multi-signal items (montages) to arrays: one array per modality, masks, resampling.
+
+A batch of :class:`~ondabatches.MultiBatchItem` becomes ``(x, y)``:
+
+- ``x`` is a dict name -> array ``(batch, channels, samples at that signal's rate)`` in
+  montage order; each modality's rows are exactly those of a single-signal item of the
+  same window (its part is materialized by the single-signal code);
+- with ``missing="zero-fill"``, ``x["mask"]`` is a dict name -> bool array ``(batch,)``,
+  True where the item has the modality (zeros where it does not);
+- with ``resample={"rate": r, "concatenate": True}``, ``x`` is one array
+  ``(batch, sum of channels, time)`` (and, with a mask, ``{"x": array, "mask": ...}``);
+- ``y`` is ``(batch, 1, labels)`` as for single-signal batches.
+
+Resampling is :func:`scipy.signal.resample_poly` (``pip install 'ondabatches[resample]'``)
+with ``up/down`` the reduced ratio of the rates and scipy's default filter: a
+``firwin`` low-pass FIR of ``2 * 10 * max(up, down) + 1`` taps, cutoff at the lower
+Nyquist frequency, Kaiser window with beta 5.0, zero padding beyond the data. Each
+window is read with a margin of whole input samples on each side (at least the
+filter's reach, a multiple of ``down`` so that the output grid lands on the window's
+first sample); the margin is clipped at the signal's span and replaced by zeros
+there, exactly as resampling the whole signal would pad it. So the window's output
+equals the same samples of ``resample_poly`` applied to the whole signal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+import fsspec
+import numpy as np
+
+from .._errors import BatchShapeError, require
+from ..batches._item import BatchItem
+from ..batches._montage import channel_shape, resample_ratio
+from ..batches._multi_item import MissingModality, MultiBatchItem
+from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
+from ._materialize import _x
+
+#: The most reads of one batch in flight at once when a file is remote.
+MAX_CONCURRENT_READS = 32
+
+
+@lru_cache(maxsize=4096)
+def _cached_channel_shape(selector: Any, info: Any) -> tuple[int, ...]:
+    return channel_shape(selector, info)
+
+
+def _part_channels(part: BatchItem) -> tuple[int, ...]:
+    try:
+        return _cached_channel_shape(part.channels, part.info)
+    except TypeError:  # an unhashable selector object
+        return channel_shape(part.channels, part.info)
+
+
+def _part_shape(part: BatchItem | MissingModality, duration: int, target: float | None):
+    """``(channels..., time)`` of a part, and ``(up, down)`` if it is resampled."""
+    if isinstance(part, MissingModality):
+        rate = part.sample_rate if target is None else target
+        return (*part.shape, n_samples(duration, rate)), None
+    rate = part.info.sample_rate
+    if target is None:
+        return (*_part_channels(part), n_samples(duration, rate)), None
+    up, down = resample_ratio(rate, target)
+    ratio = None if up == down else (up, down)
+    return (*_part_channels(part), n_samples(duration, target)), ratio
+
+
+def _describe(item: MultiBatchItem) -> str:
+    return f"recording {item.recording} window {item.window}"
+
+
+def _check_alike(items: Sequence[Any]) -> MultiBatchItem:
+    first = items[0]
+    for i, it in enumerate(items):
+        if not isinstance(it, MultiBatchItem):
+            raise BatchShapeError(
+                f"a batch mixes multi-signal and other items: item {i} is "
+                f"{type(it).__name__}, item 0 is a MultiBatchItem ({_describe(first)})"
+            )
+        if (it.names, it.rates, it.concatenate, it.mask) != (
+            first.names, first.rates, first.concatenate, first.mask,
+        ):  # fmt: skip
+            raise BatchShapeError(
+                f"items of the batch come from different montages: item {i} "
+                f"({_describe(it)}) has modalities {list(it.names)}, rates {it.rates}, "
+                f"concatenate={it.concatenate}, mask={it.mask}; item 0 ({_describe(first)}) "
+                f"has {list(first.names)}, {first.rates}, {first.concatenate}, {first.mask}"
+            )
+    return first
+
+
+def _resampled(part: BatchItem, dtype: np.dtype, out: np.ndarray, up: int, down: int) -> None:
+    """Resample ``part``'s window into ``out``: see the module's docstring."""
+    signal = require("scipy.signal", "resample")
+    rate = part.info.sample_rate
+    rows = window_sample_range(part.window.translate(-part.signal_span.start), rate)
+    total = n_samples(part.signal_span.duration, rate)
+    # resample_poly's filter has 10 * max(up, down) taps on each side at the upsampled
+    # rate: that many upsampled samples, rounded up to whole input samples, then up to
+    # a multiple of ``down`` so that output sample 0 sits on the window's first row.
+    reach = math.ceil(10 * max(up, down) / up) + 1
+    margin = -(-reach // down) * down
+    lo, hi = max(0, rows.start - margin), min(total, rows.stop + margin)
+    ext = np.zeros((*out.shape[:-1], len(rows) + 2 * margin), dtype=np.float64)
+    if hi > lo:
+        start = part.signal_span.start + time_from_index(lo, rate)
+        sub = replace(part, window=TimeSpan(start, start + time_from_index(hi - lo, rate)))
+        first = lo - (rows.start - margin)
+        ext[..., first : first + hi - lo] = _x(sub, np.dtype(np.float64))
+    y = signal.resample_poly(ext, up, down, axis=-1)
+    k0 = margin * up // down
+    np.copyto(out, y[..., k0 : k0 + out.shape[-1]], casting="unsafe")
+
+
+def _fill(
+    part: BatchItem | MissingModality,
+    dtype: np.dtype,
+    out: np.ndarray,
+    ratio: tuple[int, int] | None,
+) -> None:
+    if isinstance(part, MissingModality):
+        out[...] = 0
+    elif ratio is None:
+        _x(part, dtype, out=out)
+    else:
+        _resampled(part, dtype, out, *ratio)
+
+
+def _is_remote_path(path: str) -> bool:
+    return fsspec.core.split_protocol(path)[0] not in (None, "file", "local")
+
+
+def materialize_multi_batch(
+    items: Sequence[Any],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+) -> tuple[Any, np.ndarray]:
+    """:func:`~ondabatches.materialize_batch` for multi-signal items (see the module)."""
+    first = _check_alike(items)
+    n = len(items)
+    targets = first.rates or (None,) * len(first.names)
+    plans = [
+        [_part_shape(p, it.window.duration, t) for p, t in zip(it.parts, targets, strict=True)]
+        for it in items
+    ]
+    shapes = []
+    for k, name in enumerate(first.names):
+        kinds = {plan[k][0] for plan in plans}
+        if len(kinds) > 1:
+            lines = [
+                f"  item {i}: {name} {plan[k][0]} ({_describe(it)})"
+                for i, (it, plan) in enumerate(zip(items, plans, strict=True))
+            ]
+            raise BatchShapeError(
+                f"items of the batch have different shapes of modality {name!r}:\n"
+                + "\n".join(lines)
+            )
+        shapes.append(kinds.pop())
+    outs: list[np.ndarray]
+    if first.concatenate:
+        channels = [s[0] for s in shapes]
+        x: Any = allocate((n, sum(channels), shapes[0][-1]), dtype)
+        bounds = np.cumsum([0, *channels]).tolist()
+        outs = [x[:, bounds[k] : bounds[k + 1]] for k in range(len(shapes))]
+    else:
+        x = {
+            name: allocate((n, *shape), dtype)
+            for name, shape in zip(first.names, shapes, strict=True)
+        }
+        outs = list(x.values())
+    jobs = [
+        (it.parts[k], outs[k][i], plans[i][k][1])
+        for i, it in enumerate(items)
+        for k in range(len(shapes))
+    ]
+    remote = any(
+        isinstance(p, BatchItem) and _is_remote_path(p.file_path) for p, _, _ in jobs
+    ) or any(_is_remote_path(getattr(it.labels, "file_path", "")) for it in items)
+    if remote:
+        # Every read of the batch in flight at once; leaving the block waits for all.
+        threads = min(MAX_CONCURRENT_READS, len(jobs) + n)
+        with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
+            y_jobs = [pool.submit(it.label_codes) for it in items]
+            x_jobs = [pool.submit(_fill, p, dtype, out, ratio) for p, out, ratio in jobs]
+        codes = [j.result() for j in y_jobs]
+        for j in x_jobs:
+            j.result()
+    else:
+        codes = [it.label_codes() for it in items]
+        for p, out, ratio in jobs:
+            _fill(p, dtype, out, ratio)
+    if len({len(c) for c in codes}) > 1:
+        raise BatchShapeError(
+            "items of the batch have different y shapes:\n"
+            + "\n".join(
+                f"  item {i}: y (1, {len(c)}) ({_describe(it)})"
+                for i, (it, c) in enumerate(zip(items, codes, strict=True))
+            )
+        )
+    y = np.stack([np.asarray(c).reshape(1, -1) for c in codes])
+    if first.mask:
+        mask = {}
+        for k, name in enumerate(first.names):
+            m = allocate((n,), np.dtype(np.bool_))
+            m[...] = [not isinstance(it.parts[k], MissingModality) for it in items]
+            mask[name] = m
+        x = {"x": x, "mask": mask} if first.concatenate else {**x, "mask": mask}
+    return x, y
+
+
+def materialize_multi_item(item: MultiBatchItem, dtype: np.dtype) -> tuple[Any, np.ndarray]:
+    """:func:`~ondabatches.materialize_batch_item` for a multi-signal item."""
+    x, y = materialize_multi_batch([item], dtype, np.empty)
+    return _first(x), y[0]
+
+
+def _first(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _first(v) for k, v in x.items()}
+    return x[0]
