@@ -94,6 +94,15 @@ def _check_alike(items: Sequence[Any]) -> MultiBatchItem:
     return first
 
 
+@lru_cache(maxsize=64)
+def _filter(up: int, down: int) -> np.ndarray:
+    """resample_poly's own default filter, designed once per ratio rather than per call."""
+    signal = require("scipy.signal", "resample")
+    h = signal.firwin(2 * 10 * max(up, down) + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
+    h.flags.writeable = False  # resample_poly copies it before scaling
+    return h
+
+
 def _resampled(part: BatchItem, dtype: np.dtype, out: np.ndarray, up: int, down: int) -> None:
     """Resample ``part``'s window into ``out``: see the module's docstring."""
     signal = require("scipy.signal", "resample")
@@ -112,7 +121,7 @@ def _resampled(part: BatchItem, dtype: np.dtype, out: np.ndarray, up: int, down:
         sub = replace(part, window=TimeSpan(start, start + time_from_index(hi - lo, rate)))
         first = lo - (rows.start - margin)
         ext[..., first : first + hi - lo] = _x(sub, np.dtype(np.float64))
-    y = signal.resample_poly(ext, up, down, axis=-1)
+    y = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
     k0 = margin * up // down
     np.copyto(out, y[..., k0 : k0 + out.shape[-1]], casting="unsafe")
 
