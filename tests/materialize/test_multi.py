@@ -18,13 +18,14 @@ from ondabatches import (
     MissingModality,
     RandomBatches,
     SequentialBatches,
+    label_signals,
     materialize_batch,
     materialize_batch_item,
     read_signals,
 )
 from ondabatches.batches._montage import resample_ratio
 from ondabatches.onda import TimeSpan
-from tests.psg import MONTAGE, S, decode_file, label, psg, psg_labeled, select, window_rows  # noqa: F401
+from tests.psg import MONTAGE, S, decode_file, label, select, window_rows
 
 CHECKED = ("eeg", "eog", "emg", "ecg")
 
@@ -175,7 +176,9 @@ def test_threads_and_inline_give_the_same_batches(psg_labeled):
         np.testing.assert_array_equal(ya, yb)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(seed=st.integers(0, 2**64 - 1), index=st.integers(0, 10**6))
 def test_a_batch_is_its_items_stacked(psg_labeled, seed, index):
     batches = scheme(psg_labeled, missing="zero-fill", resample={"rate": {"eeg": 64, "emg": 64,
@@ -201,9 +204,7 @@ def test_allocate_provides_every_array(psg_labeled):
 
     x, _ = materialize_batch(batch, allocate=allocate)
     arrays = [x[n] for n in MONTAGE] + [x["mask"][n] for n in MONTAGE]
-    assert len(made) == len(arrays) and all(
-        any(a is m for m in made) for a in arrays
-    )
+    assert len(made) == len(arrays) and all(any(a is m for m in made) for a in arrays)
 
 
 def test_sequential_montage_batches_materialize(psg_labeled):
@@ -241,3 +242,40 @@ def test_s3_batches_equal_local_ones(psg, psg_labeled, s3):
                 np.testing.assert_array_equal(xl[name], xr[name])
                 np.testing.assert_array_equal(xl["mask"][name], xr["mask"][name])
             np.testing.assert_array_equal(yl, yr)
+
+
+def test_stored_labels_and_predicates(psg, tmp_path):
+    from ondabatches.labels import sort_and_trim_spans
+    from tests.psg import EPOCH, STAGE_ENCODING
+
+    annotations = sort_and_trim_spans(psg.annotations, epoch=EPOCH, by="recording")
+    lazy = label_signals(psg.signals, annotations, labels_column="stage", epoch=EPOCH,
+                         encoding=STAGE_ENCODING, partial_signals=True,
+                         store=tmp_path / "labels")  # fmt: skip
+    eager = label(psg)
+    montage = {"chin": (lambda row: row["sensor_label"] == "emg", ["chin"]), "eog": "eog"}
+    kw = dict(modalities=montage, batch_size=5, batch_duration=60 * S)
+    a, b = RandomBatches(lazy, **kw), RandomBatches(eager, **kw)
+    batch_a, _ = a.iterate_batch(a.initial_state(seed=3))
+    batch_b, _ = b.iterate_batch(b.initial_state(seed=3))
+    assert type(batch_a[0].labels).__name__ == "StoredLabels"
+    xa, ya = materialize_batch(batch_a)
+    xb, yb = materialize_batch(batch_b)
+    np.testing.assert_array_equal(ya, yb)
+    for name in montage:
+        np.testing.assert_array_equal(xa[name], xb[name])
+    for i, item in enumerate(batch_b):
+        np.testing.assert_allclose(xb["chin"][i], expected_part(item.part("chin")), rtol=1e-6,
+                                   atol=1e-3)  # fmt: skip
+
+
+def test_missing_scipy_names_the_extra(psg_labeled, monkeypatch):
+    import sys
+
+    from ondabatches import MissingDependencyError
+
+    batches = scheme(psg_labeled, resample={"rate": 128}, batch_size=2, batch_duration=60 * S)
+    batch, _ = batches.iterate_batch(batches.initial_state(seed=3))
+    monkeypatch.setitem(sys.modules, "scipy.signal", None)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ondabatches\[resample\]'"):
+        materialize_batch(batch)

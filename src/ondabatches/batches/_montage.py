@@ -95,8 +95,7 @@ def montage_of(modalities: Mapping[str, Any]) -> tuple[tuple[str, Modality], ...
     """
     if not isinstance(modalities, Mapping) or not modalities:
         raise BatchSpecError(
-            f"modalities must be a non-empty mapping name -> (sensor, channels), "
-            f"got {modalities!r}"
+            f"modalities must be a non-empty mapping name -> (sensor, channels), got {modalities!r}"
         )
     out = []
     for name, value in modalities.items():
@@ -246,7 +245,9 @@ class RecordingArrays:
                 lo = max(0, -(-(first_t - start) // epoch))
                 hi = min(n, (last_t - start) // epoch)
             if hi - lo < dur // epoch:
-                where = "label span" + (" inside every signal's span" if missing == "exclude" else "")
+                where = "label span" + (
+                    " inside every signal's span" if missing == "exclude" else ""
+                )
                 reasons.append(
                     (rec, f"has no window of {dur / NS_PER_S:g} s in its {where} "
                           f"({max(hi - lo, 0)} epochs of {dur // epoch})")
