@@ -339,7 +339,9 @@ class RandomBatches:
 
     def __repr__(self) -> str:
         return (
-            f"RandomBatches({self._rows.n_rows} rows, batch_size={self.batch_size}, "
+            f"RandomBatches({self._rows.n_rows} "
+            f"{'recordings' if isinstance(self._rows, RecordingArrays) else 'rows'}, "
+            f"batch_size={self.batch_size}, "
             f"batch_duration={self.batch_duration / NS_PER_S:g} s, n_channels={self.n_channels})"
         )
 
