@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["tests.s3server", "tests.dataset"]
+pytest_plugins = ["tests.s3server", "tests.dataset", "tests.psg"]
 
 ROOT = Path(__file__).resolve().parents[1]
 JULIA_FIXTURES = ROOT.parent / "shared" / "fixtures" / "julia-onda"

@@ -1,6 +1,6 @@
 """A polysomnography-like dataset for montage tests, and an independent decoder.
 
-Import the fixtures with ``from tests.psg import psg, psg_labeled  # noqa: F401``.
+Its fixtures ``psg`` and ``psg_labeled`` are a pytest plugin of ``tests/conftest.py``.
 
 Recording ``i`` has EEG layout ``i % 4`` (128 Hz int16 lpcm, 256 Hz float32 lpcm.zst,
 143.5 Hz int32 lpcm.zst with an offset, 200 Hz uint16 lpcm with an offset), EOG at

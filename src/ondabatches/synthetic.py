@@ -199,6 +199,7 @@ def make_dataset(
     rates: Mapping[str, float] | None = None,
     offsets: Mapping[str, TimeLike] | None = None,
     eeg_layout: int | None = None,
+    formats: Mapping[str, str] | None = None,
 ) -> SyntheticDataset:
     """Write a synthetic Onda dataset under ``root`` and return its tables.
 
@@ -218,8 +219,9 @@ def make_dataset(
     (``{"eog": 128.0}``; ``sample_rate`` is the EEG's); ``offsets`` starts a kind's
     signal that much later than the EEG (it still ends with it), so that signals of
     a recording start at different times; ``eeg_layout`` gives every recording EEG
-    layout ``eeg_layout`` (0: 6 channels of int16 ``lpcm``) instead of ``i % 4``. The
-    defaults write exactly what they always have.
+    layout ``eeg_layout`` (0: 6 channels of int16 ``lpcm``) instead of ``i % 4``;
+    ``formats`` replaces a kind's file format (``{"ecg": "lpcm"}``). The defaults write
+    exactly what they always have.
 
     Writes ``root/signals.arrow``, ``root/annotations.arrow`` and the sample files
     ``root/<recording>/eeg.lpcm[.zst]`` (and ``eog.lpcm``, ``ecg.lpcm``, ``emg.lpcm``).
@@ -258,6 +260,8 @@ def make_dataset(
             channels, rate, sample_type, res, offset, fmt, absolute = layout
             if rates and kind in rates:
                 rate = float(rates[kind])
+            if formats and kind in formats:
+                fmt = formats[kind]
             later = nanoseconds((offsets or {}).get(kind, 0))
             signal_span = TimeSpan(span.start + later, span.stop)
             info = SamplesInfo(kind, channels, "microvolt", res, offset, sample_type, rate)

@@ -29,7 +29,7 @@ from ondabatches import (
 )
 from ondabatches.labels import sort_and_trim_spans
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING
-from tests.psg import MONTAGE, S, psg, psg_labeled  # noqa: F401
+from tests.psg import MONTAGE, S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,7 +165,9 @@ def test_bad_montages_name_the_recording_and_signal(psg_labeled):
         make({"exg": (lambda row: row["sensor_type"] in ("eeg", "eog"), None)})
     with pytest.raises(BatchSpecError, match=r"predicate matches no signal"):
         make({"x": (lambda row: False, None)})
-    with pytest.raises(BatchSpecError, match=r"recording .*: 128 Hz cannot be resampled exactly to 100.3 Hz"):
+    with pytest.raises(
+        BatchSpecError, match=r"recording .*: 128 Hz cannot be resampled exactly to 100.3 Hz"
+    ):
         make({"eeg": "eeg"}, resample={"rate": 100.3})
     with pytest.raises(BatchSpecError, match=r"not a whole number of samples at 142.857"):
         make({"eeg": "eeg"}, resample={"rate": 1000 / 7})
@@ -211,8 +213,14 @@ def test_class_balanced_weights_by_recording(psg_labeled):
 
 
 def test_items_round_trip_and_single_signal_config_is_unchanged(psg_labeled):
-    batches = RandomBatches(psg_labeled, modalities=MONTAGE, missing="zero-fill",
-                            resample={"rate": 128}, batch_size=4, batch_duration=60 * S)
+    batches = RandomBatches(
+        psg_labeled,
+        modalities=MONTAGE,
+        missing="zero-fill",
+        resample={"rate": 128},
+        batch_size=4,
+        batch_duration=60 * S,
+    )
     batch, _ = batches.iterate_batch(batches.initial_state(seed=2))
     for item in batch:
         assert pickle.loads(pickle.dumps(item)) == item

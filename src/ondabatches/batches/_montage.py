@@ -2,9 +2,20 @@
 
 A montage maps names to :class:`Modality` values (a sensor type or a predicate on a
 row of the signals table, and a channel selector). A scheme given ``modalities=``
-draws windows of *recordings*: per recording one label timeline (the labels of the
-labeled table's rows, which all come from the recording's annotations) and per
-modality the one signal that serves it.
+draws windows of *recordings*: per recording one label timeline and per modality the
+one signal that serves it.
+
+Where the labels come from (the choice made here): the schemes take the labeled table
+that :func:`~ondabatches.labels.label_signals` makes (one row per signal) rather than
+a second kind of table. Labelled by recording, every row of a recording carries the
+same labels (its annotations'), so the recording's timeline is its first row's; rows
+of one recording with different label spans are an error. A signal that does not
+cover the whole label span (an EMG that starts late) is kept with
+``label_signals(..., partial_signals=True)``: with ``missing="exclude"`` only windows
+inside every signal's span are drawn (the label span is cut to the whole epochs that
+all signals cover); with ``missing="zero-fill"`` every labeled window is drawn and a
+signal that does not cover the whole window counts as missing from that item.
+Single-signal schemes refuse such rows.
 """
 
 from __future__ import annotations
@@ -95,8 +106,7 @@ def montage_of(modalities: Mapping[str, Any]) -> tuple[tuple[str, Modality], ...
     """
     if not isinstance(modalities, Mapping) or not modalities:
         raise BatchSpecError(
-            f"modalities must be a non-empty mapping name -> (sensor, channels), "
-            f"got {modalities!r}"
+            f"modalities must be a non-empty mapping name -> (sensor, channels), got {modalities!r}"
         )
     out = []
     for name, value in modalities.items():
@@ -246,7 +256,9 @@ class RecordingArrays:
                 lo = max(0, -(-(first_t - start) // epoch))
                 hi = min(n, (last_t - start) // epoch)
             if hi - lo < dur // epoch:
-                where = "label span" + (" inside every signal's span" if missing == "exclude" else "")
+                where = "label span" + (
+                    " inside every signal's span" if missing == "exclude" else ""
+                )
                 reasons.append(
                     (rec, f"has no window of {dur / NS_PER_S:g} s in its {where} "
                           f"({max(hi - lo, 0)} epochs of {dur // epoch})")

@@ -107,6 +107,26 @@ class RandomBatches:
     batch_duration:
         Window duration: a positive whole number of label epochs, no longer than any
         row's label span.
+    modalities:
+        A montage: name -> ``(sensor, channels)`` (or a :class:`Modality`), e.g.
+        ``{"eeg": ("eeg", Bipolar(["c3-m2"])), "eog": ("eog", ["eog-l", "eog-r"])}``.
+        Items are then :class:`MultiBatchItem` windows of *recordings*: a "row" above
+        is a recording (in order of first appearance in the table), its labels those
+        of its rows (one timeline from its annotations), and ``signal_weights`` and
+        ``label_weights`` are per recording (see ``class_balanced_weights(...,
+        by_recording=True)``). A batch materializes as a dict name -> array.
+    missing:
+        With ``modalities``: ``"exclude"`` (default) samples only recordings that have
+        every modality and windows inside every signal's span; ``"zero-fill"`` samples
+        every labeled window and zero-fills the modalities an item lacks (a signal
+        absent, or not covering the whole window), with ``x["mask"][name]`` False.
+        Excluded recordings are counted in one :class:`ExcludedRecordingsWarning`.
+    resample:
+        With ``modalities``: ``{"rate": hz}`` (or ``{"rate": {name: hz}}``) brings
+        modalities to a common rate with a polyphase filter
+        (:mod:`ondabatches.materialize._multi` says which), and ``"concatenate": True``
+        stacks them into one ``(batch, channels, time)`` array. A rate that cannot be
+        reached exactly is a :class:`BatchSpecError` naming the recording and signal.
 
     Raises
     ------
@@ -126,6 +146,21 @@ class RandomBatches:
     (3, 1)
     >>> batch[0].window, batch[0].channels, batch[0].labels.tolist()
     (TimeSpan(150 s, 210 s), ('c3',), [5, 6])
+
+    Several signals of each recording, time-aligned (a montage):
+
+    >>> from ondabatches import Bipolar, label_signals, materialize_batch
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> ds = make_dataset("psg", n_recordings=2, duration=300 * 10**9, eog_every=1,
+    ...                   emg_every=1, sample_rate=256.0)
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> psg = RandomBatches(labeled, batch_size=4, batch_duration=timedelta(seconds=30),
+    ...                     modalities={"eeg": ("eeg", Bipolar(["c3-m2"])),
+    ...                                 "eog": ("eog", ["eog-l", "eog-r"]), "emg": "emg"})
+    >>> x, y = materialize_batch(psg.iterate_batch(psg.initial_state(seed=0))[0])
+    >>> {name: a.shape for name, a in x.items()}, y.shape
+    ({'eeg': (4, 1, 7680), 'eog': (4, 2, 1920), 'emg': (4, 1, 15360)}, (4, 1, 1))
     """
 
     def __init__(
@@ -304,7 +339,9 @@ class RandomBatches:
 
     def __repr__(self) -> str:
         return (
-            f"RandomBatches({self._rows.n_rows} rows, batch_size={self.batch_size}, "
+            f"RandomBatches({self._rows.n_rows} "
+            f"{'recordings' if isinstance(self._rows, RecordingArrays) else 'rows'}, "
+            f"batch_size={self.batch_size}, "
             f"batch_duration={self.batch_duration / NS_PER_S:g} s, n_channels={self.n_channels})"
         )
 

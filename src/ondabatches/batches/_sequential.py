@@ -58,6 +58,10 @@ class SequentialBatches:
         Number of data-parallel ranks and this one's 0-based rank.
     drop_last:
         Drop, rather than pad, the windows that do not divide evenly among ranks.
+    modalities, missing, resample:
+        A montage, as for :class:`RandomBatches`: windows of recordings (a "row" is a
+        recording), each a :class:`MultiBatchItem`; with ``missing="exclude"`` only the
+        windows inside every signal's span.
 
     Examples
     --------

@@ -94,41 +94,47 @@ def _check_alike(items: Sequence[Any]) -> MultiBatchItem:
     return first
 
 
-def _resampled(part: BatchItem, dtype: np.dtype, out: np.ndarray, up: int, down: int) -> None:
-    """Resample ``part``'s window into ``out``: see the module's docstring."""
+@lru_cache(maxsize=64)
+def _filter(up: int, down: int) -> np.ndarray:
+    """resample_poly's own default filter, designed once per ratio rather than per call."""
     signal = require("scipy.signal", "resample")
+    h = signal.firwin(2 * 10 * max(up, down) + 1, 1.0 / max(up, down), window=("kaiser", 5.0))
+    h.flags.writeable = False  # resample_poly copies it before scaling
+    return h
+
+
+def _margin(up: int, down: int) -> int:
+    """Input samples read on each side of a window resampled by ``up/down``.
+
+    resample_poly's filter has ``10 * max(up, down)`` taps on each side at the
+    upsampled rate: that many upsampled samples, rounded up to whole input samples,
+    then up to a multiple of ``down`` so that output sample 0 sits on the window's
+    first row.
+    """
+    reach = math.ceil(10 * max(up, down) / up) + 1
+    return -(-reach // down) * down
+
+
+def _read_extended(part: BatchItem, ext: np.ndarray, margin: int) -> None:
+    """The window's rows and ``margin`` rows on each side into ``ext`` (zeros beyond
+    the signal, as resample_poly pads a whole signal)."""
     rate = part.info.sample_rate
     rows = window_sample_range(part.window.translate(-part.signal_span.start), rate)
     total = n_samples(part.signal_span.duration, rate)
-    # resample_poly's filter has 10 * max(up, down) taps on each side at the upsampled
-    # rate: that many upsampled samples, rounded up to whole input samples, then up to
-    # a multiple of ``down`` so that output sample 0 sits on the window's first row.
-    reach = math.ceil(10 * max(up, down) / up) + 1
-    margin = -(-reach // down) * down
     lo, hi = max(0, rows.start - margin), min(total, rows.stop + margin)
-    ext = np.zeros((*out.shape[:-1], len(rows) + 2 * margin), dtype=np.float64)
+    ext[...] = 0
     if hi > lo:
         start = part.signal_span.start + time_from_index(lo, rate)
         sub = replace(part, window=TimeSpan(start, start + time_from_index(hi - lo, rate)))
         first = lo - (rows.start - margin)
         ext[..., first : first + hi - lo] = _x(sub, np.dtype(np.float64))
-    y = signal.resample_poly(ext, up, down, axis=-1)
-    k0 = margin * up // down
-    np.copyto(out, y[..., k0 : k0 + out.shape[-1]], casting="unsafe")
 
 
-def _fill(
-    part: BatchItem | MissingModality,
-    dtype: np.dtype,
-    out: np.ndarray,
-    ratio: tuple[int, int] | None,
-) -> None:
+def _fill(part: BatchItem | MissingModality, dtype: np.dtype, out: np.ndarray) -> None:
     if isinstance(part, MissingModality):
         out[...] = 0
-    elif ratio is None:
-        _x(part, dtype, out=out)
     else:
-        _resampled(part, dtype, out, *ratio)
+        _x(part, dtype, out=out)
 
 
 def _is_remote_path(path: str) -> bool:
@@ -173,27 +179,48 @@ def materialize_multi_batch(
             for name, shape in zip(first.names, shapes, strict=True)
         }
         outs = list(x.values())
-    jobs = [
-        (it.parts[k], outs[k][i], plans[i][k][1])
-        for i, it in enumerate(items)
-        for k in range(len(shapes))
-    ]
+    # Parts at their own rate (or missing) go straight into their slot. Resampled
+    # parts are read with margins into one float64 buffer per modality and ratio, which
+    # is filtered in one resample_poly call (one call per item costs far more).
+    jobs: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+    groups: dict[tuple[int, int, int], list[tuple[int, BatchItem]]] = {}
+    for i, it in enumerate(items):
+        for k, part in enumerate(it.parts):
+            ratio = plans[i][k][1]
+            if ratio is None or isinstance(part, MissingModality):
+                jobs.append((_fill, (part, dtype, outs[k][i])))
+            else:
+                groups.setdefault((k, *ratio), []).append((i, part))
+    buffers = []
+    for (k, up, down), members in groups.items():
+        margin = _margin(up, down)
+        n_in = n_samples(members[0][1].window.duration, members[0][1].info.sample_rate)
+        ext = np.empty((len(members), *shapes[k][:-1], n_in + 2 * margin), dtype=np.float64)
+        buffers.append((k, up, down, margin, [i for i, _ in members], ext))
+        jobs += [(_read_extended, (part, ext[j], margin)) for j, (_, part) in enumerate(members)]
     remote = any(
-        isinstance(p, BatchItem) and _is_remote_path(p.file_path) for p, _, _ in jobs
+        isinstance(p, BatchItem) and _is_remote_path(p.file_path) for it in items for p in it.parts
     ) or any(_is_remote_path(getattr(it.labels, "file_path", "")) for it in items)
     if remote:
         # Every read of the batch in flight at once; leaving the block waits for all.
         threads = min(MAX_CONCURRENT_READS, len(jobs) + n)
         with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
             y_jobs = [pool.submit(it.label_codes) for it in items]
-            x_jobs = [pool.submit(_fill, p, dtype, out, ratio) for p, out, ratio in jobs]
+            x_jobs = [pool.submit(f, *args) for f, args in jobs]
         codes = [j.result() for j in y_jobs]
         for j in x_jobs:
             j.result()
     else:
         codes = [it.label_codes() for it in items]
-        for p, out, ratio in jobs:
-            _fill(p, dtype, out, ratio)
+        for f, args in jobs:
+            f(*args)
+    if buffers:
+        signal = require("scipy.signal", "resample")
+        for k, up, down, margin, rows, ext in buffers:
+            resampled = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
+            k0 = margin * up // down
+            n_out = shapes[k][-1]
+            outs[k][rows] = resampled[..., k0 : k0 + n_out]
     if len({len(c) for c in codes}) > 1:
         raise BatchShapeError(
             "items of the batch have different y shapes:\n"
