@@ -88,3 +88,42 @@ def test_refuses_bad_input():
                         label_names=NAMES, channels={"eeg": ["c3"]})  # fmt: skip
     with pytest.raises(ValueError, match="channels x samples"):
         plot_modalities(x, y, sample_rates=RATES, label_rate=1 / 30, label_names=NAMES)
+
+
+def test_cli_draws_the_modalities_of_the_items_recording(tmp_path, capsys, monkeypatch):
+    from ondabatches import plot
+    from ondabatches.cli import main
+    from ondabatches.onda import TimeSpan, iter_signals, load, read_signals
+    from tests.cli._datasets import make_sleep_dataset
+
+    ds = make_sleep_dataset(tmp_path / "ds", n_recordings=2)
+    figures = []
+    drawing = plot.plot_modalities
+    monkeypatch.setattr(
+        plot, "plot_modalities", lambda *a, **kw: figures.append(drawing(*a, **kw)) or figures[-1]
+    )
+    out = tmp_path / "mm.png"
+    args = ["plot", str(ds.root), "--modalities", "eeg,ecg", "--seed", "2", "-o", str(out)]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert said.startswith(f"wrote {out}: item 0 of seed 2: recording ") and "· eeg, ecg ·" in said
+    assert image(out).shape[:2] == (800, 1200)
+    # Both modalities of the item's recording over its window: 2 EEG rows at 128 Hz, then
+    # the ECG at 256 Hz, each the samples load() gives for that window.
+    (fig,) = figures
+    traces, _ = fig.axes
+    recording = said.split("recording ")[1].split(" ")[0]
+    start, stop = (float(v) for v in said.split(" · ")[2].split(" s ")[0].split("-"))
+    rows = []
+    for signal in iter_signals(read_signals(ds.signals_path)):
+        if str(signal.recording) == recording:
+            span = TimeSpan(round(start * 1e9), round(stop * 1e9)).translate(-signal.span.start)
+            rows += [(signal.sample_rate, r) for r in load(signal, span).data]
+    assert [rate for rate, _ in rows] == [128.0, 128.0, 256.0]
+    assert len(traces.lines) == 3
+    for line, (rate, values) in zip(traces.lines, rows, strict=True):
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(values.size) / rate)
+        assert np.corrcoef(line.get_ydata(), values)[0, 1] > 0.999999
+
+    assert main(["plot", str(ds.root), "--modalities", "eeg,emg", "-o", str(out)]) == 1
+    assert "no signals of sensor type(s) ['emg']" in capsys.readouterr().err
