@@ -2,8 +2,9 @@
 
 The drawing functions take plain arrays and names, not batch objects, so that any
 ``(x, y)`` pair (from :func:`~ondabatches.materialize_batch_item`, a Batcher, a
-notebook) can be drawn. They write PNG files through matplotlib's Agg canvas,
-without pyplot, so nothing global (backend, open figures) is touched.
+notebook) can be drawn; :func:`plot_modalities` draws an item of a multi-signal
+batch (a dict of arrays per modality). They write PNG files through matplotlib's Agg
+canvas, without pyplot, so nothing global (backend, open figures) is touched.
 
 Needs the optional extra ``plot`` (matplotlib), imported on first use.
 """
