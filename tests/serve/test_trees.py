@@ -25,16 +25,25 @@ pytestmark = pytest.mark.timeout(90)
 SHARED = {"processes", "ray"}
 
 
+# SteppingToyScheme lets the processes' and Ray's workers draw the batches, as they do
+# for the library's schemes; Ray, slow to start, runs only that case.
 @pytest.fixture(
-    params=["inline", "threads", "processes", "executor", pytest.param("ray", marks=pytest.mark.ray)]
+    params=[
+        *((name, scheme) for name in ("inline", "threads", "processes", "executor")
+          for scheme in (ToyScheme, SteppingToyScheme)),
+        pytest.param(("ray", SteppingToyScheme), marks=pytest.mark.ray),
+    ],
+    ids=lambda param: f"{param[0]}-{param[1].__name__}",
 )
 def backend(request):
-    """Each backend's name (and for an executor, the executor itself)."""
-    if request.param == "executor":
-        return request.param, request.getfixturevalue("loky_executor")
-    if request.param == "ray":
+    """A backend's name, what to pass as ``backend`` (for an executor, the executor
+    itself), and the scheme class."""
+    name, scheme_class = request.param
+    if name == "executor":
+        return name, request.getfixturevalue("loky_executor"), scheme_class
+    if name == "ray":
         request.getfixturevalue("ray_session")
-    return request.param, request.param
+    return name, name, scheme_class
 
 
 def reference(scheme, state, n):
@@ -75,10 +84,8 @@ def assert_in_segments(tree, segments: SegmentPool) -> None:
         assert leaf.base is not None  # a view, not an array owning a copy
 
 
-@pytest.mark.parametrize("scheme_class", [ToyScheme, SteppingToyScheme])
-def test_dict_batches_match_inline_on_every_backend(backend, scheme_class, no_leaks):
-    # SteppingToyScheme lets the processes' and Ray's workers draw the batches.
-    name, backend = backend
+def test_dict_batches_match_inline_on_every_backend(backend, no_leaks):
+    name, backend, scheme_class = backend
     scheme = scheme_class(batch_size=3)
     got = []
     with Batcher(
