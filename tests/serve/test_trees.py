@@ -63,6 +63,7 @@ def assert_same_tree(got, expected):
     for g, e in zip(got_leaves, leaves, strict=True):
         assert type(g) is np.ndarray and g.dtype == e.dtype
         np.testing.assert_array_equal(g, e, strict=True)
+        assert g.tobytes() == e.tobytes()  # bit for bit (-0.0 and NaN payloads included)
 
 
 def _address_ranges(segments: SegmentPool) -> list[range]:
