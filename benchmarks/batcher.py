@@ -10,7 +10,10 @@ int16 LPCM decoded to float32):
 - the transport of one ~50 MB batch: a worker's round trip (materialize, hand over,
   consumer's first touch) minus materializing in-process, through shared memory and
   through pickling, against materializing that batch;
-- the time from creating a process Batcher to holding its first batch.
+- the time from creating a process Batcher to holding its first batch;
+- dict batches (a dict of arrays per modality with a mask dict, as multi-signal schemes
+  make): the per-batch cost of handing a tiny one over through shared memory next to
+  a tiny ``(x, y)``'s, and the transport of a ~50 MB one (goal: as for ``(x, y)``).
 
 - the same scaling for decode-heavy batches (seekable ``lpcm.zst`` at 256 Hz).
 
@@ -26,9 +29,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +44,10 @@ from ondabatches.batches import RandomBatches
 from ondabatches.labels import label_signals, sort_and_trim_spans
 from ondabatches.materialize import materialize_batch
 from ondabatches.serve import Batcher
-from ondabatches.serve._pools import ExecutorPool, ProcessPool
+from ondabatches.serve._pools import ExecutorPool, ProcessPool, run_task, unpack_result
+from ondabatches.serve._shm import SegmentPool
+from ondabatches.serve._tree import flatten
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
-
 from ._report import Result, script_main
 
 __all__ = ["run"]
@@ -49,6 +55,8 @@ __all__ = ["run"]
 MB = 1e6
 RATE = 128.0  # the synthetic layout with six int16 channels
 HEAVY_RATE = 256.0  # the one in seekable lpcm.zst: decompression dominates
+#: Modalities of the tiny dict batch: names and channels (each its own sample count).
+MODALITIES = (("eeg", 6), ("eog", 2), ("emg", 1))
 
 
 def _usable_cpus() -> int:
@@ -152,7 +160,7 @@ def _timed(f, *args) -> float:
     return time.perf_counter() - started
 
 
-def _transport(pool, batch) -> float:
+def _transport(pool, batch, materialize=materialize_batch) -> float:
     """Seconds per batch through ``pool`` in steady state, the consumer touching every page.
 
     One batch at a time, so that the figure is the round trip of a single batch: the
@@ -161,11 +169,112 @@ def _transport(pool, batch) -> float:
     """
 
     def once() -> None:
-        x, y = pool.submit(materialize_batch, batch, np.float32).result()
-        x.reshape(-1).view(np.uint8)[::4096].sum()  # the consumer's first touch
+        x, y = pool.submit(materialize, batch, np.float32).result()
+        for array in flatten(x)[0]:
+            array.reshape(-1).view(np.uint8)[::4096].sum()  # the consumer's first touch
 
     once()  # worker start-up, first mapping of the segment
     return _best(lambda: _timed(once), 5)
+
+
+def as_modalities(batch, dtype, allocate=None):
+    """A dict batch of the same bytes as ``materialize_batch(batch)``: the items' halves
+    as two modalities, with a mask dict, each array decoded through ``allocate`` (as a
+    multi-signal materializer does, one call per array)."""
+    items = list(batch)
+    half = len(items) // 2
+    first, _ = materialize_batch(items[:half], dtype, allocate=allocate)
+    second, y = materialize_batch(items[half:], dtype, allocate=allocate)
+    allocate = allocate or np.empty
+    mask = {"a": allocate((half,), np.bool_), "b": allocate((len(items) - half,), np.bool_)}
+    for m in mask.values():
+        m[...] = True
+    return {"a": first, "b": second, "mask": mask}, y
+
+
+def _hand_over(materialize, segments: SegmentPool, repeat: int, n: int = 2000) -> float:
+    """Seconds per batch to hand a tiny batch over through shared memory, in this
+    process: the worker's side (``run_task``), the result pickled both ways, the
+    manager's (``unpack_result``): what a batch costs besides its bytes."""
+    result = None
+
+    def once() -> None:
+        nonlocal result
+        result = run_task(materialize, None, np.float32, segments.lease())
+        result = unpack_result(pickle.loads(ForkingPickler.dumps(result)), segments)
+        result = None  # the consumer lets go: the segment is recycled
+
+    def loop() -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            once()
+        return (time.perf_counter() - started) / n
+
+    loop()  # first mappings
+    return _best(loop, repeat)
+
+
+def _tiny(batch, dtype, allocate=np.empty):
+    x = allocate((4, 2, 64), dtype)
+    x[...] = 1
+    y = allocate((4, 1, 2), np.uint8)
+    y[...] = 2
+    return x, y
+
+
+def _tiny_modalities(batch, dtype, allocate=np.empty):
+    x = {name: allocate((4, channels, 32 * channels), dtype) for name, channels in MODALITIES}
+    x["mask"] = {name: allocate((4,), np.bool_) for name, _ in MODALITIES}
+    for leaf in (*x["mask"].values(), *(x[name] for name, _ in MODALITIES)):
+        leaf[...] = 1
+    y = allocate((4, 1, 2), np.uint8)
+    y[...] = 2
+    return x, y
+
+
+def _tree_figures(labeled: pa.Table, repeat: int) -> list[Result]:
+    """Dict batches (one array per modality) against single-array batches."""
+    results = []
+    segments = SegmentPool(keep=4)
+    try:
+        # Interleaved, so that a busy machine slows both alike.
+        single, tree = [], []
+        for _ in range(repeat):
+            single.append(_hand_over(_tiny, segments, 1))
+            tree.append(_hand_over(_tiny_modalities, segments, 1))
+    finally:
+        segments.close()
+    results.append(
+        Result(
+            f"hand-over of a tiny dict batch ({len(MODALITIES)} modalities + mask dict)",
+            min(tree) * 1e6,
+            min(single) * 1e6,
+            "us",
+            floor_is="the same of a tiny (x, y) batch: run_task, pickling, unpack_result",
+        )
+    )
+    # Transport of a ~50 MB dict batch, as for the single-array one below.
+    big = RandomBatches(labeled, batch_size=54, batch_duration=10 * EPOCH)
+    batch, _ = big.iterate_batch(big.initial_state())
+    as_modalities(batch, np.float32)  # warms the page cache
+    materialize_s = _best(lambda: _timed(as_modalities, batch, np.float32), repeat + 2)
+    pool = ProcessPool(1)
+    try:
+        round_trip = _transport(pool, batch, as_modalities)
+    finally:
+        pool.close()
+    results.append(
+        Result(
+            "transport of a 50 MB dict batch (2 modalities + mask): shared memory",
+            max(round_trip - materialize_s, 0.0) * 1e3,
+            materialize_s * 1e3,
+            "ms",
+            goal=0.1,
+            floor_is="materializing that batch in-process; ours is a worker's round trip "
+            "minus that (goal: under 10% of it)",
+        )
+    )
+    return results
 
 
 def _rates(name: str, seconds: float, n: int, nbytes: int, floor: tuple[float, float], **extra):
@@ -307,6 +416,8 @@ def run(quick: bool = False) -> list[Result]:
                     "trip minus that (goal: under 10% of it)",
                 )
             )
+
+        results += _tree_figures(labeled, repeat + 1)
 
         # Time to first batch: creating the Batcher, starting its processes, one batch.
         workers = min(2, cpus)

@@ -2,8 +2,9 @@
 
 The drawing functions take plain arrays and names, not batch objects, so that any
 ``(x, y)`` pair (from :func:`~ondabatches.materialize_batch_item`, a Batcher, a
-notebook) can be drawn. They write PNG files through matplotlib's Agg canvas,
-without pyplot, so nothing global (backend, open figures) is touched.
+notebook) can be drawn; :func:`plot_modalities` draws an item of a multi-signal
+batch (a dict of arrays per modality). They write PNG files through matplotlib's Agg
+canvas, without pyplot, so nothing global (backend, open figures) is touched.
 
 Needs the optional extra ``plot`` (matplotlib), imported on first use.
 """
@@ -20,7 +21,14 @@ import pyarrow as pa
 from ._errors import require
 from .inspection import SLEEP_STAGES, label_encoding
 
-__all__ = ["SLEEP_STAGES", "label_encoding", "plot_batch_item", "plot_item", "plot_overview"]
+__all__ = [
+    "SLEEP_STAGES",
+    "label_encoding",
+    "plot_batch_item",
+    "plot_item",
+    "plot_modalities",
+    "plot_overview",
+]
 
 _DPI = 100
 
@@ -47,6 +55,35 @@ def _colors(n: int) -> list[Any]:
 
     cmap = colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _trace(ax: Any, t: np.ndarray, values: np.ndarray, level: float, color: Any) -> float:
+    """Draw ``values`` scaled to its own range around ``level``; the half range."""
+    lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if values.size else (0, 0)
+    half = (hi - lo) / 2 or 1.0
+    # Each trace fills 90% of its band so that neighbours never touch.
+    ax.plot(t, level + 0.45 * (values - (hi + lo) / 2) / half, linewidth=0.4, color=color)
+    return half
+
+
+def _hypnogram(
+    strip: Any, y: np.ndarray, label_names: Mapping[int, str], label_rate: float, start: float
+) -> np.ndarray:
+    """Draw the labels ``y`` as colored bands, one row per code; the epochs' edges (s)."""
+    codes = list(label_names)
+    unknown = sorted(set(y.tolist()) - set(codes))
+    if unknown:
+        raise ValueError(f"labels {unknown} have no name in label_names {dict(label_names)}")
+    colors = _colors(len(codes))
+    edges = start + np.arange(y.size + 1) / label_rate
+    for i, code in enumerate(codes):
+        where = np.flatnonzero(y == code)
+        if where.size:
+            bars = [(edges[j], edges[j + 1] - edges[j]) for j in where]
+            strip.broken_barh(bars, (len(codes) - 1 - i - 0.4, 0.8), color=colors[i])
+    strip.set_yticks(range(len(codes)), [str(label_names[c]) for c in reversed(codes)], fontsize=8)
+    strip.set_ylim(-0.6, len(codes) - 0.4)
+    return edges
 
 
 def plot_item(
@@ -118,30 +155,15 @@ def plot_item(
     n = x.shape[0]
     ticks = []
     for row, (name, values) in enumerate(zip(channels, x, strict=True)):
-        lo, hi = (float(np.nanmin(values)), float(np.nanmax(values))) if values.size else (0, 0)
-        half = (hi - lo) / 2 or 1.0
-        # Row 0 at the top; each trace fills 90% of its band so that neighbours never touch.
-        level = n - 1 - row
-        traces.plot(t, level + 0.45 * (values - (hi + lo) / 2) / half, linewidth=0.4, color="k")
+        level = n - 1 - row  # row 0 at the top
+        half = _trace(traces, t, values, level, "k")
         ticks.append((level, f"{name}\n±{half:.3g} {unit}".rstrip()))
     traces.set_yticks([lvl for lvl, _ in ticks], [text for _, text in ticks], fontsize=8)
     traces.set_ylim(-0.6, n - 0.4)
     if title:
         traces.set_title(title)
 
-    codes = list(label_names)
-    unknown = sorted(set(y.tolist()) - set(codes))
-    if unknown:
-        raise ValueError(f"labels {unknown} have no name in label_names {dict(label_names)}")
-    colors = _colors(len(codes))
-    edges = start + np.arange(y.size + 1) / label_rate
-    for i, code in enumerate(codes):
-        where = np.flatnonzero(y == code)
-        if where.size:
-            bars = [(edges[j], edges[j + 1] - edges[j]) for j in where]
-            strip.broken_barh(bars, (len(codes) - 1 - i - 0.4, 0.8), color=colors[i])
-    strip.set_yticks(range(len(codes)), [str(label_names[c]) for c in reversed(codes)], fontsize=8)
-    strip.set_ylim(-0.6, len(codes) - 0.4)
+    edges = _hypnogram(strip, y, label_names, label_rate, start)
     strip.set_xlim(start, max(t[-1] if t.size else start, edges[-1]))
     strip.set_xlabel("time (s from recording start)")
     fig.savefig(os.fspath(path), format="png")
@@ -251,3 +273,120 @@ def plot_batch_item(
         unit=item.info.sample_unit,
         size=size,
     )
+
+
+def plot_modalities(
+    x: Mapping[str, Any],
+    y: np.ndarray,
+    *,
+    sample_rates: Mapping[str, float],
+    label_rate: float,
+    label_names: Mapping[int, str],
+    channels: Mapping[str, Sequence[str]] | None = None,
+    index: int | None = None,
+    units: Mapping[str, str] | None = None,
+    title: str | None = None,
+    fig: Any = None,
+    path: str | os.PathLike[str] | None = None,
+    size: tuple[int, int] = (1200, 800),
+) -> Any:
+    """Draw a multi-modal item: every modality's channels on one time axis, over the labels.
+
+    Each modality is drawn at its own rate, with times in seconds from the window's
+    start, so that an event shows at the same abscissa in EEG at 256 Hz and in SpO2
+    at 1 Hz. The modalities are stacked top to bottom in ``x``'s order, each channel
+    on its own row scaled to its own range (written next to its name), one colour per
+    modality; a modality that the item's mask marks absent is drawn in grey and
+    labelled so. The labels ``y`` are drawn beneath as a hypnogram, one row per class.
+
+    Parameters
+    ----------
+    x:
+        One item's arrays, ``{name: (channels, samples)}``, and optionally
+        ``x["mask"]``, ``{name: bool}`` (True where the modality is present); or a
+        whole batch's, ``(batch, channels, samples)`` and ``(batch,)``, with ``index``.
+    y:
+        The labels, ``(1, label_samples)`` or ``(label_samples,)``, integer codes
+        (with ``index``: the batch's ``(batch, 1, label_samples)``).
+    sample_rates:
+        Each modality's rate in Hz.
+    label_rate:
+        The labels' rate in Hz (a 30 s epoch is ``1/30`` Hz).
+    label_names:
+        Name of each code, listed top to bottom in this mapping's order.
+    channels:
+        Channel names per modality; default ``name 0``, ``name 1``...
+    index:
+        Which item of a batch to draw.
+    units:
+        The unit of each modality, shown with each channel's range.
+    title:
+        Drawn above the traces.
+    fig:
+        An empty matplotlib ``Figure`` to draw into; default a new one of ``size`` pixels.
+    path:
+        A PNG file to write the figure to; nothing is written without it.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure: its first axes hold the traces (one line per channel), the second
+        the hypnogram.
+
+    Examples
+    --------
+    >>> x = {"eeg": np.random.default_rng(0).standard_normal((2, 30 * 256)),
+    ...      "spo2": np.full((1, 30), 97.0), "mask": {"eeg": True, "spo2": True}}
+    >>> fig = plot_modalities(x, np.array([[3]]), sample_rates={"eeg": 256.0, "spo2": 1.0},
+    ...                       label_rate=1 / 30, label_names={1: "wake", 3: "nrem2"})
+    >>> [len(ax.lines) for ax in fig.axes]  # two EEG channels and one SpO2, then the labels
+    [3, 0]
+    """
+    if index is not None:
+        from .serve._tree import map_leaves
+
+        x, y = map_leaves(lambda a: a[index], (dict(x), y))
+    mask = x.get("mask", None)
+    arrays = {name: np.asarray(a) for name, a in x.items() if name != "mask"}
+    y = np.asarray(y).reshape(-1)
+    missing = sorted(set(arrays) - set(sample_rates))
+    for name, a in arrays.items():
+        if a.ndim != 2:
+            raise ValueError(f"modality {name!r} must be channels x samples, got shape {a.shape}")
+        names = (channels or {}).get(name)
+        if names is not None and len(names) != a.shape[0]:
+            raise ValueError(
+                f"modality {name!r} has {a.shape[0]} channel(s) but {len(names)} name(s)"
+            )
+    if missing:
+        raise ValueError(f"no sample rate for modalities {missing}; rates are {dict(sample_rates)}")
+    if fig is None:
+        fig = _figure(*size)
+    traces, strip = fig.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]}, squeeze=True
+    )
+    n = sum(a.shape[0] for a in arrays.values())
+    ticks, level, end = [], n - 1, 0.0
+    for (name, a), color in zip(arrays.items(), _colors(len(arrays)), strict=True):
+        present = True if mask is None or name not in mask else bool(np.asarray(mask[name]))
+        names = (channels or {}).get(name) or [f"{name} {i}" for i in range(a.shape[0])]
+        t = np.arange(a.shape[1]) / sample_rates[name]
+        end = max(end, a.shape[1] / sample_rates[name])
+        unit = (units or {}).get(name, "")
+        # A band of the modality's colour behind its rows tells the modalities apart.
+        traces.axhspan(level - a.shape[0] + 0.5, level + 0.5, color=color, alpha=0.08, lw=0)
+        for channel, values in zip(names, a, strict=True):
+            half = _trace(traces, t, values, level, color if present else "0.6")
+            text = f"{channel}\n±{half:.3g} {unit}".rstrip() if present else f"{channel}\n(absent)"
+            ticks.append((level, text))
+            level -= 1
+    traces.set_yticks([lvl for lvl, _ in ticks], [text for _, text in ticks], fontsize=8)
+    traces.set_ylim(-0.6, n - 0.4)
+    if title:
+        traces.set_title(title)
+    edges = _hypnogram(strip, y, label_names, label_rate, 0.0)
+    strip.set_xlim(0.0, max(end, edges[-1]))
+    strip.set_xlabel("time (s from the window's start)")
+    if path is not None:
+        fig.savefig(os.fspath(path), format="png")
+    return fig

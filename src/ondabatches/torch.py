@@ -37,6 +37,7 @@ import numpy as np
 from ._errors import BatcherError, BatchSpecError, StateError, require
 from .batches._state import BatchState
 from .serve._batcher import Batcher
+from .serve._tree import map_leaves
 
 torch = require("torch", "torch")
 
@@ -163,8 +164,19 @@ def _tensor(array: np.ndarray):
     return torch.from_numpy(array)
 
 
+def _tensors(value: Any):
+    """A tensor for an array; for a dict (one array per modality, a nested ``mask``
+    dict of bools), tuple or list of them, the same structure of tensors."""
+    if isinstance(value, np.ndarray):
+        return _tensor(value)
+    return map_leaves(_tensor, value)
+
+
 class BatchDataset(torch.utils.data.IterableDataset):
     """An iterable dataset of ``(x, y)`` tensors from a Batcher, checkpointable and rank-aware.
+
+    Where a batch's ``x`` is a dict of arrays (one per modality, with a nested ``mask``
+    dict), ``x`` is the same dict of tensors (the mask's are bool tensors).
 
     Parameters
     ----------
@@ -298,7 +310,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
             if result is None:
                 return
             (x, y), self._state = result
-            yield _tensor(x), _tensor(y)
+            yield _tensors(x), _tensors(y)
 
     def close(self) -> None:
         """Stop the Batcher this dataset built (a passed-in one is left to its owner)."""

@@ -31,6 +31,17 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def loky_executor():
+    """A real loky reusable executor, which the Batcher uses but does not own."""
+    from loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=2)
+    executor.submit(int).result()  # start its workers before the leak checks' snapshot
+    yield executor
+    executor.shutdown(wait=True, kill_workers=True)
+
+
 def our_segments() -> set[str]:
     """Segments named by this process's Batchers (other test runs may share /dev/shm)."""
     return {s for s in shm_segments() if s.startswith(f"ondabatches_{os.getpid()}_")}

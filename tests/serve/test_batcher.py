@@ -308,17 +308,6 @@ class TestProcesses(BatcherSuite):
         return "processes"
 
 
-@pytest.fixture(scope="module")
-def loky_executor():
-    """A real loky reusable executor, which the Batcher uses but does not own."""
-    from loky import get_reusable_executor
-
-    executor = get_reusable_executor(max_workers=2)
-    executor.submit(int).result()  # start its workers before the leak checks' snapshot
-    yield executor
-    executor.shutdown(wait=True, kill_workers=True)
-
-
 class TestLokyExecutor(BatcherSuite):
     kills_workers = False
 

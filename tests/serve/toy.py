@@ -126,3 +126,33 @@ class UnloadableMaterialize:
 
     def __reduce__(self):
         return (_refuse_to_load, ())
+
+
+#: The modalities of a toy dict batch: channels and samples per item (each its own rate).
+MODALITIES = {"eeg": (2, 16), "eog": (1, 8), "emg": (1, 32)}
+
+
+def toy_dict_materialize(batch, dtype, allocate=np.empty):
+    """The multi-signal batch layout: ``x`` a dict of arrays ``(batch, channels, samples)``,
+    one per modality with its own number of samples, and a ``mask`` dict of bool
+    ``(batch,)`` arrays; ``y`` as :func:`toy_materialize`'s.
+
+    Like :func:`~ondabatches.materialize_batch`, it writes into arrays that
+    ``allocate`` makes, one call per array, so worker processes write into shared memory.
+    """
+    n = len(batch)
+    x = {
+        name: allocate((n, channels, samples), dtype)
+        for name, (channels, samples) in MODALITIES.items()
+    }
+    mask = {name: allocate((n,), np.bool_) for name in MODALITIES}
+    y = allocate((n, 1, 2), np.uint8)
+    for i, (seed, _shape, action) in enumerate(batch):
+        _act(action)
+        rng = np.random.Generator(np.random.Philox(key=seed))
+        for name, (channels, samples) in MODALITIES.items():
+            x[name][i] = rng.standard_normal((channels, samples)).astype(dtype)
+            mask[name][i] = rng.random() < 0.7
+        y[i] = rng.integers(0, 6, size=(1, 2))
+    x["mask"] = mask
+    return x, y

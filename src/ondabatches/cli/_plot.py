@@ -63,6 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sensor", metavar="TYPE", help="only signals of this sensor type (e.g. eeg)"
     )
+    parser.add_argument(
+        "--modalities",
+        metavar="TYPES",
+        help="draw these sensor types of the item's recording (comma-separated, e.g. "
+        "eeg,eog,ecg), each at its own rate, stacked on one time axis over the hypnogram; "
+        "the item is drawn from the first type's signals",
+    )
     parser.add_argument("--label-column", metavar="NAME", help="annotation column of the labels")
     parser.add_argument("--reroot", metavar="DIR", help="find sample files by base name in DIR")
     parser.add_argument(
@@ -114,6 +121,10 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: Pa
 
     if signals is None:
         raise FileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
+    every_signal = signals
+    modalities = _modalities(args, signals)
+    if modalities:
+        args.sensor = modalities[0]
     if args.sensor is not None:
         signals = signals.filter(pc.equal(signals.column("sensor_type"), args.sensor))
         if signals.num_rows == 0:
@@ -142,14 +153,89 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: Pa
         f"recording {item.recording} · {item.info.sensor_type} · {start:g}-{stop:g} s "
         f"(seed {args.seed}, item {args.index})"
     )
+    label_names = {code: name for name, code in encoding.items()}
+    if modalities:
+        title = title.replace(f" · {item.info.sensor_type} · ", f" · {', '.join(modalities)} · ")
+        absent = _plot_modalities(item, modalities, every_signal, label_names, title, out, args)
+        if absent:
+            title += f" (not in this recording's window: {', '.join(absent)})"
+        return f"item {args.index} of seed {args.seed}: {title}"
     plot_batch_item(
         item,
-        label_names={code: name for name, code in encoding.items()},
+        label_names=label_names,
         path=out,
         title=title,
         size=tuple(args.size) if args.size else (1200, 700),
     )
     return f"item {args.index} of seed {args.seed}: {title}"
+
+
+def _modalities(args: argparse.Namespace, signals: Any) -> list[str]:
+    """The sensor types of --modalities, checked against the signals table."""
+    if args.modalities is None:
+        return []
+    if args.sensor is not None:
+        raise ValueError("give --sensor or --modalities, not both")
+    types = [t.strip() for t in args.modalities.split(",") if t.strip()]
+    known = set(signals.column("sensor_type").to_pylist())
+    unknown = [t for t in types if t not in known]
+    if not types or unknown:
+        raise ValueError(
+            f"--modalities {args.modalities!r}: no signals of sensor type(s) {unknown}; "
+            f"the signals' types are {sorted(known)}"
+        )
+    return types
+
+
+def _plot_modalities(
+    item: Any,
+    modalities: list[str],
+    signals: Any,
+    label_names: dict[int, str],
+    title: str,
+    out: Path,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Draw the window of ``item`` in each modality's signal of its recording; the
+    modalities that the recording lacks over that window."""
+    import numpy as np
+
+    from ..materialize import materialize_batch_item
+    from ..onda import iter_signals, load
+    from ..plot import plot_modalities
+
+    _, y = materialize_batch_item(item)
+    window = item.window
+    x, rates, channels, units, absent = {}, {}, {}, {}, []
+    for sensor_type in modalities:
+        found = [
+            s for s in iter_signals(signals)
+            if s.recording == item.recording and s.info.sensor_type == sensor_type
+            and s.span.start <= window.start and window.stop <= s.span.stop
+        ]  # fmt: skip
+        if not found:
+            absent.append(sensor_type)
+            continue
+        signal = found[0]  # the first signal of that type covering the window
+        # The window relative to the signal's first sample, as load() takes it.
+        span = window.translate(-signal.span.start)
+        x[sensor_type] = load(signal, span, dtype=np.float64).data
+        rates[sensor_type] = signal.sample_rate
+        channels[sensor_type] = list(signal.channels)
+        units[sensor_type] = signal.info.sample_unit
+    plot_modalities(
+        x,
+        y,
+        sample_rates=rates,
+        label_rate=1e9 * y.shape[-1] / window.duration,
+        label_names=label_names,
+        channels=channels,
+        units=units,
+        title=title,
+        path=out,
+        size=tuple(args.size) if args.size else (1200, 800),
+    )
+    return absent
 
 
 def run(args: argparse.Namespace) -> int:

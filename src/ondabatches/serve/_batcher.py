@@ -99,9 +99,7 @@ class DrawAndMaterialize:
         return self.materialize(step[0], dtype)
 
 
-def _default_materialize(
-    batch: Any, dtype: Any, *, allocate: Any = None
-) -> tuple[np.ndarray, np.ndarray]:
+def _default_materialize(batch: Any, dtype: Any, *, allocate: Any = None) -> tuple[Any, Any]:
     # Imported here: materialization pulls in storage and decoding, which a Batcher
     # given its own ``materialize`` never needs. ``allocate`` is passed on so that a
     # worker decodes straight into shared memory instead of copying the batch there.
@@ -145,7 +143,12 @@ class Batcher:
         Seconds before the first retry; each further retry waits twice as long.
     materialize:
         A picklable ``materialize(batch, dtype) -> (x, y)``; default
-        :func:`ondabatches.materialize_batch`.
+        :func:`ondabatches.materialize_batch`. ``x`` (or ``y``) may also be a dict of
+        arrays, one per modality (with a nested ``mask`` dict, say), or any nesting
+        of dicts, tuples and lists of arrays: it comes back with the same structure,
+        its arrays through shared memory as a single array's are. One that accepts
+        an ``allocate`` keyword gets ``allocate(shape, dtype)``, to call once per array
+        it makes, so that worker processes decode straight into shared memory.
     dtype:
         The dtype passed to ``materialize``.
 
@@ -350,7 +353,7 @@ class Batcher:
                 self._fill()
             return arrays, slot.next_state
 
-    def iterate(self, state: Any) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], Any]]:
+    def iterate(self, state: Any) -> Iterator[tuple[tuple[Any, Any], Any]]:
         """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
 
         Starts the Batcher if it is not running; does not stop it.

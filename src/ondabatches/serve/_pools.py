@@ -36,10 +36,13 @@ import numpy as np
 
 from .. import _errors
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
+from ._tree import flatten, is_tree, unflatten
 
 __all__: list[str] = []
 
-Materialize = Callable[[Any, Any], tuple[np.ndarray, np.ndarray]]
+#: ``materialize(batch, dtype) -> (x, y)``: ``x`` an array or a tree of arrays (a dict
+#: per modality), ``y`` an array.
+Materialize = Callable[[Any, Any], tuple[Any, Any]]
 
 
 #: Tasks sent ahead to each worker process (see ProcessPool._assign).
@@ -105,7 +108,9 @@ def run_task(
     the size the manager knows of it) names a shared memory segment to write into, or
     ``("error", traceback)``: exceptions travel as text because a user's exception
     type may not unpickle in the manager. A materializer that takes an ``allocate``
-    keyword decodes straight into the segment.
+    keyword decodes straight into the segment (calling it once per array it makes).
+    ``x`` and ``y`` are arrays or trees of them (dicts, tuples, lists: see ``_tree``),
+    which travel as one segment of arrays and their structure.
     """
     global _worker_segments
     try:
@@ -121,24 +126,33 @@ def run_task(
                 result = materialize(batch, dtype)
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError(f"materialize must return a tuple (x, y), got {type(result).__name__}")
-        x, y = (np.asarray(a) for a in result)
+        if is_tree(result[0]) or is_tree(result[1]):  # e.g. a dict of arrays per modality
+            arrays, tree = flatten(result)
+        else:
+            arrays, tree = (np.asarray(result[0]), np.asarray(result[1])), None
         if segment is None:
-            return ("ok", x, y)
-        return ("shm", _worker_segments.finish((x, y)))
+            return ("ok", *(arrays if tree is None else unflatten(tree, arrays)))
+        return ("shm", _worker_segments.finish(arrays, tree))
     except Exception as exc:
         return ("error", traceback.format_exc(), isinstance(exc, _PERMANENT))
 
 
-def unpack_result(result, segments: SegmentPool | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Turn what :func:`run_task` returned into ``(x, y)`` or raise :class:`TaskError`."""
+def unpack_result(result, segments: SegmentPool | None = None) -> tuple[Any, Any]:
+    """Turn what :func:`run_task` returned into ``(x, y)`` or raise :class:`TaskError`.
+
+    Arrays from shared memory are views of the segment's mapping, rebuilt into the
+    materializer's structure when it returned trees.
+    """
     kind = result[0]
     if kind == "ok":
         return result[1], result[2]
     if kind == "shm":
         assert segments is not None, "shared-memory results need the pool's segments"
         shared: SharedArrays = result[1]
-        x, y = segments.receive(shared)
-        return x, y
+        arrays = segments.receive(shared)
+        if shared.tree is None:
+            return arrays
+        return unflatten(shared.tree, arrays)
     raise TaskError(result[1], permanent=result[2])
 
 

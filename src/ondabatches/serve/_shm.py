@@ -1,7 +1,9 @@
 """Handing arrays from a worker process to the manager through POSIX shared memory.
 
-A worker writes the arrays of one batch into a single segment whose name the manager
-chose beforehand, and sends back only a small :class:`SharedArrays` descriptor. The
+A worker writes the arrays of one batch (``x`` and ``y``, or every array of a batch
+that is a tree of them, a dict per modality say) one after the other into a single
+segment whose name the manager chose beforehand, and sends back only a small
+:class:`SharedArrays` descriptor. The
 manager maps the segment, unlinks its name at once and hands out arrays over the
 mapping, without copying: the memory goes back to the system when the last of those
 arrays is gone. Because the manager knows every name it handed out, it can also
@@ -27,6 +29,7 @@ import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from multiprocessing import shared_memory
+from typing import Any
 
 import numpy as np
 
@@ -48,18 +51,26 @@ _SWEEP = 16
 
 @dataclass(frozen=True, slots=True)
 class SharedArrays:
-    """Where a worker left its arrays: the segment's name and size, each array's layout."""
+    """Where a worker left its arrays: the segment's name and size, each array's layout.
+
+    ``tree`` is the structure (see ``_tree``) that the arrays, in order, rebuild, or
+    None for a plain ``(x, y)`` of two arrays.
+    """
 
     name: str
     size: int
     shapes: tuple[tuple[int, ...], ...]
     dtypes: tuple[np.dtype, ...]
     offsets: tuple[int, ...]
+    tree: Any = None
 
     def __reduce__(self):
         # One goes back with every batch: plain construction unpickles faster than the
         # generic state of a slotted dataclass.
-        return (SharedArrays, (self.name, self.size, self.shapes, self.dtypes, self.offsets))
+        return (
+            SharedArrays,
+            (self.name, self.size, self.shapes, self.dtypes, self.offsets, self.tree),
+        )
 
 
 def segment_exists(name: str) -> bool:
@@ -217,7 +228,7 @@ class WorkerSegments:
         _check_dtype(dtype)
         shape = tuple(int(n) for n in shape)
         offset = _aligned(self._used)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        nbytes = math.prod(shape) * dtype.itemsize  # math.prod: a tenth of np.prod's cost
         mapping = self._mapping(offset + nbytes)
         self._used = offset + nbytes
         array = np.frombuffer(mapping, dtype, nbytes // dtype.itemsize if nbytes else 0, offset)
@@ -225,8 +236,12 @@ class WorkerSegments:
         self._layout.append((array, offset))
         return array
 
-    def finish(self, arrays: tuple[np.ndarray, ...]) -> SharedArrays:
-        """Describe ``arrays``, copying into the segment those that are not already there."""
+    def finish(self, arrays: tuple[np.ndarray, ...], tree: Any = None) -> SharedArrays:
+        """Describe ``arrays``, copying into the segment those that are not already there.
+
+        ``tree`` is the structure the arrays rebuild on the manager's side (None: a
+        plain tuple).
+        """
         assert self._name is not None
         placed = {id(a): off for a, off in self._layout}
         offsets = []
@@ -245,6 +260,7 @@ class WorkerSegments:
             shapes=tuple(a.shape for a in arrays),
             dtypes=tuple(a.dtype for a in arrays),
             offsets=tuple(offsets),
+            tree=tree,
         )
         self._name, self._layout = None, []
         return result
