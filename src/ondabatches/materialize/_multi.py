@@ -45,18 +45,6 @@ from ._materialize import _x
 MAX_CONCURRENT_READS = 32
 
 
-@lru_cache(maxsize=4096)
-def _cached_channel_shape(selector: Any, info: Any) -> tuple[int, ...]:
-    return channel_shape(selector, info)
-
-
-def _part_channels(part: BatchItem) -> tuple[int, ...]:
-    try:
-        return _cached_channel_shape(part.channels, part.info)
-    except TypeError:  # an unhashable selector object
-        return channel_shape(part.channels, part.info)
-
-
 def _part_shape(part: BatchItem | MissingModality, duration: int, target: float | None):
     """``(channels..., time)`` of a part, and ``(up, down)`` if it is resampled."""
     if isinstance(part, MissingModality):
@@ -64,10 +52,10 @@ def _part_shape(part: BatchItem | MissingModality, duration: int, target: float 
         return (*part.shape, n_samples(duration, rate)), None
     rate = part.info.sample_rate
     if target is None:
-        return (*_part_channels(part), n_samples(duration, rate)), None
+        return (*channel_shape(part.channels, part.info), n_samples(duration, rate)), None
     up, down = resample_ratio(rate, target)
     ratio = None if up == down else (up, down)
-    return (*_part_channels(part), n_samples(duration, target)), ratio
+    return (*channel_shape(part.channels, part.info), n_samples(duration, target)), ratio
 
 
 def _describe(item: MultiBatchItem) -> str:
