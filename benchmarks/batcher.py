@@ -48,6 +48,7 @@ from ondabatches.serve._pools import ExecutorPool, ProcessPool, run_task, unpack
 from ondabatches.serve._shm import SegmentPool
 from ondabatches.serve._tree import flatten
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+
 from ._report import Result, script_main
 
 __all__ = ["run"]

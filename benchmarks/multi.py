@@ -30,6 +30,7 @@ from ondabatches.batches import RandomBatches
 from ondabatches.labels import label_signals, sort_and_trim_spans
 from ondabatches.materialize import materialize_batch
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+
 from ._report import Result, script_main
 from .batches import _raw_window
 

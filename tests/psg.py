@@ -68,7 +68,7 @@ def decode_file(part) -> np.ndarray:
     info = part.info
     enc = np.frombuffer(raw, dtype=np.dtype(info.sample_type).newbyteorder("<"))
     enc = enc.reshape(-1, len(info.channels)).T
-    return enc * info.sample_resolution_in_unit + info.sample_offset_in_unit
+    return enc.astype(np.float64) * info.sample_resolution_in_unit + info.sample_offset_in_unit
 
 
 def window_rows(part) -> tuple[int, int]:

@@ -159,6 +159,9 @@ def test_bad_montages_name_the_recording_and_signal(psg_labeled):
         make({"eeg": "eeg", "resp": "resp"})
     with pytest.raises(BatchSpecError, match=r"modality 'eeg' of recording .* signal .*eeg\.lpcm"):
         make({"eeg": ("eeg", ["c3", "fz"])})
+    with pytest.raises(BatchSpecError, match=r"modality 'eog' .*eog\.lpcm.*index 5 out of range"):
+        make({"eog": ("eog", [0, 5])})
+    assert make({"eog": ("eog", [1, 0])}).draw(0, 0, 1)[0].part("eog").channels == (1, 0)
     with pytest.raises(BatchSpecError, match=r"derivation 'c3-fz'"):
         make({"eeg": ("eeg", Bipolar(["c3-fz"]))})
     with pytest.raises(BatchSpecError, match=r"matches 2 signals of recording .*eeg.*eog"):

@@ -279,3 +279,28 @@ def test_missing_scipy_names_the_extra(psg_labeled, monkeypatch):
     monkeypatch.setitem(sys.modules, "scipy.signal", None)
     with pytest.raises(MissingDependencyError, match=r"pip install 'ondabatches\[resample\]'"):
         materialize_batch(batch)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seed=st.integers(0, 2**64 - 1),
+    index=st.integers(0, 2**40),
+    epochs=st.integers(1, 4),
+    missing=st.sampled_from(["exclude", "zero-fill"]),
+)
+def test_any_item_equals_the_direct_decode(psg_labeled, seed, index, epochs, missing):
+    batches = scheme(psg_labeled, missing=missing, batch_size=1, batch_duration=epochs * 30 * S)
+    item, _ = batches.iterate_batch_item(batches.initial_state(seed=seed).advance(index))
+    x, y = materialize_batch_item(item, np.float64)
+    np.testing.assert_array_equal(y[0], item.label_codes())
+    for name in MONTAGE:
+        part = item.part(name)
+        if isinstance(part, MissingModality):
+            assert x["mask"][name] == False  # noqa: E712 (a numpy bool)
+            assert not x[name].any()
+            continue
+        if missing == "zero-fill":
+            assert x["mask"][name] == True  # noqa: E712
+        np.testing.assert_allclose(x[name], expected_part(part), rtol=1e-12, atol=1e-9)

@@ -26,6 +26,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -176,7 +177,15 @@ def channel_shape(selector: Any, info: Any) -> tuple[int, ...]:
     """The shape a selector gives for a signal's window, without the time axis.
 
     Raises ``KeyError``/``IndexError``/``ValueError`` when the signal lacks a channel.
+    Computed once per (selector, layout) where the selector is hashable.
     """
+    try:
+        return _channel_shape_cached(selector, info)
+    except TypeError:  # an unhashable selector object
+        return _channel_shape(selector, info)
+
+
+def _channel_shape(selector: Any, info: Any) -> tuple[int, ...]:
     if selector is None:
         return (len(info.channels),)
     if isinstance(selector, tuple):
@@ -186,6 +195,9 @@ def channel_shape(selector: Any, info: Any) -> tuple[int, ...]:
     # whether the signal has what it needs.
     probe = Samples(np.zeros((len(info.channels), 1), dtype=np.float32), info)
     return tuple(np.asarray(selector.select(probe)).shape[:-1])
+
+
+_channel_shape_cached = lru_cache(maxsize=4096)(_channel_shape)
 
 
 class RecordingArrays:

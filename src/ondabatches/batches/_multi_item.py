@@ -117,13 +117,20 @@ class MultiBatchItem:
 
     def __reduce__(self):
         # As BatchItem: plain tuples and bytes pickle several times faster.
+        # A present part travels as its signal's fields only (the recording, window and
+        # padding are the item's), a missing one as itself.
         labels = self.labels
         if isinstance(labels, np.ndarray):
             labels = (labels.tobytes(), labels.dtype.str)
+        parts = tuple(
+            p if isinstance(p, MissingModality)
+            else (p.file_path, p.file_format, p.signal_span, p.info, p.channels)
+            for p in self.parts
+        )  # fmt: skip
         return (
             _unpickle_multi,
             (
-                self.recording, self.window, self.names, self.parts, labels, self.rates,
+                self.recording, self.window, self.names, parts, labels, self.rates,
                 self.concatenate, self.mask, self.padding,
             ),
         )  # fmt: skip
@@ -265,4 +272,10 @@ def _unpickle_multi(*fields: Any) -> MultiBatchItem:
     if isinstance(labels, tuple):
         data, dtype = labels
         labels = np.frombuffer(data, dtype=dtype)
+    padding = rest[-1]
+    parts = tuple(
+        p if isinstance(p, MissingModality)
+        else BatchItem(recording, *p[:4], window, p[4], _NO_LABELS, padding)
+        for p in parts
+    )  # fmt: skip
     return MultiBatchItem(recording, window, names, parts, labels, *rest)

@@ -45,29 +45,30 @@ from ._materialize import _x
 MAX_CONCURRENT_READS = 32
 
 
-@lru_cache(maxsize=4096)
-def _cached_channel_shape(selector: Any, info: Any) -> tuple[int, ...]:
-    return channel_shape(selector, info)
-
-
-def _part_channels(part: BatchItem) -> tuple[int, ...]:
-    try:
-        return _cached_channel_shape(part.channels, part.info)
-    except TypeError:  # an unhashable selector object
-        return channel_shape(part.channels, part.info)
-
-
 def _part_shape(part: BatchItem | MissingModality, duration: int, target: float | None):
     """``(channels..., time)`` of a part, and ``(up, down)`` if it is resampled."""
     if isinstance(part, MissingModality):
-        rate = part.sample_rate if target is None else target
-        return (*part.shape, n_samples(duration, rate)), None
-    rate = part.info.sample_rate
+        return _missing_shape(part.shape, part.sample_rate, duration, target)
+    try:
+        return _signal_shape(part.channels, part.info, duration, target)
+    except TypeError:  # an unhashable selector object
+        return _signal_shape.__wrapped__(part.channels, part.info, duration, target)
+
+
+@lru_cache(maxsize=4096)
+def _missing_shape(shape: tuple[int, ...], rate: float, duration: int, target: float | None):
+    return (*shape, n_samples(duration, rate if target is None else target)), None
+
+
+# Items of a batch share a few layouts: their shapes are worked out once per layout.
+@lru_cache(maxsize=4096)
+def _signal_shape(channels: Any, info: Any, duration: int, target: float | None):
+    rate = info.sample_rate
     if target is None:
-        return (*_part_channels(part), n_samples(duration, rate)), None
+        return (*channel_shape(channels, info), n_samples(duration, rate)), None
     up, down = resample_ratio(rate, target)
     ratio = None if up == down else (up, down)
-    return (*_part_channels(part), n_samples(duration, target)), ratio
+    return (*channel_shape(channels, info), n_samples(duration, target)), ratio
 
 
 def _describe(item: MultiBatchItem) -> str:
@@ -137,6 +138,7 @@ def _fill(part: BatchItem | MissingModality, dtype: np.dtype, out: np.ndarray) -
         _x(part, dtype, out=out)
 
 
+@lru_cache(maxsize=65536)
 def _is_remote_path(path: str) -> bool:
     return fsspec.core.split_protocol(path)[0] not in (None, "file", "local")
 
