@@ -58,10 +58,11 @@ def _read_only(batch, dtype):
     return x, y
 
 
-def test_read_only_dict_arrays_become_tensors_without_warning():
+def test_read_only_dict_arrays_become_tensors_without_warning_through_a_dataloader():
     # As a RayBatcher's arrays from Ray's object store: copied, since tensors are writable.
     scheme = ToyScheme()
     with BatchDataset(scheme, 0, backend="inline", materialize=_read_only) as dataset:
-        got = list(itertools.islice(iter(dataset), 2))
+        loader = torch.utils.data.DataLoader(dataset, batch_size=None)
+        got = list(itertools.islice(iter(loader), 2))
     for (x, y), ((wx, wy), _) in zip(got, reference(scheme, 0, 2), strict=True):
         assert_tensor_tree((x, y), (wx, wy))

@@ -3,12 +3,11 @@
 A worker writes the arrays of one batch (``x`` and ``y``, or every array of a batch
 that is a tree of them, a dict per modality say) one after the other into a single
 segment whose name the manager chose beforehand, and sends back only a small
-:class:`SharedArrays` descriptor. The
-manager maps the segment, unlinks its name at once and hands out arrays over the
-mapping, without copying: the memory goes back to the system when the last of those
-arrays is gone. Because the manager knows every name it handed out, it can also
-unlink the segment of a worker that died before reporting, so nothing is left behind
-in ``/dev/shm``.
+:class:`SharedArrays` descriptor. The manager maps the segment, unlinks its name at
+once and hands out arrays over the mapping, without copying: the memory goes back to
+the system when the last of those arrays is gone. Because the manager knows every
+name it handed out, it can also unlink the segment of a worker that died before
+reporting, so nothing is left behind in ``/dev/shm``.
 
 Why not the obvious ``SharedMemory.buf`` both ways: filling a fresh segment through a
 mapping takes a page fault per 4 KiB page, which for 50 MB costs more than decoding
