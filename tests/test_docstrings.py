@@ -12,7 +12,7 @@ import ondabatches
 
 # Modules whose examples need an optional extra; each is checked only if it imports.
 OPTIONAL = {"ondabatches.torch": "torch", "ondabatches.plot": "matplotlib",
-            "ondabatches.edf": "pyedflib"}  # fmt: skip
+            "ondabatches.edf": "pyedflib", "ondabatches.importing._mne": "mne"}  # fmt: skip
 
 
 def _modules() -> list[str]:

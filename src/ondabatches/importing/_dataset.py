@@ -140,7 +140,7 @@ def expand_inputs(
     --------
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
-    >>> for n in ("b.edf", "a.EDF", "notes.txt"): (d / n).write_bytes(b"")
+    >>> for n in ("b.edf", "a.EDF", "notes.txt"): _ = (d / n).write_bytes(b"")
     >>> [pathlib.Path(p).name for p in expand_inputs(d)]
     ['a.EDF', 'b.edf']
     """
