@@ -124,6 +124,7 @@ PUBLIC = [
     "sub_label_span",
     "time_from_index",
     "to_pandas",
+    "to_polars",
     "window_sample_range",
     "write_annotations",
     "write_labeled_signals",
