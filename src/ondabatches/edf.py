@@ -1,4 +1,4 @@
-"""EDF, EDF+ and BDF import: kept for existing code; the importer lives in :mod:`ondabatches.importing`.
+"""EDF, EDF+ and BDF import, kept for existing code: see :mod:`ondabatches.importing`.
 
 :func:`import_edf` converts one file to its own pair of tables;
 :func:`~ondabatches.importing.import_dataset` imports many files into one dataset.

@@ -43,7 +43,9 @@ def write_edf(
                      physical_max=pmax, digital_min=dmin, digital_max=dmax,
                      transducer=transducer, prefilter="")
             )  # fmt: skip
-            data.append(rng.integers(dmin, dmax, size=rate * seconds, endpoint=True, dtype=np.int32))
+            data.append(
+                rng.integers(dmin, dmax, size=rate * seconds, endpoint=True, dtype=np.int32)
+            )
         if channels:
             writer.setSignalHeaders(headers)
         for onset, duration, text in annotations:

@@ -70,9 +70,12 @@ def test_folder_to_one_dataset_in_parallel_and_deterministic(tmp_path):
     assert signals.num_rows == 9 and annotations.num_rows == 3
     assert len(set(signals.column("recording").to_pylist())) == 3
     assert assert_samples_equal_pyedflib(signals) == 3 * len(PSG_CHANNELS)
-    assert all(not p.startswith("/") for p in read_signals(
-        tmp_path / "a" / "dataset.onda.signal.arrow", resolve_paths=False
-    ).column("file_path").to_pylist())
+    assert all(
+        not p.startswith("/")
+        for p in read_signals(tmp_path / "a" / "dataset.onda.signal.arrow", resolve_paths=False)
+        .column("file_path")
+        .to_pylist()
+    )
     # The extra columns: the source file and the EDF start date and time.
     assert signals.column("source_file").to_pylist()[0] == str(files[0])
     assert signals.schema.field("start_datetime").type == pa.timestamp("us")
@@ -118,9 +121,10 @@ def test_failure_leaves_no_partial_files_and_rerun_finishes(tmp_path):
     assert not list(out.glob("*.arrow"))  # no dataset tables
     leftovers = [p.name for p in out.rglob("*") if p.is_file() and ".tmp" in p.name]
     assert leftovers == []
-    assert sorted(p.name.split("_")[0] for p in (out / "samples").iterdir()) == ["night0"] * 3 + [
-        "night1"
-    ] * 3
+    assert (
+        sorted(p.name.split("_")[0] for p in (out / "samples").iterdir())
+        == ["night0"] * 3 + ["night1"] * 3
+    )
     bad.unlink()
     report = import_dataset(tmp_path / "edf", out, workers=1)
     assert report.n_imported == 0 and len(report.files) == 2
@@ -184,7 +188,9 @@ def test_bad_files_are_typed_errors_naming_them(tmp_path):
 
     neg = write_edf(tmp_path / "neg.edf", annotations=[(5.0, 1.0, "Arousal")])
     neg.write_bytes(neg.read_bytes().replace(b"+5\x15", b"-5\x15"))
-    with pytest.raises(SourceFileError, match=r"neg.edf: annotation 0 \('Arousal'\) has a negative"):
+    with pytest.raises(
+        SourceFileError, match=r"neg.edf: annotation 0 \('Arousal'\) has a negative"
+    ):
         import_dataset(neg, tmp_path / "o3", workers=1)
 
     late = write_edf(tmp_path / "late.edf", annotations=[(50.0, 30.0, "Sleep stage 2")])

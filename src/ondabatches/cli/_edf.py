@@ -1,4 +1,4 @@
-"""``ondabatches import`` (alias ``import-edf``): EDF/BDF/MNE-readable files into one Onda dataset."""
+"""``ondabatches import`` (alias ``import-edf``): EDF/BDF/MNE files into one Onda dataset."""
 
 from __future__ import annotations
 
@@ -31,7 +31,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="files, folders, glob patterns or @list.txt files (local paths or URLs)",
     )
     parser.add_argument(
-        "--out", "-o", required=True, metavar="OUT", help="dataset folder or URL (created if missing)"
+        "--out",
+        "-o",
+        required=True,
+        metavar="OUT",
+        help="dataset folder or URL (created if missing)",
     )
     parser.add_argument(
         "--format",
@@ -40,7 +44,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         choices=["lpcm", "lpcm.zst"],
         help="sample file format (default: lpcm)",
     )
-    parser.add_argument("--name", default="dataset", help="stem of the two tables (default: dataset)")
+    parser.add_argument(
+        "--name", default="dataset", help="stem of the two tables (default: dataset)"
+    )
     parser.add_argument(
         "--channel-map",
         metavar="FILE",
@@ -52,7 +58,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pair *-PSG.edf with *-Hypnogram.edf (Sleep-EDF Expanded) and add a 'stage' column",
     )
     parser.add_argument(
-        "--reader", choices=["auto", "edf", "mne"], default="auto", help="file reader (default: auto)"
+        "--reader",
+        choices=["auto", "edf", "mne"],
+        default="auto",
+        help="file reader (default: auto)",
     )
     parser.add_argument(
         "--workers", "-j", type=int, default=None, help="worker processes (default: CPU count)"

@@ -195,7 +195,9 @@ class ChannelMap:
         except json.JSONDecodeError as exc:
             raise SchemaError(f"channel map {url} is neither CSV nor valid JSON: {exc}") from None
         if not isinstance(data, dict):
-            raise SchemaError(f"channel map {url}: expected a JSON object, got {type(data).__name__}")
+            raise SchemaError(
+                f"channel map {url}: expected a JSON object, got {type(data).__name__}"
+            )
         try:
             return cls(data)
         except SchemaError as exc:

@@ -84,9 +84,7 @@ class SignalSummary:
         return text
 
 
-def _blocks(
-    source: Source, group: list[SourceChannel], block_bytes: int
-) -> Iterator[np.ndarray]:
+def _blocks(source: Source, group: list[SourceChannel], block_bytes: int) -> Iterator[np.ndarray]:
     first = group[0]
     width = np.dtype(first.sample_type).itemsize * len(group)
     step = max(1, block_bytes // width)

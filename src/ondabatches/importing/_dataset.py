@@ -100,7 +100,8 @@ class ImportReport:
     def __str__(self) -> str:
         lines = [
             f"{len(self.files)} file(s) ({self.n_imported} imported, "
-            f"{len(self.files) - self.n_imported} kept from an earlier run) in {self.seconds:.1f} s",
+            f"{len(self.files) - self.n_imported} kept from an earlier run) "
+            f"in {self.seconds:.1f} s",
             "channel groupings:",
         ]
         for signals, n in self.groupings().items():
@@ -309,7 +310,9 @@ def _convert_task(task: _Task) -> dict[str, Any]:
         written = [_join(samples_dir, p) for p in signals.column("file_path").to_pylist()]
         # file_path relative to the dataset tables, which live in task.out.
         paths = pa.array([f"samples/{p}" for p in signals.column("file_path").to_pylist()])
-        signals = signals.set_column(signals.schema.get_field_index("file_path"), "file_path", paths)
+        signals = signals.set_column(
+            signals.schema.get_field_index("file_path"), "file_path", paths
+        )
         signal_part, annotation_part, marker = _parts(task)
         _write_bytes(signal_part, _table_bytes(signals))
         _write_bytes(annotation_part, _table_bytes(anns))
@@ -363,7 +366,9 @@ def _check_output(out: str, manifest: dict[str, Any], keys: set[str]) -> None:
             return
         if existing != manifest:
             diff = sorted(k for k in {*existing, *manifest} if existing.get(k) != manifest.get(k))
-            sides = "; ".join(f"{k}: {existing.get(k)!r} there vs {manifest.get(k)!r} now" for k in diff)
+            sides = "; ".join(
+                f"{k}: {existing.get(k)!r} there vs {manifest.get(k)!r} now" for k in diff
+            )
             raise DatasetExistsError(
                 f"{out} holds a dataset imported with other options ({sides}); "
                 "choose another folder or delete it"
@@ -389,9 +394,7 @@ def _check_output(out: str, manifest: dict[str, Any], keys: set[str]) -> None:
                         os.unlink(os.path.join(root, name))
 
 
-def _pairs(
-    inputs: Sequence[str], sleep_edf: bool
-) -> list[tuple[str, str | None]]:
+def _pairs(inputs: Sequence[str], sleep_edf: bool) -> list[tuple[str, str | None]]:
     if not sleep_edf:
         return [(url, None) for url in inputs]
     from ._sleepedf import pair_sleep_edf
@@ -501,7 +504,9 @@ def import_dataset(
         out = os.path.abspath(out)
     past_end = annotations_past_end or ("clip" if sleep_edf else "error")
     if past_end not in PAST_END_POLICIES:
-        raise ValueError(f"annotations_past_end must be one of {PAST_END_POLICIES}, got {past_end!r}")
+        raise ValueError(
+            f"annotations_past_end must be one of {PAST_END_POLICIES}, got {past_end!r}"
+        )
     cmap = ChannelMap.from_value(channel_map)
     if reader not in ("auto", "edf", "mne"):
         raise ValueError(f"reader must be 'auto', 'edf' or 'mne', got {reader!r}")
@@ -536,12 +541,26 @@ def import_dataset(
         if stems.count(stem) > 1:
             stem = f"{stem}-{key[:8]}"  # same file name in several folders
         tasks.append(
-            _Task(src, ann, key, stem, out, file_format, cmap.to_dict(), reader, block_bytes,
-                  past_end, stages, ukey)
+            _Task(
+                src,
+                ann,
+                key,
+                stem,
+                out,
+                file_format,
+                cmap.to_dict(),
+                reader,
+                block_bytes,
+                past_end,
+                stages,
+                ukey,
+            )
         )
         sizes.append(size)
     _check_output(out, manifest, {t.key for t in tasks})
-    _write_bytes(_join(out, _IMPORT_DIR, "manifest.json"), json.dumps(manifest, sort_keys=True).encode())
+    _write_bytes(
+        _join(out, _IMPORT_DIR, "manifest.json"), json.dumps(manifest, sort_keys=True).encode()
+    )
 
     reports: dict[str, FileReport] = {}
     todo = []
@@ -580,8 +599,13 @@ def _run(
     n_workers = min(workers or os.cpu_count() or 1, len(todo))
     total = sum(size for _, size in todo)
     bar = tqdm(
-        total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="import",
-        disable=not progress or not todo, dynamic_ncols=True,
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc="import",
+        disable=not progress or not todo,
+        dynamic_ncols=True,
     )
     started = time.perf_counter()
 

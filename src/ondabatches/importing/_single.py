@@ -70,8 +70,13 @@ def import_edf(
         digest = _sha256_of(str(edf_path))
         rec = uuid.UUID(str(recording)) if recording is not None else recording_id(digest)
         signals, annotations, _ = convert_source(
-            source, os.path.abspath(out), name, rec, file_format=file_format,
-            annotation_seed=digest, source_file=str(edf_path),
+            source,
+            os.path.abspath(out),
+            name,
+            rec,
+            file_format=file_format,
+            annotation_seed=digest,
+            source_file=str(edf_path),
         )
     finally:
         source.close()

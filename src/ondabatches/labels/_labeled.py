@@ -414,7 +414,8 @@ def _labeled_from_frame(frame: Any) -> pa.Table:
         labels = pa.StructArray.from_arrays(children, fields=list(LABELS_TYPE), mask=mask)
     except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
         raise SchemaError(
-            f"{where}: column 'labels' of type {labels.type} does not convert to {LABELS_TYPE}: {exc}"
+            f"{where}: column 'labels' of type {labels.type} does not convert to "
+            f"{LABELS_TYPE}: {exc}"
         ) from None
     return with_label_columns(signals, label_span, labels)
 

@@ -63,8 +63,11 @@ UUID_STORAGE = pa.binary(16)
 
 
 def _is_binary_type(t: pa.DataType) -> bool:
-    return t == UUID_STORAGE or pa.types.is_binary(t) or pa.types.is_large_binary(t) or (
-        pa.types.is_binary_view(t)
+    return (
+        t == UUID_STORAGE
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or (pa.types.is_binary_view(t))
     )
 
 

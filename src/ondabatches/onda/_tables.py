@@ -639,7 +639,7 @@ def _uuid_strings(col: pa.ChunkedArray) -> pa.Array:
 
 
 def to_pandas(table: pa.Table, *, uuids: str = "uuid") -> Any:
-    """``table.to_pandas()`` with UUIDs as :class:`uuid.UUID` (or strings) and spans as :class:`TimeSpan`.
+    """``table.to_pandas()`` with UUIDs as :class:`uuid.UUID` or strings, spans as TimeSpans.
 
     Plain ``to_pandas()`` gives the raw storage (Julia's reversed UUID bytes), which
     cannot be told apart from canonical bytes; this keeps the values unambiguous, and
