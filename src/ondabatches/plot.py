@@ -27,6 +27,17 @@ _DPI = 100
 SLEEP_STAGES = ("wake", "nrem1", "nrem2", "nrem3", "rem", "no_stage")
 
 
+def _save_png(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` as PNG to a local path or any fsspec URL (``s3://...``), atomically."""
+    from .onda import filesystem_for
+    from .onda._storage import atomic_writer, storage_errors
+
+    url = os.fspath(path)
+    fs, fs_path = filesystem_for(url)
+    with storage_errors(url, action="write"), atomic_writer(fs, fs_path) as file:
+        fig.savefig(file, format="png")
+
+
 def label_encoding(labels: Iterable[str]) -> dict[str, int]:
     """Codes 1..n for ``labels``: the tour's sleep-stage codes if all are stages, else sorted.
 
@@ -160,7 +171,7 @@ def plot_item(
     strip.set_ylim(-0.6, len(codes) - 0.4)
     strip.set_xlim(start, max(t[-1] if t.size else start, edges[-1]))
     strip.set_xlabel("time (s from recording start)")
-    fig.savefig(os.fspath(path), format="png")
+    _save_png(fig, path)
 
 
 def plot_overview(
@@ -219,7 +230,7 @@ def plot_overview(
     if classes:
         fig.legend(loc="outside right upper", fontsize=8)
     ax.set_title(title or f"label distribution of {len(recordings)} recording(s)")
-    fig.savefig(os.fspath(path), format="png")
+    _save_png(fig, path)
 
 
 def plot_batch_item(
