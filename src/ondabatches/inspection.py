@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import posixpath
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -47,6 +47,7 @@ __all__ = [
     "inspect_dataset",
     "label_column",
     "label_durations",
+    "summarize_annotations",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -417,6 +418,52 @@ def _annotation_problems(
     ]
 
 
+def summarize_annotations(
+    annotations: pa.Table,
+    extent: Mapping[str, tuple[int, int]] | None,
+    annotation_paths: list[str] = (),
+) -> tuple[str | None, dict[str, int], dict[str, int], set[str], list[Problem]]:
+    """Label counts and durations, recordings and problems of an annotations table.
+
+    Computed column-wise with Arrow (``group_by``, ``index_in``): no Python object per
+    annotation. ``extent`` maps each recording with signals to its ``(start, stop)``;
+    ``None`` (an annotations table on its own) skips the checks against signals.
+
+    Returns ``(label column, counts, durations, recordings, problems)``.
+    """
+    column = label_column(annotations)
+    counts: dict[str, int] = {}
+    durations: dict[str, int] = {}
+    keys = _with_keys(annotations, column)
+    if column is not None:
+        per_label = keys.group_by("label").aggregate([("duration", "sum"), ("duration", "count")])
+        for label, ns, n in zip(
+            per_label.column("label").to_pylist(),
+            per_label.column("duration_sum").to_pylist(),
+            per_label.column("duration_count").to_pylist(),
+            strict=True,
+        ):
+            counts[str(label)], durations[str(label)] = n, ns
+    per_rec = keys.group_by("rec").aggregate([("start", "count")])
+    rec_names = _uuid_strings(per_rec.column("rec"))
+    problems: list[Problem] = []
+    if extent is not None:
+        problems.extend(_annotation_problems(annotations, keys, extent, list(annotation_paths)))
+        problems.extend(
+            Problem(
+                "orphan_annotations",
+                f"{n} annotation(s) of recording {rec}, which has no signals",
+                None,
+                rec,
+            )
+            for rec, n in sorted(
+                zip(rec_names, per_rec.column("start_count").to_pylist(), strict=True)
+            )
+            if rec not in extent
+        )
+    return column, counts, durations, set(rec_names), problems
+
+
 def inspect_dataset(
     path: str | os.PathLike[str],
     *,
@@ -500,48 +547,19 @@ def inspect_dataset(
         for sensor, sigs in sorted(by_sensor.items())
     )
 
-    column = None
-    counts: dict[str, int] = {}
-    durations: dict[str, int] = {}
-    n_annotations = 0
+    column, counts, durations, n_annotations = None, {}, {}, 0
     recordings = set(extent)
     if annotations_tab is not None:
-        column = label_column(annotations_tab)
+        summary = summarize_annotations(
+            annotations_tab, extent if signals else None, annotation_paths
+        )
+        column, counts, durations, found, more = summary
         n_annotations = annotations_tab.num_rows
-        keys = _with_keys(annotations_tab, column)
-        if column is not None:
-            per_label = keys.group_by("label").aggregate(
-                [("duration", "sum"), ("duration", "count")]
-            )
-            for label, ns, n in zip(
-                per_label.column("label").to_pylist(),
-                per_label.column("duration_sum").to_pylist(),
-                per_label.column("duration_count").to_pylist(),
-                strict=True,
-            ):
-                counts[str(label)], durations[str(label)] = n, ns
-        per_rec = keys.group_by("rec").aggregate([("start", "count")])
-        rec_keys = per_rec.column("rec")
-        rec_names = _uuid_strings(rec_keys)
-        recordings.update(rec_names)
-        if signals:  # an annotations table on its own has nothing to check it against
-            problems.extend(_annotation_problems(annotations_tab, keys, extent, annotation_paths))
-            problems.extend(
-                Problem(
-                    "orphan_annotations",
-                    f"{n} annotation(s) of recording {rec}, which has no signals",
-                    None,
-                    rec,
-                )
-                for rec, n in sorted(
-                    zip(rec_names, per_rec.column("start_count").to_pylist(), strict=True)
-                )
-                if rec not in extent
-            )
+        recordings.update(found)
+        problems.extend(more)
 
     # Sleep stages in their usual order (wake first), other labels sorted.
     order = [label for label in label_encoding(counts) if label in counts]
-    counts, durations = Counter(counts), Counter(durations)
     return DatasetReport(
         signal_tables=tuple(str(p) for p in signal_paths),
         annotation_tables=tuple(str(p) for p in annotation_paths),
