@@ -95,3 +95,23 @@ def test_brainvision_int16_keeps_integers(tmp_path):
     assert np.abs(in_file.astype(int) - ints).max() <= 1
     np.testing.assert_array_equal(load(sig, encoded=True).data, in_file)
     assert assert_same_values(tables(tmp_path / "out")[0], vhdr)[0] == 3
+
+
+@pytest.mark.s3
+def test_brainvision_from_s3_brings_its_sidecar_files(s3, tmp_path):
+    pybv = pytest.importorskip("pybv")
+    data = np.random.default_rng(2).integers(-100, 100, size=(2, 300)) * 1e-7
+    pybv.write_brainvision(data=data, sfreq=RATE, ch_names=["Fz", "Cz"], fname_base="rec",
+                           folder_out=str(tmp_path / "bv"), fmt="binary_int16",
+                           resolution=0.1, unit="µV")  # fmt: skip
+    for f in sorted((tmp_path / "bv").iterdir()):  # rec.vhdr, rec.vmrk, rec.eeg
+        s3.fs.put_file(str(f), s3.url(f"bv/{f.name}"))
+    import_dataset(s3.url("bv/rec.vhdr"), tmp_path / "out", workers=1)
+    (sig,) = iter_signals(tables(tmp_path / "out")[0])
+    in_file = np.fromfile(tmp_path / "bv" / "rec.eeg", dtype="<i2").reshape(-1, 2).T
+    np.testing.assert_array_equal(load(sig, encoded=True).data, in_file)
+    # Inside an input folder, the output's own files are not taken for inputs.
+    report = import_dataset(tmp_path / "bv", tmp_path / "bv" / "onda", workers=1)
+    assert [f.source for f in report.files] == [str(tmp_path / "bv" / "rec.vhdr")]
+    again = import_dataset(tmp_path / "bv", tmp_path / "bv" / "onda", workers=1)
+    assert again.n_imported == 0 and len(again.files) == 1

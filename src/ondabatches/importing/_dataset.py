@@ -221,15 +221,22 @@ def _local_copy(url: str) -> Iterator[str]:
             raise SampleFileNotFoundError(f"file to import not found: {url}")
         yield path
         return
-    suffix = ".gz" if url.endswith(".gz") else os.path.splitext(url)[1]
-    fd, tmp = tempfile.mkstemp(prefix="ondabatches-import-", suffix=suffix)
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="ondabatches-import-") as tmp:
+        name = posixpath.basename(path)
         with storage_errors(url):
-            fs.get_file(path, tmp)
-        yield tmp
-    finally:
-        os.unlink(tmp)
+            if _wanted(name, _EDF_SUFFIXES):
+                siblings = [path]
+            else:
+                # BrainVision (.vhdr + .eeg + .vmrk), EEGLAB (.set + .fdt): the files
+                # sharing the stem come along.
+                folder = posixpath.dirname(path)
+                siblings = [
+                    p for p in fs.ls(folder, detail=False)
+                    if posixpath.basename(p).startswith(_stem(name) + ".")
+                ] or [path]  # fmt: skip
+            for sibling in siblings:
+                fs.get_file(sibling, os.path.join(tmp, posixpath.basename(sibling)))
+        yield os.path.join(tmp, name)
 
 
 def _open_source(path: str, name: str, reader: str, channel_map: ChannelMap) -> Any:
@@ -512,7 +519,8 @@ def import_dataset(
         raise ValueError(f"reader must be 'auto', 'edf' or 'mne', got {reader!r}")
     with_mne = reader == "mne" or (reader == "auto" and _has_mne())
     suffixes = (*_EDF_SUFFIXES, *_MNE_SUFFIXES) if with_mne else _EDF_SUFFIXES
-    files = expand_inputs(inputs, suffixes)
+    # Files already under the output folder (an output inside an input folder) are not inputs.
+    files = [f for f in expand_inputs(inputs, suffixes) if not f.startswith(out.rstrip("/") + "/")]
     if not files:
         raise SampleFileNotFoundError(f"no files to import in {inputs!r} (looked for {suffixes})")
     pairs = _pairs(files, sleep_edf)
