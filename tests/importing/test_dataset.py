@@ -196,7 +196,11 @@ def test_bad_files_are_typed_errors_naming_them(tmp_path):
     late = write_edf(tmp_path / "late.edf", annotations=[(50.0, 30.0, "Sleep stage 2")])
     with pytest.raises(SourceFileError, match=r"late.edf: annotation 0 .* past the end .* 60 s"):
         import_dataset(late, tmp_path / "o4", workers=2)
+    # Found after its samples were written: they are removed again, nothing half-done stays.
     assert not list((tmp_path / "o4").glob("*.arrow"))
+    assert [
+        p for p in (tmp_path / "o4").rglob("*") if p.is_file() and ".import" not in str(p)
+    ] == []
     import_dataset(late, tmp_path / "o5", workers=1, annotations_past_end="clip")
     ann = next(iter_annotations(tables(tmp_path / "o5")[1]))
     assert (ann.span.start, ann.span.stop) == (50 * 10**9, 60 * 10**9)

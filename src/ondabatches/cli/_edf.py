@@ -73,6 +73,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="annotations ending after their recording (default: error; clip with --sleep-edf)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="one line per file even for many files"
+    )
     parser.set_defaults(func=run)
 
 
@@ -91,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         annotations_past_end=args.annotations_past_end,
     )
-    for i, f in enumerate(report.files, 1):
-        print(f"[{i}/{len(report.files)}] {f}")
+    if args.verbose or len(report.files) <= 20:
+        for i, f in enumerate(report.files, 1):
+            print(f"[{i}/{len(report.files)}] {f}")
     print(report)
     print(f"done: inspect the result with `ondabatches inspect {args.out}`")
     return 0

@@ -8,6 +8,7 @@ size whatever the length of the recording.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
@@ -194,6 +195,37 @@ def convert_source(
     ``annotations`` replaces the source's own (a separate hypnogram file, say).
     ``source_file`` (and the source's start date and time) go into extra columns.
     """
+    written: list[tuple[Any, str]] = []
+    try:
+        return _convert(
+            source, out_dir, file_stem, recording, written,
+            file_format=file_format, block_bytes=block_bytes, annotations=annotations,
+            annotation_seed=annotation_seed, annotations_past_end=annotations_past_end,
+            stages=stages, source_file=source_file,
+        )  # fmt: skip
+    except BaseException:
+        # A file that fails midway leaves none of its sample files behind.
+        for fs, path in written:
+            with contextlib.suppress(Exception):
+                fs.rm_file(path)
+        raise
+
+
+def _convert(
+    source: Source,
+    out_dir: str,
+    file_stem: str,
+    recording: uuid.UUID,
+    written: list[tuple[Any, str]],
+    *,
+    file_format: str,
+    block_bytes: int,
+    annotations: list[tuple[float, float, str]] | None,
+    annotation_seed: str,
+    annotations_past_end: str,
+    stages: Mapping[str, str | None] | None,
+    source_file: str | None,
+) -> tuple[pa.Table, pa.Table, list[SignalSummary]]:
     if annotations_past_end not in PAST_END_POLICIES:
         raise ValueError(
             f"annotations_past_end must be one of {PAST_END_POLICIES}, got {annotations_past_end!r}"
@@ -222,6 +254,7 @@ def convert_source(
         fs, path = filesystem_for(url)
         with storage_errors(url, action="write"), atomic_writer(fs, path) as file:
             _write_blocks(file, _blocks(source, group, block_bytes), fmt, info)
+        written.append((fs, path))
         stop = time_from_index(first.n_samples, first.sample_rate)
         duration = max(duration, stop)
         signals.append(
