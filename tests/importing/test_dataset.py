@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -64,6 +65,7 @@ def assert_samples_equal_pyedflib(signals: pa.Table) -> int:
 def test_folder_to_one_dataset_in_parallel_and_deterministic(tmp_path):
     files = make_folder(tmp_path / "edf")
     report = import_dataset(tmp_path / "edf", tmp_path / "a", workers=2, block_bytes=1000)
+    assert multiprocessing.active_children() == []
     signals, annotations = tables(tmp_path / "a")
     assert [f.source for f in report.files] == [str(f) for f in files]
     # One table for every file: 3 recordings x (eeg, eog, resp).
@@ -116,6 +118,11 @@ def test_failure_leaves_no_partial_files_and_rerun_finishes(tmp_path):
     bad = tmp_path / "edf" / "zz_truncated.edf"
     bad.write_bytes(files[0].read_bytes()[:3000])
     out = tmp_path / "out"
+    # In parallel first: the failure stops the pool, no worker process is left behind.
+    with pytest.raises(SourceFileError, match="zz_truncated.edf"):
+        import_dataset(tmp_path / "edf", tmp_path / "parallel", workers=2)
+    assert multiprocessing.active_children() == []
+    assert not list((tmp_path / "parallel").glob("*.arrow"))
     with pytest.raises(SourceFileError, match="zz_truncated.edf"):
         import_dataset(tmp_path / "edf", out, workers=1)
     assert not list(out.glob("*.arrow"))  # no dataset tables
