@@ -5,14 +5,16 @@
 - :class:`ChannelMap`: the user's sensor types and channel names for channel labels;
 - :func:`sensor_type_and_channel`, :func:`group_channels`: the guesses and grouping
   used where the map is silent;
+- :class:`EdfSource`, :class:`MneSource`: the readers (pyedflib; MNE with the ``mne`` extra);
 - :func:`pair_sleep_edf`, :data:`SLEEP_EDF_STAGES`: the Sleep-EDF Expanded recipe;
 - :func:`import_edf`: one file to its own pair of tables (the original API).
 """
 
-from . import _channels, _dataset, _edf, _single, _sleepedf
+from . import _channels, _dataset, _edf, _mne, _single, _sleepedf
 from ._channels import *  # noqa: F403
 from ._dataset import *  # noqa: F403
 from ._edf import *  # noqa: F403
+from ._mne import *  # noqa: F403
 from ._single import *  # noqa: F403
 from ._sleepedf import *  # noqa: F403
 
@@ -21,6 +23,7 @@ __all__ = sorted(
         *_channels.__all__,
         *_dataset.__all__,
         *_edf.__all__,
+        *_mne.__all__,
         *_single.__all__,
         *_sleepedf.__all__,
     }
