@@ -265,3 +265,14 @@ def test_import_from_and_to_s3(s3, tmp_path):
         np.testing.assert_array_equal(load(remote).data, load(here).data)
     again = import_dataset(s3.url("in/"), out, workers=1, file_format="lpcm.zst")
     assert again.n_imported == 0
+
+
+def test_identical_files_are_one_recording(tmp_path):
+    (first,) = make_folder(tmp_path / "edf", n=1)
+    copy = tmp_path / "edf" / "copy.edf"
+    copy.write_bytes(first.read_bytes())
+    with pytest.warns(UserWarning, match=r"night0.edf has the same content as .*copy.edf"):
+        report = import_dataset(tmp_path / "edf", tmp_path / "out", workers=1)
+    assert report.files[0].recording == report.files[1].recording
+    signals, annotations = tables(tmp_path / "out")
+    assert signals.num_rows == 3 and annotations.num_rows == 1

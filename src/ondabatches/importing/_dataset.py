@@ -28,6 +28,7 @@ import posixpath
 import re
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -579,7 +580,22 @@ def import_dataset(
         else:
             todo.append((task, size))
     _run(todo, reports, workers, progress)
-    signals_url, annotations_url = _assemble(out, name, tasks)
+    # Two files with the same bytes are one recording (ids come from the content): the
+    # dataset keeps the first; each later copy is named in a warning.
+    first_of: dict[str, str] = {}
+    kept = []
+    for task in tasks:
+        recording = reports[task.key].recording
+        if recording in first_of:
+            warnings.warn(
+                f"{task.source} has the same content as {first_of[recording]} (recording "
+                f"{recording}): the dataset holds it once",
+                stacklevel=2,
+            )
+            continue
+        first_of[recording] = task.source
+        kept.append(task)
+    signals_url, annotations_url = _assemble(out, name, kept)
     return ImportReport(
         signals_url,
         annotations_url,
