@@ -81,7 +81,9 @@ def test_sleep_edf_dataset_with_stages(tmp_path, capsys):
     assert labeled.num_rows == 2
 
     # Without the recipe, a past-the-end hypnogram stage is refused.
-    with pytest.raises(SourceFileError, match="past the end"):
+    with pytest.raises(
+        SourceFileError, match=r"SC4001EC-Hypnogram.edf: annotation 7 .*past the end"
+    ):
         import_dataset([folder / "SC4001E0-PSG.edf", folder / "SC4001EC-Hypnogram.edf"],
                        tmp_path / "plain", workers=1, annotations_past_end="error",
                        sleep_edf=True)  # fmt: skip

@@ -187,12 +187,14 @@ def convert_source(
     annotations_past_end: str = "error",
     stages: Mapping[str, str | None] | None = None,
     source_file: str | None = None,
+    annotations_from: str | None = None,
 ) -> tuple[pa.Table, pa.Table, list[SignalSummary]]:
     """Write ``source``'s sample files under ``out_dir`` and return its two tables.
 
     Sample files are ``<out_dir>/<file_stem>_<sensor_label>.<file_format>``, each
     written atomically; the tables' ``file_path`` values are relative to ``out_dir``.
-    ``annotations`` replaces the source's own (a separate hypnogram file, say).
+    ``annotations`` replaces the source's own (a separate hypnogram file, say, named
+    ``annotations_from`` in error messages).
     ``source_file`` (and the source's start date and time) go into extra columns.
     """
     written: list[tuple[Any, str]] = []
@@ -201,7 +203,7 @@ def convert_source(
             source, out_dir, file_stem, recording, written,
             file_format=file_format, block_bytes=block_bytes, annotations=annotations,
             annotation_seed=annotation_seed, annotations_past_end=annotations_past_end,
-            stages=stages, source_file=source_file,
+            stages=stages, source_file=source_file, annotations_from=annotations_from,
         )  # fmt: skip
     except BaseException:
         # A file that fails midway leaves none of its sample files behind.
@@ -225,6 +227,7 @@ def _convert(
     annotations_past_end: str,
     stages: Mapping[str, str | None] | None,
     source_file: str | None,
+    annotations_from: str | None,
 ) -> tuple[pa.Table, pa.Table, list[SignalSummary]]:
     if annotations_past_end not in PAST_END_POLICIES:
         raise ValueError(
@@ -281,7 +284,7 @@ def _convert(
         source.annotations() if annotations is None else annotations,
         recording,
         duration,
-        where=source.name,
+        where=annotations_from or source.name,
         past_end=annotations_past_end,
         id_seed=annotation_seed or str(recording),
         stages=stages,

@@ -312,6 +312,7 @@ def _convert_task(task: _Task) -> dict[str, Any]:
                     annotations_past_end=task.annotations_past_end,
                     stages=task.stages,
                     source_file=task.source,
+                    annotations_from=task.annotation_source,
                 )
             finally:
                 source.close()
