@@ -12,7 +12,9 @@ import ondabatches
 
 # Modules whose examples need an optional extra; each is checked only if it imports.
 OPTIONAL = {"ondabatches.torch": "torch", "ondabatches.plot": "matplotlib",
-            "ondabatches.edf": "pyedflib"}  # fmt: skip
+            "ondabatches.edf": "pyedflib", "ondabatches.importing._mne": "mne",
+            "ondabatches.importing._edf": "pyedflib", "ondabatches.importing._single": "pyedflib",
+            "ondabatches.importing._dataset": "pyedflib"}  # fmt: skip
 
 
 def _modules() -> list[str]:

@@ -7,6 +7,8 @@ that ``except ValueError`` keeps working for callers who do not know our names::
     OndaBatchesError
     ├── SchemaError            (ValueError)         a table's columns, types or metadata
     ├── SampleFileError        (ValueError)         a sample file's size or content
+    │   └── SourceFileError                         a file to import that cannot be converted
+    ├── DatasetExistsError     (FileExistsError)    an import's output holds another dataset
     ├── SampleFileNotFoundError(FileNotFoundError)  a sample, label or table file is missing
     ├── SpanError              (ValueError)         a span outside what it must lie in
     ├── UnknownFormatError     (ValueError)         a file_format or sample_type nobody registered
@@ -29,6 +31,7 @@ __all__ = [
     "BatchShapeError",
     "BatchSpecError",
     "BatcherError",
+    "DatasetExistsError",
     "LabelError",
     "MissingDependencyError",
     "OndaBatchesError",
@@ -36,6 +39,7 @@ __all__ = [
     "SampleFileNotFoundError",
     "SchemaError",
     "SharedMemoryError",
+    "SourceFileError",
     "SpanError",
     "StateError",
     "StorageError",
@@ -54,6 +58,17 @@ class SchemaError(OndaBatchesError, ValueError):
 
 class SampleFileError(OndaBatchesError, ValueError):
     """A sample file's size or content disagrees with its signal's metadata."""
+
+
+class SourceFileError(SampleFileError):
+    """A file to import (EDF, BDF, an MNE-readable file) that is unreadable, truncated, or
+    holds what an Onda dataset cannot (a discontinuous EDF+D, annotations before the start
+    or past the end of the recording); the message names the file."""
+
+
+class DatasetExistsError(OndaBatchesError, FileExistsError):
+    """An import's output folder already holds another dataset (other tables, options or
+    files); the message names the folder and what differs."""
 
 
 class SampleFileNotFoundError(OndaBatchesError, FileNotFoundError):

@@ -12,25 +12,30 @@ from __future__ import annotations
 
 import os
 import posixpath
-from collections import Counter, defaultdict
+import uuid
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
 from ._errors import OndaBatchesError, SampleFileNotFoundError, SchemaError
 from .onda import (
     Signal,
+    TimeSpan,
     filesystem_for,
-    iter_annotations,
     iter_signals,
     load_rows,
     read_annotations,
     read_signals,
 )
+from .onda._arrow import span_bounds
+from .onda._storage import is_local, storage_errors
 
 __all__ = [
     "DatasetReport",
@@ -43,11 +48,14 @@ __all__ = [
     "label_column",
     "label_durations",
     "label_encoding",
+    "summarize_annotations",
 ]
 
 NS_PER_S = 1_000_000_000
 _SCHEMA_KEY = b"legolas_schema_qualified"
 _ANNOTATION_CORE = ("recording", "id", "span")
+# Requests in flight at once when probing tables and sample files (remote storage).
+_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,17 +184,18 @@ def _short_list(items: tuple[str, ...], limit: int = 8) -> str:
     return ", ".join(items[:limit]) + f", ... (+{len(items) - limit})"
 
 
-def _table_kind(path: Path) -> str:
+def _table_kind(url: str) -> str:
     """``"signals"`` or ``"annotations"``, from the Legolas schema name or the columns."""
+    fs, path = filesystem_for(url)
     try:
-        with pa.memory_map(str(path)) as source:
+        with storage_errors(url), fs.open(path, "rb") as source:
             try:
-                schema = ipc.open_file(source).schema
+                schema = ipc.open_file(source).schema  # reads the footer only
             except pa.ArrowInvalid:
                 source.seek(0)
                 schema = ipc.open_stream(source).schema
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SchemaError(f"{path} is not an Arrow table ({exc})") from None
+        raise SchemaError(f"{url} is not an Arrow table ({exc})") from None
     qualified = (schema.metadata or {}).get(_SCHEMA_KEY, b"").decode()
     if qualified.startswith("labeled.signal@"):
         return "labeled"  # derived from the signals table beside it
@@ -200,16 +209,21 @@ def _table_kind(path: Path) -> str:
     if set(_ANNOTATION_CORE) <= names:
         return "annotations"
     raise SchemaError(
-        f"{path} is neither an onda.signal nor an onda.annotation table "
+        f"{url} is neither an onda.signal nor an onda.annotation table "
         f"(schema {qualified or 'unnamed'}, columns {sorted(names)})"
     )
 
 
-def find_tables(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
-    """The signals and annotations tables at ``path`` (a table file or a folder).
+def _url_of(fs: Any, path: str) -> str:
+    return path if is_local(fs) else fs.unstrip_protocol(path)
+
+
+def find_tables(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """The signals and annotations tables at ``path`` (a table file or a folder, local or URL).
 
     A folder is searched (not recursively) for ``*.arrow`` files that are Onda tables;
-    other Arrow files there, labeled-signal tables included, are ignored.
+    other Arrow files there, labeled-signal tables included, are ignored. Tables are
+    given as local paths or URLs like ``path``.
 
     Examples
     --------
@@ -217,23 +231,35 @@ def find_tables(path: str | os.PathLike[str]) -> tuple[list[Path], list[Path]]:
     >>> find_tables(tempfile.mkdtemp())
     ([], [])
     """
-    path = Path(path)
-    if not path.exists():
-        raise SampleFileNotFoundError(f"no such file or folder: {path}")
-    if path.is_file():
-        kind = _table_kind(path)
-        return ([path], []) if kind in ("signals", "labeled") else ([], [path])
+    url = os.fspath(path)
+    fs, fs_path = filesystem_for(url)
+    with storage_errors(url):
+        exists = fs.exists(fs_path)
+        is_file = exists and fs.isfile(fs_path)
+        listing = [] if not exists or is_file else sorted(fs.ls(fs_path, detail=False))
+    if not exists:
+        raise SampleFileNotFoundError(f"no such file or folder: {url}")
+    if is_file:
+        kind = _table_kind(url)
+        return ([url], []) if kind in ("signals", "labeled") else ([], [url])
+    candidates = [_url_of(fs, p) for p in listing if p.endswith(".arrow")]
     signals, annotations = [], []
-    for candidate in sorted(path.glob("*.arrow")):
-        try:
-            kind = _table_kind(candidate)
-        except SchemaError:
-            continue
+    # Each probe reads a footer: on remote storage, one request each, so issue them together.
+    with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
+        kinds = list(pool.map(_kind_or_none, candidates))
+    for candidate, kind in zip(candidates, kinds, strict=True):
         if kind == "signals":
             signals.append(candidate)
         elif kind == "annotations":
             annotations.append(candidate)
     return signals, annotations
+
+
+def _kind_or_none(url: str) -> str | None:
+    try:
+        return _table_kind(url)
+    except SchemaError:
+        return None
 
 
 def label_column(annotations: pa.Table) -> str | None:
@@ -266,12 +292,42 @@ def label_durations(annotations: pa.Table, column: str | None = None) -> dict[st
             f"the annotations have no label column (stage or a string column); "
             f"columns are {annotations.column_names}"
         )
+    grouped = (
+        _with_keys(annotations, column).group_by(["rec", "label"]).aggregate([("duration", "sum")])
+    )
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    for ann in iter_annotations(annotations):
-        label = str(ann.extra[column])
-        per = out[str(ann.recording)]
-        per[label] = per.get(label, 0) + ann.span.duration
-    return dict(out)
+    recs = _uuid_strings(grouped.column("rec"))
+    for rec, label, ns in zip(
+        recs,
+        grouped.column("label").to_pylist(),
+        grouped.column("duration_sum").to_pylist(),
+        strict=True,
+    ):
+        out[rec][label] = ns
+    return {rec: dict(sorted(per.items())) for rec, per in out.items()}
+
+
+def _with_keys(annotations: pa.Table, column: str | None) -> pa.Table:
+    """``rec`` (the recording's 16 bytes), ``label`` (text), ``start``, ``duration`` (ns)."""
+    rec = annotations.column("recording")
+    rec = pa.chunked_array(
+        [c.storage if isinstance(c, pa.ExtensionArray) else c for c in rec.chunks],
+        type=rec.type.storage_type if isinstance(rec.type, pa.ExtensionType) else rec.type,
+    )
+    start, stop = span_bounds(annotations.column("span"))
+    columns = {"rec": rec, "start": pa.array(start), "duration": pa.array(stop - start)}
+    if column is not None:
+        label = annotations.column(column)
+        columns["label"] = label if pa.types.is_string(label.type) else label.cast(pa.string())
+    return pa.table(columns)
+
+
+def _uuid_strings(keys: pa.ChunkedArray | pa.Array) -> list[str]:
+    """Recording keys (16 bytes as stored, or strings) as canonical UUID strings."""
+    values = keys.to_pylist()
+    if values and isinstance(values[0], bytes) and len(values[0]) == 16:
+        return [str(uuid.UUID(int=int.from_bytes(v, "little"))) for v in values]
+    return [str(v) for v in values]
 
 
 def in_folder(folder: str | os.PathLike[str]) -> Callable[[str], str]:
@@ -284,7 +340,7 @@ def in_folder(folder: str | os.PathLike[str]) -> Callable[[str], str]:
     return lambda path: os.path.join(root, posixpath.basename(path))
 
 
-def _read_all(paths: list[Path], reader: Any, reroot: Any) -> pa.Table | None:
+def _read_all(paths: list[str], reader: Any, reroot: Any) -> pa.Table | None:
     if not paths:
         return None
     kwargs = {"reroot": reroot} if reader is read_signals else {}
@@ -338,6 +394,93 @@ def _check_sample_file(signal: Signal) -> Problem | None:
             recording,
         )
     return None
+
+
+def _annotation_problems(
+    annotations: pa.Table,
+    keys: pa.Table,
+    extent: Mapping[str, tuple[int, int]],
+    annotation_paths: list[str],
+) -> list[Problem]:
+    """Annotations starting before their recording or at or after its last signal's end.
+
+    Compared column-wise: each row's recording end is looked up with ``index_in``; only
+    the offending rows become Python objects. Rows of recordings without signals are
+    reported as orphans instead.
+    """
+    known = list(extent)
+    if not known:
+        return []
+    rec_type = keys.column("rec").type
+    if pa.types.is_fixed_size_binary(rec_type):  # Julia's UUID bytes: reversed canonical
+        value_set = pa.array([uuid.UUID(r).bytes[::-1] for r in known], type=rec_type)
+    else:
+        value_set = pa.array(known, type=rec_type)
+    index = pc.index_in(keys.column("rec"), value_set=value_set)
+    idx = index.fill_null(len(known)).to_numpy().astype(np.int64)
+    ends = np.array([extent[r][1] for r in known] + [np.iinfo(np.int64).max], dtype=np.int64)
+    start = keys.column("start").to_numpy()
+    stop = start + keys.column("duration").to_numpy()
+    bad = np.flatnonzero((idx < len(known)) & ((start < 0) | (start >= ends[idx])))
+    table = annotation_paths[0] if len(annotation_paths) == 1 else None
+    ids = annotations.column("id").take(pa.array(bad, pa.int64())).to_pylist()
+    return [
+        Problem(
+            "span_out_of_range",
+            f"annotation {ann_id} of recording {known[idx[i]]} spans "
+            f"{TimeSpan(int(start[i]), int(stop[i]))}, outside the recording's signals "
+            f"(up to {_hours(int(ends[idx[i]]))})",
+            table,
+            known[idx[i]],
+        )
+        for i, ann_id in zip(bad, ids, strict=True)
+    ]
+
+
+def summarize_annotations(
+    annotations: pa.Table,
+    extent: Mapping[str, tuple[int, int]] | None,
+    annotation_paths: list[str] = (),
+) -> tuple[str | None, dict[str, int], dict[str, int], set[str], list[Problem]]:
+    """Label counts and durations, recordings and problems of an annotations table.
+
+    Computed column-wise with Arrow (``group_by``, ``index_in``): no Python object per
+    annotation. ``extent`` maps each recording with signals to its ``(start, stop)``;
+    ``None`` (an annotations table on its own) skips the checks against signals.
+
+    Returns ``(label column, counts, durations, recordings, problems)``.
+    """
+    column = label_column(annotations)
+    counts: dict[str, int] = {}
+    durations: dict[str, int] = {}
+    keys = _with_keys(annotations, column)
+    if column is not None:
+        per_label = keys.group_by("label").aggregate([("duration", "sum"), ("duration", "count")])
+        for label, ns, n in zip(
+            per_label.column("label").to_pylist(),
+            per_label.column("duration_sum").to_pylist(),
+            per_label.column("duration_count").to_pylist(),
+            strict=True,
+        ):
+            counts[str(label)], durations[str(label)] = n, ns
+    per_rec = keys.group_by("rec").aggregate([("start", "count")])
+    rec_names = _uuid_strings(per_rec.column("rec"))
+    problems: list[Problem] = []
+    if extent is not None:
+        problems.extend(_annotation_problems(annotations, keys, extent, list(annotation_paths)))
+        problems.extend(
+            Problem(
+                "orphan_annotations",
+                f"{n} annotation(s) of recording {rec}, which has no signals",
+                None,
+                rec,
+            )
+            for rec, n in sorted(
+                zip(rec_names, per_rec.column("start_count").to_pylist(), strict=True)
+            )
+            if rec not in extent
+        )
+    return column, counts, durations, set(rec_names), problems
 
 
 def inspect_dataset(
@@ -404,10 +547,10 @@ def inspect_dataset(
                 )
             )
         labels_seen[rec].add(sig.sensor_label)
-        if check_files:
-            problem = _check_sample_file(sig)
-            if problem is not None:
-                problems.append(problem)
+    if check_files and signals:
+        # One or two requests per file: on remote storage latency dominates, so overlap them.
+        with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
+            problems.extend(p for p in pool.map(_check_sample_file, signals) if p is not None)
 
     sensors = tuple(
         SensorSummary(
@@ -423,45 +566,16 @@ def inspect_dataset(
         for sensor, sigs in sorted(by_sensor.items())
     )
 
-    column = None
-    counts: Counter[str] = Counter()
-    durations: Counter[str] = Counter()
-    n_annotations = 0
+    column, counts, durations, n_annotations = None, {}, {}, 0
     recordings = set(extent)
     if annotations_tab is not None:
-        column = label_column(annotations_tab)
-        orphans: Counter[str] = Counter()
-        for ann in iter_annotations(annotations_tab):
-            n_annotations += 1
-            rec = str(ann.recording)
-            recordings.add(rec)
-            if column is not None:
-                label = str(ann.extra[column])
-                counts[label] += 1
-                durations[label] += ann.span.duration
-            if not signals:
-                continue  # an annotations table on its own: nothing to check it against
-            if rec not in extent:
-                orphans[rec] += 1
-            elif ann.span.start < 0 or ann.span.start >= extent[rec][1]:
-                problems.append(
-                    Problem(
-                        "span_out_of_range",
-                        f"annotation {ann.id} of recording {rec} spans {ann.span}, outside "
-                        f"the recording's signals (up to {_hours(extent[rec][1])})",
-                        str(annotation_paths[0]) if len(annotation_paths) == 1 else None,
-                        rec,
-                    )
-                )
-        problems.extend(
-            Problem(
-                "orphan_annotations",
-                f"{n} annotation(s) of recording {rec}, which has no signals",
-                None,
-                rec,
-            )
-            for rec, n in sorted(orphans.items())
+        summary = summarize_annotations(
+            annotations_tab, extent if signals else None, annotation_paths
         )
+        column, counts, durations, found, more = summary
+        n_annotations = annotations_tab.num_rows
+        recordings.update(found)
+        problems.extend(more)
 
     # Sleep stages in their usual order (wake first), other labels sorted.
     order = [label for label in label_encoding(counts) if label in counts]

@@ -33,6 +33,17 @@ __all__ = [
 _DPI = 100
 
 
+def _save_png(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` as PNG to a local path or any fsspec URL (``s3://...``), atomically."""
+    from .onda import filesystem_for
+    from .onda._storage import atomic_writer, storage_errors
+
+    url = os.fspath(path)
+    fs, fs_path = filesystem_for(url)
+    with storage_errors(url, action="write"), atomic_writer(fs, fs_path) as file:
+        fig.savefig(file, format="png")
+
+
 def _short_names(names: Sequence[str]) -> list[str]:
     """The shortest prefixes (at least 8 characters) that tell the names apart."""
     for n in (8, 13, 18, 23):
@@ -166,7 +177,7 @@ def plot_item(
     edges = _hypnogram(strip, y, label_names, label_rate, start)
     strip.set_xlim(start, max(t[-1] if t.size else start, edges[-1]))
     strip.set_xlabel("time (s from recording start)")
-    fig.savefig(os.fspath(path), format="png")
+    _save_png(fig, path)
 
 
 def plot_overview(
@@ -225,7 +236,7 @@ def plot_overview(
     if classes:
         fig.legend(loc="outside right upper", fontsize=8)
     ax.set_title(title or f"label distribution of {len(recordings)} recording(s)")
-    fig.savefig(os.fspath(path), format="png")
+    _save_png(fig, path)
 
 
 def plot_batch_item(

@@ -50,7 +50,7 @@ def test_demo_rejects_bad_sizes_with_one_line() -> None:
     assert "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("command", ["demo", "bench", "inspect", "plot", "import-edf"])
+@pytest.mark.parametrize("command", ["demo", "bench", "inspect", "plot", "import", "import-edf"])
 def test_every_command_has_help(command: str) -> None:
     out = _cli(command, "--help")
     assert out.returncode == 0

@@ -121,7 +121,8 @@ def test_import_equals_pyedflib_reading(tmp_path, bdf, file_format):
     # channel (same encoding as Fpz-Cz) decide which EEG channels share a signal.
     assert rows["eeg"].channels == ("fpz-cz", "pz-oz", "c4-m1")
     assert rows["eeg_2"].channels == ("c3-m2",)
-    assert set(rows) == {"eeg", "eeg_2", "eog", "emg", "resp", "light"}
+    # "Light" names no sensor: the generic type, not a sensor of its own.
+    assert set(rows) == {"eeg", "eeg_2", "eog", "emg", "resp", "misc"}
     assert rows["emg"].info.sample_unit == "millivolt" and rows["emg"].sample_rate == 200.0
     assert rows["resp"].info.sample_unit == "unknown" and rows["resp"].sample_rate == 1.0
     assert rows["eeg"].info.sample_type == ("int32" if bdf else "int16")
@@ -146,8 +147,9 @@ def test_import_of_pyedflib_test_file(tmp_path):
     edf = Path(pyedflib.data.get_generator_filename())
     signals, annotations = import_edf(edf, tmp_path, name="generator")
     assert assert_equals_pyedflib(edf, tmp_path, "generator") == 11
-    assert signals.num_rows == 11  # every label is its own sensor: no sensor word in any
-    assert "sine_8.5_hz" in [c for cs in signals.column("channels").to_pylist() for c in cs]
+    # No label names a sensor, and all share rate, unit and encoding: one generic signal.
+    assert signals.num_rows == 1 and signals.column("sensor_type").to_pylist() == ["misc"]
+    assert "sine_8.5_hz" in signals.column("channels").to_pylist()[0]
     assert annotations.column("value").to_pylist() == ["Recording starts", "Recording ends"]
 
 
@@ -157,8 +159,9 @@ def test_sensor_type_and_channel():
     assert sensor_type_and_channel("EKG II") == ("ecg", "ii")
     assert sensor_type_and_channel("SaO2") == ("spo2", "spo2")
     assert sensor_type_and_channel("F3-M2", "EEG AgCl") == ("eeg", "f3-m2")
-    assert sensor_type_and_channel("Body Temp") == ("body_temp", "body_temp")
-    assert sensor_type_and_channel("  ") == ("unknown", "channel")
+    assert sensor_type_and_channel("Body Temp") == ("misc", "body_temp")
+    assert sensor_type_and_channel("  ") == ("misc", "channel")
+    assert sensor_type_and_channel("C3-M2") == ("eeg", "c3-m2")  # a 10-20 derivation
     assert sensor_type_and_channel("EEG A1+A2") == ("eeg", "a1_a2")
 
 
@@ -193,22 +196,14 @@ def test_cli_import_edf_in_process(tmp_path, capsys):
     edf = write_edf(tmp_path / "a.edf")
     bdf = write_edf(tmp_path / "b.bdf", bdf=True, seed=1)
     out = tmp_path / "onda"
-    assert main(["import-edf", str(edf), str(bdf), "--out", str(out), "--format", "lpcm.zst"]) == 0
+    args = ["import-edf", str(edf), str(bdf), "--out", str(out), "--format", "lpcm.zst", "-j", "1"]
+    assert main(args) == 0
     printed = capsys.readouterr().out
     assert "[1/2]" in printed and "[2/2]" in printed and "3 annotation(s)" in printed
-    assert assert_equals_pyedflib(edf, out, "a") == len(EDF_CHANNELS)
-    assert assert_equals_pyedflib(bdf, out, "b") == len(EDF_CHANNELS)
-    recordings = {
-        s.recording
-        for n in "ab"
-        for s in iter_signals(read_signals(out / f"{n}.onda.signal.arrow"))
-    }
-    assert len(recordings) == 2  # one fresh recording per file
-
-    # --recording names one recording: refused for two files.
-    one = str(uuid.UUID(int=1))
-    assert main(["import-edf", str(edf), str(bdf), "-o", str(out), "--recording", one]) == 1
-    assert "--recording" in capsys.readouterr().err
+    # One dataset for both files.
+    signals = read_signals(out / "dataset.onda.signal.arrow")
+    assert len(set(signals.column("recording").to_pylist())) == 2
+    assert signals.num_rows == 12
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -219,13 +214,14 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_cli_import_edf_subprocess(tmp_path):
     edf = write_edf(tmp_path / "sub.edf")
-    done = run_cli("import-edf", str(edf), "--out", str(tmp_path / "out"))
+    done = run_cli("import", str(edf), "--out", str(tmp_path / "out"), "--name", "sub")
     assert done.returncode == 0, done.stderr
-    assert assert_equals_pyedflib(edf, tmp_path / "out", "sub") == len(EDF_CHANNELS)
+    signals = read_signals(tmp_path / "out" / "sub.onda.signal.arrow")
+    assert sum(len(c) for c in signals.column("channels").to_pylist()) == len(EDF_CHANNELS)
 
     missing = run_cli("import-edf", str(tmp_path / "nope.edf"), "--out", str(tmp_path / "o"))
     assert missing.returncode == 1
-    assert missing.stderr.splitlines()[0].startswith("ondabatches import-edf: error:")
+    assert missing.stderr.strip().splitlines()[-2].startswith("ondabatches import-edf: error:")
     assert "nope.edf" in missing.stderr and "Traceback" not in missing.stderr
 
     junk = tmp_path / "junk.edf"

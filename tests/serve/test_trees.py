@@ -29,8 +29,11 @@ SHARED = {"processes", "ray"}
 # for the library's schemes; Ray, slow to start, runs only that case.
 @pytest.fixture(
     params=[
-        *((name, scheme) for name in ("inline", "threads", "processes", "executor")
-          for scheme in (ToyScheme, SteppingToyScheme)),
+        *(
+            (name, scheme)
+            for name in ("inline", "threads", "processes", "executor")
+            for scheme in (ToyScheme, SteppingToyScheme)
+        ),
         pytest.param(("ray", SteppingToyScheme), marks=pytest.mark.ray),
     ],
     ids=lambda param: f"{param[0]}-{param[1].__name__}",

@@ -1,29 +1,41 @@
-"""``ondabatches import-edf``: convert EDF/EDF+/BDF files to Onda tables and sample files."""
+"""``ondabatches import`` (alias ``import-edf``): EDF/BDF/MNE files into one Onda dataset."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "import-edf",
-        help="convert EDF/EDF+/BDF files to Onda (needs the 'edf' extra)",
+        "import",
+        aliases=["import-edf"],
+        help="import EDF/EDF+/BDF (and MNE-readable) files into one Onda dataset",
         description=(
-            "Convert EDF, EDF+ or BDF files to Onda: channels grouped into one signal per "
-            "sensor type, sample rate, unit and encoding; the EDF's digital samples are kept "
-            "as they are, with the digital-to-physical map as the Onda encoding, so nothing "
-            "is re-quantized; EDF+ annotations go to an annotations table (column 'value'). "
-            "Each FILE gives OUT/<stem>.onda.signal.arrow, OUT/<stem>.onda.annotation.arrow "
-            "and one sample file per signal."
+            "Import EDF, EDF+ or BDF files (and, with the 'mne' extra, every raw format MNE "
+            "reads) into ONE Onda dataset: OUT/<name>.onda.signal.arrow, "
+            "OUT/<name>.onda.annotation.arrow and sample files under OUT/samples. Channels are "
+            "grouped into one signal per sensor type, sample rate, unit and encoding "
+            "(unrecognised labels into one 'misc' signal; --channel-map names them); the "
+            "EDF's digital samples are kept as they are, with the digital-to-physical map as "
+            "the Onda encoding, so nothing is re-quantized. Files are converted in parallel "
+            "and streamed; rerunning an interrupted import resumes it. OUT may be a URL "
+            "(s3://...)."
         ),
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="EDF, EDF+ or BDF file(s)")
     parser.add_argument(
-        "--out", "-o", required=True, metavar="DIR", help="output folder (created if missing)"
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="files, folders, glob patterns or @list.txt files (local paths or URLs)",
+    )
+    parser.add_argument(
+        "--out",
+        "-o",
+        required=True,
+        metavar="OUT",
+        help="dataset folder or URL (created if missing)",
     )
     parser.add_argument(
         "--format",
@@ -33,41 +45,58 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="sample file format (default: lpcm)",
     )
     parser.add_argument(
-        "--recording",
-        metavar="UUID",
-        help="recording UUID (only with a single FILE; default: a fresh random UUID)",
+        "--name", default="dataset", help="stem of the two tables (default: dataset)"
+    )
+    parser.add_argument(
+        "--channel-map",
+        metavar="FILE",
+        help="JSON ({label: [sensor_type, channel]}) or CSV (label,sensor_type,channel) file",
+    )
+    parser.add_argument(
+        "--sleep-edf",
+        action="store_true",
+        help="pair *-PSG.edf with *-Hypnogram.edf (Sleep-EDF Expanded) and add a 'stage' column",
+    )
+    parser.add_argument(
+        "--reader",
+        choices=["auto", "edf", "mne"],
+        default="auto",
+        help="file reader (default: auto)",
+    )
+    parser.add_argument(
+        "--workers", "-j", type=int, default=None, help="worker processes (default: CPU count)"
+    )
+    parser.add_argument(
+        "--annotations-past-end",
+        choices=["error", "clip", "drop"],
+        default=None,
+        help="annotations ending after their recording (default: error; clip with --sleep-edf)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="one line per file even for many files"
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..edf import import_edf
+    from ..importing import import_dataset
 
-    if args.recording is not None and len(args.files) > 1:
-        raise ValueError(f"--recording names one recording but {len(args.files)} files were given")
-    out = Path(args.out)
-    stems = [Path(f).stem for f in args.files]
-    repeated = sorted({s for s in stems if stems.count(s) > 1})
-    if repeated:
-        raise ValueError(f"several files share the name(s) {repeated}; their outputs would collide")
-    for i, file in enumerate(args.files, 1):
-        signals, annotations = import_edf(
-            file, out, recording=args.recording, file_format=args.file_format
-        )
-        parts = [
-            f"{sensor} ({len(channels)} ch @ {rate:g} Hz)"
-            for sensor, channels, rate in zip(
-                signals.column("sensor_label").to_pylist(),
-                signals.column("channels").to_pylist(),
-                signals.column("sample_rate").to_pylist(),
-                strict=True,
-            )
-        ]
-        print(
-            f"[{i}/{len(args.files)}] {file} -> {out / Path(file).stem}.onda.*.arrow: "
-            f"{signals.num_rows} signal(s): {', '.join(parts)}; "
-            f"{annotations.num_rows} annotation(s)",
-            flush=True,
-        )
-    print(f"done: inspect the result with `ondabatches inspect {out}`")
+    report = import_dataset(
+        args.inputs,
+        args.out,
+        name=args.name,
+        file_format=args.file_format,
+        channel_map=args.channel_map,
+        sleep_edf=args.sleep_edf,
+        reader=args.reader,
+        workers=args.workers,
+        progress=not args.no_progress,
+        annotations_past_end=args.annotations_past_end,
+    )
+    if args.verbose or len(report.files) <= 20:
+        for i, f in enumerate(report.files, 1):
+            print(f"[{i}/{len(report.files)}] {f}")
+    print(report)
+    print(f"done: inspect the result with `ondabatches inspect {args.out}`")
     return 0

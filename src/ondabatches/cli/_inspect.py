@@ -24,7 +24,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "path",
         metavar="PATH",
-        help="a *.onda.signal.arrow or *.onda.annotation.arrow file, or a folder",
+        help="a *.onda.signal.arrow or *.onda.annotation.arrow file, or a folder; local or a "
+        "URL (s3://bucket/dataset)",
     )
     parser.add_argument(
         "--reroot",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
-from pathlib import Path
 from typing import Any
 
 __all__ = ["add_parser", "run"]
@@ -111,7 +110,7 @@ def _load_tables(paths: list[str], reroot: Any) -> tuple[Any, Any]:
     return concat(signals), concat(annotations)
 
 
-def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: Path) -> str:
+def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: str) -> str:
     import pyarrow.compute as pc
 
     from ..batches import RandomBatches
@@ -242,7 +241,8 @@ def run(args: argparse.Namespace) -> int:
     from .._errors import require
 
     require("matplotlib", "plot")
-    out = Path(args.out or ("overview.png" if args.overview else "item.png"))
+    # A local path or a URL (s3://...): plot.save_png writes either.
+    out = args.out or ("overview.png" if args.overview else "item.png")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         signals, annotations = _load_tables(args.paths, args.reroot)

@@ -67,6 +67,11 @@ LABELS_TYPE = pa.struct(
     ]
 )
 
+# LABELS_TYPE with the span as its plain storage: what Python dicts convert to.
+_LABELS_STORAGE = pa.struct(
+    [f if f.name != "span" else pa.field("span", TimeSpanType().storage_type) for f in LABELS_TYPE]
+)
+
 
 def label_info(epoch: TimeLike, sample_type: str = "uint8") -> SamplesInfo:
     """The :class:`SamplesInfo` of labels sampled once per ``epoch``.
@@ -337,8 +342,10 @@ def _with_labels(
     )
 
 
-def labeled_signals_table(rows: Iterable[LabeledSignal]) -> pa.Table:
-    """A labeled table (``labeled.signal@2``) from :class:`LabeledSignal` rows.
+def labeled_signals_table(rows: Iterable[LabeledSignal] | pa.Table | Any) -> pa.Table:
+    """A labeled table (``labeled.signal@2``) from :class:`LabeledSignal` rows, or from a
+    labeled table gone through pandas or polars (``to_pandas``, ``to_polars``,
+    ``polars.from_arrow``), with its UUIDs, spans and labels restored.
 
     Examples
     --------
@@ -347,12 +354,78 @@ def labeled_signals_table(rows: Iterable[LabeledSignal]) -> pa.Table:
     >>> table = labeled_signals_table(rows[:1])
     >>> table.num_rows, table.schema.metadata[b"legolas_schema_qualified"]
     (1, b'labeled.signal@2>onda.signal@2')
+    >>> from ondabatches.onda import to_pandas
+    >>> labeled_signals_table(to_pandas(table)).equals(table)
+    True
     """
     from ..onda._tables import signals_table
 
+    if isinstance(rows, pa.Table) or type(rows).__module__.split(".")[0] in ("pandas", "polars"):
+        return _labeled_from_frame(rows)
     rows = list(rows)
     signals = signals_table([r.signal for r in rows])
     return _with_labels(signals, [r.label_span for r in rows], [r.labels for r in rows])
+
+
+def _labeled_from_frame(frame: Any) -> pa.Table:
+    """A labeled table from an Arrow table or a pandas/polars DataFrame of one.
+
+    polars gives large strings and tagged binary UUIDs, pandas (through
+    :func:`~ondabatches.onda.to_pandas`) UUID objects, TimeSpans and dicts: the signal
+    columns are normalized by ``signals_table``, the label columns cast back.
+    """
+    from ..onda._arrow import COERCE
+    from ..onda._tables import signals_table
+
+    where = "labeled-signals table"
+    names = list(frame.columns) if not isinstance(frame, pa.Table) else frame.column_names
+    missing = [n for n in ("label_span", "labels") if n not in names]
+    if missing:
+        raise SchemaError(f"{where} lacks column(s) {missing}; it has {names}")
+    module = type(frame).__module__.split(".")[0]
+    if module == "pandas":
+        signals = signals_table(frame.drop(columns=["label_span", "labels"]))
+        label_span = COERCE["span"](frame["label_span"].tolist(), None, f"{where}: 'label_span'")
+        raw = [
+            None if v is None else {**v, "span": _span_storage(v.get("span"))}
+            for v in frame["labels"].tolist()
+        ]
+        labels: Any = pa.array(raw, type=_LABELS_STORAGE)
+    else:
+        signals = signals_table(frame.drop(["label_span", "labels"]) if module == "polars"
+                                else frame.drop_columns(["label_span", "labels"]))  # fmt: skip
+        arrow = frame.select(["label_span", "labels"])
+        arrow = arrow.to_arrow() if module == "polars" else arrow
+        label_span = COERCE["span"](arrow.column("label_span"), None, f"{where}: 'label_span'")
+        labels = arrow.column("labels")
+    if isinstance(labels, pa.ChunkedArray):
+        labels = labels.combine_chunks()
+    try:
+        children = []
+        for fld in LABELS_TYPE:
+            child = labels.field(fld.name)
+            if fld.name == "span":
+                child = COERCE["span"](child, None, f"{where}: 'labels.span'")
+                child = child.combine_chunks() if isinstance(child, pa.ChunkedArray) else child
+            else:
+                child = child.cast(fld.type)
+            children.append(child)
+        mask = labels.is_null() if labels.null_count else None
+        labels = pa.StructArray.from_arrays(children, fields=list(LABELS_TYPE), mask=mask)
+    except (KeyError, pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        raise SchemaError(
+            f"{where}: column 'labels' of type {labels.type} does not convert to "
+            f"{LABELS_TYPE}: {exc}"
+        ) from None
+    return with_label_columns(signals, label_span, labels)
+
+
+def _span_storage(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, TimeSpan):
+        return {"start": v.start, "stop": v.stop}
+    return {"start": nanoseconds(v["start"]), "stop": nanoseconds(v["stop"])}
 
 
 def check_labeled(table: pa.Table) -> None:

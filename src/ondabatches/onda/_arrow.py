@@ -59,6 +59,18 @@ class JuliaUUIDScalar(pa.ExtensionScalar):
         return None if raw is None else uuid.UUID(int=int.from_bytes(raw, "little"))
 
 
+UUID_STORAGE = pa.binary(16)
+
+
+def _is_binary_type(t: pa.DataType) -> bool:
+    return (
+        t == UUID_STORAGE
+        or pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or (pa.types.is_binary_view(t))
+    )
+
+
 class JuliaUUIDType(pa.ExtensionType):
     """Arrow type of Julia UUIDs: ``fixed_size_binary[16]`` holding a little-endian ``UInt128``.
 
@@ -72,8 +84,11 @@ class JuliaUUIDType(pa.ExtensionType):
     [UUID('176ecfcf-d4c7-49ba-adec-f338d0a0c01f')]
     """
 
-    def __init__(self) -> None:
-        super().__init__(pa.binary(16), UUID_EXTENSION)
+    def __init__(self, storage_type: pa.DataType = UUID_STORAGE) -> None:
+        # Tables that went through polars come back with binary or large_binary storage
+        # (polars has no fixed-size binary); they are accepted here and normalized to
+        # fixed_size_binary[16] when a table is normalized (see _coerce_uuid).
+        super().__init__(storage_type, UUID_EXTENSION)
 
     def __arrow_ext_serialize__(self) -> bytes:
         return b""
@@ -82,17 +97,18 @@ class JuliaUUIDType(pa.ExtensionType):
     def __arrow_ext_deserialize__(
         cls, storage_type: pa.DataType, serialized: bytes
     ) -> JuliaUUIDType:
-        if storage_type != pa.binary(16):
+        if not _is_binary_type(storage_type):
             raise TypeError(
-                f"{UUID_EXTENSION} needs fixed_size_binary[16] storage, got {storage_type}"
+                f"{UUID_EXTENSION} needs fixed_size_binary[16] (or binary) storage, "
+                f"got {storage_type}"
             )
-        return cls()
+        return cls(storage_type)
 
     def __arrow_ext_scalar_class__(self) -> type:
         return JuliaUUIDScalar
 
     def __reduce__(self):
-        return JuliaUUIDType, ()
+        return JuliaUUIDType, (self.storage_type,)
 
 
 class TimeSpanScalar(pa.ExtensionScalar):
@@ -370,26 +386,43 @@ def _uuid_value(v: Any) -> uuid.UUID:
     raise ValueError(f"expected a UUID, got {type(v).__name__} {v!r}")
 
 
+def _julia_uuid_storage(values: pa.Array | pa.ChunkedArray, what: str) -> pa.ChunkedArray:
+    """Julia UUID bytes in any binary storage as ``JuliaLang.UUID`` over fixed_size_binary[16]."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    out, offset = [], 0
+    for chunk in chunks:
+        storage = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
+        if storage.type != UUID_STORAGE:
+            lengths = pc.binary_length(storage)
+            wrong = pc.fill_null(pc.not_equal(lengths, 16), False)
+            if pc.any(wrong).as_py():
+                i = int(np.flatnonzero(wrong.to_numpy(zero_copy_only=False))[0])
+                raise bad_value(
+                    what, offset + i, f"a UUID needs 16 bytes, got {lengths[i].as_py()}"
+                )
+            storage = storage.cast(UUID_STORAGE)
+        out.append(pa.ExtensionArray.from_storage(JuliaUUIDType(), storage))
+        offset += len(chunk)
+    return pa.chunked_array(out, type=JuliaUUIDType())
+
+
 def _coerce_uuid(values: Any, fld: pa.Field | None, what: str) -> pa.Array | pa.ChunkedArray:
     if is_arrow(values):
         t = values.type
-        if isinstance(t, JuliaUUIDType):
+        if isinstance(t, JuliaUUIDType) and t.storage_type == UUID_STORAGE:
             return values
-        if t == pa.binary(16) and _is_julia_uuid_field(fld):
-            chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-            return pa.chunked_array(
-                [pa.ExtensionArray.from_storage(JuliaUUIDType(), c) for c in chunks],
-                type=JuliaUUIDType(),
-            )
+        if isinstance(t, JuliaUUIDType) or (_is_binary_type(t) and _is_julia_uuid_field(fld)):
+            # Tagged Julia bytes in any binary storage (polars gives large_binary).
+            return _julia_uuid_storage(values, what)
         if getattr(t, "extension_name", None) == "arrow.uuid":
             return uuid_array(values.to_pylist())
         if _is_string_type(t):
             values = values.to_pylist()
-        elif t == pa.binary(16):
+        elif _is_binary_type(t):
             raise _mistyped(
                 what,
                 "uuid",
-                "fixed_size_binary[16] without an extension type (byte order is ambiguous)",
+                f"{t} without the JuliaLang.UUID tag (byte order is ambiguous)",
             )
         else:
             raise _mistyped(what, "uuid", t)

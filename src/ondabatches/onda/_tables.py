@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fsspec.implementations.local import LocalFileSystem
 
-from .._errors import SampleFileNotFoundError, SchemaError, StorageError
+from .._errors import SampleFileNotFoundError, SchemaError, StorageError, require
 from ._arrow import (
     COERCE,
     COLUMN_TYPES,
@@ -56,6 +56,7 @@ __all__ = [
     "signals_from_table",
     "signals_table",
     "to_pandas",
+    "to_polars",
     "write_annotations",
     "write_signals",
 ]
@@ -235,9 +236,8 @@ def _columns_of(
     if isinstance(obj, pa.RecordBatch):
         obj = pa.Table.from_batches([obj])
     module = type(obj).__module__.split(".")[0]
-    if module == "polars":
-        # polars has no UUID or object columns worth keeping: its Arrow export is lossless here.
-        obj = obj.to_arrow()
+    if module == "polars" and hasattr(obj, "to_arrow"):
+        return _polars_columns(obj, where)
     if isinstance(obj, pa.Table):
         names = obj.column_names
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -253,6 +253,29 @@ def _columns_of(
             f"row dicts / Signal / Annotation; got {type(obj).__name__}"
         )
     return _row_columns(list(obj), kind, where), {}, None
+
+
+def _polars_columns(
+    df: Any, where: str
+) -> tuple[dict[str, Any], dict[str, pa.Field], Mapping[bytes, bytes] | None]:
+    import polars as pl
+
+    # Object columns (uuid.UUID values from to_polars(uuids="uuid")) have no Arrow form;
+    # the rest export losslessly (UUIDs as tagged binary, strings as large_string).
+    objects = [n for n, t in df.schema.items() if t == pl.Object]
+    arrow = df.drop(objects).to_arrow()
+    columns: dict[str, Any] = {}
+    fields = {}
+    for name in df.columns:
+        if name in objects:
+            columns[name] = df[name].to_list()
+            continue
+        col, fld = arrow.column(name), arrow.schema.field(name)
+        if pa.types.is_large_string(col.type) or pa.types.is_string_view(col.type):
+            # polars has only large strings; Onda.jl (and Arrow.jl) write string.
+            col, fld = col.cast(pa.string()), fld.with_type(pa.string())
+        columns[name], fields[name] = col, fld
+    return columns, fields, None
 
 
 def _pandas_columns(df: Any, where: str) -> dict[str, Any]:
@@ -603,12 +626,30 @@ def iter_annotations(table: TableLike) -> Iterator[Annotation]:
         yield Annotation(recordings[i], ids[i], spans[i], {n: v[i] for n, v in extras.items()})
 
 
-def to_pandas(table: pa.Table) -> Any:
-    """``table.to_pandas()`` with UUID columns as :class:`uuid.UUID` and spans as :class:`TimeSpan`.
+_UUID_MODES = ("uuid", "string")
+
+
+def _check_uuid_mode(uuids: str) -> None:
+    if uuids not in _UUID_MODES:
+        raise ValueError(f"uuids must be one of {_UUID_MODES}, got {uuids!r}")
+
+
+def _uuid_strings(col: pa.ChunkedArray) -> pa.Array:
+    return pa.array([None if u is None else str(u) for u in uuids_from_array(col)], pa.string())
+
+
+def to_pandas(table: pa.Table, *, uuids: str = "uuid") -> Any:
+    """``table.to_pandas()`` with UUIDs as :class:`uuid.UUID` or strings, spans as TimeSpans.
 
     Plain ``to_pandas()`` gives the raw storage (Julia's reversed UUID bytes), which
     cannot be told apart from canonical bytes; this keeps the values unambiguous, and
     the frame converts back with :func:`signals_table` / :func:`annotations_table`.
+
+    Parameters
+    ----------
+    uuids:
+        ``"uuid"`` (:class:`uuid.UUID` objects) or ``"string"`` (canonical strings,
+        ``"176ecfcf-d4c7-..."``), for tools that do not know UUID objects.
 
     Examples
     --------
@@ -616,12 +657,62 @@ def to_pandas(table: pa.Table) -> Any:
     >>> rows = [{"recording": uuid.UUID(int=1), "id": uuid.UUID(int=2), "span": TimeSpan(0, 10**9)}]
     >>> to_pandas(annotations_table(rows))["span"].tolist()
     [TimeSpan(0 s, 1 s)]
+    >>> to_pandas(annotations_table(rows), uuids="string")["id"].tolist()
+    ['00000000-0000-0000-0000-000000000002']
     """
     import pandas as pd
 
+    _check_uuid_mode(uuids)
     df = table.to_pandas()
     for name in table.column_names:
         col = table.column(name)
-        if isinstance(col.type, (JuliaUUIDType, TimeSpanType)):
-            df[name] = pd.Series(_column_values(col), index=df.index, dtype=object)
+        if isinstance(col.type, JuliaUUIDType) and uuids == "string":
+            values: list[Any] = _uuid_strings(col).to_pylist()
+        elif isinstance(col.type, (JuliaUUIDType, TimeSpanType)):
+            values = _column_values(col)
+        else:
+            continue
+        df[name] = pd.Series(values, index=df.index, dtype=object)
+    return df
+
+
+def to_polars(table: pa.Table, *, uuids: str = "string") -> Any:
+    """A polars DataFrame of an Onda table, with UUIDs as canonical strings (or objects).
+
+    polars has no UUID type: by default UUID columns become canonical strings, which
+    polars filters, joins and groups like any string; ``uuids="uuid"`` gives
+    :class:`uuid.UUID` objects in ``Object`` columns instead. Spans become structs of
+    ``start``/``stop`` durations. The frame converts back, UUIDs intact, with
+    :func:`signals_table` / :func:`annotations_table` (so does ``polars.from_arrow``
+    of an Onda table, whose UUID bytes polars keeps as tagged binary).
+
+    Examples
+    --------
+    >>> import uuid
+    >>> rows = [{"recording": uuid.UUID(int=1), "id": uuid.UUID(int=2), "span": TimeSpan(0, 10**9)}]
+    >>> df = to_polars(annotations_table(rows))
+    >>> df["recording"].to_list()
+    ['00000000-0000-0000-0000-000000000001']
+    >>> annotations_table(df).column("recording").to_pylist()
+    [UUID('00000000-0000-0000-0000-000000000001')]
+    """
+    pl = require("polars", "polars")
+    _check_uuid_mode(uuids)
+    objects: dict[str, list[Any]] = {}
+    arrays, names = [], []
+    for name in table.column_names:
+        col = table.column(name)
+        if isinstance(col.type, JuliaUUIDType):
+            if uuids == "uuid":
+                objects[name] = _column_values(col)
+            col = _uuid_strings(col)
+        elif isinstance(col.type, TimeSpanType):
+            col = pa.chunked_array([c.storage for c in col.chunks], type=col.type.storage_type)
+        arrays.append(col)
+        names.append(name)
+    df = pl.from_arrow(pa.Table.from_arrays(arrays, names=names))
+    if objects:
+        df = df.with_columns(
+            [pl.Series(name, values, dtype=pl.Object) for name, values in objects.items()]
+        )
     return df

@@ -1,0 +1,153 @@
+"""EDF, EDF+ and BDF files read through pyedflib, channel block by channel block.
+
+An EDF file stores each channel as integers (16-bit for EDF, 24-bit for BDF) with a
+linear map from a digital range ``[dmin, dmax]`` to a physical range ``[pmin, pmax]``.
+That map *is* an Onda encoding, so the import stores the digital values unchanged and
+writes the map as ``sample_resolution_in_unit`` / ``sample_offset_in_unit``::
+
+    resolution = (pmax - pmin) / (dmax - dmin)
+    offset     = pmin - dmin * resolution
+
+Nothing is re-quantized: decoding the Onda samples gives the EDF's physical values.
+Discontinuous files (EDF+D, BDF+D) are refused: their records have gaps, and laying
+them end to end would silently shift every later sample.
+
+Needs the optional extra ``edf`` (pyedflib), imported on first use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from typing import Any
+
+import numpy as np
+
+from .._errors import SampleFileNotFoundError, SourceFileError, require
+from ._channels import ChannelMap, SourceChannel, name_channel, onda_unit
+
+__all__ = ["EdfSource", "read_edf_channels"]
+
+EDF_SUFFIXES = (".edf", ".bdf", ".rec")
+
+
+def read_edf_channels(reader: Any, channel_map: ChannelMap | None = None) -> list[SourceChannel]:
+    """Describe every signal channel of an open ``pyedflib.EdfReader``.
+
+    Examples
+    --------
+    >>> import pyedflib.data
+    >>> reader = pyedflib.data.test_generator()
+    >>> ch = read_edf_channels(reader)[4]
+    >>> ch.label, ch.sensor_type, ch.channel, ch.sample_type
+    ('sine 1 Hz', 'misc', 'sine_1_hz', 'int16')
+    >>> reader.close()
+    """
+    is_bdf = reader.filetype in (2, 3)  # pyedflib.FILETYPE_BDF / FILETYPE_BDFPLUS
+    sample_type = "int32" if is_bdf else "int16"
+    counts = reader.getNSamples()
+    out = []
+    for i in range(reader.signals_in_file):
+        label = reader.getLabel(i)
+        dmin, dmax = reader.getDigitalMinimum(i), reader.getDigitalMaximum(i)
+        pmin, pmax = reader.getPhysicalMinimum(i), reader.getPhysicalMaximum(i)
+        if dmax == dmin:
+            raise SourceFileError(
+                f"{reader.file_name}: channel {label!r} has an empty digital range "
+                f"[{dmin}, {dmax}]; its physical values are undefined"
+            )
+        resolution = (pmax - pmin) / (dmax - dmin)
+        sensor_type, channel, guessed = name_channel(label, reader.getTransducer(i), channel_map)
+        out.append(
+            SourceChannel(
+                index=i,
+                label=label,
+                sensor_type=sensor_type,
+                channel=channel,
+                unit=onda_unit(reader.getPhysicalDimension(i)),
+                sample_rate=float(reader.getSampleFrequency(i)),
+                resolution=resolution,
+                offset=pmin - dmin * resolution,
+                sample_type=sample_type,
+                n_samples=int(counts[i]),
+                guessed=guessed,
+            )
+        )
+    return out
+
+
+class EdfSource:
+    """An open EDF/EDF+/BDF file: its channels, samples by blocks, annotations, start time.
+
+    ``name`` is what error messages call the file (its URL where it was downloaded).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], channel_map: ChannelMap | None = None, name: str = ""
+    ) -> None:
+        pyedflib = require("pyedflib", "edf")
+        path = os.fspath(path)
+        self.name = name or path
+        if not os.path.isfile(path):
+            raise SampleFileNotFoundError(f"EDF file not found: {self.name}")
+        with open(path, "rb") as f:
+            header = f.read(256)
+        if len(header) < 256:
+            raise SourceFileError(
+                f"{self.name} is not a readable EDF/EDF+/BDF file: {len(header)} bytes, "
+                "shorter than the 256-byte header"
+            )
+        reserved = header[192:236]
+        if reserved.startswith((b"EDF+D", b"BDF+D")):
+            raise SourceFileError(
+                f"{self.name} is a discontinuous {reserved[:5].decode()} file; only continuous "
+                "EDF/EDF+C/BDF/BDF+C files can be imported"
+            )
+        try:
+            self._reader = pyedflib.EdfReader(path)
+        except OSError as exc:
+            # pyedflib reports unreadable or truncated files as OSError with the reason.
+            raise SourceFileError(
+                f"{self.name} is not a readable EDF/EDF+/BDF file: {exc}"
+            ) from None
+        try:
+            self.channels = read_edf_channels(self._reader, channel_map)
+        except SourceFileError as exc:
+            self.close()
+            raise SourceFileError(str(exc).replace(path, self.name)) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def read(self, channels: list[SourceChannel], start: int, n: int) -> np.ndarray:
+        """The stored (digital) values of ``channels``, samples ``start:start + n``."""
+        out = np.empty((len(channels), n), dtype=channels[0].sample_type)
+        for row, ch in enumerate(channels):
+            block = self._reader.readSignal(ch.index, start=start, n=n, digital=True)
+            if len(block) != n:
+                raise SourceFileError(
+                    f"{self.name}: channel {ch.label!r} gave {len(block)} samples at "
+                    f"{start}, expected {n} (truncated file?)"
+                )
+            out[row] = block
+        return out
+
+    def annotations(self) -> list[tuple[float, float, str]]:
+        """``(onset s, duration s, text)`` of each EDF+ annotation (duration <= 0: none)."""
+        onsets, durations, texts = self._reader.readAnnotations()
+        return [
+            (float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts, strict=True)
+        ]
+
+    @property
+    def start_datetime(self) -> dt.datetime | None:
+        try:
+            return self._reader.getStartdatetime()
+        except (ValueError, OSError):
+            return None
+
+    def close(self) -> None:
+        reader = getattr(self, "_reader", None)
+        if reader is not None:
+            reader.close()
+            self._reader = None
