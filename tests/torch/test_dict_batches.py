@@ -10,7 +10,6 @@ import torch
 
 from ondabatches.serve._tree import flatten
 from ondabatches.torch import BatchDataset
-from tests.serve.conftest import no_leaks  # noqa: F401 - a fixture
 from tests.serve.test_trees import assert_in_segments, reference
 from tests.serve.toy import MODALITIES, ToyScheme, toy_dict_materialize
 

@@ -37,6 +37,7 @@ from ..labels._labeled import StoredLabels
 from ..onda._samples import Samples
 from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, _rate, n_samples, nanoseconds
 from ._multi_item import MissingModality, MultiBatchItem, signal_part
+from ._selectors import selector_fingerprint
 from ._table import LabeledArrays
 
 __all__ = ["ExcludedRecordingsWarning", "Modality"]
@@ -91,13 +92,11 @@ class Modality:
 
     def fingerprint(self) -> list[Any]:
         """A JSON-able description that is the same in every process."""
-        from ._random import _selector_fingerprint
-
         sensor = self.sensor
         if not isinstance(sensor, str):
             name = getattr(sensor, "__qualname__", type(sensor).__qualname__)
             sensor = f"predicate:{getattr(sensor, '__module__', '?')}.{name}"
-        return [sensor, _selector_fingerprint(self.channels)]
+        return [sensor, selector_fingerprint(self.channels)]
 
 
 def montage_of(modalities: Mapping[str, Any]) -> tuple[tuple[str, Modality], ...]:

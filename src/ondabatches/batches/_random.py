@@ -15,6 +15,7 @@ from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan
 from ._item import BatchItem
 from ._montage import RecordingArrays
 from ._multi_item import MultiBatchItem
+from ._selectors import selector_fingerprint
 from ._state import BatchState, _frozen_config
 from ._table import LabeledArrays
 
@@ -243,7 +244,7 @@ class RandomBatches:
             "batch_size": self.batch_size,
             "batch_duration_ns": self.batch_duration,
             "n_channels": self.n_channels,
-            "channels": _selector_fingerprint(channels),
+            "channels": selector_fingerprint(channels),
             "n_rows": rows.n_rows,
             "table_digest": digest,
         }
@@ -374,18 +375,6 @@ def _rows_of(
     return RecordingArrays(
         labeled, modalities, missing=missing, duration=duration, resample=resample, stacklevel=4
     )
-
-
-def _selector_fingerprint(channels: Any) -> Any:
-    """A JSON-able stand-in for a selector in the configuration that states are bound to."""
-    from ._selectors import selector_to_dict
-
-    if channels is None:
-        return None
-    try:
-        return selector_to_dict(channels)
-    except (TypeError, ValueError):
-        return repr(channels)  # an unregistered selector: its repr should say what it does
 
 
 def _all_codes(labeled: pa.Table, by_recording: bool = False) -> list[np.ndarray]:

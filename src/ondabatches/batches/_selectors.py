@@ -107,3 +107,13 @@ def selector_from_dict(d: Any) -> Any:
             f"unknown channel selector {d.get('selector')!r}; registered: {sorted(_REGISTRY)}"
         ) from None
     return cls.from_dict(d["params"])
+
+
+def selector_fingerprint(channels: Any) -> Any:
+    """A JSON-able stand-in for a selector in the configuration that states are bound to."""
+    if channels is None:
+        return None
+    try:
+        return selector_to_dict(channels)
+    except (TypeError, ValueError):
+        return repr(channels)  # an unregistered selector: its repr should say what it does

@@ -192,7 +192,7 @@ def _plot_modalities(
     signals: Any,
     label_names: dict[int, str],
     title: str,
-    out: Path,
+    out: str,
     args: argparse.Namespace,
 ) -> list[str]:
     """Draw the window of ``item`` in each modality's signal of its recording; the
