@@ -10,6 +10,7 @@ decoding that follows releases the GIL.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 from .._errors import BatchShapeError
 from ..batches._item import BatchItem
 from ..labels._labeled import StoredLabels
-from ..onda._io import load_rows
+from ..onda._io import check_rows, load_rows
 from ..onda._samples import Samples, SamplesInfo
 from ..onda._timespan import window_sample_range
 
@@ -29,6 +30,11 @@ __all__ = ["materialize_batch", "materialize_batch_item"]
 #: The most reads of one batch in flight at once (per materializing process or thread).
 #: s3:// filesystems get a connection pool at least this large (``max_pool_connections``).
 MAX_CONCURRENT_READS = 32
+
+#: A batch's x above this many bytes is allocated only once every item's file has been
+#: checked to hold its window (see ``check_rows``): a table with a wrong sample_rate
+#: must not reserve gigabytes first. Smaller batches are checked as they are read.
+_CHECK_ABOVE = 64 << 20
 
 
 def _rows(item: BatchItem) -> range:
@@ -181,6 +187,7 @@ def materialize_batch(
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
     if known:
         shape = known.pop()
+        _check_before_allocating(items, shape, dtype)
         x = allocate((len(items), *shape), dtype)
         first = 0
     else:
@@ -195,6 +202,14 @@ def materialize_batch(
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
     return x, np.stack(ys)
+
+
+def _check_before_allocating(
+    items: Sequence[BatchItem], shape: tuple[int, ...], dtype: np.dtype
+) -> None:
+    if len(items) * math.prod(shape) * dtype.itemsize > _CHECK_ABOVE:
+        for item in items:
+            check_rows(item.signal(), _rows(item))
 
 
 def _is_remote_path(path: str) -> bool:
@@ -220,7 +235,10 @@ def _materialize_concurrently(
     known = {s for s in expected if s is not None}
     if len(known) > 1:
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
-    x = allocate((len(items), *known.pop()), dtype) if known else None
+    shape = known.pop() if known else None
+    if shape is not None:
+        _check_before_allocating(items, shape, dtype)
+    x = allocate((len(items), *shape), dtype) if shape is not None else None
     threads = min(MAX_CONCURRENT_READS, 2 * len(items))
     # Leaving the block waits for every read: no thread may write into x afterwards.
     with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:

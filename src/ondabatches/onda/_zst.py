@@ -59,6 +59,9 @@ _ENTRY = struct.Struct("<II")  # compressed, decompressed size (then the checksu
 _CHECKSUM_FLAG = 0x80
 _RESERVED_BITS = 0x7C
 
+# The largest zstd block, and so the most that 4 compressed bytes (an RLE block) give.
+_MAX_BLOCK = 128 * 1024
+
 # Onda.jl-style single-frame files are streamed from remote storage in blocks this big.
 _STREAM_BLOCK = 1 << 20
 
@@ -277,9 +280,31 @@ class LPCMZstFormat:
             skip = start - table.frame_start(first)
             buf = _frames_into(compressed, table, first, last, url)[skip : skip + stop - start]
         else:
+            self.check_size(fs, path, info, n_total)
             with self._open(fs, path) as file:
                 buf = _stream_into(file, start, stop - start, url, expect_end=rows.stop == n_total)
         return channels_by_time(buf, info)
+
+    def check_size(
+        self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int
+    ) -> None:
+        """Refuse, before anything is allocated for them, ``n_total`` samples that the
+        file cannot hold: its seek table's size, or, for a stream without one, the most
+        that its compressed bytes can decompress to (a 128 KiB block from 4 bytes)."""
+        table = self._seek_table(fs, path)
+        url = url_of(fs, path)
+        if table is not None:
+            check_lpcm_size(url, table.decompressed_size, info, n_total, what="decompresses to")
+            return
+        size = os.stat(path).st_size if is_local(fs) else remote_size(fs, path)
+        most = (size // 4 + 1) * _MAX_BLOCK
+        if n_total * info.bytes_per_sample > most:
+            raise SampleFileError(
+                f"sample file {url} holds {size} compressed bytes, which decompress to at most "
+                f"{most} bytes; expected {n_total * info.bytes_per_sample} bytes = {n_total} "
+                f"samples x {info.n_channels} channels x {info.dtype.itemsize}-byte "
+                f"{info.sample_type}"
+            )
 
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
         bps = info.bytes_per_sample

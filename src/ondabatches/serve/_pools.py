@@ -75,6 +75,7 @@ _PERMANENT = (
     _errors.SampleFileError,
     _errors.SampleFileNotFoundError,
     _errors.SchemaError,
+    _errors.SizeLimitError,
     _errors.SpanError,
     _errors.UnknownFormatError,
 )

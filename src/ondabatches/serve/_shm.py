@@ -30,7 +30,7 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from .._errors import SharedMemoryError
+from .._errors import SharedMemoryError, SizeLimitError
 
 __all__: list[str] = []
 
@@ -44,6 +44,40 @@ _ALIGN = 64
 _SLACK = 1 << 20
 # A worker looks for mappings of unlinked segments every this many tasks.
 _SWEEP = 16
+
+#: The environment variable that caps a batch's segment, in bytes (default: the size of
+#: the whole shared-memory filesystem, which no segment can outgrow).
+MAX_SEGMENT_ENV = "ONDABATCHES_MAX_SEGMENT_BYTES"
+
+
+def max_segment_bytes() -> int:
+    """The most bytes one batch's segment may take: ``ONDABATCHES_MAX_SEGMENT_BYTES``, or
+    the size of ``/dev/shm`` (more could never fit, however much is freed)."""
+    raw = os.environ.get(MAX_SEGMENT_ENV)
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SizeLimitError(
+                f"{MAX_SEGMENT_ENV} must be a whole number of bytes, got {raw!r}"
+            ) from None
+    try:
+        stats = os.statvfs(_SHM_DIR)
+    except OSError:  # pragma: no cover - no such folder (macOS)
+        return 1 << 62
+    return stats.f_blocks * stats.f_frsize
+
+
+def check_segment_size(need: int, name: str) -> None:
+    """Refuse a segment larger than :func:`max_segment_bytes`: no retry could make room,
+    so this is a :class:`SizeLimitError` (permanent), not a full ``/dev/shm``."""
+    ceiling = max_segment_bytes()
+    if need > ceiling:
+        raise SizeLimitError(
+            f"a batch needs {need / 1e6:.0f} MB of shared memory (segment {name}), more than "
+            f"the ceiling of {ceiling / 1e6:.0f} MB ({MAX_SEGMENT_ENV}, by default the size "
+            f"of {_SHM_DIR}): is the table's sample_rate or span right, or the batch too large?"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +227,7 @@ class WorkerSegments:
         try:
             size = os.fstat(fd).st_size
             if size < need:  # new, or too small: this worker sizes it
+                check_segment_size(need, name)
                 size = _rounded(need)
                 os.ftruncate(fd, size)
                 _reserve(fd, size, name)
