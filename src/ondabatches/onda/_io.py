@@ -13,7 +13,7 @@ from ._formats import format_from_path, get_format
 from ._lpcm import check_lpcm_size, forget_file, remote_size, url_of
 from ._samples import Samples, SamplesInfo
 from ._signal import Signal
-from ._storage import atomic_writer, filesystem_for, is_local, storage_errors
+from ._storage import atomic_writer, check_regular, filesystem_for, is_local, storage_errors
 from ._timespan import TimeSpan, sample_range
 
 __all__ = ["SignalLike", "load", "load_rows", "store"]
@@ -141,7 +141,12 @@ def check_rows(
     with storage_errors(sig.file_path, context=context):
         try:
             if sig.file_format == "lpcm":
-                size = os.stat(path).st_size if is_local(fs) else remote_size(fs, path)
+                if is_local(fs):
+                    st = os.stat(path)
+                    check_regular(path, st)
+                    size = st.st_size
+                else:
+                    size = remote_size(fs, path)
                 check_lpcm_size(url_of(fs, path), size, sig.info, sig.n_samples)
             elif hasattr(fmt, "check_size"):
                 fmt.check_size(fs, path, sig.info, sig.n_samples)

@@ -40,8 +40,11 @@ again as :class:`~ondabatches.StorageError`, and a missing file as
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
+import stat
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -55,6 +58,7 @@ from fsspec.implementations.local import LocalFileSystem
 from .._errors import (
     MissingDependencyError,
     OndaBatchesError,
+    SampleFileError,
     SampleFileNotFoundError,
     StorageError,
 )
@@ -249,6 +253,45 @@ def _with_s3_defaults(options: dict[str, Any]) -> dict[str, Any]:
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether ``fs`` is the local disk, where ``os`` calls are the fast path."""
     return isinstance(fs, LocalFileSystem)
+
+
+def open_regular(path: str) -> tuple[io.FileIO, os.stat_result]:
+    """Open a local file for unbuffered reading, refusing anything but a regular file.
+
+    A FIFO given as a ``file_path`` would block its reader forever (in ``open`` itself,
+    waiting for a writer), and a device such as ``/dev/zero`` never ends: opening
+    without blocking and checking the opened file's type (not the path's, which could
+    change in between) turns both into a :class:`SampleFileError`. Returns the file and
+    its ``fstat``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        check_regular(path, st)
+        return io.FileIO(fd, "rb", closefd=True), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular(path: str, st: os.stat_result) -> None:
+    """Refuse ``path`` (whose ``os.stat`` is ``st``) unless it is a regular file."""
+    if stat.S_ISDIR(st.st_mode):  # what open() would say (a StorageError, as before)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SampleFileError(f"{path} is not a regular file ({_file_kind(st.st_mode)})")
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return f"mode {mode:o}"
 
 
 def _is_foreign(exc: BaseException) -> bool:

@@ -47,7 +47,7 @@ from ._lpcm import (
     url_of,
 )
 from ._samples import SamplesInfo
-from ._storage import is_local
+from ._storage import check_regular, is_local, open_regular
 
 __all__ = ["LPCMZstFormat"]
 
@@ -332,6 +332,7 @@ class LPCMZstFormat:
     def _seek_table(fs: fsspec.AbstractFileSystem, path: str) -> SeekTable | None:
         if is_local(fs):
             st = os.stat(path)
+            check_regular(path, st)
             key: tuple[Any, ...] = ("seek-table", st.st_size, st.st_mtime_ns)
             size = st.st_size
         else:
@@ -344,5 +345,5 @@ class LPCMZstFormat:
     @staticmethod
     def _open(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
         if is_local(fs):
-            return open(path, "rb")
+            return open_regular(path)[0]
         return fs.open(path, "rb", block_size=_STREAM_BLOCK, cache_type="readahead")
