@@ -17,9 +17,13 @@ from ondabatches.serve import _shm
 from ..e2e.cluster import _session_processes
 from ..onda.samplefiles import make_info, make_signal
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="counts processes in /proc, segments in /dev/shm"
-)]
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(
+        not sys.platform.startswith("linux"),
+        reason="counts processes in /proc, segments in /dev/shm",
+    ),
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 

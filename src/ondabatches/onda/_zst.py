@@ -33,7 +33,6 @@ from typing import Any, BinaryIO
 
 import fsspec
 import numpy as np
-import pyzstd
 import zstandard
 
 from .._errors import SampleFileError
@@ -248,7 +247,7 @@ class LPCMZstFormat:
 
     Examples
     --------
-    >>> import io, subprocess
+    >>> import io, pyzstd
     >>> info = SamplesInfo("x", ("a", "b"), "u", 1.0, 0.0, "int16", 1.0)
     >>> buf = io.BytesIO()
     >>> LPCMZstFormat().write(buf, np.array([[1, 2], [3, 4]], dtype=np.int16), info)
