@@ -30,6 +30,7 @@ def test_top_level_reexports_every_subpackage_name() -> None:
 
 # The public surface, exactly: adding a name is a decision, removing one breaks users.
 PUBLIC = [
+    "ALLOWED_STORAGE_ENV",
     "ANNOTATION_SCHEMA",
     "Annotation",
     "BatchItem",
@@ -69,6 +70,7 @@ PUBLIC = [
     "SharedMemoryError",
     "Signal",
     "SignalLike",
+    "SizeLimitError",
     "SpanError",
     "StateError",
     "StorageError",
@@ -77,8 +79,10 @@ PUBLIC = [
     "TimeSpan",
     "TimeSpanType",
     "UnknownFormatError",
+    "UntrustedPathError",
     "WorkerError",
     "ZeroFillMontage",
+    "allowed_storage",
     "annotations_table",
     "class_balanced_weights",
     "decode",

@@ -79,6 +79,7 @@ _PERMANENT = (
     _errors.SizeLimitError,
     _errors.SpanError,
     _errors.UnknownFormatError,
+    _errors.UntrustedPathError,
 )
 
 
