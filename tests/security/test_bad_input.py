@@ -73,9 +73,7 @@ def test_a_nested_dict_in_config_is_hashable_and_round_trips():
 
 
 def test_state_values_that_are_not_json_are_refused_by_key():
-    with pytest.raises(
-        StateError, match=r"config\['f'\] must hold JSON values, got function"
-    ):
+    with pytest.raises(StateError, match=r"config\['f'\] must hold JSON values, got function"):
         BatchState(1, config={"f": lambda: 0})
     with pytest.raises(StateError, match=r"seed must be an int, got \[+\.\.\.\]+$"):
         deep: list = []
