@@ -208,8 +208,12 @@ def _check_before_allocating(
     items: Sequence[BatchItem], shape: tuple[int, ...], dtype: np.dtype
 ) -> None:
     if len(items) * math.prod(shape) * dtype.itemsize > _CHECK_ABOVE:
+        checked = set()  # items of one signal share its file: one check each
         for item in items:
-            check_rows(item.signal(), _rows(item))
+            key = (item.file_path, item.file_format, item.signal_span, item.info)
+            if key not in checked:
+                checked.add(key)
+                check_rows(item.signal(), _rows(item))
 
 
 def _is_remote_path(path: str) -> bool:
