@@ -115,3 +115,21 @@ def test_onda_jl_single_frame_files_still_read():
     np.testing.assert_array_equal(
         load_rows(sig, range(0, sig.n_samples), encoded=True).data, expected
     )
+
+
+def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypatch):
+    info, enc, path, _ = _written(tmp_path)
+    sig = make_signal(path, "lpcm.zst", info, 10_000)
+    load_rows(sig, range(1), encoded=True)  # caches the seek table
+    readers = []
+    real = zstandard.ZstdDecompressor.stream_reader
+
+    def counting(self, source, *args, **kwargs):
+        readers.append(kwargs.get("read_across_frames"))
+        return real(self, source, *args, **kwargs)
+
+    monkeypatch.setattr(zstandard.ZstdDecompressor, "stream_reader", counting)
+    got = load_rows(sig, range(2500, 6500), encoded=True).data  # frames 2..6
+    np.testing.assert_array_equal(got, enc[:, 2500:6500])
+    # Sizes declared in the frame headers (zstd holds each frame to its own): one pass.
+    assert readers == [True]
