@@ -35,6 +35,7 @@ def test_top_level_reexports_every_subpackage_name() -> None:
 
 # The public surface, exactly: adding a name is a decision, removing one breaks users.
 PUBLIC = [
+    "ALLOWED_STORAGE_ENV",
     "ANNOTATION_SCHEMA",
     "Annotation",
     "BatchItem",
@@ -79,6 +80,7 @@ PUBLIC = [
     "SharedMemoryError",
     "Signal",
     "SignalLike",
+    "SizeLimitError",
     "SourceFileError",
     "SpanError",
     "StateError",
@@ -88,8 +90,10 @@ PUBLIC = [
     "TimeSpan",
     "TimeSpanType",
     "UnknownFormatError",
+    "UntrustedPathError",
     "WorkerError",
     "ZeroFillMontage",
+    "allowed_storage",
     "annotations_table",
     "class_balanced_weights",
     "decode",

@@ -16,6 +16,8 @@ that ``except ValueError`` keeps working for callers who do not know our names::
     ├── BatchSpecError         (ValueError)         a batch scheme's parameters disagree
     ├── BatchShapeError        (ValueError)         items of one batch that do not stack
     ├── StateError             (ValueError)         a state that cannot be restored
+    ├── SizeLimitError         (ValueError)         a size beyond a configured ceiling
+    ├── UntrustedPathError     (PermissionError)    a path outside the allowed storage
     ├── StorageError           (OSError)            a storage backend failed (wraps fsspec/botocore)
     ├── MissingDependencyError (ImportError)        an optional extra is not installed
     └── BatcherError           (RuntimeError)       the batching service failed
@@ -39,11 +41,13 @@ __all__ = [
     "SampleFileNotFoundError",
     "SchemaError",
     "SharedMemoryError",
+    "SizeLimitError",
     "SourceFileError",
     "SpanError",
     "StateError",
     "StorageError",
     "UnknownFormatError",
+    "UntrustedPathError",
     "WorkerError",
 ]
 
@@ -97,6 +101,15 @@ class BatchShapeError(OndaBatchesError, ValueError):
 
 class StateError(OndaBatchesError, ValueError):
     """A batch state that is malformed or belongs to another configuration."""
+
+
+class SizeLimitError(OndaBatchesError, ValueError):
+    """A size beyond a configured ceiling: a batch's shared-memory segment, a state's JSON."""
+
+
+class UntrustedPathError(OndaBatchesError, PermissionError):
+    """A path or URL outside the storage that :func:`~ondabatches.onda.allowed_storage`
+    allows, or a local path that is not a regular file."""
 
 
 class StorageError(OndaBatchesError, OSError):

@@ -10,6 +10,8 @@ producing other batches.
 from __future__ import annotations
 
 import json
+import numbers
+import reprlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +22,15 @@ __all__ = ["BatchScheme", "BatchState", "STATE_VERSION"]
 
 #: Version of the state's JSON layout; a state of another version is refused.
 STATE_VERSION = 1
+
+#: The longest state JSON that :meth:`BatchState.from_json` parses, in characters (a
+#: real one is a few hundred; a checkpoint from elsewhere must not cost gigabytes).
+MAX_STATE_JSON = 1 << 20
+
+# How deep lists and mappings may nest in a config value (selectors are 2 or 3 deep).
+_MAX_DEPTH = 16
+# Indices are int64 in the batch schemes' arithmetic.
+_MAX_INDEX = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +70,11 @@ class BatchState:
         for name in ("seed", "index", "version"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
-                raise StateError(f"BatchState.{name} must be an int, got {value!r}")
+                raise StateError(f"BatchState.{name} must be an int, got {_short(value)}")
         if not 0 <= self.seed < 2**64:
             raise StateError(f"BatchState.seed must be in [0, 2**64), got {self.seed}")
-        if self.index < 0:
-            raise StateError(f"BatchState.index must be >= 0, got {self.index}")
+        if not 0 <= self.index < _MAX_INDEX:
+            raise StateError(f"BatchState.index must be in [0, 2**63), got {self.index}")
         if self.version != STATE_VERSION:
             raise StateError(
                 f"BatchState version {self.version} is not supported; this ondabatches "
@@ -73,7 +84,7 @@ class BatchState:
 
     def advance(self, n: int = 1) -> BatchState:
         """The state ``n`` batches later (O(1): batches depend only on seed and index)."""
-        if isinstance(n, bool) or not isinstance(n, int) or self.index + n < 0:
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= self.index + n < _MAX_INDEX:
             raise StateError(f"cannot advance state at index {self.index} by {n!r}")
         return self._derived(self.index + n, self.config)
 
@@ -135,15 +146,21 @@ class BatchState:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BatchState:
-        try:
-            return cls(
-                seed=d["seed"],
-                index=d["index"],
-                config=d.get("config") or (),
-                version=d.get("version", STATE_VERSION),
-            )
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise StateError(f"not a batch state: {d!r} ({exc})") from exc
+        """The state that :meth:`to_dict` gave; anything else is a :class:`StateError`
+        naming the key at fault."""
+        if not isinstance(d, Mapping):
+            raise StateError(f"a batch state must be a mapping, got {type(d).__name__}")
+        for key in ("seed", "index"):
+            if key not in d:
+                raise StateError(
+                    f"not a batch state: key {key!r} is missing (keys: {_short(list(d))})"
+                )
+        return cls(
+            seed=d["seed"],
+            index=d["index"],
+            config=d.get("config") or (),
+            version=d.get("version", STATE_VERSION),
+        )
 
     def to_json(self) -> str:
         """A compact JSON string (keys sorted, so equal states give equal strings)."""
@@ -151,29 +168,108 @@ class BatchState:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BatchState:
+        """The state that :meth:`to_json` gave.
+
+        Raises
+        ------
+        StateError
+            For text over :data:`MAX_STATE_JSON` characters, text that is not JSON (or
+            nests too deep, or holds integers of thousands of digits), or JSON that is
+            not a state; the message names the key at fault.
+        """
+        if not isinstance(text, (str, bytes, bytearray)):
+            raise StateError(f"batch state JSON must be str or bytes, got {type(text).__name__}")
+        if len(text) > MAX_STATE_JSON:
+            raise StateError(
+                f"batch state JSON is {len(text)} characters long, more than the limit of "
+                f"{MAX_STATE_JSON} (MAX_STATE_JSON): not a state this library wrote"
+            )
         try:
             d = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise StateError(f"batch state is not valid JSON: {exc}") from exc
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, digit limit, depth
+            raise StateError(f"batch state is not valid JSON: {str(exc)[:200]}") from None
         if not isinstance(d, dict):
             raise StateError(f"batch state JSON must be an object, got {type(d).__name__}")
         return cls.from_dict(d)
 
 
 def _frozen_config(config: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tuple:
-    """``config`` as sorted ``(key, value)`` pairs with sequences turned into tuples."""
-    pairs = config.items() if isinstance(config, Mapping) else config
-    return tuple(sorted((str(k), _freeze(v)) for k, v in pairs))
+    """``config`` as sorted ``(key, value)`` pairs with sequences turned into tuples.
+
+    Values must be JSON values (mappings with string keys, lists, strings, numbers,
+    booleans, None) nested at most 16 deep: a :class:`StateError` names the key
+    otherwise.
+    """
+    if isinstance(config, Mapping):
+        pairs = list(config.items())
+    elif isinstance(config, Sequence) and not isinstance(config, (str, bytes)):
+        pairs = list(config)
+        for pair in pairs:
+            if not (
+                isinstance(pair, Sequence) and not isinstance(pair, (str, bytes)) and len(pair) == 2
+            ):
+                raise StateError(
+                    "BatchState.config must be a mapping or (key, value) pairs; found "
+                    + _short(pair)
+                )
+    else:
+        raise StateError(
+            f"BatchState.config must be a mapping or (key, value) pairs, got "
+            f"{type(config).__name__} {_short(config)}"
+        )
+    frozen = []
+    for key, value in pairs:
+        if not isinstance(key, str):
+            raise StateError(f"BatchState.config keys must be strings, got {_short(key)}")
+        frozen.append((key, _freeze(value, key, 0)))
+    try:
+        return tuple(sorted(frozen))
+    except TypeError:  # two equal keys whose values do not compare
+        raise StateError(f"BatchState.config repeats a key: {[k for k, _ in frozen]}") from None
 
 
-def _freeze(value: Any) -> Any:
+def _short(value: Any) -> str:
+    # reprlib bounds the length and depth: a repr of a 100,000-deep list would recurse.
+    return reprlib.repr(value)
+
+
+class _FrozenMapping(tuple):
+    """A mapping in a config, as sorted (key, value) pairs: hashable, and thawed back
+    into a mapping for JSON."""
+
+    __slots__ = ()
+
+
+def _freeze(value: Any, key: str, depth: int) -> Any:
     # JSON round trips turn tuples into lists; freeze both so equality and hashing hold.
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return tuple(_freeze(v) for v in value)
-    return value
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, numbers.Integral):  # numpy integers: equal to the int
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if depth >= _MAX_DEPTH:
+        raise StateError(f"BatchState.config[{key!r}] nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, Mapping):
+        items = []
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise StateError(
+                    f"BatchState.config[{key!r}] has a key that is not a string: {_short(k)}"
+                )
+            items.append((k, _freeze(v, key, depth + 1)))
+        return _FrozenMapping(sorted(items))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v, key, depth + 1) for v in value)
+    raise StateError(
+        f"BatchState.config[{key!r}] must hold JSON values, got {type(value).__name__} "
+        + _short(value)
+    )
 
 
 def _thaw(value: Any) -> Any:
+    if isinstance(value, _FrozenMapping):
+        return {k: _thaw(v) for k, v in value}
     if isinstance(value, tuple):
         return [_thaw(v) for v in value]
     return value

@@ -10,6 +10,7 @@ decoding that follows releases the GIL.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -21,7 +22,7 @@ from .._errors import BatchShapeError
 from ..batches._item import BatchItem
 from ..batches._multi_item import MultiBatchItem
 from ..labels._labeled import StoredLabels
-from ..onda._io import load_rows
+from ..onda._io import check_rows, load_rows
 from ..onda._samples import Samples, SamplesInfo
 from ..onda._timespan import window_sample_range
 
@@ -30,6 +31,11 @@ __all__ = ["materialize_batch", "materialize_batch_item"]
 #: The most reads of one batch in flight at once (per materializing process or thread).
 #: s3:// filesystems get a connection pool at least this large (``max_pool_connections``).
 MAX_CONCURRENT_READS = 32
+
+#: A batch's x above this many bytes is allocated only once every item's file has been
+#: checked to hold its window (see ``check_rows``): a table with a wrong sample_rate
+#: must not reserve gigabytes first. Smaller batches are checked as they are read.
+_CHECK_ABOVE = 64 << 20
 
 
 def _rows(item: BatchItem) -> range:
@@ -190,6 +196,7 @@ def materialize_batch(
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
     if known:
         shape = known.pop()
+        _check_before_allocating(items, shape, dtype)
         x = allocate((len(items), *shape), dtype)
         first = 0
     else:
@@ -204,6 +211,18 @@ def materialize_batch(
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
     return x, np.stack(ys)
+
+
+def _check_before_allocating(
+    items: Sequence[BatchItem], shape: tuple[int, ...], dtype: np.dtype
+) -> None:
+    if len(items) * math.prod(shape) * dtype.itemsize > _CHECK_ABOVE:
+        checked = set()  # items of one signal share its file: one check each
+        for item in items:
+            key = (item.file_path, item.file_format, item.signal_span, item.info)
+            if key not in checked:
+                checked.add(key)
+                check_rows(item.signal(), _rows(item))
 
 
 def _is_remote_path(path: str) -> bool:
@@ -229,7 +248,10 @@ def _materialize_concurrently(
     known = {s for s in expected if s is not None}
     if len(known) > 1:
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
-    x = allocate((len(items), *known.pop()), dtype) if known else None
+    shape = known.pop() if known else None
+    if shape is not None:
+        _check_before_allocating(items, shape, dtype)
+    x = allocate((len(items), *shape), dtype) if shape is not None else None
     threads = min(MAX_CONCURRENT_READS, 2 * len(items))
     # Leaving the block waits for every read: no thread may write into x afterwards.
     with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:

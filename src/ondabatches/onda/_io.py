@@ -10,10 +10,10 @@ import numpy as np
 
 from .._errors import SampleFileError, SpanError
 from ._formats import format_from_path, get_format
-from ._lpcm import forget_file
+from ._lpcm import check_lpcm_size, forget_file, remote_size, url_of
 from ._samples import Samples, SamplesInfo
 from ._signal import Signal
-from ._storage import atomic_writer, filesystem_for, storage_errors
+from ._storage import atomic_writer, check_regular, filesystem_for, is_local, storage_errors
 from ._timespan import TimeSpan, sample_range
 
 __all__ = ["SignalLike", "load", "load_rows", "store"]
@@ -117,6 +117,41 @@ def load_rows(
     if not 0 <= rows.start <= rows.stop <= sig.n_samples:
         raise SpanError(f"samples {rows.start}..{rows.stop - 1} are not inside {_describe(sig)}")
     return _load(sig, rows, encoded, dtype, storage_options)
+
+
+def check_rows(
+    signal: SignalLike, rows: range, storage_options: Mapping[str, Any] | None = None
+) -> None:
+    """Refuse rows that the signal's file cannot hold, before anything is allocated.
+
+    A table whose ``sample_rate`` or ``span`` is far off (``sample_rate=1e9`` over a
+    61 KB file) describes windows of gigabytes: comparing the signal's samples with
+    the file's size (its seek table's, for ``lpcm.zst``) turns that into a
+    :class:`SampleFileError` naming the signal, instead of an allocation that fails
+    (``MemoryError``, a full ``/dev/shm``) or succeeds for nothing. Formats other than
+    the built-in ones are checked when they have a ``check_size(fs, path, info,
+    n_total)`` method.
+    """
+    sig = _as_signal(signal)
+    if not 0 <= rows.start <= rows.stop <= sig.n_samples:
+        raise SpanError(f"samples {rows.start}..{rows.stop - 1} are not inside {_describe(sig)}")
+    fmt = get_format(sig.file_format)
+    fs, path = filesystem_for(sig.file_path, storage_options)
+    context = f" ({_describe(sig)}, sample_rate {sig.sample_rate} Hz, span {sig.span})"
+    with storage_errors(sig.file_path, context=context):
+        try:
+            if sig.file_format == "lpcm":
+                if is_local(fs):
+                    st = os.stat(path)
+                    check_regular(path, st)
+                    size = st.st_size
+                else:
+                    size = remote_size(fs, path)
+                check_lpcm_size(url_of(fs, path), size, sig.info, sig.n_samples)
+            elif hasattr(fmt, "check_size"):
+                fmt.check_size(fs, path, sig.info, sig.n_samples)
+        except SampleFileError as exc:
+            raise SampleFileError(f"{exc}{context}") from exc
 
 
 def _load(

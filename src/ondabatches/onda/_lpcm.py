@@ -21,7 +21,7 @@ import numpy as np
 
 from .._errors import SampleFileError
 from ._samples import SamplesInfo
-from ._storage import is_local
+from ._storage import is_local, open_regular
 
 __all__ = ["LPCMFormat"]
 
@@ -113,7 +113,7 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) 
     """Bytes ``start:stop`` of a file, with one ranged read, as a writable uint8 array."""
     url = url_of(fs, path)
     if is_local(fs):
-        with open(path, "rb", buffering=0) as file:
+        with open_regular(path)[0] as file:
             return read_at(file, start, stop - start, url)
     if stop <= start:
         return np.empty(0, dtype=np.uint8)
@@ -180,8 +180,9 @@ class LPCMFormat:
         bps = info.bytes_per_sample
         start, stop = rows.start * bps, rows.stop * bps
         if is_local(fs):
-            with open(path, "rb", buffering=0) as file:
-                check_lpcm_size(path, os.fstat(file.fileno()).st_size, info, n_total)
+            file, st = open_regular(path)
+            with file:
+                check_lpcm_size(path, st.st_size, info, n_total)
                 buf = read_at(file, start, stop - start, path)
         else:
             check_lpcm_size(url_of(fs, path), remote_size(fs, path), info, n_total)

@@ -40,11 +40,14 @@ again as :class:`~ondabatches.StorageError`, and a missing file as
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
+import stat
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, BinaryIO
@@ -55,13 +58,17 @@ from fsspec.implementations.local import LocalFileSystem
 from .._errors import (
     MissingDependencyError,
     OndaBatchesError,
+    SampleFileError,
     SampleFileNotFoundError,
     StorageError,
+    UntrustedPathError,
 )
 
 __all__ = [
+    "ALLOWED_STORAGE_ENV",
     "S3_CONFIG_DEFAULTS",
     "STORAGE_OPTIONS_ENV",
+    "allowed_storage",
     "filesystem_for",
     "get_storage_options",
     "set_storage_options",
@@ -70,6 +77,10 @@ __all__ = [
 
 #: The environment variable holding :func:`set_storage_options`' options as JSON.
 STORAGE_OPTIONS_ENV = "ONDABATCHES_STORAGE_OPTIONS"
+
+#: The environment variable holding :func:`allowed_storage`'s allow-list as JSON:
+#: ``{"protocols": [...], "prefixes": [...]}`` (either may be left out).
+ALLOWED_STORAGE_ENV = "ONDABATCHES_ALLOWED_STORAGE"
 
 #: botocore ``Config`` settings that ``s3://`` filesystems get unless their options set
 #: the key in ``config_kwargs`` (see the module documentation).
@@ -102,7 +113,7 @@ _FOREIGN_PACKAGES = frozenset(
 )
 
 # Environment variables that configure the S3 client (read by botocore itself).
-_FORWARDED_ENV_PREFIXES = ("AWS_", STORAGE_OPTIONS_ENV)
+_FORWARDED_ENV_PREFIXES = ("AWS_", STORAGE_OPTIONS_ENV, ALLOWED_STORAGE_ENV)
 
 
 @lru_cache(maxsize=8)
@@ -207,6 +218,140 @@ def _new_filesystem(protocol: str, options: dict[str, Any]) -> fsspec.AbstractFi
 _LOCAL = LocalFileSystem()
 
 
+class allowed_storage:  # noqa: N801 - used like a function, as contextlib's helpers are
+    """Allow sample files only from these storage protocols and path prefixes.
+
+    The way to read tables you did not write: a table's ``file_path`` may be any fsspec
+    URL or local path, so a table from an untrusted source could make workers fetch
+    internal URLs (a cloud metadata endpoint) or read local files into batches. Once
+    set, every path that ondabatches opens (sample files, stored labels) must use one
+    of ``protocols`` (``"file"`` for local paths) and start with one of ``prefixes``;
+    any other is an :class:`~ondabatches.UntrustedPathError`, before anything is
+    opened. Local paths are compared after resolving symbolic links and ``..``;
+    URLs with ``..`` segments or chained protocols (``a::b``) are refused.
+
+    The setting lives in the environment variable :data:`ALLOWED_STORAGE_ENV`, so the
+    Batcher's worker processes started afterwards enforce it too (pass
+    :func:`storage_env` to Ray workers); it can also be set there directly. Calling
+    ``allowed_storage(...)`` sets it for the process; used as a context manager, it
+    restores the previous setting on exit. ``allowed_storage()`` (neither argument)
+    lifts the restriction.
+
+    Parameters
+    ----------
+    protocols:
+        Allowed protocols, e.g. ``["s3"]``, or ``None`` for any.
+    prefixes:
+        Allowed prefixes of the full path or URL, e.g. ``["s3://my-bucket/eeg/",
+        "/data/onda/"]``, or ``None`` for any.
+
+    Examples
+    --------
+    >>> with allowed_storage(protocols=["file"], prefixes=["/data/onda/"]):
+    ...     filesystem_for("/etc/passwd")
+    Traceback (most recent call last):
+    ...
+    ondabatches._errors.UntrustedPathError: /etc/passwd is outside the allowed storage ...
+    """
+
+    def __init__(
+        self, protocols: Iterable[str] | None = None, prefixes: Iterable[str] | None = None
+    ):
+        self._previous = os.environ.get(ALLOWED_STORAGE_ENV)
+        if protocols is None and prefixes is None:
+            os.environ.pop(ALLOWED_STORAGE_ENV, None)
+            return
+        rules: dict[str, list[str]] = {}
+        if protocols is not None:
+            rules["protocols"] = [_protocol_name(p) for p in _strings(protocols, "protocols")]
+        if prefixes is not None:
+            rules["prefixes"] = _strings(prefixes, "prefixes")
+        os.environ[ALLOWED_STORAGE_ENV] = json.dumps(rules, sort_keys=True)
+
+    def __enter__(self) -> allowed_storage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is None:
+            os.environ.pop(ALLOWED_STORAGE_ENV, None)
+        else:
+            os.environ[ALLOWED_STORAGE_ENV] = self._previous
+
+
+def _strings(values: Iterable[str], what: str) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    out = list(values)
+    if not all(isinstance(v, str) and v for v in out):
+        raise TypeError(f"allowed_storage {what} must be non-empty strings, got {out!r}")
+    return out
+
+
+def _protocol_name(protocol: str | None) -> str:
+    # fsspec's aliases of the local disk all count as "file".
+    return "file" if protocol in (None, "file", "local") else protocol
+
+
+@lru_cache(maxsize=8)
+def _parse_rules(raw: str) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
+    try:
+        rules = json.loads(raw)
+        protocols = rules.get("protocols")
+        prefixes = rules.get("prefixes")
+        if protocols is not None:
+            protocols = frozenset(_protocol_name(p) for p in _strings(protocols, "protocols"))
+        if prefixes is not None:
+            prefixes = tuple(
+                _normalized(p, local=_protocol_name(fsspec.core.split_protocol(p)[0]) == "file")
+                for p in _strings(prefixes, "prefixes")
+            )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise StorageError(
+            f"{ALLOWED_STORAGE_ENV} must be a JSON object with lists of strings 'protocols' "
+            f"and 'prefixes', got {raw!r:.200} ({exc})"
+        ) from None
+    return protocols, prefixes
+
+
+def _normalized(url: str, *, local: bool) -> str:
+    if local:
+        path = fsspec.core.split_protocol(url)[1]
+        resolved = os.path.realpath(path)
+        # A prefix that names a folder keeps its trailing separator: "/data/a" must not
+        # allow "/data/ab".
+        return resolved + os.sep if path.endswith(os.sep) and resolved != os.sep else resolved
+    return url
+
+
+def check_allowed(url: str) -> None:
+    """Refuse ``url`` unless :func:`allowed_storage` allows it (a no-op when unset)."""
+    raw = os.environ.get(ALLOWED_STORAGE_ENV)
+    if not raw:
+        return
+    protocols, prefixes = _parse_rules(raw)
+    protocol = _protocol_name(fsspec.core.split_protocol(url)[0])
+    allowed = f"protocols {sorted(protocols) if protocols else 'any'}, prefixes " + (
+        f"{list(prefixes)}" if prefixes else "any"
+    )
+    if "::" in url:
+        why = "chained protocols are not allowed"
+    elif protocol != "file" and any(part == ".." for part in url.split("/")):
+        why = "'..' segments are not allowed"
+    elif protocols is not None and protocol not in protocols:
+        why = f"protocol {protocol!r} is not allowed"
+    else:
+        target = _normalized(url, local=protocol == "file")
+        if prefixes is None or any(
+            target == p.rstrip(os.sep) or target.startswith(p) for p in prefixes
+        ):
+            return
+        why = f"{target} is under none of the allowed prefixes"
+    raise UntrustedPathError(
+        f"{url} is outside the allowed storage ({why}; allowed: {allowed}; see "
+        f"ondabatches.onda.allowed_storage, {ALLOWED_STORAGE_ENV})"
+    )
+
+
 def filesystem_for(
     path: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
 ) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -222,6 +367,7 @@ def filesystem_for(
     ('LocalFileSystem', '/tmp/a.lpcm')
     """
     url = os.fspath(path)
+    check_allowed(url)
     protocol, _ = fsspec.core.split_protocol(url)
     if protocol in (None, "file", "local") and not storage_options:
         return _LOCAL, _LOCAL._strip_protocol(url)
@@ -249,6 +395,45 @@ def _with_s3_defaults(options: dict[str, Any]) -> dict[str, Any]:
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     """Whether ``fs`` is the local disk, where ``os`` calls are the fast path."""
     return isinstance(fs, LocalFileSystem)
+
+
+def open_regular(path: str) -> tuple[io.FileIO, os.stat_result]:
+    """Open a local file for unbuffered reading, refusing anything but a regular file.
+
+    A FIFO given as a ``file_path`` would block its reader forever (in ``open`` itself,
+    waiting for a writer), and a device such as ``/dev/zero`` never ends: opening
+    without blocking and checking the opened file's type (not the path's, which could
+    change in between) turns both into a :class:`SampleFileError`. Returns the file and
+    its ``fstat``.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)
+        check_regular(path, st)
+        return io.FileIO(fd, "rb", closefd=True), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular(path: str, st: os.stat_result) -> None:
+    """Refuse ``path`` (whose ``os.stat`` is ``st``) unless it is a regular file."""
+    if stat.S_ISDIR(st.st_mode):  # what open() would say (a StorageError, as before)
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(st.st_mode):
+        raise SampleFileError(f"{path} is not a regular file ({_file_kind(st.st_mode)})")
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return f"mode {mode:o}"
 
 
 def _is_foreign(exc: BaseException) -> bool:

@@ -8,6 +8,14 @@ command-line tool decompresses like any other file. When a file has a seek table
 window decompresses only the frames it overlaps, fetched with one ranged read;
 otherwise the stream is decompressed from its start up to the window's end.
 
+Integrity: every frame written carries its content size and a checksum (the low 32
+bits of XXH64, which zstd verifies when it reaches the frame's end; the seek table
+repeats it). A window decompresses each frame it overlaps to its end, so a flipped
+byte fails the checksum, and each frame must give exactly the bytes that the seek
+table says, so a table that lies cannot shift a window: either is a
+:class:`~ondabatches.SampleFileError` naming the file and the frame. Files written
+without checksums (earlier versions, Onda.jl) are still read, with the size checks.
+
 Seek table layout (little-endian), at the end of the file::
 
     skippable frame header   magic 0x184D2A5E (u32), frame size (u32)
@@ -25,7 +33,6 @@ from typing import Any, BinaryIO
 
 import fsspec
 import numpy as np
-import pyzstd
 import zstandard
 
 from .._errors import SampleFileError
@@ -39,7 +46,7 @@ from ._lpcm import (
     url_of,
 )
 from ._samples import SamplesInfo
-from ._storage import is_local
+from ._storage import check_regular, is_local, open_regular
 
 __all__ = ["LPCMZstFormat"]
 
@@ -47,8 +54,15 @@ _SEEK_TABLE_MAGIC = 0x8F92EAB1
 _SKIPPABLE_MAGIC = 0x184D2A5E
 _FOOTER = struct.Struct("<IBI")
 _SKIPPABLE_HEADER = struct.Struct("<II")
+_ENTRY = struct.Struct("<II")  # compressed, decompressed size (then the checksum)
 _CHECKSUM_FLAG = 0x80
 _RESERVED_BITS = 0x7C
+
+# The longest zstd frame header (magic, descriptor, window, dictionary id, content size).
+_FRAME_HEADER_MAX = 18
+
+# The largest zstd block, and so the most that 4 compressed bytes (an RLE block) give.
+_MAX_BLOCK = 128 * 1024
 
 # Onda.jl-style single-frame files are streamed from remote storage in blocks this big.
 _STREAM_BLOCK = 1 << 20
@@ -142,6 +156,78 @@ def parse_seek_table(size: int, read: Callable[[int, int], bytes | np.ndarray]) 
     return table
 
 
+def _frames_into(
+    compressed: np.ndarray, table: SeekTable, first: int, last: int, url: str
+) -> np.ndarray:
+    """Decompress frames ``[first, last)`` (``compressed`` holds exactly them), each to
+    its end, checking that each gives the bytes the seek table says it holds."""
+    c = table.compressed_offsets
+    base = int(c[first])
+    origin = table.frame_start(first)
+    buf = np.empty(table.frame_start(last) - origin, dtype=np.uint8)
+    view = memoryview(buf)
+    dctx = zstandard.ZstdDecompressor()
+    if _sizes_in_headers(compressed, table, first, last):
+        # zstd itself holds each frame to the content size in its header (and to its
+        # checksum): one pass across the frames, on to the end of the last, suffices.
+        try:
+            reader = dctx.stream_reader(compressed, read_across_frames=True)
+            got = 0
+            while got < len(buf):
+                k = reader.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+            if got == len(buf) and not reader.read(1):
+                return buf
+        except zstandard.ZstdError:
+            pass  # the frame by frame pass below names the frame
+    for frame in range(first, last):
+        lo, hi = table.frame_start(frame) - origin, table.frame_start(frame + 1) - origin
+        got, extra = lo, 0
+        try:
+            reader = dctx.stream_reader(
+                compressed[int(c[frame]) - base : int(c[frame + 1]) - base],
+                read_across_frames=False,
+            )
+            while got < hi:
+                k = reader.readinto(view[got:hi])
+                if not k:
+                    break
+                got += k
+            # Reading on to the frame's end is what makes zstd verify its checksum.
+            extra = len(reader.read(1)) if got == hi else 0
+        except zstandard.ZstdError as exc:
+            raise SampleFileError(
+                f"sample file {url} frame {frame} (compressed bytes {c[frame]}..{c[frame + 1] - 1})"
+                f" is not valid zstd data: {exc}"
+            ) from exc
+        if got < hi or extra:
+            raise SampleFileError(
+                f"sample file {url} frame {frame} decompresses to "
+                f"{'only ' + str(got - lo) if got < hi else 'more than ' + str(hi - lo)} bytes; "
+                f"its seek table says {hi - lo} bytes (a damaged or altered seek table)"
+            )
+    return buf
+
+
+def _sizes_in_headers(compressed: np.ndarray, table: SeekTable, first: int, last: int) -> bool:
+    """Whether every frame ``[first, last)`` declares, in its header, the content size that
+    the seek table gives it (what our writer does; earlier files declare none)."""
+    c = table.compressed_offsets
+    base = int(c[first])
+    data = memoryview(compressed)
+    for frame in range(first, last):
+        start = int(c[frame]) - base
+        try:
+            size = zstandard.frame_content_size(data[start : start + _FRAME_HEADER_MAX])
+        except zstandard.ZstdError:
+            return False
+        if size != table.frame_start(frame + 1) - table.frame_start(frame):
+            return False
+    return True
+
+
 def _stream_into(
     source: BinaryIO | np.ndarray, skip: int, n: int, url: str, *, expect_end: bool
 ) -> np.ndarray:
@@ -196,7 +282,7 @@ class LPCMZstFormat:
 
     Examples
     --------
-    >>> import io, subprocess
+    >>> import io, pyzstd
     >>> info = SamplesInfo("x", ("a", "b"), "u", 1.0, 0.0, "int16", 1.0)
     >>> buf = io.BytesIO()
     >>> LPCMZstFormat().write(buf, np.array([[1, 2], [3, 4]], dtype=np.int16), info)
@@ -226,25 +312,61 @@ class LPCMZstFormat:
             c = table.compressed_offsets
             compressed = read_range(fs, path, int(c[first]), int(c[last]))
             skip = start - table.frame_start(first)
-            buf = _stream_into(compressed, skip, stop - start, url, expect_end=False)
+            buf = _frames_into(compressed, table, first, last, url)[skip : skip + stop - start]
         else:
+            self.check_size(fs, path, info, n_total)
             with self._open(fs, path) as file:
                 buf = _stream_into(file, start, stop - start, url, expect_end=rows.stop == n_total)
         return channels_by_time(buf, info)
 
+    def check_size(
+        self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int
+    ) -> None:
+        """Refuse, before anything is allocated for them, ``n_total`` samples that the
+        file cannot hold: its seek table's size, or, for a stream without one, the most
+        that its compressed bytes can decompress to (a 128 KiB block from 4 bytes)."""
+        table = self._seek_table(fs, path)
+        url = url_of(fs, path)
+        if table is not None:
+            check_lpcm_size(url, table.decompressed_size, info, n_total, what="decompresses to")
+            return
+        size = os.stat(path).st_size if is_local(fs) else remote_size(fs, path)
+        most = (size // 4 + 1) * _MAX_BLOCK
+        if n_total * info.bytes_per_sample > most:
+            raise SampleFileError(
+                f"sample file {url} holds {size} compressed bytes, which decompress to at most "
+                f"{most} bytes; expected {n_total * info.bytes_per_sample} bytes = {n_total} "
+                f"samples x {info.n_channels} channels x {info.dtype.itemsize}-byte "
+                f"{info.sample_type}"
+            )
+
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
         bps = info.bytes_per_sample
         frame = max(bps, self.frame_bytes // bps * bps)
-        with pyzstd.SeekableZstdFile(
-            file, "w", level_or_option=self.level, max_frame_content_size=frame
-        ) as out:
-            for chunk in interleaved_chunks(data, info):
-                out.write(chunk)
+        # One-shot compression of each frame records its content size in its header,
+        # which a streaming compressor (pyzstd's SeekableZstdFile) cannot.
+        cctx = zstandard.ZstdCompressor(
+            level=self.level, write_checksum=True, write_content_size=True
+        )
+        entries = bytearray()
+        n_frames = 0
+        for chunk in interleaved_chunks(data, info, chunk_bytes=frame * max(1, (1 << 24) // frame)):
+            for offset in range(0, len(chunk), frame):
+                piece = chunk[offset : offset + frame]
+                compressed = cctx.compress(piece)
+                file.write(compressed)
+                # The frame ends with its checksum, which the seek table repeats.
+                entries += _ENTRY.pack(len(compressed), len(piece)) + compressed[-4:]
+                n_frames += 1
+        file.write(_SKIPPABLE_HEADER.pack(_SKIPPABLE_MAGIC, len(entries) + _FOOTER.size))
+        file.write(entries)
+        file.write(_FOOTER.pack(n_frames, _CHECKSUM_FLAG, _SEEK_TABLE_MAGIC))
 
     @staticmethod
     def _seek_table(fs: fsspec.AbstractFileSystem, path: str) -> SeekTable | None:
         if is_local(fs):
             st = os.stat(path)
+            check_regular(path, st)
             key: tuple[Any, ...] = ("seek-table", st.st_size, st.st_mtime_ns)
             size = st.st_size
         else:
@@ -257,5 +379,5 @@ class LPCMZstFormat:
     @staticmethod
     def _open(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
         if is_local(fs):
-            return open(path, "rb")
+            return open_regular(path)[0]
         return fs.open(path, "rb", block_size=_STREAM_BLOCK, cache_type="readahead")

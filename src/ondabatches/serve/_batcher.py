@@ -29,6 +29,7 @@ import numpy as np
 
 from .._errors import BatcherError, WorkerError
 from ._pools import (
+    _PERMANENT,
     _PREFETCH,
     ExecutorPool,
     InlinePool,
@@ -503,8 +504,9 @@ class Batcher:
 
 
 def _permanent(exc: BaseException) -> bool:
-    """A failure no retry can mend (the data is wrong): report it at once."""
-    return isinstance(exc, TaskError) and exc.permanent
+    """A failure no retry can mend (the data is wrong, a size over its ceiling): report
+    it at once."""
+    return (isinstance(exc, TaskError) and exc.permanent) or isinstance(exc, _PERMANENT)
 
 
 def _summary(exc: BaseException) -> str:

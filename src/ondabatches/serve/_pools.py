@@ -21,6 +21,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import select
 import selectors
 import threading
 import time
@@ -78,8 +79,10 @@ _PERMANENT = (
     _errors.SampleFileError,
     _errors.SampleFileNotFoundError,
     _errors.SchemaError,
+    _errors.SizeLimitError,
     _errors.SpanError,
     _errors.UnknownFormatError,
+    _errors.UntrustedPathError,
 )
 
 
@@ -271,13 +274,60 @@ def thread_pool(workers: int) -> ExecutorPool:
     return ExecutorPool(executor, owned=True)
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, environ: dict[str, str]) -> None:
+def _worker_main(
+    conn: multiprocessing.connection.Connection, environ: dict[str, str], manager: int | None = None
+) -> None:
     """Loop of one worker process: receive a task, run it, send the result back."""
+    if manager is not None:
+        die_with(manager)
     # A forkserver child has the environment of the forkserver, which may predate
     # settings made since (storage options, AWS_* credentials): take the manager's.
     os.environ.clear()
     os.environ.update(environ)
     serve_tasks(conn)
+
+
+#: Seconds between two looks at the manager where it cannot be waited on (no pidfd).
+_WATCH_SECONDS = 1.0
+
+
+def die_with(manager: int) -> None:
+    """End this worker process as soon as process ``manager`` is gone, whatever it is doing.
+
+    A worker blocked inside a task (a read that never returns) would not notice that
+    its pipe closed, and would outlive a SIGKILLed trainer. A parent-death signal
+    (``prctl(PR_SET_PDEATHSIG)``) is not enough: a forkserver child's parent is the
+    forkserver, and a fork child's is the *thread* that started it, which may end
+    long before the manager. So a daemon thread waits on the manager itself: on a
+    pidfd where Linux has one (no pid-reuse race, no polling), else by polling.
+    """
+    pidfd = None
+    if hasattr(os, "pidfd_open"):
+        try:
+            pidfd = os.pidfd_open(manager)
+        except OSError:  # gone already (ESRCH), or no pidfd in this kernel
+            if not _alive(manager):
+                os._exit(1)
+
+    def watch() -> None:
+        if pidfd is not None:
+            select.select([pidfd], [], [])  # readable once the process has exited
+        else:
+            while _alive(manager):
+                time.sleep(_WATCH_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="ondabatches-manager-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - alive, and someone else's
+        return True
+    return True
 
 
 def serve_tasks(conn: multiprocessing.connection.Connection) -> None:
@@ -458,7 +508,7 @@ class ProcessPool(PumpedPool):
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, dict(os.environ)),
+            args=(child, dict(os.environ), os.getpid()),
             name="ondabatches-worker",
             daemon=True,
         )

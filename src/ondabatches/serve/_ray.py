@@ -16,7 +16,7 @@ import secrets
 import selectors
 import shutil
 import socket
-import sys
+import struct
 import tempfile
 import threading
 import time
@@ -47,6 +47,13 @@ _CALL_SECONDS = 1e-3
 #: Seconds an actor waits for the pool to connect to its channel before giving up (it
 #: then takes Ray calls).
 _ACCEPT_SECONDS = 10.0
+
+#: Seconds a connection to an actor's channel has to prove the key before it is dropped
+#: (another connection may be waiting behind it: the pool's).
+_HANDSHAKE_SECONDS = 5.0
+
+# AF_UNIX socket paths hold at most 107 bytes on Linux (103 on macOS).
+_MAX_SOCKET_PATH = 100
 
 
 @dataclass(slots=True)
@@ -95,41 +102,57 @@ class _RayWorker:
         segment ``probe``), and its process id."""
         return probe is not None and segment_exists(probe), os.getpid()
 
-    def listen(self, authkey: bytes, timeout: float = _ACCEPT_SECONDS) -> str:
-        """Open a local socket for the pool's channel; its address."""
+    def listen(
+        self,
+        authkey: bytes,
+        timeout: float = _ACCEPT_SECONDS,
+        handshake: float = _HANDSHAKE_SECONDS,
+    ) -> str:
+        """Open a local socket for the pool's channel; its address.
+
+        The socket is a file in a new folder that only this user can enter (0700), not
+        an abstract name that any local user can see in ``/proc/net/unix`` and connect to.
+        """
+        folder = tempfile.mkdtemp(prefix="ondabatches-")  # mode 0700
+        address = os.path.join(folder, "channel")
+        if len(address) > _MAX_SOCKET_PATH:  # a long TMPDIR: AF_UNIX paths are short
+            shutil.rmtree(folder, ignore_errors=True)
+            folder = tempfile.mkdtemp(prefix="ondabatches-", dir="/tmp")
+            address = os.path.join(folder, "channel")
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if sys.platform == "linux":  # an abstract name leaves no file behind
-            address = f"\0ondabatches-{os.getpid()}-{secrets.token_hex(8)}"
-        else:
-            address = os.path.join(tempfile.mkdtemp(prefix="ondabatches-"), "channel")
         listener.bind(address)
-        listener.listen(1)
-        listener.settimeout(timeout)
-        self._listening = (listener, authkey)
+        listener.listen(8)
+        self._listening = (listener, authkey, time.monotonic() + timeout, handshake)
         return address
 
     def serve(self) -> None:
         """Run the tasks that the pool sends over its channel until it closes the channel.
 
-        Returns if the pool does not connect within the ``timeout`` given to
-        :meth:`listen` (it then sends Ray calls instead).
+        Connections are accepted one after the other until one proves the key within
+        ``handshake`` seconds: a peer that connects first and stays silent (or fails the
+        handshake) is dropped at its deadline, and the pool's connection, queued behind
+        it, is served next. Returns if none succeeds within the ``timeout`` given to
+        :meth:`listen` (the pool then sends Ray calls instead).
         """
         assert self._listening is not None, "listen() comes first"
-        (listener, authkey), self._listening = self._listening, None
+        (listener, authkey, deadline, handshake), self._listening = self._listening, None
         try:
-            accepted, _ = listener.accept()
-        except TimeoutError:
-            return
+            conn = None
+            while conn is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                listener.settimeout(remaining)
+                try:
+                    accepted, _ = listener.accept()
+                except TimeoutError:
+                    return
+                conn = _authenticated(accepted, authkey, min(handshake, max(remaining, 0.1)))
         finally:
             address = listener.getsockname()
             listener.close()
-            if isinstance(address, str) and address and not address.startswith("\0"):
-                shutil.rmtree(os.path.dirname(address), ignore_errors=True)
-        accepted.settimeout(None)
-        with multiprocessing.connection.Connection(accepted.detach()) as conn:
-            # The handshake of multiprocessing's Listener: each side proves the key.
-            multiprocessing.connection.deliver_challenge(conn, authkey)
-            multiprocessing.connection.answer_challenge(conn, authkey)
+            shutil.rmtree(os.path.dirname(address), ignore_errors=True)
+        with conn:
             serve_tasks(conn)
 
     def run(self, shipped: _Shipped, tasks: list[tuple[Any, Any, tuple[str, int] | None]]):
@@ -145,6 +168,48 @@ class _RayWorker:
         started = time.perf_counter()
         results = [run_task(materialize, batch, dtype, segment) for batch, dtype, segment in tasks]
         return results, time.perf_counter() - started
+
+
+def _authenticated(
+    accepted: socket.socket, authkey: bytes, seconds: float
+) -> multiprocessing.connection.Connection | None:
+    """The connection, once the peer has proven ``authkey`` within ``seconds``; else
+    None (the socket is closed)."""
+    accepted.settimeout(None)
+    if hasattr(socket, "SO_PEERCRED"):  # Linux: only this user (or root) may be the pool
+        creds = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        if struct.unpack("3i", creds)[1] not in (os.getuid(), 0):
+            accepted.close()
+            return None
+    conn = multiprocessing.connection.Connection(os.dup(accepted.fileno()))
+    lock = threading.Lock()
+    state = {"done": False}
+
+    def expire() -> None:
+        # Shutting the socket down ends a read that waits for a silent (or slow) peer.
+        with lock:
+            if not state["done"]:
+                state["done"] = True
+                accepted.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        # The handshake of multiprocessing's Listener: each side proves the key.
+        multiprocessing.connection.deliver_challenge(conn, authkey)
+        multiprocessing.connection.answer_challenge(conn, authkey)
+        with lock:
+            ok, state["done"] = not state["done"], True
+    except (OSError, EOFError, multiprocessing.AuthenticationError):
+        ok = False
+    finally:
+        timer.cancel()
+        accepted.close()  # the connection holds its own descriptor
+    if not ok:
+        conn.close()
+        return None
+    return conn
 
 
 class RayPool(PumpedPool):
@@ -241,7 +306,9 @@ class RayPool(PumpedPool):
             return  # killed at close, or never came up: it gets no work
         local, pid = source.result()
         if local and self._use_channels:
-            listening = self._actors[index].listen.remote(self._authkey, self._accept_timeout)
+            listening = self._actors[index].listen.remote(
+                self._authkey, self._accept_timeout, _HANDSHAKE_SECONDS
+            )
             listening.future().add_done_callback(functools.partial(self._listening, index, pid))
             return
         self._take_calls(index, pid if local else None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import math
 import mmap
 import os
@@ -32,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SharedMemoryError
+from .._errors import SharedMemoryError, SizeLimitError
 
 __all__: list[str] = []
 
@@ -46,6 +47,40 @@ _ALIGN = 64
 _SLACK = 1 << 20
 # A worker looks for mappings of unlinked segments every this many tasks.
 _SWEEP = 16
+
+#: The environment variable that caps a batch's segment, in bytes (default: the size of
+#: the whole shared-memory filesystem, which no segment can outgrow).
+MAX_SEGMENT_ENV = "ONDABATCHES_MAX_SEGMENT_BYTES"
+
+
+def max_segment_bytes() -> int:
+    """The most bytes one batch's segment may take: ``ONDABATCHES_MAX_SEGMENT_BYTES``, or
+    the size of ``/dev/shm`` (more could never fit, however much is freed)."""
+    raw = os.environ.get(MAX_SEGMENT_ENV)
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            raise SizeLimitError(
+                f"{MAX_SEGMENT_ENV} must be a whole number of bytes, got {raw!r}"
+            ) from None
+    try:
+        stats = os.statvfs(_SHM_DIR)
+    except OSError:  # pragma: no cover - no such folder (macOS)
+        return 1 << 62
+    return stats.f_blocks * stats.f_frsize
+
+
+def check_segment_size(need: int, name: str) -> None:
+    """Refuse a segment larger than :func:`max_segment_bytes`: no retry could make room,
+    so this is a :class:`SizeLimitError` (permanent), not a full ``/dev/shm``."""
+    ceiling = max_segment_bytes()
+    if need > ceiling:
+        raise SizeLimitError(
+            f"a batch needs {need / 1e6:.0f} MB of shared memory (segment {name}), more than "
+            f"the ceiling of {ceiling / 1e6:.0f} MB ({MAX_SEGMENT_ENV}, by default the size "
+            f"of {_SHM_DIR}): is the table's sample_rate or span right, or the batch too large?"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +119,90 @@ def segment_exists(name: str) -> bool:
 
 
 def new_segment_name() -> str:
-    """A fresh, unguessable segment name, prefixed so a leak is easy to attribute."""
-    return f"ondabatches_{os.getpid()}_{secrets.token_hex(8)}"
+    """A fresh, unguessable segment name that tells its owner: this process's id, and
+    its start time and pid namespace (so that a sweep can tell the owner is gone even
+    if its id was reused, see :func:`sweep_dead_segments`)."""
+    return f"{_PREFIX}{os.getpid()}_{_owner_tag()}_{secrets.token_hex(8)}"
+
+
+_PREFIX = "ondabatches_"
+
+
+def _process_tag(pid: int | str) -> str | None:
+    """``"<start time>.<pid namespace>"`` of a process, or None where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # Field 22, the start time in clock ticks since boot, counting after the
+            # command name (which may hold spaces and parentheses).
+            start = f.read().rsplit(b")", 1)[1].split()[19].decode()
+        namespace = os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except (OSError, IndexError):
+        return None
+    return f"{start}.{namespace}"
+
+
+@functools.lru_cache(maxsize=4)
+def _tag_of(pid: int) -> str:
+    return _process_tag(pid) or "0.0"
+
+
+def _owner_tag() -> str:
+    return _tag_of(os.getpid())  # keyed by pid: a forked child has its own
+
+
+def _owner_gone(pid: int, tag: str) -> bool:
+    """Whether the process that made a segment named with ``pid`` and ``tag`` is gone.
+
+    Only a definite answer counts: the tag must say which pid namespace the owner
+    lived in, and that must be ours (a process elsewhere cannot be looked up here).
+    """
+    start, _, namespace = tag.partition(".")
+    if start == "0" or namespace != _owner_tag().partition(".")[2]:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, and another user's: its start time tells
+        pass
+    current = _process_tag(pid)
+    return current is not None and current != tag  # the id was reused
+
+
+def sweep_dead_segments() -> list[str]:
+    """Unlink the segments in ``/dev/shm`` that ondabatches processes left when they died.
+
+    A manager killed together with its workers and its resource tracker (a cgroup OOM
+    kill, a scheduler killing the whole tree) cannot unlink its segments, so each new
+    pool sweeps: a segment is removed only if it belongs to this user, its name is one
+    :func:`new_segment_name` made, and its owner is certainly gone (no such process in
+    this pid namespace, or one with another start time). Segments of live processes,
+    other users', or of older names are left alone. Returns the names removed.
+    """
+    import _posixshmem
+
+    removed = []
+    try:
+        entries = list(os.scandir(_SHM_DIR))
+    except OSError:  # pragma: no cover - no /dev/shm (macOS)
+        return removed
+    uid = os.getuid()
+    for entry in entries:
+        parts = entry.name.split("_")
+        if len(parts) != 4 or not entry.name.startswith(_PREFIX) or not parts[1].isdigit():
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != uid:
+                continue
+        except OSError:  # removed meanwhile
+            continue
+        if _owner_gone(int(parts[1]), parts[2]):
+            try:
+                _posixshmem.shm_unlink("/" + entry.name)
+            except OSError:  # another sweeper was faster
+                continue
+            removed.append(entry.name)
+    return removed
 
 
 def _aligned(n: int) -> int:
@@ -203,6 +320,7 @@ class WorkerSegments:
         try:
             size = os.fstat(fd).st_size
             if size < need:  # new, or too small: this worker sizes it
+                check_segment_size(need, name)
                 size = _rounded(need)
                 os.ftruncate(fd, size)
                 _reserve(fd, size, name)
@@ -276,6 +394,7 @@ class SegmentPool:
     """
 
     def __init__(self, keep: int):
+        sweep_dead_segments()
         self._keep = keep
         self._lock = threading.Lock()
         self._free: list[tuple[str, int]] = []
