@@ -75,8 +75,8 @@ def register_format(name: str, fmt: SampleFormat, *, replace: bool = False) -> N
     ...             return np.load(f)[:, rows.start : rows.stop]
     ...     def write(self, file, data, info):
     ...         np.save(file, data)
-    >>> register_format("npy", Npy())
-    >>> type(get_format("npy")).__name__
+    >>> register_format("npy-example", Npy())
+    >>> type(get_format("npy-example")).__name__
     'Npy'
     """
     if not isinstance(fmt, SampleFormat):
