@@ -44,6 +44,26 @@ def _save_png(fig: Any, path: str | os.PathLike[str]) -> None:
         fig.savefig(file, format="png")
 
 
+def _panels(fig: Any, ax: Any, size: tuple[int, int]) -> tuple[Any, Any, Any]:
+    """``(figure, traces, strip)``: the given pair of axes, or two new ones in ``fig``.
+
+    The figure returned is the one the axes belong to (a subfigure's own figure).
+    """
+    if ax is not None:
+        try:
+            traces, strip = ax
+        except (TypeError, ValueError):
+            raise ValueError(
+                "ax must be a pair of matplotlib Axes: (traces, hypnogram strip)"
+            ) from None
+        return traces.get_figure(root=True), traces, strip
+    target = fig if fig is not None else _figure(*size)
+    traces, strip = target.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]}, squeeze=True
+    )
+    return traces.get_figure(root=True), traces, strip
+
+
 def _short_names(names: Sequence[str]) -> list[str]:
     """The shortest prefixes (at least 8 characters) that tell the names apart."""
     for n in (8, 13, 18, 23):
@@ -105,12 +125,14 @@ def plot_item(
     sample_rate: float,
     label_rate: float,
     label_names: Mapping[int, str],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     title: str | None = None,
     start: float = 0.0,
     unit: str = "",
     size: tuple[int, int] = (1200, 700),
-) -> None:
+    fig: Any = None,
+    ax: Any = None,
+) -> Any:
     """Draw one batch item: the channels' traces over the window and a hypnogram strip.
 
     Each channel is drawn on its own row, scaled to its own range (the range is
@@ -131,7 +153,8 @@ def plot_item(
         Name of each code (``{1: "wake", 2: "nrem1", ...}``); the strip lists the
         codes in this mapping's order, top to bottom.
     path:
-        The PNG file to write.
+        A PNG file (local path or fsspec URL) to save the figure to; nothing is written
+        without it.
     title:
         Drawn above the traces.
     start:
@@ -139,15 +162,36 @@ def plot_item(
     unit:
         Unit of ``x``, shown with each channel's range.
     size:
-        Width and height of the image in pixels.
+        Width and height in pixels of a new figure.
+    fig:
+        A matplotlib ``Figure`` (or ``SubFigure``) to draw into instead of a new one.
+    ax:
+        A pair of matplotlib ``Axes`` ``(traces, hypnogram)`` to draw into instead.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn into: in a notebook it shows itself.
 
     Examples
     --------
-    >>> import tempfile, os
-    >>> out = os.path.join(tempfile.mkdtemp(), "item.png")
     >>> x = np.sin(np.linspace(0, 60, 2 * 7680)).reshape(2, 7680)
+    >>> fig = plot_item(x, np.array([[1, 2]]), channels=["c3", "c4"], sample_rate=128.0,
+    ...                 label_rate=1 / 30, label_names={1: "wake", 2: "rem"})
+    >>> [len(ax.lines) for ax in fig.axes]  # two traces, then the hypnogram's bands
+    [2, 0]
+
+    Into axes of your own, saving as well:
+
+    >>> import tempfile, os
+    >>> from matplotlib.figure import Figure
+    >>> mine = Figure()
+    >>> pair = mine.subplots(2, 1)
+    >>> out = os.path.join(tempfile.mkdtemp(), "item.png")
     >>> plot_item(x, np.array([[1, 2]]), channels=["c3", "c4"], sample_rate=128.0,
-    ...           label_rate=1 / 30, label_names={1: "wake", 2: "rem"}, path=out)
+    ...           label_rate=1 / 30, label_names={1: "wake", 2: "rem"}, ax=pair,
+    ...           path=out) is mine
+    True
     >>> os.path.getsize(out) > 0
     True
     """
@@ -158,10 +202,7 @@ def plot_item(
             f"x must be channels x time with one row per channel name; got shape {x.shape} "
             f"for {len(channels)} channel(s)"
         )
-    fig = _figure(*size)
-    traces, strip = fig.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]}, squeeze=True
-    )
+    fig, traces, strip = _panels(fig, ax, size)
     t = start + np.arange(x.shape[1]) / sample_rate
     n = x.shape[0]
     ticks = []
@@ -177,17 +218,20 @@ def plot_item(
     edges = _hypnogram(strip, y, label_names, label_rate, start)
     strip.set_xlim(start, max(t[-1] if t.size else start, edges[-1]))
     strip.set_xlabel("time (s from recording start)")
-    _save_png(fig, path)
+    if path is not None:
+        _save_png(fig, path)
+    return fig
 
 
 def plot_overview(
     labels: pa.Table | Mapping[str, Mapping[str, int]],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     *,
     column: str | None = None,
     title: str | None = None,
     size: tuple[int, int] | None = None,
-) -> None:
+    ax: Any = None,
+) -> Any:
     """Draw the label distribution per recording: one stacked bar (hours) per recording.
 
     Parameters
@@ -196,22 +240,32 @@ def plot_overview(
         An annotations table with a label column, or ``{recording: {label: ns}}``
         (see :func:`ondabatches.inspection.label_durations`).
     path:
-        The PNG file to write.
+        A PNG file (local path or fsspec URL) to save the figure to; nothing is written
+        without it.
     column:
         The annotations' label column (default: ``stage``, else the first string column).
     title:
         Drawn above the bars.
     size:
-        Width and height in pixels; by default 1000 wide and 40 px per recording.
+        Width and height in pixels of a new figure; by default 1000 wide and 40 px per
+        recording.
+    ax:
+        A matplotlib ``Axes`` to draw into instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn into.
 
     Examples
     --------
     >>> import tempfile, os
     >>> out = os.path.join(tempfile.mkdtemp(), "overview.png")
     >>> hour = 3600 * 10**9
-    >>> plot_overview({"rec-a": {"wake": hour, "rem": 2 * hour}, "rec-b": {"wake": hour}}, out)
-    >>> os.path.getsize(out) > 0
-    True
+    >>> fig = plot_overview({"rec-a": {"wake": hour, "rem": 2 * hour}, "rec-b": {"wake": hour}},
+    ...                     out)
+    >>> os.path.getsize(out) > 0, len(fig.axes[0].patches)  # a bar per recording and label
+    (True, 4)
     """
     if isinstance(labels, pa.Table):
         from .inspection import label_durations
@@ -220,8 +274,10 @@ def plot_overview(
     recordings = sorted(labels)
     classes = list(label_encoding(c for per in labels.values() for c in per))
     width, height = size or (1000, 160 + 40 * max(len(recordings), 1))
-    fig = _figure(width, height)
-    ax = fig.subplots()
+    own = ax is None
+    if own:
+        ax = _figure(width, height).subplots()
+    fig = ax.get_figure(root=True)
     left = np.zeros(len(recordings))
     rows = np.arange(len(recordings))
     for label, color in zip(classes, _colors(len(classes)), strict=True):
@@ -234,20 +290,30 @@ def plot_overview(
     ax.invert_yaxis()
     ax.set_xlabel("hours")
     if classes:
-        fig.legend(loc="outside right upper", fontsize=8)
+        # Beside the bars in a figure of our own; inside axes that the caller laid out.
+        if own:
+            fig.legend(loc="outside right upper", fontsize=8)
+        else:
+            ax.legend(fontsize=8)
     ax.set_title(title or f"label distribution of {len(recordings)} recording(s)")
-    _save_png(fig, path)
+    if path is not None:
+        _save_png(fig, path)
+    return fig
 
 
 def plot_batch_item(
     item: Any,
     *,
     label_names: Mapping[int, str],
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
     title: str | None = None,
     size: tuple[int, int] = (1200, 700),
-) -> None:
+    fig: Any = None,
+    ax: Any = None,
+) -> Any:
     """Materialize a :class:`~ondabatches.BatchItem` and draw it with :func:`plot_item`.
+
+    ``path``, ``fig`` and ``ax`` are as for :func:`plot_item`; the figure is returned.
 
     ``label_names`` maps codes to names: the inverse of the ``encoding`` given to
     :func:`~ondabatches.label_signals`.
@@ -258,7 +324,7 @@ def plot_batch_item(
 
         batches = RandomBatches(labeled, batch_size=1, batch_duration=300 * 10**9)
         item = batches.draw(seed=0, index=0, size=1)[0]
-        plot_batch_item(item, label_names={1: "wake", 5: "rem"}, path="item.png")
+        fig = plot_batch_item(item, label_names={1: "wake", 5: "rem"}, path="item.png")
     """
     from .materialize import materialize_batch_item
 
@@ -271,7 +337,7 @@ def plot_batch_item(
     else:  # a selector object: its output rows have no names of their own
         channels = [f"row {i}" for i in range(x.shape[0])]
     epoch = item.window.duration / max(y.shape[-1], 1)
-    plot_item(
+    return plot_item(
         x,
         y,
         channels=channels,
@@ -283,6 +349,8 @@ def plot_batch_item(
         start=item.window.start / 1e9,
         unit=item.info.sample_unit,
         size=size,
+        fig=fig,
+        ax=ax,
     )
 
 
@@ -298,6 +366,7 @@ def plot_modalities(
     units: Mapping[str, str] | None = None,
     title: str | None = None,
     fig: Any = None,
+    ax: Any = None,
     path: str | os.PathLike[str] | None = None,
     size: tuple[int, int] = (1200, 800),
 ) -> Any:
@@ -335,8 +404,11 @@ def plot_modalities(
         Drawn above the traces.
     fig:
         An empty matplotlib ``Figure`` to draw into; default a new one of ``size`` pixels.
+    ax:
+        A pair of matplotlib ``Axes`` ``(traces, hypnogram)`` to draw into instead.
     path:
-        A PNG file to write the figure to; nothing is written without it.
+        A PNG file (local path or fsspec URL) to save the figure to; nothing is written
+        without it.
 
     Returns
     -------
@@ -371,11 +443,7 @@ def plot_modalities(
             )
     if missing:
         raise ValueError(f"no sample rate for modalities {missing}; rates are {dict(sample_rates)}")
-    if fig is None:
-        fig = _figure(*size)
-    traces, strip = fig.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]}, squeeze=True
-    )
+    fig, traces, strip = _panels(fig, ax, size)
     n = sum(a.shape[0] for a in arrays.values())
     ticks, level, end = [], n - 1, 0.0
     for (name, a), color in zip(arrays.items(), _colors(len(arrays)), strict=True):
@@ -399,5 +467,5 @@ def plot_modalities(
     strip.set_xlim(0.0, max(end, edges[-1]))
     strip.set_xlabel("time (s from the window's start)")
     if path is not None:
-        fig.savefig(os.fspath(path), format="png")
+        _save_png(fig, path)
     return fig

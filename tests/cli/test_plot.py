@@ -153,3 +153,30 @@ def test_cli_subprocess(tmp_path):
 
     helped = run_cli("plot", "--help")
     assert helped.returncode == 0 and "--overview" in helped.stdout and "hypnogram" in helped.stdout
+
+
+def test_plots_return_figures_draw_into_given_axes_and_save_only_when_asked(tmp_path):
+    from matplotlib.figure import Figure
+
+    x = np.stack([np.sin(np.arange(3840) / 10), np.cos(np.arange(3840) / 7)])
+    y = np.array([[1, 5]])
+    kwargs = dict(channels=["c3", "c4"], sample_rate=64.0, label_rate=1 / 30,
+                  label_names={1: "wake", 5: "rem"})  # fmt: skip
+    fig = plot_item(x, y, **kwargs)
+    assert isinstance(fig, Figure) and list(tmp_path.iterdir()) == []
+    traces, strip = fig.axes
+    assert len(traces.lines) == 2 and np.allclose(traces.lines[0].get_xdata()[:2], [0, 1 / 64])
+    # Into a notebook user's own axes: the figure they belong to comes back.
+    mine = Figure()
+    left, right = mine.subplots(1, 2)
+    assert plot_item(x, y, **kwargs, ax=(left, right)) is mine
+    assert len(left.lines) == 2
+    with pytest.raises(ValueError, match="pair of matplotlib Axes"):
+        plot_item(x, y, **kwargs, ax=left)
+    hour = 3600 * 10**9
+    ax = Figure().subplots()
+    over = plot_overview({"a": {"wake": hour}, "b": {"rem": hour}}, ax=ax)
+    assert over is ax.get_figure() and len(ax.patches) == 4  # a bar per recording and label
+    assert list(tmp_path.iterdir()) == []
+    plot_overview({"a": {"wake": hour}}, tmp_path / "o.png")
+    assert not_blank(image(tmp_path / "o.png"))
