@@ -129,7 +129,7 @@ def materialize_batch_item(
 
     Only the bytes of the item's window are read. ``x`` is decoded to ``dtype``: Onda's
     decode, ``sample * resolution + offset`` in float64, rounded once to ``dtype``
-    (``exact=False`` computes in ``dtype`` instead when that is faster; see
+    (``exact=False`` computes float32 in float32 instead when that is faster; see
     :func:`materialize_batch`). ``y`` keeps the labels' integer type.
 
     Examples
@@ -193,9 +193,9 @@ def materialize_batch(
 
     The values are Onda's decode, ``sample * resolution + offset`` computed in float64
     and rounded once to ``dtype``, whatever path computes them. ``exact=False`` lets
-    float ``dtype`` s be computed in that dtype's own arithmetic (one multiply, as fast
-    as a plain cast) where the exact values would need float64: each value then
-    differs from the exact one by at most ``2**-22 * (|resolution * sample| + |offset|)``
+    float32 values be computed in float32 arithmetic (one multiply, as fast as a plain
+    cast) where the exact values would need float64: each value then
+    differs from the exact one by at most ``2**-21 * (|resolution * sample| + |offset|)``
     (a few float32 ulps). Resolutions for which float32 arithmetic is exact
     for every possible 8- or 16-bit sample (powers of two, say) take that fast path
     either way.
