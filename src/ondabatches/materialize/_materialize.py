@@ -254,6 +254,7 @@ def materialize_batch(
     return x, np.stack(ys)
 
 
+@lru_cache(maxsize=4096)
 def _is_remote_path(path: str) -> bool:
     return fsspec.core.split_protocol(path)[0] not in (None, "file", "local")
 

@@ -76,7 +76,7 @@ if hasattr(os, "register_at_fork"):
 
 
 class opened:  # noqa: N801 - used as a context manager, like open()
-    """``with opened(path) as (fd, size):`` a read-only descriptor of local ``path``.
+    """``with opened(path) as (fd, st):`` a read-only descriptor of local ``path``, its stat.
 
     The descriptor belongs to the cache and stays open after the block; it is never
     closed while a block uses it. Raises what ``os.stat`` and ``os.open`` raise
@@ -88,7 +88,7 @@ class opened:  # noqa: N801 - used as a context manager, like open()
     def __init__(self, path: str):
         self.path = path
 
-    def __enter__(self) -> tuple[int, int]:
+    def __enter__(self) -> tuple[int, os.stat_result]:
         path = self.path
         if os.getpid() != _pid:
             _after_fork_in_child()
@@ -99,7 +99,7 @@ class opened:  # noqa: N801 - used as a context manager, like open()
                 _open.move_to_end(path)
                 held.users += 1
                 self.held = held
-                return held.fd, st.st_size
+                return held.fd, st
         if stat.S_ISDIR(st.st_mode):  # os.open would open it; open() refuses, as we do
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
@@ -118,7 +118,7 @@ class opened:  # noqa: N801 - used as a context manager, like open()
             while len(_open) > MAX_OPEN:
                 _drop(_open.popitem(last=False)[1])
         self.held = held
-        return fd, st.st_size
+        return fd, st
 
     def __exit__(self, *exc: object) -> None:
         held = self.held

@@ -180,8 +180,8 @@ class LPCMFormat:
         bps = info.bytes_per_sample
         start, stop = rows.start * bps, rows.stop * bps
         if is_local(fs):
-            with opened(path) as (fd, size):
-                check_lpcm_size(path, size, info, n_total)
+            with opened(path) as (fd, st):
+                check_lpcm_size(path, st.st_size, info, n_total)
                 buf = read_at(fd, start, stop - start, path)
         else:
             check_lpcm_size(url_of(fs, path), remote_size(fs, path), info, n_total)
