@@ -212,3 +212,34 @@ def test_a_full_dev_shm_is_our_error_naming_sizes_not_a_sigbus(monkeypatch):
         assert isinstance(info.value, OSError)
     finally:
         pool.close()
+
+
+def test_segments_are_prepared_ahead_once_the_first_batch_tells_their_size():
+    before = our_segments()
+    pool, worker = SegmentPool(keep=4, prepare=4), WorkerSegments()
+    try:
+        first, arrays = _round_trip(pool, worker, (np.ones((64, 1024)), np.zeros(3)))
+        pool._preparer.join(10)
+        assert len(our_segments() - before) == 4
+        # Sized and mapped already: a worker writes into one without resizing it.
+        name, size = pool.lease()
+        assert name != first and size >= arrays[0].nbytes
+        assert os.stat(f"/dev/shm/{name}").st_size == size
+        worker.begin(name, size)
+        x = worker.allocate((64, 1024), np.float64)
+        x[...] = 5.0
+        got, _ = pool.receive(worker.finish((x, np.zeros(3))))
+        np.testing.assert_array_equal(got, 5.0)
+    finally:
+        pool.close()
+    assert our_segments() == before
+
+
+def test_closing_while_segments_are_being_prepared_leaves_none():
+    before = our_segments()
+    for _ in range(5):
+        pool, worker = SegmentPool(keep=2, prepare=8), WorkerSegments()
+        _round_trip(pool, worker, (np.ones(4 << 20, dtype=np.uint8), np.zeros(1)))
+        pool.close()  # the preparing thread is stopped and its segments unlinked
+        assert our_segments() == before
+        assert not pool._preparer.is_alive()

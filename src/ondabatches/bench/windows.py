@@ -248,20 +248,26 @@ def _batcher_times(spec: RandomBatches, n: int, workers: int) -> list[float]:
 
 def _workers(labeled: pa.Table, inline_s: float, n: int, rounds: int) -> list[Result]:
     spec = RandomBatches(labeled, batch_size=BATCH, batch_duration=EPOCH)
-    rates = []
-    first10 = None
+    rates, starts, steadies = [], [], []
     for _ in range(rounds):
         times = _batcher_times(spec, 10 + n, workers=2)
-        if first10 is None:
-            first10 = times[:10]
         rates.append(n / sum(times[10:]))
-    steady = 1 / max(rates)
-    print(
-        "first 10 batches, processes, 2 workers (ms): "
-        + " ".join(f"{t * 1e3:.1f}" for t in first10)
-        + f"; steady state {steady * 1e3:.1f} ms",
-        flush=True,
-    )
+        # Waits for single batches vary in steady state too (two workers finish in
+        # turn), so batches 2..10 are held against 9 consecutive batches later on: the
+        # slowest of each run of 9, the median of those.
+        later = times[10:]
+        runs = [max(later[i : i + 9]) for i in range(0, len(later) - 8, 9)]
+        starts.append(times[:10])
+        steadies.append(statistics.median(runs))
+    for first10, steady in zip(starts, steadies, strict=True):
+        print(
+            "first 10 batches, processes, 2 workers (ms): "
+            + " ".join(f"{t * 1e3:.1f}" for t in first10)
+            + f"; steady state, slowest of 9: {steady * 1e3:.1f} ms",
+            flush=True,
+        )
+    ratio = statistics.median(max(f[1:]) / s for f, s in zip(starts, steadies, strict=True))
+    steady = statistics.median(steadies)
     return [
         Result(
             "processes, 2 workers vs inline (goal >= 1.7x)",
@@ -274,11 +280,12 @@ def _workers(labeled: pa.Table, inline_s: float, n: int, rounds: int) -> list[Re
         ),
         Result(
             "first 10 batches: slowest of batches 2..10 vs steady state",
-            max(first10[1:]) * 1e3,
+            steady * ratio * 1e3,
             steady * 1e3,
             "ms",
             goal=1.5,
-            floor_is="the steady-state time per batch of the same Batcher",
+            floor_is="the slowest of 9 consecutive batches in steady state (median over "
+            f"runs of 9 and over {rounds} Batchers)",
         ),
     ]
 

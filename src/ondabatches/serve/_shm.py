@@ -258,15 +258,24 @@ class SegmentPool:
     list when the last of those arrays is garbage-collected. At most ``keep`` free
     segments are kept; others are unlinked. ``close()`` unlinks every name: arrays that
     the consumer still holds stay valid (their mapping outlives the name).
+
+    Pre-faulting: a new segment costs its first batch a page fault (or a zeroed page)
+    per 4 KiB in the worker and a mapping in the manager, which made the batches after
+    the first up to 2-3x slower than the steady state, each landing in a segment never
+    used before. Once the first batch tells the size, a background thread creates up
+    to ``prepare`` segments in all (as many as the pool keeps in rotation) of that size,
+    with their pages allocated and mapped here, and adds them to the free list.
     """
 
-    def __init__(self, keep: int):
+    def __init__(self, keep: int, prepare: int = 0):
         self._keep = keep
+        self._prepare = prepare
         self._lock = threading.Lock()
         self._free: list[tuple[str, int]] = []
         self._names: set[str] = set()
         self._maps: dict[str, mmap.mmap] = {}
         self._closed = False
+        self._preparer: threading.Thread | None = None
 
     def lease(self) -> tuple[str, int]:
         with self._lock:
@@ -289,6 +298,14 @@ class SegmentPool:
                 finally:
                     segment.close()
                 self._maps[shared.name] = mapping
+            if self._preparer is None and self._prepare > len(self._names) and not self._closed:
+                self._preparer = threading.Thread(
+                    target=self._prepare_segments,
+                    args=(shared.size,),
+                    name="ondabatches-shm-prepare",
+                    daemon=True,
+                )
+                self._preparer.start()
         # numpy keeps the object it was given alive (through its own memoryview of it),
         # so a fresh exporter per batch tells when the last of its arrays is gone.
         view = (ctypes.c_char * len(mapping)).from_buffer(mapping)
@@ -298,6 +315,31 @@ class SegmentPool:
             count = math.prod(shape)
             arrays.append(np.frombuffer(view, dtype, count, offset).reshape(shape))
         return tuple(arrays)
+
+    def _prepare_segments(self, size: int) -> None:
+        """Create free segments of ``size`` bytes, pages allocated and mapped (see above)."""
+        while True:
+            with self._lock:
+                if self._closed or len(self._names) >= self._prepare:
+                    return
+                name = new_segment_name()
+                self._names.add(name)
+            try:
+                mapping = _new_mapped_segment(name, size)
+            except Exception:  # e.g. /dev/shm is full: the workers report it, by name
+                with self._lock:
+                    self._names.discard(name)
+                unlink_shared(name)
+                return
+            with self._lock:
+                if not self._closed:
+                    self._maps[name] = mapping
+                    self._free.append((name, size))
+                    continue
+            # Closed meanwhile: close() may have unlinked the name before it existed.
+            _close_quietly(mapping)
+            unlink_shared(name)
+            return
 
     def _release(self, name: str, size: int) -> None:
         with self._lock:
@@ -323,10 +365,27 @@ class SegmentPool:
             names, self._names = self._names, set()
             maps, self._maps = self._maps, {}
             self._free.clear()
+            preparer = self._preparer
+        if preparer is not None:
+            preparer.join()  # it stops after the segment at hand, which it then unlinks
         for mapping in maps.values():
             _close_quietly(mapping)
         for name in names:
             unlink_shared(name)
+
+
+def _new_mapped_segment(name: str, size: int) -> mmap.mmap:
+    """Create segment ``name`` of ``size`` bytes, its pages allocated, and map it.
+
+    Created through ``SharedMemory`` (as ``lease`` does), so that the resource tracker
+    unlinks it should this process die.
+    """
+    segment = shared_memory.SharedMemory(name=name, create=True, size=size)
+    try:
+        _reserve(segment._fd, size, name)
+        return _map(segment._fd, size)
+    finally:
+        segment.close()
 
 
 class SegmentGoneError(OSError):
