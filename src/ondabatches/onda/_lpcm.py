@@ -36,6 +36,17 @@ _meta_bytes = 0
 _meta_lock = threading.Lock()
 
 
+def _new_lock_in_child() -> None:
+    # Another thread of the parent may have held the lock at the fork: in the child it
+    # would never be released. The cached values themselves stay valid in the child.
+    global _meta_lock
+    _meta_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
+
+
 def _nbytes(value: Any) -> int:
     return int(getattr(value, "nbytes", 0))
 
