@@ -198,7 +198,8 @@ def materialize_batch(
     differs from the exact one by at most ``2**-21 * (|resolution * sample| + |offset|)``
     (a few float32 ulps). Resolutions for which float32 arithmetic is exact
     for every possible 8- or 16-bit sample (powers of two, say) take that fast path
-    either way.
+    either way. A Batcher takes the option as
+    ``materialize=functools.partial(materialize_batch, exact=False)``.
 
     Raises
     ------
