@@ -130,3 +130,28 @@ def test_no_descriptor_is_left_after_a_pool_closes(labeled):  # noqa: F811
         before = open_fds()
         run(backend)
         assert open_fds() == before, backend
+
+
+def test_threads_reading_more_files_than_are_kept_open_read_the_right_bytes(
+    tmp_path, fresh_cache, monkeypatch
+):
+    # Evictions happen while other threads read: a descriptor is closed only once no
+    # read uses it (a closed, reused number would read another file's bytes).
+    monkeypatch.setattr(descriptors, "MAX_OPEN", 3)
+    info = make_info("int16", 2)
+    paths = _files(tmp_path, 12, info)
+    expected = [random_encoded(info, 10, seed=i) for i in range(12)]
+    signals = [make_signal(p, "lpcm", info, 10) for p in paths]
+
+    def reader(k: int) -> bool:
+        rng = np.random.default_rng(k)
+        for i in rng.integers(0, 12, 300):
+            if not np.array_equal(load(signals[i], encoded=True).data, expected[i]):
+                return False
+        return True
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(reader, range(8)))
+    assert descriptors.open_count() <= 3
