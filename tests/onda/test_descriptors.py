@@ -155,3 +155,17 @@ def test_threads_reading_more_files_than_are_kept_open_read_the_right_bytes(
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(reader, range(8)))
     assert descriptors.open_count() <= 3
+
+
+def test_the_descriptor_of_a_deleted_file_is_closed_when_next_read(tmp_path, fresh_cache):
+    from ondabatches import SampleFileNotFoundError
+
+    info = make_info("int16", 2)
+    (path,) = _files(tmp_path, 1, info)
+    sig = make_signal(path, "lpcm", info, 10)
+    load(sig, encoded=True)
+    assert descriptors.open_count() == 1
+    os.unlink(path)
+    with pytest.raises(SampleFileNotFoundError, match="not found"):
+        load(sig, encoded=True)
+    assert descriptors.open_count() == 0

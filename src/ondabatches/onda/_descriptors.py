@@ -92,7 +92,11 @@ class opened:  # noqa: N801 - used as a context manager, like open()
         path = self.path
         if os.getpid() != _pid:
             _after_fork_in_child()
-        st = os.stat(path)
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            forget(path)  # a deleted file's space is freed once its descriptor closes
+            raise
         with _lock:
             held = _open.get(path)
             if held is not None and held.dev == st.st_dev and held.ino == st.st_ino:
