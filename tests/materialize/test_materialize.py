@@ -155,3 +155,26 @@ def test_unregistered_selector_objects_cannot_go_to_json(labeled):  # noqa: F811
     item = replace(_one_item(labeled, None), channels=Anonymous())
     with pytest.raises(BatchSpecError, match="register"):
         item.to_dict()
+
+
+def test_float32_items_are_the_plain_float64_decode_rounded_once(any_labeled):  # noqa: F811
+    from ondabatches.onda._decoding import FAST_MAX_ERROR, exact_decode
+
+    spec = RandomBatches(any_labeled, n_channels=2, batch_size=16, batch_duration=MIN)
+    for item in spec.iterate_batch(BatchState(5))[0]:
+        whole = load(item.signal(), encoded=True).data
+        rows = window_sample_range(
+            item.window.translate(-item.signal_span.start), item.info.sample_rate
+        )
+        index = [item.info.channels.index(c) for c in item.channels]
+        encoded = whole[index, rows.start : rows.stop]
+        expected = exact_decode(encoded, item.info, np.dtype(np.float32))
+        x, _ = materialize_batch_item(item)
+        assert x.dtype == np.float32
+        assert x.tobytes() == expected.tobytes(), item.info
+        fast, _ = materialize_batch_item(item, exact=False)
+        bound = FAST_MAX_ERROR * (
+            np.abs(encoded * item.info.sample_resolution_in_unit)
+            + abs(item.info.sample_offset_in_unit)
+        )
+        assert (np.abs(fast.astype(np.float64) - expected) <= bound).all()

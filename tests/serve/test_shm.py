@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import gc
 import os
+import time
 
 import numpy as np
 import pytest
@@ -212,3 +213,45 @@ def test_a_full_dev_shm_is_our_error_naming_sizes_not_a_sigbus(monkeypatch):
         assert isinstance(info.value, OSError)
     finally:
         pool.close()
+
+
+def test_leased_segments_are_sized_ahead_once_the_first_batch_tells_the_size():
+    before = our_segments()
+    pool, worker = SegmentPool(keep=4, prepare=True), WorkerSegments()
+    try:
+        waiting = [pool.lease() for _ in range(2)]  # tasks already sent, not yet started
+        first, arrays = _round_trip(pool, worker, (np.ones((64, 1024)), np.zeros(3)))
+        later = pool.lease()  # leased after the size is known
+        need = arrays[0].nbytes
+        deadline = time.monotonic() + 10
+        names = [name for name, _ in waiting] + [later[0]]
+        while time.monotonic() < deadline and not all(n in pool._maps for n in names):
+            time.sleep(0.01)
+        for name in names:
+            # Sized (pages allocated) and mapped by the manager: the worker only maps it.
+            assert os.stat(f"/dev/shm/{name}").st_size >= need
+            assert name in pool._maps
+        assert len(our_segments() - before) == 4  # nothing made beyond what was leased
+        for name, size in [*waiting, later]:
+            worker.begin(name, size)
+            x = worker.allocate((64, 1024), np.float64)
+            x[...] = 5.0
+            got, _ = pool.receive(worker.finish((x, np.zeros(3))))
+            np.testing.assert_array_equal(got, 5.0)
+            del got
+    finally:
+        pool.close()
+    assert our_segments() == before
+    assert not pool._preparer.is_alive()
+
+
+def test_closing_while_segments_are_being_sized_leaves_none():
+    before = our_segments()
+    for _ in range(5):
+        pool, worker = SegmentPool(keep=2, prepare=True), WorkerSegments()
+        for _ in range(6):
+            pool.lease()
+        _round_trip(pool, worker, (np.ones(4 << 20, dtype=np.uint8), np.zeros(1)))
+        pool.close()  # the sizing thread stops; every segment is unlinked
+        assert our_segments() == before
+        assert not pool._preparer.is_alive()

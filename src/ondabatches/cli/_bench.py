@@ -11,6 +11,9 @@ from pathlib import Path
 
 __all__ = ["add_parser", "run"]
 
+# Run only when named: they need optional extras (``peers``: braindecode, mne, torch).
+_ON_REQUEST = frozenset({"peers"})
+
 
 def benchmarks_dir() -> Path | None:
     """The repository's ``benchmarks`` folder: ``$ONDABATCHES_BENCHMARKS``, or beside ``src/``.
@@ -56,10 +59,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Run benchmarks and print each figure next to its floor (the raw reads and "
             "decode of the same bytes, or the same work done inline) measured in the same "
-            f"run, as a ratio. Available: {', '.join(names) or 'none (run from a clone)'}."
+            f"run, as a ratio. Available: {', '.join(names) or 'none (run from a clone)'}. "
+            f"Without names, all but {', '.join(sorted(_ON_REQUEST))} (which needs "
+            "pip install 'ondabatches[peers]')."
         ),
     )
-    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    parser.add_argument(
+        "names", nargs="*", metavar="NAME", help="benchmarks to run (default: all but peers)"
+    )
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions")
     parser.set_defaults(func=run)
 
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; available: {available}")
     print(bench.machine_line(), flush=True)
-    for name in args.names or available:
+    for name in args.names or [n for n in available if n not in _ON_REQUEST]:
         module = importlib.import_module(f"{bench.__name__}.{name}")
         print(f"\n== {name}: {(module.__doc__ or '').strip().splitlines()[0]}", flush=True)
         print(bench.format_results(module.run(quick=args.quick)), flush=True)

@@ -1,6 +1,7 @@
 """Materialization: reading, decoding and stacking the arrays of a batch specification."""
 
-from . import _materialize, _selectors
+# _multi registers the multi-signal item kind with _materialize on import.
+from . import _materialize, _multi, _selectors
 from ._materialize import *  # noqa: F403
 from ._selectors import *  # noqa: F403
 

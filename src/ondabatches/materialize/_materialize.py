@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import lru_cache
 from typing import Any
 
 import fsspec
@@ -20,13 +21,19 @@ import numpy as np
 
 from .._errors import BatchShapeError
 from ..batches._item import BatchItem
-from ..batches._multi_item import MultiBatchItem
 from ..labels._labeled import StoredLabels
-from ..onda._io import check_rows, load_rows
+from ..onda._decoding import decode_plan
+from ..onda._io import check_rows, load_rows, read_encoded
 from ..onda._samples import Samples, SamplesInfo
-from ..onda._timespan import window_sample_range
+from ..onda._timespan import NS_PER_S, _rate, window_sample_range
 
 __all__ = ["materialize_batch", "materialize_batch_item"]
+
+#: Materializers of item kinds other than :class:`BatchItem`, by the item's type:
+#: ``(item_function(item, dtype), batch_function(items, dtype, allocate))``. The module
+#: that materializes a kind registers it here (``_multi`` for multi-signal items), so
+#: that this module, which it builds on, never imports it.
+_ITEM_KINDS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 #: The most reads of one batch in flight at once (per materializing process or thread).
 #: s3:// filesystems get a connection pool at least this large (``max_pool_connections``).
@@ -40,9 +47,28 @@ _CHECK_ABOVE = 64 << 20
 
 def _rows(item: BatchItem) -> range:
     # The window is relative to the recording; the sample file starts at the signal's start.
-    return window_sample_range(
-        item.window.translate(-item.signal_span.start), item.info.sample_rate
-    )
+    start = item.window.start - item.signal_span.start
+    if start < 0 or not isinstance(start, int):
+        return window_sample_range(
+            item.window.translate(-item.signal_span.start), item.info.sample_rate
+        )
+    # window_sample_range's arithmetic on plain ints (the same floors, without the
+    # conversions): this runs for every item.
+    num, den = _rate_parts(item.info.sample_rate)
+    first = start * num // den
+    return range(first, first + item.window.duration * num // den)
+
+
+@lru_cache(maxsize=256)
+def _rate_parts(sample_rate: float) -> tuple[int, int]:
+    """``floor(t_ns * rate) == t_ns * num // den`` for the exact rate index_from_time uses."""
+    rate = _rate(sample_rate)
+    return rate.numerator, NS_PER_S * rate.denominator
+
+
+def _n_total(item: BatchItem) -> int:
+    num, den = _rate_parts(item.info.sample_rate)
+    return item.signal_span.duration * num // den
 
 
 def _channel_index(item: BatchItem) -> list[int] | slice | None:
@@ -51,29 +77,45 @@ def _channel_index(item: BatchItem) -> list[int] | slice | None:
     if sel is None:
         return slice(None)
     if isinstance(sel, (list, tuple)):
-        if tuple(sel) == item.info.channels:
-            return slice(None)
-        return item.info.channel_indices(sel)
+        return _indices(item.info, tuple(sel))
     return None
 
 
-def _decode(data: np.ndarray, info: SamplesInfo, out: np.ndarray) -> np.ndarray:
-    # One pass from the encoded bytes into out (no intermediate float64 copy).
-    if info.is_identity_encoding:
-        np.copyto(out, data, casting="unsafe")
-        return out
-    np.multiply(data, info.sample_resolution_in_unit, out=out, casting="unsafe")
-    if info.sample_offset_in_unit != 0.0:
-        out += out.dtype.type(info.sample_offset_in_unit)
-    return out
+@lru_cache(maxsize=1024)
+def _indices(info: SamplesInfo, sel: tuple) -> list[int] | slice:
+    # Cached: the same few selectors come back for every item (never mutate the list).
+    if sel == info.channels:
+        return slice(None)
+    return info.channel_indices(list(sel))
 
 
-def _x(item: BatchItem, dtype: np.dtype, out: np.ndarray | None = None) -> np.ndarray:
-    rows = _rows(item)
-    encoded = load_rows(item.signal(), rows, encoded=True).data
-    index = _channel_index(item)
+def _read(item: BatchItem, rows: range) -> np.ndarray:
+    n_total = _n_total(item)
+    if not 0 <= rows.start <= rows.stop <= n_total:
+        # load_rows raises the error that names the signal and its samples.
+        return load_rows(item.signal(), rows, encoded=True).data
+    return read_encoded(item.file_path, item.file_format, item.info, rows, n_total, item.recording)
+
+
+def _x(
+    item: BatchItem, dtype: np.dtype, out: np.ndarray | None = None, *, exact: bool = True
+) -> np.ndarray:
+    return _x_at(item, _rows(item), _channel_index(item), np.dtype(dtype), out, exact)
+
+
+def _x_at(
+    item: BatchItem,
+    rows: range,
+    index: list[int] | slice | None,
+    dtype: np.dtype,
+    out: np.ndarray | None,
+    exact: bool = True,
+) -> np.ndarray:
+    """:func:`_x` with the item's rows and channel index already worked out."""
+    encoded = _read(item, rows)
+    decode = decode_plan(item.info, dtype, not exact)
     if index is None:
-        decoded = _decode(encoded, item.info, np.empty(encoded.shape, dtype=dtype))
+        decoded = decode(encoded, np.empty(encoded.shape, dtype=dtype))
         x = np.asarray(item.channels.select(Samples(decoded, item.info)))
         if out is None:
             return x
@@ -84,7 +126,7 @@ def _x(item: BatchItem, dtype: np.dtype, out: np.ndarray | None = None) -> np.nd
     selected = encoded[index]
     if out is None:
         out = np.empty(selected.shape, dtype=dtype)
-    return _decode(selected, item.info, out)
+    return decode(selected, out)
 
 
 def _y(item: BatchItem) -> np.ndarray:
@@ -93,12 +135,14 @@ def _y(item: BatchItem) -> np.ndarray:
 
 
 def materialize_batch_item(
-    item: BatchItem, dtype: Any = np.float32
+    item: BatchItem, dtype: Any = np.float32, *, exact: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load one item: ``x`` (channels x time, or the selector's shape) and ``y`` (1 x labels).
 
-    Only the bytes of the item's window are read. ``x`` is decoded to ``dtype``; ``y``
-    keeps the labels' integer type.
+    Only the bytes of the item's window are read. ``x`` is decoded to ``dtype``: Onda's
+    decode, ``sample * resolution + offset`` in float64, rounded once to ``dtype``
+    (``exact=False`` computes float32 in float32 instead when that is faster; see
+    :func:`materialize_batch`). ``y`` keeps the labels' integer type.
 
     Examples
     --------
@@ -113,11 +157,10 @@ def materialize_batch_item(
     >>> x.shape, x.dtype, y.shape
     ((2, 7680), dtype('float32'), (1, 2))
     """
-    if isinstance(item, MultiBatchItem):  # see _multi
-        from ._multi import materialize_multi_item
-
-        return materialize_multi_item(item, np.dtype(dtype))
-    return _x(item, np.dtype(dtype)), _y(item)
+    kind = _ITEM_KINDS.get(type(item))
+    if kind is not None:
+        return kind[0](item, np.dtype(dtype))
+    return _x(item, np.dtype(dtype), exact=exact), _y(item)
 
 
 def _describe(item: BatchItem) -> str:
@@ -135,11 +178,17 @@ def _shape_error(
 
 
 def _expected_shape(item: BatchItem) -> tuple[int, ...] | None:
-    index = _channel_index(item)
+    return _shape_of(item, _rows(item), _channel_index(item))
+
+
+def _shape_of(item: BatchItem, rows: range, index: list[int] | slice | None) -> tuple | None:
     if index is None:
         return None
-    n = len(range(item.info.n_channels)[index]) if isinstance(index, slice) else len(index)
-    return (n, len(_rows(item)))
+    if isinstance(index, slice):
+        n = len(range(item.info.n_channels)[index])
+    else:
+        n = len(index)
+    return (n, len(rows))
 
 
 def materialize_batch(
@@ -147,6 +196,7 @@ def materialize_batch(
     dtype: Any = np.float32,
     *,
     allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
+    exact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a batch: ``x`` of shape ``(batch, *item_x)`` and ``y`` of ``(batch, 1, labels)``.
 
@@ -155,6 +205,16 @@ def materialize_batch(
     dtype)``, if given, provides the (uninitialized) array ``x`` is written into; the
     process backend passes one that allocates in shared memory, so that the batch is
     never copied on its way to the trainer.
+
+    The values are Onda's decode, ``sample * resolution + offset`` computed in float64
+    and rounded once to ``dtype``, whatever path computes them. ``exact=False`` lets
+    float32 values be computed in float32 arithmetic (one multiply, as fast as a plain
+    cast) where the exact values would need float64: each value then
+    differs from the exact one by at most ``2**-21 * (|resolution * sample| + |offset|)``
+    (a few float32 ulps). Resolutions for which float32 arithmetic is exact
+    for every possible 8- or 16-bit sample (powers of two, say) take that fast path
+    either way. A Batcher takes the option as
+    ``materialize=functools.partial(materialize_batch, exact=False)``.
 
     Raises
     ------
@@ -181,16 +241,17 @@ def materialize_batch(
         raise BatchShapeError("cannot materialize an empty batch")
     dtype = np.dtype(dtype)
     allocate = allocate or np.empty
-    if isinstance(items[0], MultiBatchItem):  # see _multi
-        from ._multi import materialize_multi_batch
-
-        return materialize_multi_batch(items, dtype, allocate)
+    kind = _ITEM_KINDS.get(type(items[0]))
+    if kind is not None:
+        return kind[1](items, dtype, allocate)
     if any(map(_is_remote, items)):
-        return _materialize_concurrently(items, dtype, allocate)
+        return _materialize_concurrently(items, dtype, allocate, exact)
     ys = [_y(it) for it in items]
     if len({y.shape for y in ys}) > 1:
         raise _shape_error(items, [y.shape for y in ys], "y")
-    expected = [_expected_shape(it) for it in items]
+    # Each item's rows and channel index, worked out once (they give the shapes too).
+    plans = [(_rows(it), _channel_index(it)) for it in items]
+    expected = [_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)]
     known = {s for s in expected if s is not None}
     if len(known) > 1:
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
@@ -200,13 +261,13 @@ def materialize_batch(
         x = allocate((len(items), *shape), dtype)
         first = 0
     else:
-        x0 = _x(items[0], dtype)
+        x0 = _x_at(items[0], *plans[0], dtype, None, exact)
         x = allocate((len(items), *x0.shape), dtype)
         x[0] = x0
         first = 1
     for i in range(first, len(items)):
         try:
-            _x(items[i], dtype, out=x[i])
+            _x_at(items[i], *plans[i], dtype, x[i], exact)
         except BatchShapeError:
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
@@ -225,6 +286,7 @@ def _check_before_allocating(
                 check_rows(item.signal(), _rows(item))
 
 
+@lru_cache(maxsize=4096)
 def _is_remote_path(path: str) -> bool:
     return fsspec.core.split_protocol(path)[0] not in (None, "file", "local")
 
@@ -237,7 +299,10 @@ def _is_remote(item: BatchItem) -> bool:
 
 
 def _materialize_concurrently(
-    items: list[BatchItem], dtype: np.dtype, allocate: Callable[..., np.ndarray]
+    items: list[BatchItem],
+    dtype: np.dtype,
+    allocate: Callable[..., np.ndarray],
+    exact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`materialize_batch` with every item's reads in flight at once.
 
@@ -257,7 +322,8 @@ def _materialize_concurrently(
     with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
         y_jobs = [pool.submit(_y, it) for it in items]
         x_jobs: list[Future] = [
-            pool.submit(_x, it, dtype, None if x is None else x[i]) for i, it in enumerate(items)
+            pool.submit(_x, it, dtype, None if x is None else x[i], exact=exact)
+            for i, it in enumerate(items)
         ]
     ys = _results(y_jobs)
     if len({y.shape for y in ys}) > 1:

@@ -39,7 +39,7 @@ from ..batches._item import BatchItem
 from ..batches._montage import channel_shape, resample_ratio
 from ..batches._multi_item import MissingModality, MultiBatchItem
 from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
-from ._materialize import _x
+from ._materialize import _ITEM_KINDS, _x
 
 #: The most reads of one batch in flight at once when a file is remote.
 MAX_CONCURRENT_READS = 32
@@ -252,3 +252,6 @@ def _first(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _first(v) for k, v in x.items()}
     return x[0]
+
+
+_ITEM_KINDS[MultiBatchItem] = (materialize_multi_item, materialize_multi_batch)

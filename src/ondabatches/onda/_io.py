@@ -161,25 +161,52 @@ def _load(
     dtype: Any,
     storage_options: Mapping[str, Any] | None,
 ) -> Samples:
-    fmt = get_format(sig.file_format)
-    fs, path = filesystem_for(sig.file_path, storage_options)
-    context = f" (signal of recording {sig.recording})"
-    with storage_errors(sig.file_path, context=context):
-        try:
-            data = fmt.read(fs, path, sig.info, rows, sig.n_samples)
-        except SampleFileError as exc:
-            # The format names the file; say whose file it is, as storage errors do.
-            raise SampleFileError(f"{exc}{context}") from exc
-    expected = (sig.info.n_channels, len(rows))
-    if data.shape != expected:
+    data = read_encoded(
+        sig.file_path, sig.file_format, sig.info, rows, sig.n_samples, sig.recording,
+        storage_options,
+    )  # fmt: skip
+    if encoded:
+        return Samples(data, sig.info, encoded=True)
+    return Samples(decode_into(data, sig.info, dtype), sig.info, encoded=False)
+
+
+def read_encoded(
+    file_path: str,
+    file_format: str,
+    info: SamplesInfo,
+    rows: range,
+    n_total: int,
+    recording: Any,
+    storage_options: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """Encoded samples ``rows`` (checked by the caller) of a signal file, channels x time.
+
+    What :func:`load_rows` reads, without building a :class:`Signal` or
+    :class:`Samples`: materialization calls it for every window.
+    """
+    fmt = get_format(file_format)
+    fs, path = filesystem_for(file_path, storage_options)
+    try:
+        data = fmt.read(fs, path, info, rows, n_total)
+    except Exception as exc:
+        _raise_read_error(exc, file_path, recording)
+    if data.shape != (info.n_channels, len(rows)):
         raise SampleFileError(
-            f"file_format {sig.file_format!r} read an array of shape {data.shape} from "
-            f"{sig.file_path}; expected {expected} "
+            f"file_format {file_format!r} read an array of shape {data.shape} from "
+            f"{file_path}; expected {(info.n_channels, len(rows))} "
             f"(channels x samples {rows.start}..{rows.stop - 1})"
         )
-    if encoded:
-        return Samples(data.astype(sig.info.dtype, copy=False), sig.info, encoded=True)
-    return Samples(decode_into(data, sig.info, dtype), sig.info, encoded=False)
+    return data if data.dtype == info.dtype else data.astype(info.dtype)
+
+
+def _raise_read_error(exc: Exception, file_path: str, recording: Any) -> None:
+    """Raise ``exc`` again as our error naming the file and whose file it is."""
+    context = f" (signal of recording {recording})"
+    with storage_errors(file_path, context=context):
+        if isinstance(exc, SampleFileError):
+            # The format names the file; say whose file it is, as storage errors do.
+            raise SampleFileError(f"{exc}{context}") from exc
+        raise exc
 
 
 def decode_into(data: np.ndarray, info: SamplesInfo, dtype: Any = np.float64) -> np.ndarray:

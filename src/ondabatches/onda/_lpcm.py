@@ -8,7 +8,6 @@ single ranged GET (``fs.cat_file(path, start, stop)``) elsewhere.
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from collections import OrderedDict
@@ -20,8 +19,9 @@ import fsspec
 import numpy as np
 
 from .._errors import SampleFileError
+from ._descriptors import forget, opened
 from ._samples import SamplesInfo
-from ._storage import is_local, open_regular
+from ._storage import is_local
 
 __all__ = ["LPCMFormat"]
 
@@ -34,6 +34,17 @@ _META_MAX_BYTES = 256 << 20
 _meta: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _meta_bytes = 0
 _meta_lock = threading.Lock()
+
+
+def _new_lock_in_child() -> None:
+    # Another thread of the parent may have held the lock at the fork: in the child it
+    # would never be released. The cached values themselves stay valid in the child.
+    global _meta_lock
+    _meta_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_lock_in_child)
 
 
 def _nbytes(value: Any) -> int:
@@ -79,6 +90,8 @@ def forget_file(fs: fsspec.AbstractFileSystem, path: str) -> None:
     """Drop what is cached about ``path`` (after writing it)."""
     global _meta_bytes
     scope = _scope(fs)
+    if scope == "local":
+        forget(path)
     with _meta_lock:
         for key in [k for k in _meta if k[0] == scope and k[1] == path]:
             _meta_bytes -= _nbytes(_meta.pop(key))
@@ -89,17 +102,15 @@ def url_of(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return path if is_local(fs) else fs.unstrip_protocol(path)
 
 
-def read_at(file: io.FileIO, offset: int, n: int, url: str) -> np.ndarray:
-    """Exactly ``n`` bytes at ``offset`` of an unbuffered local file, into a new array."""
+def read_at(fd: int, offset: int, n: int, url: str) -> np.ndarray:
+    """Exactly ``n`` bytes at ``offset`` of a local file descriptor, into a new array."""
     buf = np.empty(n, dtype=np.uint8)
+    got = os.preadv(fd, [buf], offset) if n else 0
+    if got == n:
+        return buf
     view = memoryview(buf)
-    got = 0
     while got < n:
-        if hasattr(os, "preadv"):
-            k = os.preadv(file.fileno(), [view[got:]], offset + got)
-        else:  # pragma: no cover - Windows has no pread
-            file.seek(offset + got)
-            k = file.readinto(view[got:])
+        k = os.preadv(fd, [view[got:]], offset + got)
         if not k:
             raise SampleFileError(
                 f"sample file {url} ended at byte {offset + got}, "
@@ -113,8 +124,8 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) 
     """Bytes ``start:stop`` of a file, with one ranged read, as a writable uint8 array."""
     url = url_of(fs, path)
     if is_local(fs):
-        with open_regular(path)[0] as file:
-            return read_at(file, start, stop - start, url)
+        with opened(path) as (fd, _):
+            return read_at(fd, start, stop - start, url)
     if stop <= start:
         return np.empty(0, dtype=np.uint8)
     data = fs.cat_file(path, start=start, end=stop)  # keywords: s3fs takes version_id second
@@ -180,10 +191,9 @@ class LPCMFormat:
         bps = info.bytes_per_sample
         start, stop = rows.start * bps, rows.stop * bps
         if is_local(fs):
-            file, st = open_regular(path)
-            with file:
+            with opened(path) as (fd, st):
                 check_lpcm_size(path, st.st_size, info, n_total)
-                buf = read_at(file, start, stop - start, path)
+                buf = read_at(fd, start, stop - start, path)
         else:
             check_lpcm_size(url_of(fs, path), remote_size(fs, path), info, n_total)
             buf = read_range(fs, path, start, stop)

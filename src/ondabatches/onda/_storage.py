@@ -368,9 +368,11 @@ def filesystem_for(
     """
     url = os.fspath(path)
     check_allowed(url)
+    if not storage_options:
+        local = _local_path(url)
+        if local is not None:
+            return _LOCAL, local
     protocol, _ = fsspec.core.split_protocol(url)
-    if protocol in (None, "file", "local") and not storage_options:
-        return _LOCAL, _LOCAL._strip_protocol(url)
     protocol = protocol or "file"
     options = {**get_storage_options(protocol), **(storage_options or {})}
     if protocol in _S3_PROTOCOLS:
@@ -382,6 +384,14 @@ def filesystem_for(
     else:
         fs = _cached_filesystem(protocol, options_json, os.getpid())
     return fs, fs._strip_protocol(url)
+
+
+@lru_cache(maxsize=4096)
+def _local_path(url: str) -> str | None:
+    # Parsed once per URL: a path's protocol and its stripped form never change (and a
+    # pure function of the string is the same in every process).
+    protocol, _ = fsspec.core.split_protocol(url)
+    return _LOCAL._strip_protocol(url) if protocol in (None, "file", "local") else None
 
 
 def _with_s3_defaults(options: dict[str, Any]) -> dict[str, Any]:
@@ -440,21 +450,31 @@ def _is_foreign(exc: BaseException) -> bool:
     return type(exc).__module__.partition(".")[0] in _FOREIGN_PACKAGES
 
 
-@contextmanager
-def storage_errors(url: str, action: str = "read", context: str = "") -> Iterator[None]:
-    """Raise storage failures inside the block as our errors naming ``url`` (and ``context``)."""
-    try:
-        yield
-    except OndaBatchesError:
-        raise
-    except FileNotFoundError as exc:
-        raise SampleFileNotFoundError(f"sample file not found: {url}{context}") from exc
-    except Exception as exc:
+class storage_errors:  # noqa: N801 - a context manager used like a function
+    """Raise storage failures inside the block as our errors naming ``url`` (and ``context``).
+
+    A class rather than a generator: it wraps every window read.
+    """
+
+    __slots__ = ("action", "context", "url")
+
+    def __init__(self, url: str, action: str = "read", context: str = ""):
+        self.url, self.action, self.context = url, action, context
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: object) -> bool:
+        if exc is None or isinstance(exc, OndaBatchesError) or not isinstance(exc, Exception):
+            return False
+        url, context = self.url, self.context
+        if isinstance(exc, FileNotFoundError):
+            raise SampleFileNotFoundError(f"sample file not found: {url}{context}") from exc
         if isinstance(exc, OSError) or _is_foreign(exc):
             raise StorageError(
-                f"cannot {action} {url}{context}: {type(exc).__name__}: {exc}"
+                f"cannot {self.action} {url}{context}: {type(exc).__name__}: {exc}"
             ) from exc
-        raise
+        return False
 
 
 @contextmanager

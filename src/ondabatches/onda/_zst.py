@@ -25,22 +25,24 @@ Seek table layout (little-endian), at the end of the file::
 
 from __future__ import annotations
 
-import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import fsspec
 import numpy as np
 import zstandard
 
 from .._errors import SampleFileError
+from ._descriptors import opened
 from ._lpcm import (
     channels_by_time,
     check_lpcm_size,
     file_meta,
     interleaved_chunks,
+    read_at,
     read_range,
     remote_size,
     url_of,
@@ -156,6 +158,18 @@ def parse_seek_table(size: int, read: Callable[[int, int], bytes | np.ndarray]) 
     return table
 
 
+_local = threading.local()
+
+
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """This thread's decompressor (one is not safe to share between threads; reused, it
+    keeps its buffers and tables between windows)."""
+    dctx = getattr(_local, "dctx", None)
+    if dctx is None:
+        dctx = _local.dctx = zstandard.ZstdDecompressor()
+    return dctx
+
+
 def _frames_into(
     compressed: np.ndarray, table: SeekTable, first: int, last: int, url: str
 ) -> np.ndarray:
@@ -166,7 +180,7 @@ def _frames_into(
     origin = table.frame_start(first)
     buf = np.empty(table.frame_start(last) - origin, dtype=np.uint8)
     view = memoryview(buf)
-    dctx = zstandard.ZstdDecompressor()
+    dctx = _decompressor()
     if _sizes_in_headers(compressed, table, first, last):
         # zstd itself holds each frame to the content size in its header (and to its
         # checksum): one pass across the frames, on to the end of the last, suffices.
@@ -236,9 +250,7 @@ def _stream_into(
     Drops ``skip`` bytes and returns the next ``n``; with ``expect_end``, the stream
     must end right after them.
     """
-    reader = zstandard.ZstdDecompressor().stream_reader(
-        source, read_across_frames=True, closefd=False
-    )
+    reader = _decompressor().stream_reader(source, read_across_frames=True, closefd=False)
     buf = np.empty(n, dtype=np.uint8)
     view = memoryview(buf)
     got = 0
@@ -252,6 +264,8 @@ def _stream_into(
         extra = len(reader.read(1)) if expect_end and got == n else 0
     except zstandard.ZstdError as exc:
         raise SampleFileError(f"sample file {url} is not valid zstd data: {exc}") from exc
+    finally:
+        reader.close()  # the thread's decompressor is free for the next window
     if reached < skip or got < n:
         raise SampleFileError(
             f"sample file {url} decompresses to only {reached + got} bytes; expected at least "
@@ -302,22 +316,53 @@ class LPCMZstFormat:
     ) -> np.ndarray:
         bps = info.bytes_per_sample
         start, stop = rows.start * bps, rows.stop * bps
-        url = url_of(fs, path)
-        table = self._seek_table(fs, path)
-        if table is not None:
-            check_lpcm_size(url, table.decompressed_size, info, n_total, what="decompresses to")
-            if stop == start:
-                return channels_by_time(np.empty(0, dtype=np.uint8), info)
-            first, last = table.frames_for(start, stop)
-            c = table.compressed_offsets
-            compressed = read_range(fs, path, int(c[first]), int(c[last]))
-            skip = start - table.frame_start(first)
-            buf = _frames_into(compressed, table, first, last, url)[skip : skip + stop - start]
+        if is_local(fs):
+            # One stat and a cached descriptor serve the seek table's key and the read.
+            with opened(path) as (fd, st):
+                key = ("seek-table", st.st_size, st.st_mtime_ns)
+                table = file_meta(
+                    fs, path, key, lambda: parse_seek_table(
+                        st.st_size, lambda a, b: read_at(fd, a, b - a, path)
+                    )
+                )  # fmt: skip
+                if table is not None:
+                    return self._frames(table, info, start, stop, n_total, path, fd=fd)
         else:
-            self.check_size(fs, path, info, n_total)
-            with self._open(fs, path) as file:
-                buf = _stream_into(file, start, stop - start, url, expect_end=rows.stop == n_total)
+            table = self._seek_table(fs, path)
+            if table is not None:
+                return self._frames(table, info, start, stop, n_total, path, fs=fs)
+        url = url_of(fs, path)
+        with self._open(fs, path) as file:
+            buf = _stream_into(file, start, stop - start, url, expect_end=rows.stop == n_total)
         return channels_by_time(buf, info)
+
+    @staticmethod
+    def _frames(
+        table: SeekTable,
+        info: SamplesInfo,
+        start: int,
+        stop: int,
+        n_total: int,
+        path: str,
+        *,
+        fd: int | None = None,
+        fs: fsspec.AbstractFileSystem | None = None,
+    ) -> np.ndarray:
+        """Bytes ``start:stop`` of a seekable file: its frames that hold them, decompressed.
+
+        Read with ``fd`` (a local file) or from ``fs`` (elsewhere).
+        """
+        url = path if fs is None else url_of(fs, path)
+        check_lpcm_size(url, table.decompressed_size, info, n_total, what="decompresses to")
+        if stop == start:
+            return channels_by_time(np.empty(0, dtype=np.uint8), info)
+        first, last = table.frames_for(start, stop)
+        c = table.compressed_offsets
+        a, b = int(c[first]), int(c[last])
+        compressed = read_at(fd, a, b - a, url) if fs is None else read_range(fs, path, a, b)
+        skip = start - table.frame_start(first)
+        buf = _frames_into(compressed, table, first, last, url)
+        return channels_by_time(buf[skip : skip + stop - start], info)
 
     def check_size(
         self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int

@@ -497,7 +497,9 @@ class ProcessPool(PumpedPool):
         # Free segments kept for reuse: about one per worker covers the steady state
         # (batches are dropped by the consumer and leased again at the same pace);
         # more would only hold memory, since a free segment keeps its pages.
-        self._segments = SegmentPool(keep=workers + 2)
+        # Once the first batch tells their size, leased segments are sized ahead of
+        # their tasks (see SegmentPool), so that the first batches are not slower.
+        self._segments = SegmentPool(keep=workers + 2, prepare=True)
         self._selector = selectors.DefaultSelector()
         # close() interrupts a thread waiting for results through this pipe.
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)

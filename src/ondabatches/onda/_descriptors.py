@@ -1,0 +1,163 @@
+"""Open file descriptors of local sample files, kept between reads (a bounded LRU).
+
+Opening a file costs more than reading a 30 s window of it from the page cache, so a
+process keeps up to :data:`MAX_OPEN` descriptors of the sample files it read last.
+Every read still checks, with one ``stat`` of the path, that the path names the file
+the descriptor holds (same device and inode): a file replaced since (``store`` renames
+a new file over the old one) is opened again, so readers see what a fresh ``open``
+would. While the descriptor is held, the old file's inode cannot be reused, so equal
+numbers do mean the same file.
+
+Processes: a forked child closes the descriptors it inherited before it uses the cache
+(``os.register_at_fork``, and a pid check for any other way a process is copied), so
+it never shares a file offset or a descriptor with its parent; a spawned, forkserver
+or Ray worker starts with an empty cache. :func:`close_all` closes every descriptor
+(the cache is refilled on the next read).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+from collections import OrderedDict
+
+from ._storage import check_regular
+
+__all__ = ["MAX_OPEN", "close_all", "forget", "open_count", "opened"]
+
+#: The most descriptors a process keeps open for sample files (those being read count
+#: until their reads end).
+MAX_OPEN = 64
+
+
+class _Held:
+    """One open descriptor; closed once dropped from the cache and no read uses it."""
+
+    __slots__ = ("dev", "dropped", "fd", "ino", "users")
+
+    def __init__(self, fd: int, dev: int, ino: int):
+        self.fd, self.dev, self.ino = fd, dev, ino
+        self.users = 0
+        self.dropped = False
+
+
+_lock = threading.Lock()
+_open: OrderedDict[str, _Held] = OrderedDict()
+_pid = os.getpid()
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:  # pragma: no cover - already closed by someone else
+        pass
+
+
+def _drop(held: _Held) -> None:
+    """Take ``held`` out of use (under the lock); close it now if nobody reads it."""
+    held.dropped = True
+    if held.users == 0:
+        _close_quietly(held.fd)
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _pid
+    # Another thread of the parent may have held the lock at the fork; its reads do
+    # not exist in the child, so every inherited descriptor can be closed.
+    _lock = threading.Lock()
+    for held in _open.values():
+        _close_quietly(held.fd)
+    _open.clear()
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class opened:  # noqa: N801 - used as a context manager, like open()
+    """``with opened(path) as (fd, st):`` a read-only descriptor of local ``path``, its stat.
+
+    The descriptor belongs to the cache and stays open after the block; it is never
+    closed while a block uses it. Raises what ``os.stat`` and ``os.open`` raise
+    (``FileNotFoundError``, ...).
+    """
+
+    __slots__ = ("held", "path")
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self) -> tuple[int, os.stat_result]:
+        path = self.path
+        if os.getpid() != _pid:
+            _after_fork_in_child()
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            forget(path)  # a deleted file's space is freed once its descriptor closes
+            raise
+        with _lock:
+            held = _open.get(path)
+            if held is not None and held.dev == st.st_dev and held.ino == st.st_ino:
+                _open.move_to_end(path)
+                held.users += 1
+                self.held = held
+                return held.fd, st
+        if stat.S_ISDIR(st.st_mode):  # os.open would open it; open() refuses, as we do
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        # Without blocking: a FIFO would block here forever; check_regular refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+        try:
+            st = os.fstat(fd)  # the file opened, should the path have been replaced since
+            check_regular(path, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        held = _Held(fd, st.st_dev, st.st_ino)
+        held.users = 1
+        with _lock:
+            stale = _open.pop(path, None)
+            _open[path] = held
+            if stale is not None:
+                _drop(stale)
+            while len(_open) > MAX_OPEN:
+                _drop(_open.popitem(last=False)[1])
+        self.held = held
+        return fd, st
+
+    def __exit__(self, *exc: object) -> None:
+        held = self.held
+        with _lock:
+            held.users -= 1
+            if held.dropped and held.users == 0:
+                _close_quietly(held.fd)
+
+
+def forget(path: str) -> None:
+    """Close the descriptor of ``path``, if one is held (after writing the file)."""
+    with _lock:
+        held = _open.pop(path, None)
+        if held is not None:
+            _drop(held)
+
+
+def close_all() -> None:
+    """Close every held descriptor (those being read once their reads end).
+
+    Examples
+    --------
+    >>> close_all(); open_count()
+    0
+    """
+    with _lock:
+        for held in _open.values():
+            _drop(held)
+        _open.clear()
+
+
+def open_count() -> int:
+    """How many descriptors the cache holds now."""
+    return len(_open)
