@@ -25,11 +25,12 @@ Seek table layout (little-endian), at the end of the file::
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import fsspec
 import numpy as np
