@@ -10,6 +10,8 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import zstandard
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ondabatches import SampleFileError, UnknownFormatError
 from ondabatches.onda import (
@@ -308,3 +310,35 @@ def test_not_zstd_at_all(tmp_path):
     path.write_bytes(b"definitely not zstd")
     with pytest.raises(SampleFileError, match=r"x\.lpcm\.zst is not valid zstd"):
         load(make_signal(path, "lpcm.zst", info, 4))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(0, 3000),
+    frame=st.integers(1, 700),
+    cuts=st.lists(st.integers(0, 3000), max_size=6),
+)
+def test_streamed_zst_equals_whole_write_and_every_frame_declares_its_size(n, frame, cuts):
+    """The importer's block-by-block writer writes the bytes write() does: frames with
+    content sizes and checksums, whatever the blocks' lengths."""
+    import io
+
+    info = make_info("int16", 3)
+    enc = random_encoded(info, n)
+    fmt = LPCMZstFormat(frame_bytes=frame)
+    whole = io.BytesIO()
+    fmt.write(whole, enc, info)
+    raw = lpcm_bytes(enc, info)
+    streamed = io.BytesIO()
+    with fmt.stream_writer(streamed, info) as out:
+        edges = sorted({0, len(raw), *(min(c * 2, len(raw)) for c in cuts)})
+        for a, b in zip(edges, edges[1:], strict=False):
+            out.write(raw[a:b])
+    assert streamed.getvalue() == whole.getvalue()
+    data = whole.getvalue()
+    table = parse_seek_table(len(data), lambda a, b: data[a:b])
+    starts = table.decompressed_offsets
+    for k, offset in enumerate(table.compressed_offsets[:-1]):
+        header = data[int(offset) : int(offset) + 18]
+        assert zstandard.frame_content_size(header) == starts[k + 1] - starts[k]
+        assert zstandard.get_frame_parameters(header).has_checksum

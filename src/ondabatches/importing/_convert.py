@@ -100,13 +100,7 @@ def _write_blocks(file: BinaryIO, blocks: Iterator[np.ndarray], fmt: Any, info: 
             file.write(memoryview(np.ascontiguousarray(block.T, dtype=info.dtype)).cast("B"))
         return
     if isinstance(fmt, LPCMZstFormat):
-        import pyzstd
-
-        bps = info.bytes_per_sample
-        frame = max(bps, fmt.frame_bytes // bps * bps)
-        with pyzstd.SeekableZstdFile(
-            file, "w", level_or_option=fmt.level, max_frame_content_size=frame
-        ) as out:
+        with fmt.stream_writer(file, info) as out:
             for block in blocks:
                 out.write(memoryview(np.ascontiguousarray(block.T, dtype=info.dtype)).cast("B"))
         return

@@ -279,6 +279,65 @@ def _stream_into(
     return buf
 
 
+class SeekableWriter:
+    """Writes bytes as zstd frames of ``frame`` bytes each, then the seek table.
+
+    Each frame is compressed in one shot, so that its header records its content size
+    and it ends with a checksum, which the seek table repeats: a reader can check
+    every frame against the table (a streaming compressor records no content size).
+    """
+
+    def __init__(self, file: BinaryIO, frame: int, level: int):
+        self._file, self._frame = file, frame
+        self._cctx = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, write_content_size=True
+        )
+        self._pending = b""  # fewer than ``frame`` bytes not yet compressed
+        self._entries = bytearray()
+        self._n_frames = 0
+
+    def _frame_out(self, piece: memoryview | bytes) -> None:
+        compressed = self._cctx.compress(piece)
+        self._file.write(compressed)
+        # The frame ends with its checksum, which the seek table repeats.
+        self._entries += _ENTRY.pack(len(compressed), len(piece)) + compressed[-4:]
+        self._n_frames += 1
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Add ``data`` (LPCM bytes, any length) after what was written before."""
+        frame = self._frame
+        view = memoryview(data).cast("B")
+        if self._pending:
+            need = frame - len(self._pending)
+            self._pending += bytes(view[:need])
+            view = view[need:]
+            if len(self._pending) < frame:
+                return
+            self._frame_out(self._pending)
+            self._pending = b""
+        whole = len(view) - len(view) % frame
+        for offset in range(0, whole, frame):
+            self._frame_out(view[offset : offset + frame])
+        self._pending = bytes(view[whole:])
+
+    def close(self) -> None:
+        """Write the last, short frame and the seek table."""
+        if self._pending:
+            self._frame_out(self._pending)
+            self._pending = b""
+        entries = self._entries
+        self._file.write(_SKIPPABLE_HEADER.pack(_SKIPPABLE_MAGIC, len(entries) + _FOOTER.size))
+        self._file.write(entries)
+        self._file.write(_FOOTER.pack(self._n_frames, _CHECKSUM_FLAG, _SEEK_TABLE_MAGIC))
+
+    def __enter__(self) -> SeekableWriter:
+        return self
+
+    def __exit__(self, kind: type | None, *rest: object) -> None:
+        if kind is None:  # a failed write leaves no seek table to a half file
+            self.close()
+
+
 @dataclass(frozen=True, slots=True)
 class LPCMZstFormat:
     """Onda's ``"lpcm.zst"``: LPCM compressed with zstd, written in the seekable format.
@@ -297,11 +356,11 @@ class LPCMZstFormat:
 
     Examples
     --------
-    >>> import io, pyzstd
+    >>> import io, zstandard
     >>> info = SamplesInfo("x", ("a", "b"), "u", 1.0, 0.0, "int16", 1.0)
     >>> buf = io.BytesIO()
     >>> LPCMZstFormat().write(buf, np.array([[1, 2], [3, 4]], dtype=np.int16), info)
-    >>> pyzstd.decompress(buf.getvalue())
+    >>> zstandard.ZstdDecompressor().decompress(buf.getvalue())
     b'\\x01\\x00\\x03\\x00\\x02\\x00\\x04\\x00'
     """
 
@@ -387,26 +446,30 @@ class LPCMZstFormat:
             )
 
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
+        with self.stream_writer(file, info) as out:
+            for chunk in interleaved_chunks(data, info):
+                out.write(chunk)
+
+    def stream_writer(self, file: BinaryIO, info: SamplesInfo) -> SeekableWriter:
+        """A writer of this format that takes the LPCM bytes a block at a time.
+
+        What :meth:`write` uses; an importer streaming a long recording in blocks uses
+        it directly, so that memory does not grow with the recording. Close it (or use
+        it as a context manager) to write the seek table.
+
+        Examples
+        --------
+        >>> import io
+        >>> info = SamplesInfo("x", ("a",), "u", 1.0, 0.0, "int16", 1.0)
+        >>> buf = io.BytesIO()
+        >>> with LPCMZstFormat(frame_bytes=4).stream_writer(buf, info) as out:
+        ...     out.write(b"\\x01\\x00\\x02\\x00\\x03\\x00")
+        >>> table = parse_seek_table(len(buf.getvalue()), lambda a, b: buf.getvalue()[a:b])
+        >>> len(table.compressed_offsets) - 1, table.decompressed_size  # two frames, 6 bytes
+        (2, 6)
+        """
         bps = info.bytes_per_sample
-        frame = max(bps, self.frame_bytes // bps * bps)
-        # One-shot compression of each frame records its content size in its header,
-        # which a streaming compressor (pyzstd's SeekableZstdFile) cannot.
-        cctx = zstandard.ZstdCompressor(
-            level=self.level, write_checksum=True, write_content_size=True
-        )
-        entries = bytearray()
-        n_frames = 0
-        for chunk in interleaved_chunks(data, info, chunk_bytes=frame * max(1, (1 << 24) // frame)):
-            for offset in range(0, len(chunk), frame):
-                piece = chunk[offset : offset + frame]
-                compressed = cctx.compress(piece)
-                file.write(compressed)
-                # The frame ends with its checksum, which the seek table repeats.
-                entries += _ENTRY.pack(len(compressed), len(piece)) + compressed[-4:]
-                n_frames += 1
-        file.write(_SKIPPABLE_HEADER.pack(_SKIPPABLE_MAGIC, len(entries) + _FOOTER.size))
-        file.write(entries)
-        file.write(_FOOTER.pack(n_frames, _CHECKSUM_FLAG, _SEEK_TABLE_MAGIC))
+        return SeekableWriter(file, max(bps, self.frame_bytes // bps * bps), self.level)
 
     @staticmethod
     def _seek_table(fs: fsspec.AbstractFileSystem, path: str) -> SeekTable | None:
