@@ -23,7 +23,6 @@ from dataclasses import dataclass
 import pytest
 
 from benchmarks._proxy import Faults, FaultyProxy
-from ondabatches.onda._storage import STORAGE_OPTIONS_ENV
 from tests.s3server import S3Server
 
 #: botocore settings of clients that go through the proxy.
@@ -56,7 +55,7 @@ class FaultyS3:
         """Environment variables that send every S3 client through the proxy."""
         return {
             "AWS_ENDPOINT_URL": self.proxy.endpoint,
-            STORAGE_OPTIONS_ENV: json.dumps({"s3": self.storage_options}, sort_keys=True),
+            "FSSPEC_S3": json.dumps(self.storage_options, sort_keys=True),
         }
 
 

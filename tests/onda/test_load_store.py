@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 
+import fsspec
+import fsspec.config
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -27,7 +29,6 @@ from ondabatches.onda import (
     Samples,
     TimeSpan,
     _io,
-    _storage,
     decode,
     filesystem_for,
     get_storage_options,
@@ -223,24 +224,35 @@ def test_filesystem_for_is_cached_per_options():
     assert a is b and a is not c
 
 
-def test_storage_options_are_json_in_the_environment(monkeypatch):
-    monkeypatch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+def test_storage_options_are_fsspec_configuration_and_reach_child_processes(monkeypatch):
+    monkeypatch.delenv("FSSPEC_S3", raising=False)
     set_storage_options("s3", client_kwargs={"endpoint_url": "http://127.0.0.1:1"}, anon=False)
-    assert json.loads(os.environ[STORAGE_OPTIONS_ENV]) == {
-        "s3": {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
-    }
-    assert storage_env()[STORAGE_OPTIONS_ENV] == os.environ[STORAGE_OPTIONS_ENV]
-    code = "from ondabatches.onda import get_storage_options as g; print(g('s3')['anon'])"
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert child.stdout.strip() == "False"
-    set_storage_options("s3")
-    assert get_storage_options() == {}
+    try:
+        expected = {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
+        assert fsspec.config.conf["s3"] == expected  # fsspec's own configuration
+        assert json.loads(os.environ["FSSPEC_S3"]) == expected  # what children read
+        assert storage_env()["FSSPEC_S3"] == os.environ["FSSPEC_S3"]
+        code = "from ondabatches.onda import get_storage_options as g; print(g('s3')['anon'])"
+        child = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        assert child.stdout.strip() == "False"
+    finally:
+        set_storage_options("s3")
+    assert "s3" not in get_storage_options() and "FSSPEC_S3" not in os.environ
     with pytest.raises(TypeError, match="JSON"):
         set_storage_options("s3", session=object())
 
 
+def test_the_0_1_environment_variable_still_works_with_a_deprecation_warning(monkeypatch):
+    monkeypatch.setenv(STORAGE_OPTIONS_ENV, json.dumps({"memory": {"ondabatches_test": 7}}))
+    with pytest.warns(DeprecationWarning, match="FSSPEC_MEMORY"):
+        fs, _ = filesystem_for("memory://bucket/key")
+    assert fs.storage_options == {"ondabatches_test": 7}
+
+
 def test_storage_options_reach_the_filesystem(monkeypatch):
-    monkeypatch.delenv(STORAGE_OPTIONS_ENV, raising=False)
+    monkeypatch.delenv("FSSPEC_MEMORY", raising=False)
     set_storage_options("memory", ondabatches_test=1)
     try:
         fs, _ = filesystem_for("memory://bucket/key")
@@ -261,12 +273,8 @@ def test_missing_s3fs_gives_the_install_hint(monkeypatch):
     registry = importlib.import_module("fsspec.registry")
     monkeypatch.setitem(sys.modules, "s3fs", None)  # import s3fs now raises ImportError
     monkeypatch.delitem(registry._registry, "s3", raising=False)
-    _storage._cached_filesystem.cache_clear()
-    try:
-        with pytest.raises(MissingDependencyError, match=r"pip install 'ondabatches\[s3\]'"):
-            filesystem_for("s3://bucket/key.lpcm", {"anon": True})
-    finally:
-        _storage._cached_filesystem.cache_clear()
+    with pytest.raises(MissingDependencyError, match=r"pip install 'ondabatches\[s3\]'"):
+        filesystem_for("s3://bucket/key.lpcm", {"anon": True})
 
 
 def test_unknown_protocol_is_a_storage_error():

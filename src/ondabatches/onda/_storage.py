@@ -8,15 +8,23 @@ from the environment that the backend itself reads (``AWS_ENDPOINT_URL``,
 
 How worker processes get the configuration
 ------------------------------------------
-:func:`set_storage_options` keeps its options as JSON in the environment variable
-``ONDABATCHES_STORAGE_OPTIONS``, so every process started *afterwards* from this one
-(``multiprocessing`` with the fork or spawn method, loky, ``subprocess``) sees them
-without further work; the Batcher's worker processes take the manager's environment
-when they start, also under the forkserver method. Processes that do not descend from
-this one after the call, such as Ray workers, need the variables forwarded:
-``ray.init(runtime_env={"env_vars": storage_env()})``, or call
-``set_storage_options(**...)`` in the worker with the dict from
-:func:`get_storage_options`, which is plain JSON.
+Options are fsspec's own configuration: ``fsspec.config.conf[protocol]``, which fsspec
+fills from its config files and from ``FSSPEC_<PROTOCOL>`` (JSON) and
+``FSSPEC_<PROTOCOL>_<OPTION>`` environment variables when it is imported, and applies
+to every filesystem it makes. :func:`set_storage_options` sets both the configuration
+of this process and the ``FSSPEC_<PROTOCOL>`` variable, so every process started
+*afterwards* from this one (``multiprocessing`` with any start method, loky,
+``subprocess``) gets them too; the Batcher's worker processes take the manager's
+environment when they start. Processes that do not descend from this one after the
+call, such as Ray workers, need the variables forwarded:
+``ray.init(runtime_env={"env_vars": storage_env()})``. Filesystem instances are fsspec's
+too (its instance cache, one per process and options, renewed after a fork).
+
+What ondabatches adds to fsspec is only what it lacks: the S3 timeouts, retries and
+connection pool below, errors mapped to ours naming the URL, atomic writes, descriptor
+caching for local reads, and the allow-list of :class:`allowed_storage`.
+(``ONDABATCHES_STORAGE_OPTIONS``, the JSON variable of ondabatches 0.1, is still read,
+with a ``DeprecationWarning`` that names ``FSSPEC_<PROTOCOL>``.)
 
 S3 client defaults
 ------------------
@@ -40,6 +48,7 @@ again as :class:`~ondabatches.StorageError`, and a missing file as
 
 from __future__ import annotations
 
+import copy
 import errno
 import io
 import json
@@ -47,12 +56,14 @@ import os
 import stat
 import tempfile
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, BinaryIO
 
 import fsspec
+import fsspec.config
 from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import (
@@ -75,7 +86,8 @@ __all__ = [
     "storage_env",
 ]
 
-#: The environment variable holding :func:`set_storage_options`' options as JSON.
+#: The environment variable of ondabatches 0.1's storage options (JSON, all protocols).
+#: Deprecated: still read, with a warning; fsspec's ``FSSPEC_<PROTOCOL>`` replaces it.
 STORAGE_OPTIONS_ENV = "ONDABATCHES_STORAGE_OPTIONS"
 
 #: The environment variable holding :func:`allowed_storage`'s allow-list as JSON:
@@ -113,7 +125,7 @@ _FOREIGN_PACKAGES = frozenset(
 )
 
 # Environment variables that configure the S3 client (read by botocore itself).
-_FORWARDED_ENV_PREFIXES = ("AWS_", STORAGE_OPTIONS_ENV, ALLOWED_STORAGE_ENV)
+_FORWARDED_ENV_PREFIXES = ("AWS_", "FSSPEC_", STORAGE_OPTIONS_ENV, ALLOWED_STORAGE_ENV)
 
 
 @lru_cache(maxsize=8)
@@ -130,14 +142,31 @@ def _parse_options(raw: str) -> dict[str, dict[str, Any]]:
     return parsed
 
 
-def _all_options() -> dict[str, dict[str, Any]]:
-    return _parse_options(os.environ.get(STORAGE_OPTIONS_ENV, "{}"))
+def _legacy_options(protocol: str) -> dict[str, Any]:
+    """Options of ondabatches 0.1's ``ONDABATCHES_STORAGE_OPTIONS``, if it is set."""
+    raw = os.environ.get(STORAGE_OPTIONS_ENV)
+    if raw is None:
+        return {}
+    options = _parse_options(raw)
+    if protocol in options:
+        warnings.warn(
+            f"{STORAGE_OPTIONS_ENV} is deprecated: set FSSPEC_{protocol.upper()} (the same "
+            "JSON object, for one protocol) or call set_storage_options()",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+    return options.get(protocol, {})
+
+
+def _env_name(protocol: str) -> str:
+    return f"FSSPEC_{protocol.upper()}"
 
 
 def get_storage_options(protocol: str | None = None) -> dict[str, Any]:
-    """The options set with :func:`set_storage_options`: of one protocol, or all of them.
+    """fsspec's configured options: of one protocol, or all of them (``{protocol: options}``).
 
-    Returns a copy; with ``protocol=None`` a ``{protocol: options}`` dict.
+    What :func:`set_storage_options`, fsspec's config files and ``FSSPEC_*`` variables
+    set (``fsspec.config.conf``). Returns a copy.
 
     Examples
     --------
@@ -146,60 +175,57 @@ def get_storage_options(protocol: str | None = None) -> dict[str, Any]:
     {'skip_instance_cache': False}
     >>> set_storage_options("memory")  # forget them again
     """
-    options = _all_options()
     if protocol is None:
-        return json.loads(json.dumps(options))
-    return json.loads(json.dumps(options.get(protocol, {})))
+        return copy.deepcopy(dict(fsspec.config.conf))
+    return copy.deepcopy({**_legacy_options(protocol), **fsspec.config.conf.get(protocol, {})})
 
 
 def set_storage_options(protocol: str, **options: Any) -> None:
     """Set the fsspec options used for every ``protocol://`` URL; no options clears them.
 
-    The options must be JSON-serializable: they are stored in the environment
-    variable :data:`STORAGE_OPTIONS_ENV` so that worker processes started later
-    inherit them (see the module documentation for Ray).
+    They go into fsspec's configuration (``fsspec.config.conf[protocol]``) and into the
+    environment variable ``FSSPEC_<PROTOCOL>``, from which fsspec in worker processes
+    started later reads them; so they must be JSON-serializable (see the module
+    documentation for Ray).
 
     Examples
     --------
     >>> set_storage_options("s3", client_kwargs={"endpoint_url": "http://127.0.0.1:9000"})
     >>> get_storage_options("s3")["client_kwargs"]
     {'endpoint_url': 'http://127.0.0.1:9000'}
+    >>> os.environ["FSSPEC_S3"]
+    '{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}'
     >>> set_storage_options("s3")
     """
-    all_options = get_storage_options()
-    if options:
-        all_options[protocol] = options
-    else:
-        all_options.pop(protocol, None)
+    name = _env_name(protocol)
+    if not options:
+        fsspec.config.conf.pop(protocol, None)
+        os.environ.pop(name, None)
+        return
     try:
-        raw = json.dumps(all_options, sort_keys=True)
+        raw = json.dumps(options, sort_keys=True)
     except TypeError as exc:
         raise TypeError(
             f"storage options for {protocol!r} must be JSON-serializable so that worker "
             f"processes can receive them: {exc}"
         ) from None
-    os.environ[STORAGE_OPTIONS_ENV] = raw
+    fsspec.config.conf[protocol] = json.loads(raw)
+    os.environ[name] = raw
 
 
 def storage_env() -> dict[str, str]:
     """The environment variables that configure storage, to forward to remote workers.
 
-    :data:`STORAGE_OPTIONS_ENV` and every ``AWS_*`` variable set in this process.
+    Every ``FSSPEC_*`` and ``AWS_*`` variable set in this process, and the allow-list
+    of :class:`allowed_storage`.
 
     Examples
     --------
     >>> env = storage_env()  # e.g. ray.init(runtime_env={"env_vars": env})
-    >>> all(k.startswith(("AWS_", STORAGE_OPTIONS_ENV)) for k in env)
+    >>> all(k.startswith(("AWS_", "FSSPEC_", "ONDABATCHES_")) for k in env)
     True
     """
     return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV_PREFIXES)}
-
-
-@lru_cache(maxsize=32)
-def _cached_filesystem(protocol: str, options_json: str, pid: int) -> fsspec.AbstractFileSystem:
-    # Keyed by pid: a forked child must not reuse its parent's instance, whose event
-    # loop thread (s3fs, gcsfs) does not exist in the child.
-    return _new_filesystem(protocol, json.loads(options_json))
 
 
 def _new_filesystem(protocol: str, options: dict[str, Any]) -> fsspec.AbstractFileSystem:
@@ -357,8 +383,9 @@ def filesystem_for(
 ) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem that holds ``path``, and the path on it (protocol stripped).
 
-    Filesystems are cached per protocol and options. Local paths (and ``file://``)
-    give a :class:`fsspec.implementations.local.LocalFileSystem`.
+    Filesystems come from fsspec, which applies its configuration (see
+    :func:`set_storage_options`) and caches instances per process and options. Local
+    paths (and ``file://``) give a :class:`fsspec.implementations.local.LocalFileSystem`.
 
     Examples
     --------
@@ -374,15 +401,12 @@ def filesystem_for(
             return _LOCAL, local
     protocol, _ = fsspec.core.split_protocol(url)
     protocol = protocol or "file"
-    options = {**get_storage_options(protocol), **(storage_options or {})}
+    # fsspec applies its configuration (conf[protocol]) itself; the S3 defaults go
+    # under it, so that configured or given options win key by key.
+    options = {**_legacy_options(protocol), **(storage_options or {})}
     if protocol in _S3_PROTOCOLS:
-        options = _with_s3_defaults(options)
-    try:
-        options_json = json.dumps(options, sort_keys=True)
-    except TypeError:
-        fs = _new_filesystem(protocol, options)  # unhashable options: fsspec caches instead
-    else:
-        fs = _cached_filesystem(protocol, options_json, os.getpid())
+        options = _with_s3_defaults({**fsspec.config.conf.get(protocol, {}), **options})
+    fs = _new_filesystem(protocol, options)
     return fs, fs._strip_protocol(url)
 
 
