@@ -9,6 +9,8 @@ The pipeline, one subpackage per stage:
 - :mod:`ondabatches.serve`: the Batcher, on threads, processes, Ray or any executor.
 """
 
+import logging
+
 from . import _errors, batches, labels, materialize, onda, serve
 from ._errors import *  # noqa: F403
 from .batches import *  # noqa: F403
@@ -16,6 +18,9 @@ from .labels import *  # noqa: F403
 from .materialize import *  # noqa: F403
 from .onda import *  # noqa: F403
 from .serve import *  # noqa: F403
+
+# A library logs and leaves the handling to the application (logging's convention).
+logging.getLogger("ondabatches").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -39,6 +39,7 @@ from ._pools import (
     takes_allocate,
     thread_pool,
 )
+from ._stats import DataPathMeter, IntervalLogger
 
 __all__ = ["BatchScheme", "Batcher"]
 
@@ -148,6 +149,15 @@ class Batcher:
         :func:`ondabatches.materialize_batch`.
     dtype:
         The dtype passed to ``materialize``.
+    log_interval:
+        Seconds between INFO lines of :meth:`stats` on the ``"ondabatches"`` logger
+        (None, the default: none).
+
+    Notes
+    -----
+    Logging goes to the ``"ondabatches"`` logger (silent unless the application
+    configures logging): repositioning and retries at WARNING, start at INFO,
+    :meth:`stats` every ``log_interval`` seconds at INFO, each batch at DEBUG.
 
     Examples
     --------
@@ -179,6 +189,7 @@ class Batcher:
         backoff: float = 0.1,
         materialize: Materialize | None = None,
         dtype: Any = np.float32,
+        log_interval: float | None = None,
     ):
         if not callable(getattr(batches, "iterate_batch", None)):
             raise TypeError(
@@ -219,6 +230,8 @@ class Batcher:
         # does _fill look through the buffer (set by the futures' callbacks).
         self._attention = False
         self._status: str | BaseException = "stopped"
+        self._meter = DataPathMeter(self.workers)
+        self._log = IntervalLogger(logger, log_interval, "Batcher")
         # take/start/stop from several threads must not interleave.
         self._lock = threading.RLock()
 
@@ -257,6 +270,14 @@ class Batcher:
                 self._close_pool()  # an error may have left the pool unusable
             if self._pool is None:
                 self._pool = self._make_pool()
+                self._meter.reset()
+                logger.info(
+                    "Batcher started: %s backend, %d worker(s), buffer %d, at state %r",
+                    self.backend if isinstance(self.backend, str) else type(self.backend).__name__,
+                    self.workers,
+                    self.buffer,
+                    state,
+                )
             self._reposition(state)
             if not self._pool.lazy:
                 self._fill()
@@ -337,18 +358,56 @@ class Batcher:
                     state,
                     self._position,
                 )
+                self._meter.repositions += 1
                 self._reposition(state)
             self._fill()
             if not self._slots:
                 self._status = "done"
                 return None
             slot = self._slots[0]
+            began = time.perf_counter()
             arrays = self._wait(slot, None if timeout is None else time.monotonic() + timeout)
+            now = time.perf_counter()
+            self._meter.took(arrays, now - began)
             self._slots.popleft()
             self._position = slot.next_state
             if not self._pool.lazy:
                 self._fill()
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "batch for state %r taken after waiting %.2f ms (attempt %d)",
+                    slot.state,
+                    1e3 * (now - began),
+                    slot.attempts,
+                )
+            self._log.maybe(now, self.stats)
             return arrays, slot.next_state
+
+    def stats(self) -> dict[str, Any]:
+        """Running figures of the data path since :meth:`start` built the pool.
+
+        ``batches``, ``bytes``, ``wall_s`` (seconds since then), ``batches_per_s``,
+        ``mb_per_s``; ``wait_s`` and ``wait_fraction``: time the consumer spent blocked
+        in :meth:`take` waiting for a batch, and its share of ``wall_s`` (near 0 when
+        the workers keep ahead, near 1 when training waits for data); ``worker_busy``:
+        the time-weighted share of the workers that had a batch assigned (near 1: add
+        workers; near 0 with a high ``wait_fraction``: the manager or the transport is
+        the bottleneck); ``in_flight``, ``workers``, ``retries``, ``repositions``.
+
+        Examples
+        --------
+        >>> from ondabatches import RandomBatches
+        >>> from ondabatches.synthetic import labeled_table
+        >>> batches = RandomBatches(labeled_table(2, duration=300 * 10**9), batch_size=2,
+        ...                         batch_duration=30 * 10**9)
+        >>> batcher = Batcher(batches, backend="inline", materialize=lambda b, d: ([0.0], [1]))
+        >>> batcher.start(batches.initial_state())
+        >>> _ = batcher.take(batches.initial_state())
+        >>> stats = batcher.stats()
+        >>> stats["batches"], stats["bytes"], 0 <= stats["wait_fraction"] <= 1
+        (1, 16, True)
+        """
+        return self._meter.snapshot()
 
     def iterate(self, state: Any) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], Any]]:
         """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
@@ -388,6 +447,7 @@ class Batcher:
     def _discard_slots(self) -> None:
         while self._slots:
             slot = self._slots.popleft()
+            self._meter.finished(slot.future)
             if self._pool is not None:
                 self._pool.cancel(slot.future)
 
@@ -401,10 +461,12 @@ class Batcher:
             future = self._pool.submit(self._drawing, state, self.dtype)
         else:
             future = self._pool.submit(self.materialize, batch, self.dtype)
+        self._meter.submitted(future)
         future.add_done_callback(self._on_done)
         return future
 
     def _on_done(self, future: Future) -> None:
+        self._meter.finished(future)
         if not future.cancelled() and future.exception() is not None:
             self._attention = True
 
@@ -453,6 +515,7 @@ class Batcher:
     def _schedule_retry(self, slot: _Slot, exc: BaseException, now: float) -> None:
         delay = min(self.backoff * 2 ** (slot.attempts - 1), _MAX_BACKOFF)
         slot.retry_at = now + delay
+        self._meter.retries += 1
         logger.warning(
             "batch for state %r failed (attempt %d of %d), retrying in %.2f s: %s",
             slot.state,
