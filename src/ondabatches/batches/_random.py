@@ -189,7 +189,7 @@ class RandomBatches:
                 )
                 for i, w in enumerate(label_weights)
             ]
-        digest = rows.digest(
+        fingerprint = rows.fingerprint(
             None if signal_weights is None else np.asarray(signal_weights, dtype=np.float64),
             None if self._label_cum is None else np.concatenate(self._label_cum),
         )
@@ -200,7 +200,7 @@ class RandomBatches:
             "n_channels": self.n_channels,
             "channels": _selector_fingerprint(channels),
             "n_rows": rows.n_rows,
-            "table_digest": digest,
+            **fingerprint,
         }
         self._frozen_config = _frozen_config(self._config)
 

@@ -135,7 +135,7 @@ class SequentialBatches:
             "drop_last": self.drop_last,
             "channels": repr(self.channels),
             "n_rows": rows.n_rows,
-            "table_digest": rows.digest(),
+            **rows.fingerprint(),
         }
         self._frozen_config = _frozen_config(self._config)
 

@@ -132,16 +132,77 @@ class LabeledArrays:
             padding,
         )
 
-    def digest(self, *extra: np.ndarray | None) -> str:
-        """A short digest of what batches depend on: rows, spans, labels' places, weights."""
-        h = hashlib.sha256()
-        h.update(b"".join(r.bytes for r in self.recordings))
-        h.update("\0".join(self.file_paths).encode())
-        h.update("\0".join(",".join(c) for c in self.channels).encode())
+    def fingerprint(self, *extra: np.ndarray | None) -> dict[str, str]:
+        """Configuration entries identifying the data by content, one digest per component.
+
+        ``digest.recordings`` (recording UUIDs, in row order), ``digest.spans`` (signal
+        and label spans, label epochs), ``digest.channels``, ``digest.rates`` (sample
+        rates), ``digest.encodings`` (sample types, units, resolutions, offsets, sensor
+        types), ``digest.labels`` (the label codes themselves, and their type) and
+        ``digest.weights`` (``extra``: the scheme's sampling weights). File paths and
+        file formats are left out: the same data moved from local disk to S3, or
+        re-compressed, gives the same batches and keeps checkpoints valid, while a
+        real change is refused naming the component that changed.
+
+        Stored labels (:func:`~ondabatches.labels.store_labels`) are read row by row,
+        a few rows at a time on a thread pool, and only hashed: at one byte per 30 s
+        epoch this is a small read per row, never the whole table in memory; hashing
+        the decoded codes (not the files' bytes) keeps a re-encoded label file valid.
+        """
+        h = _Hashes()
+        h.recordings.update(b"".join(r.bytes for r in self.recordings))
+        for span in self.signal_spans:
+            h.spans.update(np.array([span.start, span.stop], dtype=np.int64).tobytes())
         for arr in (self.label_start, self.label_stop, self.epoch):
-            h.update(np.ascontiguousarray(arr).tobytes())
+            h.spans.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        h.channels.update("\0".join(",".join(c) for c in self.channels).encode())
+        h.rates.update(np.array([i.sample_rate for i in self.infos], dtype=np.float64).tobytes())
+        for info in self.infos:
+            h.encodings.update(
+                repr(
+                    (info.sensor_type, info.sample_unit, info.sample_type,
+                     info.sample_resolution_in_unit, info.sample_offset_in_unit)
+                ).encode()
+            )  # fmt: skip
+        for codes in self._label_values():
+            h.labels.update(f"{codes.dtype.str}:{len(codes)}:".encode())
+            h.labels.update(np.ascontiguousarray(codes).tobytes())
         for arr in extra:
-            h.update(
+            h.weights.update(
                 b"none" if arr is None else np.ascontiguousarray(arr, dtype=np.float64).tobytes()
             )
-        return h.hexdigest()[:16]
+        return {f"digest.{name}": getattr(h, name).hexdigest()[:16] for name in _Hashes.__slots__}
+
+    def digest(self, *extra: np.ndarray | None) -> str:
+        """One short digest of :meth:`fingerprint` (all components together)."""
+        parts = sorted(self.fingerprint(*extra).items())
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+    def _label_values(self, rows_at_once: int = 32):
+        """Each row's label codes over its label span, in row order."""
+        stored = [i for i, labels in enumerate(self.labels) if isinstance(labels, StoredLabels)]
+        if not stored:
+            yield from self.labels
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def load(i: int) -> np.ndarray:
+            labels = self.labels[i]
+            if not isinstance(labels, StoredLabels):
+                return labels
+            return labels.load(TimeSpan(int(self.label_start[i]), int(self.label_stop[i])))
+
+        # Reads release the GIL; a bounded chunk keeps memory to a few rows' labels.
+        with ThreadPoolExecutor(max_workers=min(8, len(stored))) as pool:
+            for lo in range(0, self.n_rows, rows_at_once):
+                yield from pool.map(load, range(lo, min(lo + rows_at_once, self.n_rows)))
+
+
+class _Hashes:
+    """One running hash per fingerprint component."""
+
+    __slots__ = ("recordings", "spans", "channels", "rates", "encodings", "labels", "weights")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, hashlib.sha256())
