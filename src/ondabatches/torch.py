@@ -310,8 +310,8 @@ class BatchDataset(torch.utils.data.IterableDataset):
     >>> with BatchDataset(batches, batches.initial_state(), backend="threads",
     ...                   labels="classes") as resumed:
     ...     resumed.load_state_dict(checkpoint["data"])
-    ...     [(tuple(x.shape), y.shape, y.dtype) for x, y in resumed]  # the 2 batches left
-    [((2, 6, 3840), torch.Size([2, 1]), torch.int64), ((2, 6, 3840), torch.Size([2, 1]), torch.int64)]
+    ...     [(tuple(x.shape), tuple(y.shape), y.dtype) for x, y in resumed]  # the 2 left
+    [((2, 6, 3840), (2, 1), torch.int64), ((2, 6, 3840), (2, 1), torch.int64)]
     """
 
     def __init__(
@@ -388,7 +388,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
         return state
 
     def __len__(self) -> int:
-        scheme = self._scheme if self._scheme is not None else getattr(self._batcher, "batches", None)
+        scheme = self._scheme
         start = self._state if self._iteration_start is None else self._iteration_start
         n = _remaining(scheme, start)
         if n is None:
@@ -501,7 +501,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
         ...                         batch_duration=30 * 10**9)
         >>> dataset = BatchDataset(batches, batches.initial_state(seed=0).advance(5))
         >>> json.dumps(dataset.state_dict())
-        '{"version": 2, "world_size": 1, "rank": 0, "kind": "BatchState", "state": {...}, "frontier": {...}}'
+        '{"version": 2, "world_size": 1, "rank": 0, "kind": "BatchState", "state": {...}, ...}'
         >>> dataset.state_dict()["state"]["index"]
         5
         """
@@ -865,7 +865,7 @@ class DeviceFeed:
                     current.wait_event(event)
                     # The batch was allocated on the side stream: tell the caching
                     # allocator it is used on this one, so its memory is not reused early.
-                    _map_tensors(batch, lambda t: t.record_stream(current))
+                    _map_tensors(batch, lambda t, s=current: t.record_stream(s))
                 self.pending = len(queue)
                 now = time.perf_counter()
                 self._meter.took(batch, now - began)

@@ -33,7 +33,7 @@ def schemes(table: pa.Table):
     ]
 
 
-def test_moving_the_sample_files_keeps_checkpoints_valid(labeled):
+def test_moving_the_sample_files_keeps_checkpoints_valid(labeled):  # noqa: F811
     elsewhere = moved(labeled, "s3://bucket/moved")
     for before, after in zip(schemes(labeled), schemes(elsewhere), strict=True):
         assert before.config == after.config
@@ -41,7 +41,7 @@ def test_moving_the_sample_files_keeps_checkpoints_valid(labeled):
         assert after.iterate_batch(state)[1].index == 8  # binds: no error
 
 
-def test_config_names_each_component(labeled):
+def test_config_names_each_component(labeled):  # noqa: F811
     keys = {k for k in RandomBatches(labeled, batch_size=2, batch_duration=MINUTE).config}
     assert {
         "digest.recordings", "digest.spans", "digest.channels", "digest.rates",
@@ -80,7 +80,7 @@ def changed_labels(table: pa.Table) -> pa.Table:
                                pc.multiply(t.column("sample_rate"), 2.0)), "rates"),
     ],
 )  # fmt: skip
-def test_a_real_change_is_refused_naming_what_changed(labeled, change, component):
+def test_a_real_change_is_refused_naming_what_changed(labeled, change, component):  # noqa: F811
     other = change(labeled)
     for before, after in zip(schemes(labeled), schemes(other), strict=True):
         state = before.initial_state(seed=1).advance(2)
@@ -89,13 +89,11 @@ def test_a_real_change_is_refused_naming_what_changed(labeled, change, component
         message = str(info.value)
         assert f"the data changed: its {component} differ" in message, message
         assert f"digest.{component}: state has" in message
-        others = {"labels", "channels", "encodings", "rates", "recordings", "spans"} - {
-            component
-        }
+        others = {"labels", "channels", "encodings", "rates", "recordings", "spans"} - {component}
         assert not any(f"digest.{o}:" in message for o in others), message
 
 
-def test_stored_labels_digest_their_values_wherever_they_are(labeled, tmp_path):
+def test_stored_labels_digest_their_values_wherever_they_are(labeled, tmp_path):  # noqa: F811
     eager = RandomBatches(labeled, batch_size=2, batch_duration=MINUTE).config
     lazy = store_labels(labeled, tmp_path / "a")
     assert RandomBatches(lazy, batch_size=2, batch_duration=MINUTE).config == eager
@@ -120,7 +118,7 @@ def test_stored_labels_digest_their_values_wherever_they_are(labeled, tmp_path):
                               .initial_state())  # fmt: skip
 
 
-def test_an_old_path_based_state_is_refused_with_a_hint(labeled):
+def test_an_old_path_based_state_is_refused_with_a_hint(labeled):  # noqa: F811
     from ondabatches import BatchState
 
     scheme = RandomBatches(labeled, batch_size=2, batch_duration=MINUTE)

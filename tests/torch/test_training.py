@@ -112,9 +112,10 @@ def test_map_items_equal_the_batchers_batches(scheme, sequential):
     seq = BatchMapDataset(sequential, sequential.initial_state())
     assert len(seq) == len(sequential)
     assert_same(list(seq), batcher_batches(sequential, sequential.initial_state(), 99))
-    assert len(BatchMapDataset(sequential, sequential.initial_state().advance(2))) == len(
-        sequential
-    ) - 2
+    assert (
+        len(BatchMapDataset(sequential, sequential.initial_state().advance(2)))
+        == len(sequential) - 2
+    )
     with pytest.raises(IndexError, match="batch 5 is out of range for 5"):
         ds[5]
 
