@@ -40,7 +40,7 @@ def test_counts_match_what_was_taken(backend, no_leaks):
     assert 0.0 <= stats["wait_s"] <= stats["wall_s"]
     assert 0.0 <= stats["wait_fraction"] <= 1.0 and 0.0 <= stats["worker_busy"] <= 1.0
     assert stats["workers"] == 2 and stats["retries"] == 0 and stats["repositions"] == 0
-    assert 0 <= stats["in_flight"] <= batcher.buffer
+    assert 0 <= stats["buffered"] <= batcher.buffer
 
 
 def test_waits_and_occupancy_point_at_the_bottleneck(no_leaks):

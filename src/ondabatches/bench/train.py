@@ -1,4 +1,4 @@
-"""Training on the data path: does a small 1-D CNN wait for its batches, and how fast do they reach the device?
+"""Training: how long a small 1-D CNN waits for batches, and how fast they reach the device.
 
 A small 1-D CNN trains on 30 s x 19-channel EEG windows (128 Hz, int16 LPCM decoded to
 float32, 16 windows per batch, about 4.7 MB) fed in several ways. Each one runs side
@@ -83,9 +83,7 @@ def write_dataset(root: Path, n_recordings: int, minutes: int) -> pa.Table:
         path = root / relative
         store(path, Samples(data, info, encoded=True))
         paths.append(str(path))
-    return table.set_column(
-        table.schema.get_field_index("file_path"), "file_path", pa.array(paths)
-    )
+    return table.set_column(table.schema.get_field_index("file_path"), "file_path", pa.array(paths))
 
 
 def _model(torch):

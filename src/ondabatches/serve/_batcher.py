@@ -48,6 +48,9 @@ logger = logging.getLogger("ondabatches")
 #: The longest wait between two attempts of one batch, whatever the backoff says.
 _MAX_BACKOFF = 30.0
 
+#: The attribute a finished future carries its completion time in (perf_counter).
+_DONE_AT = "_ondabatches_done_at"
+
 
 class BatchScheme(Protocol):
     """Anything that can say which batch comes at a state, and which state comes next.
@@ -73,6 +76,7 @@ class _Slot:
     future: Future
     attempts: int = 1
     retry_at: float | None = None
+    submitted_at: float = 0.0
 
 
 class DrawAndMaterialize:
@@ -368,7 +372,9 @@ class Batcher:
             began = time.perf_counter()
             arrays = self._wait(slot, None if timeout is None else time.monotonic() + timeout)
             now = time.perf_counter()
-            self._meter.took(arrays, now - began)
+            meter = self._meter
+            meter.took(arrays, now - began)
+            meter.busy_s += getattr(slot.future, _DONE_AT, now) - slot.submitted_at
             self._slots.popleft()
             self._position = slot.next_state
             if not self._pool.lazy:
@@ -390,9 +396,13 @@ class Batcher:
         ``mb_per_s``; ``wait_s`` and ``wait_fraction``: time the consumer spent blocked
         in :meth:`take` waiting for a batch, and its share of ``wall_s`` (near 0 when
         the workers keep ahead, near 1 when training waits for data); ``worker_busy``:
-        the time-weighted share of the workers that had a batch assigned (near 1: add
-        workers; near 0 with a high ``wait_fraction``: the manager or the transport is
-        the bottleneck); ``in_flight``, ``workers``, ``retries``, ``repositions``.
+        the average share of the workers that had a batch in flight, from submission to
+        completion (near 1: add workers; near 0 with a high ``wait_fraction``: the
+        manager or the transport is the bottleneck; measured in the manager, where a
+        batch counts as finished when its result is received: exact for threads, an
+        upper bound for worker processes, whose results are received when ``take``
+        waits); ``buffered`` (batches in flight or ready now), ``workers``,
+        ``retries``, ``repositions``.
 
         Examples
         --------
@@ -407,7 +417,9 @@ class Batcher:
         >>> stats["batches"], stats["bytes"], 0 <= stats["wait_fraction"] <= 1
         (1, 16, True)
         """
-        return self._meter.snapshot()
+        stats = self._meter.snapshot()
+        stats["buffered"] = len(self._slots)
+        return stats
 
     def iterate(self, state: Any) -> Iterator[tuple[tuple[np.ndarray, np.ndarray], Any]]:
         """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
@@ -447,7 +459,6 @@ class Batcher:
     def _discard_slots(self) -> None:
         while self._slots:
             slot = self._slots.popleft()
-            self._meter.finished(slot.future)
             if self._pool is not None:
                 self._pool.cancel(slot.future)
 
@@ -461,12 +472,12 @@ class Batcher:
             future = self._pool.submit(self._drawing, state, self.dtype)
         else:
             future = self._pool.submit(self.materialize, batch, self.dtype)
-        self._meter.submitted(future)
         future.add_done_callback(self._on_done)
         return future
 
     def _on_done(self, future: Future) -> None:
-        self._meter.finished(future)
+        # When the batch finished, for the workers' occupancy (read when it is taken).
+        setattr(future, _DONE_AT, time.perf_counter())
         if not future.cancelled() and future.exception() is not None:
             self._attention = True
 
@@ -494,8 +505,11 @@ class Batcher:
                 self._exhausted = True
                 break
             batch, next_state = step
+            submitted_at = time.perf_counter()
             future = self._submit(self._cursor, batch)
-            self._slots.append(_Slot(self._cursor, batch, next_state, future))
+            self._slots.append(
+                _Slot(self._cursor, batch, next_state, future, submitted_at=submitted_at)
+            )
             self._cursor = next_state
 
     def _retry_due(self) -> None:
@@ -528,6 +542,7 @@ class Batcher:
     def _resubmit(self, slot: _Slot) -> None:
         slot.retry_at = None
         slot.attempts += 1
+        slot.submitted_at = time.perf_counter()
         slot.future = self._submit(slot.state, slot.batch)
 
     def _wait(self, slot: _Slot, deadline: float | None):
