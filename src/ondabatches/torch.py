@@ -584,10 +584,16 @@ class BatchDataset(torch.utils.data.IterableDataset):
             self._restart(state)
             return
         if where != (self.world_size, self.rank):
+            why = (
+                "the checkpoint holds no global frontier (it is of version 1, or its states "
+                "are not BatchStates)"
+                if self._interleaved()
+                else f"{self._scheme!r} shards itself"
+            )
             raise StateError(
                 f"the checkpoint is of rank {where[1]} of {where[0]} but this dataset is "
-                f"rank {self.rank} of {self.world_size}; {self._scheme!r} shards itself, so "
-                "each rank must load its own checkpoint, with the same world size"
+                f"rank {self.rank} of {self.world_size}; {why}, so each rank must load its "
+                "own checkpoint, with the same world size"
             )
         self._restart(self._checked(BatchState.from_dict(raw) if kind == "BatchState" else raw))
 

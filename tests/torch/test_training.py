@@ -300,6 +300,20 @@ def test_resume_at_another_world_size_neither_repeats_nor_skips(scheme, before, 
         assert sorted(more) == list(range(3 * before, 3 * before + 2 * after))
 
 
+def test_a_version_1_checkpoint_resumes_on_its_own_rank(scheme):
+    with BatchDataset(scheme, scheme.initial_state(), world_size=2, rank=1,
+                      backend="inline") as ds:  # fmt: skip
+        list(itertools.islice(iter(ds), 2))
+        old = {k: v for k, v in ds.state_dict().items() if k != "frontier"} | {"version": 1}
+    with BatchDataset(scheme, scheme.initial_state(), world_size=2, rank=1,
+                      backend="inline") as ds:  # fmt: skip
+        ds.load_state_dict(old)
+        assert ds.state_dict()["state"]["index"] == 5
+    other = BatchDataset(scheme, scheme.initial_state(), world_size=3, rank=1)
+    with pytest.raises(StateError, match="holds no global frontier"):
+        other.load_state_dict(old)
+
+
 def test_unconsumed_steps_back_over_prefetched_batches(scheme):
     with BatchDataset(scheme, scheme.initial_state(seed=2), world_size=2, rank=1,
                       backend="inline") as ds:  # fmt: skip
