@@ -39,7 +39,7 @@ from ._pools import (
     takes_allocate,
     thread_pool,
 )
-from ._stats import DataPathMeter, IntervalLogger
+from ._stats import DataPathMeter, IntervalLogger, nbytes
 
 __all__ = ["BatchScheme", "Batcher"]
 
@@ -372,8 +372,11 @@ class Batcher:
             began = time.perf_counter()
             arrays = self._wait(slot, None if timeout is None else time.monotonic() + timeout)
             now = time.perf_counter()
+            # The meter's counts, inline: this runs once per batch in the manager.
             meter = self._meter
-            meter.took(arrays, now - began)
+            meter.batches += 1
+            meter.bytes += nbytes(arrays)
+            meter.wait_s += now - began
             meter.busy_s += getattr(slot.future, _DONE_AT, now) - slot.submitted_at
             self._slots.popleft()
             self._position = slot.next_state
@@ -386,7 +389,8 @@ class Batcher:
                     1e3 * (now - began),
                     slot.attempts,
                 )
-            self._log.maybe(now, self.stats)
+            if now >= self._log.next_at:
+                self._log.emit(now, self.stats)
             return arrays, slot.next_state
 
     def stats(self) -> dict[str, Any]:

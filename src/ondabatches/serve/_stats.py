@@ -11,6 +11,7 @@ when :meth:`DataPathMeter.snapshot` is asked for.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -112,9 +113,13 @@ def format_stats(stats: Mapping[str, Any]) -> str:
 
 
 class IntervalLogger:
-    """Logs a meter's figures at INFO every ``interval`` seconds (None: never)."""
+    """Logs a meter's figures at INFO every ``interval`` seconds (None: never).
 
-    __slots__ = ("logger", "interval", "what", "_next")
+    A hot loop checks ``now >= logger.next_at`` (infinite when there is no interval)
+    and calls :meth:`emit` only then; :meth:`maybe` does both.
+    """
+
+    __slots__ = ("logger", "interval", "what", "next_at")
 
     def __init__(self, logger: logging.Logger, interval: float | None, what: str):
         if interval is not None and not interval > 0:
@@ -122,10 +127,15 @@ class IntervalLogger:
         self.logger = logger
         self.interval = interval
         self.what = what
-        self._next = time.perf_counter() + (interval or 0.0)
+        self.next_at = math.inf if interval is None else time.perf_counter() + interval
+
+    def emit(self, now: float, stats: Any) -> None:
+        """Log ``stats()`` now and schedule the next line."""
+        if self.interval is not None:
+            self.next_at = now + self.interval
+            self.logger.info("%s: %s", self.what, format_stats(stats()))
 
     def maybe(self, now: float, stats: Any) -> None:
         """Log ``stats()`` if the interval has passed (``stats`` is called only then)."""
-        if self.interval is not None and now >= self._next:
-            self._next = now + self.interval
-            self.logger.info("%s: %s", self.what, format_stats(stats()))
+        if now >= self.next_at:
+            self.emit(now, stats)
