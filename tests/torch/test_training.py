@@ -372,3 +372,44 @@ def test_dataset_stats_and_interval_logging(scheme, caplog):
     assert stats["workers"] == 2 and stats["retries"] == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("BatchDataset:")]
     assert lines and "batches/s" in lines[0] and "waited" in lines[0]
+
+
+# -- the index arithmetic, against plain iteration ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def spec_only():
+    from ondabatches.synthetic import labeled_table
+
+    return SequentialBatches(labeled_table(3, duration=300 * 10**9), batch_size=2,
+                             batch_duration=30 * 10**9)  # fmt: skip
+
+
+def test_lengths_and_item_states_equal_plain_iteration(spec_only):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from ondabatches.torch import _remaining
+
+    finite = Finite(spec_only)
+    n = len(spec_only)
+
+    @settings(max_examples=25, deadline=None)
+    @given(w=st.integers(1, 5), data=st.data(), start=st.integers(0, n + 2))
+    def check(w, data, start):
+        rank = data.draw(st.integers(0, w - 1))
+        scheme = InterleavedBatches(finite, w, rank) if w > 1 else finite
+        state = spec_only.initial_state().advance(start)
+        states = []
+        while (step := scheme.iterate_batch(state)) is not None:
+            states.append(state)
+            state = step[1]
+        assert _remaining(scheme, spec_only.initial_state().advance(start)) == len(states)
+        if states:
+            ds = BatchMapDataset(scheme, spec_only.initial_state().advance(start))
+            assert len(ds) == len(states)
+            for k, s in enumerate(states):
+                got = scheme.iterate_batch(ds.state_of(k))[0]
+                assert got == scheme.iterate_batch(s)[0]
+
+    check()
