@@ -480,10 +480,14 @@ class Batcher:
         return future
 
     def _on_done(self, future: Future) -> None:
-        # When the batch finished, for the workers' occupancy (read when it is taken).
-        setattr(future, _DONE_AT, time.perf_counter())
         if not future.cancelled() and future.exception() is not None:
             self._attention = True
+        # When the batch finished, for the workers' occupancy (read when it is taken);
+        # a foreign future without attributes only loses that figure.
+        try:
+            setattr(future, _DONE_AT, time.perf_counter())
+        except AttributeError:  # pragma: no cover - no such future among our pools
+            pass
 
     def _batch_at(self, state: Any) -> Any:
         """The batch of ``state`` (for an error report when a worker drew it)."""
