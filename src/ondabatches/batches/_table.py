@@ -145,9 +145,12 @@ class LabeledArrays:
         real change is refused naming the component that changed.
 
         Stored labels (:func:`~ondabatches.labels.store_labels`) are read row by row,
-        a few rows at a time on a thread pool, and only hashed: at one byte per 30 s
-        epoch this is a small read per row, never the whole table in memory; hashing
-        the decoded codes (not the files' bytes) keeps a re-encoded label file valid.
+        up to 32 rows at a time on a thread pool, and only hashed: at one byte per 30 s
+        epoch this is one small read per row (on S3, 10,000 rows take some seconds),
+        never the whole table in memory. Hashing the decoded codes, rather than the
+        files' bytes or their storage metadata (an S3 ETag has no local counterpart),
+        keeps the fingerprint the same wherever the files are and however they are
+        encoded; a missing label file is reported here, when the scheme is built.
         """
         h = _Hashes()
         h.recordings.update(b"".join(r.bytes for r in self.recordings))
@@ -178,7 +181,7 @@ class LabeledArrays:
         parts = sorted(self.fingerprint(*extra).items())
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
-    def _label_values(self, rows_at_once: int = 32):
+    def _label_values(self, rows_at_once: int = 64):
         """Each row's label codes over its label span, in row order."""
         stored = [i for i, labels in enumerate(self.labels) if isinstance(labels, StoredLabels)]
         if not stored:
@@ -193,7 +196,7 @@ class LabeledArrays:
             return labels.load(TimeSpan(int(self.label_start[i]), int(self.label_stop[i])))
 
         # Reads release the GIL; a bounded chunk keeps memory to a few rows' labels.
-        with ThreadPoolExecutor(max_workers=min(8, len(stored))) as pool:
+        with ThreadPoolExecutor(max_workers=min(32, len(stored))) as pool:
             for lo in range(0, self.n_rows, rows_at_once):
                 yield from pool.map(load, range(lo, min(lo + rows_at_once, self.n_rows)))
 
