@@ -138,19 +138,24 @@ class LabeledArrays:
         ``digest.recordings`` (recording UUIDs, in row order), ``digest.spans`` (signal
         and label spans, label epochs), ``digest.channels``, ``digest.rates`` (sample
         rates), ``digest.encodings`` (sample types, units, resolutions, offsets, sensor
-        types), ``digest.labels`` (the label codes themselves, and their type) and
+        types), ``digest.labels`` (the label codes themselves, and their type; for
+        labels stored in files, see below) and
         ``digest.weights`` (``extra``: the scheme's sampling weights). File paths and
         file formats are left out: the same data moved from local disk to S3, or
         re-compressed, gives the same batches and keeps checkpoints valid, while a
         real change is refused naming the component that changed.
 
-        Stored labels (:func:`~ondabatches.labels.store_labels`) are read row by row,
-        up to 32 rows at a time on a thread pool, and only hashed: at one byte per 30 s
-        epoch this is one small read per row (on S3, 10,000 rows take some seconds),
-        never the whole table in memory. Hashing the decoded codes, rather than the
-        files' bytes or their storage metadata (an S3 ETag has no local counterpart),
-        keeps the fingerprint the same wherever the files are and however they are
-        encoded; a missing label file is reported here, when the scheme is built.
+        Labels held in memory are hashed by value. Labels stored in files
+        (:func:`~ondabatches.labels.store_labels`) are identified by reference: the
+        file's name within its recording's folder, its span, sample type and rate, but
+        not its values. Building a scheme over stored labels reads no label
+        file, which is the out-of-core contract (``tests/scale``): hashing their values
+        would read every label file (10,000 GETs on S3) each time a scheme is built,
+        and an S3 ETag or a file's mtime has no counterpart on local disk, so neither
+        can stand in for the content. Stored labels are written once by
+        ``store_labels`` under names of their own, so a changed label file that keeps
+        its name, span and type is the one change this cannot see. For the same
+        reason, the same labels in memory and stored give different fingerprints.
         """
         h = _Hashes()
         h.recordings.update(b"".join(r.bytes for r in self.recordings))
@@ -181,24 +186,20 @@ class LabeledArrays:
         parts = sorted(self.fingerprint(*extra).items())
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
-    def _label_values(self, rows_at_once: int = 64):
-        """Each row's label codes over its label span, in row order."""
-        stored = [i for i, labels in enumerate(self.labels) if isinstance(labels, StoredLabels)]
-        if not stored:
-            yield from self.labels
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
-        def load(i: int) -> np.ndarray:
-            labels = self.labels[i]
-            if not isinstance(labels, StoredLabels):
-                return labels
-            return labels.load(TimeSpan(int(self.label_start[i]), int(self.label_stop[i])))
-
-        # Reads release the GIL; a bounded chunk keeps memory to a few rows' labels.
-        with ThreadPoolExecutor(max_workers=min(32, len(stored))) as pool:
-            for lo in range(0, self.n_rows, rows_at_once):
-                yield from pool.map(load, range(lo, min(lo + rows_at_once, self.n_rows)))
+    def _label_values(self):
+        """Per row, the label codes held in memory, or a stored file's reference as bytes."""
+        for labels in self.labels:
+            if isinstance(labels, StoredLabels):
+                name = labels.file_path.replace("\\", "/").rsplit("/", 1)[-1]
+                yield np.frombuffer(
+                    repr(
+                        ("stored", name, labels.span.start, labels.span.stop,
+                         labels.info.sample_type, labels.info.sample_rate)
+                    ).encode(),
+                    dtype=np.uint8,
+                )  # fmt: skip
+            else:
+                yield labels
 
 
 class _Hashes:
