@@ -7,7 +7,8 @@ sleep-stage annotations into labels, draw ``RandomBatches`` of 150 s windows
 (5 epochs of 30 s), materialize them on worker processes (a ``Batcher`` inside
 ``ondabatches.torch.BatchDataset``), and train a CNN that predicts one stage per 30 s
 epoch: ``x`` is ``(batch, 6 channels, 19200 samples)`` at 128 Hz and ``y`` is
-``(batch, 1, 5)`` stage codes. The last 128 Hz recording is held out and scored at the
+``(batch, 5)`` class indices 0..5 (``labels="classes"``: stage code - 1, ``int64``,
+the target ``cross_entropy`` wants). The last 128 Hz recording is held out and scored at the
 end with a ``SequentialBatches`` pass over all its windows.
 
 Halfway, a checkpoint (model, optimizer and the dataset's state) is written. At the
@@ -72,8 +73,8 @@ def labeled_eeg(data: Path, recordings: int, hours: float) -> tuple[pa.Table, pa
 
 
 def stage_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # Codes are 1..6; cross entropy wants classes 0..5, per epoch: (batch, epochs).
-    return nn.functional.cross_entropy(model(x), y[:, 0, :].long() - 1)
+    # y holds classes 0..5 per epoch, (batch, epochs): logits are (batch, stages, epochs).
+    return nn.functional.cross_entropy(model(x), y)
 
 
 def train(model, optimizer, loader, first_step: int, last_step: int, on_step) -> list[float]:
@@ -100,13 +101,12 @@ def evaluate(
         table, batch_size=batch_size, batch_duration=EPOCHS_PER_WINDOW * EPOCH
     )
     correct = total = 0
-    counts = torch.zeros(len(STAGES) + 1, dtype=torch.long)
-    with BatchDataset(scheme, scheme.initial_state(), workers=workers) as dataset:
-        for x, y in DataLoader(dataset, batch_size=None):
-            codes = y[:, 0, :].long()
-            correct += int((model(x).argmax(dim=1) + 1 == codes).sum())
-            total += codes.numel()
-            counts += torch.bincount(codes.flatten(), minlength=len(counts))
+    counts = torch.zeros(len(STAGES), dtype=torch.long)
+    with BatchDataset(scheme, scheme.initial_state(), workers=workers, labels="classes") as ds:
+        for x, y in DataLoader(ds, batch_size=None):
+            correct += int((model(x).argmax(dim=1) == y).sum())
+            total += y.numel()
+            counts += torch.bincount(y.flatten(), minlength=len(counts))
     return correct / total, int(counts.max()) / total
 
 
@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(args.seed)
             model = SleepStager(len(train_table.column("channels")[0]), EPOCHS_PER_WINDOW)
             optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
-            dataset = BatchDataset(batches, batches.initial_state(args.seed), workers=args.workers)
+            dataset = BatchDataset(
+                batches, batches.initial_state(args.seed), workers=args.workers, labels="classes"
+            )
             step = 0
             if state is not None:
                 model.load_state_dict(state["model"])
@@ -183,10 +185,12 @@ def main(argv: list[str] | None = None) -> int:
         with dataset:
             loader = DataLoader(dataset, batch_size=None, num_workers=0)
             losses = train(model, optimizer, loader, first_step, args.steps, on_step)
+            waited = dataset.stats()["wait_fraction"]
         elapsed = time.perf_counter() - started
         print(
             f"trained steps {first_step + 1}..{args.steps} in {elapsed:.1f} s "
-            f"({len(losses) / elapsed:.1f} steps/s)",
+            f"({len(losses) / elapsed:.1f} steps/s; waiting for data {100 * waited:.1f}% "
+            "of the time)",
             flush=True,
         )
 

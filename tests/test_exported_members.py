@@ -153,7 +153,13 @@ def test_torch_adapter_surface() -> None:
     pytest.importorskip("torch", reason="the torch extra is not installed")
     import ondabatches.torch
 
-    assert ondabatches.torch.__all__ == ["BatchDataset", "InterleavedBatches", "shard_batches"]
+    assert ondabatches.torch.__all__ == [
+        "BatchDataset",
+        "BatchMapDataset",
+        "DeviceFeed",
+        "InterleavedBatches",
+        "shard_batches",
+    ]
 
 
 def test_importing_ondabatches_does_not_import_heavy_extras() -> None:

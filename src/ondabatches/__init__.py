@@ -9,6 +9,7 @@ The pipeline, one subpackage per stage:
 - :mod:`ondabatches.serve`: the Batcher, on threads, processes, Ray or any executor.
 """
 
+import logging as _logging
 import sys as _sys
 
 # First of all: the worker processes run under multiprocessing's forkserver, which on
@@ -34,6 +35,9 @@ from .labels import *  # noqa: E402, F403
 from .materialize import *  # noqa: E402, F403
 from .onda import *  # noqa: E402, F403
 from .serve import *  # noqa: E402, F403
+
+# A library logs and leaves the handling to the application (logging's convention).
+_logging.getLogger("ondabatches").addHandler(_logging.NullHandler())
 
 __all__ = sorted(
     {

@@ -25,10 +25,13 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 def test_demo_runs_to_completion_and_prints_a_resumable_state(tmp_path: Path) -> None:
     out = _cli(
         "demo", "--dir", str(tmp_path), "--recordings", "3", "--hours", "0.25",
-        "--batches", "6", "--batch-size", "4", "--no-progress",
+        "--batches", "6", "--batch-size", "4",
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "6 batches in" in out.stdout
+    # The progress bar (on stderr) and the summary show how long the consumer waited.
+    assert re.search(r"waited \d+%, 2 workers busy \d+%", out.stderr), out.stderr
+    assert re.search(r"waiting for data [0-9.]+% of the time, workers busy", out.stdout)
     assert re.search(r"x: \(4, 3, 7680\) float32", out.stdout), out.stdout
     assert "y: (4, 1, 2) uint8" in out.stdout
     for name in ("signals.arrow", "annotations.arrow", "labeled.arrow"):

@@ -149,8 +149,22 @@ def test_rank_checkpoints_resume_on_their_rank(scheme):
     with make(1) as resumed:
         resumed.load_state_dict(checkpoint)
         assert_tensors_equal(next(iter(resumed)), expected(scheme, 5))
-    mismatch = "rank 1 of 2 but this dataset is rank 0"
-    with make(0) as other, pytest.raises(StateError, match=mismatch):
+    # Any rank's checkpoint resumes every rank at the global frontier: rank 1 took
+    # global batches 1 and 3, so (in lockstep) 0..3 were taken and rank 0 goes on at 4.
+    with make(0) as other:
+        other.load_state_dict(checkpoint)
+        assert_tensors_equal(next(iter(other)), expected(scheme, 4))
+
+
+def test_a_self_sharding_scheme_resumes_on_its_own_rank_only(table):
+    seq = SequentialBatches(table, batch_size=2, batch_duration=MINUTE, world_size=2, rank=1)
+    with BatchDataset(seq, seq.initial_state(), world_size=2, rank=1, backend="inline") as ds:
+        first(ds, 1)
+        checkpoint = ds.state_dict()
+    assert "frontier" not in checkpoint
+    seq0 = SequentialBatches(table, batch_size=2, batch_duration=MINUTE, world_size=2, rank=0)
+    other = BatchDataset(seq0, seq0.initial_state(), world_size=2, rank=0)
+    with pytest.raises(StateError, match="rank 1 of 2 but this dataset is rank 0.*shards itself"):
         other.load_state_dict(checkpoint)
 
 

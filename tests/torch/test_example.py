@@ -44,7 +44,11 @@ def test_smoke_run_resumes_from_its_checkpoint(tmp_path):
     assert "checkpoint at step 3" in out
     assert re.search(r"resume check: steps 4\.\.6 from the checkpoint reproduce", out), out
     assert re.search(r"held-out accuracy [0-9.]+ per 30 s epoch", out)
+    assert re.search(r"waiting for data [0-9.]+% of the time", out), out
     assert (tmp_path / "checkpoint.pt").is_file()
+    # The example takes class indices from the dataset, not codes it shifts itself.
+    source = EXAMPLE.read_text()
+    assert 'labels="classes"' in source and ".long() - 1" not in source
 
 
 @pytest.mark.slow

@@ -235,7 +235,7 @@ class RandomBatches:
                 )
                 for i, w in enumerate(label_weights)
             ]
-        digest = rows.digest(
+        fingerprint = rows.fingerprint(
             None if signal_weights is None else np.asarray(signal_weights, dtype=np.float64),
             None if self._label_cum is None else np.concatenate(self._label_cum),
         )
@@ -246,7 +246,7 @@ class RandomBatches:
             "n_channels": self.n_channels,
             "channels": selector_fingerprint(channels),
             "n_rows": rows.n_rows,
-            "table_digest": digest,
+            **fingerprint,
         }
         if isinstance(rows, RecordingArrays):
             # Only montage schemes carry these keys: single-signal fingerprints are unchanged.

@@ -147,7 +147,7 @@ class SequentialBatches:
             "drop_last": self.drop_last,
             "channels": repr(self.channels),
             "n_rows": rows.n_rows,
-            "table_digest": rows.digest(),
+            **rows.fingerprint(),
         }
         if isinstance(rows, RecordingArrays):
             self._config.update(rows.config())

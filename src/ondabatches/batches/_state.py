@@ -32,13 +32,21 @@ _MAX_DEPTH = 16
 # Indices are int64 in the batch schemes' arithmetic.
 _MAX_INDEX = 2**63
 
+_DIGEST_HINT = (
+    "the fingerprint identifies the data by content, not by where its files are: "
+    "moving them does not change it"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class BatchState:
     """Where a batch scheme stands: batch ``index`` of the stream seeded by ``seed``.
 
-    ``config`` is a fingerprint of the scheme (its class, sizes, durations and a digest
-    of its table and weights) as sorted ``(key, value)`` pairs. A state with an empty
+    ``config`` is a fingerprint of the scheme (its class, sizes, durations, and digests
+    of its data by content: ``digest.recordings``, ``digest.labels``... see
+    :meth:`LabeledArrays.fingerprint <ondabatches.batches._table.LabeledArrays.fingerprint>`)
+    as sorted ``(key, value)`` pairs: the same data at another place (local disk, S3)
+    binds, changed data is refused naming what changed. A state with an empty
     ``config`` is *unbound*: any scheme accepts it, and the state it returns is bound.
 
     Parameters
@@ -109,14 +117,29 @@ class BatchState:
             shared = config if isinstance(config, tuple) and config == frozen else frozen
             return self._derived(self.index, shared)
         mine, theirs = dict(self.config), dict(frozen)
-        diffs = [
-            f"  {key}: state has {mine.get(key, '<missing>')!r}, scheme has "
-            f"{theirs.get(key, '<missing>')!r}"
+        changed = [
+            key
             for key in sorted(set(mine) | set(theirs))
             if mine.get(key, "<missing>") != theirs.get(key, "<missing>")
         ]
+        diffs = [
+            f"  {key}: state has {mine.get(key, '<missing>')!r}, scheme has "
+            f"{theirs.get(key, '<missing>')!r}"
+            for key in changed
+        ]
+        data = [key.removeprefix("digest.") for key in changed if key.startswith("digest.")]
+        summary = (
+            f"the data changed: its {', '.join(data)} differ ({_DIGEST_HINT})\n" if data else ""
+        )
+        if "table_digest" in mine and not any(key.startswith("digest.") for key in mine):
+            summary += (
+                "the state was made by an older ondabatches, whose fingerprint held file "
+                "paths; start from a new state, or resume with the older version\n"
+            )
         raise StateError(
-            "this state belongs to a differently configured batch scheme:\n" + "\n".join(diffs)
+            "this state belongs to a differently configured batch scheme:\n"
+            + summary
+            + "\n".join(diffs)
         )
 
     def __reduce__(self):

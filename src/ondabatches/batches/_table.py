@@ -147,16 +147,81 @@ class LabeledArrays:
             padding,
         )
 
-    def digest(self, *extra: np.ndarray | None) -> str:
-        """A short digest of what batches depend on: rows, spans, labels' places, weights."""
-        h = hashlib.sha256()
-        h.update(b"".join(r.bytes for r in self.recordings))
-        h.update("\0".join(self.file_paths).encode())
-        h.update("\0".join(",".join(c) for c in self.channels).encode())
+    def fingerprint(self, *extra: np.ndarray | None) -> dict[str, str]:
+        """Configuration entries identifying the data by content, one digest per component.
+
+        ``digest.recordings`` (recording UUIDs, in row order), ``digest.spans`` (signal
+        and label spans, label epochs), ``digest.channels``, ``digest.rates`` (sample
+        rates), ``digest.encodings`` (sample types, units, resolutions, offsets, sensor
+        types), ``digest.labels`` (the label codes themselves, and their type; for
+        labels stored in files, see below) and
+        ``digest.weights`` (``extra``: the scheme's sampling weights). File paths and
+        file formats are left out: the same data moved from local disk to S3, or
+        re-compressed, gives the same batches and keeps checkpoints valid, while a
+        real change is refused naming the component that changed.
+
+        Labels held in memory are hashed by value. Labels stored in files
+        (:func:`~ondabatches.labels.store_labels`) are identified by reference: the
+        file's name within its recording's folder, its span, sample type and rate, but
+        not its values. Building a scheme over stored labels reads no label
+        file, which is the out-of-core contract (``tests/scale``): hashing their values
+        would read every label file (10,000 GETs on S3) each time a scheme is built,
+        and an S3 ETag or a file's mtime has no counterpart on local disk, so neither
+        can stand in for the content. Stored labels are written once by
+        ``store_labels`` under names of their own, so a changed label file that keeps
+        its name, span and type is the one change this cannot see. For the same
+        reason, the same labels in memory and stored give different fingerprints.
+        """
+        h = _Hashes()
+        h.recordings.update(b"".join(r.bytes for r in self.recordings))
+        for span in self.signal_spans:
+            h.spans.update(np.array([span.start, span.stop], dtype=np.int64).tobytes())
         for arr in (self.label_start, self.label_stop, self.epoch):
-            h.update(np.ascontiguousarray(arr).tobytes())
+            h.spans.update(np.ascontiguousarray(arr, dtype=np.int64).tobytes())
+        h.channels.update("\0".join(",".join(c) for c in self.channels).encode())
+        h.rates.update(np.array([i.sample_rate for i in self.infos], dtype=np.float64).tobytes())
+        for info in self.infos:
+            h.encodings.update(
+                repr(
+                    (info.sensor_type, info.sample_unit, info.sample_type,
+                     info.sample_resolution_in_unit, info.sample_offset_in_unit)
+                ).encode()
+            )  # fmt: skip
+        for codes in self._label_values():
+            h.labels.update(f"{codes.dtype.str}:{len(codes)}:".encode())
+            h.labels.update(np.ascontiguousarray(codes).tobytes())
         for arr in extra:
-            h.update(
+            h.weights.update(
                 b"none" if arr is None else np.ascontiguousarray(arr, dtype=np.float64).tobytes()
             )
-        return h.hexdigest()[:16]
+        return {f"digest.{name}": getattr(h, name).hexdigest()[:16] for name in _Hashes.__slots__}
+
+    def digest(self, *extra: np.ndarray | None) -> str:
+        """One short digest of :meth:`fingerprint` (all components together)."""
+        parts = sorted(self.fingerprint(*extra).items())
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
+
+    def _label_values(self):
+        """Per row, the label codes held in memory, or a stored file's reference as bytes."""
+        for labels in self.labels:
+            if isinstance(labels, StoredLabels):
+                name = labels.file_path.replace("\\", "/").rsplit("/", 1)[-1]
+                yield np.frombuffer(
+                    repr(
+                        ("stored", name, labels.span.start, labels.span.stop,
+                         labels.info.sample_type, labels.info.sample_rate)
+                    ).encode(),
+                    dtype=np.uint8,
+                )  # fmt: skip
+            else:
+                yield labels
+
+
+class _Hashes:
+    """One running hash per fingerprint component."""
+
+    __slots__ = ("recordings", "spans", "channels", "rates", "encodings", "labels", "weights")
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, hashlib.sha256())

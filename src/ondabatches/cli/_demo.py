@@ -119,17 +119,26 @@ def run(args: argparse.Namespace) -> int:
                     shapes = (x.shape, x.dtype, y.shape, y.dtype)
                 n_bytes += x.nbytes + y.nbytes
                 elapsed = time.perf_counter() - t_start
+                stats = batcher.stats()
                 bar.set_postfix_str(
-                    f"{n_bytes / 1e6 / elapsed:.0f} MB/s, {workers} workers", refresh=False
+                    f"{n_bytes / 1e6 / elapsed:.0f} MB/s, "
+                    f"waited {100 * stats['wait_fraction']:.0f}%, "
+                    f"{workers} workers busy {100 * stats['worker_busy']:.0f}%",
+                    refresh=False,
                 )
                 bar.update()
         finally:
             bar.close()
+        stats = batcher.stats()
     elapsed = time.perf_counter() - t_start
     x_shape, x_dtype, y_shape, y_dtype = shapes
     say(
         f"    {args.batches} batches in {elapsed:.1f} s: {args.batches / elapsed:.1f} batches/s, "
         f"{n_bytes / 1e6 / elapsed:.0f} MB/s; first batch after {t_first:.2f} s"
+    )
+    say(
+        f"    waiting for data {100 * stats['wait_fraction']:.1f}% of the time, workers busy "
+        f"{100 * stats['worker_busy']:.0f}% (Batcher.stats(); near 100% busy: add workers)"
     )
     say(f"    x: {x_shape} {x_dtype} (batch, channels, time); y: {y_shape} {y_dtype} (stage codes)")
     say("")

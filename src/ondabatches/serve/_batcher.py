@@ -40,6 +40,7 @@ from ._pools import (
     takes_allocate,
     thread_pool,
 )
+from ._stats import DataPathMeter, IntervalLogger, nbytes
 
 __all__ = ["BatchScheme", "Batcher"]
 
@@ -47,6 +48,9 @@ logger = logging.getLogger("ondabatches")
 
 #: The longest wait between two attempts of one batch, whatever the backoff says.
 _MAX_BACKOFF = 30.0
+
+#: The attribute a finished future carries its completion time in (perf_counter).
+_DONE_AT = "_ondabatches_done_at"
 
 
 class BatchScheme(Protocol):
@@ -73,6 +77,7 @@ class _Slot:
     future: Future
     attempts: int = 1
     retry_at: float | None = None
+    submitted_at: float = 0.0
 
 
 class DrawAndMaterialize:
@@ -152,6 +157,15 @@ class Batcher:
         it makes, so that worker processes decode straight into shared memory.
     dtype:
         The dtype passed to ``materialize``.
+    log_interval:
+        Seconds between INFO lines of :meth:`stats` on the ``"ondabatches"`` logger
+        (None, the default: none).
+
+    Notes
+    -----
+    Logging goes to the ``"ondabatches"`` logger (silent unless the application
+    configures logging): repositioning and retries at WARNING, start at INFO,
+    :meth:`stats` every ``log_interval`` seconds at INFO, each batch at DEBUG.
 
     Examples
     --------
@@ -183,6 +197,7 @@ class Batcher:
         backoff: float = 0.1,
         materialize: Materialize | None = None,
         dtype: Any = np.float32,
+        log_interval: float | None = None,
     ):
         if not callable(getattr(batches, "iterate_batch", None)):
             raise TypeError(
@@ -223,6 +238,8 @@ class Batcher:
         # does _fill look through the buffer (set by the futures' callbacks).
         self._attention = False
         self._status: str | BaseException = "stopped"
+        self._meter = DataPathMeter(self.workers)
+        self._log = IntervalLogger(logger, log_interval, "Batcher")
         # take/start/stop from several threads must not interleave.
         self._lock = threading.RLock()
 
@@ -261,6 +278,14 @@ class Batcher:
                 self._close_pool()  # an error may have left the pool unusable
             if self._pool is None:
                 self._pool = self._make_pool()
+                self._meter.reset()
+                logger.info(
+                    "Batcher started: %s backend, %d worker(s), buffer %d, at state %r",
+                    self.backend if isinstance(self.backend, str) else type(self.backend).__name__,
+                    self.workers,
+                    self.buffer,
+                    state,
+                )
             self._reposition(state)
             if not self._pool.lazy:
                 self._fill()
@@ -341,18 +366,68 @@ class Batcher:
                     state,
                     self._position,
                 )
+                self._meter.repositions += 1
                 self._reposition(state)
             self._fill()
             if not self._slots:
                 self._status = "done"
                 return None
             slot = self._slots[0]
+            began = time.perf_counter()
             arrays = self._wait(slot, None if timeout is None else time.monotonic() + timeout)
+            now = time.perf_counter()
+            # The meter's counts, inline: this runs once per batch in the manager.
+            meter = self._meter
+            meter.batches += 1
+            meter.bytes += nbytes(arrays)
+            meter.wait_s += now - began
+            meter.busy_s += getattr(slot.future, _DONE_AT, now) - slot.submitted_at
             self._slots.popleft()
             self._position = slot.next_state
             if not self._pool.lazy:
                 self._fill()
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "batch for state %r taken after waiting %.2f ms (attempt %d)",
+                    slot.state,
+                    1e3 * (now - began),
+                    slot.attempts,
+                )
+            if now >= self._log.next_at:
+                self._log.emit(now, self.stats)
             return arrays, slot.next_state
+
+    def stats(self) -> dict[str, Any]:
+        """Running figures of the data path since :meth:`start` built the pool.
+
+        ``batches``, ``bytes``, ``wall_s`` (seconds since then), ``batches_per_s``,
+        ``mb_per_s``; ``wait_s`` and ``wait_fraction``: time the consumer spent blocked
+        in :meth:`take` waiting for a batch, and its share of ``wall_s`` (near 0 when
+        the workers keep ahead, near 1 when training waits for data); ``worker_busy``:
+        the average share of the workers that had a batch in flight, from submission to
+        completion (near 1: add workers; near 0 with a high ``wait_fraction``: the
+        manager or the transport is the bottleneck; measured in the manager, where a
+        batch counts as finished when its result is received: exact for threads, an
+        upper bound for worker processes, whose results are received when ``take``
+        waits); ``buffered`` (batches in flight or ready now), ``workers``,
+        ``retries``, ``repositions``.
+
+        Examples
+        --------
+        >>> from ondabatches import RandomBatches
+        >>> from ondabatches.synthetic import labeled_table
+        >>> batches = RandomBatches(labeled_table(2, duration=300 * 10**9), batch_size=2,
+        ...                         batch_duration=30 * 10**9)
+        >>> batcher = Batcher(batches, backend="inline", materialize=lambda b, d: ([0.0], [1]))
+        >>> batcher.start(batches.initial_state())
+        >>> _ = batcher.take(batches.initial_state())
+        >>> stats = batcher.stats()
+        >>> stats["batches"], stats["bytes"], 0 <= stats["wait_fraction"] <= 1
+        (1, 16, True)
+        """
+        stats = self._meter.snapshot()
+        stats["buffered"] = len(self._slots)
+        return stats
 
     def iterate(self, state: Any) -> Iterator[tuple[tuple[Any, Any], Any]]:
         """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
@@ -411,6 +486,12 @@ class Batcher:
     def _on_done(self, future: Future) -> None:
         if not future.cancelled() and future.exception() is not None:
             self._attention = True
+        # When the batch finished, for the workers' occupancy (read when it is taken);
+        # a foreign future without attributes only loses that figure.
+        try:
+            setattr(future, _DONE_AT, time.perf_counter())
+        except AttributeError:  # pragma: no cover - no such future among our pools
+            pass
 
     def _batch_at(self, state: Any) -> Any:
         """The batch of ``state`` (for an error report when a worker drew it)."""
@@ -436,8 +517,11 @@ class Batcher:
                 self._exhausted = True
                 break
             batch, next_state = step
+            submitted_at = time.perf_counter()
             future = self._submit(self._cursor, batch)
-            self._slots.append(_Slot(self._cursor, batch, next_state, future))
+            self._slots.append(
+                _Slot(self._cursor, batch, next_state, future, submitted_at=submitted_at)
+            )
             self._cursor = next_state
 
     def _retry_due(self) -> None:
@@ -457,6 +541,7 @@ class Batcher:
     def _schedule_retry(self, slot: _Slot, exc: BaseException, now: float) -> None:
         delay = min(self.backoff * 2 ** (slot.attempts - 1), _MAX_BACKOFF)
         slot.retry_at = now + delay
+        self._meter.retries += 1
         logger.warning(
             "batch for state %r failed (attempt %d of %d), retrying in %.2f s: %s",
             slot.state,
@@ -469,6 +554,7 @@ class Batcher:
     def _resubmit(self, slot: _Slot) -> None:
         slot.retry_at = None
         slot.attempts += 1
+        slot.submitted_at = time.perf_counter()
         slot.future = self._submit(slot.state, slot.batch)
 
     def _wait(self, slot: _Slot, deadline: float | None):
