@@ -463,18 +463,21 @@ class RecordingArrays:
             else {"rates": list(self.rates), "concatenate": self.concatenate},
         }
 
+    def fingerprint(self, *extra: np.ndarray | None) -> dict[str, str]:
+        """As :meth:`LabeledArrays.fingerprint` (the table's content, ``extra`` the
+        per-recording weights), plus ``digest.montage``: which rows serve which modality
+        where, and the windows each recording keeps."""
+        out = self.base.fingerprint(*extra)
+        h = hashlib.sha256(np.asarray(self.modality_rows, dtype=np.int64).tobytes())
+        for arr in (self.kept, self.label_offset, self.n_labels):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        out["digest.montage"] = h.hexdigest()[:16]
+        return out
+
     def digest(self, *extra: np.ndarray | None) -> str:
-        """As :meth:`LabeledArrays.digest`, plus which rows serve which modality where."""
-        h = hashlib.sha256(self.base.digest().encode())
-        h.update(np.asarray(self.modality_rows, dtype=np.int64).tobytes())
-        h.update(self.kept.tobytes())
-        h.update(self.label_offset.tobytes())
-        h.update(self.n_labels.tobytes())
-        for arr in extra:
-            h.update(
-                b"none" if arr is None else np.ascontiguousarray(arr, dtype=np.float64).tobytes()
-            )
-        return h.hexdigest()[:16]
+        """One short digest of :meth:`fingerprint` (all components together)."""
+        parts = sorted(self.fingerprint(*extra).items())
+        return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def check_resample(rate: float, target: float, duration: int | None, where: str) -> tuple[int, int]:
