@@ -58,6 +58,8 @@ def references(schemes):
 def test_the_references_exercise_masks_ranks_and_concatenation(schemes, references):
     masks = np.concatenate([x["mask"]["ecg"] for (x, _), _ in references["random"]])
     assert masks.any() and not masks.all()  # recordings with and without ECG
+    ecg = np.concatenate([x["ecg"] for (x, _), _ in references["random"]])
+    assert not ecg[~masks].any() and ecg[masks].any(axis=(1, 2)).all()  # zeros where absent
     x, _ = references["random"][0][0]
     assert list(x) == [*MONTAGE, "mask"] and x["emg"].shape == (4, 1, 60 * 512)
     # Each rank gets the same number of batches; the windows of both cover the scheme's.
