@@ -115,7 +115,7 @@ def labeled_eeg(
     return rows.filter(in_training), rows.filter(pa.array([r == held_out for r in recording]))
 
 
-def montage_of(table: pa.Table, modalities: tuple[str, ...]) -> dict:
+def montage_of(modalities: tuple[str, ...]) -> dict:
     """The scheme's keyword for ``--modalities``: name -> (sensor type, all channels)."""
     return {"modalities": {name: (name, None) for name in modalities}} if modalities else {}
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
 
         started = time.perf_counter()
         train_table, eval_table = labeled_eeg(data, args.recordings, args.hours, modalities)
-        montage = montage_of(train_table, modalities)
+        montage = montage_of(modalities)
         batches = RandomBatches(
             train_table,
             batch_size=args.batch_size,
