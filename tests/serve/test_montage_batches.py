@@ -1,8 +1,12 @@
-"""The Batcher's conformance for montage schemes: on every backend and worker count, a
-``RandomBatches`` with zero-filled modalities (and their masks) and a rank-sharded,
-resampled and concatenated ``SequentialBatches`` give bit for bit the batches that
-``materialize_batch`` gives inline; a JSON state resumes the same stream in a fresh
-process; nothing is left behind (shared-memory segments, processes, threads)."""
+"""The Batcher's conformance for montage schemes.
+
+On every backend (a loky executor too) and worker count, a ``RandomBatches`` with
+zero-filled modalities (and their masks) and a rank-sharded, resampled and
+concatenated ``SequentialBatches`` give bit for bit the batches that
+``materialize_batch`` gives inline; a JSON state resumes the same stream through a
+Batcher in a fresh process; nothing is left behind (shared-memory segments,
+processes, threads).
+"""
 
 from __future__ import annotations
 
@@ -80,13 +84,18 @@ def _case(name: str, workers: int):
 
 
 @pytest.fixture(
-    params=[_case(n, w) for n in ("inline", "threads", "processes", "ray") for w in (1, 2)]
+    params=[
+        *(_case(n, w) for n in ("inline", "threads", "processes", "ray") for w in (1, 2)),
+        _case("executor", 2),  # a loky executor's 2 workers
+    ]
 )
 def backend(request):
-    """A backend's name and a worker count."""
+    """What to pass as ``backend`` (an executor itself for "executor") and a worker count."""
     name, workers = request.param
     if name == "ray":
         request.getfixturevalue("ray_session")
+    if name == "executor":
+        return request.getfixturevalue("loky_executor"), workers
     return name, workers
 
 
