@@ -11,6 +11,12 @@ epoch: ``x`` is ``(batch, 6 channels, 19200 samples)`` at 128 Hz and ``y`` is
 the target ``cross_entropy`` wants). The last 128 Hz recording is held out and scored at the
 end with a ``SequentialBatches`` pass over all its windows.
 
+``--modalities eeg,eog`` trains on several signals of each recording instead: the
+scheme gets a montage (one window of the recording in every modality, each at its own
+rate: EEG at 128 Hz, EOG at 64 Hz), ``x`` is a dict of tensors, one per modality, and
+the model has one convolutional branch per modality whose per-epoch features are
+concatenated before the stage head.
+
 Halfway, a checkpoint (model, optimizer and the dataset's state) is written. At the
 end the script shows that resuming works: it loads the checkpoint into a fresh model,
 optimizer and dataset, trains the next steps again, and checks that the losses are
@@ -41,16 +47,21 @@ RATE = 128.0  # the synthetic EEG layout with all six channels (c3 c4 m1 m2 o1 o
 MICROVOLT_SCALE = 50.0  # brings the EEG to about unit scale
 
 
+def conv_branch(channels: int) -> nn.Sequential:
+    """Strided convolutions from ``channels`` inputs to 64 features, 64 times fewer samples."""
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv1d(cin, cout, 9, stride=4, padding=4), nn.BatchNorm1d(cout), nn.ReLU()]
+
+    return nn.Sequential(*block(channels, 16), *block(16, 32), *block(32, 64))
+
+
 class SleepStager(nn.Module):
     """Strided convolutions down to a few samples per epoch, then one stage per epoch."""
 
     def __init__(self, channels: int, epochs: int, n_stages: int = len(STAGES)):
         super().__init__()
-
-        def block(cin: int, cout: int) -> list[nn.Module]:
-            return [nn.Conv1d(cin, cout, 9, stride=4, padding=4), nn.BatchNorm1d(cout), nn.ReLU()]
-
-        self.features = nn.Sequential(*block(channels, 16), *block(16, 32), *block(32, 64))
+        self.features = conv_branch(channels)
         # Averaging per epoch turns the filters' outputs into band powers of that epoch.
         self.per_epoch = nn.AdaptiveAvgPool1d(epochs)
         self.head = nn.Conv1d(64, n_stages, 1)
@@ -59,9 +70,35 @@ class SleepStager(nn.Module):
         return self.head(self.per_epoch(self.features(x / MICROVOLT_SCALE)))
 
 
-def labeled_eeg(data: Path, recordings: int, hours: float) -> tuple[pa.Table, pa.Table]:
-    """Write (or rewrite: it is deterministic) the dataset; split its 128 Hz EEG rows."""
-    ds = make_dataset(data, n_recordings=recordings, duration=round(hours * 3600 * 10**9))
+class MultiModalStager(nn.Module):
+    """One branch per modality, each at its own rate; their per-epoch features are
+    concatenated, then one stage per epoch."""
+
+    def __init__(self, channels: dict[str, int], epochs: int, n_stages: int = len(STAGES)):
+        super().__init__()
+        self.branches = nn.ModuleDict({name: conv_branch(c) for name, c in channels.items()})
+        # Per-epoch averages line the branches up whatever their numbers of samples.
+        self.per_epoch = nn.AdaptiveAvgPool1d(epochs)
+        self.head = nn.Conv1d(64 * len(channels), n_stages, 1)
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = [
+            self.per_epoch(branch(x[name] / MICROVOLT_SCALE))
+            for name, branch in self.branches.items()
+        ]
+        return self.head(torch.cat(features, dim=1))
+
+
+def labeled_eeg(
+    data: Path, recordings: int, hours: float, modalities: tuple[str, ...] = ()
+) -> tuple[pa.Table, pa.Table]:
+    """Write (or rewrite: it is deterministic) the dataset; split its 128 Hz EEG rows
+    (with ``modalities``, the rows of those sensor types of the same recordings)."""
+    ds = make_dataset(
+        data, n_recordings=recordings, duration=round(hours * 3600 * 10**9),
+        eog_every=1 if "eog" in modalities else 2, ecg_every=int("ecg" in modalities),
+        emg_every=int("emg" in modalities),
+    )  # fmt: skip
     annotations = sort_and_trim_spans(ds.annotations, epoch=EPOCH, by="recording")
     labeled = label_signals(
         ds.signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
@@ -69,7 +106,27 @@ def labeled_eeg(data: Path, recordings: int, hours: float) -> tuple[pa.Table, pa
     eeg = labeled.filter(pc.equal(labeled.column("sample_rate"), RATE))
     if eeg.num_rows < 2:
         sys.exit(f"need at least 2 recordings at {RATE} Hz: use --recordings 5 or more")
-    return eeg.slice(0, eeg.num_rows - 1), eeg.slice(eeg.num_rows - 1)
+    if not modalities:
+        return eeg.slice(0, eeg.num_rows - 1), eeg.slice(eeg.num_rows - 1)
+    # Every signal of those sensor types of the recordings whose EEG is at 128 Hz.
+    *training, held_out = eeg.column("recording").to_pylist()
+    rows = labeled.filter(pc.is_in(labeled.column("sensor_type"), pa.array(modalities)))
+    recording = rows.column("recording").to_pylist()  # UUIDs (no arrow kernel compares them)
+    in_training = pa.array([r in training for r in recording])
+    return rows.filter(in_training), rows.filter(pa.array([r == held_out for r in recording]))
+
+
+def montage_of(modalities: tuple[str, ...]) -> dict:
+    """The scheme's keyword for ``--modalities``: name -> (sensor type, all channels)."""
+    return {"modalities": {name: (name, None) for name in modalities}} if modalities else {}
+
+
+def channels_of(table: pa.Table, modalities: tuple[str, ...]) -> int | dict[str, int]:
+    """Input channels of the model: one count, or one per modality."""
+    counts = {}
+    for row in table.select(["sensor_type", "channels"]).to_pylist():
+        counts.setdefault(row["sensor_type"], len(row["channels"]))
+    return {name: counts[name] for name in modalities} if modalities else counts["eeg"]
 
 
 def stage_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -93,12 +150,12 @@ def train(model, optimizer, loader, first_step: int, last_step: int, on_step) ->
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, table: pa.Table, batch_size: int, workers: int
+    model: nn.Module, table: pa.Table, batch_size: int, workers: int, montage: dict
 ) -> tuple[float, float]:
     """Accuracy on every window of ``table``, and the majority-stage baseline."""
     model.eval()
     scheme = SequentialBatches(
-        table, batch_size=batch_size, batch_duration=EPOCHS_PER_WINDOW * EPOCH
+        table, batch_size=batch_size, batch_duration=EPOCHS_PER_WINDOW * EPOCH, **montage
     )
     correct = total = 0
     counts = torch.zeros(len(STAGES), dtype=torch.long)
@@ -122,7 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", type=Path, help="continue from this checkpoint")
     parser.add_argument("--log-every", type=int, default=25)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--modalities",
+        default="",
+        help="sensor types to train on together, e.g. eeg,eog (of eeg, eog, ecg, emg; "
+        "default: the EEG alone, one tensor)",
+    )
     args = parser.parse_args(argv)
+    modalities = tuple(m.strip() for m in args.modalities.split(",") if m.strip())
+    if set(modalities) - {"eeg", "eog", "ecg", "emg"} or len(set(modalities)) < len(modalities):
+        parser.error(f"--modalities {args.modalities!r}: give distinct ones of eeg, eog, ecg, emg")
 
     with tempfile.TemporaryDirectory(prefix="sleep-stager-") as scratch:
         data = args.data or Path(scratch) / "data"
@@ -131,22 +197,28 @@ def main(argv: list[str] | None = None) -> int:
         checkpoint_path = out / "checkpoint.pt"
 
         started = time.perf_counter()
-        train_table, eval_table = labeled_eeg(data, args.recordings, args.hours)
+        train_table, eval_table = labeled_eeg(data, args.recordings, args.hours, modalities)
+        montage = montage_of(modalities)
         batches = RandomBatches(
             train_table,
             batch_size=args.batch_size,
             batch_duration=EPOCHS_PER_WINDOW * EPOCH,
+            **montage,
         )
+        n_train, n_eval = (len(set(t.column("recording").to_pylist())) for t in (
+            train_table, eval_table))  # fmt: skip
         print(
-            f"dataset: {train_table.num_rows} training and {eval_table.num_rows} held-out "
-            f"recordings at {RATE:g} Hz, written to {data} "
+            f"dataset: {n_train} training and {n_eval} held-out recordings "
+            f"({', '.join(modalities) or 'eeg'}; EEG at {RATE:g} Hz), written to {data} "
             f"in {time.perf_counter() - started:.1f} s",
             flush=True,
         )
 
         def fresh(state=None):
             torch.manual_seed(args.seed)
-            model = SleepStager(len(train_table.column("channels")[0]), EPOCHS_PER_WINDOW)
+            channels = channels_of(train_table, modalities)
+            stager = MultiModalStager if modalities else SleepStager
+            model = stager(channels, EPOCHS_PER_WINDOW)
             optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
             dataset = BatchDataset(
                 batches, batches.initial_state(args.seed), workers=args.workers, labels="classes"
@@ -161,6 +233,13 @@ def main(argv: list[str] | None = None) -> int:
 
         resumed = torch.load(args.resume, weights_only=True) if args.resume else None
         model, optimizer, dataset, first_step = fresh(resumed)
+        inputs = channels_of(train_table, modalities)
+        inputs = inputs if modalities else {"eeg": inputs}
+        print(
+            f"model: {type(model).__name__}, inputs "
+            + ", ".join(f"{name} {n} channel(s)" for name, n in inputs.items()),
+            flush=True,
+        )
         if resumed is not None:
             print(f"resumed from {args.resume} at step {first_step}", flush=True)
         checkpoint_step = first_step + max((args.steps - first_step) // 2, 1)
@@ -194,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-        accuracy, baseline = evaluate(model, eval_table, args.batch_size, args.workers)
+        accuracy, baseline = evaluate(model, eval_table, args.batch_size, args.workers, montage)
         print(
             f"held-out accuracy {accuracy:.3f} per 30 s epoch "
             f"(always guessing the most common stage: {baseline:.3f})",

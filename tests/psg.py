@@ -91,3 +91,28 @@ def select(part, full: np.ndarray) -> np.ndarray:
             rows.append(full[names.index(a)] - full[names.index(b)])
         return np.stack(rows)
     return full[[names.index(c) for c in sel]]
+
+
+def montage_schemes(labeled: pa.Table) -> dict:
+    """The schemes of the Batcher's montage conformance suite, by name.
+
+    Random batches with zero-filled modalities (EEG brought to 128 Hz, as its rate
+    differs between recordings; the others at their own rates), and 2 ranks of
+    sequential batches resampled to 128 Hz and concatenated (recordings without ECG
+    excluded).
+    """
+    import warnings
+
+    from ondabatches import ExcludedRecordingsWarning, RandomBatches, SequentialBatches
+
+    random = RandomBatches(labeled, modalities=MONTAGE, missing="zero-fill", batch_size=4,
+                           batch_duration=60 * S, resample={"rate": {"eeg": 128}})  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExcludedRecordingsWarning)
+        ranks = [
+            SequentialBatches(labeled, modalities=MONTAGE, batch_size=3, batch_duration=60 * S,
+                              resample={"rate": 128, "concatenate": True}, world_size=2,
+                              rank=rank)
+            for rank in (0, 1)
+        ]  # fmt: skip
+    return {"random": random, "rank0": ranks[0], "rank1": ranks[1]}

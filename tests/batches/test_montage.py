@@ -235,9 +235,19 @@ def test_items_round_trip_and_single_signal_config_is_unchanged(psg_labeled):
     single = RandomBatches(psg_labeled.filter(psg_labeled.column("sensor_type").to_numpy(
         zero_copy_only=False) == "eeg"), batch_size=4, batch_duration=60 * S)  # fmt: skip
     assert set(single.config) == {
-        "scheme", "batch_size", "batch_duration_ns", "n_channels", "channels", "n_rows",
-        "digest.recordings", "digest.spans", "digest.channels", "digest.rates",
-        "digest.encodings", "digest.labels", "digest.weights",
+        "scheme",
+        "batch_size",
+        "batch_duration_ns",
+        "n_channels",
+        "channels",
+        "n_rows",
+        "digest.recordings",
+        "digest.spans",
+        "digest.channels",
+        "digest.rates",
+        "digest.encodings",
+        "digest.labels",
+        "digest.weights",
     }  # fmt: skip (no montage keys for a single-signal scheme)
     assert {"modalities", "missing", "resample", "digest.montage"} <= set(config)
     with pytest.raises(StateError, match="missing"):

@@ -32,14 +32,17 @@ def test_demo_runs_to_completion_and_prints_a_resumable_state(tmp_path: Path) ->
     # The progress bar (on stderr) and the summary show how long the consumer waited.
     assert re.search(r"waited \d+%, 2 workers busy \d+%", out.stderr), out.stderr
     assert re.search(r"waiting for data [0-9.]+% of the time, workers busy", out.stdout)
-    assert re.search(r"x: \(4, 3, 7680\) float32", out.stdout), out.stdout
-    assert "y: (4, 1, 2) uint8" in out.stdout
+    # The montage: EEG C3-M2 at 128 Hz, both EOG channels at 64 Hz, the ECG at 256 Hz.
+    x_line = "x: eeg (4, 1, 7680) float32, eog (4, 2, 3840) float32, ecg (4, 1, 15360) float32 "
+    assert re.search(re.escape(x_line) + r"\(batch, channels, time at each signal's rate\); "
+                     r"y: \(4, 1, 2\) uint8", out.stdout), out.stdout  # fmt: skip
     for name in ("signals.arrow", "annotations.arrow", "labeled.arrow"):
         assert (tmp_path / name).is_file()
     assert list((tmp_path / "labels").rglob("labels_*.lpcm"))
     line = next(ln for ln in out.stdout.splitlines() if "resume state" in ln)
     state = BatchState.from_json(line.split(": ", 1)[1])
     assert state.index == 6 and state.seed == 0
+    assert [m[0] for m in dict(state.config)["modalities"]] == ["eeg", "eog", "ecg"]
     # The dataset the demo wrote passes inspection.
     checked = _cli("inspect", str(tmp_path))
     assert checked.returncode == 0, checked.stdout + checked.stderr

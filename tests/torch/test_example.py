@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import ROOT
 
@@ -49,6 +50,33 @@ def test_smoke_run_resumes_from_its_checkpoint(tmp_path):
     # The example takes class indices from the dataset, not codes it shifts itself.
     source = EXAMPLE.read_text()
     assert 'labels="classes"' in source and ".long() - 1" not in source
+
+
+@pytest.mark.timeout(60)
+def test_two_modalities_train_one_branch_each_and_resume(tmp_path):
+    out = run_example(
+        "--steps", "4", "--recordings", "5", "--hours", "0.25", "--batch-size", "8",
+        "--log-every", "2", "--workers", "1", "--out", str(tmp_path),
+        "--modalities", "eeg,eog", timeout=55,
+    )  # fmt: skip
+    assert "model: MultiModalStager, inputs eeg 6 channel(s), eog 2 channel(s)" in out, out
+    assert "1 training and 1 held-out recordings (eeg, eog;" in out
+    logged = losses(out)
+    assert sorted(logged) == [2, 4] and all(math.isfinite(v) for v in logged.values())
+    assert re.search(r"resume check: steps 3\.\.4 from the checkpoint reproduce", out), out
+    assert re.search(r"held-out accuracy [0-9.]+ per 30 s epoch", out)
+    model = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    assert {key.split(".")[1] for key in model if key.startswith("branches.")} == {"eeg", "eog"}
+    assert model["branches.eog.0.weight"].shape[1] == 2  # the EOG branch takes 2 channels
+    assert model["head.weight"].shape[1] == 2 * 64  # both branches' features, concatenated
+
+
+def test_unknown_modalities_are_refused():
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLE), "--modalities", "eeg,resp"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2 and "give distinct ones of eeg, eog, ecg, emg" in done.stderr
 
 
 @pytest.mark.slow

@@ -21,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "Synthesize a small sleep dataset (EEG with stage-dependent rhythms, EOG, ECG, "
             "30 s sleep-stage annotations, lpcm and lpcm.zst files, relative and absolute "
             "paths), label it, store the labels as Onda files, and stream random batches "
-            "from a Batcher, showing batches/s and MB/s."
+            "of a montage (EEG C3-M2, both EOG channels, ECG, each at its own rate) from a "
+            "Batcher, showing batches/s and MB/s."
         ),
     )
     parser.add_argument(
@@ -47,11 +48,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import pyarrow.compute as pc
     from tqdm import tqdm
 
     from ..batches import RandomBatches
     from ..labels import label_signals, sort_and_trim_spans, store_labels, write_labeled_signals
+    from ..materialize import Bipolar
     from ..serve import Batcher
     from ..synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
@@ -67,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         n_recordings=args.recordings,
         duration=int(args.hours * 3600) * _NS,
         seed=args.seed,
-        eog_every=2,
-        ecg_every=3,
+        eog_every=1,
+        ecg_every=1,
         sample_rate=128.0,
     )
     formats = sorted(set(ds.signals.column("file_format").to_pylist()))
@@ -79,28 +80,30 @@ def run(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - t0:.1f} s"
     )
 
-    say("2/4 labeling the EEG signals with 30 s sleep stages ...")
-    eeg = ds.signals.filter(pc.equal(ds.signals.column("sensor_type"), "eeg"))
+    say("2/4 labeling the signals with 30 s sleep stages ...")
     annotations = sort_and_trim_spans(ds.annotations, epoch=EPOCH, by="recording")
     labeled = label_signals(
-        eeg, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
+        ds.signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
     )
     labeled = store_labels(labeled, root / "labels")
     labeled_path = root / "labeled.arrow"
     write_labeled_signals(labeled_path, labeled)
     say(f"    {labeled.num_rows} labeled signals, labels stored lazily under {root / 'labels'}")
 
-    n_channels = min(len(c) for c in labeled.column("channels").to_pylist())
     batches = RandomBatches(
         labeled,
-        n_channels=n_channels,
+        modalities={
+            "eeg": ("eeg", Bipolar(["c3-m2"])),
+            "eog": ("eog", ["eog-l", "eog-r"]),
+            "ecg": ("ecg", None),
+        },
         batch_size=args.batch_size,
         batch_duration=args.duration * _NS,
     )
     state = batches.initial_state(seed=args.seed)
     say(
-        f"3/4 RandomBatches: {args.batch_size} items x {n_channels} channels x {args.duration} s "
-        f"per batch, seed {args.seed}"
+        f"3/4 RandomBatches of a montage (EEG C3-M2, EOG left and right, ECG): "
+        f"{args.batch_size} items x {args.duration} s per batch, seed {args.seed}"
     )
 
     workers = 1 if args.backend == "inline" else args.workers
@@ -116,8 +119,10 @@ def run(args: argparse.Namespace) -> int:
                 (x, y), state = batcher.take(state)
                 if t_first is None:
                     t_first = time.perf_counter() - t_start
-                    shapes = (x.shape, x.dtype, y.shape, y.dtype)
-                n_bytes += x.nbytes + y.nbytes
+                    # One array per modality (batch, channels, samples at its rate).
+                    x_shapes = {name: (a.shape, a.dtype) for name, a in x.items()}
+                    y_shape = (y.shape, y.dtype)
+                n_bytes += sum(a.nbytes for a in x.values()) + y.nbytes
                 elapsed = time.perf_counter() - t_start
                 stats = batcher.stats()
                 bar.set_postfix_str(
@@ -131,7 +136,6 @@ def run(args: argparse.Namespace) -> int:
             bar.close()
         stats = batcher.stats()
     elapsed = time.perf_counter() - t_start
-    x_shape, x_dtype, y_shape, y_dtype = shapes
     say(
         f"    {args.batches} batches in {elapsed:.1f} s: {args.batches / elapsed:.1f} batches/s, "
         f"{n_bytes / 1e6 / elapsed:.0f} MB/s; first batch after {t_first:.2f} s"
@@ -140,7 +144,11 @@ def run(args: argparse.Namespace) -> int:
         f"    waiting for data {100 * stats['wait_fraction']:.1f}% of the time, workers busy "
         f"{100 * stats['worker_busy']:.0f}% (Batcher.stats(); near 100% busy: add workers)"
     )
-    say(f"    x: {x_shape} {x_dtype} (batch, channels, time); y: {y_shape} {y_dtype} (stage codes)")
+    x_text = ", ".join(f"{name} {shape} {dtype}" for name, (shape, dtype) in x_shapes.items())
+    say(
+        f"    x: {x_text} (batch, channels, time at each signal's rate); "
+        f"y: {y_shape[0]} {y_shape[1]} (stage codes)"
+    )
     say("")
     say(f"Everything is in {root}:")
     say(f"  {ds.signals_path.name}, {ds.annotations_path.name}   the Onda tables")
@@ -148,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     say(f"  resume state of the next batch: {state.to_json()}")
     say("What to try next:")
     say(f"  ondabatches inspect {root}")
-    say(f"  ondabatches plot {root} --seed {args.seed} --out item.png")
+    say(f"  ondabatches plot {root} --seed {args.seed} --modalities eeg,eog,ecg --out item.png")
     say(f"  ondabatches demo --workers {max(1, (os.cpu_count() or 2))} --batches 500")
     say("  the README's tour: the same steps in Python, one at a time")
     return 0

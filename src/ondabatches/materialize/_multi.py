@@ -71,6 +71,30 @@ def _signal_shape(channels: Any, info: Any, duration: int, target: float | None)
     return (*channel_shape(channels, info), n_samples(duration, target)), ratio
 
 
+def _plans(items: Sequence[MultiBatchItem], targets: Sequence[float | None]) -> list[list[Any]]:
+    """Per item and part, :func:`_part_shape`.
+
+    The parts of a batch share a few ``info`` and selector objects (those of the
+    scheme's table, or one pickle's shared copies in a worker): they are looked up by
+    identity first, as hashing a ``SamplesInfo`` for each of a batch's hundreds of parts
+    cost more than the rest of this layer's bookkeeping.
+    """
+    seen: dict[tuple[int, int, int, float | None], Any] = {}
+    plans = []
+    for it in items:
+        duration, plan = it.window.duration, []
+        for p, t in zip(it.parts, targets, strict=True):
+            # Ids are unique among objects alive together, and the items keep all of
+            # theirs alive for the whole call.
+            key = (id(getattr(p, "info", p)), id(getattr(p, "channels", p)), duration, t)
+            found = seen.get(key)
+            if found is None:
+                found = seen[key] = _part_shape(p, duration, t)
+            plan.append(found)
+        plans.append(plan)
+    return plans
+
+
 def _describe(item: MultiBatchItem) -> str:
     return f"recording {item.recording} window {item.window}"
 
@@ -152,10 +176,7 @@ def materialize_multi_batch(
     first = _check_alike(items)
     n = len(items)
     targets = first.rates or (None,) * len(first.names)
-    plans = [
-        [_part_shape(p, it.window.duration, t) for p, t in zip(it.parts, targets, strict=True)]
-        for it in items
-    ]
+    plans = _plans(items, targets)
     shapes = []
     for k, name in enumerate(first.names):
         kinds = {plan[k][0] for plan in plans}
