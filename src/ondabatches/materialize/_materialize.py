@@ -30,7 +30,7 @@ from ..onda._timespan import NS_PER_S, _rate, window_sample_range
 __all__ = ["materialize_batch", "materialize_batch_item"]
 
 #: Materializers of item kinds other than :class:`BatchItem`, by the item's type:
-#: ``(item_function(item, dtype), batch_function(items, dtype, allocate))``. The module
+#: ``(item_function(item, dtype, exact), batch_function(items, dtype, allocate, exact))``. The module
 #: that materializes a kind registers it here (``_multi`` for multi-signal items), so
 #: that this module, which it builds on, never imports it.
 _ITEM_KINDS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
@@ -159,7 +159,7 @@ def materialize_batch_item(
     """
     kind = _ITEM_KINDS.get(type(item))
     if kind is not None:
-        return kind[0](item, np.dtype(dtype))
+        return kind[0](item, np.dtype(dtype), exact)
     return _x(item, np.dtype(dtype), exact=exact), _y(item)
 
 
@@ -243,7 +243,7 @@ def materialize_batch(
     allocate = allocate or np.empty
     kind = _ITEM_KINDS.get(type(items[0]))
     if kind is not None:
-        return kind[1](items, dtype, allocate)
+        return kind[1](items, dtype, allocate, exact)
     if any(map(_is_remote, items)):
         return _materialize_concurrently(items, dtype, allocate, exact)
     ys = [_y(it) for it in items]

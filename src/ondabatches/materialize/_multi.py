@@ -155,11 +155,13 @@ def _read_extended(part: BatchItem, ext: np.ndarray, margin: int) -> None:
         ext[..., first : first + hi - lo] = _x(sub, np.dtype(np.float64))
 
 
-def _fill(part: BatchItem | MissingModality, dtype: np.dtype, out: np.ndarray) -> None:
+def _fill(
+    part: BatchItem | MissingModality, dtype: np.dtype, out: np.ndarray, exact: bool = True
+) -> None:
     if isinstance(part, MissingModality):
         out[...] = 0
     else:
-        _x(part, dtype, out=out)
+        _x(part, dtype, out=out, exact=exact)
 
 
 @lru_cache(maxsize=65536)
@@ -171,8 +173,12 @@ def materialize_multi_batch(
     items: Sequence[Any],
     dtype: np.dtype,
     allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool = True,
 ) -> tuple[Any, np.ndarray]:
-    """:func:`~ondabatches.materialize_batch` for multi-signal items (see the module)."""
+    """:func:`~ondabatches.materialize_batch` for multi-signal items (see the module).
+
+    ``exact`` is as for single-signal items; resampled modalities are always computed
+    in float64 before the filter."""
     first = _check_alike(items)
     n = len(items)
     targets = first.rates or (None,) * len(first.names)
@@ -211,7 +217,7 @@ def materialize_multi_batch(
         for k, part in enumerate(it.parts):
             ratio = plans[i][k][1]
             if ratio is None or isinstance(part, MissingModality):
-                jobs.append((_fill, (part, dtype, outs[k][i])))
+                jobs.append((_fill, (part, dtype, outs[k][i], exact)))
             else:
                 groups.setdefault((k, *ratio), []).append((i, part))
     buffers = []
@@ -263,9 +269,11 @@ def materialize_multi_batch(
     return x, y
 
 
-def materialize_multi_item(item: MultiBatchItem, dtype: np.dtype) -> tuple[Any, np.ndarray]:
+def materialize_multi_item(
+    item: MultiBatchItem, dtype: np.dtype, exact: bool = True
+) -> tuple[Any, np.ndarray]:
     """:func:`~ondabatches.materialize_batch_item` for a multi-signal item."""
-    x, y = materialize_multi_batch([item], dtype, np.empty)
+    x, y = materialize_multi_batch([item], dtype, np.empty, exact)
     return _first(x), y[0]
 
 
