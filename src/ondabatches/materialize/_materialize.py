@@ -30,8 +30,8 @@ from ..onda._timespan import NS_PER_S, _rate, window_sample_range
 __all__ = ["materialize_batch", "materialize_batch_item"]
 
 #: Materializers of item kinds other than :class:`BatchItem`, by the item's type:
-#: ``(item_function(item, dtype, exact), batch_function(items, dtype, allocate, exact))``. The module
-#: that materializes a kind registers it here (``_multi`` for multi-signal items), so
+#: ``(item_function(item, dtype, exact), batch_function(items, dtype, allocate, exact))``.
+#: The module that materializes a kind registers it here (``_multi`` for multi-signal items), so
 #: that this module, which it builds on, never imports it.
 _ITEM_KINDS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
