@@ -78,3 +78,17 @@ def test_bench_unknown_name_is_an_error() -> None:
     assert out.returncode == 1
     assert "unknown benchmark" in out.stderr
     assert "available" in out.stderr and "onda" in out.stderr
+
+
+def test_the_old_bench_package_is_a_deprecated_stand_in_for_benchmarks() -> None:
+    warned = subprocess.run(
+        [sys.executable, "-W", "error::DeprecationWarning", "-c", "import ondabatches.bench"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert warned.returncode == 1 and "python -m benchmarks.NAME" in warned.stderr
+    code = "import ondabatches.bench.onda as o, benchmarks.onda; print(o.run.__doc__ is not None)"
+    old = subprocess.run(
+        [sys.executable, "-W", "ignore::DeprecationWarning", "-c", code],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert old.returncode == 0 and old.stdout.strip() == "True", old.stderr
