@@ -255,3 +255,28 @@ def test_closing_while_segments_are_being_sized_leaves_none():
         pool.close()  # the sizing thread stops; every segment is unlinked
         assert our_segments() == before
         assert not pool._preparer.is_alive()
+
+
+def test_sizing_ahead_gives_up_quietly_when_a_worker_resizes_the_segment_meanwhile(monkeypatch):
+    """The sizing thread and a worker can race on one segment: if its size changes
+    between fstat and mmap (mmap raises ValueError), the thread leaves the segment to
+    the worker instead of dying with an unhandled exception."""
+    from multiprocessing import shared_memory
+
+    from ondabatches.serve import _shm
+
+    name = new_segment_name()
+    shared_memory.SharedMemory(name=name, create=True, size=16).close()
+    try:
+
+        def resized_meanwhile(fd, size):
+            raise ValueError("mmap length is greater than file size")
+
+        monkeypatch.setattr(_shm, "_map", resized_meanwhile)
+        assert _shm._grow_and_map(name, 1 << 16) is None
+        monkeypatch.undo()
+        mapping = _shm._grow_and_map(name, 1 << 16)
+        assert mapping is not None and len(mapping) >= 1 << 16
+        mapping.close()
+    finally:
+        unlink_shared(name)

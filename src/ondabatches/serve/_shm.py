@@ -542,7 +542,9 @@ def _grow_and_map(name: str, size: int) -> mmap.mmap | None:
         if os.fstat(fd).st_size < size and hasattr(os, "posix_fallocate"):
             os.posix_fallocate(fd, 0, size)
         return _map(fd, os.fstat(fd).st_size)
-    except OSError:
+    except (OSError, ValueError):
+        # ValueError: a worker resized the segment between fstat and mmap (it was sizing
+        # it itself, having seen it small): that worker maps it then.
         return None
     finally:
         os.close(fd)
