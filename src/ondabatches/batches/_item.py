@@ -94,10 +94,6 @@ class BatchItem:
         """A JSON-compatible dict (channel selector objects need a registered kind)."""
         from ._selectors import selector_to_dict
 
-        if isinstance(self.labels, StoredLabels):
-            labels: Any = {"stored": self.labels.to_dict()}
-        else:
-            labels = {"dtype": self.labels.dtype.str, "codes": self.labels.tolist()}
         return {
             "recording": str(self.recording),
             "file_path": self.file_path,
@@ -106,7 +102,7 @@ class BatchItem:
             "info": self.info.to_dict(),
             "window": self.window.to_dict(),
             "channels": selector_to_dict(self.channels),
-            "labels": labels,
+            "labels": labels_to_dict(self.labels),
             "padding": self.padding,
         }
 
@@ -114,11 +110,6 @@ class BatchItem:
     def from_dict(cls, d: dict[str, Any]) -> BatchItem:
         from ._selectors import selector_from_dict
 
-        raw = d["labels"]
-        if "stored" in raw:
-            labels: Any = StoredLabels.from_dict(raw["stored"])
-        else:
-            labels = np.asarray(raw["codes"], dtype=np.dtype(raw["dtype"]))
         return cls(
             recording=uuid.UUID(d["recording"]),
             file_path=d["file_path"],
@@ -127,21 +118,15 @@ class BatchItem:
             info=SamplesInfo.from_dict(d["info"]),
             window=TimeSpan.from_value(d["window"]),
             channels=selector_from_dict(d["channels"]),
-            labels=labels,
+            labels=labels_from_dict(d["labels"]),
             padding=bool(d.get("padding", False)),
         )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BatchItem):
             return NotImplemented
-        same_labels = (
-            self.labels == other.labels
-            if isinstance(self.labels, StoredLabels) or isinstance(other.labels, StoredLabels)
-            else self.labels.dtype == other.labels.dtype
-            and np.array_equal(self.labels, other.labels)
-        )
         return (
-            same_labels
+            same_labels(self.labels, other.labels)
             and self.recording == other.recording
             and self.file_path == other.file_path
             and self.file_format == other.file_format
@@ -155,16 +140,39 @@ class BatchItem:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        labels = (
-            f"stored:{self.labels.file_path}"
-            if isinstance(self.labels, StoredLabels)
-            else f"{self.labels.tolist()}"
-        )
+        labels = labels_repr(self.labels)
         return (
             f"BatchItem(recording={self.recording}, file_path={self.file_path!r}, "
             f"window={self.window}, channels={self.channels!r}, labels={labels}"
             f"{', padding=True' if self.padding else ''})"
         )
+
+
+def labels_to_dict(labels: np.ndarray | StoredLabels) -> dict[str, Any]:
+    """The JSON form of an item's labels: codes held in memory, or a stored reference."""
+    if isinstance(labels, StoredLabels):
+        return {"stored": labels.to_dict()}
+    return {"dtype": labels.dtype.str, "codes": labels.tolist()}
+
+
+def labels_from_dict(raw: dict[str, Any]) -> np.ndarray | StoredLabels:
+    """Inverse of :func:`labels_to_dict`."""
+    if "stored" in raw:
+        return StoredLabels.from_dict(raw["stored"])
+    return np.asarray(raw["codes"], dtype=np.dtype(raw["dtype"]))
+
+
+def same_labels(a: np.ndarray | StoredLabels, b: np.ndarray | StoredLabels) -> bool:
+    """Whether two items' labels are equal: the same reference, or the same codes and type."""
+    if isinstance(a, StoredLabels) or isinstance(b, StoredLabels):
+        return a == b
+    return a.dtype == b.dtype and np.array_equal(a, b)
+
+
+def labels_repr(labels: np.ndarray | StoredLabels) -> str:
+    return (
+        f"stored:{labels.file_path}" if isinstance(labels, StoredLabels) else f"{labels.tolist()}"
+    )
 
 
 def _unpickle_item(*fields: Any) -> BatchItem:

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..labels._labeled import StoredLabels
 from ..onda._timespan import TimeSpan
-from ._item import BatchItem
+from ._item import BatchItem, labels_from_dict, labels_repr, labels_to_dict, same_labels
 
 __all__ = ["MissingModality", "MultiBatchItem"]
 
@@ -150,10 +150,7 @@ class MultiBatchItem:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
-        if isinstance(self.labels, StoredLabels):
-            labels: Any = {"stored": self.labels.to_dict()}
-        else:
-            labels = {"dtype": self.labels.dtype.str, "codes": self.labels.tolist()}
+        labels = labels_to_dict(self.labels)
         parts = []
         for p in self.parts:
             if isinstance(p, MissingModality):
@@ -177,11 +174,7 @@ class MultiBatchItem:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MultiBatchItem:
-        raw = d["labels"]
-        if "stored" in raw:
-            labels: Any = StoredLabels.from_dict(raw["stored"])
-        else:
-            labels = np.asarray(raw["codes"], dtype=np.dtype(raw["dtype"]))
+        labels = labels_from_dict(d["labels"])
         parts: list[Part] = []
         for p in d["parts"]:
             if "missing" in p:
@@ -214,14 +207,8 @@ class MultiBatchItem:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, MultiBatchItem):
             return NotImplemented
-        same_labels = (
-            self.labels == other.labels
-            if isinstance(self.labels, StoredLabels) or isinstance(other.labels, StoredLabels)
-            else self.labels.dtype == other.labels.dtype
-            and np.array_equal(self.labels, other.labels)
-        )
         return (
-            same_labels
+            same_labels(self.labels, other.labels)
             and self.recording == other.recording
             and self.window == other.window
             and self.names == other.names
@@ -235,11 +222,7 @@ class MultiBatchItem:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        labels = (
-            f"stored:{self.labels.file_path}"
-            if isinstance(self.labels, StoredLabels)
-            else f"{self.labels.tolist()}"
-        )
+        labels = labels_repr(self.labels)
         parts = ", ".join(
             f"{n}=missing" if isinstance(p, MissingModality) else f"{n}={p.file_path!r}"
             for n, p in zip(self.names, self.parts, strict=True)
