@@ -93,9 +93,11 @@ def test_a_real_change_is_refused_naming_what_changed(labeled, change, component
         assert not any(f"digest.{o}:" in message for o in others), message
 
 
-def test_stored_labels_count_by_reference_and_read_no_file(labeled, tmp_path):  # noqa: F811
+def test_stored_labels_count_by_value_and_read_no_file(labeled, tmp_path):  # noqa: F811
     lazy = store_labels(labeled, tmp_path / "a")
     config = RandomBatches(lazy, batch_size=2, batch_duration=MINUTE).config
+    # The values count, whether the labels are in memory or stored.
+    assert config == RandomBatches(labeled, batch_size=2, batch_duration=MINUTE).config
     # The label files moved (and the old place is gone): the same fingerprint, and
     # building the scheme read no label file.
     shutil.copytree(tmp_path / "a", tmp_path / "b")
@@ -126,3 +128,40 @@ def test_an_old_path_based_state_is_refused_with_a_hint(labeled):  # noqa: F811
     old["table_digest"] = "0123456789abcdef"
     with pytest.raises(StateError, match="older ondabatches"):
         scheme.iterate_batch(BatchState(seed=0, config=old))
+
+
+def test_stored_label_values_count_and_a_changed_file_is_refused(labeled, tmp_path):  # noqa: F811
+    from ondabatches.labels._labeled import LABEL_DIGESTS_KEY
+
+    lazy = store_labels(labeled, tmp_path / "a")
+    changed = store_labels(changed_labels(labeled), tmp_path / "b")
+    before = RandomBatches(lazy, batch_size=2, batch_duration=MINUTE)
+    after = RandomBatches(changed, batch_size=2, batch_duration=MINUTE)
+    with pytest.raises(StateError, match="its labels differ"):
+        after.iterate_batch(before.initial_state())
+    # Building them read no label file: the digests were recorded when they were written.
+    shutil.rmtree(tmp_path / "a")
+    assert RandomBatches(lazy, batch_size=2, batch_duration=MINUTE).config == before.config
+    # A stored table without recorded digests (a DataFrame round trip drops them)
+    # counts its files by reference: it still builds, with its own fingerprint.
+    bare = lazy.replace_schema_metadata(
+        {k: v for k, v in lazy.schema.metadata.items() if k != LABEL_DIGESTS_KEY}
+    )
+    fallback = RandomBatches(bare, batch_size=2, batch_duration=MINUTE).config
+    assert fallback["digest.labels"] != before.config["digest.labels"]
+    assert {k: v for k, v in fallback.items() if k != "digest.labels"} == {
+        k: v for k, v in before.config.items() if k != "digest.labels"
+    }
+
+
+def test_labels_stored_while_labeling_count_like_labels_in_memory(dataset, tmp_path):  # noqa: F811
+    from ondabatches import label_signals
+    from ondabatches.synthetic import EPOCH, STAGE_ENCODING
+
+    kwargs = dict(labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING)
+    eager = label_signals(dataset.signals, dataset.annotations, **kwargs)
+    stored = label_signals(dataset.signals, dataset.annotations, **kwargs, store=tmp_path)
+    assert (
+        RandomBatches(stored, batch_size=2, batch_duration=MINUTE).config
+        == RandomBatches(eager, batch_size=2, batch_duration=MINUTE).config
+    )

@@ -21,6 +21,8 @@ def ray_session():
     import ray
 
     path = os.pathsep.join([str(ROOT), str(ROOT / "src")])
+    if ray.is_initialized():  # e.g. by the README's Ray block, when it ran first
+        ray.shutdown()
     ray.init(
         num_cpus=2,
         include_dashboard=False,

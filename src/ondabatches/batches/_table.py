@@ -13,7 +13,10 @@ from ..labels._labeled import (
     StoredLabels,
     check_labeled,
     epoch_of,
+    label_digest,
+    label_digests,
     label_info,
+    stored_label_key,
 )
 from ..onda._arrow import span_bounds, spans_from_array, uuids_from_array
 from ..onda._samples import SamplesInfo, sample_dtype
@@ -70,6 +73,7 @@ class LabeledArrays:
         formats = labels.field("file_format").to_pylist()
         stored_spans = spans_from_array(labels.field("span"))
         data = labels.field("data")
+        self._stored_digests = label_digests(table)
         self.labels: list[np.ndarray | StoredLabels] = []
         for i, path in enumerate(paths):
             if path is None:
@@ -160,17 +164,15 @@ class LabeledArrays:
         re-compressed, gives the same batches and keeps checkpoints valid, while a
         real change is refused naming the component that changed.
 
-        Labels held in memory are hashed by value. Labels stored in files
-        (:func:`~ondabatches.labels.store_labels`) are identified by reference: the
-        file's name within its recording's folder, its span, sample type and rate, but
-        not its values. Building a scheme over stored labels reads no label
-        file, which is the out-of-core contract (``tests/scale``): hashing their values
-        would read every label file (10,000 GETs on S3) each time a scheme is built,
-        and an S3 ETag or a file's mtime has no counterpart on local disk, so neither
-        can stand in for the content. Stored labels are written once by
-        ``store_labels`` under names of their own, so a changed label file that keeps
-        its name, span and type is the one change this cannot see. For the same
-        reason, the same labels in memory and stored give different fingerprints.
+        Labels count by value, whether in memory or stored in files: each row's codes
+        count through their :func:`~ondabatches.labels._labeled.label_digest`, which
+        :func:`~ondabatches.store_labels` and ``label_signals(store=...)`` record in
+        the table's metadata for each file they write. So building a scheme over stored
+        labels reads no label file (the out-of-core contract, ``tests/scale``), the same
+        labels in memory and stored give the same fingerprint, and moving the label
+        files keeps it. A stored table without recorded digests (written by ondabatches
+        0.1, or rebuilt from a DataFrame, which drops Arrow metadata) counts its files
+        by reference instead: name, span, sample type and rate.
         """
         h = _Hashes()
         h.recordings.update(b"".join(r.bytes for r in self.recordings))
@@ -187,9 +189,8 @@ class LabeledArrays:
                      info.sample_resolution_in_unit, info.sample_offset_in_unit)
                 ).encode()
             )  # fmt: skip
-        for codes in self._label_values():
-            h.labels.update(f"{codes.dtype.str}:{len(codes)}:".encode())
-            h.labels.update(np.ascontiguousarray(codes).tobytes())
+        for value in self._label_values():
+            h.labels.update(value.encode())
         for arr in extra:
             h.weights.update(
                 b"none" if arr is None else np.ascontiguousarray(arr, dtype=np.float64).tobytes()
@@ -202,19 +203,20 @@ class LabeledArrays:
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
     def _label_values(self):
-        """Per row, the label codes held in memory, or a stored file's reference as bytes."""
+        """Per row, the digest of its label codes, or a stored file's reference."""
         for labels in self.labels:
-            if isinstance(labels, StoredLabels):
+            if not isinstance(labels, StoredLabels):
+                yield label_digest(labels)
+                continue
+            digest = self._stored_digests.get(stored_label_key(labels.recording, labels.file_path))
+            if digest is not None:
+                yield digest
+            else:  # no digest recorded: the file counts by reference
                 name = labels.file_path.replace("\\", "/").rsplit("/", 1)[-1]
-                yield np.frombuffer(
-                    repr(
-                        ("stored", name, labels.span.start, labels.span.stop,
-                         labels.info.sample_type, labels.info.sample_rate)
-                    ).encode(),
-                    dtype=np.uint8,
+                yield repr(
+                    ("stored", name, labels.span.start, labels.span.stop,
+                     labels.info.sample_type, labels.info.sample_rate)
                 )  # fmt: skip
-            else:
-                yield labels
 
 
 class _Hashes:

@@ -17,6 +17,8 @@ Rows are handled one at a time as :class:`LabeledSignal` values.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import uuid
@@ -738,6 +740,58 @@ def write_label_file(path: str, codes: np.ndarray, info: SamplesInfo) -> None:
     store(path, Samples(np.ascontiguousarray(codes).reshape(1, -1), info, encoded=True))
 
 
+#: Schema metadata of a labeled table: the content digest of each stored label file,
+#: by ``"<recording>/<file name>"``, recorded when the file is written. A scheme's
+#: fingerprint covers the label values through it without reading any label file, and
+#: it survives moving the files (the key holds no folder).
+LABEL_DIGESTS_KEY = b"ondabatches_label_digests"
+
+
+def label_digest(codes: np.ndarray) -> str:
+    """A short digest of label codes: their type, their number and their values."""
+    codes = np.ascontiguousarray(codes)
+    h = hashlib.sha256(f"{codes.dtype.str}:{len(codes)}:".encode())
+    h.update(codes.tobytes())
+    return h.hexdigest()[:16]
+
+
+def stored_label_key(recording: uuid.UUID | str | None, file_path: str) -> str:
+    """The key of a stored label file in :data:`LABEL_DIGESTS_KEY`'s mapping."""
+    return f"{recording}/{posixpath.basename(file_path.replace(os.sep, '/'))}"
+
+
+def label_digests(table: pa.Table) -> dict[str, str]:
+    """The recorded digests of ``table``'s stored label files (empty if none)."""
+    raw = (table.schema.metadata or {}).get(LABEL_DIGESTS_KEY)
+    if not raw:
+        return {}
+    try:
+        digests = json.loads(raw)
+    except ValueError:
+        return {}  # damaged metadata: fingerprints fall back to the files' references
+    return digests if isinstance(digests, dict) else {}
+
+
+def with_label_digests(table: pa.Table, digests: dict[str, str]) -> pa.Table:
+    """``table`` with ``digests`` added to its recorded label-file digests."""
+    if not digests:
+        return table
+    merged = {**label_digests(table), **digests}
+    metadata = dict(table.schema.metadata or {})
+    metadata[LABEL_DIGESTS_KEY] = json.dumps(merged, sort_keys=True).encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def digesting(
+    files: Iterable[tuple[str, np.ndarray, SamplesInfo]], keys: Iterable[str], out: dict[str, str]
+) -> Iterator[tuple[str, np.ndarray, SamplesInfo]]:
+    """``files`` as they are written, recording each one's :func:`label_digest` in ``out``
+    under the matching key of ``keys``."""
+    for (path, codes, info), key in zip(files, keys, strict=True):
+        out[key] = label_digest(codes)
+        yield path, codes, info
+
+
 #: Label files written at once to remote storage, where each file is a request whose
 #: latency, not its few kB, is the cost.
 MAX_CONCURRENT_WRITES = 16
@@ -815,7 +869,10 @@ def store_labels(
     The file of a row is ``<root>/<recording>/labels_<stem of file_path>.<format>``
     (the recording folder keeps recordings whose files share a basename apart). Rows
     whose labels are already stored are left as they are. The returned table loads
-    labels lazily, window by window; it gives the same batches as ``labeled``.
+    labels lazily, window by window; it gives the same batches as ``labeled``, and the
+    same scheme fingerprints: the content digest of each file written is recorded in
+    the table's metadata (:data:`LABEL_DIGESTS_KEY`), so checkpoints keep covering the
+    label values without any label file being read when a scheme is built.
 
     To label many recordings without holding all their labels in memory, pass
     ``store=root`` to :func:`~ondabatches.label_signals` instead: it returns this
@@ -856,10 +913,16 @@ def store_labels(
         file_format,
         inline,
     )
+    digests: dict[str, str] = {}
     write_label_files(
-        (path, rows[i].labels.data[0], rows[i].labels.info)
-        for path, i in zip(paths, inline, strict=True)
-    )
+        digesting(
+            ((path, rows[i].labels.data[0], rows[i].labels.info)
+             for path, i in zip(paths, inline, strict=True)),
+            (stored_label_key(rows[i].signal.recording, path)
+             for path, i in zip(paths, inline, strict=True)),
+            digests,
+        )
+    )  # fmt: skip
     stored = iter(paths)
     new_labels: list[Labels] = []
     for row in rows:
@@ -871,7 +934,8 @@ def store_labels(
             )
         new_labels.append(labels)
     columns = [c for c in labeled.column_names if c not in ("label_span", "labels")]
-    return _with_labels(labeled.select(columns), [r.label_span for r in rows], new_labels)
+    table = _with_labels(labeled.select(columns), [r.label_span for r in rows], new_labels)
+    return with_label_digests(table, digests)
 
 
 def _is_url(path: str) -> bool:

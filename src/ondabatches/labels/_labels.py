@@ -21,12 +21,15 @@ from .._errors import LabelError, SchemaError, SpanError
 from ..onda._arrow import span_bounds, timespan_array, uuids_from_array
 from ..onda._timespan import TimeLike, TimeSpan, nanoseconds
 from ._labeled import (
+    digesting,
     inline_labels,
     label_info,
     label_paths,
     label_root,
+    stored_label_key,
     stored_labels_column,
     with_label_columns,
+    with_label_digests,
     write_label_files,
 )
 
@@ -482,23 +485,30 @@ def label_signals(
     label_starts_ns = np.array(label_starts, dtype=np.int64)
     label_stops_ns = np.array(label_stops, dtype=np.int64)
     if store is not None:
+        recordings = uuids_from_array(kept.column("recording"))
         paths = label_paths(
             label_root(store),
-            uuids_from_array(kept.column("recording")),
+            recordings,
             kept.column("file_path").to_pylist(),
             store_format,
             range(len(keep)),
         )
         # A few rows' labels at a time: the runs are encoded again as they are written.
+        digests: dict[str, str] = {}
         write_label_files(
-            (path, np.repeat(values, counts), info)
-            for path, (values, counts) in zip(paths, runs, strict=True)
-        )
-        return with_label_columns(
+            digesting(
+                ((path, np.repeat(values, counts), info)
+                 for path, (values, counts) in zip(paths, runs, strict=True)),
+                (stored_label_key(r, p) for r, p in zip(recordings, paths, strict=True)),
+                digests,
+            )
+        )  # fmt: skip
+        table = with_label_columns(
             kept,
             timespan_array(label_starts_ns, label_stops_ns),
             stored_labels_column(paths, store_format, label_starts_ns, label_stops_ns, info),
         )
+        return with_label_digests(table, digests)
     lengths = np.array([counts.sum() for _, counts in runs], dtype=np.int64)
     # Expanded row by row into the one buffer the column will use: no concatenated
     # copies of the runs next to the labels.
