@@ -35,10 +35,11 @@ Shared by both:
   (:class:`InterleavedBatches`): disjoint by construction, each a pure function of
   ``(seed, rank, world_size)``, together exactly the single-process stream. A
   :class:`BatchMapDataset` over the whole scheme with
-  ``DistributedSampler(ds, shuffle=False)`` splits it the same way. Schemes that shard
-  themselves (they have ``world_size`` and ``rank`` attributes, like
-  :class:`~ondabatches.SequentialBatches`) are used as they are, after checking that
-  their ``world_size`` and ``rank`` are the ones asked for.
+  ``DistributedSampler(ds, shuffle=False)`` splits it the same way. Schemes built as
+  one rank's share (``SequentialBatches(..., world_size=w, rank=r)``: windows
+  round-robin, padded to equal batch counts) are used as they are, after checking that
+  their ``world_size`` and ``rank`` are the ones asked for; an unsharded
+  ``SequentialBatches`` is interleaved like any scheme.
 - **Elastic resume.** A :class:`BatchDataset` checkpoint of an interleaved scheme
   records the *global frontier*: when every rank has taken the same number ``k`` of
   batches since a common start state ``s`` (as in synchronous data-parallel
@@ -46,7 +47,9 @@ Shared by both:
   one rank each, and no later one has. Any rank's checkpoint, loaded at any world size
   ``w'``, resumes at that frontier: step ``j`` after the resume takes global batches
   ``F + j*w' .. F + (j+1)*w' - 1`` (``F = s + k*w``), so no global batch is repeated or
-  skipped. Schemes that shard themselves resume at the same world size only.
+  skipped. This holds for finite schemes too (an unsharded ``SequentialBatches``: the
+  ranks' batch counts then differ by at most one at the end). Schemes built sharded
+  resume at their own world size only.
 
 :class:`DeviceFeed` copies batches to a CUDA device ahead of the training step, on a
 side stream from pinned memory, and measures how long training waited for data.
@@ -153,10 +156,21 @@ def _check_rank(world_size: int, rank: int) -> None:
 def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
     """The scheme that rank ``rank`` of ``world_size`` should serve.
 
-    A scheme that shards itself (has ``world_size`` and ``rank`` attributes, like
-    :class:`~ondabatches.SequentialBatches`) is returned as it is if they match, and
-    refused otherwise; with one rank the scheme is returned as it is; otherwise it is
-    wrapped in :class:`InterleavedBatches`.
+    A scheme built sharded (``world_size`` > 1 and ``rank`` attributes, like
+    ``SequentialBatches(..., world_size=4, rank=2)``) is returned as it is if they match,
+    and refused otherwise; with one rank the scheme is returned as it is; otherwise it
+    is wrapped in :class:`InterleavedBatches` (global batch ``g`` to rank ``g %
+    world_size``), unsharded sequential schemes included.
+
+    The two ways to shard a finite scheme differ in what checkpoints survive:
+
+    - interleaved (an unsharded scheme given here): states count global batches, so a
+      checkpoint resumes at any world size, neither repeating nor skipping a global
+      batch (see :class:`BatchDataset`); the ranks' batch counts differ by at most one
+      at the end;
+    - built sharded (``SequentialBatches(world_size=w, rank=r)``, windows round-robin,
+      padded so that every rank has the same number of batches, as DDP evaluation with
+      collective operations needs): its checkpoints resume at world size ``w`` only.
 
     Use it to build a Batcher (or :class:`~ondabatches.RayBatcher`) for one rank by hand;
     :class:`BatchDataset` calls it for you when given a scheme.
@@ -178,8 +192,8 @@ def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
     True
     """
     _check_rank(world_size, rank)
-    own = (getattr(batches, "world_size", None), getattr(batches, "rank", None))
-    if own != (None, None):
+    if _built_sharded(batches):
+        own = (batches.world_size, batches.rank)
         if own != (world_size, rank):
             raise BatchSpecError(
                 f"{type(batches).__name__} shards itself and was built for rank {own[1]} of "
@@ -190,6 +204,12 @@ def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
     if world_size == 1:
         return batches
     return InterleavedBatches(batches, world_size, rank)
+
+
+def _built_sharded(batches: Any) -> bool:
+    """Whether ``batches`` was built as one rank's share (``world_size`` > 1 and a rank)."""
+    own = (getattr(batches, "world_size", None), getattr(batches, "rank", None))
+    return own not in ((None, None), (1, 0))
 
 
 def _distributed_rank() -> tuple[int, int]:
@@ -490,8 +510,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
     def _interleaved(self) -> bool:
         """Whether ranks interleave one global stream of BatchStates (elastic resume)."""
         scheme = self._scheme
-        own = (getattr(scheme, "world_size", None), getattr(scheme, "rank", None))
-        return isinstance(scheme, InterleavedBatches) or own == (None, None)
+        return isinstance(scheme, InterleavedBatches) or not _built_sharded(scheme)
 
     def state_dict(self, unconsumed: int = 0) -> dict[str, Any]:
         """A JSON-able checkpoint: the state of the next batch to train on, and the rank.

@@ -290,8 +290,13 @@ def run_ranks(scheme, state_dicts, world_size, steps):
     return taken, checkpoints
 
 
+@pytest.mark.parametrize("kind", ["random", "sequential"])
 @pytest.mark.parametrize("before, after", [(2, 3), (3, 2), (2, 1), (1, 4), (2, 2)])
-def test_resume_at_another_world_size_neither_repeats_nor_skips(scheme, before, after):
+def test_resume_at_another_world_size_neither_repeats_nor_skips(scheme, table, kind, before, after):
+    if kind == "sequential":
+        # An unsharded SequentialBatches is interleaved by batch like any scheme: elastic.
+        scheme = SequentialBatches(table, batch_size=1, batch_duration=MINUTE)
+        assert len(scheme) >= 3 * 3 + 2 * 4  # every case below stays inside it
     taken, checkpoints = run_ranks(scheme, None, before, steps=3)
     assert sorted(taken) == list(range(3 * before))
     for checkpoint in checkpoints:  # any rank's checkpoint gives the same frontier
