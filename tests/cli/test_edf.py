@@ -25,6 +25,7 @@ from ondabatches.onda import (  # noqa: E402
     read_annotations,
     read_signals,
 )
+from tests.importing.edffiles import write_edf as write_edf_file  # noqa: E402
 
 # label, rate (Hz), physical min/max, digital min/max, unit, transducer
 EDF_CHANNELS = [
@@ -44,37 +45,14 @@ ANNOTATIONS = [(0.0, 30.0, "Sleep stage W"), (30.0, 30.0, "Sleep stage 1"), (12.
 
 def write_edf(path: Path, channels=EDF_CHANNELS, *, bdf: bool = False, seed: int = 0) -> Path:
     """An EDF+ (or BDF+) file of random digital samples spanning each channel's range."""
-    rng = np.random.default_rng(seed)
-    file_type = pyedflib.FILETYPE_BDFPLUS if bdf else pyedflib.FILETYPE_EDFPLUS
-    writer = pyedflib.EdfWriter(str(path), len(channels), file_type=file_type)
-    try:
-        headers, data = [], []
-        for label, rate, pmin, pmax, dmin, dmax, unit, transducer in channels:
-            if bdf:  # 24-bit samples: widen the digital range to prove int32 storage
-                dmin, dmax = dmin * 256, dmax * 256 + 255
-            headers.append(
-                {
-                    "label": label,
-                    "dimension": unit,
-                    "sample_frequency": rate,
-                    "physical_min": pmin,
-                    "physical_max": pmax,
-                    "digital_min": dmin,
-                    "digital_max": dmax,
-                    "transducer": transducer,
-                    "prefilter": "",
-                }
-            )
-            data.append(
-                rng.integers(dmin, dmax, size=rate * SECONDS, endpoint=True, dtype=np.int32)
-            )
-        writer.setSignalHeaders(headers)
-        for onset, duration, text in ANNOTATIONS:
-            writer.writeAnnotation(onset, duration, text)
-        writer.writeSamples(data, digital=True)
-    finally:
-        writer.close()
-    return path
+    if bdf:  # 24-bit samples: widen the digital range to prove int32 storage
+        channels = [
+            (label, rate, pmin, pmax, dmin * 256, dmax * 256 + 255, unit, transducer)
+            for label, rate, pmin, pmax, dmin, dmax, unit, transducer in channels
+        ]
+    return write_edf_file(
+        path, channels, seconds=SECONDS, annotations=ANNOTATIONS, bdf=bdf, seed=seed
+    )
 
 
 def assert_equals_pyedflib(edf_path: Path, out: Path, name: str) -> int:

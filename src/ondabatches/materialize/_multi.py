@@ -31,7 +31,6 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
-import fsspec
 import numpy as np
 
 from .._errors import BatchShapeError, require
@@ -39,7 +38,7 @@ from ..batches._item import BatchItem
 from ..batches._montage import channel_shape, resample_ratio
 from ..batches._multi_item import MissingModality, MultiBatchItem
 from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
-from ._materialize import _ITEM_KINDS, _x
+from ._materialize import _ITEM_KINDS, _is_remote, _is_remote_path, _x
 
 #: The most reads of one batch in flight at once when a file is remote.
 MAX_CONCURRENT_READS = 32
@@ -164,11 +163,6 @@ def _fill(
         _x(part, dtype, out=out, exact=exact)
 
 
-@lru_cache(maxsize=65536)
-def _is_remote_path(path: str) -> bool:
-    return fsspec.core.split_protocol(path)[0] not in (None, "file", "local")
-
-
 def materialize_multi_batch(
     items: Sequence[Any],
     dtype: np.dtype,
@@ -228,7 +222,7 @@ def materialize_multi_batch(
         buffers.append((k, up, down, margin, [i for i, _ in members], ext))
         jobs += [(_read_extended, (part, ext[j], margin)) for j, (_, part) in enumerate(members)]
     remote = any(
-        isinstance(p, BatchItem) and _is_remote_path(p.file_path) for it in items for p in it.parts
+        isinstance(p, BatchItem) and _is_remote(p) for it in items for p in it.parts
     ) or any(_is_remote_path(getattr(it.labels, "file_path", "")) for it in items)
     if remote:
         # Every read of the batch in flight at once; leaving the block waits for all.
