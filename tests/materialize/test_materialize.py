@@ -178,3 +178,23 @@ def test_float32_items_are_the_plain_float64_decode_rounded_once(any_labeled):  
             + abs(item.info.sample_offset_in_unit)
         )
         assert (np.abs(fast.astype(np.float64) - expected) <= bound).all()
+
+
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("n_channels", [None, 2])  # all channels, or a pick of two
+def test_batches_are_the_same_with_and_without_compiled_kernels(
+    any_labeled,  # noqa: F811
+    monkeypatch,
+    exact,
+    n_channels,
+):
+    from ondabatches.onda import _kernels
+
+    table = eeg_rows_at(any_labeled, 128.0)
+    spec = RandomBatches(table, n_channels=n_channels, batch_size=8, batch_duration=MIN)
+    batches = [spec.iterate_batch(BatchState(k))[0] for k in range(3)]
+    with_kernels = [materialize_batch(b, exact=exact)[0] for b in batches]
+    monkeypatch.setattr(_kernels, "ENABLED", False)
+    for batch, x in zip(batches, with_kernels, strict=True):
+        plain = materialize_batch(batch, exact=exact)[0]
+        assert plain.dtype == x.dtype and plain.tobytes() == x.tobytes()

@@ -123,10 +123,9 @@ def _x_at(
             raise _shape_error([item], [x.shape], "x")
         out[...] = x
         return out
-    selected = encoded[index]
     if out is None:
-        out = np.empty(selected.shape, dtype=dtype)
-    return decode(selected, out)
+        out = np.empty(_shape_of(item, rows, index), dtype=dtype)
+    return decode.select(encoded, index, out)
 
 
 def _y(item: BatchItem) -> np.ndarray:

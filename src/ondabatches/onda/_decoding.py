@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._kernels import decode_rows
 from ._samples import SamplesInfo
 
 __all__ = ["FAST_MAX_ERROR", "DecodePlan", "decode_plan", "exact_decode"]
@@ -91,6 +92,25 @@ class DecodePlan:
         else:
             self._float64_blocks(data, out)
         return out
+
+    def select(
+        self, data: np.ndarray, index: slice | list[int] | np.ndarray, out: np.ndarray
+    ) -> np.ndarray:
+        """Decode rows ``index`` of ``data`` (channels x time) into ``out`` and return it.
+
+        A window read from interleaved samples goes through a compiled kernel when one
+        runs here (see :mod:`._kernels`): selection, transpose and decode in one pass,
+        with the same values as ``self(data[index], out)``.
+        """
+        if self.how == "cast":
+            res, off = 1.0, 0.0  # exact in float64 for the kernels' sample types
+        else:
+            res, off = self.resolution, self.offset
+        if decode_rows(data, index, res, off, self.how == "native", out):
+            return out
+        if not (isinstance(index, slice) and index == slice(None)):
+            data = data[index]
+        return self(data, out)
 
     def _float64_blocks(self, data: np.ndarray, out: np.ndarray) -> None:
         # Multiply and add in float64 a few rows at a time, so that the scratch stays in

@@ -1,0 +1,124 @@
+"""Compiled decode kernels: the same bits as numpy's path, for every type and selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ondabatches.onda import SAMPLE_TYPES, _kernels
+from ondabatches.onda._decoding import decode_plan, exact_decode
+from tests.onda.samplefiles import bitwise_equal, make_info, random_encoded
+from tests.onda.test_decoding import SETTINGS, _interleaved_view, offsets, resolutions
+
+
+def _numpy_path(plan, encoded, index, dtype) -> np.ndarray:
+    selected = encoded if isinstance(index, slice) else encoded[index]
+    with np.errstate(all="ignore"):
+        return plan(selected, np.empty(selected.shape, dtype=dtype))
+
+
+@SETTINGS
+@given(
+    sample_type=st.sampled_from(sorted(SAMPLE_TYPES)),
+    dtype=st.sampled_from([np.float32, np.float64, np.float16]),
+    resolution=resolutions,
+    offset=offsets,
+    fast=st.booleans(),
+    n_channels=st.integers(1, 6),
+    n=st.integers(0, 200),
+    pick=st.one_of(st.none(), st.lists(st.integers(0, 5), min_size=1, max_size=8)),
+    seed=st.integers(0, 2**16),
+)
+def test_select_equals_numpys_path(
+    sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed
+):
+    info = make_info(
+        sample_type, n_channels, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+    )
+    dtype = np.dtype(dtype)
+    encoded = _interleaved_view(random_encoded(info, n, seed=seed))
+    index = slice(None) if pick is None else [i % n_channels for i in pick]
+    plan = decode_plan(info, dtype, fast)
+    expected = _numpy_path(plan, encoded, index, dtype)
+    out = np.empty(expected.shape, dtype=dtype)
+    with np.errstate(all="ignore"):
+        got = plan.select(encoded, index, out)
+    assert got is out
+    assert bitwise_equal(got, expected)
+    if not fast:  # and both are Onda's decode, rounded once
+        with np.errstate(all="ignore"):
+            assert bitwise_equal(got, exact_decode(encoded[index], info, dtype))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sample_type=st.sampled_from(["int8", "uint8", "int16", "uint16"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    resolution=resolutions,
+    offset=offsets,
+    fast=st.booleans(),
+)
+def test_every_small_sample_decodes_as_numpy_does(sample_type, dtype, resolution, offset, fast):
+    info = make_info(
+        sample_type, 2, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+    )
+    every = np.arange(2 ** (8 * info.dtype.itemsize), dtype=np.uint16).astype(
+        info.dtype, casting="unsafe"
+    )
+    encoded = _interleaved_view(np.stack([every, every[::-1]]))
+    dtype = np.dtype(dtype)
+    plan = decode_plan(info, dtype, fast)
+    for index in (slice(None), [1], [1, 0, 1]):
+        expected = _numpy_path(plan, encoded, index, dtype)
+        got = plan.select(encoded, index, np.empty(expected.shape, dtype=dtype))
+        assert bitwise_equal(got, expected)
+
+
+def test_the_kernel_runs_for_the_everyday_window():
+    pytest.importorskip("numba")
+    assert _kernels.available()
+    assert _kernels.warm_up()
+    encoded = _interleaved_view(np.arange(-60, 60, dtype=np.int16).reshape(3, 40))
+    out = np.empty((3, 40), dtype=np.float32)
+    assert _kernels.decode_rows(encoded, slice(None), 0.1, 0.0, False, out)
+    assert bitwise_equal(out, (encoded.astype(np.float64) * 0.1).astype(np.float32))
+    picked = np.empty((2, 40), dtype=np.float32)
+    assert _kernels.decode_rows(encoded, [2, 0], 0.1, 0.5, False, picked)
+    assert bitwise_equal(
+        picked, (encoded[[2, 0]].astype(np.float64) * 0.1 + 0.5).astype(np.float32)
+    )
+
+
+def test_layouts_and_indices_the_kernel_does_not_take_fall_back(monkeypatch):
+    encoded = _interleaved_view(np.arange(60, dtype=np.int16).reshape(3, 20))
+    out = np.empty((3, 20), dtype=np.float32)
+    # channels x time already contiguous (not a read's layout), a time slice, a
+    # Fortran-ordered out, an index out of range, a negative index, a 32-bit float32 product
+    assert not _kernels.decode_rows(
+        np.ascontiguousarray(encoded), slice(None), 0.1, 0.0, False, out
+    )
+    assert not _kernels.decode_rows(encoded[:, ::2], slice(None), 0.1, 0.0, False, out[:, :10])
+    assert not _kernels.decode_rows(
+        encoded, slice(None), 0.1, 0.0, False, np.empty((20, 3), "f4").T
+    )
+    assert not _kernels.decode_rows(encoded, [0, 3], 0.1, 0.0, False, out[:2])
+    assert not _kernels.decode_rows(encoded, [-1], 0.1, 0.0, False, out[:1])
+    wide = _interleaved_view(np.arange(60, dtype=np.int32).reshape(3, 20))
+    assert not _kernels.decode_rows(wide, slice(None), 0.1, 0.0, True, out)
+    # ... and decode_plan.select still gives numpy's values there, or its errors.
+    info = make_info("int16", 3, sample_resolution_in_unit=0.1)
+    plan = decode_plan(info, np.dtype(np.float32))
+    assert bitwise_equal(
+        plan.select(encoded, [-1], out[:1]), _numpy_path(plan, encoded, [-1], "f4")
+    )
+    with pytest.raises(IndexError):
+        plan.select(encoded, [0, 3], out[:2])
+    # Turned off, the kernels never run.
+    monkeypatch.setattr(_kernels, "ENABLED", False)
+    assert not _kernels.available()
+    assert not _kernels.decode_rows(encoded, slice(None), 0.1, 0.0, False, out)
+    assert bitwise_equal(
+        plan.select(encoded, slice(None), out), _numpy_path(plan, encoded, slice(None), "f4")
+    )
