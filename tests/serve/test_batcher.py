@@ -366,3 +366,20 @@ def test_rejects_bad_arguments():
         Batcher(ToyScheme(), workers=0)
     with pytest.raises(ValueError, match="buffer"):
         Batcher(ToyScheme(), buffer=0)
+
+
+@pytest.mark.parametrize("backend", ["processes", "threads"])
+def test_the_first_take_waits_for_every_workers_first_batch(backend, no_leaks):
+    """Starting up is paid by the first take(): the other workers' first batches (here
+    the second worker's is slow) are in when it returns, so the next takes are quick."""
+    scheme = ToyScheme(actions=((1, ("sleep", 0.6)),))
+    with Batcher(scheme, workers=2, backend=backend, materialize=toy_materialize) as batcher:
+        batcher.start(0)
+        started = time.perf_counter()
+        _, state = batcher.take(0)
+        assert time.perf_counter() - started >= 0.6
+        assert batcher._slots[0].future.done()  # batch 1, the slow one
+        started = time.perf_counter()
+        got = batcher.take(state)
+        assert time.perf_counter() - started < 0.3
+    assert_same([got], reference(ToyScheme(), 1, 1))

@@ -280,3 +280,36 @@ def test_sizing_ahead_gives_up_quietly_when_a_worker_resizes_the_segment_meanwhi
         mapping.close()
     finally:
         unlink_shared(name)
+
+
+def test_settling_sizes_leased_segments_and_adds_spare_ones_now():
+    before = our_segments()
+    pool, worker = SegmentPool(keep=4, prepare=True), WorkerSegments()
+    try:
+        pool.settle(spare=2)  # no batch yet: nothing to size, nothing made
+        assert len(our_segments() - before) == 0
+        waiting = [pool.lease() for _ in range(2)]
+        _, arrays = _round_trip(pool, worker, (np.ones((64, 1024)), np.zeros(3)))
+        pool.settle(spare=2)  # in this thread: done when it returns
+        for name, _ in waiting:
+            assert name in pool._maps and os.stat(f"/dev/shm/{name}").st_size >= arrays[0].nbytes
+        spare = [entry for entry in pool._free]
+        assert len(spare) == 2 and all(name in pool._maps for name, _ in spare)
+        assert len(our_segments() - before) == 5  # 3 leased + 2 spare
+        del arrays
+        gc.collect()  # the first batch's segment is free again: 3 free in all
+        leased = [pool.lease() for _ in range(3)]
+        assert {name for name, _ in spare} <= {name for name, _ in leased}
+        for name, size in leased:  # each ready to be written at its size
+            assert size >= 64 * 1024 * 8
+            worker.begin(name, size)
+            x = worker.allocate((64, 1024), np.float64)
+            x[...] = 7.0
+            got, _ = pool.receive(worker.finish((x, np.zeros(3))))
+            np.testing.assert_array_equal(got, 7.0)
+            del got
+        pool.settle(spare=10)  # never beyond the free list's bound
+        assert len(pool._free) <= 4
+    finally:
+        pool.close()
+    assert our_segments() == before

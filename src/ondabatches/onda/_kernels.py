@@ -23,7 +23,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -41,19 +41,12 @@ log = logging.getLogger(__name__)
 ENABLED = os.environ.get("ONDABATCHES_KERNELS", "").strip().lower() != "numpy"
 
 
-class _Kernels(NamedTuple):
-    wide: Callable[..., None]
-    narrow: Callable[..., None]
-    wide_of: Callable[..., None]
-    narrow_of: Callable[..., None]
-
-
 _lock = threading.Lock()
-_compiled: _Kernels | None = None
+_compiled: Callable[..., None] | None = None
 _failed = False
 
 
-def _compile() -> _Kernels | None:
+def _compile() -> Callable[..., None] | None:
     """numba's compiled kernels (compiled lazily per type), or None without numba."""
     global _compiled, _failed
     if _compiled is not None or _failed:
@@ -61,95 +54,67 @@ def _compile() -> _Kernels | None:
     with _lock:
         if _compiled is None and not _failed:
             try:
-                kernels = _build()
-                _try(kernels)
+                kernel = _build()
+                _try(kernel)
             except ImportError:
                 _failed = True
             except Exception as exc:  # a numba that cannot compile them: numpy's path
                 _failed = True
                 log.warning("compiled decode kernels unavailable, using numpy's: %s", exc)
             else:
-                _compiled = kernels
+                _compiled = kernel
     return _compiled
 
 
-def _try(kernels: _Kernels) -> None:
-    """Run each kernel once on a tiny window (compiling it, or loading numba's cache)."""
+def _try(kernel: Callable[..., None]) -> None:
+    """Run the kernel once on a tiny window (compiling it, or loading numba's cache)."""
     src = np.array([[-2, 3]], dtype=np.int16)
-    channels = np.array([1, 0], dtype=np.intp)
-    for dtype in (np.float32, np.float64):
-        buf, dst = np.empty(2, dtype=dtype), np.empty((2, 1), dtype=dtype)
-        for add in (False, True):
-            kernels.wide(src, 0.1, 0.5, add, buf, dst)
-            kernels.wide_of(src, channels, 0.1, 0.5, add, buf, dst)
-            if dtype == np.float32:
-                kernels.narrow(src, 0.1, 0.5, add, buf, dst)
-                kernels.narrow_of(src, channels, 0.1, 0.5, add, buf, dst)
+    kernel(src, np.array([1, 0]), True, False, 0.1, 0.5, np.empty(2, "f4"), np.empty((2, 1), "f4"))
 
 
-def _build() -> _Kernels:
+def _build() -> Callable[..., None]:
     import numba
 
-    def jit(f: Callable[..., None]) -> Callable[..., None]:
-        options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
-        try:
-            return numba.njit(cache=True, **options)(f)
-        except RuntimeError:  # no writable cache location: compile in each process
-            return numba.njit(**options)(f)
-
     # Each time step's channels are decoded into ``buf`` (contiguous, vectorized) and
-    # then scattered to their rows; ``add`` is False for a zero offset, so that -0.0
-    # stays -0.0 as numpy's path leaves it. ``wide`` computes in float64, ``narrow`` in
-    # float32 (a decode plan proved it exact, or exact=False asked for it); the ``_of``
-    # forms take a list of channels (an indirection that costs vectorization, hence two
-    # forms).
-    def wide(src, res, off, add, buf, dst):  # pragma: no cover - compiled
-        for t in range(src.shape[0]):
-            if add:
+    # then scattered to their rows. ``narrow`` computes in float32 (a decode plan proved
+    # it exact, or exact=False asked for it), else in float64; ``every`` reads all
+    # channels in order, else ``channels`` (an indirection that costs vectorization,
+    # hence two loops). The offset is always added: a zero offset comes as -0.0, which
+    # leaves every value as it is (-0.0 included), as numpy's path does by not adding.
+    # One function, so that a worker loads one compiled kernel per sample type.
+    def decode(src, channels, every, narrow, res, off, buf, dst):  # pragma: no cover
+        n = buf.shape[0]
+        r32, o32 = np.float32(res), np.float32(off)
+        if every and narrow:
+            for t in range(src.shape[0]):
+                for c in range(src.shape[1]):
+                    buf[c] = np.float32(src[t, c]) * r32 + o32
+                for c in range(src.shape[1]):
+                    dst[c, t] = buf[c]
+        elif every:
+            for t in range(src.shape[0]):
                 for c in range(src.shape[1]):
                     buf[c] = np.float64(src[t, c]) * res + off
-            else:
                 for c in range(src.shape[1]):
-                    buf[c] = np.float64(src[t, c]) * res
-            for c in range(src.shape[1]):
-                dst[c, t] = buf[c]
-
-    def narrow(src, res, off, add, buf, dst):  # pragma: no cover - compiled
-        r, o = np.float32(res), np.float32(off)
-        for t in range(src.shape[0]):
-            if add:
-                for c in range(src.shape[1]):
-                    buf[c] = np.float32(src[t, c]) * r + o
-            else:
-                for c in range(src.shape[1]):
-                    buf[c] = np.float32(src[t, c]) * r
-            for c in range(src.shape[1]):
-                dst[c, t] = buf[c]
-
-    def wide_of(src, channels, res, off, add, buf, dst):  # pragma: no cover - compiled
-        for t in range(src.shape[0]):
-            if add:
-                for j in range(channels.shape[0]):
+                    dst[c, t] = buf[c]
+        elif narrow:
+            for t in range(src.shape[0]):
+                for j in range(n):
+                    buf[j] = np.float32(src[t, channels[j]]) * r32 + o32
+                for j in range(n):
+                    dst[j, t] = buf[j]
+        else:
+            for t in range(src.shape[0]):
+                for j in range(n):
                     buf[j] = np.float64(src[t, channels[j]]) * res + off
-            else:
-                for j in range(channels.shape[0]):
-                    buf[j] = np.float64(src[t, channels[j]]) * res
-            for j in range(channels.shape[0]):
-                dst[j, t] = buf[j]
+                for j in range(n):
+                    dst[j, t] = buf[j]
 
-    def narrow_of(src, channels, res, off, add, buf, dst):  # pragma: no cover - compiled
-        r, o = np.float32(res), np.float32(off)
-        for t in range(src.shape[0]):
-            if add:
-                for j in range(channels.shape[0]):
-                    buf[j] = np.float32(src[t, channels[j]]) * r + o
-            else:
-                for j in range(channels.shape[0]):
-                    buf[j] = np.float32(src[t, channels[j]]) * r
-            for j in range(channels.shape[0]):
-                dst[j, t] = buf[j]
-
-    return _Kernels(jit(wide), jit(narrow), jit(wide_of), jit(narrow_of))
+    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(decode)
+    except RuntimeError:  # no writable cache location: compile in each process
+        return numba.njit(**options)(decode)
 
 
 def available() -> bool:
@@ -182,24 +147,28 @@ def decode_rows(
         or not ENABLED
     ):
         return False
-    kernels = _compile()
-    if kernels is None:
+    kernel = _compile()
+    if kernel is None:
         return False
     narrow = native and out.dtype == np.float32
     if narrow and src.dtype.itemsize > 2:
         return False  # numpy multiplies 32-bit samples by a float32 in float64
-    buf = np.empty(out.shape[0], dtype=out.dtype)
-    args = (float(resolution), float(offset), offset != 0.0, buf, out)
     if isinstance(index, slice):
         if index != slice(None) or src.shape[1] != out.shape[0]:
             return False
-        (kernels.narrow if narrow else kernels.wide)(src, *args)
+        channels, every = _NO_CHANNELS, True
     else:
-        channels = np.asarray(index, dtype=np.intp)
+        channels, every = np.asarray(index, dtype=np.intp), False
         if channels.shape != (out.shape[0],) or not _in_range(channels, src.shape[1]):
             return False  # numpy's path raises, or takes negative indices from the end
-        (kernels.narrow_of if narrow else kernels.wide_of)(src, channels, *args)
+    # -0.0 + x == x for every x: a zero offset changes nothing, as numpy's path adds none
+    off = float(offset) if offset != 0.0 else -0.0
+    buf = np.empty(out.shape[0], dtype=out.dtype)
+    kernel(src, channels, every, narrow, float(resolution), off, buf, out)
     return True
+
+
+_NO_CHANNELS = np.empty(0, dtype=np.intp)
 
 
 def _in_range(channels: np.ndarray, n: int) -> bool:

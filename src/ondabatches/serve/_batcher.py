@@ -21,7 +21,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, Future
+from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +48,8 @@ logger = logging.getLogger("ondabatches")
 
 #: The longest wait between two attempts of one batch, whatever the backoff says.
 _MAX_BACKOFF = 30.0
+#: The most seconds a first take() waits for the other workers' first batches.
+_SETTLE_SECONDS = 10.0
 
 #: The attribute a finished future carries its completion time in (perf_counter).
 _DONE_AT = "_ondabatches_done_at"
@@ -231,6 +233,7 @@ class Batcher:
         )
         self._pool: Pool | None = None
         self._slots: deque[_Slot] = deque()
+        self._settling = False  # the next take() is a new pool's first (see _settle)
         self._position: Any = None  # the state the next take() is expected to pass
         self._cursor: Any = None  # the state of the next batch to submit
         self._exhausted = False
@@ -278,6 +281,7 @@ class Batcher:
                 self._close_pool()  # an error may have left the pool unusable
             if self._pool is None:
                 self._pool = self._make_pool()
+                self._settling = True
                 self._meter.reset()
                 logger.info(
                     "Batcher started: %s backend, %d worker(s), buffer %d, at state %r",
@@ -374,7 +378,10 @@ class Batcher:
                 return None
             slot = self._slots[0]
             began = time.perf_counter()
-            arrays = self._wait(slot, None if timeout is None else time.monotonic() + timeout)
+            deadline = None if timeout is None else time.monotonic() + timeout
+            arrays = self._wait(slot, deadline)
+            if self._settling:
+                self._settle(deadline)
             now = time.perf_counter()
             # The meter's counts, inline: this runs once per batch in the manager.
             meter = self._meter
@@ -556,6 +563,24 @@ class Batcher:
         slot.attempts += 1
         slot.submitted_at = time.perf_counter()
         slot.future = self._submit(slot.state, slot.batch)
+
+    def _settle(self, deadline: float | None) -> None:
+        """The first take() of a new pool waits for every worker's first batch and lets
+        the pool prepare what the steady state uses (shared memory), so that it pays for
+        starting up rather than the batches after it, which then arrive at the steady
+        pace. Failures are left to the take() of their batch."""
+        self._settling = False
+        for slot in list(self._slots)[1 : self.workers]:
+            remaining = _SETTLE_SECONDS if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                slot.future.exception(min(remaining, _SETTLE_SECONDS))
+            except (TimeoutError, CancelledError):
+                break
+        settle = getattr(self._pool, "settle", None)
+        if settle is not None:
+            settle()
 
     def _wait(self, slot: _Slot, deadline: float | None):
         while True:

@@ -535,6 +535,10 @@ class ProcessPool(PumpedPool):
             self._assign()
         return future
 
+    def settle(self) -> None:
+        """Size now the segments the steady state uses (see ``SegmentPool.settle``)."""
+        self._segments.settle(spare=2)
+
     def cancel(self, future: Future) -> None:
         # A pending task is dropped when it would be sent; a running one is
         # let finish (its arrays are read and freed as usual).

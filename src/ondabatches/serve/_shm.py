@@ -481,14 +481,50 @@ class SegmentPool:
                 name, size = self._to_size.pop(0), self._size
                 if name not in self._unsized:  # its result came back already
                     continue
-            mapping = _grow_and_map(name, size)
-            if mapping is None:
-                continue
+            self._size_one(name, size)
+
+    def _size_one(self, name: str, size: int) -> bool:
+        """Allocate and map segment ``name``; whether it is now mapped here."""
+        mapping = _grow_and_map(name, size)
+        if mapping is None:
+            return False
+        with self._lock:
+            if name in self._names and name not in self._maps:
+                self._maps[name] = mapping
+                return True
+        _close_quietly(mapping)  # abandoned, or closed meanwhile
+        return False
+
+    def settle(self, spare: int) -> None:
+        """Prepare, in this thread, what the steady state will use: now rather than later.
+
+        Once a first batch told the size, sizes every leased segment not sized yet
+        and adds up to ``spare`` sized segments to the free list (the batches the
+        consumer holds while the workers fill others). A Batcher calls it from its first
+        ``take()``, which pays for starting up, so that the batches after it land in
+        segments ready to be written.
+        """
+        with self._lock:
+            size = self._size
+            if not size or self._closed:
+                return
+            names = [n for n in self._to_size if n in self._unsized]
+            self._to_size.clear()
+        for name in names:
+            self._size_one(name, size)
+        for _ in range(spare):
             with self._lock:
-                if name in self._names and name not in self._maps:
-                    self._maps[name] = mapping
-                    continue
-            _close_quietly(mapping)  # abandoned, or closed meanwhile
+                if self._closed or len(self._free) >= self._keep:
+                    return
+                name = new_segment_name()
+                self._names.add(name)
+            shared_memory.SharedMemory(name=name, create=True, size=1).close()
+            if self._size_one(name, size):
+                with self._lock:
+                    if name in self._names:
+                        self._free.append((name, size))
+                        continue
+            self.abandon(name)
 
     def _release(self, name: str, size: int) -> None:
         with self._lock:
