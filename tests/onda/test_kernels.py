@@ -26,9 +26,10 @@ def _numpy_path(plan, encoded, index, dtype) -> np.ndarray:
     resolution=resolutions,
     offset=offsets,
     fast=st.booleans(),
-    n_channels=st.integers(1, 6),
+    # Under and over the kernel's _FEW channels: its two loop orders.
+    n_channels=st.integers(1, 20),
     n=st.integers(0, 200),
-    pick=st.one_of(st.none(), st.lists(st.integers(0, 5), min_size=1, max_size=8)),
+    pick=st.one_of(st.none(), st.lists(st.integers(0, 19), min_size=1, max_size=12)),
     seed=st.integers(0, 2**16),
 )
 def test_select_equals_numpys_path(
@@ -62,15 +63,15 @@ def test_select_equals_numpys_path(
 )
 def test_every_small_sample_decodes_as_numpy_does(sample_type, dtype, resolution, offset, fast):
     info = make_info(
-        sample_type, 2, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+        sample_type, 10, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
     )
     every = np.arange(2 ** (8 * info.dtype.itemsize), dtype=np.uint16).astype(
         info.dtype, casting="unsafe"
     )
-    encoded = _interleaved_view(np.stack([every, every[::-1]]))
+    encoded = _interleaved_view(np.stack([np.roll(every, k) for k in range(10)]))
     dtype = np.dtype(dtype)
     plan = decode_plan(info, dtype, fast)
-    for index in (slice(None), [1], [1, 0, 1]):
+    for index in (slice(None), [1], [1, 0, 1], [9, *range(9)]):
         expected = _numpy_path(plan, encoded, index, dtype)
         got = plan.select(encoded, index, np.empty(expected.shape, dtype=dtype))
         assert bitwise_equal(got, expected)
@@ -84,6 +85,10 @@ def test_the_kernel_runs_for_the_everyday_window():
     out = np.empty((3, 40), dtype=np.float32)
     assert _kernels.decode_rows(encoded, slice(None), 0.1, 0.0, False, out)
     assert bitwise_equal(out, (encoded.astype(np.float64) * 0.1).astype(np.float32))
+    many = _interleaved_view(np.arange(-240, 240, dtype=np.int16).reshape(12, 40))
+    wide = np.empty((12, 40), dtype=np.float32)  # the other loop order
+    assert _kernels.decode_rows(many, slice(None), 0.1, -3.0, False, wide)
+    assert bitwise_equal(wide, (many.astype(np.float64) * 0.1 - 3.0).astype(np.float32))
     picked = np.empty((2, 40), dtype=np.float32)
     assert _kernels.decode_rows(encoded, [2, 0], 0.1, 0.5, False, picked)
     assert bitwise_equal(
