@@ -127,3 +127,11 @@ def test_layouts_and_indices_the_kernel_does_not_take_fall_back(monkeypatch):
     assert bitwise_equal(
         plan.select(encoded, slice(None), out), _numpy_path(plan, encoded, slice(None), "f4")
     )
+
+
+def test_a_worker_reads_the_switch_again_when_it_warms_up(monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setenv("ONDABATCHES_KERNELS", "numpy")
+    assert not _kernels.warm_up() and not _kernels.ENABLED
+    monkeypatch.delenv("ONDABATCHES_KERNELS")
+    assert _kernels.warm_up() and _kernels.ENABLED

@@ -36,9 +36,16 @@ _OUT_TYPES = frozenset(np.dtype(t) for t in ("f4", "f8"))
 
 log = logging.getLogger(__name__)
 
+
+
+def _enabled_by_environment() -> bool:
+    return os.environ.get("ONDABATCHES_KERNELS", "").strip().lower() != "numpy"
+
+
 #: False turns the kernels off in this process (``ONDABATCHES_KERNELS=numpy`` does at
-#: import): read for every window, so not an environment lookup each time.
-ENABLED = os.environ.get("ONDABATCHES_KERNELS", "").strip().lower() != "numpy"
+#: import, and :func:`warm_up` in a worker): read for every window, so not an
+#: environment lookup each time.
+ENABLED = _enabled_by_environment()
 
 
 #: Below this many channels, rows are decoded one at a time (measured: 1 to 6 channels
@@ -196,6 +203,10 @@ def warm_up() -> bool:
     """Compile the kernels for int16 samples now, or load them from numba's cache.
 
     A worker calls it before its first batch, so that batch does not pay for it (other
-    sample types compile on first use). Returns whether kernels are available.
+    sample types compile on first use). It reads ``ONDABATCHES_KERNELS`` again: a
+    worker may have been forked from a process that imported this module before the
+    variable was set. Returns whether kernels are available.
     """
+    global ENABLED
+    ENABLED = _enabled_by_environment()
     return available()
