@@ -215,6 +215,16 @@ def test_a_full_dev_shm_is_our_error_naming_sizes_not_a_sigbus(monkeypatch):
         pool.close()
 
 
+def _write_and_check(pool, worker, name: str, size: int, value: float) -> None:
+    """A worker writes a (64, 1024) batch of ``value`` into segment ``name``; the pool
+    reads it back."""
+    worker.begin(name, size)
+    x = worker.allocate((64, 1024), np.float64)
+    x[...] = value
+    got, _ = pool.receive(worker.finish((x, np.zeros(3))))
+    np.testing.assert_array_equal(got, value)
+
+
 def test_leased_segments_are_sized_ahead_once_the_first_batch_tells_the_size():
     before = our_segments()
     pool, worker = SegmentPool(keep=4, prepare=True), WorkerSegments()
@@ -233,12 +243,7 @@ def test_leased_segments_are_sized_ahead_once_the_first_batch_tells_the_size():
             assert name in pool._maps
         assert len(our_segments() - before) == 4  # nothing made beyond what was leased
         for name, size in [*waiting, later]:
-            worker.begin(name, size)
-            x = worker.allocate((64, 1024), np.float64)
-            x[...] = 5.0
-            got, _ = pool.receive(worker.finish((x, np.zeros(3))))
-            np.testing.assert_array_equal(got, 5.0)
-            del got
+            _write_and_check(pool, worker, name, size, 5.0)
     finally:
         pool.close()
     assert our_segments() == before
@@ -302,12 +307,7 @@ def test_settling_sizes_leased_segments_and_adds_spare_ones_now():
         assert {name for name, _ in spare} <= {name for name, _ in leased}
         for name, size in leased:  # each ready to be written at its size
             assert size >= 64 * 1024 * 8
-            worker.begin(name, size)
-            x = worker.allocate((64, 1024), np.float64)
-            x[...] = 7.0
-            got, _ = pool.receive(worker.finish((x, np.zeros(3))))
-            np.testing.assert_array_equal(got, 7.0)
-            del got
+            _write_and_check(pool, worker, name, size, 7.0)
         pool.settle(spare=10)  # never beyond the free list's bound
         assert len(pool._free) <= 4
     finally:
