@@ -229,16 +229,23 @@ def _frames_into(
 def _sizes_in_headers(compressed: np.ndarray, table: SeekTable, first: int, last: int) -> bool:
     """Whether every frame ``[first, last)`` declares, in its header, the content size that
     the seek table gives it (what our writer does; earlier files declare none)."""
-    c = table.compressed_offsets
-    base = int(c[first])
+    # Plain ints, converted once: this runs for every frame of every window read.
+    offsets = table.compressed_offsets[first : last + 1].tolist()
+    if table.varying is not None:
+        starts = table.varying[first : last + 1].tolist()
+    else:
+        size, total = table.frame_size, table.decompressed_size
+        starts = [min(frame * size, total) for frame in range(first, last + 1)]
+    base = offsets[0]
     data = memoryview(compressed)
-    for frame in range(first, last):
-        start = int(c[frame]) - base
+    size_of = zstandard.frame_content_size
+    for k in range(last - first):
+        start = offsets[k] - base
         try:
-            size = zstandard.frame_content_size(data[start : start + _FRAME_HEADER_MAX])
+            size = size_of(data[start : start + _FRAME_HEADER_MAX])
         except zstandard.ZstdError:
             return False
-        if size != table.frame_start(frame + 1) - table.frame_start(frame):
+        if size != starts[k + 1] - starts[k]:
             return False
     return True
 
