@@ -135,3 +135,23 @@ def test_a_worker_reads_the_switch_again_when_it_warms_up(monkeypatch):
     assert not _kernels.warm_up() and not _kernels.ENABLED
     monkeypatch.delenv("ONDABATCHES_KERNELS")
     assert _kernels.warm_up() and _kernels.ENABLED
+
+
+def test_without_numba_numpy_decodes_and_the_log_says_how_to_get_the_kernels(monkeypatch, caplog):
+    import logging
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
+    monkeypatch.setattr(_kernels, "_compiled", None)
+    monkeypatch.setattr(_kernels, "_failed", False)
+    with caplog.at_level(logging.INFO, logger=_kernels.__name__):
+        assert not _kernels.available()
+    assert "pip install 'ondabatches[fast]'" in caplog.text
+    encoded = _interleaved_view(np.arange(60, dtype=np.int16).reshape(3, 20))
+    out = np.empty((3, 20), dtype=np.float32)
+    assert not _kernels.decode_rows(encoded, slice(None), 0.1, 0.0, False, out)
+    plan = decode_plan(make_info("int16", 3, sample_resolution_in_unit=0.1), np.dtype("f4"))
+    assert bitwise_equal(
+        plan.select(encoded, slice(None), out),
+        exact_decode(encoded, make_info("int16", 3, sample_resolution_in_unit=0.1), np.dtype("f4")),
+    )
