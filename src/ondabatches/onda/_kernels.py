@@ -37,7 +37,6 @@ _OUT_TYPES = frozenset(np.dtype(t) for t in ("f4", "f8"))
 log = logging.getLogger(__name__)
 
 
-
 def _enabled_by_environment() -> bool:
     return os.environ.get("ONDABATCHES_KERNELS", "").strip().lower() != "numpy"
 
