@@ -2,8 +2,9 @@
 
 A window read from interleaved LPCM is a time x channels array; a batch wants channels x
 time. numpy does that in two steps that each touch every sample (a strided gather, and
-a float64 pass when the exact values need one); a compiled loop does it in one, decoding
-a time step's channels into a small buffer and scattering them to their rows. With
+a float64 pass when the exact values need one); a compiled loop does it in one: for
+many channels it decodes a time step's channels into a small buffer and scatters them
+to their rows, for a few it writes one row at a time from a strided read. With
 ``numba`` (the ``fast`` extra) installed, :func:`decode_rows` runs such a loop; without it
 (or with ``ONDABATCHES_KERNELS=numpy``) it returns False and the caller takes numpy's
 path. Both give the same bits: the loop does the very operations numpy's path does
