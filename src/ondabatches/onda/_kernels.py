@@ -14,8 +14,8 @@ multiply-adds; tests compare the two for every sample type.
 
 The kernels are compiled on first use for each sample type and cached on disk by numba
 (``NUMBA_CACHE_DIR`` says where, if the package's own folder cannot be written), so a
-worker process loads rather than compiles them; :func:`warm_up` does that ahead of the
-first batch.
+worker process loads rather than compiles them, at its first window (a Batcher's first
+``take()`` waits for every worker's first batch, so later batches do not pay for it).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "decode_rows", "warm_up"]
+__all__ = ["available", "decode_rows", "read_environment", "warm_up"]
 
 #: Sample types the kernels take (in native byte order): every value converts to float64
 #: exactly, so the loop's float64 arithmetic is numpy's.
@@ -43,7 +43,7 @@ def _enabled_by_environment() -> bool:
 
 
 #: False turns the kernels off in this process (``ONDABATCHES_KERNELS=numpy`` does at
-#: import, and :func:`warm_up` in a worker): read for every window, so not an
+#: import, and :func:`read_environment` in a worker): read for every window, so not an
 #: environment lookup each time.
 ENABLED = _enabled_by_environment()
 
@@ -203,14 +203,19 @@ def _in_range(channels: np.ndarray, n: int) -> bool:
     return channels.size == 0 or (int(channels.min()) >= 0 and int(channels.max()) < n)
 
 
+def read_environment() -> None:
+    """Read ``ONDABATCHES_KERNELS`` again: a worker process calls it as it starts, having
+    possibly been forked from a process that imported this module before the variable
+    was set. Nothing is compiled or loaded until a window is decoded."""
+    global ENABLED
+    ENABLED = _enabled_by_environment()
+
+
 def warm_up() -> bool:
     """Compile the kernels for int16 samples now, or load them from numba's cache.
 
-    A worker calls it before its first batch, so that batch does not pay for it (other
-    sample types compile on first use). It reads ``ONDABATCHES_KERNELS`` again: a
-    worker may have been forked from a process that imported this module before the
-    variable was set. Returns whether kernels are available.
+    Other sample types compile on first use. Reads ``ONDABATCHES_KERNELS`` again first
+    (see :func:`read_environment`). Returns whether kernels are available.
     """
-    global ENABLED
-    ENABLED = _enabled_by_environment()
+    read_environment()
     return available()

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import _errors
-from ..onda._kernels import warm_up
+from ..onda._kernels import read_environment
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 from ._tree import flatten, is_tree, unflatten
 
@@ -285,7 +285,7 @@ def _worker_main(
     # settings made since (storage options, AWS_* credentials): take the manager's.
     os.environ.clear()
     os.environ.update(environ)
-    warm_up()  # compiled decode kernels: loaded before the first batch, not during it
+    read_environment()  # ONDABATCHES_KERNELS as the manager has it
     serve_tasks(conn)
 
 

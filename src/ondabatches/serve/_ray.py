@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import require
-from ..onda._kernels import warm_up
+from ..onda._kernels import read_environment
 from ._pools import (
     _PREFETCH,
     Materialize,
@@ -97,7 +97,7 @@ class _RayWorker:
     def __init__(self) -> None:
         self._callables: dict[str, Materialize] = {}
         self._listening: tuple[socket.socket, bytes] | None = None
-        warm_up()  # compiled decode kernels: loaded before the first batch
+        read_environment()  # ONDABATCHES_KERNELS as this actor's environment has it
 
     def where(self, probe: str | None) -> tuple[bool, int]:
         """Whether this actor shares the pool's machine (it sees the shared-memory

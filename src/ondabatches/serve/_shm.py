@@ -422,16 +422,25 @@ class SegmentPool:
         with self._lock:
             if self._free:
                 return self._free.pop()
-            name = new_segment_name()
-            self._names.add(name)
-        # Created here, tiny (the worker sizes it): see WorkerSegments._mapping.
-        shared_memory.SharedMemory(name=name, create=True, size=1).close()
+            name = self._new_name()
+        self._create(name)
         if self._prepare:
             with self._lock:
                 self._unsized.add(name)
                 if self._size:
                     self._size_later([name])
         return name, 0
+
+    def _new_name(self) -> str:
+        """A new segment's name, counted as this pool's (called with the lock held)."""
+        name = new_segment_name()
+        self._names.add(name)
+        return name
+
+    @staticmethod
+    def _create(name: str) -> None:
+        # Created here, tiny (the worker sizes it): see WorkerSegments._mapping.
+        shared_memory.SharedMemory(name=name, create=True, size=1).close()
 
     def receive(self, shared: SharedArrays) -> tuple[np.ndarray, ...]:
         """Arrays over ``shared``'s segment (no copy), writable."""
@@ -516,9 +525,8 @@ class SegmentPool:
             with self._lock:
                 if self._closed or len(self._free) >= self._keep:
                     return
-                name = new_segment_name()
-                self._names.add(name)
-            shared_memory.SharedMemory(name=name, create=True, size=1).close()
+                name = self._new_name()
+            self._create(name)
             if self._size_one(name, size):
                 with self._lock:
                     if name in self._names:
