@@ -96,3 +96,35 @@ def test_any_object_with_iterate_batch_is_a_scheme():
         batch, state = out
         seen.append(batch)
     assert seen == [["a", "b"], ["c"]] and state.index == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"seed": 10**5000},
+        {"seed": -(10**5000)},
+        {"seed": 1, "index": 10**5000},
+        {"seed": 1, "version": 10**5000},
+        {"seed": 1, "config": {"k": [10**5000]}},
+    ],
+)
+def test_integers_too_long_to_print_are_state_errors(kwargs):
+    # Python refuses to print an int of over 4,300 digits (a builtin ValueError): the
+    # message must describe it instead.
+    with pytest.raises(StateError) as info:
+        BatchState(**kwargs)
+    assert "digits" in str(info.value) or "too long" in str(info.value)
+    with pytest.raises(StateError, match="about 5000 digits"):
+        BatchState(seed=1).advance(10**5000)
+
+
+def test_the_exported_scheme_protocol_is_runtime_checkable():
+    import ondabatches
+
+    class Scheme:
+        def iterate_batch(self, state):
+            return None
+
+    assert ondabatches.BatchScheme is ondabatches.batches.BatchScheme
+    assert isinstance(Scheme(), ondabatches.BatchScheme)
+    assert not isinstance(object(), ondabatches.BatchScheme)

@@ -80,12 +80,12 @@ class BatchState:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise StateError(f"BatchState.{name} must be an int, got {_short(value)}")
         if not 0 <= self.seed < 2**64:
-            raise StateError(f"BatchState.seed must be in [0, 2**64), got {self.seed}")
+            raise StateError(f"BatchState.seed must be in [0, 2**64), got {_int(self.seed)}")
         if not 0 <= self.index < _MAX_INDEX:
-            raise StateError(f"BatchState.index must be in [0, 2**63), got {self.index}")
+            raise StateError(f"BatchState.index must be in [0, 2**63), got {_int(self.index)}")
         if self.version != STATE_VERSION:
             raise StateError(
-                f"BatchState version {self.version} is not supported; this ondabatches "
+                f"BatchState version {_int(self.version)} is not supported; this ondabatches "
                 f"reads version {STATE_VERSION}"
             )
         object.__setattr__(self, "config", _frozen_config(self.config))
@@ -93,7 +93,7 @@ class BatchState:
     def advance(self, n: int = 1) -> BatchState:
         """The state ``n`` batches later (O(1): batches depend only on seed and index)."""
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= self.index + n < _MAX_INDEX:
-            raise StateError(f"cannot advance state at index {self.index} by {n!r}")
+            raise StateError(f"cannot advance state at index {self.index} by {_short(n)}")
         return self._derived(self.index + n, self.config)
 
     def bind(self, config: Mapping[str, Any] | tuple[tuple[str, Any], ...]) -> BatchState:
@@ -251,9 +251,23 @@ def _frozen_config(config: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tup
         raise StateError(f"BatchState.config repeats a key: {[k for k, _ in frozen]}") from None
 
 
+def _int(n: int) -> str:
+    """``n`` for a message: an int of thousands of digits cannot be printed (Python
+    refuses past 4,300 digits), so such a one is described by its size."""
+    if abs(n) < 10**100:
+        return str(n)
+    sign = "a negative" if n < 0 else "an"
+    return f"{sign} integer of about {int(abs(n).bit_length() * 0.30103)} digits"
+
+
 def _short(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _int(value)
     # reprlib bounds the length and depth: a repr of a 100,000-deep list would recurse.
-    return reprlib.repr(value)
+    try:
+        return reprlib.repr(value)
+    except ValueError:  # holds an int too long to print
+        return f"a {type(value).__name__} holding an integer too long to print"
 
 
 class _FrozenMapping(tuple):
@@ -265,6 +279,12 @@ class _FrozenMapping(tuple):
 
 def _freeze(value: Any, key: str, depth: int) -> Any:
     # JSON round trips turn tuples into lists; freeze both so equality and hashing hold.
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**100:
+        # JSON could not carry it back (Python prints no int of over 4,300 digits).
+        raise StateError(
+            f"BatchState.config[{key!r}] holds {_int(value)}; integers in a config have "
+            "at most 100 digits"
+        )
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, numbers.Integral):  # numpy integers: equal to the int

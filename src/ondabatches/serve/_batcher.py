@@ -23,11 +23,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Executor, Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from .._errors import BatcherError, WorkerError
+from ..batches._state import BatchScheme
 from ._pools import (
     _PERMANENT,
     _PREFETCH,
@@ -53,17 +54,6 @@ _SETTLE_SECONDS = 10.0
 
 #: The attribute a finished future carries its completion time in (perf_counter).
 _DONE_AT = "_ondabatches_done_at"
-
-
-class BatchScheme(Protocol):
-    """Anything that can say which batch comes at a state, and which state comes next.
-
-    ``iterate_batch(state)`` returns ``(batch, next_state)``, or ``None`` once a finite
-    scheme is exhausted. States are small, immutable, comparable with ``==`` and
-    JSON-serializable; the Batcher never looks inside them.
-    """
-
-    def iterate_batch(self, state: Any) -> tuple[Any, Any] | None: ...
 
 
 @dataclass(slots=True)
