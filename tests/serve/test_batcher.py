@@ -19,7 +19,7 @@ import time
 import numpy as np
 import pytest
 
-from ondabatches import Batcher, BatcherError, WorkerError
+from ondabatches import Batcher, BatcherError, SampleFileNotFoundError, WorkerError
 from tests.serve.conftest import ROOT
 from tests.serve.toy import (
     DRAWS,
@@ -243,6 +243,11 @@ class BatcherSuite:
         assert "SampleFileNotFoundError" in info.value.worker_traceback
         assert "gone.lpcm" in info.value.worker_traceback
         assert info.value.state == 1
+        # The public class the worker raised is raised again in the trainer, so that
+        # `except SampleFileNotFoundError` (or FileNotFoundError) catches it too.
+        assert isinstance(info.value, SampleFileNotFoundError)
+        assert isinstance(info.value, FileNotFoundError)
+        assert "gone.lpcm" in str(info.value)
 
     def test_lifecycle(self, backend, no_leaks):
         scheme = ToyScheme()

@@ -14,6 +14,7 @@ stays the same whatever the batch size.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _errors
 from .._errors import BatcherError, WorkerError
 from ..batches._state import BatchScheme
 from ._pools import (
@@ -38,6 +40,7 @@ from ._pools import (
     Pool,
     ProcessPool,
     TaskError,
+    public_error_name,
     takes_allocate,
     thread_pool,
 )
@@ -589,7 +592,7 @@ class Batcher:
                 ) from None
             except Exception as exc:
                 if slot.attempts > self.retries or _permanent(exc):
-                    error = WorkerError(
+                    error = _worker_error(exc)(
                         f"the batch for state {slot.state!r} failed after "
                         f"{slot.attempts} attempt(s)"
                         f"{' (the data is wrong: not retried)' if _permanent(exc) else ''}: "
@@ -602,6 +605,40 @@ class Batcher:
                     self._discard_slots()
                     raise error from exc
                 self._schedule_retry(slot, exc, time.monotonic())
+
+
+def _worker_error(exc: BaseException) -> type[WorkerError]:
+    """The class of the error a failed batch raises in the trainer: :class:`WorkerError`,
+    combined with the public class the worker raised when it raised one of ours, so
+    that ``except UntrustedPathError`` catches a refusal made on a worker as it would
+    one made inline (and ``except WorkerError`` still catches every failed batch)."""
+    name = exc.error_class if isinstance(exc, TaskError) else public_error_name(exc)
+    if name is None or name == WorkerError.__name__:
+        return WorkerError
+    return _combined_worker_error(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _combined_worker_error(name: str) -> type[WorkerError]:
+    public = getattr(_errors, name)
+    if issubclass(public, WorkerError):
+        return public
+    return type(
+        name,
+        (WorkerError, public),
+        {
+            "__module__": __name__,
+            "__doc__": f"A {name} raised on a worker, re-raised as a WorkerError too.",
+            # Pickled by name (e.g. from a Ray actor's Batcher to its caller).
+            "__reduce__": lambda self: (_rebuild_worker_error, (name, self.args, self.__dict__)),
+        },
+    )
+
+
+def _rebuild_worker_error(name: str, args: tuple, attributes: dict) -> WorkerError:
+    error = _combined_worker_error(name)(*args)
+    error.__dict__.update(attributes)
+    return error
 
 
 def _permanent(exc: BaseException) -> bool:

@@ -61,12 +61,25 @@ class TaskError(Exception):
     batch items that do not stack): the Batcher reports them at once.
     """
 
-    def __init__(self, worker_traceback: str, permanent: bool = False):
+    def __init__(
+        self,
+        worker_traceback: str,
+        permanent: bool = False,
+        error_class: str | None = None,
+        message: str = "",
+    ):
         super().__init__(worker_traceback)
         self.permanent = permanent
+        #: The name of the public ondabatches error the worker raised (None for others),
+        #: and its message: the manager raises that class again (see public_error_name).
+        self.error_class = error_class
+        self.message = message
 
     def __reduce__(self):
-        return (type(self), (self.worker_traceback, self.permanent))
+        return (
+            type(self),
+            (self.worker_traceback, self.permanent, self.error_class, self.message),
+        )
 
     @property
     def worker_traceback(self) -> str:
@@ -138,7 +151,24 @@ def run_task(
             return ("ok", *(arrays if tree is None else unflatten(tree, arrays)))
         return ("shm", _worker_segments.finish(arrays, tree))
     except Exception as exc:
-        return ("error", traceback.format_exc(), isinstance(exc, _PERMANENT))
+        return (
+            "error",
+            traceback.format_exc(),
+            isinstance(exc, _PERMANENT),
+            public_error_name(exc),
+            str(exc),
+        )
+
+
+def public_error_name(exc: BaseException) -> str | None:
+    """The name of ``exc``'s class if it is one of :mod:`ondabatches._errors`' public
+    classes (which the manager can raise again by name); None otherwise.
+
+    Only names travel: a user's exception class may not unpickle in the manager."""
+    cls = type(exc)
+    if cls.__module__ == _errors.__name__ and cls.__name__ in _errors.__all__:
+        return cls.__name__
+    return None
 
 
 def unpack_result(result, segments: SegmentPool | None = None) -> tuple[Any, Any]:
@@ -157,7 +187,7 @@ def unpack_result(result, segments: SegmentPool | None = None) -> tuple[Any, Any
         if shared.tree is None:
             return arrays
         return unflatten(shared.tree, arrays)
-    raise TaskError(result[1], permanent=result[2])
+    raise TaskError(*result[1:])
 
 
 def chain(source: Future, transform: Callable[[Any], Any]) -> Future:
