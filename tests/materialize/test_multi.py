@@ -121,16 +121,55 @@ def test_resampling_equals_resample_poly_of_the_whole_signal(psg_labeled):
         for name in CHECKED:
             part = item.part(name)
             up, down = resample_ratio(part.info.sample_rate, 128.0)
-            first, count = window_rows(part)
-            if first % down:  # off the whole signal's output grid: nothing to compare with
-                continue
             whole = resample_poly(select(part, decode_file(part)), up, down, axis=-1)
-            want = whole[:, first * up // down : first * up // down + 60 * 128]
+            j0 = target_index(part, 128)
+            want = whole[:, j0 : j0 + 60 * 128]
             scale = np.abs(whole).max()
             np.testing.assert_allclose(x[name][i], want, rtol=0, atol=1e-9 * scale)
             checked.add((part.info.sample_rate, up, down))
     # Downsampling (512, 256, 200, 143.5 Hz), upsampling (64 Hz), and 128 Hz as is.
     assert {r for r, _, _ in checked} >= {512.0, 256.0, 143.5, 64.0}
+
+
+def target_index(part, rate: int) -> int:
+    """The window's first sample at ``rate`` (exact integer arithmetic)."""
+    return (part.window.start - part.signal_span.start) * rate // S
+
+
+@pytest.mark.parametrize("target", [128, 100, 256])
+def test_resampling_is_aligned_at_any_window_start(psg_labeled, target):
+    # Output sample i is the whole signal resampled, at the window's start + i / rate,
+    # whatever input row the window starts on (not only multiples of the down factor),
+    # including starts between samples and windows that touch the signal's ends.
+    batches = scheme(psg_labeled, resample={"rate": 128}, batch_size=8, batch_duration=30 * S)
+    batch, _ = batches.iterate_batch(batches.initial_state(seed=3))
+    rng = np.random.default_rng(target)
+    seen_off_grid = 0
+    for item in batch[:3]:
+        for name in CHECKED:
+            part = item.part(name)
+            rate = part.info.sample_rate
+            up, down = resample_ratio(rate, float(target))
+            if up == down:
+                continue
+            whole = resample_poly(select(part, decode_file(part)), up, down, axis=-1)
+            span = part.signal_span
+            last = span.duration - 30 * S
+            starts = [0, last, 7 * S, *rng.integers(0, last, 6).tolist()]
+            for offset in starts:
+                window = TimeSpan(span.start + offset, span.start + offset + 30 * S)
+                moved = replace(part, window=window)
+                one = replace(item, window=window, names=(name,), rates=(float(target),),
+                              parts=(moved,))  # fmt: skip
+                x, _ = materialize_batch_item(one, np.float64)
+                j0 = target_index(moved, target)
+                want = whole[:, j0 : j0 + 30 * target]
+                np.testing.assert_allclose(
+                    x[name], want, rtol=0, atol=1e-9 * np.abs(whole).max(),
+                    err_msg=f"{name} at {rate} Hz -> {target} Hz, window at {offset} ns",
+                )  # fmt: skip
+                seen_off_grid += window_rows(moved)[0] % down != 0
+    assert seen_off_grid >= 10  # the windows the old anchoring got wrong were checked
 
 
 def test_resampling_at_the_signal_edges_pads_as_the_whole_signal_does(psg_labeled):

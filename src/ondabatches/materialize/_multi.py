@@ -14,12 +14,16 @@ A batch of :class:`~ondabatches.MultiBatchItem` becomes ``(x, y)``:
 Resampling is :func:`scipy.signal.resample_poly` (``pip install 'ondabatches[resample]'``)
 with ``up/down`` the reduced ratio of the rates and scipy's default filter: a
 ``firwin`` low-pass FIR of ``2 * 10 * max(up, down) + 1`` taps, cutoff at the lower
-Nyquist frequency, Kaiser window with beta 5.0, zero padding beyond the data. Each
-window is read with a margin of whole input samples on each side (at least the
-filter's reach, a multiple of ``down`` so that the output grid lands on the window's
-first sample); the margin is clipped at the signal's span and replaced by zeros
-there, exactly as resampling the whole signal would pad it. So the window's output
-equals the same samples of ``resample_poly`` applied to the whole signal.
+Nyquist frequency, Kaiser window with beta 5.0, zero padding beyond the data.
+
+The rule, for every window start: output sample ``i`` of a window ``[a, b)`` at the
+target rate ``R`` is sample ``floor((a - signal start) * R) + i`` of ``resample_poly``
+applied to the whole signal, that is the resampled signal at the window's start
+(rounded down to the target grid, as the index rules round a window's start) plus
+``i / R``. Each window is read with a margin of input samples on each side (at least
+the filter's reach), from an input row that is a multiple of ``down``, where the
+whole signal's output grid has a sample; the margin is clipped at the signal's span
+and replaced by zeros there, exactly as resampling the whole signal would pad it.
 """
 
 from __future__ import annotations
@@ -127,31 +131,51 @@ def _filter(up: int, down: int) -> np.ndarray:
     return h
 
 
-def _margin(up: int, down: int) -> int:
-    """Input samples read on each side of a window resampled by ``up/down``.
+def _reach(up: int, down: int) -> int:
+    """Input samples that the filter of a resampling by ``up/down`` reaches on each side.
 
     resample_poly's filter has ``10 * max(up, down)`` taps on each side at the
-    upsampled rate: that many upsampled samples, rounded up to whole input samples,
-    then up to a multiple of ``down`` so that output sample 0 sits on the window's
-    first row.
+    upsampled rate, ``10 * max(up, down) / up`` input samples (one more for rounding).
     """
-    reach = math.ceil(10 * max(up, down) / up) + 1
-    return -(-reach // down) * down
+    return math.ceil(10 * max(up, down) / up) + 1
 
 
-def _read_extended(part: BatchItem, ext: np.ndarray, margin: int) -> None:
-    """The window's rows and ``margin`` rows on each side into ``ext`` (zeros beyond
-    the signal, as resample_poly pads a whole signal)."""
+def _span_in(n_out: int, up: int, down: int) -> int:
+    """Input rows read per window of ``n_out`` output samples: the window's own rows
+    at any start, the filter's reach on both sides, and up to ``down - 1`` rows more
+    on the left to start on a multiple of ``down`` (see :func:`_plan_resampled`)."""
+    return -(-n_out * down // up) + 2 * _reach(up, down) + down + 2
+
+
+def _plan_resampled(part: BatchItem, target: float, up: int, down: int) -> tuple[int, int]:
+    """``(first input row read, first output sample kept)`` for a resampled part.
+
+    The whole signal's output sample ``j`` sits on upsampled index ``j * down``. A
+    segment of the input that starts at row ``L``, a multiple of ``down``, gives from
+    resample_poly the whole signal's outputs from ``L * up / down`` on (where the
+    segment holds every input row its filter reaches, and zeros where the signal
+    does: beyond its ends). The window's first output is ``j0 = floor(start * R)``;
+    ``L`` is the multiple of ``down`` at or before its filter's first input row.
+    """
+    rel = part.window.translate(-part.signal_span.start)
+    j0 = window_sample_range(rel, target).start
+    # The input row at or before output j0's time (j0 * down / up), less the reach.
+    lowest = (j0 * down) // up - _reach(up, down)
+    first_row = (lowest // down) * down
+    return first_row, j0 - (first_row // down) * up
+
+
+def _read_extended(part: BatchItem, ext: np.ndarray, first_row: int) -> None:
+    """Input rows ``first_row ..`` (as many as ``ext`` holds) into ``ext``, zeros
+    beyond the signal, as resample_poly pads a whole signal."""
     rate = part.info.sample_rate
-    rows = window_sample_range(part.window.translate(-part.signal_span.start), rate)
     total = n_samples(part.signal_span.duration, rate)
-    lo, hi = max(0, rows.start - margin), min(total, rows.stop + margin)
+    lo, hi = max(0, first_row), min(total, first_row + ext.shape[-1])
     ext[...] = 0
     if hi > lo:
         start = part.signal_span.start + time_from_index(lo, rate)
         sub = replace(part, window=TimeSpan(start, start + time_from_index(hi - lo, rate)))
-        first = lo - (rows.start - margin)
-        ext[..., first : first + hi - lo] = _x(sub, np.dtype(np.float64))
+        ext[..., lo - first_row : hi - first_row] = _x(sub, np.dtype(np.float64))
 
 
 def _fill(
@@ -216,11 +240,16 @@ def materialize_multi_batch(
                 groups.setdefault((k, *ratio), []).append((i, part))
     buffers = []
     for (k, up, down), members in groups.items():
-        margin = _margin(up, down)
-        n_in = n_samples(members[0][1].window.duration, members[0][1].info.sample_rate)
-        ext = np.empty((len(members), *shapes[k][:-1], n_in + 2 * margin), dtype=np.float64)
-        buffers.append((k, up, down, margin, [i for i, _ in members], ext))
-        jobs += [(_read_extended, (part, ext[j], margin)) for j, (_, part) in enumerate(members)]
+        n_out = shapes[k][-1]
+        ext = np.empty(
+            (len(members), *shapes[k][:-1], _span_in(n_out, up, down)), dtype=np.float64
+        )
+        starts = []
+        for j, (_, part) in enumerate(members):
+            first_row, k0 = _plan_resampled(part, targets[k], up, down)
+            starts.append(k0)
+            jobs.append((_read_extended, (part, ext[j], first_row)))
+        buffers.append((k, up, down, starts, [i for i, _ in members], ext))
     remote = any(
         isinstance(p, BatchItem) and _is_remote(p) for it in items for p in it.parts
     ) or any(_is_remote_path(getattr(it.labels, "file_path", "")) for it in items)
@@ -239,11 +268,11 @@ def materialize_multi_batch(
             f(*args)
     if buffers:
         signal = require("scipy.signal", "resample")
-        for k, up, down, margin, rows, ext in buffers:
+        for k, up, down, starts, rows, ext in buffers:
             resampled = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
-            k0 = margin * up // down
             n_out = shapes[k][-1]
-            outs[k][rows] = resampled[..., k0 : k0 + n_out]
+            for j, (i, k0) in enumerate(zip(rows, starts, strict=True)):
+                outs[k][i] = resampled[j, ..., k0 : k0 + n_out]
     if len({len(c) for c in codes}) > 1:
         raise BatchShapeError(
             "items of the batch have different y shapes:\n"
