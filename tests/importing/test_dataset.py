@@ -158,12 +158,34 @@ def test_killed_import_resumes(tmp_path):
         proc.wait(timeout=30)
     assert not list(out.glob("*.arrow"))
     n_done = len(list((out / ".import" / "parts").glob("*.done.json")))
+    # The rerun as users run it: the CLI, which prints the report (its groupings of the
+    # files kept from the killed run crashed on lists read back from JSON).
+    rerun = subprocess.run(
+        [sys.executable, "-m", "ondabatches", "import", str(tmp_path / "edf"), "-o", str(out),
+         "-j", "2", "--no-progress", "--format", "lpcm.zst"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{n_done} kept from an earlier run" in rerun.stdout
+    assert "4 file(s): " in rerun.stdout  # one channel grouping for the four files
     report = import_dataset(tmp_path / "edf", out, workers=2, file_format="lpcm.zst")
-    assert sum(f.skipped for f in report.files) == n_done >= 1
+    assert sum(f.skipped for f in report.files) == 4
+    assert len(report.groupings()) == 1 and "channel groupings" in str(report)
     assert [p for p in out.rglob("*") if p.name.endswith(".tmp")] == []
     fresh = import_dataset(tmp_path / "edf", tmp_path / "fresh", workers=1, file_format="lpcm.zst")
     assert fresh.n_imported == 4
-    assert tables(out)[1].equals(tables(tmp_path / "fresh")[1])
+    for resumed, uninterrupted in zip(tables(out), tables(tmp_path / "fresh"), strict=True):
+        if "file_path" in resumed.column_names:
+            resumed = resumed.drop_columns(["file_path"])
+            uninterrupted = uninterrupted.drop_columns(["file_path"])
+        assert resumed.equals(uninterrupted)
+    # The sample files, byte for byte.
+    names = sorted(p.name for p in (out / "samples").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "fresh" / "samples").iterdir())
+    for name in names:
+        assert (out / "samples" / name).read_bytes() == (
+            tmp_path / "fresh" / "samples" / name
+        ).read_bytes(), name
     assert assert_samples_equal_pyedflib(tables(out)[0]) == 4 * len(PSG_CHANNELS)
 
 

@@ -69,6 +69,11 @@ class FileReport:
     skipped: bool = False
     annotation_source: str | None = None
 
+    def __post_init__(self) -> None:
+        # A report read back from a done-marker's JSON holds a list: a tuple, so that
+        # reports hash and compare the same whichever run made them.
+        object.__setattr__(self, "signals", tuple(self.signals))
+
     def __str__(self) -> str:
         state = "kept from an earlier run" if self.skipped else "imported"
         extra = f" + {self.annotation_source}" if self.annotation_source else ""
