@@ -80,7 +80,7 @@ def test_folder_to_one_dataset_in_parallel_and_deterministic(tmp_path):
     )
     # The extra columns: the source file and the EDF start date and time.
     assert signals.column("source_file").to_pylist()[0] == str(files[0])
-    assert signals.schema.field("start_datetime").type == pa.timestamp("us")
+    assert signals.schema.field("start_datetime").type == pa.timestamp("ns")
     assert signals.column("start_datetime")[0].as_py() is not None
     write_signals(tmp_path / "copy.arrow", signals)
     again = read_signals(tmp_path / "copy.arrow")

@@ -107,6 +107,8 @@ def test_workers_enforce_it(tmp_path, backend):
     with allowed_storage(protocols=["file"], prefixes=[f"{tmp_path}/elsewhere/"]):
         with Batcher(batches, backend=backend, workers=1, retries=3, backoff=30.0) as b:
             b.start(state)
-            with pytest.raises(UntrustedPathError, match=r"not retried.*UntrustedPathError") as info:
+            with pytest.raises(
+                UntrustedPathError, match=r"not retried.*UntrustedPathError"
+            ) as info:
                 b.take(state)
             assert isinstance(info.value, WorkerError) and "elsewhere" in str(info.value)

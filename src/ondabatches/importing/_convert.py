@@ -9,7 +9,6 @@ size whatever the length of the recording.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -57,7 +56,9 @@ class Source(Protocol):
         ...
 
     @property
-    def start_datetime(self) -> dt.datetime | None: ...
+    def start_datetime(self) -> np.datetime64 | None:
+        """The first sample's date and time (UTC, naive), to the nanosecond."""
+        ...
 
     def close(self) -> None: ...
 
@@ -283,10 +284,12 @@ def _convert(
         id_seed=annotation_seed or str(recording),
         stages=stages,
     )
-    # The start date and time, where the file gives one, as a timestamp column.
+    # The start date and time, where the file gives one, as a timestamp column to the
+    # nanosecond (EDF+ starts have sub-second parts finer than a microsecond).
+    start_ns = None if start_time is None else np.datetime64(start_time, "ns")
     signal_table = signals_table(signals).append_column(
-        pa.field("start_datetime", pa.timestamp("us")),
-        pa.array([start_time] * len(signals), pa.timestamp("us")),
+        pa.field("start_datetime", pa.timestamp("ns")),
+        pa.array([start_ns] * len(signals), pa.timestamp("ns")),
     )
     annotation_table = annotations_table(rows or _empty_annotations(stages is not None))
     return signal_table, annotation_table, summaries

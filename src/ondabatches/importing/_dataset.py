@@ -358,9 +358,13 @@ def _convert_task(task: _Task) -> dict[str, Any]:
 def _load_json(url: str) -> Any | None:
     fs, path = filesystem_for(url)
     with storage_errors(url):
-        if not fs.exists(path):
+        # Read, never ask exists() first: an object store's listing cache (s3fs) may
+        # predate the marker that another process wrote since.
+        try:
+            data = fs.cat_file(path)
+        except FileNotFoundError:
             return None
-        return json.loads(fs.cat_file(path))
+        return json.loads(data)
 
 
 def _check_output(out: str, manifest: dict[str, Any], keys: set[str]) -> None:
@@ -425,7 +429,17 @@ def _ukey(url: str) -> tuple[str, int]:
     with storage_errors(url):
         if not fs.isfile(path):
             raise SampleFileNotFoundError(f"file to import not found: {url}")
-        return str(fs.ukey(path)), int(fs.size(path))
+        info = fs.info(path)
+        size = int(info.get("size") or fs.size(path))
+        # An object's version where the store gives one: s3fs's ukey hashes the whole
+        # info dict, whose fields differ between a HEAD and a cached listing, so that
+        # the same object got another key on a rerun (and was imported again).
+        version = next(
+            (str(info[k]) for k in ("ETag", "etag", "VersionId", "generation", "md5Hash")
+             if info.get(k)),
+            None,
+        )  # fmt: skip
+        return (f"{version}:{size}" if version else str(fs.ukey(path))), size
 
 
 def _assemble(out: str, name: str, tasks: list[_Task]) -> tuple[str, str]:

@@ -17,7 +17,6 @@ Needs the optional extra ``edf`` (pyedflib), imported on first use.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from typing import Any
 
@@ -25,6 +24,7 @@ import numpy as np
 
 from .._errors import SampleFileNotFoundError, SourceFileError, require
 from ._channels import ChannelMap, SourceChannel, name_channel, onda_unit
+from ._tal import ANNOTATION_LABELS, edf_start_offset, parse_tals
 
 __all__ = ["EdfSource", "read_edf_channels"]
 
@@ -49,6 +49,10 @@ def read_edf_channels(reader: Any, channel_map: ChannelMap | None = None) -> lis
     out = []
     for i in range(reader.signals_in_file):
         label = reader.getLabel(i)
+        if label.strip() in ANNOTATION_LABELS:
+            # A legacy (no "+") header with an annotation channel: pyedflib lists it as
+            # a signal; it holds annotations (EdfSource reads them).
+            continue
         dmin, dmax = reader.getDigitalMinimum(i), reader.getDigitalMaximum(i)
         pmin, pmax = reader.getPhysicalMinimum(i), reader.getPhysicalMaximum(i)
         if dmax == dmin:
@@ -110,7 +114,13 @@ class EdfSource:
             raise SourceFileError(
                 f"{self.name} is not a readable EDF/EDF+/BDF file: {exc}"
             ) from None
+        self._legacy_tal = None
+        labels = [self._reader.getLabel(i).strip() for i in range(self._reader.signals_in_file)]
+        for i, label in enumerate(labels):
+            if label in ANNOTATION_LABELS:
+                self._legacy_tal = i
         try:
+            self._header_seconds, self._tal = self._read_tals(path, header)
             self.channels = read_edf_channels(self._reader, channel_map)
         except SourceFileError as exc:
             self.close()
@@ -132,19 +142,53 @@ class EdfSource:
             out[row] = block
         return out
 
+    def _read_tals(self, path: str, header: bytes) -> tuple[Any, Any]:
+        """The first record's time-keeping onset (seconds after the header's start, the
+        file's sub-second start) and, for a legacy header with an annotation channel,
+        that channel's annotations (None where pyedflib reads them itself)."""
+        reader = self._reader
+        if self._legacy_tal is None:
+            # pyedflib reads the annotations itself; its sub-second start is rounded to
+            # 100 ns, the first record's TAL has it exactly.
+            try:
+                return edf_start_offset(path, self.name), None
+            except ValueError as exc:
+                raise SourceFileError(str(exc)) from None
+        i = self._legacy_tal
+        digital = reader.readSignal(i, digital=True)
+        is_bdf = header[:1] == b"\xff"
+        if is_bdf:
+            raw = digital.astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3].tobytes()
+        else:
+            raw = digital.astype("<i2").tobytes()
+        n_records = int(reader.datarecords_in_file)
+        per_record = len(raw) // max(n_records, 1)
+        records = [raw[k * per_record : (k + 1) * per_record] for k in range(n_records)]
+        try:
+            return parse_tals(records, self.name)
+        except ValueError as exc:
+            raise SourceFileError(f"its annotation channel: {exc}") from None
+
     def annotations(self) -> list[tuple[float, float, str]]:
-        """``(onset s, duration s, text)`` of each EDF+ annotation (duration <= 0: none)."""
+        """``(onset s, duration s, text)`` of each annotation (duration <= 0: none), the
+        onsets counted from the first sample; read from the annotation channel whatever
+        the header's reserved field says."""
+        if self._tal is not None:
+            return [(float(o), -1.0 if d is None else float(d), t) for o, d, t in self._tal]
         onsets, durations, texts = self._reader.readAnnotations()
         return [
             (float(o), float(d), str(t)) for o, d, t in zip(onsets, durations, texts, strict=True)
         ]
 
     @property
-    def start_datetime(self) -> dt.datetime | None:
+    def start_datetime(self) -> np.datetime64 | None:
+        """The first sample's date and time, to the nanosecond (the header's whole
+        seconds plus the first record's sub-second start)."""
         try:
-            return self._reader.getStartdatetime()
+            base = self._reader.getStartdatetime().replace(microsecond=0)
         except (ValueError, OSError):
             return None
+        return np.datetime64(base, "ns") + np.timedelta64(int(self._header_seconds * 10**9), "ns")
 
     def close(self) -> None:
         reader = getattr(self, "_reader", None)

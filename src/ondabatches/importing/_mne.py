@@ -20,6 +20,7 @@ import numpy as np
 
 from .._errors import SampleFileNotFoundError, SourceFileError, require
 from ._channels import GENERIC_SENSOR_TYPE, ChannelMap, SourceChannel, _channel_name
+from ._tal import edf_start_offset
 
 __all__ = ["MneSource"]
 
@@ -51,6 +52,7 @@ class MneSource:
         mne = require("mne", "mne")
         path = os.fspath(path)
         self.name = name or path
+        self._path = path
         if not os.path.isfile(path):
             raise SampleFileNotFoundError(f"file to import not found: {self.name}")
         try:
@@ -60,15 +62,25 @@ class MneSource:
         raw = self._raw
         fmt = getattr(raw, "orig_format", "double")
         self._sample_type = _SAMPLE_TYPES.get(fmt, "float64")
+        calibration = _edf_family_calibration(raw)
+        self._edf_family = calibration is not None
+        if calibration is not None:
+            _refuse_mixed_rates(raw, self.name)
+        if calibration is not None:
+            self._sample_type = calibration[2]
         types = raw.get_channel_types()
         self.channels = []
-        self._scale = []  # stored value = data (SI) / scale
+        self._scale = []  # stored value = (data (SI) - shift) / scale
+        self._shift = []
         for i, ch in enumerate(raw.info["chs"]):
             volts = ch["unit"] == _FIFF_UNIT_V
             to_unit = 1e6 if volts else 1.0
-            # MNE's data = stored value * cal * range: dividing gives back what the file
-            # holds (integers, or float32 values exactly), whatever its format.
-            cal = float(ch["cal"]) * float(ch["range"]) or 1.0
+            if calibration is not None:
+                cal, shift = float(calibration[0][i]), float(calibration[1][i])
+            else:
+                # MNE's data = stored value * cal * range: dividing gives back what the
+                # file holds (integers, or float32 values exactly), whatever its format.
+                cal, shift = float(ch["cal"]) * float(ch["range"]) or 1.0, 0.0
             mapped = channel_map.lookup(ch["ch_name"]) if channel_map is not None else None
             if mapped is not None:
                 sensor, channel, guessed = mapped[0], mapped[1], False
@@ -76,6 +88,7 @@ class MneSource:
                 sensor, channel = types[i], _channel_name(ch["ch_name"]) or f"ch{i}"
                 guessed = sensor == GENERIC_SENSOR_TYPE
             self._scale.append(cal)
+            self._shift.append(shift)
             self.channels.append(
                 SourceChannel(
                     index=i,
@@ -85,7 +98,7 @@ class MneSource:
                     unit="microvolt" if volts else "unknown",
                     sample_rate=float(raw.info["sfreq"]),
                     resolution=cal * to_unit,
-                    offset=0.0,
+                    offset=shift * to_unit,
                     sample_type=self._sample_type,
                     n_samples=int(raw.n_times),
                     guessed=guessed,
@@ -95,7 +108,8 @@ class MneSource:
     def read(self, channels: list[SourceChannel], start: int, n: int) -> np.ndarray:
         picks = [ch.index for ch in channels]
         data = self._raw.get_data(picks=picks, start=start, stop=start + n)
-        scaled = data / np.array([self._scale[i] for i in picks])[:, None]
+        shift = np.array([self._shift[i] for i in picks])[:, None]
+        scaled = (data - shift) / np.array([self._scale[i] for i in picks])[:, None]
         dtype = np.dtype(self._sample_type)
         if dtype.kind == "i":
             out = np.rint(scaled)
@@ -123,15 +137,83 @@ class MneSource:
         ]
 
     @property
-    def start_datetime(self) -> dt.datetime | None:
+    def start_datetime(self) -> np.datetime64 | None:
         date: Any = self._raw.info.get("meas_date")
         if date is None:
             return None
         start = date + dt.timedelta(seconds=self._raw.first_time)
-        return start.astimezone(dt.timezone.utc).replace(tzinfo=None) if start.tzinfo else start
+        if start.tzinfo:
+            start = start.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        out = np.datetime64(start, "ns")
+        if self._edf_family and self._path.lower().endswith((".edf", ".bdf")):
+            # MNE keeps the header's whole seconds: the sub-second start is the first
+            # record's time-keeping TAL (EDF+/BDF+).
+            try:
+                offset = edf_start_offset(self._path, self.name)
+            except (OSError, ValueError) as exc:
+                raise SourceFileError(f"cannot read the start time of {self.name}: {exc}") from None
+            out = np.datetime64(start.replace(microsecond=0), "ns") + np.timedelta64(
+                int(offset * 10**9), "ns"
+            )
+        return out
 
     def close(self) -> None:
         raw = getattr(self, "_raw", None)
         if raw is not None:
             raw.close()
             self._raw = None
+
+
+def _edf_family_calibration(raw: Any) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """``(scale, shift, sample type)`` per channel of an EDF, BDF or GDF raw, in SI units.
+
+    MNE's readers of these formats keep ``cal`` 1 in ``raw.info["chs"]`` and apply the
+    file's gains and offsets themselves: data = (digital * cal + offset) * unit gain,
+    with those three in the reader's extras. That is the calibration MNE actually
+    applies, so the stored integers come back as ``(data - shift) / scale`` with
+    ``scale = cal * gain`` and ``shift = offset * gain`` (and are checked to be
+    integers when read). None for other readers, whose ``cal`` is the real one.
+    """
+    extras = getattr(raw, "_raw_extras", None)
+    if not extras or not all(k in extras[0] for k in ("cal", "offsets", "units", "dtype_np")):
+        return None
+    e = extras[0]
+    gains = np.asarray(e["units"], dtype=np.float64)
+    scale = np.asarray(e["cal"], dtype=np.float64) * gains
+    shift = np.asarray(e["offsets"], dtype=np.float64) * gains
+    if len(scale) != len(raw.ch_names):
+        return None
+    dtype = np.dtype(e["dtype_np"])
+    if dtype.kind == "f":
+        sample_type = "float64" if dtype.itemsize == 8 else "float32"
+    elif dtype.kind == "i" and dtype.itemsize == 2:
+        sample_type = "int16"  # EDF
+    else:
+        sample_type = "int32"  # BDF's 24-bit samples, GDF's other integers: room for any
+    return scale, shift, sample_type
+
+
+def _refuse_mixed_rates(raw: Any, name: str) -> None:
+    """MNE reads an EDF/BDF/GDF whose signals have different rates at the highest one,
+    interpolating the others: their stored values would be lost."""
+    extras = raw._raw_extras[0]
+    n_samps = extras.get("n_samps")
+    record = extras.get("record_length")
+    if n_samps is None or record is None:
+        return
+    sel = extras.get("sel", range(len(n_samps)))
+    tal = set(np.atleast_1d(extras.get("tal_idx") or []).tolist())
+    counts = {int(n_samps[i]) for i in sel if i not in tal}
+    if len(counts) > 1:
+        seconds = float(np.atleast_1d(record)[0])
+        rates = sorted(c / seconds for c in counts)
+        hint = (
+            "import it with the native reader (reader='edf', --reader edf), which keeps each rate"
+            if name.lower().endswith((".edf", ".bdf"))
+            else "no reader here keeps mixed rates of this format"
+        )
+        raise SourceFileError(
+            f"{name}: its signals are sampled at {len(rates)} rates ({rates} Hz) and MNE "
+            f"would read them all at {float(raw.info['sfreq'])} Hz, interpolating the "
+            f"others (their stored values lost): {hint}"
+        )

@@ -241,9 +241,7 @@ def materialize_multi_batch(
     buffers = []
     for (k, up, down), members in groups.items():
         n_out = shapes[k][-1]
-        ext = np.empty(
-            (len(members), *shapes[k][:-1], _span_in(n_out, up, down)), dtype=np.float64
-        )
+        ext = np.empty((len(members), *shapes[k][:-1], _span_in(n_out, up, down)), dtype=np.float64)
         starts = []
         for j, (_, part) in enumerate(members):
             first_row, k0 = _plan_resampled(part, targets[k], up, down)

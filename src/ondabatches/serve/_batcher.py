@@ -618,7 +618,7 @@ def _worker_error(exc: BaseException) -> type[WorkerError]:
     return _combined_worker_error(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _combined_worker_error(name: str) -> type[WorkerError]:
     public = getattr(_errors, name)
     if issubclass(public, WorkerError):
