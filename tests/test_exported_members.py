@@ -15,7 +15,12 @@ SUBPACKAGES = ["onda", "labels", "batches", "materialize", "serve"]
 # names are its own, not re-exported at the top.
 @pytest.mark.parametrize(
     "name",
-    ["ondabatches", *(f"ondabatches.{p}" for p in SUBPACKAGES), "ondabatches.importing"],
+    [
+        "ondabatches",
+        *(f"ondabatches.{p}" for p in SUBPACKAGES),
+        "ondabatches.importing",
+        "ondabatches.transforms",
+    ],
 )
 def test_all_is_sorted_unique_and_public(name: str) -> None:
     module = importlib.import_module(name)

@@ -1,7 +1,8 @@
 """Materialization: reading, decoding and stacking the arrays of a batch specification."""
 
-# _multi registers the multi-signal item kind with _materialize on import.
-from . import _materialize, _multi, _selectors  # noqa: F401
+# _multi registers the multi-signal item kind with _materialize on import, _transformed
+# the path of batches with transforms.
+from . import _materialize, _multi, _selectors, _transformed  # noqa: F401
 from ._materialize import *  # noqa: F403
 from ._selectors import *  # noqa: F403
 

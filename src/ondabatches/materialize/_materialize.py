@@ -19,13 +19,15 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from .._errors import BatchShapeError
+from .._errors import BatchShapeError, BatchSpecError
 from ..batches._item import BatchItem
 from ..labels._labeled import StoredLabels
 from ..onda._decoding import decode_plan
 from ..onda._io import check_rows, load_rows, read_encoded
 from ..onda._samples import Samples, SamplesInfo
 from ..onda._timespan import NS_PER_S, _rate, window_sample_range
+from ..transforms._base import Pipeline
+from ..transforms._scheme import KeyedBatch
 
 __all__ = ["materialize_batch", "materialize_batch_item"]
 
@@ -34,6 +36,10 @@ __all__ = ["materialize_batch", "materialize_batch_item"]
 #: The module that materializes a kind registers it here (``_multi`` for multi-signal items), so
 #: that this module, which it builds on, never imports it.
 _ITEM_KINDS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
+
+#: ``materialize(items, dtype, allocate, exact, pipeline, key)`` of a batch with a
+#: transform pipeline; ``_transformed`` (which builds on this module) registers it.
+_TRANSFORMED: list[Callable[..., Any]] = []
 
 #: The most reads of one batch in flight at once (per materializing process or thread).
 #: s3:// filesystems get a connection pool at least this large (``max_pool_connections``).
@@ -196,6 +202,8 @@ def materialize_batch(
     *,
     allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] | None = None,
     exact: bool = True,
+    transforms: Pipeline | Sequence[Any] | None = None,
+    key: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a batch: ``x`` of shape ``(batch, *item_x)`` and ``y`` of ``(batch, 1, labels)``.
 
@@ -215,11 +223,20 @@ def materialize_batch(
     either way. A Batcher takes the option as
     ``materialize=functools.partial(materialize_batch, exact=False)``.
 
+    ``transforms`` (a list of :mod:`ondabatches.transforms` or a
+    :class:`~ondabatches.transforms.Pipeline`) runs each item's transforms on its window
+    (read with the context its filters need) before stacking and the batch transforms
+    after; random ones draw from ``key = (seed, batch index)``. A batch of
+    :class:`~ondabatches.transforms.TransformedBatches` carries both.
+
     Raises
     ------
     BatchShapeError
         (a ``ValueError``) if the items' arrays differ in shape; it lists every item's
         shape.
+    BatchSpecError
+        If a random transform has no key, or a batch's own pipeline differs from
+        ``transforms``.
 
     Examples
     --------
@@ -240,6 +257,9 @@ def materialize_batch(
         raise BatchShapeError("cannot materialize an empty batch")
     dtype = np.dtype(dtype)
     allocate = allocate or np.empty
+    pipeline, key = _pipeline_of(batch, transforms, key)
+    if pipeline is not None:
+        return _TRANSFORMED[0](items, dtype, allocate, exact, pipeline, key)
     kind = _ITEM_KINDS.get(type(items[0]))
     if kind is not None:
         return kind[1](items, dtype, allocate, exact)
@@ -271,6 +291,20 @@ def materialize_batch(
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
     return x, np.stack(ys)
+
+
+def _pipeline_of(
+    batch: Any, transforms: Any, key: tuple[int, int] | None
+) -> tuple[Pipeline | None, tuple[int, int] | None]:
+    pipeline = Pipeline.of(transforms)
+    if isinstance(batch, KeyedBatch):
+        if pipeline is not None and pipeline != batch.pipeline:
+            raise BatchSpecError(
+                f"the batch carries the pipeline {batch.pipeline.config}, and "
+                f"transforms={pipeline.config} differs: pass one of them"
+            )
+        return batch.pipeline or None, batch.key if key is None else key
+    return pipeline, key
 
 
 def _check_before_allocating(

@@ -31,6 +31,8 @@ import numpy as np
 from .. import _errors
 from .._errors import BatcherError, WorkerError
 from ..batches._state import BatchScheme
+from ..transforms._base import Pipeline
+from ..transforms._scheme import TransformedBatches
 from ._pools import (
     _PERMANENT,
     _PREFETCH,
@@ -109,6 +111,12 @@ def _default_materialize(batch: Any, dtype: Any, *, allocate: Any = None) -> tup
     return materialize_batch(batch, dtype, allocate=allocate)
 
 
+def _is_materialize_batch(fn: Any) -> bool:
+    from ..materialize import materialize_batch
+
+    return getattr(fn, "func", fn) is materialize_batch
+
+
 def _default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -155,6 +163,13 @@ class Batcher:
     log_interval:
         Seconds between INFO lines of :meth:`stats` on the ``"ondabatches"`` logger
         (None, the default: none).
+    transforms:
+        A list of :mod:`ondabatches.transforms` (or a
+        :class:`~ondabatches.transforms.Pipeline`) run in the workers on each batch:
+        the scheme is wrapped in :class:`~ondabatches.transforms.TransformedBatches`
+        (so states name the pipeline) and its parameters are checked against the first
+        batch's signals here. Needs the default ``materialize`` (or a
+        ``functools.partial`` of :func:`~ondabatches.materialize_batch`).
 
     Notes
     -----
@@ -193,6 +208,7 @@ class Batcher:
         materialize: Materialize | None = None,
         dtype: Any = np.float32,
         log_interval: float | None = None,
+        transforms: Pipeline | list[Any] | None = None,
     ):
         if not callable(getattr(batches, "iterate_batch", None)):
             raise TypeError(
@@ -211,6 +227,14 @@ class Batcher:
             raise ValueError(f"buffer must be at least 1, got {self.buffer}")
         if retries < 0 or backoff < 0:
             raise ValueError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
+        pipeline = Pipeline.of(transforms)
+        if pipeline is not None:
+            if materialize is not None and not _is_materialize_batch(materialize):
+                raise _errors.BatchSpecError(
+                    "transforms need the default materialize (or a functools.partial of "
+                    f"materialize_batch); got {materialize!r}: apply them in it instead"
+                )
+            batches = TransformedBatches(batches, pipeline)
         self.batches = batches
         self.backend = backend
         self.retries = retries

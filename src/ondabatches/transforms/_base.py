@@ -1,0 +1,275 @@
+"""Transforms: small JSON-serializable steps applied where the windows are read.
+
+A transform runs in the worker that materializes the batch, either on each item after
+its window is read (``stage = "item"``: ``x`` of shape (channels, time), ``y`` of
+shape (1, labels)) or on the stacked batch (``stage = "batch"``). A :class:`Pipeline`
+is an ordered list of them; its :attr:`~Pipeline.config` (each transform's name and
+parameters) is part of the state's configuration, so that a checkpoint resumed with
+another pipeline is refused naming the difference.
+
+Randomness. A random transform draws from the generator :func:`generator_for` gives for
+``(seed, batch index, item position, transform position)``: the same batch is
+bit-identical on every backend, worker count and resume, two items of a batch draw
+differently, and so does one window drawn in two batches.
+
+Context. An item transform that needs samples around the window (a zero-phase filter)
+declares it with :meth:`Transform.margin`: the window is read with that many extra
+samples on each side (fewer at a recording's edges, where the transform pads as it
+would over the whole recording), and cut back to the window after the last such
+transform. Such transforms come first in a pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._errors import BatchSpecError, StateError
+
+__all__ = [
+    "Pipeline",
+    "Transform",
+    "generator_for",
+    "register_transform",
+    "registered_transforms",
+    "transform_from_dict",
+]
+
+_REGISTRY: dict[str, type[Transform]] = {}
+
+
+class Transform:
+    """The interface of a transform (subclass it and register it by name).
+
+    Subclasses set :attr:`name` (the registry key), :attr:`stage` (``"item"`` or
+    ``"batch"``) and :attr:`random`, keep their parameters as the constructor's keyword
+    arguments (returned by :meth:`params`, JSON values), check them in the constructor
+    (raising :class:`~ondabatches.BatchSpecError`), and implement :meth:`apply`.
+    """
+
+    #: The name it is registered under (what a state's config holds).
+    name: ClassVar[str] = ""
+    #: ``"item"`` (each item's window, before stacking) or ``"batch"`` (the stacked batch).
+    stage: ClassVar[str] = "item"
+    #: Whether :meth:`apply` uses its generator.
+    random: ClassVar[bool] = False
+    #: Whether it moves samples in time (and then moves the per-epoch labels with them).
+    moves_time: ClassVar[bool] = False
+
+    def params(self) -> dict[str, Any]:
+        """The constructor's keyword arguments, as JSON values."""
+        raise NotImplementedError
+
+    def margin(self, sample_rate: float) -> int:
+        """Samples of context needed on each side of the window (item transforms)."""
+        return 0
+
+    def check(self, sample_rate: float, window: int, recording: int, where: str) -> None:
+        """Refuse a signal it cannot work on (a band edge at or above Nyquist, a window
+        or recording too short: ``window`` and ``recording`` samples): raise
+        :class:`~ondabatches.BatchSpecError` naming ``where``."""
+
+    def apply(
+        self, x: np.ndarray, y: Any, rng: np.random.Generator | None, sample_rate: float
+    ) -> tuple[np.ndarray, Any]:
+        """The transformed ``(x, y)``; ``rng`` is None unless :attr:`random`."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params()}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Transform) and other.to_dict() == self.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        return f"{type(self).__name__}({args})"
+
+
+def register_transform(cls: type[Transform]) -> type[Transform]:
+    """Register a :class:`Transform` subclass under its :attr:`~Transform.name` (a
+    decorator); a config or state naming it then rebuilds it in any process that has
+    imported the module defining it."""
+    if not (isinstance(cls, type) and issubclass(cls, Transform)):
+        raise TypeError(f"register_transform takes a Transform subclass, got {cls!r}")
+    if not cls.name or not isinstance(cls.name, str):
+        raise BatchSpecError(f"{cls.__name__} must set a non-empty string name to be registered")
+    if cls.stage not in ("item", "batch"):
+        raise BatchSpecError(f"{cls.__name__}.stage must be 'item' or 'batch', got {cls.stage!r}")
+    known = _REGISTRY.get(cls.name)
+    if known is not None and known is not cls:
+        raise BatchSpecError(
+            f"a transform named {cls.name!r} is already registered ({known.__qualname__})"
+        )
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered_transforms() -> list[str]:
+    """The names of the registered transforms."""
+    return sorted(_REGISTRY)
+
+
+def transform_from_dict(d: Mapping[str, Any]) -> Transform:
+    """The transform a :meth:`Transform.to_dict` describes; a typed error for an unknown
+    name or bad parameters."""
+    if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
+        raise StateError(f"a transform is a mapping with a 'name', got {d!r}")
+    cls = _REGISTRY.get(d["name"])
+    if cls is None:
+        raise StateError(
+            f"unknown transform {d['name']!r}; registered: {registered_transforms()} "
+            f"(register a custom one with ondabatches.transforms.register_transform)"
+        )
+    params = {k: v for k, v in d.items() if k != "name"}
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise StateError(f"transform {d['name']!r} cannot take {params}: {exc}") from None
+
+
+def generator_for(seed: int, index: int, item: int | None, position: int) -> np.random.Generator:
+    """The generator of transform ``position`` for item ``item`` of batch ``index`` of
+    ``seed``'s stream (``item`` None: a batch transform)."""
+    key = (int(index), int(position)) if item is None else (int(index), int(item), int(position))
+    # A distinct spawn key per (batch, item, transform): independent streams.
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key)))
+
+
+class Pipeline:
+    """An ordered list of transforms (built from transforms or their dicts).
+
+    Raises
+    ------
+    BatchSpecError
+        If an item transform that needs context (:meth:`Transform.margin`) follows
+        one that needs none, or a batch transform precedes an item transform.
+    """
+
+    def __init__(self, transforms: Iterable[Transform | Mapping[str, Any]] = ()):
+        steps = []
+        for t in transforms:
+            if isinstance(t, Mapping):
+                t = transform_from_dict(t)
+            if not isinstance(t, Transform):
+                raise BatchSpecError(
+                    f"transforms must be Transform objects or their dicts, got {t!r}"
+                )
+            steps.append(t)
+        self.transforms: tuple[Transform, ...] = tuple(steps)
+        stages = [t.stage for t in steps]
+        if "batch" in stages and "item" in stages[stages.index("batch") :]:
+            raise BatchSpecError(
+                f"item transforms must come before batch transforms, got {[str(t) for t in steps]}"
+            )
+        self.item = tuple((i, t) for i, t in enumerate(steps) if t.stage == "item")
+        self.batch = tuple((i, t) for i, t in enumerate(steps) if t.stage == "batch")
+        self._contextual = _contextual_prefix(self.item)
+
+    @classmethod
+    def of(cls, transforms: Pipeline | Sequence[Any] | None) -> Pipeline | None:
+        """``transforms`` as a Pipeline; None for None or an empty list."""
+        if transforms is None or isinstance(transforms, Pipeline):
+            return transforms or None
+        pipeline = cls(transforms)
+        return pipeline or None
+
+    def __bool__(self) -> bool:
+        return bool(self.transforms)
+
+    def __len__(self) -> int:
+        return len(self.transforms)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pipeline) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(self.digest)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({list(self.transforms)!r})"
+
+    @property
+    def config(self) -> list[dict[str, Any]]:
+        """Each transform's :meth:`~Transform.to_dict`, in order (JSON)."""
+        return [t.to_dict() for t in self.transforms]
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.config, sort_keys=True).encode()).hexdigest()[:16]
+
+    @property
+    def random(self) -> bool:
+        return any(t.random for t in self.transforms)
+
+    def margin(self, sample_rate: float) -> int:
+        """Samples read on each side of a window for the context transforms."""
+        return sum(t.margin(sample_rate) for _, t in self.item[: self._contextual])
+
+    def check(self, sample_rate: float, window: int, recording: int, where: str) -> None:
+        """Every transform's :meth:`Transform.check`."""
+        for t in self.transforms:
+            t.check(sample_rate, window, recording, where)
+
+    def apply_item(
+        self,
+        x: np.ndarray,
+        y: Any,
+        sample_rate: float,
+        cut: tuple[int, int],
+        key: tuple[int, int] | None,
+        position: int,
+    ) -> tuple[np.ndarray, Any]:
+        """The item transforms on ``x`` read with ``cut = (before, after)`` samples of
+        context, cut back to the window after the last context transform."""
+        before, after = cut
+        if self._contextual == 0 and (before or after):
+            x = x[..., before : x.shape[-1] - after]
+        for j, (i, t) in enumerate(self.item):
+            x, y = t.apply(x, y, self._rng(t, key, position, i), sample_rate)
+            if j + 1 == self._contextual and (before or after):
+                x = x[..., before : x.shape[-1] - after]
+        return x, y
+
+    def apply_batch(
+        self, x: np.ndarray, y: Any, sample_rate: float, key: tuple[int, int] | None
+    ) -> tuple[np.ndarray, Any]:
+        for i, t in self.batch:
+            x, y = t.apply(x, y, self._rng(t, key, None, i), sample_rate)
+        return x, y
+
+    @staticmethod
+    def _rng(
+        t: Transform, key: tuple[int, int] | None, item: int | None, position: int
+    ) -> np.random.Generator | None:
+        if not t.random:
+            return None
+        if key is None:
+            raise BatchSpecError(
+                f"{t!r} is random: it needs the batch's key, (seed, batch index); pass "
+                f"key=(state.seed, state.index) to materialize_batch, or serve a scheme "
+                f"wrapped in TransformedBatches (Batcher(..., transforms=...) does)"
+            )
+        return generator_for(key[0], key[1], item, position)
+
+
+def _contextual_prefix(item: Sequence[tuple[int, Transform]]) -> int:
+    """How many leading item transforms need context (all of them must lead)."""
+    needs = [t.margin(1000.0) > 0 or type(t).margin is not Transform.margin for _, t in item]
+    n = 0
+    while n < len(needs) and needs[n]:
+        n += 1
+    if any(needs[n:]):
+        late = [str(t) for (_, t), need in zip(item, needs, strict=True) if need][-1]
+        raise BatchSpecError(
+            f"transforms that read context around the window (filters) come first in a "
+            f"pipeline; {late} follows one that does not"
+        )
+    return n

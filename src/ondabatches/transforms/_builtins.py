@@ -1,0 +1,439 @@
+"""The built-in transforms: zero-phase filters, normalization, spectrograms, augmentations.
+
+Filters need scipy (the ``transforms`` extra, imported on first use).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from .._errors import BatchSpecError, require
+from ._base import Transform, register_transform
+
+__all__ = [
+    "AmplitudeScale",
+    "Bandpass",
+    "ChannelDropout",
+    "GaussianNoise",
+    "Highpass",
+    "Lowpass",
+    "Mixup",
+    "Normalize",
+    "Notch",
+    "SignFlip",
+    "Spectrogram",
+    "TimeReverse",
+]
+
+#: A filter's margin: the samples after which its impulse response's remaining
+#: absolute sum is below this fraction of the whole (the window's error from the
+#: context left out is then below it, relative to the signal's amplitude).
+MARGIN_TAIL = 1e-5
+
+
+@lru_cache(maxsize=1)
+def _scipy_signal() -> Any:
+    return require("scipy.signal", "transforms")
+
+
+def _number(value: Any, what: str, *, positive: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BatchSpecError(f"{what} must be a finite number, got {value!r}")
+    if positive and value <= 0:
+        raise BatchSpecError(f"{what} must be > 0, got {value!r}")
+    return float(value)
+
+
+def _probability(p: Any, what: str = "p") -> float:
+    p = _number(p, what, positive=False)
+    if not 0.0 <= p <= 1.0:
+        raise BatchSpecError(f"{what} must be a probability in [0, 1], got {p!r}")
+    return p
+
+
+# -- zero-phase filters ---------------------------------------------------------------
+
+
+class _Filter(Transform):
+    """A zero-phase IIR filter (``sosfiltfilt``) read with enough context that a window
+    at any start equals the same filter over the whole recording, sliced."""
+
+    def _design(self, sample_rate: float) -> np.ndarray:
+        raise NotImplementedError
+
+    def _edges(self) -> tuple[float, ...]:
+        raise NotImplementedError
+
+    def check(self, sample_rate: float, window: int, recording: int, where: str) -> None:
+        nyquist = sample_rate / 2
+        for edge in self._edges():
+            if edge >= nyquist:
+                raise BatchSpecError(
+                    f"{self!r}: {edge} Hz is at or above the Nyquist frequency of {where} "
+                    f"({nyquist} Hz at {sample_rate} Hz); edges must lie in (0, {nyquist})"
+                )
+        need = _padlen(_sos(self, sample_rate)) + 1
+        if recording < need:
+            raise BatchSpecError(
+                f"{self!r} needs at least {need} samples of a recording; {where} has {recording}"
+            )
+
+    def margin(self, sample_rate: float) -> int:
+        return _margin(self, sample_rate)
+
+    def apply(self, x, y, rng, sample_rate):
+        sos = _sos(self, sample_rate)
+        out = _scipy_signal().sosfiltfilt(sos, x.astype(np.float64, copy=False), axis=-1)
+        return out.astype(x.dtype, copy=False), y
+
+
+@lru_cache(maxsize=256)
+def _sos(f: _Filter, sample_rate: float) -> np.ndarray:
+    return f._design(sample_rate)
+
+
+def _padlen(sos: np.ndarray) -> int:
+    # sosfiltfilt's default odd-extension length.
+    zeros = min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
+    return 3 * (2 * len(sos) + 1 - zeros)
+
+
+@lru_cache(maxsize=256)
+def _margin(f: _Filter, sample_rate: float) -> int:
+    sig = _scipy_signal()
+    sos = _sos(f, sample_rate)
+    n = max(int(sample_rate * 10), 64)
+    while True:
+        impulse = np.zeros(n)
+        impulse[0] = 1.0
+        h = np.abs(sig.sosfilt(sos, impulse))
+        tail = np.cumsum(h[::-1])[::-1]
+        below = np.flatnonzero(tail <= MARGIN_TAIL * tail[0])
+        if below.size or n > sample_rate * 3600:
+            return int(below[0] if below.size else n) + _padlen(sos)
+        n *= 2
+
+
+def _butter(order: int, edges: Any, btype: str, sample_rate: float) -> np.ndarray:
+    return _scipy_signal().butter(order, edges, btype, fs=sample_rate, output="sos")
+
+
+def _order(order: Any) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 16:
+        raise BatchSpecError(f"order must be an integer in [1, 16], got {order!r}")
+    return order
+
+
+@register_transform
+class Bandpass(_Filter):
+    """Zero-phase Butterworth band-pass between ``low_hz`` and ``high_hz`` (``order``
+    of each pass; ``sosfiltfilt`` doubles it)."""
+
+    name = "bandpass"
+
+    def __init__(self, low_hz: float, high_hz: float, order: int = 4):
+        self.low_hz = _number(low_hz, "low_hz")
+        self.high_hz = _number(high_hz, "high_hz")
+        if self.low_hz >= self.high_hz:
+            raise BatchSpecError(f"low_hz must be below high_hz, got {low_hz} and {high_hz}")
+        self.order = _order(order)
+
+    def params(self):
+        return {"low_hz": self.low_hz, "high_hz": self.high_hz, "order": self.order}
+
+    def _edges(self):
+        return (self.low_hz, self.high_hz)
+
+    def _design(self, sample_rate):
+        return _butter(self.order, (self.low_hz, self.high_hz), "bandpass", sample_rate)
+
+
+@register_transform
+class Highpass(_Filter):
+    """Zero-phase Butterworth high-pass above ``cutoff_hz``."""
+
+    name = "highpass"
+
+    def __init__(self, cutoff_hz: float, order: int = 4):
+        self.cutoff_hz = _number(cutoff_hz, "cutoff_hz")
+        self.order = _order(order)
+
+    def params(self):
+        return {"cutoff_hz": self.cutoff_hz, "order": self.order}
+
+    def _edges(self):
+        return (self.cutoff_hz,)
+
+    def _design(self, sample_rate):
+        return _butter(self.order, self.cutoff_hz, "highpass", sample_rate)
+
+
+@register_transform
+class Lowpass(_Filter):
+    """Zero-phase Butterworth low-pass below ``cutoff_hz``."""
+
+    name = "lowpass"
+
+    def __init__(self, cutoff_hz: float, order: int = 4):
+        self.cutoff_hz = _number(cutoff_hz, "cutoff_hz")
+        self.order = _order(order)
+
+    def params(self):
+        return {"cutoff_hz": self.cutoff_hz, "order": self.order}
+
+    def _edges(self):
+        return (self.cutoff_hz,)
+
+    def _design(self, sample_rate):
+        return _butter(self.order, self.cutoff_hz, "lowpass", sample_rate)
+
+
+@register_transform
+class Notch(_Filter):
+    """Zero-phase notch (scipy's ``iirnotch``) at ``freq_hz`` with quality ``quality``."""
+
+    name = "notch"
+
+    def __init__(self, freq_hz: float, quality: float = 30.0):
+        self.freq_hz = _number(freq_hz, "freq_hz")
+        self.quality = _number(quality, "quality")
+
+    def params(self):
+        return {"freq_hz": self.freq_hz, "quality": self.quality}
+
+    def _edges(self):
+        return (self.freq_hz,)
+
+    def _design(self, sample_rate):
+        sig = _scipy_signal()
+        b, a = sig.iirnotch(self.freq_hz, self.quality, fs=sample_rate)
+        return sig.tf2sos(b, a)
+
+
+# -- normalization and spectrograms ---------------------------------------------------
+
+
+@register_transform
+class Normalize(Transform):
+    """Per-channel standardization of each window.
+
+    ``method="zscore"``: ``(x - mean) / std``; ``"robust"``: ``(x - median) / IQR``.
+    A channel whose spread is 0 is only centred. Only ``scope="window"`` (statistics
+    of the window itself) is built so far.
+    """
+
+    name = "normalize"
+
+    def __init__(self, scope: str = "window", method: str = "robust"):
+        if scope != "window":
+            raise BatchSpecError(
+                f"Normalize scope {scope!r} is not available; built: 'window' "
+                f"(per-recording statistics are not built yet)"
+            )
+        if method not in ("robust", "zscore"):
+            raise BatchSpecError(f"Normalize method must be 'robust' or 'zscore', got {method!r}")
+        self.scope, self.method = scope, method
+
+    def params(self):
+        return {"scope": self.scope, "method": self.method}
+
+    def apply(self, x, y, rng, sample_rate):
+        if self.method == "zscore":
+            centre = x.mean(axis=-1, keepdims=True, dtype=np.float64)
+            spread = x.std(axis=-1, keepdims=True, dtype=np.float64)
+        else:
+            q1, centre, q3 = np.percentile(x, (25, 50, 75), axis=-1, keepdims=True)
+            spread = q3 - q1
+        spread = np.where(spread > 0, spread, 1.0)
+        return ((x - centre) / spread).astype(x.dtype, copy=False), y
+
+
+@register_transform
+class Spectrogram(Transform):
+    """Per-channel STFT magnitude of each window (a batch transform): ``x`` of shape
+    ``(batch, channel, frequency, time)``.
+
+    scipy's ``stft`` with a Hann window of ``window_s`` seconds every ``hop_s`` seconds,
+    no boundary extension or padding; ``log=True`` gives ``log(magnitude + 1e-12)``.
+    """
+
+    name = "spectrogram"
+    stage = "batch"
+
+    def __init__(self, window_s: float, hop_s: float, log: bool = True):
+        self.window_s = _number(window_s, "window_s")
+        self.hop_s = _number(hop_s, "hop_s")
+        if self.hop_s > self.window_s:
+            raise BatchSpecError(f"hop_s ({hop_s}) must not exceed window_s ({window_s})")
+        if not isinstance(log, bool):
+            raise BatchSpecError(f"log must be True or False, got {log!r}")
+        self.log = log
+
+    def params(self):
+        return {"window_s": self.window_s, "hop_s": self.hop_s, "log": self.log}
+
+    def _lengths(self, sample_rate: float) -> tuple[int, int]:
+        return round(self.window_s * sample_rate), max(round(self.hop_s * sample_rate), 1)
+
+    def check(self, sample_rate, window, recording, where):
+        n, hop = self._lengths(sample_rate)
+        if n < 2 or n > window:
+            raise BatchSpecError(
+                f"{self!r}: {n} samples per STFT window at {sample_rate} Hz; {where}'s "
+                f"windows hold {window} (need 2 to {window})"
+            )
+
+    def apply(self, x, y, rng, sample_rate):
+        n, hop = self._lengths(sample_rate)
+        _, _, z = _scipy_signal().stft(
+            x, fs=sample_rate, window="hann", nperseg=n, noverlap=n - hop,
+            boundary=None, padded=False, axis=-1,
+        )  # fmt: skip
+        mag = np.abs(z)
+        if self.log:
+            mag = np.log(mag + 1e-12)
+        return mag.astype(x.dtype, copy=False), y
+
+
+# -- augmentations --------------------------------------------------------------------
+
+
+class _Augmentation(Transform):
+    random = True
+
+    def _apply(self, x, y, rng, sample_rate):
+        raise NotImplementedError
+
+    def apply(self, x, y, rng, sample_rate):
+        # The coin first, always: the draws that follow depend only on the outcome.
+        if rng.random() >= self.p:
+            return x, y
+        return self._apply(x, y, rng, sample_rate)
+
+
+@register_transform
+class AmplitudeScale(_Augmentation):
+    """With probability ``p``, multiply the window by a factor drawn uniformly in
+    ``[low, high)``."""
+
+    name = "amplitude_scale"
+
+    def __init__(self, low: float = 0.5, high: float = 2.0, p: float = 0.5):
+        self.low, self.high = _number(low, "low"), _number(high, "high")
+        if self.low > self.high:
+            raise BatchSpecError(f"low must not exceed high, got {low} and {high}")
+        self.p = _probability(p)
+
+    def params(self):
+        return {"low": self.low, "high": self.high, "p": self.p}
+
+    def _apply(self, x, y, rng, sample_rate):
+        x *= x.dtype.type(rng.uniform(self.low, self.high))
+        return x, y
+
+
+@register_transform
+class SignFlip(_Augmentation):
+    """With probability ``p``, negate the window."""
+
+    name = "sign_flip"
+
+    def __init__(self, p: float = 0.5):
+        self.p = _probability(p)
+
+    def params(self):
+        return {"p": self.p}
+
+    def _apply(self, x, y, rng, sample_rate):
+        np.negative(x, out=x)
+        return x, y
+
+
+@register_transform
+class TimeReverse(_Augmentation):
+    """With probability ``p``, reverse the window in time, and its per-epoch labels
+    with it (the label of the window's last epoch becomes the first)."""
+
+    name = "time_reverse"
+    moves_time = True
+
+    def __init__(self, p: float = 0.5):
+        self.p = _probability(p)
+
+    def params(self):
+        return {"p": self.p}
+
+    def _apply(self, x, y, rng, sample_rate):
+        return np.ascontiguousarray(x[..., ::-1]), np.ascontiguousarray(np.asarray(y)[..., ::-1])
+
+
+@register_transform
+class ChannelDropout(_Augmentation):
+    """With probability ``p``, zero each channel with probability ``p_channel``."""
+
+    name = "channel_dropout"
+
+    def __init__(self, p_channel: float = 0.2, p: float = 0.5):
+        self.p_channel = _probability(p_channel, "p_channel")
+        self.p = _probability(p)
+
+    def params(self):
+        return {"p_channel": self.p_channel, "p": self.p}
+
+    def _apply(self, x, y, rng, sample_rate):
+        drop = rng.random(x.shape[0]) < self.p_channel
+        x[drop] = 0
+        return x, y
+
+
+@register_transform
+class GaussianNoise(_Augmentation):
+    """With probability ``p``, add white Gaussian noise of standard deviation ``std``
+    (in the signal's unit)."""
+
+    name = "gaussian_noise"
+
+    def __init__(self, std: float, p: float = 0.5):
+        self.std = _number(std, "std")
+        self.p = _probability(p)
+
+    def params(self):
+        return {"std": self.std, "p": self.p}
+
+    def _apply(self, x, y, rng, sample_rate):
+        dtype = np.float32 if x.dtype == np.float32 else np.float64
+        noise = rng.standard_normal(x.shape, dtype=dtype)
+        noise *= dtype(self.std)
+        x += noise
+        return x, y
+
+
+@register_transform
+class Mixup(Transform):
+    """Mixup (a batch transform): ``x = lam * x + (1 - lam) * x[perm]`` with ``lam`` drawn
+    from Beta(``alpha``, ``alpha``) once per batch and ``perm`` a random permutation.
+
+    The target becomes a dict ``{"y_a": y, "y_b": y[perm], "lam": lam per item}``:
+    the loss is ``lam * loss(y_a) + (1 - lam) * loss(y_b)``.
+    """
+
+    name = "mixup"
+    stage = "batch"
+    random = True
+
+    def __init__(self, alpha: float = 0.4):
+        self.alpha = _number(alpha, "alpha")
+
+    def params(self):
+        return {"alpha": self.alpha}
+
+    def apply(self, x, y, rng, sample_rate):
+        lam = rng.beta(self.alpha, self.alpha)
+        perm = rng.permutation(x.shape[0])
+        mixed = (lam * x + (1.0 - lam) * x[perm]).astype(x.dtype, copy=False)
+        y = np.asarray(y)
+        return mixed, {"y_a": y, "y_b": y[perm], "lam": np.full(x.shape[0], lam, np.float32)}

@@ -1,0 +1,163 @@
+"""A batch scheme with a transform pipeline: the pipeline in the state, the key in the batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .._errors import StateError
+from ..batches._item import BatchItem
+from ..batches._state import BatchState, _frozen_config
+from ..onda._timespan import n_samples
+from ._base import Pipeline
+
+__all__ = ["KeyedBatch", "TransformedBatches", "check_items"]
+
+#: The key of the pipeline in a state's config.
+CONFIG_KEY = "transforms"
+
+
+class KeyedBatch(Sequence):
+    """A batch's items with the ``(seed, index)`` its random transforms draw from and
+    the pipeline to apply (what :class:`TransformedBatches` yields)."""
+
+    __slots__ = ("items", "key", "pipeline")
+
+    def __init__(self, items: Sequence[Any], key: tuple[int, int], pipeline: Pipeline):
+        self.items = list(items)
+        self.key = (int(key[0]), int(key[1]))
+        self.pipeline = pipeline
+
+    def __reduce__(self):
+        return (_keyed_batch, (self.items, self.key, self.pipeline.config))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i):
+        return self.items[i]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.items)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, KeyedBatch):
+            return (self.items, self.key, self.pipeline) == (other.items, other.key, other.pipeline)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"KeyedBatch({len(self.items)} items, key={self.key}, {self.pipeline!r})"
+
+
+def check_items(pipeline: Pipeline, items: Sequence[Any]) -> None:
+    """:meth:`Pipeline.check` on each distinct signal and window length of ``items``."""
+    seen = set()
+    for item in items:
+        if not isinstance(item, BatchItem):
+            continue
+        rate = item.info.sample_rate
+        sizes = (rate, item.window.duration, item.signal_span.duration)
+        if sizes not in seen:
+            seen.add(sizes)
+            where = f"recording {item.recording} ({item.file_path})"
+            pipeline.check(
+                rate, n_samples(item.window.duration, rate),
+                n_samples(item.signal_span.duration, rate), where,
+            )  # fmt: skip
+
+
+def _keyed_batch(items: list[Any], key: tuple[int, int], config: list[dict]) -> KeyedBatch:
+    return KeyedBatch(items, key, Pipeline(config))
+
+
+class TransformedBatches:
+    """A batch scheme whose batches carry a transform pipeline.
+
+    Its states are the scheme's, with the pipeline's configuration added under
+    ``"transforms"``: a state saved with one pipeline is refused by another with a
+    :class:`~ondabatches.StateError` naming both. Its batches are :class:`KeyedBatch`
+    lists of the scheme's items, which :func:`~ondabatches.materialize_batch`
+    transforms (random transforms draw from the state's seed and index). Everything
+    else (``len``, ``world_size``...) is the scheme's.
+
+    Examples
+    --------
+    >>> from ondabatches import RandomBatches, label_signals, materialize_batch
+    >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+    >>> from ondabatches.transforms import Bandpass, SignFlip
+    >>> ds = make_dataset("data", n_recordings=2, duration=300 * 10**9, sample_rate=128.0,
+    ...                   eog_every=0)
+    >>> labeled = label_signals(ds.signals, ds.annotations, labels_column="stage",
+    ...                         epoch=EPOCH, encoding=STAGE_ENCODING)
+    >>> scheme = RandomBatches(labeled, n_channels=2, batch_size=4, batch_duration=30 * 10**9)
+    >>> batches = TransformedBatches(scheme, [Bandpass(0.3, 30.0), SignFlip(p=0.5)])
+    >>> batch, state = batches.iterate_batch(batches.initial_state(seed=0))
+    >>> x, y = materialize_batch(batch)
+    >>> x.shape, state.to_json()["config"]["transforms"][0]["name"]
+    ((4, 2, 3840), 'bandpass')
+    """
+
+    def __init__(self, batches: Any, transforms: Pipeline | Sequence[Any]):
+        if isinstance(batches, TransformedBatches):
+            raise StateError("the scheme already has a pipeline: pass all transforms at once")
+        self.batches = batches
+        self.pipeline = transforms if isinstance(transforms, Pipeline) else Pipeline(transforms)
+        inner = dict(getattr(batches, "config", None) or {})
+        if CONFIG_KEY in inner:
+            raise StateError(f"the scheme's config already has a {CONFIG_KEY!r} key")
+        self._inner = _frozen_config(inner)
+        self._config = _frozen_config({**inner, CONFIG_KEY: self.pipeline.config})
+        # Bad parameters for these signals (an edge above Nyquist, a window too short)
+        # surface here, before any worker starts: the first batch's items are checked.
+        if callable(getattr(batches, "initial_state", None)):
+            step = self.iterate_batch(self.initial_state(0))
+            if step is not None:
+                check_items(self.pipeline, step[0])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self._config)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name == "batches":
+            raise AttributeError(name)
+        return getattr(self.batches, name)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def initial_state(self, seed: int = 0) -> BatchState:
+        return BatchState(seed=seed, index=0, config=self._config)
+
+    def _unwrap(self, state: BatchState) -> BatchState:
+        if not isinstance(state, BatchState):
+            raise StateError(f"expected a BatchState, got {type(state).__name__}")
+        state = state.bind(self._config)
+        return BatchState(state.seed, state.index, self._inner, state.version)
+
+    def _wrap(self, state: BatchState) -> BatchState:
+        return BatchState(state.seed, state.index, self._config, state.version)
+
+    def iterate_batch(self, state: BatchState) -> tuple[KeyedBatch, BatchState] | None:
+        inner = self._unwrap(state)
+        step = self.batches.iterate_batch(inner)
+        if step is None:
+            return None
+        batch, after = step
+        return KeyedBatch(batch, (inner.seed, inner.index), self.pipeline), self._wrap(after)
+
+    @property
+    def next_state(self):
+        step = getattr(self.batches, "next_state", None)
+        if not callable(step):
+            raise AttributeError("next_state")
+
+        def next_state(state: BatchState) -> BatchState:
+            return self._wrap(step(self._unwrap(state)))
+
+        return next_state
+
+    def __repr__(self) -> str:
+        return f"TransformedBatches({self.batches!r}, {self.pipeline!r})"
