@@ -95,7 +95,7 @@ class TransformedBatches:
     >>> batches = TransformedBatches(scheme, [Bandpass(0.3, 30.0), SignFlip(p=0.5)])
     >>> batch, state = batches.iterate_batch(batches.initial_state(seed=0))
     >>> x, y = materialize_batch(batch)
-    >>> x.shape, state.to_json()["config"]["transforms"][0]["name"]
+    >>> x.shape, state.to_dict()["config"]["transforms"][0]["name"]
     ((4, 2, 3840), 'bandpass')
     """
 
