@@ -128,3 +128,11 @@ def test_the_exported_scheme_protocol_is_runtime_checkable():
     assert ondabatches.BatchScheme is ondabatches.batches.BatchScheme
     assert isinstance(Scheme(), ondabatches.BatchScheme)
     assert not isinstance(object(), ondabatches.BatchScheme)
+
+
+def test_a_config_frozen_twice_keeps_its_mappings():
+    config = {"transforms": [{"name": "bandpass", "low_hz": 0.3}], "n": 2}
+    once = BatchState(seed=1, config=config)
+    twice = BatchState(seed=1, config=once.config)
+    assert twice == once
+    assert twice.to_dict()["config"] == config

@@ -293,6 +293,10 @@ def _freeze(value: Any, key: str, depth: int) -> Any:
         return float(value)
     if depth >= _MAX_DEPTH:
         raise StateError(f"BatchState.config[{key!r}] nests deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, _FrozenMapping):
+        # Already frozen (a state built from another's config): freezing it again as a
+        # tuple would turn the mapping into a list of pairs.
+        return _FrozenMapping((k, _freeze(v, key, depth + 1)) for k, v in value)
     if isinstance(value, Mapping):
         items = []
         for k, v in value.items():
