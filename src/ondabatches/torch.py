@@ -393,6 +393,12 @@ class BatchDataset(torch.utils.data.IterableDataset):
             self._scheme = scheme
         elif callable(getattr(source, "iterate_batch", None)):
             self._scheme = shard_batches(source, self.world_size, self.rank)
+            transforms = self._options.pop("transforms", None)
+            if transforms:
+                # The rank's scheme with the pipeline: its states name it (checked below).
+                from .transforms import TransformedBatches
+
+                self._scheme = TransformedBatches(self._scheme, transforms)
             self._owned = True
         else:
             raise TypeError(
@@ -658,6 +664,11 @@ class BatchMapDataset(torch.utils.data.Dataset):
         DataLoader workers.
     labels, label_dtype:
         As for :class:`BatchDataset`.
+    transforms:
+        :mod:`ondabatches.transforms` run on each batch: ``batches`` is wrapped in
+        :class:`~ondabatches.transforms.TransformedBatches`, whose states name the
+        pipeline (make ``state`` with ``TransformedBatches(...).initial_state``).
+        :class:`BatchDataset` takes ``transforms=`` as a Batcher option.
 
     Examples
     --------
@@ -686,7 +697,14 @@ class BatchMapDataset(torch.utils.data.Dataset):
         materialize: Callable[[Any, Any], Any] | None = None,
         labels: str = "codes",
         label_dtype: Any = None,
+        transforms: Any = None,
     ):
+        if transforms:
+            from .transforms import TransformedBatches
+
+            if materialize is not None:
+                raise BatchSpecError("give transforms or materialize, not both")
+            batches = TransformedBatches(batches, transforms)
         if not callable(getattr(batches, "iterate_batch", None)):
             raise TypeError(
                 f"batches must be a batch scheme (iterate_batch), got {type(batches).__name__}"

@@ -209,6 +209,8 @@ def test_state_of_another_pipeline_is_refused(labeled):  # noqa: F811
         b.iterate_batch(restored)
     with pytest.raises(StateError, match="transforms"):
         scheme.iterate_batch(restored)  # the bare scheme: no pipeline
+    with pytest.raises(StateError, match="no transform pipeline.*initial_state"):
+        a.iterate_batch(scheme.initial_state(seed=1))  # a state without one
     with pytest.raises(StateError):
         TransformedBatches(scheme, [Bandpass(0.3, 35.0)]).iterate_batch(
             scheme.initial_state(seed=1).advance()
@@ -258,3 +260,29 @@ def test_custom_transform_registered_by_name(labeled):  # noqa: F811
     raw, _ = materialize_batch(batch.items)
     np.testing.assert_array_equal(x, np.clip(raw, -3, 3))
     assert raw.max() > 3
+
+
+@pytest.mark.timeout(120)
+def test_pytorch_adapters_serve_transformed_batches(labeled):  # noqa: F811
+    pytest.importorskip("torch")
+    from ondabatches.torch import BatchDataset, BatchMapDataset
+
+    scheme = _scheme(labeled, rate=128.0)
+    pipeline = [Highpass(0.5), SignFlip(p=0.5), GaussianNoise(1.0, p=0.5)]
+    batches = TransformedBatches(scheme, pipeline)
+    state = batches.initial_state(seed=9)
+    want = []
+    s = state
+    for _ in range(3):
+        batch, s = batches.iterate_batch(s)
+        want.append(materialize_batch(batch)[0])
+    mapped = BatchMapDataset(scheme, state, length=3, transforms=pipeline)
+    for k in range(3):
+        np.testing.assert_array_equal(mapped[k][0].numpy(), want[k])
+    streamed = BatchDataset(scheme, state, world_size=1, rank=0, backend="threads", workers=2,
+                            transforms=pipeline)  # fmt: skip
+    got = [x for (x, _), _ in zip(streamed, range(3), strict=False)]
+    for k in range(3):
+        np.testing.assert_array_equal(got[k].numpy(), want[k])
+    with pytest.raises(StateError, match="transforms: state has '<missing>'"):
+        BatchMapDataset(scheme, scheme.initial_state(seed=9), length=3, transforms=pipeline)[0]

@@ -26,6 +26,7 @@ from ._materialize import (
     _n_total,
     _rows,
     _shape_error,
+    _shape_of,
     _x_at,
     _y,
 )
@@ -61,6 +62,10 @@ def materialize_transformed(
     key: tuple[int, int] | None,
 ) -> tuple[Any, Any]:
     """:func:`~ondabatches.materialize_batch` of ``items`` through ``pipeline``."""
+    if not any(isinstance(it, BatchItem) and _is_remote(it) for it in items):
+        direct = _in_place(items, dtype, allocate, exact, pipeline, key)
+        if direct is not None:
+            return direct
     if any(isinstance(it, BatchItem) and _is_remote(it) for it in items):
         threads = min(MAX_CONCURRENT_READS, len(items))
         with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
@@ -87,6 +92,41 @@ def materialize_transformed(
         out[...] = x
         x = out
     return x, y
+
+
+def _in_place(
+    items: Sequence[Any],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool,
+    pipeline: Pipeline,
+    key: tuple[int, int] | None,
+) -> tuple[Any, Any] | None:
+    """Item transforms that need no context run on each item's slot of the batch, which
+    its window is decoded straight into (no per-item array, no stacking copy); None
+    where that does not apply (context, a selector object, shapes that differ)."""
+    if not all(isinstance(it, BatchItem) for it in items) or pipeline.batch:
+        return None
+    plans = [(_rows(it), _channel_index(it)) for it in items]
+    shapes = {_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)}
+    if len(shapes) != 1 or None in shapes:
+        return None
+    if any(pipeline.margin(it.info.sample_rate) for it in items):
+        return None
+    x = allocate((len(items), *shapes.pop()), dtype)
+    ys = []
+    for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
+        pipeline.check(item.info.sample_rate, len(rows), _n_total(item), _describe(item))
+        slot = _x_at(item, rows, index, dtype, x[i], exact)
+        out, y = pipeline.apply_item(slot, _y(item), item.info.sample_rate, (0, 0), key, i)
+        if out is not slot:
+            if out.shape != slot.shape:
+                return None  # a transform that changes the shape: the general path
+            slot[...] = out
+        ys.append(y)
+    if len({y.shape for y in ys}) > 1:
+        raise _shape_error(items, [y.shape for y in ys], "y")
+    return x, np.stack(ys)
 
 
 def _rate_of(items: Sequence[BatchItem]) -> float:

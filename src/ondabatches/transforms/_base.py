@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -137,10 +138,31 @@ def transform_from_dict(d: Mapping[str, Any]) -> Transform:
 
 def generator_for(seed: int, index: int, item: int | None, position: int) -> np.random.Generator:
     """The generator of transform ``position`` for item ``item`` of batch ``index`` of
-    ``seed``'s stream (``item`` None: a batch transform)."""
-    key = (int(index), int(position)) if item is None else (int(index), int(item), int(position))
-    # A distinct spawn key per (batch, item, transform): independent streams.
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=key)))
+    ``seed``'s stream (``item`` None: a batch transform).
+
+    A PCG64 whose 128-bit state and increment are a BLAKE2b hash of the four numbers:
+    distinct streams for distinct keys. It is this thread's one generator, set to that
+    state (3 us; a fresh ``SeedSequence`` takes 17 us, a sizeable share of a batch for
+    4 augmentations of 32 items): use it before asking for the next.
+    """
+    text = f"ondabatches-transform:{int(seed)}:{int(index)}:{item}:{int(position)}"
+    digest = hashlib.blake2b(text.encode(), digest_size=32).digest()
+    generator = getattr(_LOCAL, "generator", None)
+    if generator is None:
+        generator = _LOCAL.generator = np.random.Generator(np.random.PCG64(0))
+    generator.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {
+            "state": int.from_bytes(digest[:16], "little"),
+            "inc": int.from_bytes(digest[16:], "little") | 1,
+        },
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return generator
+
+
+_LOCAL = threading.local()
 
 
 class Pipeline:

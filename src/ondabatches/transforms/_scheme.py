@@ -99,6 +99,13 @@ class TransformedBatches:
     ((4, 2, 3840), 'bandpass')
     """
 
+    def __new__(cls, batches: Any = None, transforms: Any = None):
+        # len() where the scheme has one (finite schemes): a class of its own, so that
+        # hasattr(scheme, "__len__") tells the same about the wrapper as the scheme.
+        if cls is TransformedBatches and hasattr(batches, "__len__"):
+            cls = _SizedTransformedBatches
+        return object.__new__(cls)
+
     def __init__(self, batches: Any, transforms: Pipeline | Sequence[Any]):
         if isinstance(batches, TransformedBatches):
             raise StateError("the scheme already has a pipeline: pass all transforms at once")
@@ -125,16 +132,22 @@ class TransformedBatches:
             raise AttributeError(name)
         return getattr(self.batches, name)
 
-    def __len__(self) -> int:
-        return len(self.batches)
-
     def initial_state(self, seed: int = 0) -> BatchState:
         return BatchState(seed=seed, index=0, config=self._config)
 
     def _unwrap(self, state: BatchState) -> BatchState:
         if not isinstance(state, BatchState):
             raise StateError(f"expected a BatchState, got {type(state).__name__}")
-        state = state.bind(self._config)
+        try:
+            state = state.bind(self._config)
+        except StateError as exc:
+            if not any(k == CONFIG_KEY for k, _ in state.config):
+                raise StateError(
+                    f"{exc}\n(the state has no transform pipeline: it comes from the scheme "
+                    f"without transforms; start from this scheme's initial_state(seed), e.g. "
+                    f"batcher.batches.initial_state(seed) for Batcher(..., transforms=...))"
+                ) from None
+            raise
         return BatchState(state.seed, state.index, self._inner, state.version)
 
     def _wrap(self, state: BatchState) -> BatchState:
@@ -161,3 +174,10 @@ class TransformedBatches:
 
     def __repr__(self) -> str:
         return f"TransformedBatches({self.batches!r}, {self.pipeline!r})"
+
+
+class _SizedTransformedBatches(TransformedBatches):
+    """A :class:`TransformedBatches` of a scheme with ``len()``."""
+
+    def __len__(self) -> int:
+        return len(self.batches)
