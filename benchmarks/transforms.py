@@ -140,8 +140,10 @@ def bench_augment(batches, rounds: int) -> list[Result]:
         t_ours, t_floor, ratio = _interleaved(ours, floor, rounds)
         _figure(f"{name} vs the plain batch (ms/batch)", t_ours / n * 1e3, t_floor / n * 1e3,
                 ratio, goal)  # fmt: skip
-        out.append(Result(f"{name}, 32 x 30 s x 19 ch", t_ours / n * 1e3, t_floor / n * 1e3,
-                          "ms/batch", goal=goal, floor_is="materialize_batch without them"))  # fmt: skip
+        out.append(
+            Result(f"{name}, 32 x 30 s x 19 ch", t_ours / n * 1e3, t_floor / n * 1e3,
+                   "ms/batch", goal=goal, floor_is="materialize_batch without them")
+        )  # fmt: skip
     return out
 
 
