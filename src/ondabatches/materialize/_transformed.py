@@ -50,7 +50,8 @@ def _item(
     first = max(rows.start - margin, 0) if rows.start >= 0 else rows.start
     stop = min(rows.stop + margin, n_total) if rows.stop <= n_total else rows.stop
     x = _x_at(item, range(first, stop), _channel_index(item), dtype, None, exact)
-    return pipeline.apply_item(x, _y(item), rate, (rows.start - first, stop - rows.stop), key, i)
+    cut = (rows.start - first, stop - rows.stop)
+    return pipeline.apply_item(x, _y(item), rate, cut, key, i, item)
 
 
 def materialize_transformed(
@@ -77,13 +78,12 @@ def materialize_transformed(
         pairs = [_item(it, i, dtype, exact, pipeline, key) for i, it in enumerate(items)]
     xs = [p[0] for p in pairs]
     ys = [p[1] for p in pairs]
-    for what, arrays in (("x", xs), ("y", ys)):
-        if len({a.shape for a in arrays}) > 1:
-            raise _shape_error(items, [a.shape for a in arrays], what)
+    if len({a.shape for a in xs}) > 1:
+        raise _shape_error(items, [a.shape for a in xs], "x")
     direct = not pipeline.batch
     x = (allocate if direct else np.empty)((len(xs), *xs[0].shape), xs[0].dtype)
     np.stack(xs, out=x)
-    y = np.stack(ys)
+    y = _stack(items, ys)
     if direct:
         return x, y
     x, y = pipeline.apply_batch(x, y, _rate_of(items), key)
@@ -118,15 +118,23 @@ def _in_place(
     for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
         pipeline.check(item.info.sample_rate, len(rows), _n_total(item), _describe(item))
         slot = _x_at(item, rows, index, dtype, x[i], exact)
-        out, y = pipeline.apply_item(slot, _y(item), item.info.sample_rate, (0, 0), key, i)
+        out, y = pipeline.apply_item(slot, _y(item), item.info.sample_rate, (0, 0), key, i, item)
         if out is not slot:
             if out.shape != slot.shape:
                 return None  # a transform that changes the shape: the general path
             slot[...] = out
         ys.append(y)
-    if len({y.shape for y in ys}) > 1:
-        raise _shape_error(items, [y.shape for y in ys], "y")
-    return x, np.stack(ys)
+    return x, _stack(items, ys)
+
+
+def _stack(items: Sequence[Any], ys: list[Any], what: str = "y") -> Any:
+    """The items' ``y`` stacked: arrays, or dicts of them (event targets), leaf by leaf."""
+    if isinstance(ys[0], dict):
+        return {k: _stack(items, [y[k] for y in ys], f"{what}[{k!r}]") for k in ys[0]}
+    arrays = [np.asarray(y) for y in ys]
+    if len({a.shape for a in arrays}) > 1:
+        raise _shape_error(items, [a.shape for a in arrays], what)
+    return np.stack(arrays)
 
 
 def _rate_of(items: Sequence[BatchItem]) -> float:

@@ -60,6 +60,9 @@ class Transform:
     random: ClassVar[bool] = False
     #: Whether it moves samples in time (and then moves the per-epoch labels with them).
     moves_time: ClassVar[bool] = False
+    #: Whether it makes ``y`` a dict of targets (event targets), or needs it an array.
+    makes_targets: ClassVar[bool] = False
+    needs_array_y: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         """The constructor's keyword arguments, as JSON values."""
@@ -79,6 +82,18 @@ class Transform:
     ) -> tuple[np.ndarray, Any]:
         """The transformed ``(x, y)``; ``rng`` is None unless :attr:`random`."""
         raise NotImplementedError
+
+    def apply_to(
+        self,
+        x: np.ndarray,
+        y: Any,
+        rng: np.random.Generator | None,
+        sample_rate: float,
+        item: Any,
+    ) -> tuple[np.ndarray, Any]:
+        """:meth:`apply`, given the batch item too (transforms that read more of the
+        item's recording, such as event targets, override this one)."""
+        return self.apply(x, y, rng, sample_rate)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.params()}
@@ -191,6 +206,13 @@ class Pipeline:
             raise BatchSpecError(
                 f"item transforms must come before batch transforms, got {[str(t) for t in steps]}"
             )
+        targets = [t for t in steps if t.makes_targets]
+        clash = [t for t in steps if t.moves_time or t.needs_array_y]
+        if targets and clash:
+            raise BatchSpecError(
+                f"{clash[0]!r} cannot go with {targets[0]!r}: event targets are computed "
+                f"from the window as read (reversing or mixing them is not built)"
+            )
         self.item = tuple((i, t) for i, t in enumerate(steps) if t.stage == "item")
         self.batch = tuple((i, t) for i, t in enumerate(steps) if t.stage == "batch")
         self._contextual = _contextual_prefix(self.item)
@@ -248,6 +270,7 @@ class Pipeline:
         cut: tuple[int, int],
         key: tuple[int, int] | None,
         position: int,
+        item: Any = None,
     ) -> tuple[np.ndarray, Any]:
         """The item transforms on ``x`` read with ``cut = (before, after)`` samples of
         context, cut back to the window after the last context transform."""
@@ -255,7 +278,7 @@ class Pipeline:
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
         for j, (i, t) in enumerate(self.item):
-            x, y = t.apply(x, y, self._rng(t, key, position, i), sample_rate)
+            x, y = t.apply_to(x, y, self._rng(t, key, position, i), sample_rate, item)
             if j + 1 == self._contextual and (before or after):
                 x = x[..., before : x.shape[-1] - after]
         return x, y

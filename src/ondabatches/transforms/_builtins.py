@@ -424,6 +424,7 @@ class Mixup(Transform):
     name = "mixup"
     stage = "batch"
     random = True
+    needs_array_y = True
 
     def __init__(self, alpha: float = 0.4):
         self.alpha = _number(alpha, "alpha")

@@ -1,0 +1,353 @@
+"""Sparse labels: events (intervals of any length, overlapping) stored per recording and
+read per window, and the targets models want from them.
+
+:func:`label_events` writes one small Arrow file per recording (``onset_ns``,
+``offset_ns``, ``class``: sorted by onset, times relative to the recording's start)
+and returns an :class:`EventLabels`, a JSON-able reference to them with a digest of
+their content. Nothing is densified at rest, and a window reads only its recording's
+file (memory-mapped on local disk), then the events that overlap it.
+
+Targets of a window ``[start, stop)`` (times in ns from the recording's start):
+
+- :func:`event_mask`: ``(classes, n)`` at ``rate_hz``, ``n = floor(duration * rate)``;
+  label sample ``j`` stands for ``[start + j / rate, start + (j + 1) / rate)`` and is 1
+  where an event of the class contains its centre (``min_overlap=None``, the default),
+  or overlaps it by at least ``min_overlap`` of its length. An instant event (zero
+  duration) sets the one label sample whose interval holds its onset. Overlapping
+  events of a class merge.
+- :func:`multi_hot`: ``(epochs, classes)``, epochs of ``epoch`` ns from ``start``; 1
+  where the events of the class (merged) cover at least ``min_overlap`` of the epoch,
+  or where an instant event of the class falls in it.
+- :func:`event_list`: the events overlapping the window in onset order (then class),
+  at most ``max_events``: class (``-1`` past the count), onset and offset in seconds
+  from the window's start, clipped to the window, a validity mask, and how many events
+  the window held in all. Overlapping events stay separate.
+
+Events past a recording's end are clipped to it (``past_end="clip"``, the default) or
+refused (``"error"``); events wholly outside it are dropped when clipping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from .._errors import LabelError
+from ..onda._arrow import span_bounds, uuids_from_array
+from ..onda._storage import atomic_writer, filesystem_for, is_local, storage_errors
+from ..onda._timespan import n_samples
+
+__all__ = [
+    "EventLabels",
+    "event_list",
+    "event_mask",
+    "label_events",
+    "load_event_labels",
+    "multi_hot",
+]
+
+_SCHEMA = pa.schema([("onset_ns", pa.int64()), ("offset_ns", pa.int64()), ("class", pa.int16())])
+
+
+@dataclass(frozen=True)
+class EventLabels:
+    """A label set of events: ``classes`` (their names, in code order) and one Arrow file
+    per recording, listed by the ``manifest`` (``events.json``) beside them, with a
+    ``digest`` of the content.
+
+    :meth:`window` reads the events of one window. :meth:`to_dict` is small JSON (the
+    manifest's URL and the digest, whatever the number of recordings): what a state's
+    config holds; :meth:`from_dict` refuses a manifest whose digest has changed.
+    """
+
+    manifest: str
+    classes: tuple[str, ...]
+    files: Mapping[str, str]
+    digest: str
+    max_duration_ns: Mapping[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"manifest": self.manifest, "digest": self.digest}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EventLabels:
+        if not isinstance(d, Mapping) or not {"manifest", "digest"} <= set(d):
+            raise LabelError(f"an event label set is {{'manifest', 'digest'}}, got {d!r}")
+        labels = load_event_labels(str(d["manifest"]))
+        if labels.digest != d["digest"]:
+            raise LabelError(
+                f"the events of {d['manifest']} changed: digest {labels.digest}, expected "
+                f"{d['digest']} (label them again, or resume with the events they had)"
+            )
+        return labels
+
+    def __hash__(self) -> int:
+        return hash((self.manifest, self.digest))
+
+    def has(self, recording: uuid.UUID | str) -> bool:
+        """Whether the recording has this label set (a file of its events)."""
+        return str(recording) in self.files
+
+    def window(
+        self, recording: uuid.UUID | str, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(onsets, offsets, classes)`` of the events overlapping ``[start, stop)``
+        (ns from the recording's start; an instant event at ``t`` overlaps it when
+        ``start <= t < stop``), in onset order. Empty for a recording without events."""
+        key = str(recording)
+        name = self.files.get(key)
+        if name is None:
+            empty = np.empty(0, np.int64)
+            return empty, empty, np.empty(0, np.int16)
+        onsets, offsets, classes = _read(_beside(self.manifest, name), self.digest)
+        # Sorted by onset: those starting before stop, and not ending before start
+        # (none lasts longer than the recording's longest event).
+        lo = int(np.searchsorted(onsets, start - self.max_duration_ns[key], side="left"))
+        hi = int(np.searchsorted(onsets, stop, side="left"))
+        on, off, cl = onsets[lo:hi], offsets[lo:hi], classes[lo:hi]
+        keep = (off > start) | ((off == on) & (on >= start))
+        return on[keep], off[keep], cl[keep]
+
+
+def _beside(manifest: str, name: str) -> str:
+    return f"{manifest.rsplit('/', 1)[0]}/{name}" if "/" in manifest else name
+
+
+@lru_cache(maxsize=16)
+def load_event_labels(manifest: str) -> EventLabels:
+    """The event label set a manifest (``events.json``) describes."""
+    fs, path = filesystem_for(manifest)
+    with storage_errors(manifest):
+        raw = json.loads(fs.cat_file(path))
+    try:
+        return EventLabels(
+            manifest, tuple(raw["classes"]), dict(raw["files"]), str(raw["digest"]),
+            {k: int(v) for k, v in raw["max_duration_ns"].items()},
+        )  # fmt: skip
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise LabelError(f"{manifest} is not an events manifest ({exc})") from None
+
+
+@lru_cache(maxsize=64)
+def _read(url: str, digest: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    fs, path = filesystem_for(url)
+    with storage_errors(url):
+        if is_local(fs):
+            table = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        else:
+            table = pa.ipc.open_file(pa.BufferReader(fs.cat_file(path))).read_all()
+    if table.schema != _SCHEMA:
+        raise LabelError(f"{url} is not an events file: schema {table.schema}")
+    return tuple(np.asarray(table.column(c).to_numpy()) for c in _SCHEMA.names)  # type: ignore[return-value]
+
+
+def label_events(
+    signals: pa.Table,
+    annotations: pa.Table,
+    *,
+    column: str,
+    classes: Sequence[str],
+    out: str,
+    past_end: str = "clip",
+) -> EventLabels:
+    """Write the annotations whose ``column`` is one of ``classes`` as an event label set
+    under ``out`` (a folder, local or a URL), one file per recording of ``signals``.
+
+    A recording's span is the union of its signals' spans; events are stored relative to
+    its start. ``past_end``: ``"clip"`` events to the recording (dropping those wholly
+    outside it) or ``"error"`` (a :class:`~ondabatches.LabelError` naming the event).
+    Recordings of ``signals`` with no such event get an empty file (they have the label
+    set, with no events); recordings only in ``annotations`` are ignored.
+    """
+    if past_end not in ("clip", "error"):
+        raise LabelError(f"past_end must be 'clip' or 'error', got {past_end!r}")
+    classes = tuple(str(c) for c in classes)
+    if not classes or len(set(classes)) != len(classes):
+        raise LabelError(f"classes must be distinct names, got {list(classes)}")
+    if column not in annotations.column_names:
+        raise LabelError(
+            f"annotations have no column {column!r}; columns: {annotations.column_names}"
+        )
+    rec_of_signal = [str(r) for r in uuids_from_array(signals.column("recording"))]
+    s_start, s_stop = span_bounds(signals.column("span"))
+    spans: dict[str, tuple[int, int]] = {}
+    for r, a, b in zip(rec_of_signal, s_start.tolist(), s_stop.tolist(), strict=True):
+        lo, hi = spans.get(r, (a, b))
+        spans[r] = (min(lo, a), max(hi, b))
+    recs = [str(r) for r in uuids_from_array(annotations.column("recording"))]
+    a_start, a_stop = span_bounds(annotations.column("span"))
+    values = annotations.column(column).to_pylist()
+    code = {c: i for i, c in enumerate(classes)}
+    per: dict[str, list[tuple[int, int, int]]] = {r: [] for r in spans}
+    for i, (r, a, b, v) in enumerate(zip(recs, a_start.tolist(), a_stop.tolist(), values,
+                                         strict=True)):  # fmt: skip
+        if v not in code or r not in spans:
+            continue
+        lo, hi = spans[r]
+        if b > hi or a < lo:
+            if past_end == "error":
+                raise LabelError(
+                    f"event {i} ({column}={v!r}, [{a}, {b}) ns) of recording {r} lies past "
+                    f"the recording's span [{lo}, {hi}) ns; pass past_end='clip' to clip it"
+                )
+            if a >= hi or b < lo or (b == lo and a != b):
+                continue
+            a, b = max(a, lo), min(b, hi)
+        per[r].append((a - lo, b - lo, code[v]))
+    files, longest, hasher = {}, {}, hashlib.sha256(json.dumps(classes).encode())
+    root = str(out).rstrip("/")
+    for r in sorted(per):
+        events = sorted(per[r])
+        arr = np.array(events, dtype=np.int64).reshape(-1, 3)
+        table = pa.table(
+            {"onset_ns": arr[:, 0], "offset_ns": arr[:, 1], "class": arr[:, 2].astype(np.int16)},
+            schema=_SCHEMA,
+        )
+        name = f"{r}.events.arrow"
+        _write(f"{root}/{name}", lambda f, t=table: _write_table(f, t))
+        files[r] = name
+        longest[r] = int((arr[:, 1] - arr[:, 0]).max()) if len(arr) else 0
+        hasher.update(r.encode() + arr.tobytes())
+    digest = hasher.hexdigest()[:16]
+    manifest = f"{root}/events.json"
+    doc = {"classes": list(classes), "files": files, "digest": digest, "max_duration_ns": longest}
+    _write(manifest, lambda f: f.write(json.dumps(doc, sort_keys=True).encode()))
+    load_event_labels.cache_clear()
+    return EventLabels(manifest, classes, files, digest, longest)
+
+
+def _write_table(f: Any, table: pa.Table) -> None:
+    with pa.ipc.new_file(f, _SCHEMA) as writer:
+        writer.write_table(table)
+
+
+def _write(url: str, write: Any) -> None:
+    fs, path = filesystem_for(url)
+    with storage_errors(url, action="write"):
+        if is_local(fs):
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+        with atomic_writer(fs, path) as f:
+            write(f)
+
+
+# -- targets --------------------------------------------------------------------------
+
+_NS = 10**9
+
+
+def _merged(on: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The union of intervals (sorted by onset) as disjoint intervals."""
+    if len(on) == 0:
+        return on, off
+    order = np.argsort(on, kind="stable")
+    on, off = on[order], off[order]
+    reach = np.maximum.accumulate(off)
+    starts = np.concatenate(([True], on[1:] > reach[:-1]))
+    return on[starts], np.maximum.reduceat(off, np.flatnonzero(starts))
+
+
+def event_mask(
+    events: tuple[np.ndarray, np.ndarray, np.ndarray],
+    start: int,
+    stop: int,
+    n_classes: int,
+    rate_hz: float,
+    min_overlap: float | None = None,
+) -> np.ndarray:
+    """The ``(classes, n)`` uint8 mask of a window (see the module documentation)."""
+    n = n_samples(stop - start, rate_hz)
+    out = np.zeros((n_classes, n), dtype=np.uint8)
+    on, off, cl = events
+    period = _NS / rate_hz
+    edges = start + np.arange(n + 1) * period  # label sample j: [edges[j], edges[j + 1])
+    for c in range(n_classes):
+        sel = cl == c
+        if not sel.any():
+            continue
+        c_on, c_off = on[sel], off[sel]
+        instant = c_on == c_off
+        for t in c_on[instant]:
+            j = int(np.searchsorted(edges, t, side="right")) - 1
+            if 0 <= j < n:
+                out[c, j] = 1
+        m_on, m_off = _merged(c_on[~instant], c_off[~instant])
+        if min_overlap is None:
+            centres = edges[:-1] + period / 2
+            # Centre in [onset, offset): the first interval whose offset is past it.
+            k = np.searchsorted(m_off, centres, side="right")
+            inside = (k < len(m_on)) & (m_on[np.minimum(k, len(m_on) - 1)] <= centres)
+            out[c] |= inside.astype(np.uint8)
+        else:
+            lo, hi = edges[:-1], edges[1:]
+            cover = np.zeros(n)
+            for a, b in zip(m_on.tolist(), m_off.tolist(), strict=True):
+                cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)
+            out[c] |= (cover >= min_overlap * period - 1e-6).astype(np.uint8)
+    return out
+
+
+def multi_hot(
+    events: tuple[np.ndarray, np.ndarray, np.ndarray],
+    start: int,
+    stop: int,
+    n_classes: int,
+    epoch: int,
+    min_overlap: float = 0.5,
+) -> np.ndarray:
+    """The ``(epochs, classes)`` uint8 multi-hot target of a window."""
+    n = (stop - start) // epoch
+    out = np.zeros((n, n_classes), dtype=np.uint8)
+    on, off, cl = events
+    lo = start + np.arange(n, dtype=np.int64) * epoch
+    hi = lo + epoch
+    for c in range(n_classes):
+        sel = cl == c
+        if not sel.any():
+            continue
+        c_on, c_off = on[sel], off[sel]
+        instant = c_on == c_off
+        for t in c_on[instant]:
+            k = (int(t) - start) // epoch
+            if 0 <= k < n:
+                out[k, c] = 1
+        m_on, m_off = _merged(c_on[~instant], c_off[~instant])
+        cover = np.zeros(n, dtype=np.int64)
+        for a, b in zip(m_on.tolist(), m_off.tolist(), strict=True):
+            cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)
+        out[:, c] |= (cover >= min_overlap * epoch).astype(np.uint8)
+    return out
+
+
+def event_list(
+    events: tuple[np.ndarray, np.ndarray, np.ndarray],
+    start: int,
+    stop: int,
+    max_events: int,
+) -> dict[str, np.ndarray]:
+    """The padded event list of a window: ``class`` (int16, -1 where padded), ``onset``
+    and ``offset`` (float32 s from the window's start, clipped to it), ``valid`` (bool),
+    ``count`` (how many events the window held, kept or not)."""
+    on, off, cl = events
+    order = np.lexsort((cl, on))
+    on, off, cl = on[order], off[order], cl[order]
+    k = min(len(on), max_events)
+    out = {
+        "class": np.full(max_events, -1, dtype=np.int16),
+        "onset": np.zeros(max_events, dtype=np.float32),
+        "offset": np.zeros(max_events, dtype=np.float32),
+        "valid": np.zeros(max_events, dtype=bool),
+        "count": np.array(len(on), dtype=np.int32),
+    }
+    out["class"][:k] = cl[:k]
+    out["onset"][:k] = (np.maximum(on[:k], start) - start) / _NS
+    out["offset"][:k] = (np.minimum(off[:k], stop) - start) / _NS
+    out["valid"][:k] = True
+    return out
