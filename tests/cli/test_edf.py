@@ -209,3 +209,33 @@ def test_cli_import_edf_subprocess(tmp_path):
 
     helped = run_cli("import-edf", "--help")
     assert helped.returncode == 0 and "re-quantized" in helped.stdout
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the error crosses a process pool
+def test_cli_past_end_error_names_the_flag(tmp_path, capsys, workers):
+    late = write_edf_file(
+        tmp_path / "late.edf",
+        EDF_CHANNELS[:1],
+        seconds=60,
+        annotations=[(50.0, 30.0, "Sleep stage 2")],
+    )
+    ok = write_edf(tmp_path / "ok.edf")
+    out = tmp_path / "onda"
+    assert main(["import", str(late), str(ok), "--out", str(out), "-j", workers]) == 1
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert err == (
+        f"ondabatches import: error: {late}: annotation 0 ('Sleep stage 2') spans "
+        "TimeSpan(50 s, 80 s), past the end of the recording at 60 s (rerun with "
+        "--annotations-past-end clip or drop to accept such files, into another --out "
+        f"or after deleting {out})"
+    )
+    # What it suggests works.
+    again = ["import", str(late), str(ok), "--out", str(tmp_path / "clipped"), "-j", workers]
+    assert main([*again, "--annotations-past-end", "clip"]) == 0
+    spans = read_annotations(tmp_path / "clipped" / "dataset.onda.annotation.arrow")
+    late_spans = [
+        (a.span.start, a.span.stop)
+        for a in iter_annotations(spans)
+        if a.extra["value"] == "Sleep stage 2"
+    ]
+    assert late_spans == [(50 * 10**9, 60 * 10**9)]
