@@ -239,3 +239,32 @@ def test_cli_past_end_error_names_the_flag(tmp_path, capsys, workers):
         if a.extra["value"] == "Sleep stage 2"
     ]
     assert late_spans == [(50 * 10**9, 60 * 10**9)]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the open runs in a worker process
+def test_cli_truncated_edf_keeps_stdout_clean(tmp_path, workers):
+    # pyedflib's C code prints "filesize ... != ..." to fd 1 when it refuses a file.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_edf(folder / "good.edf")
+    cut = write_edf(folder / "cut.edf", seed=1)
+    cut.write_bytes(cut.read_bytes()[:-100])
+    done = run_cli("import", str(folder), "--out", str(tmp_path / "o"), "-j", workers)
+    assert done.returncode == 1
+    assert done.stdout == ""  # the CLI prints nothing there when the import fails
+    error, hint = done.stderr.strip().splitlines()[-2:]
+    assert re.fullmatch(
+        rf"ondabatches import: error: {re.escape(str(cut))} is not a readable EDF/EDF\+/BDF "
+        rf"file: .*\(Filesize\) \(pyedflib printed: filesize \d+ != \d+\*\d+\+\d+\)",
+        error,
+    ), error
+    assert hint == "(run with --debug for the full traceback)"
+
+    # A good file alone: stdout is the CLI's report, and nothing of pyedflib's.
+    cut.unlink()
+    done = run_cli("import", str(folder), "--out", str(tmp_path / "o2"), "-j", workers)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"[1/1] {folder / 'good.edf'} -> recording ")
+    assert lines[-1] == f"done: inspect the result with `ondabatches inspect {tmp_path / 'o2'}`"
+    assert "filesize" not in done.stdout
