@@ -31,6 +31,16 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
     # ...and the tour is the README's, included verbatim.
     tour = (site / "tour" / "index.html").read_text()
     assert "sort_and_trim_spans" in tour and "iterate_batch_item" in tour
+    # The import's bookkeeping folder is explained: what it holds, resume, deletion.
+    importing = (site / "importing" / "index.html").read_text()
+    assert '<h2 id="the-import-folder">The <code>.import/</code> folder</h2>' in importing
+    for held in (
+        "manifest.json",
+        "&lt;key&gt;.done.json",
+        "makes a rerun resume",
+        "my-onda/.import",
+    ):
+        assert held in importing, held
 
 
 def test_version_is_single_sourced() -> None:

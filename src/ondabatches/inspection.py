@@ -136,9 +136,14 @@ class DatasetReport:
             total = sum(self.label_durations.values()) or 1
             for label, count in self.label_counts.items():
                 ns = self.label_durations[label]
-                lines.append(
-                    f"  {label}: {count} annotation(s), {_hours(ns)} ({100 * ns / total:.1f}%)"
+                # An instant's span is 1 ns (TimeSpans.jl's): labels of instants only have
+                # no duration to show, not "1e-09 s".
+                extent = (
+                    ("instant" if count == 1 else "instants")
+                    if ns <= count
+                    else f"{_hours(ns)} ({100 * ns / total:.1f}%)"
                 )
+                lines.append(f"  {label}: {count} annotation(s), {extent}")
         if self.problems:
             lines.append(f"problems: {len(self.problems)}")
             lines.extend(f"  {p}" for p in self.problems)

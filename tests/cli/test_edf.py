@@ -209,3 +209,62 @@ def test_cli_import_edf_subprocess(tmp_path):
 
     helped = run_cli("import-edf", "--help")
     assert helped.returncode == 0 and "re-quantized" in helped.stdout
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the error crosses a process pool
+def test_cli_past_end_error_names_the_flag(tmp_path, capsys, workers):
+    late = write_edf_file(
+        tmp_path / "late.edf",
+        EDF_CHANNELS[:1],
+        seconds=60,
+        annotations=[(50.0, 30.0, "Sleep stage 2")],
+    )
+    ok = write_edf(tmp_path / "ok.edf")
+    out = tmp_path / "onda"
+    assert main(["import", str(late), str(ok), "--out", str(out), "-j", workers]) == 1
+    (err,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert err == (
+        f"ondabatches import: error: {late}: annotation 0 ('Sleep stage 2') spans "
+        "TimeSpan(50 s, 80 s), past the end of the recording at 60 s (rerun with "
+        "--annotations-past-end clip or drop to accept such files, into another --out "
+        f"or after deleting {out})"
+    )
+    # What it suggests works.
+    again = ["import", str(late), str(ok), "--out", str(tmp_path / "clipped"), "-j", workers]
+    assert main([*again, "--annotations-past-end", "clip"]) == 0
+    spans = read_annotations(tmp_path / "clipped" / "dataset.onda.annotation.arrow")
+    late_spans = [
+        (a.span.start, a.span.stop)
+        for a in iter_annotations(spans)
+        if a.extra["value"] == "Sleep stage 2"
+    ]
+    assert late_spans == [(50 * 10**9, 60 * 10**9)]
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: the open runs in a worker process
+def test_cli_truncated_edf_keeps_stdout_clean(tmp_path, workers):
+    # pyedflib's C code prints "filesize ... != ..." to fd 1 when it refuses a file.
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_edf(folder / "good.edf")
+    cut = write_edf(folder / "cut.edf", seed=1)
+    cut.write_bytes(cut.read_bytes()[:-100])
+    done = run_cli("import", str(folder), "--out", str(tmp_path / "o"), "-j", workers)
+    assert done.returncode == 1
+    assert done.stdout == ""  # the CLI prints nothing there when the import fails
+    error, hint = done.stderr.strip().splitlines()[-2:]
+    assert re.fullmatch(
+        rf"ondabatches import: error: {re.escape(str(cut))} is not a readable EDF/EDF\+/BDF "
+        rf"file: .*\(Filesize\) \(pyedflib printed: filesize \d+ != \d+\*\d+\+\d+\)",
+        error,
+    ), error
+    assert hint == "(run with --debug for the full traceback)"
+
+    # A good file alone: stdout is the CLI's report, and nothing of pyedflib's.
+    cut.unlink()
+    done = run_cli("import", str(folder), "--out", str(tmp_path / "o2"), "-j", workers)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"[1/1] {folder / 'good.edf'} -> recording ")
+    assert lines[-1] == f"done: inspect the result with `ondabatches inspect {tmp_path / 'o2'}`"
+    assert "filesize" not in done.stdout

@@ -161,3 +161,25 @@ def test_cli_subprocess(tmp_path):
 
     helped = run_cli("inspect", "--help")
     assert helped.returncode == 0 and "--reroot" in helped.stdout
+
+
+def test_instant_annotations_print_as_instants(tmp_path, capsys):
+    # Onda's instant is a 1 ns span (TimeSpans.jl's): "instant", not "1e-09 s".
+    ds = make_sleep_dataset(tmp_path / "ds", n_recordings=1, minutes=2)
+    rec = uuid.UUID(int=1)
+    instants = [
+        Annotation.new(rec, TimeSpan(t * NS, t * NS + 1), stage=stage)
+        for t, stage in ((5, "arousal"), (10, "spindle"), (70, "spindle"))
+    ]
+    mixed = [  # an instant beside a 30 s span keeps a duration
+        Annotation.new(rec, TimeSpan(3 * NS, 3 * NS + 1), stage="apnea"),
+        Annotation.new(rec, TimeSpan(0, 30 * NS), stage="apnea"),
+    ]
+    write_annotations(ds.annotations_path, [*ds.annotations, *instants, *mixed])
+    assert main(["inspect", str(ds.root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  arousal: 1 annotation(s), instant" in lines
+    assert "  spindle: 2 annotation(s), instants" in lines
+    (apnea,) = [line for line in lines if line.startswith("  apnea:")]
+    assert apnea.startswith("  apnea: 2 annotation(s), 30 s (")
+    assert "e-09" not in "\n".join(lines)

@@ -80,20 +80,33 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._errors import SourceFileError
     from ..importing import import_dataset
+    from ..importing._convert import PAST_END_REMEDY
 
-    report = import_dataset(
-        args.inputs,
-        args.out,
-        name=args.name,
-        file_format=args.file_format,
-        channel_map=args.channel_map,
-        sleep_edf=args.sleep_edf,
-        reader=args.reader,
-        workers=args.workers,
-        progress=not args.no_progress,
-        annotations_past_end=args.annotations_past_end,
-    )
+    try:
+        report = import_dataset(
+            args.inputs,
+            args.out,
+            name=args.name,
+            file_format=args.file_format,
+            channel_map=args.channel_map,
+            sleep_edf=args.sleep_edf,
+            reader=args.reader,
+            workers=args.workers,
+            progress=not args.no_progress,
+            annotations_past_end=args.annotations_past_end,
+        )
+    except SourceFileError as exc:
+        if PAST_END_REMEDY not in str(exc):
+            raise
+        # The output folder now remembers this run's policy: a rerun with another needs
+        # a folder of its own.
+        remedy = (
+            "rerun with --annotations-past-end clip or drop to accept such files, "
+            f"into another --out or after deleting {args.out}"
+        )
+        raise SourceFileError(str(exc).replace(PAST_END_REMEDY, remedy)) from exc
     if args.verbose or len(report.files) <= 20:
         for i, f in enumerate(report.files, 1):
             print(f"[{i}/{len(report.files)}] {f}")

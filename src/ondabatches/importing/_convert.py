@@ -109,6 +109,10 @@ def _write_blocks(file: BinaryIO, blocks: Iterator[np.ndarray], fmt: Any, info: 
     fmt.write(file, np.concatenate(list(blocks), axis=1), info)
 
 
+#: What a past-the-end error suggests, spelled for Python; the CLI swaps in its flag.
+PAST_END_REMEDY = "pass annotations_past_end='clip' or 'drop' to accept such files"
+
+
 def _annotation_rows(
     annotations: list[tuple[float, float, str]],
     recording: uuid.UUID,
@@ -138,8 +142,7 @@ def _annotation_rows(
             if past_end == "error":
                 raise SourceFileError(
                     f"{where}: annotation {i} ({text!r}) spans {TimeSpan(start, stop)}, past "
-                    f"the end of the recording at {duration / NS_PER_S:g} s (pass "
-                    "annotations_past_end='clip' or 'drop' to accept such files)"
+                    f"the end of the recording at {duration / NS_PER_S:g} s ({PAST_END_REMEDY})"
                 )
             if past_end == "drop" or start >= duration:
                 continue

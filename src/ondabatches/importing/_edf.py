@@ -17,7 +17,11 @@ Needs the optional extra ``edf`` (pyedflib), imported on first use.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
+import tempfile
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -80,6 +84,36 @@ def read_edf_channels(reader: Any, channel_map: ChannelMap | None = None) -> lis
     return out
 
 
+def _quiet_open(open_reader: Callable[[], Any]) -> Any:
+    """``open_reader()`` with the process's stdout (fd 1) captured while it runs.
+
+    pyedflib's C code prints what it finds wrong with a file ("filesize 93540 !=
+    1518*60+2560") to the C stdout, into the output of whatever imports (the CLI's
+    report, a pipe). Captured, that text is dropped when the open succeeds and appended
+    to the OSError when it fails. fd 1 is the process's: a thread printing meanwhile
+    would be captured too.
+    """
+    failed: OSError
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 1)
+        try:
+            return open_reader()
+        except OSError as exc:
+            failed = exc
+        finally:
+            try:  # C stdio buffers what it prints to a file or pipe: out before fd 1 goes back
+                ctypes.CDLL(None).fflush(None)
+            except (OSError, TypeError, AttributeError):  # no C library to ask (Windows)
+                pass
+            os.dup2(saved, 1)
+            os.close(saved)
+        sink.seek(0)
+        printed = " ".join(sink.read().decode(errors="replace").split())
+    raise OSError(f"{failed} (pyedflib printed: {printed})" if printed else str(failed)) from failed
+
+
 class EdfSource:
     """An open EDF/EDF+/BDF file: its channels, samples by blocks, annotations, start time.
 
@@ -108,7 +142,7 @@ class EdfSource:
                 "EDF/EDF+C/BDF/BDF+C files can be imported"
             )
         try:
-            self._reader = pyedflib.EdfReader(path)
+            self._reader = _quiet_open(lambda: pyedflib.EdfReader(path))
         except OSError as exc:
             # pyedflib reports unreadable or truncated files as OSError with the reason.
             raise SourceFileError(
