@@ -2,7 +2,8 @@
 read per window, and the targets models want from them.
 
 :func:`label_events` writes one small Arrow file per recording (``onset_ns``,
-``offset_ns``, ``class``: sorted by onset, times relative to the recording's start)
+``offset_ns``, ``class``: sorted by onset, times relative to the recording's start, as
+the annotations' spans are)
 and returns an :class:`EventLabels`, a JSON-able reference to them with a digest of
 their content. Nothing is densified at rest, and a window reads only its recording's
 file (memory-mapped on local disk), then the events that overlap it.
@@ -201,7 +202,7 @@ def label_events(
             if a >= hi or b < lo or (b == lo and a != b):
                 continue
             a, b = max(a, lo), min(b, hi)
-        per[r].append((a - lo, b - lo, code[v]))
+        per[r].append((a, b, code[v]))
     files, longest, hasher = {}, {}, hashlib.sha256(json.dumps(classes).encode())
     root = str(out).rstrip("/")
     for r in sorted(per):
@@ -279,6 +280,8 @@ def event_mask(
             if 0 <= j < n:
                 out[c, j] = 1
         m_on, m_off = _merged(c_on[~instant], c_off[~instant])
+        if len(m_on) == 0:
+            continue
         if min_overlap is None:
             centres = edges[:-1] + period / 2
             # Centre in [onset, offset): the first interval whose offset is past it.

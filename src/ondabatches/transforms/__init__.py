@@ -8,12 +8,15 @@
 - built-ins: zero-phase filters (:class:`Bandpass`, :class:`Highpass`,
   :class:`Lowpass`, :class:`Notch`), :class:`Normalize`, :class:`Spectrogram`, and the
   augmentations :class:`AmplitudeScale`, :class:`SignFlip`, :class:`TimeReverse`,
-  :class:`ChannelDropout`, :class:`GaussianNoise`, :class:`Mixup`.
+  :class:`ChannelDropout`, :class:`GaussianNoise`, :class:`Mixup`;
+- :class:`EventTargets`: sparse event label sets as targets (:class:`EventMask`,
+  :class:`MultiHot`, :class:`EventList`), ``y`` a dict of label sets.
 """
 
-from . import _base, _builtins, _scheme
+from . import _base, _builtins, _scheme, _targets
 from ._base import *  # noqa: F403
 from ._builtins import *  # noqa: F403
 from ._scheme import *  # noqa: F403
+from ._targets import *  # noqa: F403
 
-__all__ = sorted({*_base.__all__, *_builtins.__all__, *_scheme.__all__})
+__all__ = sorted({*_base.__all__, *_builtins.__all__, *_scheme.__all__, *_targets.__all__})

@@ -1,0 +1,165 @@
+"""Event targets: each item's ``y`` as a dict of label sets, sparse ones read per window.
+
+``EventTargets({"arousal": (events, EventMask(2.0)), "apnea": (events2,
+EventList(16))})`` makes ``y = {"labels": <the dense per-epoch codes>, "arousal": ...,
+"apnea": {...}, "present": {"arousal": bool, "apnea": bool}}``: a recording that lacks
+a label set is served with zero targets and ``present`` False. Each set's
+configuration (its manifest and digest, and the target) is in the state's config, so a
+checkpoint resumed over changed events is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .._errors import BatchSpecError
+from ..labels._events import EventLabels, event_list, event_mask, multi_hot
+from ._base import Transform, register_transform
+
+__all__ = ["EventList", "EventMask", "EventTargets", "MultiHot"]
+
+_NS = 10**9
+
+
+@dataclass(frozen=True)
+class EventMask:
+    """A ``(classes, time)`` mask at ``rate_hz`` (at most the signal's rate): 1 where an
+    event contains the label sample's centre (``min_overlap`` None) or covers at least
+    ``min_overlap`` of it (see :func:`~ondabatches.event_mask`)."""
+
+    rate_hz: float
+    min_overlap: float | None = None
+
+    def compute(self, events, start: int, stop: int, n_classes: int) -> np.ndarray:
+        return event_mask(events, start, stop, n_classes, self.rate_hz, self.min_overlap)
+
+    def check(self, sample_rate: float, where: str) -> None:
+        if not 0 < self.rate_hz <= sample_rate:
+            raise BatchSpecError(
+                f"{self!r}: rate_hz must be in (0, {sample_rate}] (the signal's rate of {where})"
+            )
+
+
+@dataclass(frozen=True)
+class MultiHot:
+    """An ``(epochs, classes)`` multi-hot target: 1 where the class's events cover at
+    least ``min_overlap`` of the epoch of ``epoch_s`` seconds (see
+    :func:`~ondabatches.multi_hot`)."""
+
+    epoch_s: float
+    min_overlap: float = 0.5
+
+    def compute(self, events, start: int, stop: int, n_classes: int) -> np.ndarray:
+        return multi_hot(events, start, stop, n_classes, round(self.epoch_s * _NS),
+                         self.min_overlap)  # fmt: skip
+
+    def check(self, sample_rate: float, where: str) -> None:
+        if self.epoch_s <= 0 or not 0 <= self.min_overlap <= 1:
+            raise BatchSpecError(f"{self!r}: epoch_s must be > 0 and min_overlap in [0, 1]")
+
+
+@dataclass(frozen=True)
+class EventList:
+    """Up to ``max_events`` events per window as padded arrays (see
+    :func:`~ondabatches.event_list`)."""
+
+    max_events: int
+
+    def compute(self, events, start: int, stop: int, n_classes: int) -> dict[str, np.ndarray]:
+        return event_list(events, start, stop, self.max_events)
+
+    def check(self, sample_rate: float, where: str) -> None:
+        if (
+            isinstance(self.max_events, bool)
+            or not isinstance(self.max_events, int)
+            or (self.max_events < 1)
+        ):
+            raise BatchSpecError(f"{self!r}: max_events must be a positive int")
+
+
+_KINDS = {"mask": EventMask, "multi_hot": MultiHot, "list": EventList}
+_KIND_OF = {v: k for k, v in _KINDS.items()}
+
+
+def _target_dict(target: Any) -> dict[str, Any]:
+    return {"kind": _KIND_OF[type(target)], **asdict(target)}
+
+
+def _target_from(value: Any) -> Any:
+    if type(value) in _KIND_OF:
+        return value
+    if isinstance(value, Mapping) and value.get("kind") in _KINDS:
+        params = {k: v for k, v in value.items() if k != "kind"}
+        return _KINDS[value["kind"]](**params)
+    raise BatchSpecError(
+        f"a target is an EventMask, MultiHot or EventList (or its dict), got {value!r}"
+    )
+
+
+@register_transform
+class EventTargets(Transform):
+    """Event label sets as targets (an item transform; see the module documentation).
+
+    Parameters
+    ----------
+    targets:
+        Label-set name -> ``(EventLabels, target)``, the target an :class:`EventMask`,
+        :class:`MultiHot` or :class:`EventList` (or the dict forms in a config).
+    dense:
+        The key of the item's dense per-epoch label codes in ``y``.
+    """
+
+    name = "event_targets"
+    makes_targets = True
+
+    def __init__(self, targets: Mapping[str, Any], dense: str = "labels"):
+        if not isinstance(targets, Mapping) or not targets:
+            raise BatchSpecError(f"targets must be a non-empty mapping, got {targets!r}")
+        self.targets: dict[str, tuple[EventLabels, Any]] = {}
+        for key, value in targets.items():
+            if key in (dense, "present"):
+                raise BatchSpecError(f"a label set may not be named {key!r}")
+            if isinstance(value, Mapping):
+                events, target = value.get("events"), value.get("target")
+            else:
+                events, target = value
+            if isinstance(events, Mapping):
+                events = EventLabels.from_dict(events)
+            if not isinstance(events, EventLabels):
+                raise BatchSpecError(
+                    f"targets[{key!r}]'s events must be EventLabels, got {events!r}"
+                )
+            self.targets[str(key)] = (events, _target_from(target))
+        self.dense = str(dense)
+
+    def params(self):
+        return {
+            "targets": {
+                k: {"events": ev.to_dict(), "target": _target_dict(t)}
+                for k, (ev, t) in sorted(self.targets.items())
+            },
+            "dense": self.dense,
+        }
+
+    def check(self, sample_rate, window, recording, where):
+        for _, target in self.targets.values():
+            target.check(sample_rate, where)
+
+    def apply(self, x, y, rng, sample_rate):
+        raise BatchSpecError("EventTargets needs the batch item: it runs in materialize_batch")
+
+    def apply_to(self, x, y, rng, sample_rate, item):
+        start, stop = item.window.start, item.window.stop
+        out: dict[str, Any] = {self.dense: y}
+        present = {}
+        for key, (events, target) in self.targets.items():
+            has = events.has(item.recording)
+            found = events.window(item.recording, start, stop)
+            out[key] = target.compute(found, start, stop, len(events.classes))
+            present[key] = np.array(has)
+        out["present"] = present
+        return x, out

@@ -1,0 +1,246 @@
+"""Sparse event labels: stored per recording, read per window, as masks, multi-hot epochs
+and event lists equal to brute-force references; served as dict targets by every path."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ondabatches import (
+    Batcher,
+    BatchState,
+    LabelError,
+    RandomBatches,
+    StateError,
+    event_list,
+    event_mask,
+    label_events,
+    materialize_batch,
+    multi_hot,
+)
+from ondabatches.onda import annotations_table, iter_signals
+from ondabatches.transforms import (
+    EventList,
+    EventMask,
+    EventTargets,
+    MultiHot,
+    Pipeline,
+    TimeReverse,
+    TransformedBatches,
+)
+from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
+
+S = 10**9
+CLASSES = ("arousal", "apnea", "spindle")
+
+
+def _events(dataset, seed=0, skip=None):  # noqa: F811
+    """Random overlapping events of 3 classes per recording: long and short ones,
+    instants, one past the recording's end; ``skip``: a recording given none."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for sig in iter_signals(dataset.signals):
+        if sig.recording == skip or any(r["recording"] == sig.recording for r in rows):
+            continue
+        stop = sig.span.stop
+        for k in range(60):
+            a = int(rng.integers(0, stop))
+            length = int(rng.choice([0, rng.integers(1, 3 * S), rng.integers(S, 60 * S)]))
+            rows.append(dict(recording=sig.recording, id=uuid.uuid4(),
+                             span=(a, a + length), event=CLASSES[k % 3]))  # fmt: skip
+        rows.append(dict(recording=sig.recording, id=uuid.uuid4(),
+                         span=(stop - S, stop + 5 * S), event="apnea"))  # fmt: skip
+        rows.append(dict(recording=sig.recording, id=uuid.uuid4(), span=(0, S), event="other"))
+    return annotations_table(rows)
+
+
+def _brute(events_rows, recording, start, stop):
+    """The events of a window by testing every event: (onset, offset, class) lists."""
+    out = []
+    for on, off, c in events_rows[recording]:
+        if (off > start and on < stop) or (on == off and start <= on < stop):
+            out.append((on, off, c))
+    return out
+
+
+def _stored(dataset, annotations):  # noqa: F811
+    """Every recording's events as label_events stores them (clipped to the recording)."""
+    spans = {}
+    for sig in iter_signals(dataset.signals):
+        lo, hi = spans.get(sig.recording, (sig.span.start, sig.span.stop))
+        spans[sig.recording] = (min(lo, sig.span.start), max(hi, sig.span.stop))
+    out = {str(r): [] for r in spans}
+    table = annotations.to_pylist()
+    for row in table:
+        if row["event"] not in CLASSES:
+            continue
+        lo, hi = spans[row["recording"]]
+        a, b = row["span"].start, row["span"].stop
+        if a >= hi:
+            continue
+        out[str(row["recording"])].append((max(a, lo), min(b, hi), CLASSES.index(row["event"])))
+    return out
+
+
+@pytest.fixture(scope="module")
+def stored(dataset, tmp_path_factory):  # noqa: F811
+    annotations = _events(dataset)
+    labels = label_events(dataset.signals, annotations, column="event", classes=CLASSES,
+                          out=str(tmp_path_factory.mktemp("events")))  # fmt: skip
+    return labels, _stored(dataset, annotations)
+
+
+def test_windows_read_exactly_the_overlapping_events(stored):
+    labels, rows = stored
+    rng = np.random.default_rng(1)
+    for recording in rows:
+        for _ in range(40):
+            start = int(rng.integers(-10 * S, 13 * 60 * S))
+            stop = start + int(rng.integers(1, 120 * S))
+            on, off, cl = labels.window(recording, start, stop)
+            got = sorted(zip(on.tolist(), off.tolist(), cl.tolist(), strict=True))
+            assert got == sorted(_brute(rows, recording, start, stop))
+        # The edges: windows starting or ending at an event's bounds, instants included.
+        for a, b, _ in rows[recording]:
+            for start, stop in ((a, a + S), (b, b + S), (a - S, a), (b - S, b)):
+                on, off, cl = labels.window(recording, start, stop)
+                got = sorted(zip(on.tolist(), off.tolist(), cl.tolist(), strict=True))
+                assert got == sorted(_brute(rows, recording, start, stop)), (a, b, start, stop)
+
+
+def test_masks_multi_hot_and_lists_equal_brute_force(stored):
+    labels, rows = stored
+    rng = np.random.default_rng(2)
+    n_checked = 0
+    for recording in rows:
+        for _ in range(15):
+            start = int(rng.integers(0, 11 * 60 * S))
+            duration = 90 * S
+            stop = start + duration
+            found = labels.window(recording, start, stop)
+            ev = _brute(rows, recording, start, stop)
+            # Mask at 4 Hz: each label sample's centre tested against every event.
+            rate = 4.0
+            mask = event_mask(found, start, stop, 3, rate)
+            want = np.zeros_like(mask)
+            for j in range(mask.shape[1]):
+                lo, hi = start + j * S / rate, start + (j + 1) * S / rate
+                centre = (lo + hi) / 2
+                for on, off, c in ev:
+                    if (on == off and lo <= on < hi) or (on <= centre < off):
+                        want[c, j] = 1
+            np.testing.assert_array_equal(mask, want)
+            # Half-overlap mask: covered length of each label sample.
+            half = event_mask(found, start, stop, 3, rate, min_overlap=0.5)
+            want = np.zeros_like(half)
+            for j in range(half.shape[1]):
+                lo, hi = start + j * S / rate, start + (j + 1) * S / rate
+                for c in range(3):
+                    covered = _union_length([(on, off) for on, off, k in ev if k == c], lo, hi)
+                    instant = any(k == c and on == off and lo <= on < hi for on, off, k in ev)
+                    want[c, j] = covered >= 0.5 * (hi - lo) - 1e-6 or instant
+            np.testing.assert_array_equal(half, want)
+            # Multi-hot epochs of 30 s at 0.3 of the epoch.
+            hot = multi_hot(found, start, stop, 3, 30 * S, 0.3)
+            want = np.zeros_like(hot)
+            for k in range(3):
+                lo, hi = start + k * 30 * S, start + (k + 1) * 30 * S
+                for c in range(3):
+                    covered = _union_length([(on, off) for on, off, q in ev if q == c], lo, hi)
+                    instant = any(q == c and on == off and lo <= on < hi for on, off, q in ev)
+                    want[k, c] = covered >= 0.3 * 30 * S or instant
+            np.testing.assert_array_equal(hot, want)
+            # Event lists: onset order, clipped, padded, counted.
+            lst = event_list(found, start, stop, 4)
+            order = sorted(ev, key=lambda e: (e[0], e[2]))
+            assert int(lst["count"]) == len(ev)
+            assert lst["valid"].sum() == min(4, len(ev))
+            for i, (on, off, c) in enumerate(order[:4]):
+                assert lst["class"][i] == c
+                assert lst["onset"][i] == pytest.approx((max(on, start) - start) / S, abs=1e-6)
+                assert lst["offset"][i] == pytest.approx((min(off, stop) - start) / S, abs=1e-6)
+            assert (lst["class"][len(order[:4]) :] == -1).all()
+            n_checked += 1
+    assert n_checked >= 15
+
+
+def _union_length(intervals, lo, hi):
+    clipped = sorted((max(a, lo), min(b, hi)) for a, b in intervals if min(b, hi) > max(a, lo))
+    total, reach = 0.0, -np.inf
+    for a, b in clipped:
+        if b > reach:
+            total += b - max(a, reach)
+            reach = b
+    return total
+
+
+def test_past_end_clipped_or_refused(dataset, tmp_path):  # noqa: F811
+    annotations = _events(dataset)
+    with pytest.raises(LabelError, match=r"past the recording's span.*past_end='clip'"):
+        label_events(dataset.signals, annotations, column="event", classes=CLASSES,
+                     out=str(tmp_path / "e"), past_end="error")  # fmt: skip
+    with pytest.raises(LabelError, match="no column 'nope'"):
+        label_events(dataset.signals, annotations, column="nope", classes=CLASSES,
+                     out=str(tmp_path / "e"))  # fmt: skip
+
+
+def test_event_targets_through_materialize_batcher_and_state(dataset, labeled, tmp_path):  # noqa: F811
+    table = eeg_rows_at(labeled, 128.0)
+    skip = next(iter_signals(dataset.signals)).recording
+    annotations = _events(dataset, skip=skip)
+    stored = {r: e for r, e in _stored(dataset, annotations).items() if r != str(skip)}
+    others = pa.array([s.recording != skip for s in iter_signals(dataset.signals)])
+    arousal = label_events(dataset.signals.filter(others), annotations, column="event",
+                           classes=CLASSES, out=str(tmp_path / "a"))  # fmt: skip
+    assert not arousal.has(skip)
+    targets = EventTargets({"events": (arousal, EventMask(2.0)),
+                            "epochs": (arousal, MultiHot(30.0)),
+                            "list": (arousal, EventList(8))}, dense="stage")  # fmt: skip
+    scheme = RandomBatches(table, n_channels=2, batch_size=16, batch_duration=60 * S)
+    batches = TransformedBatches(scheme, [targets])
+    state = batches.initial_state(seed=4)
+    batch, after = batches.iterate_batch(state)
+    x, y = materialize_batch(batch)
+    assert set(y) == {"stage", "events", "epochs", "list", "present"}
+    assert y["events"].shape == (16, 3, 120) and y["epochs"].shape == (16, 2, 3)
+    assert y["list"]["class"].shape == (16, 8) and y["stage"].shape == (16, 1, 2)
+    present = y["present"]["events"]
+    assert present.dtype == bool and (~present).any() and present.any()
+    for i, item in enumerate(batch):
+        if not present[i]:
+            assert item.recording == skip and not y["events"][i].any()
+            continue
+        ev = _brute(stored, str(item.recording), item.window.start, item.window.stop)
+        assert int(y["list"]["count"][i]) == len(ev)
+    # The same on worker processes, and after a JSON resume.
+    with Batcher(scheme, backend="processes", workers=2, transforms=[targets]) as b:
+        b.start(BatchState.from_json(state.to_json()))
+        (bx, by), _ = b.take(state)
+    np.testing.assert_array_equal(bx, x)
+    np.testing.assert_array_equal(by["events"], y["events"])
+    np.testing.assert_array_equal(by["list"]["onset"], y["list"]["onset"])
+    # The state names the events by digest: other events are refused.
+    config = json.loads(after.to_json())["config"]["transforms"][0]
+    assert config["targets"]["events"]["events"]["digest"] == arousal.digest
+    other = label_events(dataset.signals, _events(dataset, seed=9), column="event",
+                         classes=CLASSES, out=str(tmp_path / "b"))  # fmt: skip
+    relabeled = TransformedBatches(scheme, [EventTargets({"events": (other, EventMask(2.0)),
+                                   "epochs": (other, MultiHot(30.0)),
+                                   "list": (other, EventList(8))}, dense="stage")])  # fmt: skip
+    with pytest.raises(StateError, match="transforms"):
+        relabeled.iterate_batch(after)
+
+
+def test_event_target_bad_input(stored):
+    labels, _ = stored
+    with pytest.raises(Exception, match="cannot go with"):
+        Pipeline([EventTargets({"e": (labels, EventMask(2.0))}), TimeReverse()])
+    with pytest.raises(Exception, match="rate_hz must be in"):
+        EventMask(500.0).check(128.0, "x")
+    changed = dict(labels.to_dict(), digest="0" * 16)
+    with pytest.raises(LabelError, match="changed"):
+        EventTargets({"e": {"events": changed, "target": {"kind": "mask", "rate_hz": 2.0}}})
