@@ -107,6 +107,7 @@ PUBLIC = [
     "encode",
     "event_list",
     "event_mask",
+    "event_weights",
     "filesystem_for",
     "get_format",
     "get_storage_options",

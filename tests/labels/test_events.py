@@ -18,6 +18,7 @@ from ondabatches import (
     StateError,
     event_list,
     event_mask,
+    event_weights,
     label_events,
     materialize_batch,
     multi_hot,
@@ -244,3 +245,44 @@ def test_event_target_bad_input(stored):
     changed = dict(labels.to_dict(), digest="0" * 16)
     with pytest.raises(LabelError, match="changed"):
         EventTargets({"e": {"events": changed, "target": {"kind": "mask", "rate_hz": 2.0}}})
+
+
+def test_event_aware_sampling_draws_the_chosen_fraction(dataset, labeled, tmp_path):  # noqa: F811
+    table = eeg_rows_at(labeled, 128.0)
+    # Rare events: one short apnea per recording.
+    rows, rng = [], np.random.default_rng(5)
+    recordings = {s.recording: s.span for s in iter_signals(dataset.signals)}
+    for rec, span in recordings.items():
+        for _ in range(1):
+            a = int(rng.integers(span.start + 60 * S, span.stop - 60 * S))
+            rows.append(dict(recording=rec, id=uuid.uuid4(), span=(a, a + 10 * S),
+                             event="apnea"))  # fmt: skip
+    events = label_events(dataset.signals, annotations_table(rows), column="event",
+                          classes=["apnea"], out=str(tmp_path / "ev"))  # fmt: skip
+    sw, lw = event_weights(table, events, fraction=0.5)
+    scheme = RandomBatches(table, n_channels=1, batch_size=64, batch_duration=90 * S,
+                           signal_weights=sw, label_weights=lw)  # fmt: skip
+    plain = RandomBatches(table, n_channels=1, batch_size=64, batch_duration=90 * S)
+    held, positions, held_plain = [], set(), []
+    state, other = scheme.initial_state(seed=3), plain.initial_state(seed=3)
+    for _ in range(20):
+        batch, state = scheme.iterate_batch(state)
+        pbatch, other = plain.iterate_batch(other)
+        for item in batch:
+            on, _, _ = events.window(item.recording, item.window.start, item.window.stop)
+            held.append(len(on) > 0)
+            if len(on):
+                positions.add(int((max(on[0], item.window.start) - item.window.start) // (30 * S)))
+        held_plain += [len(events.window(i.recording, i.window.start, i.window.stop)[0]) > 0
+                       for i in pbatch]  # fmt: skip
+    share = np.mean(held)
+    assert 0.47 <= share <= 0.62, share  # at least the fraction (windows of 3 epochs)
+    assert np.mean(held_plain) < 0.2  # rare without the weights
+    assert positions == {0, 1, 2}  # the event at any position in its window
+    # Deterministic and resumable like any RandomBatches stream.
+    again, _ = scheme.iterate_batch(scheme.initial_state(seed=3).advance(19))
+    assert again == batch
+    with pytest.raises(Exception, match="fraction must be in"):
+        event_weights(table, events, fraction=1.5)
+    with pytest.raises(Exception, match="unknown event classes"):
+        event_weights(table, events, classes=["spindle"])

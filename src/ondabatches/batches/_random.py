@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._errors import BatchSpecError
+from ..labels._events import EventLabels
 from ..labels._labeled import StoredLabels
 from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan
 from ._item import BatchItem
@@ -23,6 +24,7 @@ __all__ = [
     "RandomBatches",
     "class_balanced_weights",
     "duration_weights",
+    "event_weights",
     "inverse_frequency_label_weights",
 ]
 
@@ -468,3 +470,71 @@ def duration_weights(labeled: pa.Table, *, by_recording: bool = False) -> np.nda
 
         seconds = seconds[_first_rows(uuids_from_array(labeled.column("recording")))]
     return seconds
+
+
+def event_epochs(labeled: pa.Table, events: EventLabels, classes: Sequence[int] | None = None):
+    """Per row, whether each label epoch overlaps an event (of ``classes``, codes of
+    ``events.classes``; default all). An instant event marks the epoch holding it."""
+    rows = LabeledArrays(labeled)
+    out = []
+    for i in range(rows.n_rows):
+        start, stop, epoch = int(rows.label_start[i]), int(rows.label_stop[i]), int(rows.epoch[i])
+        n = int(rows.n_labels[i])
+        hit = np.zeros(n, dtype=bool)
+        on, off, cl = events.window(rows.recordings[i], start, stop)
+        if classes is not None:
+            keep = np.isin(cl, np.asarray(list(classes)))
+            on, off = on[keep], off[keep]
+        first = np.clip((on - start) // epoch, 0, n)
+        last = np.clip(-(-(off - start) // epoch), 0, n)  # exclusive
+        last = np.where(off == on, np.minimum(first + 1, n), last)
+        for a, b in zip(first.tolist(), last.tolist(), strict=True):
+            hit[a:b] = True
+        out.append(hit)
+    return out
+
+
+def event_weights(
+    labeled: pa.Table,
+    events: EventLabels,
+    *,
+    fraction: float = 0.5,
+    classes: Sequence[str] | None = None,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``(signal_weights, label_weights)`` for :class:`RandomBatches` under which a
+    ``fraction`` of the drawn windows hold an event (of ``classes``, names of
+    ``events.classes``; default all), for rare-event training.
+
+    RandomBatches draws an epoch by these weights and then a window start uniformly
+    among the windows that hold it, so the event lands at a random position in its
+    window, not centred. Windows of several epochs may hold events besides the drawn
+    epoch's, so at least ``fraction`` of the windows hold one; the stream stays a pure
+    function of (seed, batch index) and resumes like any other. Evaluation passes
+    (:class:`SequentialBatches`) are unaffected: they cover every window once.
+
+    Raises
+    ------
+    BatchSpecError
+        For a fraction outside [0, 1], unknown classes, or no epoch with an event.
+    """
+    if isinstance(fraction, bool) or not 0.0 <= float(fraction) <= 1.0:
+        raise BatchSpecError(f"fraction must be in [0, 1], got {fraction!r}")
+    codes = None
+    if classes is not None:
+        unknown = [c for c in classes if c not in events.classes]
+        if unknown:
+            raise BatchSpecError(f"unknown event classes {unknown}; the set has {events.classes}")
+        codes = [events.classes.index(c) for c in classes]
+    hits = event_epochs(labeled, events, codes)
+    n_hit = sum(int(h.sum()) for h in hits)
+    n_other = sum(int((~h).sum()) for h in hits)
+    if n_hit == 0 and fraction > 0:
+        raise BatchSpecError(
+            f"no label epoch of the table overlaps an event of {classes or events.classes}"
+        )
+    w_hit = fraction / n_hit if n_hit else 0.0
+    w_other = (1.0 - fraction) / n_other if n_other else 0.0
+    if n_other == 0:
+        w_hit = 1.0 / n_hit
+    label_weights = [np.where(h, w_hit, w_other) for h in hits]
+    return np.array([w.sum() for w in label_weights]), label_weights
