@@ -20,7 +20,7 @@ from ondabatches import (  # noqa: E402
     StateError,
     materialize_batch,
 )
-from ondabatches.onda import load  # noqa: E402
+from ondabatches.onda import iter_signals, load  # noqa: E402
 from ondabatches.onda._timespan import TimeSpan, window_sample_range  # noqa: E402
 from ondabatches.transforms import (  # noqa: E402
     AmplitudeScale,
@@ -136,8 +136,10 @@ def test_normalize_window(labeled):  # noqa: F811
     r, _ = materialize_batch(batch, transforms=[Normalize(method="robust")])
     q1, med, q3 = np.percentile(raw.astype(np.float64), (25, 50, 75), axis=-1, keepdims=True)
     np.testing.assert_allclose(r, (raw - med) / (q3 - q1), rtol=1e-4, atol=1e-5)
-    with pytest.raises(BatchSpecError, match="'window'"):
+    with pytest.raises(BatchSpecError, match="needs statistics=recording_statistics"):
         Normalize(scope="recording")
+    with pytest.raises(BatchSpecError, match="'window' or 'recording'"):
+        Normalize(scope="dataset")
 
 
 AUGMENT = [Bandpass(0.5, 30.0), AmplitudeScale(0.5, 2.0, p=0.7), SignFlip(p=0.5),
@@ -286,3 +288,47 @@ def test_pytorch_adapters_serve_transformed_batches(labeled):  # noqa: F811
         np.testing.assert_array_equal(got[k].numpy(), want[k])
     with pytest.raises(StateError, match="transforms: state has '<missing>'"):
         BatchMapDataset(scheme, scheme.initial_state(seed=9), length=3, transforms=pipeline)[0]
+
+
+def test_recording_statistics_equal_numpy_over_the_whole_recording(dataset, labeled, tmp_path):  # noqa: F811
+    from ondabatches.transforms import load_recording_statistics, recording_statistics
+
+    stats = recording_statistics(dataset.signals, str(tmp_path / "stats.json"), block_samples=5000)
+    types = set()
+    for sig in iter_signals(dataset.signals):
+        data = load(sig).data.astype(np.float64)
+        got = stats.signals[sig.file_path]
+        types.add(sig.info.sample_type)
+        step = abs(sig.info.sample_resolution_in_unit)
+        np.testing.assert_allclose(got["mean"], data.mean(axis=1), rtol=1e-9, atol=1e-9 * step)
+        np.testing.assert_allclose(got["std"], data.std(axis=1), rtol=1e-6)
+        q1, med, q3 = np.percentile(data, (25, 50, 75), axis=1)
+        # Exact for 8/16-bit samples; within 1/65536 of the range for wider ones.
+        tol = 1e-9 if np.dtype(sig.info.sample_type).itemsize <= 2 else np.ptp(data) / 65536
+        for name, want in (("q1", q1), ("median", med), ("q3", q3)):
+            np.testing.assert_allclose(got[name], want, rtol=0, atol=tol + 1e-9 * step)
+    assert len(types) >= 2
+    assert load_recording_statistics(stats.path).digest == stats.digest
+
+    scheme = _scheme(labeled, rate=128.0)
+    for method in ("robust", "zscore"):
+        norm = TransformedBatches(scheme, [Normalize("recording", method, statistics=stats)])
+        batch, after = norm.iterate_batch(norm.initial_state(seed=6))
+        x, _ = materialize_batch(batch)
+        raw, _ = materialize_batch(batch.items)
+        for i, item in enumerate(batch):
+            s = stats.signals[item.file_path]
+            rows = [item.info.channels.index(c) for c in item.channels]
+            if method == "robust":
+                centre = np.array(s["median"])[rows]
+                spread = np.array(s["q3"])[rows] - np.array(s["q1"])[rows]
+            else:
+                centre, spread = np.array(s["mean"])[rows], np.array(s["std"])[rows]
+            want = (raw[i] - centre[:, None]) / spread[:, None]
+            np.testing.assert_allclose(x[i], want, rtol=1e-5, atol=1e-5)
+    # The statistics are named by digest: a state of other statistics is refused.
+    (tmp_path / "other").mkdir()
+    other = recording_statistics(dataset.signals.slice(0, 2), str(tmp_path / "other" / "s.json"))
+    changed = TransformedBatches(scheme, [Normalize("recording", "zscore", statistics=other)])
+    with pytest.raises(StateError, match="transforms"):
+        changed.iterate_batch(after)

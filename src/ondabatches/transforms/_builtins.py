@@ -6,6 +6,7 @@ Filters need scipy (the ``transforms`` extra, imported on first use).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -219,37 +220,81 @@ class Notch(_Filter):
 
 @register_transform
 class Normalize(Transform):
-    """Per-channel standardization of each window.
+    """Per-channel standardization: ``method="zscore"``, ``(x - mean) / std``, or
+    ``"robust"``, ``(x - median) / IQR``.
 
-    ``method="zscore"``: ``(x - mean) / std``; ``"robust"``: ``(x - median) / IQR``.
-    A channel whose spread is 0 is only centred. Only ``scope="window"`` (statistics
-    of the window itself) is built so far.
+    ``scope="window"`` uses the window's own statistics; ``scope="recording"`` those of
+    the whole recording, computed once out of core by
+    :func:`~ondabatches.transforms.recording_statistics` and given as ``statistics``
+    (named in the state's config by their digest). A spread of 0 only centres.
     """
 
     name = "normalize"
 
-    def __init__(self, scope: str = "window", method: str = "robust"):
-        if scope != "window":
-            raise BatchSpecError(
-                f"Normalize scope {scope!r} is not available; built: 'window' "
-                f"(per-recording statistics are not built yet)"
-            )
+    def __init__(self, scope: str = "window", method: str = "robust", statistics: Any = None):
+        from ._stats import RecordingStatistics
+
+        if scope not in ("window", "recording"):
+            raise BatchSpecError(f"Normalize scope must be 'window' or 'recording', got {scope!r}")
         if method not in ("robust", "zscore"):
             raise BatchSpecError(f"Normalize method must be 'robust' or 'zscore', got {method!r}")
-        self.scope, self.method = scope, method
+        if scope == "recording":
+            if isinstance(statistics, Mapping):
+                statistics = RecordingStatistics.from_dict(statistics)
+            if not isinstance(statistics, RecordingStatistics):
+                raise BatchSpecError(
+                    "Normalize(scope='recording') needs statistics=recording_statistics(...)"
+                )
+        elif statistics is not None:
+            raise BatchSpecError("statistics are for scope='recording'")
+        self.scope, self.method, self.statistics = scope, method, statistics
 
     def params(self):
-        return {"scope": self.scope, "method": self.method}
+        out = {"scope": self.scope, "method": self.method}
+        if self.statistics is not None:
+            out["statistics"] = self.statistics.to_dict()
+        return out
 
     def apply(self, x, y, rng, sample_rate):
+        if self.scope != "window":
+            raise BatchSpecError(
+                "Normalize(scope='recording') needs the item: use materialize_batch"
+            )
         if self.method == "zscore":
             centre = x.mean(axis=-1, keepdims=True, dtype=np.float64)
             spread = x.std(axis=-1, keepdims=True, dtype=np.float64)
         else:
             q1, centre, q3 = np.percentile(x, (25, 50, 75), axis=-1, keepdims=True)
             spread = q3 - q1
-        spread = np.where(spread > 0, spread, 1.0)
-        return ((x - centre) / spread).astype(x.dtype, copy=False), y
+        return _standardized(x, centre, spread), y
+
+    def apply_to(self, x, y, rng, sample_rate, item):
+        if self.scope == "window":
+            return self.apply(x, y, rng, sample_rate)
+        stats = self.statistics.of(item.file_path, f"recording {item.recording}")
+        rows = _rows_of(item)
+        if self.method == "zscore":
+            centre, spread = stats["mean"][rows], stats["std"][rows]
+        else:
+            centre, spread = stats["median"][rows], stats["q3"][rows] - stats["q1"][rows]
+        return _standardized(x, centre, spread), y
+
+
+def _standardized(x: np.ndarray, centre: np.ndarray, spread: np.ndarray) -> np.ndarray:
+    spread = np.where(spread > 0, spread, 1.0)
+    return ((x - centre) / spread).astype(x.dtype, copy=False)
+
+
+def _rows_of(item: Any) -> Any:
+    """The rows of the signal's channels that an item's channel selector picks."""
+    sel = item.channels
+    if sel is None:
+        return slice(None)
+    if isinstance(sel, (list, tuple)):
+        return item.info.channel_indices(list(sel))
+    raise BatchSpecError(
+        f"Normalize(scope='recording') needs channels by name or index, not {sel!r}"
+    )
 
 
 @register_transform
