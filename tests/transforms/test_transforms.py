@@ -332,3 +332,21 @@ def test_recording_statistics_equal_numpy_over_the_whole_recording(dataset, labe
     changed = TransformedBatches(scheme, [Normalize("recording", "zscore", statistics=other)])
     with pytest.raises(StateError, match="transforms"):
         changed.iterate_batch(after)
+
+
+def test_time_shift_reads_the_moved_window_from_the_recording(labeled):  # noqa: F811
+    from ondabatches.transforms import TimeShift
+
+    items = [it for it in _items_at_random_starts(labeled, n=64) if it.info.sample_rate == 128.0]
+    shifts = set()
+    pipeline = Pipeline([TimeShift(2.0, p=1.0)])
+    for k, item in enumerate(items):
+        x, _ = materialize_batch([item], transforms=pipeline, key=(0, k))
+        whole = _whole(item)
+        rows = window_sample_range(item.window.translate(-item.signal_span.start), 128.0)
+        found = [s for s in range(-256, 257)
+                 if 0 <= rows.start + s and rows.stop + s <= whole.shape[1]
+                 and np.array_equal(x[0], whole[:, rows.start + s : rows.stop + s])]  # fmt: skip
+        assert len(found) == 1, (k, item.window)  # a window of the recording, no fill
+        shifts.add(found[0])
+    assert len(shifts) > 3 and any(s < 0 for s in shifts) and any(s > 0 for s in shifts)

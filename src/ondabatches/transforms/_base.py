@@ -60,6 +60,10 @@ class Transform:
     random: ClassVar[bool] = False
     #: Whether it moves samples in time (and then moves the per-epoch labels with them).
     moves_time: ClassVar[bool] = False
+    #: Whether it moves the window within the context read around it (a time shift):
+    #: :meth:`shift` then gives the new ``(before, after)`` context and ``apply`` is not
+    #: called.
+    moves_window: ClassVar[bool] = False
     #: Whether it makes ``y`` a dict of targets (event targets), or needs it an array.
     makes_targets: ClassVar[bool] = False
     needs_array_y: ClassVar[bool] = False
@@ -82,6 +86,13 @@ class Transform:
     ) -> tuple[np.ndarray, Any]:
         """The transformed ``(x, y)``; ``rng`` is None unless :attr:`random`."""
         raise NotImplementedError
+
+    def shift(
+        self, before: int, after: int, rng: np.random.Generator | None, sample_rate: float
+    ) -> tuple[int, int]:
+        """For :attr:`moves_window` transforms: the context left before and after the
+        moved window, from the ``before`` and ``after`` samples read around it."""
+        return before, after
 
     def apply_to(
         self,
@@ -207,7 +218,7 @@ class Pipeline:
                 f"item transforms must come before batch transforms, got {[str(t) for t in steps]}"
             )
         targets = [t for t in steps if t.makes_targets]
-        clash = [t for t in steps if t.moves_time or t.needs_array_y]
+        clash = [t for t in steps if t.moves_time or t.moves_window or t.needs_array_y]
         if targets and clash:
             raise BatchSpecError(
                 f"{clash[0]!r} cannot go with {targets[0]!r}: event targets are computed "
@@ -278,7 +289,11 @@ class Pipeline:
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
         for j, (i, t) in enumerate(self.item):
-            x, y = t.apply_to(x, y, self._rng(t, key, position, i), sample_rate, item)
+            rng = self._rng(t, key, position, i)
+            if t.moves_window:
+                before, after = t.shift(before, after, rng, sample_rate)
+            else:
+                x, y = t.apply_to(x, y, rng, sample_rate, item)
             if j + 1 == self._contextual and (before or after):
                 x = x[..., before : x.shape[-1] - after]
         return x, y

@@ -28,6 +28,7 @@ __all__ = [
     "SignFlip",
     "Spectrogram",
     "TimeReverse",
+    "TimeShift",
 ]
 
 #: A filter's margin: the samples after which its impulse response's remaining
@@ -483,3 +484,38 @@ class Mixup(Transform):
         mixed = (lam * x + (1.0 - lam) * x[perm]).astype(x.dtype, copy=False)
         y = np.asarray(y)
         return mixed, {"y_a": y, "y_b": y[perm], "lam": np.full(x.shape[0], lam, np.float32)}
+
+
+@register_transform
+class TimeShift(_Augmentation):
+    """With probability ``p``, move the window by up to ``max_s`` seconds either way
+    (uniformly, whole samples), reading the moved window from the recording: no
+    wrap-around, no zero fill. Near a recording's edges the move is clipped to the
+    samples there are.
+
+    The per-epoch labels stay the unmoved window's: a move is at most ``max_s``, so keep
+    it small against the label epoch (a 30 s epoch moved by 1 s keeps 97% of its
+    samples). It reads ``max_s`` of context each side, like a filter, so it comes first
+    in a pipeline with the filters.
+    """
+
+    name = "time_shift"
+    moves_window = True
+
+    def __init__(self, max_s: float, p: float = 0.5):
+        self.max_s = _number(max_s, "max_s")
+        self.p = _probability(p)
+
+    def params(self):
+        return {"max_s": self.max_s, "p": self.p}
+
+    def margin(self, sample_rate: float) -> int:
+        return math.ceil(self.max_s * sample_rate)
+
+    def shift(self, before, after, rng, sample_rate):
+        if rng.random() >= self.p:
+            return before, after
+        reach = self.margin(sample_rate)
+        moved = int(rng.integers(-reach, reach + 1))
+        moved = max(-before, min(after, moved))
+        return before + moved, after - moved
