@@ -15,7 +15,7 @@ from .._version import __version__
 __all__ = ["main"]
 
 # Each subcommand module exposes ``add_parser(subparsers) -> None`` setting ``func``.
-_COMMANDS = ("_demo", "_inspect", "_plot", "_edf", "_bench")
+_COMMANDS = ("_demo", "_inspect", "_plot", "_edf", "_derive", "_bench")
 # Commands that never use pandas (bench runs peers that may: braindecode, mne, torch).
 _PANDAS_FREE = frozenset({"demo", "inspect", "plot", "import", "import-edf"})
 

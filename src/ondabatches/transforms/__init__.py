@@ -13,13 +13,21 @@
   :class:`MultiHot`, :class:`EventList`), ``y`` a dict of label sets.
 """
 
-from . import _base, _builtins, _scheme, _stats, _targets
+from . import _base, _builtins, _derive, _scheme, _stats, _targets
 from ._base import *  # noqa: F403
 from ._builtins import *  # noqa: F403
+from ._derive import *  # noqa: F403
 from ._scheme import *  # noqa: F403
 from ._stats import *  # noqa: F403
 from ._targets import *  # noqa: F403
 
 __all__ = sorted(
-    {*_base.__all__, *_builtins.__all__, *_scheme.__all__, *_stats.__all__, *_targets.__all__}
+    {
+        *_base.__all__,
+        *_builtins.__all__,
+        *_derive.__all__,
+        *_scheme.__all__,
+        *_stats.__all__,
+        *_targets.__all__,
+    }
 )
