@@ -46,7 +46,7 @@ from ._builtins import _Filter
 __all__ = ["derive_dataset"]
 
 #: Input samples per block (per channel).
-BLOCK = 1 << 18
+BLOCK = 1 << 17
 
 
 def _reference(x: np.ndarray, reference: str | None) -> np.ndarray:
@@ -76,7 +76,7 @@ def _blocks(
         lo, hi = max(a - margin - reach, 0), min(b + margin + reach, n)
         if resample is not None:
             lo = lo // down * down
-        x = load_rows(sig, range(lo, hi)).data.astype(np.float64)
+        x = np.asarray(load_rows(sig, range(lo, hi)).data, dtype=np.float64)
         for _, t in filters.item:
             x = scipy.sosfiltfilt(t._design(rate), x, axis=-1)
         x = _reference(x, reference)

@@ -1,0 +1,115 @@
+"""Benchmark of ``derive_dataset``: a plain script, not a test.
+
+Recordings of 19 int16 channels at 256 Hz (``benchmarks.windows``' data), derived with
+``Bandpass(0.3, 35) + Notch(50)``, an average reference and a resample to 100 Hz:
+
+- ``time``: ``derive_dataset`` (streamed in blocks, one worker) against the floor of
+  the same scipy calls on each whole recording loaded in memory, written with
+  ``store``; interleaved runs, the median of the paired ratios;
+- ``memory``: the peak RSS of a process deriving a short recording and one 12x longer
+  (goal: flat, at most 1.25x), each in a fresh process.
+
+Run ``python -m benchmarks.derive [--quick]``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ._report import Result, script_main
+
+__all__ = ["run"]
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the parent.
+_CHILD = """
+import sys
+from ondabatches.transforms import Bandpass, Notch, derive_dataset
+derive_dataset(sys.argv[1], None, sys.argv[2], filters=[Bandpass(0.3, 35.0), Notch(50.0)],
+               reference="average", resample_hz=100.0)
+print([ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].split()[1])
+"""
+
+
+def _tables(root: Path, minutes: int) -> str:
+    from ondabatches.onda import write_signals
+
+    from .windows import make_recordings
+
+    labeled = make_recordings(root, n_recordings=1, minutes=minutes)["lpcm"]
+    path = root / "d.onda.signal.arrow"
+    write_signals(path, labeled.select(labeled.column_names[:12]))
+    return str(path)
+
+
+def _peak_rss_mb(signals: str, out: str) -> float:
+    run = subprocess.run([sys.executable, "-c", _CHILD, signals, out],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    return int(run.stdout.split()[-1]) / 1024
+
+
+def _floor(signals: str, out: Path) -> None:
+    """The same scipy calls on each whole recording in memory, stored whole."""
+    from scipy.signal import resample_poly, sosfiltfilt
+
+    from ondabatches.onda import Samples, iter_signals, load, read_signals, store
+    from ondabatches.transforms import Bandpass, Notch
+
+    for sig in iter_signals(read_signals(signals)):
+        x = load(sig).data.astype("float64")
+        for f in (Bandpass(0.3, 35.0), Notch(50.0)):
+            x = sosfiltfilt(f._design(sig.info.sample_rate), x, axis=-1)
+        x = resample_poly(x - x.mean(axis=0, keepdims=True), 25, 64, axis=-1).astype("float32")
+        info = sig.info.__class__(
+            sig.info.sensor_type, sig.info.channels, sig.info.sample_unit, 1.0, 0.0,
+            "float32", 100.0,
+        )  # fmt: skip
+        store(out / f"{sig.recording}.lpcm", Samples(x, info, encoded=True))
+
+
+def run(quick: bool = False) -> list[Result]:
+    from ondabatches.transforms import Bandpass, Notch, derive_dataset
+
+    # The short recording holds more than one block (2**17 samples, 8.5 min at 256 Hz).
+    short, long = (10, 60) if quick else (10, 120)
+    with tempfile.TemporaryDirectory(prefix="ondabatches-bench-") as tmp:
+        root = Path(tmp)
+        (root / "s").mkdir()
+        (root / "l").mkdir()
+        small, large = _tables(root / "s", short), _tables(root / "l", long)
+        rounds = 3 if quick else 5
+        ours, floor = [], []
+        for k in range(rounds):
+            started = time.perf_counter()
+            derive_dataset(large, None, str(root / f"ours{k}"),
+                           filters=[Bandpass(0.3, 35.0), Notch(50.0)],
+                           reference="average", resample_hz=100.0)  # fmt: skip
+            ours.append(time.perf_counter() - started)
+            (root / f"floor{k}").mkdir()
+            started = time.perf_counter()
+            _floor(large, root / f"floor{k}")
+            floor.append(time.perf_counter() - started)
+        ratio = statistics.median(a / b for a, b in zip(ours, floor, strict=True))
+        t_ours, t_floor = statistics.median(ours), statistics.median(floor)
+        print(f"figure: derive {long} min of 19 ch at 256 Hz (s): ours {t_ours:.4g} vs floor "
+              f"{t_floor:.4g} -> ratio {ratio:.3f}")  # fmt: skip
+        rss_small = _peak_rss_mb(small, str(root / "rs"))
+        rss_large = _peak_rss_mb(large, str(root / "rl"))
+        print(f"figure: derive peak RSS, {long} min vs {short} min recording (MB): ours "
+              f"{rss_large:.4g} vs floor {rss_small:.4g} -> ratio {rss_large / rss_small:.3f} "
+              f"(goal 1.25)")  # fmt: skip
+        return [
+            Result(f"derive, {long} min x 19 ch @ 256 Hz: band-pass + notch + avg ref + 100 Hz",
+                   t_ours, t_floor, "s", floor_is="the same scipy calls on the whole recording "
+                   "in memory, stored whole"),
+            Result(f"derive peak RSS, {long} min recording vs {short} min", rss_large, rss_small,
+                   "MB", goal=1.25, floor_is="the same derive of the short recording"),
+        ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    raise SystemExit(script_main(run, __doc__.splitlines()[0]))
