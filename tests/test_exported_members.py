@@ -107,6 +107,7 @@ PUBLIC = [
     "encode",
     "event_list",
     "event_mask",
+    "event_summary",
     "event_weights",
     "filesystem_for",
     "get_format",

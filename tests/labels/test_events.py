@@ -81,7 +81,7 @@ def _stored(dataset, annotations):  # noqa: F811
             continue
         lo, hi = spans[row["recording"]]
         a, b = row["span"].start, row["span"].stop
-        if a >= hi:
+        if a >= hi or b < lo or (b == lo and a != b):  # wholly outside the recording
             continue
         out[str(row["recording"])].append((max(a, lo), min(b, hi), CLASSES.index(row["event"])))
     return out
@@ -286,3 +286,27 @@ def test_event_aware_sampling_draws_the_chosen_fraction(dataset, labeled, tmp_pa
         event_weights(table, events, fraction=1.5)
     with pytest.raises(Exception, match="unknown event classes"):
         event_weights(table, events, classes=["spindle"])
+
+
+def test_event_summary_and_inspect(stored, dataset, capsys):  # noqa: F811
+    from ondabatches import event_summary
+    from ondabatches.cli import main
+
+    labels, rows = stored
+    summary = event_summary(labels)
+    for code, cls in enumerate(CLASSES):
+        mine = [(a, b) for events in rows.values() for a, b, c in events if c == code]
+        assert summary[cls]["events"] == len(mine)
+        assert summary[cls]["instants"] == sum(a == b for a, b in mine)
+        assert summary[cls]["seconds"] == pytest.approx(sum(b - a for a, b in mine) / S)
+        overlapping = 0
+        for events in rows.values():
+            same = sorted((a, b) for a, b, c in events if c == code)
+            for i, (a, b) in enumerate(same):
+                overlapping += any(j != i and a2 < b and a < b2 for j, (a2, b2) in enumerate(same))
+        assert summary[cls]["overlapping"] == overlapping
+    folder = str(dataset.signals.column("file_path")[0]).rsplit("/", 2)[0]
+    main(["inspect", folder, "--no-check-files", "--events", labels.manifest])
+    out = capsys.readouterr().out
+    assert f"events of {labels.manifest}:" in out
+    assert f"  arousal: {summary['arousal']['events']} events in" in out

@@ -39,6 +39,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="do not open the sample files (faster on remote storage)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--events",
+        metavar="MANIFEST",
+        action="append",
+        help="also summarize an event label set (its events.json, from label_events): "
+        "counts, instants, durations and overlaps per class (repeatable)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -46,8 +53,21 @@ def run(args: argparse.Namespace) -> int:
     from ..inspection import inspect_dataset
 
     report = inspect_dataset(args.path, reroot=args.reroot, check_files=args.check_files)
+    events = {}
+    if args.events:
+        from ..labels import event_summary, load_event_labels
+
+        events = {m: event_summary(load_event_labels(m)) for m in args.events}
     if args.json:
-        print(json.dumps(dataclasses.asdict(report), indent=2))
+        print(json.dumps({**dataclasses.asdict(report), "events": events}, indent=2))
     else:
         print(report)
+        for manifest, summary in events.items():
+            print(f"events of {manifest}:")
+            for cls, row in summary.items():
+                print(
+                    f"  {cls}: {row['events']} events in {row['recordings']} recording(s), "
+                    f"{row['seconds']:.1f} s in all, {row['instants']} instant(s), "
+                    f"{row['overlapping']} overlapping another of their class"
+                )
     return 0 if report.ok else 1

@@ -50,6 +50,7 @@ __all__ = [
     "EventLabels",
     "event_list",
     "event_mask",
+    "event_summary",
     "label_events",
     "load_event_labels",
     "multi_hot",
@@ -116,6 +117,33 @@ class EventLabels:
         on, off, cl = onsets[lo:hi], offsets[lo:hi], classes[lo:hi]
         keep = (off > start) | ((off == on) & (on >= start))
         return on[keep], off[keep], cl[keep]
+
+
+def event_summary(events: EventLabels) -> dict[str, dict[str, float]]:
+    """Per class: ``events``, ``instants``, ``seconds`` (total duration), ``overlapping``
+    (events that overlap another event of their class) and ``recordings`` holding one.
+    Reads each recording's events once."""
+    out = {c: {"events": 0, "instants": 0, "seconds": 0.0, "overlapping": 0, "recordings": 0}
+           for c in events.classes}  # fmt: skip
+    for name in events.files.values():
+        on, off, cl = _read(_beside(events.manifest, name), events.digest)
+        for code, cls in enumerate(events.classes):
+            sel = cl == code
+            if not sel.any():
+                continue
+            c_on, c_off = on[sel], off[sel]
+            row = out[cls]
+            row["events"] += int(sel.sum())
+            row["instants"] += int((c_on == c_off).sum())
+            row["seconds"] += float((c_off - c_on).sum()) / 1e9
+            row["recordings"] += 1
+            # Sorted by onset: an event overlaps an earlier one when it starts before the
+            # furthest offset so far, and a later one when the next starts before its end.
+            reach = np.maximum.accumulate(c_off)
+            early = np.concatenate(([False], c_on[1:] < reach[:-1]))
+            late = np.concatenate((c_on[1:] < c_off[:-1], [False]))
+            row["overlapping"] += int((early | late).sum())
+    return out
 
 
 def _beside(manifest: str, name: str) -> str:
