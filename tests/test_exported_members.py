@@ -56,6 +56,7 @@ PUBLIC = [
     "DatasetExistsError",
     "EvenOddCompartments",
     "EventLabels",
+    "EventsWarning",
     "ExcludedRecordingsWarning",
     "JuliaUUIDType",
     "LABELED_SCHEMA",

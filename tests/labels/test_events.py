@@ -13,6 +13,7 @@ import pytest
 from ondabatches import (
     Batcher,
     BatchState,
+    EventsWarning,
     LabelError,
     RandomBatches,
     StateError,
@@ -34,6 +35,9 @@ from ondabatches.transforms import (
     TransformedBatches,
 )
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
+
+# label_events warns, with counts, of the events it clips or ignores (tested below).
+pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
 
 S = 10**9
 CLASSES = ("arousal", "apnea", "spindle")
@@ -184,6 +188,9 @@ def test_past_end_clipped_or_refused(dataset, tmp_path):  # noqa: F811
     with pytest.raises(LabelError, match=r"past the recording's span.*past_end='clip'"):
         label_events(dataset.signals, annotations, column="event", classes=CLASSES,
                      out=str(tmp_path / "e"), past_end="error")  # fmt: skip
+    with pytest.warns(EventsWarning, match=r"[1-9]\d* event\(s\) clipped.*'other': [1-9]"):
+        label_events(dataset.signals, annotations, column="event", classes=CLASSES,
+                     out=str(tmp_path / "w"))  # fmt: skip
     with pytest.raises(LabelError, match="no column 'nope'"):
         label_events(dataset.signals, annotations, column="nope", classes=CLASSES,
                      out=str(tmp_path / "e"))  # fmt: skip

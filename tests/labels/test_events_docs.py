@@ -9,6 +9,9 @@ import pytest
 
 from tests.conftest import ROOT
 
+# label_events warns, with counts, of the events it clips or ignores (tested below).
+pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
+
 PAGE = ROOT / "docs" / "events.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
 

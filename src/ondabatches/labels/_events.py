@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +49,7 @@ from ..onda._timespan import n_samples
 
 __all__ = [
     "EventLabels",
+    "EventsWarning",
     "event_list",
     "event_mask",
     "event_summary",
@@ -55,6 +57,11 @@ __all__ = [
     "load_event_labels",
     "multi_hot",
 ]
+
+
+class EventsWarning(UserWarning):
+    """Annotations that :func:`label_events` clipped, dropped or ignored, with counts."""
+
 
 _SCHEMA = pa.schema([("onset_ns", pa.int64()), ("offset_ns", pa.int64()), ("class", pa.int16())])
 
@@ -216,9 +223,15 @@ def label_events(
     values = annotations.column(column).to_pylist()
     code = {c: i for i, c in enumerate(classes)}
     per: dict[str, list[tuple[int, int, int]]] = {r: [] for r in spans}
+    ignored: dict[str, int] = {}
+    clipped = dropped = elsewhere = 0
     for i, (r, a, b, v) in enumerate(zip(recs, a_start.tolist(), a_stop.tolist(), values,
                                          strict=True)):  # fmt: skip
-        if v not in code or r not in spans:
+        if v not in code:
+            ignored[str(v)] = ignored.get(str(v), 0) + 1
+            continue
+        if r not in spans:
+            elsewhere += 1
             continue
         lo, hi = spans[r]
         if b > hi or a < lo:
@@ -228,9 +241,19 @@ def label_events(
                     f"the recording's span [{lo}, {hi}) ns; pass past_end='clip' to clip it"
                 )
             if a >= hi or b < lo or (b == lo and a != b):
+                dropped += 1
                 continue
+            clipped += 1
             a, b = max(a, lo), min(b, hi)
         per[r].append((a, b, code[v]))
+    if ignored or clipped or dropped or elsewhere:
+        warnings.warn(
+            f"label_events: {clipped} event(s) clipped to their recording's span, {dropped} "
+            f"outside it dropped, {elsewhere} of recordings without signals ignored; "
+            f"annotations of other {column!r} values ignored: {dict(sorted(ignored.items()))}",
+            EventsWarning,
+            stacklevel=2,
+        )
     files, longest, hasher = {}, {}, hashlib.sha256(json.dumps(classes).encode())
     root = str(out).rstrip("/")
     for r in sorted(per):
