@@ -317,3 +317,15 @@ def test_event_summary_and_inspect(stored, dataset, capsys):  # noqa: F811
     out = capsys.readouterr().out
     assert f"events of {labels.manifest}:" in out
     assert f"  arousal: {summary['arousal']['events']} events in" in out
+
+
+def test_recording_ids_ending_in_zero_bytes(tmp_path):
+    from benchmarks.events import _tables
+
+    signals, annotations = _tables(300, 4, seconds=600)  # UUID(int=256) ends in a 0 byte
+    labels = label_events(signals, annotations, column="event",
+                          classes=["arousal", "apnea", "spindle"], out=str(tmp_path))  # fmt: skip
+    assert len(labels.files) == 300
+    for n in (1, 256, 300):
+        on, _, _ = labels.window(uuid.UUID(int=n), 0, 600 * S)
+        assert len(on) == 4

@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from .._errors import LabelError
-from ..onda._arrow import span_bounds, uuids_from_array
+from ..onda._arrow import span_bounds
 from ..onda._storage import atomic_writer, filesystem_for, is_local, storage_errors
 from ..onda._timespan import n_samples
 
@@ -153,6 +153,22 @@ def event_summary(events: EventLabels) -> dict[str, dict[str, float]]:
     return out
 
 
+def _uuid_keys(column: Any) -> np.ndarray:
+    """A UUID column's values as 16-byte canonical keys (``S16``), column-wise."""
+    storage = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if isinstance(storage, pa.ExtensionArray):
+        storage = storage.storage
+    raw = np.frombuffer(storage.buffers()[1], dtype=np.uint8)
+    raw = raw[storage.offset * 16 : (storage.offset + len(storage)) * 16].reshape(-1, 16)
+    # Julia's little-endian UInt128: the canonical bytes reversed.
+    return np.ascontiguousarray(raw[:, ::-1]).view("S16").ravel()
+
+
+def _uuid_of(key: Any) -> uuid.UUID:
+    # An S16 value drops its trailing zero bytes: pad them back.
+    return uuid.UUID(bytes=bytes(key).ljust(16, b"\0"))
+
+
 def _beside(manifest: str, name: str) -> str:
     return f"{manifest.rsplit('/', 1)[0]}/{name}" if "/" in manifest else name
 
@@ -212,40 +228,43 @@ def label_events(
         raise LabelError(
             f"annotations have no column {column!r}; columns: {annotations.column_names}"
         )
-    rec_of_signal = [str(r) for r in uuids_from_array(signals.column("recording"))]
+    # Column-wise: recordings as 16-byte keys, values dictionary-encoded, spans as ns.
+    sig_keys = _uuid_keys(signals.column("recording"))
     s_start, s_stop = span_bounds(signals.column("span"))
-    spans: dict[str, tuple[int, int]] = {}
-    for r, a, b in zip(rec_of_signal, s_start.tolist(), s_stop.tolist(), strict=True):
-        lo, hi = spans.get(r, (a, b))
-        spans[r] = (min(lo, a), max(hi, b))
-    recs = [str(r) for r in uuids_from_array(annotations.column("recording"))]
-    a_start, a_stop = span_bounds(annotations.column("span"))
-    values = annotations.column(column).to_pylist()
-    code = {c: i for i, c in enumerate(classes)}
-    per: dict[str, list[tuple[int, int, int]]] = {r: [] for r in spans}
-    ignored: dict[str, int] = {}
-    clipped = dropped = elsewhere = 0
-    for i, (r, a, b, v) in enumerate(zip(recs, a_start.tolist(), a_stop.tolist(), values,
-                                         strict=True)):  # fmt: skip
-        if v not in code:
-            ignored[str(v)] = ignored.get(str(v), 0) + 1
-            continue
-        if r not in spans:
-            elsewhere += 1
-            continue
-        lo, hi = spans[r]
-        if b > hi or a < lo:
-            if past_end == "error":
-                raise LabelError(
-                    f"event {i} ({column}={v!r}, [{a}, {b}) ns) of recording {r} lies past "
-                    f"the recording's span [{lo}, {hi}) ns; pass past_end='clip' to clip it"
-                )
-            if a >= hi or b < lo or (b == lo and a != b):
-                dropped += 1
-                continue
-            clipped += 1
-            a, b = max(a, lo), min(b, hi)
-        per[r].append((a, b, code[v]))
+    recordings, inverse = np.unique(sig_keys, return_inverse=True)
+    lo = np.full(len(recordings), np.iinfo(np.int64).max)
+    hi = np.full(len(recordings), np.iinfo(np.int64).min)
+    np.minimum.at(lo, inverse, s_start)
+    np.maximum.at(hi, inverse, s_stop)
+    a, b = span_bounds(annotations.column("span"))
+    encoded = annotations.column(column).combine_chunks().dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    lookup = np.array([classes.index(v) if v in classes else -1 for v in names] + [-1])
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = lookup[np.where(np.isnan(indices.astype(float)), -1, indices).astype(np.int64)]
+    ignored = {str(names[k]): int(n) for k, n in zip(*np.unique(
+        indices[(codes < 0) & ~np.isnan(indices.astype(float))].astype(np.int64),
+        return_counts=True), strict=True)}  # fmt: skip
+    keys = _uuid_keys(annotations.column("recording"))
+    where = np.searchsorted(recordings, keys)
+    known = (where < len(recordings)) & (recordings[np.minimum(where, len(recordings) - 1)] == keys)
+    kept = codes >= 0
+    elsewhere = int((kept & ~known).sum())
+    kept &= known
+    r = np.where(known, where, 0)
+    r_lo, r_hi = lo[r], hi[r]
+    past = kept & ((b > r_hi) | (a < r_lo))
+    if past_end == "error" and past.any():
+        i = int(np.flatnonzero(past)[0])
+        raise LabelError(
+            f"event {i} ({column}={classes[codes[i]]!r}, [{a[i]}, {b[i]}) ns) of recording "
+            f"{_uuid_of(keys[i])} lies past the recording's span "
+            f"[{r_lo[i]}, {r_hi[i]}) ns; pass past_end='clip' to clip it"
+        )
+    outside = past & ((a >= r_hi) | (b < r_lo) | ((b == r_lo) & (a != b)))
+    dropped, clipped = int(outside.sum()), int((past & ~outside).sum())
+    kept &= ~outside
+    a, b = np.maximum(a, r_lo), np.minimum(b, r_hi)
     if ignored or clipped or dropped or elsewhere:
         warnings.warn(
             f"label_events: {clipped} event(s) clipped to their recording's span, {dropped} "
@@ -254,20 +273,24 @@ def label_events(
             EventsWarning,
             stacklevel=2,
         )
+    sel = np.flatnonzero(kept)
+    order = sel[np.lexsort((codes[sel], b[sel], a[sel], r[sel]))]
+    bounds = np.searchsorted(r[order], np.arange(len(recordings) + 1))
     files, longest, hasher = {}, {}, hashlib.sha256(json.dumps(classes).encode())
     root = str(out).rstrip("/")
-    for r in sorted(per):
-        events = sorted(per[r])
-        arr = np.array(events, dtype=np.int64).reshape(-1, 3)
+    ids = sorted((str(_uuid_of(k)), i) for i, k in enumerate(recordings))
+    for rid, i in ids:
+        rows = order[bounds[i] : bounds[i + 1]]
+        arr = np.stack([a[rows], b[rows], codes[rows]], axis=1).astype(np.int64).reshape(-1, 3)
         table = pa.table(
             {"onset_ns": arr[:, 0], "offset_ns": arr[:, 1], "class": arr[:, 2].astype(np.int16)},
             schema=_SCHEMA,
         )
-        name = f"{r}.events.arrow"
+        name = f"{rid}.events.arrow"
         _write(f"{root}/{name}", lambda f, t=table: _write_table(f, t))
-        files[r] = name
-        longest[r] = int((arr[:, 1] - arr[:, 0]).max()) if len(arr) else 0
-        hasher.update(r.encode() + arr.tobytes())
+        files[rid] = name
+        longest[rid] = int((arr[:, 1] - arr[:, 0]).max()) if len(arr) else 0
+        hasher.update(rid.encode() + arr.tobytes())
     digest = hasher.hexdigest()[:16]
     manifest = f"{root}/events.json"
     doc = {"classes": list(classes), "files": files, "digest": digest, "max_duration_ns": longest}
