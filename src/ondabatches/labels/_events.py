@@ -329,6 +329,14 @@ def _merged(on: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return on[starts], np.maximum.reduceat(off, np.flatnonzero(starts))
 
 
+def _covered(on: np.ndarray, off: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """How much of each interval ``[lo, hi)`` the disjoint intervals ``[on, off)`` cover."""
+    cover = np.zeros(len(lo), dtype=np.result_type(lo, np.int64))
+    for a, b in zip(on.tolist(), off.tolist(), strict=True):
+        cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)
+    return cover
+
+
 def event_mask(
     events: tuple[np.ndarray, np.ndarray, np.ndarray],
     start: int,
@@ -363,10 +371,7 @@ def event_mask(
             inside = (k < len(m_on)) & (m_on[np.minimum(k, len(m_on) - 1)] <= centres)
             out[c] |= inside.astype(np.uint8)
         else:
-            lo, hi = edges[:-1], edges[1:]
-            cover = np.zeros(n)
-            for a, b in zip(m_on.tolist(), m_off.tolist(), strict=True):
-                cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)
+            cover = _covered(m_on, m_off, edges[:-1], edges[1:])
             out[c] |= (cover >= min_overlap * period - 1e-6).astype(np.uint8)
     return out
 
@@ -396,9 +401,7 @@ def multi_hot(
             if 0 <= k < n:
                 out[k, c] = 1
         m_on, m_off = _merged(c_on[~instant], c_off[~instant])
-        cover = np.zeros(n, dtype=np.int64)
-        for a, b in zip(m_on.tolist(), m_off.tolist(), strict=True):
-            cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)
+        cover = _covered(m_on, m_off, lo, hi)
         out[:, c] |= (cover >= min_overlap * epoch).astype(np.uint8)
     return out
 

@@ -154,44 +154,39 @@ class Bandpass(_Filter):
         return _butter(self.order, (self.low_hz, self.high_hz), "bandpass", sample_rate)
 
 
+class _Cutoff(_Filter):
+    """A Butterworth filter of one cutoff (``btype`` names scipy's filter type)."""
+
+    btype = ""
+
+    def __init__(self, cutoff_hz: float, order: int = 4):
+        self.cutoff_hz = _number(cutoff_hz, "cutoff_hz")
+        self.order = _order(order)
+
+    def params(self):
+        return {"cutoff_hz": self.cutoff_hz, "order": self.order}
+
+    def _edges(self):
+        return (self.cutoff_hz,)
+
+    def _design(self, sample_rate):
+        return _butter(self.order, self.cutoff_hz, self.btype, sample_rate)
+
+
 @register_transform
-class Highpass(_Filter):
+class Highpass(_Cutoff):
     """Zero-phase Butterworth high-pass above ``cutoff_hz``."""
 
     name = "highpass"
-
-    def __init__(self, cutoff_hz: float, order: int = 4):
-        self.cutoff_hz = _number(cutoff_hz, "cutoff_hz")
-        self.order = _order(order)
-
-    def params(self):
-        return {"cutoff_hz": self.cutoff_hz, "order": self.order}
-
-    def _edges(self):
-        return (self.cutoff_hz,)
-
-    def _design(self, sample_rate):
-        return _butter(self.order, self.cutoff_hz, "highpass", sample_rate)
+    btype = "highpass"
 
 
 @register_transform
-class Lowpass(_Filter):
+class Lowpass(_Cutoff):
     """Zero-phase Butterworth low-pass below ``cutoff_hz``."""
 
     name = "lowpass"
-
-    def __init__(self, cutoff_hz: float, order: int = 4):
-        self.cutoff_hz = _number(cutoff_hz, "cutoff_hz")
-        self.order = _order(order)
-
-    def params(self):
-        return {"cutoff_hz": self.cutoff_hz, "order": self.order}
-
-    def _edges(self):
-        return (self.cutoff_hz,)
-
-    def _design(self, sample_rate):
-        return _butter(self.order, self.cutoff_hz, "lowpass", sample_rate)
+    btype = "lowpass"
 
 
 @register_transform
