@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,9 @@ def bench_targets(tmp: Path, quick: bool) -> list[Result]:
     for rec in set(labeled.column("recording").to_pylist()):
         for _ in range(300):
             a = int(rng.integers(0, 19 * 60 * S))
-            rows.append(dict(recording=rec, id=uuid.uuid4(), span=(a, a + int(rng.integers(0, 20 * S))),
-                             event=str(rng.choice(["arousal", "apnea"]))))  # fmt: skip
-    import warnings
-
+            b = a + int(rng.integers(0, 20 * S))
+            kind = str(rng.choice(["arousal", "apnea"]))
+            rows.append(dict(recording=rec, id=uuid.uuid4(), span=(a, b), event=kind))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         events = label_events(labeled, annotations_table(rows), column="event",

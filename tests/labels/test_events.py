@@ -18,11 +18,14 @@ from ondabatches import (
     RandomBatches,
     StateError,
     event_list,
+    event_lists,
     event_mask,
+    event_masks,
     event_weights,
     label_events,
     materialize_batch,
     multi_hot,
+    multi_hots,
 )
 from ondabatches.onda import annotations_table, iter_signals
 from ondabatches.transforms import (
@@ -35,6 +38,7 @@ from ondabatches.transforms import (
     TransformedBatches,
 )
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
+from tests.psg import MONTAGE
 
 # label_events warns, with counts, of the events it clips or ignores (tested below).
 pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
@@ -183,6 +187,67 @@ def _union_length(intervals, lo, hi):
     return total
 
 
+def _want_mask(ev, start, stop, rate, min_overlap=None):
+    """A mask by testing every label sample against every event (centre, or covered
+    fraction with ``min_overlap``)."""
+    n = round((stop - start) * rate / S)
+    want = np.zeros((3, n), dtype=bool)
+    for j in range(n):
+        lo, hi = start + j * S / rate, start + (j + 1) * S / rate
+        for c in range(3):
+            instant = any(k == c and on == off and lo <= on < hi for on, off, k in ev)
+            if min_overlap is None:
+                hit = any(k == c and on <= (lo + hi) / 2 < off for on, off, k in ev)
+            else:
+                covered = _union_length([(on, off) for on, off, k in ev if k == c], lo, hi)
+                hit = covered >= min_overlap * (hi - lo) - 1e-6
+            want[c, j] = hit or instant
+    return want
+
+
+def _want_hot(ev, start, stop, epoch, min_overlap):
+    n = (stop - start) // epoch
+    want = np.zeros((n, 3), dtype=bool)
+    for k in range(n):
+        lo, hi = start + k * epoch, start + (k + 1) * epoch
+        for c in range(3):
+            covered = _union_length([(on, off) for on, off, q in ev if q == c], lo, hi)
+            instant = any(q == c and on == off and lo <= on < hi for on, off, q in ev)
+            want[k, c] = covered >= min_overlap * epoch or instant
+    return want
+
+
+def test_batch_targets_at_random_starts_equal_brute_force(stored):
+    """The batch forms (every window of a batch in one pass, as EventTargets computes
+    them) against brute force, windows of many recordings at random starts, some
+    sharing a recording, some starting before or ending past its events."""
+    labels, rows = stored
+    rng = np.random.default_rng(7)
+    recordings = list(rows)
+    picks = [recordings[i] for i in rng.integers(0, len(recordings), 24)] + [uuid.uuid4()]
+    starts = rng.integers(-20 * S, 12 * 60 * S, len(picks))
+    stops = starts + 60 * S
+    found, present = labels.windows(picks, starts, stops)
+    assert present.tolist() == [str(r) in rows for r in picks]
+    masks = event_masks(found, starts, stops, 3, 2.0)
+    halves = event_masks(found, starts, stops, 3, 2.0, min_overlap=0.25)
+    hots = multi_hots(found, starts, stops, 3, 20 * S, 0.4)
+    lists = event_lists(found, starts, stops, 5)
+    assert masks.shape == (len(picks), 3, 120) and hots.shape == (len(picks), 3, 3)
+    for i, (rec, a, b) in enumerate(zip(picks, starts.tolist(), stops.tolist(), strict=True)):
+        ev = _brute(rows, str(rec), a, b) if str(rec) in rows else []
+        np.testing.assert_array_equal(masks[i], _want_mask(ev, a, b, 2.0))
+        np.testing.assert_array_equal(halves[i], _want_mask(ev, a, b, 2.0, 0.25))
+        np.testing.assert_array_equal(hots[i], _want_hot(ev, a, b, 20 * S, 0.4))
+        order = sorted(ev, key=lambda e: (e[0], e[2]))[:5]
+        assert int(lists["count"][i]) == len(ev)
+        assert lists["class"][i, : len(order)].tolist() == [c for _, _, c in order]
+        onsets = [(max(on, a) - a) / S for on, _, _ in order]
+        np.testing.assert_allclose(lists["onset"][i, : len(order)], onsets, atol=1e-6)
+    with pytest.raises(LabelError, match="one mask length"):
+        event_masks(found, starts, stops + np.arange(len(picks)) * S, 3, 2.0)
+
+
 def test_past_end_clipped_or_refused(dataset, tmp_path):  # noqa: F811
     annotations = _events(dataset)
     with pytest.raises(LabelError, match=r"past the recording's span.*past_end='clip'"):
@@ -241,6 +306,41 @@ def test_event_targets_through_materialize_batcher_and_state(dataset, labeled, t
                                    "list": (other, EventList(8))}, dense="stage")])  # fmt: skip
     with pytest.raises(StateError, match="transforms"):
         relabeled.iterate_batch(after)
+
+
+def test_event_targets_on_multi_signal_items_and_one_targets_transform(psg, psg_labeled, tmp_path):
+    """A montage's items get the same targets (the recording's timeline), inline and on
+    worker processes; a pipeline takes one targets transform."""
+    annotations = _events(psg)
+    events = label_events(psg.signals, annotations, column="event", classes=CLASSES,
+                          out=str(tmp_path / "e"))  # fmt: skip
+    rows = _stored(psg, annotations)
+    targets = EventTargets({"mask": (events, EventMask(1.0)), "list": (events, EventList(6))},
+                           dense="stage")  # fmt: skip
+    with pytest.warns(Warning):  # the recordings without ecg are excluded
+        scheme = RandomBatches(psg_labeled, modalities=MONTAGE, batch_size=6,
+                               batch_duration=60 * S, resample={"rate": 128})  # fmt: skip
+    batches = TransformedBatches(scheme, [targets])
+    state = batches.initial_state(seed=1)
+    batch, _ = batches.iterate_batch(state)
+    x, y = materialize_batch(batch)
+    plain, dense = materialize_batch(list(batch))
+    assert set(x) == set(MONTAGE) and set(y) == {"stage", "mask", "list", "present"}
+    for name in MONTAGE:
+        np.testing.assert_array_equal(x[name], plain[name])
+    np.testing.assert_array_equal(y["stage"], dense)
+    assert y["present"]["mask"].all()
+    for i, item in enumerate(batch):
+        a, b = item.window.start, item.window.stop
+        ev = _brute(rows, str(item.recording), a, b)
+        np.testing.assert_array_equal(y["mask"][i], _want_mask(ev, a, b, 1.0))
+        assert int(y["list"]["count"][i]) == len(ev)
+    with Batcher(scheme, backend="processes", workers=2, transforms=[targets]) as b:
+        b.start(state)
+        (_, by), _ = b.take(state)
+    np.testing.assert_array_equal(by["mask"], y["mask"])
+    with pytest.raises(Exception, match="one targets transform"):
+        Pipeline([targets, EventTargets({"m": (events, MultiHot(30.0))})])
 
 
 def test_event_target_bad_input(stored):

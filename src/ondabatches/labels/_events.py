@@ -51,11 +51,14 @@ __all__ = [
     "EventLabels",
     "EventsWarning",
     "event_list",
+    "event_lists",
     "event_mask",
+    "event_masks",
     "event_summary",
     "label_events",
     "load_event_labels",
     "multi_hot",
+    "multi_hots",
 ]
 
 
@@ -111,19 +114,49 @@ class EventLabels:
         """``(onsets, offsets, classes)`` of the events overlapping ``[start, stop)``
         (ns from the recording's start; an instant event at ``t`` overlaps it when
         ``start <= t < stop``), in onset order. Empty for a recording without events."""
-        key = str(recording)
-        name = self.files.get(key)
-        if name is None:
-            empty = np.empty(0, np.int64)
-            return empty, empty, np.empty(0, np.int16)
-        onsets, offsets, classes = _read(_beside(self.manifest, name), self.digest)
-        # Sorted by onset: those starting before stop, and not ending before start
-        # (none lasts longer than the recording's longest event).
-        lo = int(np.searchsorted(onsets, start - self.max_duration_ns[key], side="left"))
-        hi = int(np.searchsorted(onsets, stop, side="left"))
-        on, off, cl = onsets[lo:hi], offsets[lo:hi], classes[lo:hi]
-        keep = (off > start) | ((off == on) & (on >= start))
-        return on[keep], off[keep], cl[keep]
+        found, _ = self.windows([recording], np.array([start]), np.array([stop]))
+        return found[1], found[2], found[3]
+
+    def windows(
+        self, recordings: Sequence[uuid.UUID | str], starts: np.ndarray, stops: np.ndarray
+    ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """The events of many windows at once: ``((item, onsets, offsets, classes),
+        present)``, the events of window ``i`` (as :meth:`window` gives them) where
+        ``item == i``, and ``present[i]`` whether its recording has this label set.
+        One pass per distinct recording, each over all its windows."""
+        starts = np.asarray(starts, dtype=np.int64)
+        stops = np.asarray(stops, dtype=np.int64)
+        keys = [str(r) for r in recordings]
+        groups: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        parts = []
+        for key, where in groups.items():
+            name = self.files.get(key)
+            if name is None:
+                continue
+            onsets, offsets, classes = _read(_beside(self.manifest, name), self.digest)
+            idx = np.array(where)
+            # Sorted by onset: those starting before stop, and not ending before start
+            # (none lasts longer than the recording's longest event).
+            lo = np.searchsorted(onsets, starts[idx] - self.max_duration_ns[key], side="left")
+            hi = np.searchsorted(onsets, stops[idx], side="left")
+            counts = hi - lo
+            item = np.repeat(idx, counts)
+            rows = np.repeat(lo - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+            on, off = onsets[rows], offsets[rows]
+            start = starts[item]
+            keep = (off > start) | ((off == on) & (on >= start))
+            parts.append((item[keep], on[keep], off[keep], classes[rows][keep]))
+        present = np.array([key in self.files for key in keys], dtype=bool)
+        if not parts:
+            e = np.empty(0, np.int64)
+            return (e, e, e, np.empty(0, np.int16)), present
+        found = tuple(np.concatenate(c) for c in zip(*parts, strict=True))
+        if len(parts) > 1:
+            order = np.argsort(found[0], kind="stable")
+            found = tuple(c[order] for c in found)
+        return found, present  # type: ignore[return-value]
 
 
 def event_summary(events: EventLabels) -> dict[str, dict[str, float]]:
@@ -318,23 +351,153 @@ def _write(url: str, write: Any) -> None:
 _NS = 10**9
 
 
-def _merged(on: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The union of intervals (sorted by onset) as disjoint intervals."""
+Found = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # item, onset, offset, class
+
+
+def _one(events: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Found:
+    on, off, cl = events
+    return np.zeros(len(on), dtype=np.int64), np.asarray(on), np.asarray(off), np.asarray(cl)
+
+
+def _length(starts: np.ndarray, stops: np.ndarray, count: Any, what: str) -> int:
+    """The one number of label samples of windows (``count(duration)``)."""
+    sizes = {count(int(d)) for d in np.unique(stops - starts)}
+    if len(sizes) != 1:
+        raise LabelError(f"the windows of a batch need one {what}, got {sorted(sizes)}")
+    return sizes.pop()
+
+
+def _covered(
+    group: np.ndarray,
+    on: np.ndarray,
+    off: np.ndarray,
+    n_groups: int,
+    edges: np.ndarray,
+) -> np.ndarray:
+    """``(n_groups, len(edges) - 1)``: how much of each bin ``[edges[j], edges[j + 1])``
+    the union of group ``g``'s intervals ``[on, off)`` (times relative to the bins)
+    covers. All groups at once: group ``g`` is laid at ``g * stride`` on one axis, the
+    union taken there, and each bin's cover read from its cumulative length."""
+    top = float(edges[-1])
+    stride = int(np.ceil(top)) + 2
+    on = np.clip(on, 0, int(np.ceil(top)))
+    off = np.clip(off, 0, int(np.ceil(top)))
+    out = np.zeros((n_groups, len(edges) - 1))
     if len(on) == 0:
-        return on, off
-    order = np.argsort(on, kind="stable")
-    on, off = on[order], off[order]
-    reach = np.maximum.accumulate(off)
-    starts = np.concatenate(([True], on[1:] > reach[:-1]))
-    return on[starts], np.maximum.reduceat(off, np.flatnonzero(starts))
+        return out
+    base = group.astype(np.int64) * stride
+    order = np.argsort(base + on, kind="stable")
+    a, b = (base + on)[order], (base + off)[order]
+    reach = np.maximum.accumulate(b)
+    first = np.flatnonzero(np.concatenate(([True], a[1:] > reach[:-1])))
+    m_on, m_off = a[first], np.maximum.reduceat(b, first)
+    lengths = m_off - m_on
+    before = np.concatenate(([0], np.cumsum(lengths)[:-1]))  # union length before each
+    m_group, m_rel = m_on // stride, m_on % stride
+    # The cumulative union length at every bin edge of every group: the exact integer
+    # lengths of whole intervals, plus the part of the last one (small numbers only).
+    rows = np.arange(n_groups)[:, None]
+    at = np.searchsorted(m_on, rows * stride + edges[None, :], side="right") - 1
+    k = np.maximum(at, 0)
+    part = (edges[None, :] - m_rel[k]) + (rows - m_group[k]) * float(stride)
+    part = np.where(at >= 0, np.clip(part, 0, lengths[k]), 0.0)
+    whole = np.where(at >= 0, before[k], 0)
+    return np.diff(whole, axis=1).astype(np.float64) + np.diff(part, axis=1)
 
 
-def _covered(on: np.ndarray, off: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """How much of each interval ``[lo, hi)`` the disjoint intervals ``[on, off)`` cover."""
-    cover = np.zeros(len(lo), dtype=np.result_type(lo, np.int64))
-    for a, b in zip(on.tolist(), off.tolist(), strict=True):
-        cover += np.clip(np.minimum(hi, b) - np.maximum(lo, a), 0, None)
-    return cover
+def _split(found: Found, starts: np.ndarray, n_classes: int):
+    """Group (window * n_classes + class), onset and offset relative to the window's
+    start, and which events are instants."""
+    item, on, off, cl = found
+    start = starts[item]
+    return item * n_classes + cl.astype(np.int64), on - start, off - start, on == off
+
+
+def event_masks(
+    found: Found,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    n_classes: int,
+    rate_hz: float,
+    min_overlap: float | None = None,
+) -> np.ndarray:
+    """:func:`event_mask` of many windows of one length: ``(windows, classes, n)``, from
+    :meth:`EventLabels.windows`."""
+    n = _length(starts, stops, lambda d: n_samples(d, rate_hz), f"mask length at {rate_hz} Hz")
+    n_groups = len(starts) * n_classes
+    group, on, off, instant = _split(found, starts, n_classes)
+    period = _NS / rate_hz
+    edges = np.arange(n + 1) * period  # label sample j: [edges[j], edges[j + 1])
+    hits = np.zeros(n_groups * (n + 1), dtype=np.int64)
+    j = np.searchsorted(edges, on[instant], side="right") - 1
+    ok = (j >= 0) & (j < n)
+    hits[group[instant][ok] * (n + 1) + j[ok]] = 1
+    hits = hits.reshape(n_groups, n + 1)[:, :n] > 0
+    long = ~instant
+    if min_overlap is None:
+        # Centre in [onset, offset): label samples first..last-1 of each event.
+        centres = edges[:-1] + period / 2
+        first = np.searchsorted(centres, on[long], side="left")
+        last = np.searchsorted(centres, off[long], side="left")
+        size = n_groups * (n + 1)
+        where = group[long] * (n + 1)
+        depth = np.bincount(where + first, minlength=size) - np.bincount(
+            where + last, minlength=size
+        )
+        inside = np.cumsum(depth.reshape(n_groups, n + 1), axis=1)[:, :n] > 0
+    else:
+        cover = _covered(group[long], on[long], off[long], n_groups, edges)
+        inside = cover >= min_overlap * period - 1e-6
+    return (inside | hits).astype(np.uint8).reshape(len(starts), n_classes, n)
+
+
+def multi_hots(
+    found: Found,
+    starts: np.ndarray,
+    stops: np.ndarray,
+    n_classes: int,
+    epoch: int,
+    min_overlap: float = 0.5,
+) -> np.ndarray:
+    """:func:`multi_hot` of many windows of one length: ``(windows, epochs, classes)``."""
+    n = _length(starts, stops, lambda d: d // epoch, f"number of {epoch} ns epochs")
+    n_groups = len(starts) * n_classes
+    group, on, off, instant = _split(found, starts, n_classes)
+    hits = np.zeros(n_groups * (n + 1), dtype=bool)
+    k = on[instant] // epoch
+    ok = (k >= 0) & (k < n)
+    hits[group[instant][ok] * (n + 1) + k[ok]] = True
+    hits = hits.reshape(n_groups, n + 1)[:, :n]
+    edges = np.arange(n + 1, dtype=np.int64) * epoch
+    cover = _covered(group[~instant], on[~instant], off[~instant], n_groups, edges)
+    hot = (cover >= min_overlap * epoch) | hits
+    return hot.astype(np.uint8).reshape(len(starts), n_classes, n).transpose(0, 2, 1).copy()
+
+
+def event_lists(
+    found: Found, starts: np.ndarray, stops: np.ndarray, max_events: int
+) -> dict[str, np.ndarray]:
+    """:func:`event_list` of many windows: each array with a leading ``windows`` axis."""
+    item, on, off, cl = found
+    size = len(starts)
+    order = np.lexsort((cl, on, item))
+    item, on, off, cl = item[order], on[order], off[order], cl[order]
+    rank = np.arange(len(item)) - np.searchsorted(item, item, side="left")
+    keep = rank < max_events
+    i, r = item[keep], rank[keep]
+    start = starts[i]
+    out = {
+        "class": np.full((size, max_events), -1, dtype=np.int16),
+        "onset": np.zeros((size, max_events), dtype=np.float32),
+        "offset": np.zeros((size, max_events), dtype=np.float32),
+        "valid": np.zeros((size, max_events), dtype=bool),
+        "count": np.bincount(item, minlength=size).astype(np.int32),
+    }
+    out["class"][i, r] = cl[keep]
+    out["onset"][i, r] = (np.maximum(on[keep], start) - start) / _NS
+    out["offset"][i, r] = (np.minimum(off[keep], stops[i]) - start) / _NS
+    out["valid"][i, r] = True
+    return out
 
 
 def event_mask(
@@ -346,34 +509,8 @@ def event_mask(
     min_overlap: float | None = None,
 ) -> np.ndarray:
     """The ``(classes, n)`` uint8 mask of a window (see the module documentation)."""
-    n = n_samples(stop - start, rate_hz)
-    out = np.zeros((n_classes, n), dtype=np.uint8)
-    on, off, cl = events
-    period = _NS / rate_hz
-    edges = start + np.arange(n + 1) * period  # label sample j: [edges[j], edges[j + 1])
-    for c in range(n_classes):
-        sel = cl == c
-        if not sel.any():
-            continue
-        c_on, c_off = on[sel], off[sel]
-        instant = c_on == c_off
-        for t in c_on[instant]:
-            j = int(np.searchsorted(edges, t, side="right")) - 1
-            if 0 <= j < n:
-                out[c, j] = 1
-        m_on, m_off = _merged(c_on[~instant], c_off[~instant])
-        if len(m_on) == 0:
-            continue
-        if min_overlap is None:
-            centres = edges[:-1] + period / 2
-            # Centre in [onset, offset): the first interval whose offset is past it.
-            k = np.searchsorted(m_off, centres, side="right")
-            inside = (k < len(m_on)) & (m_on[np.minimum(k, len(m_on) - 1)] <= centres)
-            out[c] |= inside.astype(np.uint8)
-        else:
-            cover = _covered(m_on, m_off, edges[:-1], edges[1:])
-            out[c] |= (cover >= min_overlap * period - 1e-6).astype(np.uint8)
-    return out
+    return event_masks(_one(events), np.array([start]), np.array([stop]), n_classes, rate_hz,
+                       min_overlap)[0]  # fmt: skip
 
 
 def multi_hot(
@@ -385,25 +522,8 @@ def multi_hot(
     min_overlap: float = 0.5,
 ) -> np.ndarray:
     """The ``(epochs, classes)`` uint8 multi-hot target of a window."""
-    n = (stop - start) // epoch
-    out = np.zeros((n, n_classes), dtype=np.uint8)
-    on, off, cl = events
-    lo = start + np.arange(n, dtype=np.int64) * epoch
-    hi = lo + epoch
-    for c in range(n_classes):
-        sel = cl == c
-        if not sel.any():
-            continue
-        c_on, c_off = on[sel], off[sel]
-        instant = c_on == c_off
-        for t in c_on[instant]:
-            k = (int(t) - start) // epoch
-            if 0 <= k < n:
-                out[k, c] = 1
-        m_on, m_off = _merged(c_on[~instant], c_off[~instant])
-        cover = _covered(m_on, m_off, lo, hi)
-        out[:, c] |= (cover >= min_overlap * epoch).astype(np.uint8)
-    return out
+    return multi_hots(_one(events), np.array([start]), np.array([stop]), n_classes, epoch,
+                      min_overlap)[0]  # fmt: skip
 
 
 def event_list(
@@ -415,19 +535,5 @@ def event_list(
     """The padded event list of a window: ``class`` (int16, -1 where padded), ``onset``
     and ``offset`` (float32 s from the window's start, clipped to it), ``valid`` (bool),
     ``count`` (how many events the window held, kept or not)."""
-    on, off, cl = events
-    order = np.lexsort((cl, on))
-    on, off, cl = on[order], off[order], cl[order]
-    k = min(len(on), max_events)
-    out = {
-        "class": np.full(max_events, -1, dtype=np.int16),
-        "onset": np.zeros(max_events, dtype=np.float32),
-        "offset": np.zeros(max_events, dtype=np.float32),
-        "valid": np.zeros(max_events, dtype=bool),
-        "count": np.array(len(on), dtype=np.int32),
-    }
-    out["class"][:k] = cl[:k]
-    out["onset"][:k] = (np.maximum(on[:k], start) - start) / _NS
-    out["offset"][:k] = (np.minimum(off[:k], stop) - start) / _NS
-    out["valid"][:k] = True
-    return out
+    lists = event_lists(_one(events), np.array([start]), np.array([stop]), max_events)
+    return {k: v[0] for k, v in lists.items()}

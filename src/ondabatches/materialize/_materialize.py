@@ -259,7 +259,8 @@ def materialize_batch(
     allocate = allocate or np.empty
     pipeline, key = _pipeline_of(batch, transforms, key)
     if pipeline is not None:
-        return _TRANSFORMED[0](items, dtype, allocate, exact, pipeline, key)
+        x, y = _TRANSFORMED[0](items, dtype, allocate, exact, pipeline, key)
+        return x, pipeline.apply_targets(y, items)
     kind = _ITEM_KINDS.get(type(items[0]))
     if kind is not None:
         return kind[1](items, dtype, allocate, exact)

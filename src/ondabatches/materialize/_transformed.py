@@ -18,6 +18,7 @@ from .._errors import BatchShapeError, BatchSpecError
 from ..batches._item import BatchItem
 from ..transforms._base import Pipeline
 from ._materialize import (
+    _ITEM_KINDS,
     _TRANSFORMED,
     MAX_CONCURRENT_READS,
     _channel_index,
@@ -29,6 +30,7 @@ from ._materialize import (
     _shape_of,
     _x_at,
     _y,
+    materialize_batch,
 )
 
 __all__: list[str] = []
@@ -37,11 +39,6 @@ __all__: list[str] = []
 def _item(
     item: Any, i: int, dtype: np.dtype, exact: bool, pipeline: Pipeline, key: Any
 ) -> tuple[np.ndarray, np.ndarray]:
-    if not isinstance(item, BatchItem):
-        raise BatchSpecError(
-            f"transforms apply to single-signal items so far; item {i} is a "
-            f"{type(item).__name__} (multi-signal items are not transformed yet)"
-        )
     rate = item.info.sample_rate
     rows = _rows(item)
     n_total = _n_total(item)
@@ -62,7 +59,21 @@ def materialize_transformed(
     pipeline: Pipeline,
     key: tuple[int, int] | None,
 ) -> tuple[Any, Any]:
-    """:func:`~ondabatches.materialize_batch` of ``items`` through ``pipeline``."""
+    """:func:`~ondabatches.materialize_batch` of ``items`` through ``pipeline``'s
+    transforms of ``x`` (its targets are made from the result's ``y``)."""
+    if not (pipeline.item or pipeline.batch):
+        return _plain(items, dtype, allocate, exact, pipeline)
+    if type(items[0]) in _ITEM_KINDS:
+        raise BatchSpecError(
+            f"transforms of x apply to single-signal items so far; these are "
+            f"{type(items[0]).__name__}s (event targets apply to them; filters and "
+            f"augmentations of several modalities are not built yet)"
+        )
+    bad = [i for i, it in enumerate(items) if not isinstance(it, BatchItem)]
+    if bad:
+        raise BatchSpecError(
+            f"item {bad[0]} is a {type(items[bad[0]]).__name__}: a batch mixes item kinds"
+        )
     if not any(isinstance(it, BatchItem) and _is_remote(it) for it in items):
         direct = _in_place(items, dtype, allocate, exact, pipeline, key)
         if direct is not None:
@@ -92,6 +103,30 @@ def materialize_transformed(
         out[...] = x
         x = out
     return x, y
+
+
+def _plain(
+    items: Sequence[Any],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool,
+    pipeline: Pipeline,
+) -> tuple[Any, Any]:
+    """A pipeline of targets only: the plain batch (any item kind), its targets checked
+    once per sample rate of single-signal items."""
+    kinds = {type(it) for it in items}
+    if len(kinds) > 1:
+        bad = next(i for i, it in enumerate(items) if type(it) is not type(items[0]))
+        raise BatchSpecError(
+            f"item {bad} is a {type(items[bad]).__name__}, item 0 a "
+            f"{type(items[0]).__name__}: a batch mixes item kinds"
+        )
+    checked = set()
+    for item in items:
+        if isinstance(item, BatchItem) and item.info.sample_rate not in checked:
+            checked.add(item.info.sample_rate)
+            pipeline.check(item.info.sample_rate, len(_rows(item)), _n_total(item), _describe(item))
+    return materialize_batch(items, dtype, allocate=allocate, exact=exact)
 
 
 def _in_place(

@@ -64,7 +64,10 @@ class Transform:
     #: :meth:`shift` then gives the new ``(before, after)`` context and ``apply`` is not
     #: called.
     moves_window: ClassVar[bool] = False
-    #: Whether it makes ``y`` a dict of targets (event targets), or needs it an array.
+    #: Whether it makes ``y`` a dict of targets (event targets): it then implements
+    #: ``make_targets(y, items)``, run once per batch on the stacked ``y`` and the
+    #: batch's items, in place of :meth:`apply`. ``needs_array_y``: it needs ``y`` an
+    #: array (it cannot go with such targets).
     makes_targets: ClassVar[bool] = False
     needs_array_y: ClassVar[bool] = False
 
@@ -218,13 +221,23 @@ class Pipeline:
                 f"item transforms must come before batch transforms, got {[str(t) for t in steps]}"
             )
         targets = [t for t in steps if t.makes_targets]
+        if len(targets) > 1:
+            raise BatchSpecError(
+                f"a pipeline takes one targets transform (give it every label set), got "
+                f"{[str(t) for t in targets]}"
+            )
         clash = [t for t in steps if t.moves_time or t.moves_window or t.needs_array_y]
         if targets and clash:
             raise BatchSpecError(
                 f"{clash[0]!r} cannot go with {targets[0]!r}: event targets are computed "
                 f"from the window as read (reversing or mixing them is not built)"
             )
-        self.item = tuple((i, t) for i, t in enumerate(steps) if t.stage == "item")
+        # Targets need no x and commute with every transform they may go with: they run
+        # once per batch, on all its items, after the item transforms.
+        self.targets = tuple(targets)
+        self.item = tuple(
+            (i, t) for i, t in enumerate(steps) if t.stage == "item" and not t.makes_targets
+        )
         self.batch = tuple((i, t) for i, t in enumerate(steps) if t.stage == "batch")
         self._contextual = _contextual_prefix(self.item)
 
@@ -297,6 +310,13 @@ class Pipeline:
             if j + 1 == self._contextual and (before or after):
                 x = x[..., before : x.shape[-1] - after]
         return x, y
+
+    def apply_targets(self, y: Any, items: Sequence[Any]) -> Any:
+        """The targets transforms' ``y`` of the batch's ``items`` (``y`` the stacked
+        dense labels)."""
+        for t in self.targets:
+            y = t.make_targets(y, items)
+        return y
 
     def apply_batch(
         self, x: np.ndarray, y: Any, sample_rate: float, key: tuple[int, int] | None

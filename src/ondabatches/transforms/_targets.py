@@ -10,14 +10,14 @@ checkpoint resumed over changed events is refused.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from .._errors import BatchSpecError
-from ..labels._events import EventLabels, event_list, event_mask, multi_hot
+from ..labels._events import EventLabels, event_lists, event_masks, multi_hots
 from ._base import Transform, register_transform
 
 __all__ = ["EventList", "EventMask", "EventTargets", "MultiHot"]
@@ -34,8 +34,8 @@ class EventMask:
     rate_hz: float
     min_overlap: float | None = None
 
-    def compute(self, events, start: int, stop: int, n_classes: int) -> np.ndarray:
-        return event_mask(events, start, stop, n_classes, self.rate_hz, self.min_overlap)
+    def compute(self, found, starts, stops, n_classes: int) -> np.ndarray:
+        return event_masks(found, starts, stops, n_classes, self.rate_hz, self.min_overlap)
 
     def check(self, sample_rate: float, where: str) -> None:
         if not 0 < self.rate_hz <= sample_rate:
@@ -53,9 +53,9 @@ class MultiHot:
     epoch_s: float
     min_overlap: float = 0.5
 
-    def compute(self, events, start: int, stop: int, n_classes: int) -> np.ndarray:
-        return multi_hot(events, start, stop, n_classes, round(self.epoch_s * _NS),
-                         self.min_overlap)  # fmt: skip
+    def compute(self, found, starts, stops, n_classes: int) -> np.ndarray:
+        return multi_hots(found, starts, stops, n_classes, round(self.epoch_s * _NS),
+                          self.min_overlap)  # fmt: skip
 
     def check(self, sample_rate: float, where: str) -> None:
         if self.epoch_s <= 0 or not 0 <= self.min_overlap <= 1:
@@ -69,8 +69,8 @@ class EventList:
 
     max_events: int
 
-    def compute(self, events, start: int, stop: int, n_classes: int) -> dict[str, np.ndarray]:
-        return event_list(events, start, stop, self.max_events)
+    def compute(self, found, starts, stops, n_classes: int) -> dict[str, np.ndarray]:
+        return event_lists(found, starts, stops, self.max_events)
 
     def check(self, sample_rate: float, where: str) -> None:
         if (
@@ -150,16 +150,21 @@ class EventTargets(Transform):
             target.check(sample_rate, where)
 
     def apply(self, x, y, rng, sample_rate):
-        raise BatchSpecError("EventTargets needs the batch item: it runs in materialize_batch")
+        raise BatchSpecError("EventTargets needs the batch's items: it runs in materialize_batch")
 
-    def apply_to(self, x, y, rng, sample_rate, item):
-        start, stop = item.window.start, item.window.stop
+    def make_targets(self, y: Any, items: Sequence[Any]) -> dict[str, Any]:
+        """The batch's ``y`` (the stacked dense labels) with every label set's targets,
+        computed for all the items at once (each item's recording and window)."""
+        recordings = [item.recording for item in items]
+        starts = np.array([item.window.start for item in items], dtype=np.int64)
+        stops = np.array([item.window.stop for item in items], dtype=np.int64)
         out: dict[str, Any] = {self.dense: y}
-        present = {}
+        present, read = {}, {}
         for key, (events, target) in self.targets.items():
-            has = events.has(item.recording)
-            found = events.window(item.recording, start, stop)
-            out[key] = target.compute(found, start, stop, len(events.classes))
-            present[key] = np.array(has)
+            if events not in read:  # one read of a label set serves all its targets
+                read[events] = events.windows(recordings, starts, stops)
+            found, has = read[events]
+            out[key] = target.compute(found, starts, stops, len(events.classes))
+            present[key] = has
         out["present"] = present
-        return x, out
+        return out
