@@ -2,7 +2,8 @@
 
 - ``label_events``: 2,000 recordings x 1,000 events (overlapping, 3 classes) stored on
   one core (goal at most 60 s), and its peak RSS next to that of 20 recordings (goal at
-  most 1.5x), each in a fresh process;
+  most 1.5x), each in a fresh process that streams the annotations from an Arrow file
+  (written by another process);
 - ``targets``: ``EventTargets`` (a 2 Hz mask, multi-hot epochs, a 16-event list) on
   the everyday batch of 32 x 30 s x 19 channels, against the plain batch (goal at most
   1.10x), interleaved, median of the paired ratios;
@@ -32,16 +33,29 @@ __all__ = ["run"]
 
 S = 10**9
 
+# The annotations are written by one process and labeled by another, from the file (as
+# users hold them: on disk), so that the child's peak RSS is label_events' own.
+_WRITER = """
+import sys
+sys.path.insert(0, sys.argv[3])
+import pyarrow as pa
+from benchmarks.events import _tables
+signals, annotations = _tables(int(sys.argv[1]), 1000)
+for table, name in ((signals, "signals"), (annotations, "annotations")):
+    with pa.ipc.new_file(f"{sys.argv[2]}.{name}.arrow", table.schema) as writer:
+        writer.write_table(table, max_chunksize=1 << 16)
+"""
+
 _CHILD = """
 import sys, time, warnings
 sys.path.insert(0, sys.argv[3])
-from benchmarks.events import _tables
+import pyarrow as pa
 from ondabatches import label_events
-signals, annotations = _tables(int(sys.argv[1]), 1000)
+signals = pa.ipc.open_file(f"{sys.argv[2]}.signals.arrow").read_all()
 warnings.simplefilter("ignore")
 started = time.perf_counter()
-label_events(signals, annotations, column="event", classes=["arousal", "apnea", "spindle"],
-             out=sys.argv[2])
+label_events(signals, f"{sys.argv[2]}.annotations.arrow", column="event",
+             classes=["arousal", "apnea", "spindle"], out=sys.argv[2])
 took = time.perf_counter() - started
 hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0].split()[1]
 print(took, hwm)
@@ -74,6 +88,7 @@ def _tables(n_recordings: int, per: int, seconds: int = 8 * 3600) -> tuple[pa.Ta
 
 def _label_child(n: int, out: str) -> tuple[float, float]:
     root = str(Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", _WRITER, str(n), out, root], check=True)
     run = subprocess.run([sys.executable, "-c", _CHILD, str(n), out, root],
                          capture_output=True, text=True, check=True)  # fmt: skip
     took, hwm = run.stdout.split()

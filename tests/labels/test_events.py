@@ -4,7 +4,9 @@ and event lists equal to brute-force references; served as dict targets by every
 from __future__ import annotations
 
 import json
+import tempfile
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -246,6 +248,75 @@ def test_batch_targets_at_random_starts_equal_brute_force(stored):
         np.testing.assert_allclose(lists["onset"][i, : len(order)], onsets, atol=1e-6)
     with pytest.raises(LabelError, match="one mask length"):
         event_masks(found, starts, stops + np.arange(len(picks)) * S, 3, 2.0)
+
+
+def _work_dirs():
+    return set(Path(tempfile.gettempdir()).glob("ondabatches-events-*"))
+
+
+def _contents(labels):
+    """Every recording's stored events, as lists."""
+    out = {}
+    for rec in labels.files:
+        on, off, cl = labels.window(rec, -(10**15), 10**15)
+        out[rec] = list(zip(on.tolist(), off.tolist(), cl.tolist(), strict=True))
+    return out
+
+
+def test_streamed_annotations_file_and_batches_equal_the_table(dataset, tmp_path, monkeypatch):  # noqa: F811
+    """An Arrow file (Onda's, both IPC forms) or record batches, classified a few rows at
+    a time across many chunks and work files, store the same label set (same digest)
+    as the whole table, and its events as brute force has them."""
+    from ondabatches.labels import _events as module
+    from ondabatches.onda import write_annotations
+
+    annotations = _events(dataset, seed=3)
+    whole = label_events(dataset.signals, annotations, column="event", classes=CLASSES,
+                         out=str(tmp_path / "whole"))  # fmt: skip
+    assert _contents(whole) == {
+        r: sorted(e, key=lambda t: (t[0], t[1], t[2]))
+        for r, e in _stored(dataset, annotations).items()
+    }
+    monkeypatch.setattr(module, "_CHUNK_ROWS", 7)
+    path = tmp_path / "annotations.arrow"
+    write_annotations(path, annotations)
+    stream = tmp_path / "stream.arrow"
+    with pa.ipc.new_stream(stream, annotations.schema) as writer:
+        writer.write_table(annotations, max_chunksize=50)
+    before = _work_dirs()
+    for source in (str(path), stream, annotations.to_reader(max_chunksize=30), annotations):
+        with pytest.warns(EventsWarning, match=r"clipped.*'other': [1-9]"):
+            got = label_events(dataset.signals, source, column="event", classes=CLASSES,
+                               out=str(tmp_path / "s"))  # fmt: skip
+        assert got.digest == whole.digest
+        assert _contents(got) == _contents(whole)
+    assert _work_dirs() == before  # the work files are gone
+
+
+def test_streamed_annotations_bad_input(dataset, tmp_path):  # noqa: F811
+    annotations = _events(dataset)
+    before = _work_dirs()
+    from ondabatches.onda._arrow import span_bounds, timespan_array
+
+    starts, stops = (v.copy() for v in span_bounds(annotations.column("span")))
+    starts[5] = stops[5] + S  # a negative duration, as a file could hold it
+    index = annotations.schema.get_field_index("span")
+    backwards = annotations.set_column(index, "span", timespan_array(starts, stops))
+    with pytest.raises(LabelError, match=r"annotation 5: span \[\d+, \d+\) ns ends before"):
+        label_events(dataset.signals, backwards, column="event", classes=CLASSES,
+                     out=str(tmp_path / "n"))  # fmt: skip
+    (tmp_path / "junk.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(LabelError, match=r"junk.arrow: not an Arrow IPC"):
+        label_events(dataset.signals, str(tmp_path / "junk.arrow"), column="event",
+                     classes=CLASSES, out=str(tmp_path / "j"))  # fmt: skip
+    with pytest.raises(Exception, match=r"missing.arrow"):
+        label_events(dataset.signals, str(tmp_path / "missing.arrow"), column="event",
+                     classes=CLASSES, out=str(tmp_path / "m"))  # fmt: skip
+    with pytest.raises(LabelError, match=r"no column 'nope'"):
+        label_events(dataset.signals, annotations.to_reader(), column="nope",
+                     classes=CLASSES, out=str(tmp_path / "c"))  # fmt: skip
+    assert not (tmp_path / "n").exists() and not (tmp_path / "j").exists()
+    assert _work_dirs() == before
 
 
 def test_past_end_clipped_or_refused(dataset, tmp_path):  # noqa: F811

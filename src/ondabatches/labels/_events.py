@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import tempfile
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -234,9 +236,15 @@ def _read(url: str, digest: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(np.asarray(table.column(c).to_numpy()) for c in _SCHEMA.names)  # type: ignore[return-value]
 
 
+#: Annotation rows classified at a time (bounds label_events' memory on any input).
+_CHUNK_ROWS = 1 << 16
+#: Kept events as spilled to the work files: recording index, onset, offset, class.
+_KEPT = np.dtype([("r", "<i4"), ("a", "<i8"), ("b", "<i8"), ("c", "<i2")])
+
+
 def label_events(
     signals: pa.Table,
-    annotations: pa.Table,
+    annotations: pa.Table | str | os.PathLike[str] | Iterable[pa.RecordBatch],
     *,
     column: str,
     classes: Sequence[str],
@@ -245,6 +253,13 @@ def label_events(
 ) -> EventLabels:
     """Write the annotations whose ``column`` is one of ``classes`` as an event label set
     under ``out`` (a folder, local or a URL), one file per recording of ``signals``.
+
+    ``annotations``: a table, record batches (a ``pyarrow.RecordBatchReader``, say), or
+    the path or URL of an Arrow file (IPC file or stream, an Onda annotations file) read
+    batch by batch. The annotations are streamed: classified ``_CHUNK_ROWS`` rows at a
+    time and the kept events spilled, by recording, to work files, then each
+    recording's sorted and written; memory stays that of a chunk and a recording's
+    events, whatever their total (only the signals table is held whole).
 
     A recording's span is the union of its signals' spans; events are stored relative to
     its start. ``past_end``: ``"clip"`` events to the recording (dropping those wholly
@@ -257,11 +272,19 @@ def label_events(
     classes = tuple(str(c) for c in classes)
     if not classes or len(set(classes)) != len(classes):
         raise LabelError(f"classes must be distinct names, got {list(classes)}")
-    if column not in annotations.column_names:
-        raise LabelError(
-            f"annotations have no column {column!r}; columns: {annotations.column_names}"
-        )
-    # Column-wise: recordings as 16-byte keys, values dictionary-encoded, spans as ns.
+    spans = _recording_spans(signals)
+    tally = _Tally()
+    with tempfile.TemporaryDirectory(prefix="ondabatches-events-") as work:
+        spill = _Spill(work, len(spans[0]))
+        for offset, chunk in _chunks(annotations, column):
+            spill.add(_classify(chunk, offset, column, classes, spans, past_end, tally))
+        tally.warn(column)
+        return _write_label_set(str(out).rstrip("/"), classes, spans[0], spill)
+
+
+def _recording_spans(signals: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(recordings, lo, hi)``: the recordings' 16-byte keys (sorted, which is the order
+    of their UUID strings) and the union of their signals' spans."""
     sig_keys = _uuid_keys(signals.column("recording"))
     s_start, s_stop = span_bounds(signals.column("span"))
     recordings, inverse = np.unique(sig_keys, return_inverse=True)
@@ -269,20 +292,106 @@ def label_events(
     hi = np.full(len(recordings), np.iinfo(np.int64).min)
     np.minimum.at(lo, inverse, s_start)
     np.maximum.at(hi, inverse, s_stop)
-    a, b = span_bounds(annotations.column("span"))
-    encoded = annotations.column(column).combine_chunks().dictionary_encode()
+    return recordings, lo, hi
+
+
+def _chunks(annotations: Any, column: str) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """``(first row, batch)`` of at most ``_CHUNK_ROWS`` rows of ``annotations``, after
+    checking that its schema has ``recording``, ``span`` and ``column``."""
+    if isinstance(annotations, (str, os.PathLike)):
+        yield from _file_chunks(os.fspath(annotations), column)
+        return
+    if isinstance(annotations, pa.Table):
+        _check_columns(annotations.schema, column, "annotations")
+        batches: Iterable[pa.RecordBatch] = annotations.to_batches(max_chunksize=_CHUNK_ROWS)
+    else:
+        batches = annotations
+    offset, checked = 0, False
+    for batch in batches:
+        if not checked:
+            _check_columns(batch.schema, column, "annotations")
+            checked = True
+        for start in range(0, batch.num_rows, _CHUNK_ROWS):
+            piece = batch.slice(start, _CHUNK_ROWS)
+            yield offset, piece
+            offset += piece.num_rows
+
+
+def _file_chunks(url: str, column: str) -> Iterator[tuple[int, pa.RecordBatch]]:
+    fs, path = filesystem_for(url)
+    with storage_errors(url, action="read"), fs.open(path, "rb") as f:
+        try:
+            reader: Any = pa.ipc.open_file(f)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            f.seek(0)  # Arrow.jl writes the stream format when given an IO
+            try:
+                reader = pa.ipc.open_stream(f)
+            except pa.ArrowInvalid as exc:
+                raise LabelError(f"{url}: not an Arrow IPC file or stream ({exc})") from None
+            batches = iter(reader)
+        _check_columns(reader.schema, column, url)
+        yield from _chunks(batches, column)
+
+
+def _check_columns(schema: pa.Schema, column: str, where: str) -> None:
+    missing = [c for c in ("recording", "span", column) if c not in schema.names]
+    if missing:
+        raise LabelError(f"{where} have no column {missing[0]!r}; columns: {schema.names}")
+
+
+@dataclass
+class _Tally:
+    """What the rules dropped or clipped, over all the chunks (for one warning)."""
+
+    clipped: int = 0
+    dropped: int = 0
+    elsewhere: int = 0
+    ignored: dict[str, int] = field(default_factory=dict)
+
+    def warn(self, column: str) -> None:
+        if self.ignored or self.clipped or self.dropped or self.elsewhere:
+            warnings.warn(
+                f"label_events: {self.clipped} event(s) clipped to their recording's span, "
+                f"{self.dropped} outside it dropped, {self.elsewhere} of recordings without "
+                f"signals ignored; annotations of other {column!r} values ignored: "
+                f"{dict(sorted(self.ignored.items()))}",
+                EventsWarning,
+                stacklevel=3,
+            )
+
+
+def _classify(
+    chunk: pa.RecordBatch,
+    offset: int,
+    column: str,
+    classes: tuple[str, ...],
+    spans: tuple[np.ndarray, np.ndarray, np.ndarray],
+    past_end: str,
+    tally: _Tally,
+) -> np.ndarray:
+    """The events of ``chunk`` (rows from ``offset``) that are kept, clipped (``_KEPT``),
+    column-wise: recordings as 16-byte keys, values dictionary-encoded, spans as ns."""
+    recordings, lo, hi = spans
+    a, b = span_bounds(chunk.column("span"))
+    bad = np.flatnonzero(b < a)
+    if len(bad):
+        i = int(bad[0])
+        raise LabelError(f"annotation {offset + i}: span [{a[i]}, {b[i]}) ns ends before it starts")
+    encoded = chunk.column(column).dictionary_encode()
     names = encoded.dictionary.to_pylist()
     lookup = np.array([classes.index(v) if v in classes else -1 for v in names] + [-1])
     indices = encoded.indices.to_numpy(zero_copy_only=False)
-    codes = lookup[np.where(np.isnan(indices.astype(float)), -1, indices).astype(np.int64)]
-    ignored = {str(names[k]): int(n) for k, n in zip(*np.unique(
-        indices[(codes < 0) & ~np.isnan(indices.astype(float))].astype(np.int64),
-        return_counts=True), strict=True)}  # fmt: skip
-    keys = _uuid_keys(annotations.column("recording"))
+    valid = ~np.isnan(indices.astype(float))
+    codes = lookup[np.where(valid, indices, len(names)).astype(np.int64)]
+    for k, n in zip(*np.unique(indices[(codes < 0) & valid].astype(np.int64),
+                               return_counts=True), strict=True):  # fmt: skip
+        tally.ignored[str(names[k])] = tally.ignored.get(str(names[k]), 0) + int(n)
+    keys = _uuid_keys(chunk.column("recording"))
     where = np.searchsorted(recordings, keys)
     known = (where < len(recordings)) & (recordings[np.minimum(where, len(recordings) - 1)] == keys)
     kept = codes >= 0
-    elsewhere = int((kept & ~known).sum())
+    tally.elsewhere += int((kept & ~known).sum())
     kept &= known
     r = np.where(known, where, 0)
     r_lo, r_hi = lo[r], hi[r]
@@ -290,40 +399,70 @@ def label_events(
     if past_end == "error" and past.any():
         i = int(np.flatnonzero(past)[0])
         raise LabelError(
-            f"event {i} ({column}={classes[codes[i]]!r}, [{a[i]}, {b[i]}) ns) of recording "
-            f"{_uuid_of(keys[i])} lies past the recording's span "
+            f"event {offset + i} ({column}={classes[codes[i]]!r}, [{a[i]}, {b[i]}) ns) of "
+            f"recording {_uuid_of(keys[i])} lies past the recording's span "
             f"[{r_lo[i]}, {r_hi[i]}) ns; pass past_end='clip' to clip it"
         )
     outside = past & ((a >= r_hi) | (b < r_lo) | ((b == r_lo) & (a != b)))
-    dropped, clipped = int(outside.sum()), int((past & ~outside).sum())
+    tally.dropped += int(outside.sum())
+    tally.clipped += int((past & ~outside).sum())
     kept &= ~outside
-    a, b = np.maximum(a, r_lo), np.minimum(b, r_hi)
-    if ignored or clipped or dropped or elsewhere:
-        warnings.warn(
-            f"label_events: {clipped} event(s) clipped to their recording's span, {dropped} "
-            f"outside it dropped, {elsewhere} of recordings without signals ignored; "
-            f"annotations of other {column!r} values ignored: {dict(sorted(ignored.items()))}",
-            EventsWarning,
-            stacklevel=2,
-        )
     sel = np.flatnonzero(kept)
-    order = sel[np.lexsort((codes[sel], b[sel], a[sel], r[sel]))]
-    bounds = np.searchsorted(r[order], np.arange(len(recordings) + 1))
+    out = np.empty(len(sel), dtype=_KEPT)
+    out["r"], out["c"] = r[sel], codes[sel]
+    out["a"], out["b"] = np.maximum(a[sel], r_lo[sel]), np.minimum(b[sel], r_hi[sel])
+    return out
+
+
+class _Spill:
+    """Kept events appended to work files, one per range of recordings (in order), so
+    that each range is sorted on its own."""
+
+    def __init__(self, root: str, n_recordings: int, n_files: int = 64):
+        self.n_files = max(1, min(n_files, n_recordings))
+        self.n_recordings = n_recordings
+        self.paths = [os.path.join(root, f"{k}.kept") for k in range(self.n_files)]
+        for path in self.paths:
+            open(path, "wb").close()
+
+    def add(self, kept: np.ndarray) -> None:
+        which = kept["r"].astype(np.int64) * self.n_files // max(self.n_recordings, 1)
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(self.n_files + 1))
+        for k in np.flatnonzero(np.diff(bounds)):
+            with open(self.paths[k], "ab") as f:
+                kept[order[bounds[k] : bounds[k + 1]]].tofile(f)
+
+    def ranges(self) -> Iterator[tuple[range, np.ndarray]]:
+        """``(recording indices, their events sorted by recording, onset, offset, class)``
+        per work file, in recording order."""
+        for k, path in enumerate(self.paths):
+            first = -(-k * self.n_recordings // self.n_files)
+            stop = -(-(k + 1) * self.n_recordings // self.n_files)
+            kept = np.fromfile(path, dtype=_KEPT)
+            os.unlink(path)
+            yield range(first, stop), kept[np.lexsort((kept["c"], kept["b"], kept["a"], kept["r"]))]
+
+
+def _write_label_set(
+    root: str, classes: tuple[str, ...], recordings: np.ndarray, spill: _Spill
+) -> EventLabels:
     files, longest, hasher = {}, {}, hashlib.sha256(json.dumps(classes).encode())
-    root = str(out).rstrip("/")
-    ids = sorted((str(_uuid_of(k)), i) for i, k in enumerate(recordings))
-    for rid, i in ids:
-        rows = order[bounds[i] : bounds[i + 1]]
-        arr = np.stack([a[rows], b[rows], codes[rows]], axis=1).astype(np.int64).reshape(-1, 3)
-        table = pa.table(
-            {"onset_ns": arr[:, 0], "offset_ns": arr[:, 1], "class": arr[:, 2].astype(np.int16)},
-            schema=_SCHEMA,
-        )
-        name = f"{rid}.events.arrow"
-        _write(f"{root}/{name}", lambda f, t=table: _write_table(f, t))
-        files[rid] = name
-        longest[rid] = int((arr[:, 1] - arr[:, 0]).max()) if len(arr) else 0
-        hasher.update(rid.encode() + arr.tobytes())
+    for indices, kept in spill.ranges():
+        bounds = np.searchsorted(kept["r"], np.arange(indices.start, indices.stop + 1))
+        for i in indices:
+            rid = str(_uuid_of(recordings[i]))
+            rows = kept[bounds[i - indices.start] : bounds[i - indices.start + 1]]
+            arr = np.stack([rows["a"], rows["b"], rows["c"].astype(np.int64)], axis=1)
+            table = pa.table(
+                {"onset_ns": arr[:, 0], "offset_ns": arr[:, 1], "class": rows["c"]},
+                schema=_SCHEMA,
+            )
+            name = f"{rid}.events.arrow"
+            _write(f"{root}/{name}", lambda f, t=table: _write_table(f, t))
+            files[rid] = name
+            longest[rid] = int((arr[:, 1] - arr[:, 0]).max()) if len(arr) else 0
+            hasher.update(rid.encode() + arr.tobytes())
     digest = hasher.hexdigest()[:16]
     manifest = f"{root}/events.json"
     doc = {"classes": list(classes), "files": files, "digest": digest, "max_duration_ns": longest}
