@@ -67,7 +67,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import BatcherError, BatchSpecError, LabelError, StateError, require
-from .batches._state import BatchState
+from .batches._state import BatchScheme, BatchState, as_batch_scheme
 from .serve._batcher import Batcher, _default_materialize
 from .serve._stats import DataPathMeter, IntervalLogger
 from .serve._tree import map_leaves
@@ -88,7 +88,7 @@ _RECENT = 64
 _LABEL_MODES = ("codes", "classes")
 
 
-class InterleavedBatches:
+class InterleavedBatches(BatchScheme):
     """One rank's share of a scheme: global batches ``rank + k * world_size``, k = 0, 1...
 
     States stay the wrapped scheme's global states (:class:`~ondabatches.BatchState`,
@@ -119,9 +119,23 @@ class InterleavedBatches:
 
     def __init__(self, batches: Any, world_size: int, rank: int):
         _check_rank(world_size, rank)
-        self.batches = batches
+        self.batches = as_batch_scheme(batches, "InterleavedBatches")
         self.world_size = world_size
         self.rank = rank
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        return self.batches.config
+
+    def initial_state(self, seed: int = 0) -> Any:
+        return self.batches.initial_state(seed)
+
+    def remaining(self, state: Any) -> int | None:
+        inner = self.batches.remaining(state)
+        if inner is None or not isinstance(state, BatchState):
+            return None
+        first = self.state_of(state, 0).index - state.index  # skipped to this rank's lattice
+        return max(0, -(-(inner - first) // self.world_size))
 
     def iterate_batch(self, state: BatchState) -> tuple[Any, BatchState] | None:
         if not isinstance(state, BatchState):
@@ -192,6 +206,7 @@ def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
     True
     """
     _check_rank(world_size, rank)
+    batches = as_batch_scheme(batches, "shard_batches")
     if _built_sharded(batches):
         own = (batches.world_size, batches.rank)
         if own != (world_size, rank):
@@ -206,10 +221,9 @@ def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
     return InterleavedBatches(batches, world_size, rank)
 
 
-def _built_sharded(batches: Any) -> bool:
+def _built_sharded(batches: BatchScheme) -> bool:
     """Whether ``batches`` was built as one rank's share (``world_size`` > 1 and a rank)."""
-    own = (getattr(batches, "world_size", None), getattr(batches, "rank", None))
-    return own not in ((None, None), (1, 0))
+    return (batches.world_size, batches.rank) != (1, 0)
 
 
 def _distributed_rank() -> tuple[int, int]:
@@ -261,25 +275,6 @@ def _labels_as(y, labels: str, label_dtype: Any, where: Any):
             )
         return classes
     return y if label_dtype is None else y.to(label_dtype)
-
-
-def _remaining(scheme: Any, state: Any) -> int | None:
-    """How many batches ``scheme`` yields from ``state`` on, or None if endless/unknown."""
-    if isinstance(scheme, InterleavedBatches):
-        inner = _remaining(scheme.batches, state)
-        if inner is None or not isinstance(state, BatchState):
-            return None
-        first = scheme.state_of(state, 0).index - state.index  # skipped to this rank's lattice
-        return max(0, -(-(inner - first) // scheme.world_size))
-    if not hasattr(scheme, "__len__") or not isinstance(state, BatchState):
-        return None
-    return max(0, len(scheme) - state.index)
-
-
-def _scheme_config(scheme: Any) -> Any:
-    config = getattr(scheme, "config", None)
-    inner = getattr(scheme, "batches", None)
-    return config if config is not None else getattr(inner, "config", None)
 
 
 class BatchDataset(torch.utils.data.IterableDataset):
@@ -420,7 +415,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
 
     def _checked(self, state: Any) -> Any:
         # Refuse a state of another configuration now rather than at the first batch.
-        config = _scheme_config(self._scheme)
+        config = self._scheme.config
         if isinstance(state, BatchState) and isinstance(config, Mapping):
             return state.bind(config)
         return state
@@ -428,7 +423,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
     def __len__(self) -> int:
         scheme = self._scheme
         start = self._state if self._iteration_start is None else self._iteration_start
-        n = _remaining(scheme, start)
+        n = scheme.remaining(start)
         if n is None:
             raise TypeError(
                 f"{type(self).__name__} over {scheme!r} has no length: the scheme is endless "
@@ -705,10 +700,7 @@ class BatchMapDataset(torch.utils.data.Dataset):
             if materialize is not None:
                 raise BatchSpecError("give transforms or materialize, not both")
             batches = TransformedBatches(batches, transforms)
-        if not callable(getattr(batches, "iterate_batch", None)):
-            raise TypeError(
-                f"batches must be a batch scheme (iterate_batch), got {type(batches).__name__}"
-            )
+        batches = as_batch_scheme(batches, "BatchMapDataset")
         if not isinstance(state, BatchState):
             raise StateError(
                 f"BatchMapDataset needs a BatchState (batch k is state.advance(k)), got "
@@ -716,9 +708,9 @@ class BatchMapDataset(torch.utils.data.Dataset):
             )
         _check_labels(labels, label_dtype)
         self.batches = batches
-        config = _scheme_config(batches)
+        config = batches.config
         self.state = state.bind(config) if isinstance(config, Mapping) else state
-        left = _remaining(batches, self.state)
+        left = batches.remaining(self.state)
         if length is not None and (
             isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0
         ):
@@ -791,7 +783,7 @@ class BatchMapDataset(torch.utils.data.Dataset):
             length = state_dict["length"]
         except (KeyError, TypeError) as exc:
             raise StateError(f"not a BatchMapDataset state dict: {state_dict!r}") from exc
-        config = _scheme_config(self.batches)
+        config = self.batches.config
         if isinstance(config, Mapping):
             state = state.bind(config)
         if (state.seed, state.index, length) != (self.state.seed, self.state.index, self.length):

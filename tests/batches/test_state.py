@@ -76,7 +76,7 @@ def test_malformed_json_is_a_state_error(text):
         BatchState.from_json(text)
 
 
-class FixedList:
+class FixedList(BatchScheme):
     """A finite scheme over a fixed list of batches, as in OndaBatches' own tests."""
 
     def __init__(self, batches):
@@ -88,9 +88,13 @@ class FixedList:
         return self.batches[state.index], state.advance()
 
 
-def test_any_object_with_iterate_batch_is_a_scheme():
+def test_a_subclass_implementing_iterate_batch_is_a_scheme():
     scheme = FixedList([["a", "b"], ["c"]])
     assert isinstance(scheme, BatchScheme)
+    assert scheme.next_state(BatchState(0)) == BatchState(0).advance()  # the default
+    assert scheme.next_state(BatchState(0).advance(2)) is None
+    assert (scheme.world_size, scheme.rank, scheme.config, scheme.steps_without_drawing) == (
+        1, 0, None, False)  # fmt: skip
     state, seen = BatchState(0), []
     while (out := scheme.iterate_batch(state)) is not None:
         batch, state = out
@@ -118,16 +122,27 @@ def test_integers_too_long_to_print_are_state_errors(kwargs):
         BatchState(seed=1).advance(10**5000)
 
 
-def test_the_exported_scheme_protocol_is_runtime_checkable():
+def test_the_exported_scheme_interface_is_the_declared_one_and_ducks_are_adapted():
     import ondabatches
+    import ondabatches.abc
+    from ondabatches.batches._state import as_batch_scheme
 
     class Scheme:
         def iterate_batch(self, state):
             return None
 
+        def next_state(self, state):  # not read: nothing is probed
+            raise AssertionError("probed")
+
     assert ondabatches.BatchScheme is ondabatches.batches.BatchScheme
-    assert isinstance(Scheme(), ondabatches.BatchScheme)
-    assert not isinstance(object(), ondabatches.BatchScheme)
+    assert ondabatches.abc.BatchScheme is ondabatches.BatchScheme
+    assert not isinstance(Scheme(), ondabatches.BatchScheme)
+    with pytest.warns(DeprecationWarning, match="does not subclass ondabatches.abc.BatchScheme"):
+        adapted = as_batch_scheme(Scheme())
+    assert isinstance(adapted, ondabatches.BatchScheme) and not adapted.steps_without_drawing
+    assert adapted.next_state(BatchState(0)) is None  # through iterate_batch
+    with pytest.raises(TypeError, match="must be a batch scheme"):
+        as_batch_scheme(object())
 
 
 def test_a_config_frozen_twice_keeps_its_mappings():

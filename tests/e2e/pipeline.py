@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ondabatches.abc import BatchScheme
 from ondabatches.batches import RandomBatches
 from ondabatches.labels import label_signals, sort_and_trim_spans, store_labels
 from ondabatches.materialize import materialize_batch
@@ -125,7 +126,7 @@ class DieOnce:
         raise AssertionError("unreachable: the process was killed")
 
 
-class Finite:
+class Finite(BatchScheme):
     """The first ``n`` batches of a scheme, so that a Batcher materializes no others."""
 
     def __init__(self, batches, n: int):

@@ -33,7 +33,7 @@ from ondabatches.onda._zst import SeekTable, parse_seek_table
 from .samplefiles import lpcm_bytes, make_info, make_signal, random_encoded, single_frame_zst
 
 
-class NpyFormat:
+class NpyFormat(SampleFormat):
     """A custom format: one .npy file holding the channels x time matrix."""
 
     def read(self, fs, path, info, rows, n_total):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ondabatches.abc import BatchScheme
+
 Item = tuple  # (seed, shape, action)
 
 
@@ -74,7 +76,7 @@ def toy_materialize(batch, dtype):
 
 
 @dataclass(frozen=True)
-class ToyScheme:
+class ToyScheme(BatchScheme):
     """Batch k holds items with seeds ``(k, i)``; finite when ``n_batches`` is set.
 
     ``actions`` maps a batch index to the action of its first item. The state is the
@@ -109,6 +111,8 @@ class SteppingToyScheme(ToyScheme):
     def iterate_batch(self, state):
         DRAWS.append(os.getpid())
         return super().iterate_batch(state)
+
+    steps_without_drawing = True
 
     def next_state(self, state):
         return None if self.n_batches is not None and state >= self.n_batches else state + 1

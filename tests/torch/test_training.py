@@ -26,6 +26,7 @@ from ondabatches import (
     StateError,
     materialize_batch,
 )
+from ondabatches.abc import BatchScheme
 from ondabatches.torch import BatchDataset, BatchMapDataset, DeviceFeed, InterleavedBatches
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 
@@ -206,15 +207,19 @@ def test_distributed_sampler_splits_like_interleaved_ranks(scheme):
 # -- lengths and labels --------------------------------------------------------------
 
 
-class Finite:
+class Finite(BatchScheme):
     """A finite scheme that does not shard itself (ranks interleave it)."""
 
     def __init__(self, scheme):
         self.scheme = scheme
-        self.config = scheme.config
+        self._config = scheme.config
 
-    def __len__(self):
-        return len(self.scheme)
+    @property
+    def config(self):
+        return self._config
+
+    def remaining(self, state):
+        return max(0, len(self.scheme) - state.index)
 
     def iterate_batch(self, state):
         return self.scheme.iterate_batch(state)
@@ -394,8 +399,6 @@ def test_lengths_and_item_states_equal_plain_iteration(spec_only):
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from ondabatches.torch import _remaining
-
     finite = Finite(spec_only)
     n = len(spec_only)
 
@@ -409,7 +412,7 @@ def test_lengths_and_item_states_equal_plain_iteration(spec_only):
         while (step := scheme.iterate_batch(state)) is not None:
             states.append(state)
             state = step[1]
-        assert _remaining(scheme, spec_only.initial_state().advance(start)) == len(states)
+        assert scheme.remaining(spec_only.initial_state().advance(start)) == len(states)
         if states:
             ds = BatchMapDataset(scheme, spec_only.initial_state().advance(start))
             assert len(ds) == len(states)

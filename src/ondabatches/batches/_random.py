@@ -17,7 +17,7 @@ from ._item import BatchItem
 from ._montage import RecordingArrays
 from ._multi_item import MultiBatchItem
 from ._selectors import selector_fingerprint
-from ._state import BatchState, _frozen_config
+from ._state import BatchScheme, BatchState, _frozen_config
 from ._table import LabeledArrays
 
 __all__ = [
@@ -77,7 +77,7 @@ def _cumulative(weights: Any, n: int, what: str) -> np.ndarray:
     return cum
 
 
-class RandomBatches:
+class RandomBatches(BatchScheme):
     """Endless pseudo-random batches of labeled windows.
 
     Each item is drawn independently: (1) a row by ``signal_weights`` (uniform if
@@ -254,6 +254,8 @@ class RandomBatches:
             # Only montage schemes carry these keys: single-signal fingerprints are unchanged.
             self._config.update(rows.config())
         self._frozen_config = _frozen_config(self._config)
+
+    steps_without_drawing = True
 
     @property
     def config(self) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from ..onda._timespan import NS_PER_S, TimeLike, nanoseconds
 from ._item import BatchItem
 from ._montage import RecordingArrays
 from ._random import _rows_of
-from ._state import BatchState, _frozen_config
+from ._state import BatchScheme, BatchState, _frozen_config
 from ._table import LabeledArrays
 
 __all__ = ["SequentialBatches"]
@@ -25,7 +25,7 @@ def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
     return int(value)
 
 
-class SequentialBatches:
+class SequentialBatches(BatchScheme):
     """Every labeled window of every row exactly once, in order; finite.
 
     Windows of ``batch_duration`` start at each row's label span start and every
@@ -153,9 +153,15 @@ class SequentialBatches:
             self._config.update(rows.config())
         self._frozen_config = _frozen_config(self._config)
 
+    steps_without_drawing = True
+
     def __len__(self) -> int:
         """The number of batches of this rank (the same on every rank)."""
         return self.n_batches
+
+    def remaining(self, state: BatchState) -> int | None:
+        """The batches of this rank from ``state`` on."""
+        return max(0, self.n_batches - state.index) if isinstance(state, BatchState) else None
 
     @property
     def config(self) -> dict[str, Any]:

@@ -1,6 +1,7 @@
-"""Batch states and the batch-scheme protocol.
+"""Batch states and the batch-scheme interface.
 
-A batch scheme is anything with ``iterate_batch(state) -> (batch, next_state) | None``.
+A batch scheme is a :class:`BatchScheme`: ``iterate_batch(state) -> (batch,
+next_state) | None``, and the capabilities it declares.
 The state is a small immutable value: the seed, the index of the batch it stands
 for, and a fingerprint of the configuration that produced it, so that restoring a
 checkpoint into a differently configured scheme fails loudly instead of quietly
@@ -12,9 +13,11 @@ from __future__ import annotations
 import json
 import numbers
 import reprlib
+import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
 from .._errors import StateError
 
@@ -322,31 +325,107 @@ def _thaw(value: Any) -> Any:
     return value
 
 
-@runtime_checkable
-class BatchScheme(Protocol):
-    """Anything that turns a state into a batch and the next state.
+class BatchScheme(ABC):
+    """The interface of batch schemes: what turns a state into a batch and the next state.
+
+    Subclass it and implement :meth:`iterate_batch`; declare what else the scheme can
+    do by overriding the members below (the Batcher, :mod:`ondabatches.torch` and the
+    transforms read them, never probe for them). Check a scheme with
+    :func:`ondabatches.testing.check_batch_scheme`.
 
     ``iterate_batch(state)`` returns ``(batch, next_state)``, or ``None`` when a finite
     scheme has no batch at ``state``. The batch is a sequence of items that
     :func:`~ondabatches.materialize.materialize_batch` (or the user's own function)
     turns into arrays. It must be a pure function of ``state``.
 
-    A scheme may also have ``next_state(state)``: the state after ``state``, or
-    ``None`` where ``iterate_batch`` would return ``None``, without drawing the batch.
-    The Batcher then lets its workers draw the batches (the scheme is sent to each
-    worker once), so that its own cost per batch does not grow with the batch size.
-
     Examples
     --------
-    >>> class FixedList:
+    >>> class FixedList(BatchScheme):
     ...     def __init__(self, batches):
     ...         self.batches = batches
     ...     def iterate_batch(self, state):
     ...         if state.index >= len(self.batches):
     ...             return None
     ...         return self.batches[state.index], state.advance()
-    >>> isinstance(FixedList([[1], [2]]), BatchScheme)
-    True
+    ...     def remaining(self, state):
+    ...         return max(0, len(self.batches) - state.index)
+    >>> scheme = FixedList([[1], [2]])
+    >>> scheme.iterate_batch(BatchState(0))[0], scheme.remaining(BatchState(0))
+    ([1], 2)
     """
 
-    def iterate_batch(self, state: BatchState) -> tuple[Sequence[Any], BatchState] | None: ...
+    #: Whether :meth:`next_state` steps through the states without drawing the batches
+    #: (cheaply): the Batcher then lets its workers draw them (the scheme is sent to
+    #: each worker once), so that its own cost per batch does not grow with the batch
+    #: size.
+    steps_without_drawing: ClassVar[bool] = False
+    #: A scheme built as one rank's share (``SequentialBatches(world_size=w, rank=r)``)
+    #: says so here; ``shard_batches`` then leaves it as it is.
+    world_size: int = 1
+    rank: int = 0
+
+    @abstractmethod
+    def iterate_batch(self, state: Any) -> tuple[Sequence[Any], Any] | None:
+        """``(batch, next_state)``, or None where a finite scheme has no batch at ``state``."""
+
+    def next_state(self, state: Any) -> Any:
+        """The state after ``state``, or None where :meth:`iterate_batch` would return
+        None; by default through :meth:`iterate_batch` (declare
+        :attr:`steps_without_drawing` where an override does not draw)."""
+        step = self.iterate_batch(state)
+        return None if step is None else step[1]
+
+    def remaining(self, state: Any) -> int | None:
+        """How many batches the scheme yields from ``state`` on; None (the default)
+        where endless or unknown."""
+        return None
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """The JSON configuration its states are bound to (None: states carry none)."""
+        return None
+
+    def initial_state(self, seed: int = 0) -> Any:
+        """The state of batch 0 for ``seed`` (a :class:`BatchState` bound to
+        :attr:`config`, by default)."""
+        return BatchState(seed=seed, index=0, config=self.config)
+
+
+class _DuckScheme(BatchScheme):
+    """A scheme that does not subclass :class:`BatchScheme`, seen through it: only its
+    ``iterate_batch`` is used (nothing else is declared)."""
+
+    def __init__(self, scheme: Any):
+        self.scheme = scheme
+
+    def iterate_batch(self, state: Any) -> tuple[Sequence[Any], Any] | None:
+        return self.scheme.iterate_batch(state)
+
+    def __getattr__(self, name: str) -> Any:  # its other members, for the user
+        if name.startswith("__") or name == "scheme":
+            raise AttributeError(name)
+        return getattr(self.scheme, name)
+
+    def __repr__(self) -> str:
+        return repr(self.scheme)
+
+
+def as_batch_scheme(scheme: Any, where: str = "batches") -> BatchScheme:
+    """``scheme`` as a :class:`BatchScheme`: itself, or (deprecated) an object with an
+    ``iterate_batch`` method seen through the interface with nothing else declared."""
+    if isinstance(scheme, BatchScheme):
+        return scheme
+    if callable(getattr(scheme, "iterate_batch", None)):
+        warnings.warn(
+            f"{where}: {type(scheme).__name__} does not subclass ondabatches.abc.BatchScheme; "
+            "it is used through its iterate_batch alone (no next_state, remaining, config or "
+            "sharding is read from it). Subclass BatchScheme to declare them; objects that do "
+            "not will be refused in a later release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return _DuckScheme(scheme)
+    raise TypeError(
+        f"{where}: batches must be a batch scheme (a subclass of ondabatches.abc.BatchScheme "
+        f"implementing iterate_batch(state)), got {type(scheme).__name__}"
+    )

@@ -1,6 +1,6 @@
 """Sample file formats: a registry from ``file_format`` strings to readers/writers.
 
-A format is any object with the two methods of :class:`SampleFormat`. The built-in
+A format is a :class:`SampleFormat` (``read``, ``write`` and ``check_size``). The built-in
 ones are ``"lpcm"`` (:class:`LPCMFormat`) and ``"lpcm.zst"`` (:class:`LPCMZstFormat`);
 :func:`register_format` adds others, which :func:`~ondabatches.onda.load` and
 :func:`~ondabatches.onda.store` then use for signals of that ``file_format``.
@@ -8,15 +8,13 @@ ones are ``"lpcm"`` (:class:`LPCMFormat`) and ``"lpcm.zst"`` (:class:`LPCMZstFor
 
 from __future__ import annotations
 
+import logging
+import pickle
 import threading
-from typing import BinaryIO, Protocol, runtime_checkable
-
-import fsspec
-import numpy as np
 
 from .._errors import UnknownFormatError
+from ._format_base import SampleFormat, as_sample_format
 from ._lpcm import LPCMFormat
-from ._samples import SamplesInfo
 from ._zst import LPCMZstFormat
 
 __all__ = [
@@ -29,36 +27,9 @@ __all__ = [
 ]
 
 
-@runtime_checkable
-class SampleFormat(Protocol):
-    """How samples of one ``file_format`` are read from and written to a file.
-
-    Both methods work on *encoded* samples (``info.sample_type``), channels x time.
-    Storage errors may propagate: the caller names the file in its own error.
-    """
-
-    def read(
-        self,
-        fs: fsspec.AbstractFileSystem,
-        path: str,
-        info: SamplesInfo,
-        rows: range,
-        n_total: int,
-    ) -> np.ndarray:
-        """Samples ``rows`` (0-based, ``rows.stop <= n_total``) of a file holding ``n_total``.
-
-        Must read no more of the file than it needs, and raise
-        :class:`~ondabatches.SampleFileError` (naming the file, expected and actual
-        sizes) when the file disagrees with ``info`` and ``n_total``.
-        """
-        ...
-
-    def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
-        """Write all of ``data`` (encoded, channels x time) to the open binary ``file``."""
-        ...
-
-
 _FORMATS: dict[str, SampleFormat] = {"lpcm": LPCMFormat(), "lpcm.zst": LPCMZstFormat()}
+_BUILT_IN = dict(_FORMATS)
+_log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
 
 
@@ -69,7 +40,7 @@ def register_format(name: str, fmt: SampleFormat, *, replace: bool = False) -> N
 
     Examples
     --------
-    >>> class Npy:
+    >>> class Npy(SampleFormat):
     ...     def read(self, fs, path, info, rows, n_total):
     ...         with fs.open(path, "rb") as f:
     ...             return np.load(f)[:, rows.start : rows.stop]
@@ -79,18 +50,41 @@ def register_format(name: str, fmt: SampleFormat, *, replace: bool = False) -> N
     >>> type(get_format("npy-example")).__name__
     'Npy'
     """
-    if not isinstance(fmt, SampleFormat):
-        raise TypeError(
-            f"a sample format needs read(fs, path, info, rows, n_total) and "
-            f"write(file, data, info) methods; {type(fmt).__name__} lacks them"
-        )
+    fmt = as_sample_format(fmt, name)
     with _LOCK:
-        if name in _FORMATS and not replace and _FORMATS[name] is not fmt:
+        if name in _FORMATS and not replace and _FORMATS[name] != fmt:
             raise ValueError(
                 f"file_format {name!r} is already registered ({type(_FORMATS[name]).__name__}); "
                 "pass replace=True to replace it"
             )
         _FORMATS[name] = fmt
+
+
+def user_formats() -> dict[str, SampleFormat]:
+    """The formats registered in this process beyond the built-in ones (or in place of
+    them) that pickle: what worker processes and Ray actors register as they start, so
+    that a plug-in works on every backend. One that does not pickle (a class defined
+    in a notebook cell) is left out, with a logged warning: its signals then fail on
+    workers with an :class:`~ondabatches.UnknownFormatError`."""
+    with _LOCK:
+        mine = {k: v for k, v in _FORMATS.items() if _BUILT_IN.get(k) is not v}
+    out = {}
+    for name, fmt in mine.items():
+        try:
+            pickle.dumps(fmt)
+        except Exception as exc:  # noqa: BLE001 - any reason it cannot travel
+            _log.warning("format %r (%s) does not pickle, so worker processes do not get "
+                         "it: %s", name, type(fmt).__name__, exc)  # fmt: skip
+            continue
+        out[name] = fmt
+    return out
+
+
+def install_formats(formats: dict[str, SampleFormat] | None) -> None:
+    """Register ``formats`` (from :func:`user_formats` of the process that started
+    this one), replacing what is registered under their names."""
+    for name, fmt in (formats or {}).items():
+        register_format(name, fmt, replace=True)
 
 
 def registered_formats() -> list[str]:

@@ -10,10 +10,10 @@ import numpy as np
 
 from .._errors import SampleFileError, SpanError
 from ._formats import format_from_path, get_format
-from ._lpcm import check_lpcm_size, forget_file, remote_size, url_of
+from ._lpcm import forget_file
 from ._samples import Samples, SamplesInfo
 from ._signal import Signal
-from ._storage import atomic_writer, check_regular, filesystem_for, is_local, storage_errors
+from ._storage import atomic_writer, filesystem_for, storage_errors
 from ._timespan import TimeSpan, sample_range
 
 __all__ = ["SignalLike", "load", "load_rows", "store"]
@@ -128,9 +128,8 @@ def check_rows(
     61 KB file) describes windows of gigabytes: comparing the signal's samples with
     the file's size (its seek table's, for ``lpcm.zst``) turns that into a
     :class:`SampleFileError` naming the signal, instead of an allocation that fails
-    (``MemoryError``, a full ``/dev/shm``) or succeeds for nothing. Formats other than
-    the built-in ones are checked when they have a ``check_size(fs, path, info,
-    n_total)`` method.
+    (``MemoryError``, a full ``/dev/shm``) or succeeds for nothing: every format's
+    :meth:`~ondabatches.abc.SampleFormat.check_size`.
     """
     sig = _as_signal(signal)
     if not 0 <= rows.start <= rows.stop <= sig.n_samples:
@@ -140,16 +139,7 @@ def check_rows(
     context = f" ({_describe(sig)}, sample_rate {sig.sample_rate} Hz, span {sig.span})"
     with storage_errors(sig.file_path, context=context):
         try:
-            if sig.file_format == "lpcm":
-                if is_local(fs):
-                    st = os.stat(path)
-                    check_regular(path, st)
-                    size = st.st_size
-                else:
-                    size = remote_size(fs, path)
-                check_lpcm_size(url_of(fs, path), size, sig.info, sig.n_samples)
-            elif hasattr(fmt, "check_size"):
-                fmt.check_size(fs, path, sig.info, sig.n_samples)
+            fmt.check_size(fs, path, sig.info, sig.n_samples)
         except SampleFileError as exc:
             raise SampleFileError(f"{exc}{context}") from exc
 

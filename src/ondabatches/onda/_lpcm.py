@@ -20,8 +20,9 @@ import numpy as np
 
 from .._errors import SampleFileError
 from ._descriptors import forget, opened
+from ._format_base import SampleFormat
 from ._samples import SamplesInfo
-from ._storage import is_local
+from ._storage import check_regular, is_local
 
 __all__ = ["LPCMFormat"]
 
@@ -169,7 +170,7 @@ def interleaved_chunks(
 
 
 @dataclass(frozen=True, slots=True)
-class LPCMFormat:
+class LPCMFormat(SampleFormat):
     """Onda's ``"lpcm"``: uncompressed interleaved little-endian samples.
 
     Reading a window reads only its bytes. The file's size is checked against the
@@ -202,3 +203,15 @@ class LPCMFormat:
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
         for chunk in interleaved_chunks(data, info):
             file.write(chunk)
+
+    def check_size(
+        self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int
+    ) -> None:
+        """Refuse a file that is not exactly ``n_total`` samples."""
+        if is_local(fs):
+            st = os.stat(path)
+            check_regular(path, st)
+            size = st.st_size
+        else:
+            size = remote_size(fs, path)
+        check_lpcm_size(url_of(fs, path), size, info, n_total)

@@ -38,6 +38,7 @@ import zstandard
 
 from .._errors import SampleFileError
 from ._descriptors import opened
+from ._format_base import SampleFormat
 from ._lpcm import (
     channels_by_time,
     check_lpcm_size,
@@ -346,7 +347,7 @@ class SeekableWriter:
 
 
 @dataclass(frozen=True, slots=True)
-class LPCMZstFormat:
+class LPCMZstFormat(SampleFormat):
     """Onda's ``"lpcm.zst"``: LPCM compressed with zstd, written in the seekable format.
 
     Parameters

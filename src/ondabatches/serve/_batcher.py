@@ -30,7 +30,7 @@ import numpy as np
 
 from .. import _errors
 from .._errors import BatcherError, WorkerError
-from ..batches._state import BatchScheme
+from ..batches._state import BatchScheme, as_batch_scheme
 from ..transforms._base import Pipeline
 from ..transforms._scheme import TransformedBatches
 from ._pools import (
@@ -210,10 +210,7 @@ class Batcher:
         log_interval: float | None = None,
         transforms: Pipeline | list[Any] | None = None,
     ):
-        if not callable(getattr(batches, "iterate_batch", None)):
-            raise TypeError(
-                f"batches must have an iterate_batch(state) method, got {type(batches).__name__}"
-            )
+        batches = as_batch_scheme(batches, "Batcher")
         if not (isinstance(backend, Executor) or backend in _BACKENDS):
             raise ValueError(
                 f"backend must be one of {sorted(_BACKENDS)} or a concurrent.futures.Executor, "
@@ -244,9 +241,7 @@ class Batcher:
         # Workers draw the batches when the scheme can step through its states
         # without drawing and the pool sends a callable to each worker only once.
         self._drawing = (
-            DrawAndMaterialize(batches, self.materialize)
-            if callable(getattr(batches, "next_state", None))
-            else None
+            DrawAndMaterialize(batches, self.materialize) if batches.steps_without_drawing else None
         )
         self._pool: Pool | None = None
         self._slots: deque[_Slot] = deque()
@@ -595,9 +590,7 @@ class Batcher:
                 slot.future.exception(min(remaining, _SETTLE_SECONDS))
             except (TimeoutError, CancelledError):
                 break
-        settle = getattr(self._pool, "settle", None)
-        if settle is not None:
-            settle()
+        self._pool.settle()
 
     def _wait(self, slot: _Slot, deadline: float | None):
         while True:

@@ -26,16 +26,18 @@ import selectors
 import threading
 import time
 import traceback
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .. import _errors
+from ..onda._formats import install_formats, user_formats
 from ..onda._kernels import read_environment
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 from ._tree import flatten, is_tree, unflatten
@@ -212,23 +214,35 @@ def chain(source: Future, transform: Callable[[Any], Any]) -> Future:
     return target
 
 
-class Pool(Protocol):
-    """What the Batcher needs from a worker pool."""
+class Pool(ABC):
+    """The interface of an executor backend: what the Batcher needs from a worker pool."""
 
     #: Compute only when asked (the Batcher then keeps nothing in flight).
-    lazy: bool
+    lazy: ClassVar[bool] = False
     #: Whether a materialize callable reaches each worker once rather than with every
     #: task (the Batcher then lets workers draw their batches).
-    sends_once: bool
+    sends_once: ClassVar[bool] = False
 
-    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future: ...
+    @abstractmethod
+    def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
+        """Start ``materialize(batch, dtype)`` on a worker; its future's result is what
+        :func:`run_task` returns there."""
 
-    def cancel(self, future: Future) -> None: ...
+    @abstractmethod
+    def cancel(self, future: Future) -> None:
+        """Give up ``future`` (its worker may be replaced)."""
 
-    def close(self) -> None: ...
+    @abstractmethod
+    def close(self) -> None:
+        """Stop every worker and free what the pool holds; idempotent."""
+
+    def settle(self) -> None:
+        """Called once the first batches of a new pool are in (its workers warmed up);
+        by default nothing."""
+        return None
 
 
-class InlinePool:
+class InlinePool(Pool):
     """Materialize in the calling thread, at the moment the batch is needed."""
 
     lazy = True
@@ -250,7 +264,7 @@ class InlinePool:
         pass
 
 
-class ExecutorPool:
+class ExecutorPool(Pool):
     """Run on a :class:`concurrent.futures.Executor`; shut it down on close only if owned."""
 
     lazy = False
@@ -306,7 +320,10 @@ def thread_pool(workers: int) -> ExecutorPool:
 
 
 def _worker_main(
-    conn: multiprocessing.connection.Connection, environ: dict[str, str], manager: int | None = None
+    conn: multiprocessing.connection.Connection,
+    environ: dict[str, str],
+    manager: int | None = None,
+    formats: dict[str, Any] | None = None,
 ) -> None:
     """Loop of one worker process: receive a task, run it, send the result back."""
     if manager is not None:
@@ -316,6 +333,7 @@ def _worker_main(
     os.environ.clear()
     os.environ.update(environ)
     read_environment()  # ONDABATCHES_KERNELS as the manager has it
+    install_formats(formats)  # the manager's plug-in formats
     serve_tasks(conn)
 
 
@@ -459,7 +477,7 @@ class _PumpedFuture(Future):
         return super().exception(0)
 
 
-class PumpedPool:
+class PumpedPool(Pool):
     """A pool whose results are received by the threads that wait for them.
 
     A subclass has ``_closed`` and ``_pump_lock`` and receives, in
@@ -542,7 +560,7 @@ class ProcessPool(PumpedPool):
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, dict(os.environ), os.getpid()),
+            args=(child, dict(os.environ), os.getpid(), user_formats()),
             name="ondabatches-worker",
             daemon=True,
         )

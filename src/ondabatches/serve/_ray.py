@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import require
+from ..onda._formats import install_formats, user_formats
 from ..onda._kernels import read_environment
 from ._pools import (
     _PREFETCH,
@@ -94,10 +95,11 @@ class _RayWorker:
     get their batches through Ray calls (``run``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, formats: dict[str, Any] | None = None) -> None:
         self._callables: dict[str, Materialize] = {}
         self._listening: tuple[socket.socket, bytes] | None = None
         read_environment()  # ONDABATCHES_KERNELS as this actor's environment has it
+        install_formats(formats)  # the pool's process's plug-in formats
 
     def where(self, probe: str | None) -> tuple[bool, int]:
         """Whether this actor shares the pool's machine (it sees the shared-memory
@@ -275,7 +277,7 @@ class RayPool(PumpedPool):
         # An actor that sees this segment shares our machine's shared memory (the node
         # id alone would not tell, e.g. with Ray Client or separate containers).
         self._probe = self._segments.lease()[0] if shared_memory else None
-        self._actors = [actor_class.remote() for _ in range(workers)]
+        self._actors = [actor_class.remote(user_formats()) for _ in range(workers)]
         self._load = [0] * workers  # calls (or, over a channel, tasks) in flight per actor
         self._started: list[int] = []
         self._local: dict[int, int] = {}  # actors on this node: their process ids

@@ -7,7 +7,7 @@ from typing import Any
 
 from .._errors import StateError
 from ..batches._item import BatchItem
-from ..batches._state import BatchState, _frozen_config
+from ..batches._state import BatchScheme, BatchState, _frozen_config, as_batch_scheme
 from ..onda._timespan import n_samples
 from ._base import Pipeline
 
@@ -72,15 +72,16 @@ def _keyed_batch(items: list[Any], key: tuple[int, int], config: list[dict]) -> 
     return KeyedBatch(items, key, Pipeline(config))
 
 
-class TransformedBatches:
+class TransformedBatches(BatchScheme):
     """A batch scheme whose batches carry a transform pipeline.
 
     Its states are the scheme's, with the pipeline's configuration added under
     ``"transforms"``: a state saved with one pipeline is refused by another with a
     :class:`~ondabatches.StateError` naming both. Its batches are :class:`KeyedBatch`
     lists of the scheme's items, which :func:`~ondabatches.materialize_batch`
-    transforms (random transforms draw from the state's seed and index). Everything
-    else (``len``, ``world_size``...) is the scheme's.
+    transforms (random transforms draw from the state's seed and index). What the
+    scheme declares (``next_state``, ``remaining``, ``world_size`` and ``rank``, its
+    ``len``) is the wrapper's too.
 
     Examples
     --------
@@ -102,26 +103,26 @@ class TransformedBatches:
     def __new__(cls, batches: Any = None, transforms: Any = None):
         # len() where the scheme has one (finite schemes): a class of its own, so that
         # hasattr(scheme, "__len__") tells the same about the wrapper as the scheme.
-        if cls is TransformedBatches and hasattr(batches, "__len__"):
+        if cls is TransformedBatches and hasattr(type(batches), "__len__"):
             cls = _SizedTransformedBatches
         return object.__new__(cls)
 
     def __init__(self, batches: Any, transforms: Pipeline | Sequence[Any]):
         if isinstance(batches, TransformedBatches):
             raise StateError("the scheme already has a pipeline: pass all transforms at once")
+        batches = as_batch_scheme(batches, "TransformedBatches")
         self.batches = batches
         self.pipeline = transforms if isinstance(transforms, Pipeline) else Pipeline(transforms)
-        inner = dict(getattr(batches, "config", None) or {})
+        inner = dict(batches.config or {})
         if CONFIG_KEY in inner:
             raise StateError(f"the scheme's config already has a {CONFIG_KEY!r} key")
         self._inner = _frozen_config(inner)
         self._config = _frozen_config({**inner, CONFIG_KEY: self.pipeline.config})
         # Bad parameters for these signals (an edge above Nyquist, a window too short)
         # surface here, before any worker starts: the first batch's items are checked.
-        if callable(getattr(batches, "initial_state", None)):
-            step = self.iterate_batch(self.initial_state(0))
-            if step is not None:
-                check_items(self.pipeline, step[0])
+        step = self.iterate_batch(self.initial_state(0))
+        if step is not None:
+            check_items(self.pipeline, step[0])
 
     @property
     def config(self) -> dict[str, Any]:
@@ -162,15 +163,25 @@ class TransformedBatches:
         return KeyedBatch(batch, (inner.seed, inner.index), self.pipeline), self._wrap(after)
 
     @property
-    def next_state(self):
-        step = getattr(self.batches, "next_state", None)
-        if not callable(step):
-            raise AttributeError("next_state")
+    def steps_without_drawing(self) -> bool:  # type: ignore[override]
+        return self.batches.steps_without_drawing
 
-        def next_state(state: BatchState) -> BatchState:
-            return self._wrap(step(self._unwrap(state)))
+    @property
+    def world_size(self) -> int:  # type: ignore[override]
+        return self.batches.world_size
 
-        return next_state
+    @property
+    def rank(self) -> int:  # type: ignore[override]
+        return self.batches.rank
+
+    def next_state(self, state: BatchState) -> BatchState | None:
+        after = self.batches.next_state(self._unwrap(state))
+        return None if after is None else self._wrap(after)
+
+    def remaining(self, state: BatchState) -> int | None:
+        if not isinstance(state, BatchState):
+            return None
+        return self.batches.remaining(self._unwrap(state))
 
     def __repr__(self) -> str:
         return f"TransformedBatches({self.batches!r}, {self.pipeline!r})"
