@@ -44,24 +44,31 @@ def _save_png(fig: Any, path: str | os.PathLike[str]) -> None:
         fig.savefig(file, format="png")
 
 
-def _panels(fig: Any, ax: Any, size: tuple[int, int]) -> tuple[Any, Any, Any]:
-    """``(figure, traces, strip)``: the given pair of axes, or two new ones in ``fig``.
+def _panels(fig: Any, ax: Any, size: tuple[int, int], events: int = 0) -> tuple[Any, ...]:
+    """``(figure, traces, strip, events strip)``: the given axes, or new ones in ``fig``.
 
-    The figure returned is the one the axes belong to (a subfigure's own figure).
+    ``events`` is the number of event label sets: with any, a new figure gets a third
+    axes beneath the hypnogram, one row per set; given axes may be a pair (the events
+    are then drawn over the traces only) or a triple. The figure returned is the one
+    the axes belong to (a subfigure's own figure).
     """
     if ax is not None:
         try:
-            traces, strip = ax
+            traces, strip, *rest = ax
         except (TypeError, ValueError):
+            rest = [None, None]
+        if len(rest) > 1:
             raise ValueError(
-                "ax must be a pair of matplotlib Axes: (traces, hypnogram strip)"
-            ) from None
-        return traces.get_figure(root=True), traces, strip
+                "ax must be a pair of matplotlib Axes (traces, hypnogram strip), or a "
+                "triple (traces, hypnogram strip, events strip)"
+            )
+        return traces.get_figure(root=True), traces, strip, (rest[0] if events and rest else None)
     target = fig if fig is not None else _figure(*size)
-    traces, strip = target.subplots(
-        2, 1, sharex=True, gridspec_kw={"height_ratios": [4, 1]}, squeeze=True
+    ratios = [4, 1] + ([0.25 + 0.3 * events] if events else [])
+    axes = target.subplots(
+        len(ratios), 1, sharex=True, gridspec_kw={"height_ratios": ratios}, squeeze=True
     )
-    return traces.get_figure(root=True), traces, strip
+    return (axes[0].get_figure(root=True), *axes, *([None] if not events else []))
 
 
 def _short_names(names: Sequence[str]) -> list[str]:
@@ -117,6 +124,98 @@ def _hypnogram(
     return edges
 
 
+def _event_colors(n: int) -> list[Any]:
+    from matplotlib import colormaps
+
+    # Not tab10: the hypnogram's stages use it, and an event is not a stage.
+    cmap = colormaps["Dark2" if n <= 8 else "tab20b"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _checked_events(
+    events: Mapping[str, Any], classes: Sequence[str] | None
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray, list[str]]], list[str]]:
+    """Each label set's ``(onsets, offsets, names)`` as arrays, checked; the classes in
+    colour order (``classes``, or the names found, sorted)."""
+    checked = {}
+    for name, value in events.items():
+        try:
+            onsets, offsets, names = value
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"events[{name!r}] must be (onsets_s, offsets_s, class_names), got {value!r}"
+            ) from None
+        on = np.asarray(onsets, dtype=np.float64).reshape(-1)
+        off = np.asarray(offsets, dtype=np.float64).reshape(-1)
+        names = [str(n) for n in np.asarray(names, dtype=object).reshape(-1)]
+        if not len(on) == len(off) == len(names):
+            raise ValueError(
+                f"events[{name!r}] has {len(on)} onset(s), {len(off)} offset(s) and "
+                f"{len(names)} class name(s): one of each per event"
+            )
+        if (off < on).any():
+            i = int(np.flatnonzero(off < on)[0])
+            raise ValueError(
+                f"events[{name!r}] event {i} ends before it starts: [{on[i]}, {off[i]}) s"
+            )
+        checked[str(name)] = (on, off, names)
+    found = sorted({n for _, _, names in checked.values() for n in names})
+    if classes is None:
+        return checked, found
+    order = [str(c) for c in classes]
+    unknown = sorted(set(found) - set(order))
+    if unknown:
+        raise ValueError(f"events of classes {unknown} are not in event_classes {order}")
+    return checked, order
+
+
+def _draw_events(
+    traces: Any,
+    strip: Any,
+    events: Mapping[str, Any],
+    classes: Sequence[str] | None,
+    start: float,
+) -> None:
+    """Draw the events over the traces (shaded spans; an instant as a vertical line) and,
+    with a ``strip``, one row per label set; a legend of the classes drawn."""
+    from matplotlib.patches import Patch
+
+    checked, order = _checked_events(events, classes)
+    color = dict(zip(order, _event_colors(len(order)), strict=True))
+    drawn: set[str] = set()
+    for row, (on, off, names) in enumerate(checked.values()):
+        level = len(checked) - 1 - row  # the first set at the top
+        names = np.asarray(names, dtype=object)
+        for cls in order:
+            of_class = names == cls
+            if not of_class.any():
+                continue
+            drawn.add(cls)
+            a, b = start + on[of_class], start + off[of_class]
+            spans, instants = b > a, b == a
+            for lo, hi in zip(a[spans], b[spans], strict=True):
+                traces.axvspan(lo, hi, color=color[cls], alpha=0.25, lw=0, zorder=0)
+            if instants.any():
+                # As tall as the panel whatever its data range (axes coordinates), and
+                # a collection, so that the traces' ``lines`` stay the traces.
+                traces.vlines(a[instants], 0, 1, transform=traces.get_xaxis_transform(),
+                              color=color[cls], lw=1.5)  # fmt: skip
+            if strip is None:
+                continue
+            if spans.any():
+                bars = list(zip(a[spans], b[spans] - a[spans], strict=True))
+                strip.broken_barh(bars, (level - 0.4, 0.8), color=color[cls], alpha=0.8)
+            if instants.any():
+                strip.vlines(a[instants], level - 0.4, level + 0.4, color=color[cls], lw=1.5)
+    if strip is not None:
+        strip.set_yticks(range(len(checked)), list(reversed(checked)), fontsize=8)
+        strip.set_ylim(-0.6, len(checked) - 0.4)
+    if drawn:
+        handles = [Patch(color=color[c], alpha=0.6, label=c) for c in order if c in drawn]
+        traces.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+                      fontsize=8, title="events", title_fontsize=8)  # fmt: skip
+
+
 def plot_item(
     x: np.ndarray,
     y: np.ndarray,
@@ -129,6 +228,8 @@ def plot_item(
     title: str | None = None,
     start: float = 0.0,
     unit: str = "",
+    events: Mapping[str, tuple[Any, Any, Sequence[str]]] | None = None,
+    event_classes: Sequence[str] | None = None,
     size: tuple[int, int] = (1200, 700),
     fig: Any = None,
     ax: Any = None,
@@ -137,7 +238,9 @@ def plot_item(
 
     Each channel is drawn on its own row, scaled to its own range (the range is
     written next to its name); the labels ``y`` are drawn beneath as colored bands,
-    one row per class, sharing the time axis.
+    one row per class, sharing the time axis. Events, if given, are shaded over the
+    traces (one colour per class, listed in a legend; an instant event is a vertical
+    line) and drawn again in a strip beneath the hypnogram, one row per label set.
 
     Parameters
     ----------
@@ -161,12 +264,21 @@ def plot_item(
         Seconds from the recording's start to the window's first sample (x-axis origin).
     unit:
         Unit of ``x``, shown with each channel's range.
+    events:
+        Event label sets to draw, ``{name: (onsets, offsets, class_names)}``: one onset
+        and offset in seconds from the window's start (from
+        :meth:`~ondabatches.EventLabels.window`: ``(onsets_ns - start_ns) / 1e9``) and
+        one class name per event. An event with ``offset == onset`` is an instant.
+    event_classes:
+        Every class the sets may hold, in colour order, so that a class keeps its
+        colour from one window to the next (default: the classes found, sorted).
     size:
         Width and height in pixels of a new figure.
     fig:
         A matplotlib ``Figure`` (or ``SubFigure``) to draw into instead of a new one.
     ax:
-        A pair of matplotlib ``Axes`` ``(traces, hypnogram)`` to draw into instead.
+        A pair of matplotlib ``Axes`` ``(traces, hypnogram)`` to draw into instead, or
+        a triple ``(traces, hypnogram, events)``.
 
     Returns
     -------
@@ -194,6 +306,15 @@ def plot_item(
     True
     >>> os.path.getsize(out) > 0
     True
+
+    With events: an arousal from 10 s to 25 s into the window and an instant at 40 s:
+
+    >>> fig = plot_item(x, np.array([[1, 2]]), channels=["c3", "c4"], sample_rate=128.0,
+    ...                 label_rate=1 / 30, label_names={1: "wake", 2: "rem"},
+    ...                 events={"arousals": ([10.0, 40.0], [25.0, 40.0], ["arousal"] * 2)})
+    >>> traces, hypnogram, strip = fig.axes
+    >>> len(traces.patches), [t.get_text() for t in traces.get_legend().get_texts()]
+    (1, ['arousal'])
     """
     x = np.asarray(x)
     y = np.asarray(y).reshape(-1)
@@ -202,7 +323,7 @@ def plot_item(
             f"x must be channels x time with one row per channel name; got shape {x.shape} "
             f"for {len(channels)} channel(s)"
         )
-    fig, traces, strip = _panels(fig, ax, size)
+    fig, traces, strip, below = _panels(fig, ax, size, len(events or {}))
     t = start + np.arange(x.shape[1]) / sample_rate
     n = x.shape[0]
     ticks = []
@@ -216,8 +337,10 @@ def plot_item(
         traces.set_title(title)
 
     edges = _hypnogram(strip, y, label_names, label_rate, start)
+    if events:
+        _draw_events(traces, below, events, event_classes, start)
     strip.set_xlim(start, max(t[-1] if t.size else start, edges[-1]))
-    strip.set_xlabel("time (s from recording start)")
+    (below or strip).set_xlabel("time (s from recording start)")
     if path is not None:
         _save_png(fig, path)
     return fig
@@ -307,6 +430,7 @@ def plot_batch_item(
     label_names: Mapping[int, str],
     path: str | os.PathLike[str] | None = None,
     title: str | None = None,
+    events: Mapping[str, Any] | None = None,
     size: tuple[int, int] = (1200, 700),
     fig: Any = None,
     ax: Any = None,
@@ -318,6 +442,11 @@ def plot_batch_item(
     ``label_names`` maps codes to names: the inverse of the ``encoding`` given to
     :func:`~ondabatches.label_signals`.
 
+    ``events`` maps names to event label sets (:class:`~ondabatches.EventLabels`, whose
+    events in the item's window are read and drawn, each class in the same colour
+    whatever the window) or to ``(onsets, offsets, class_names)`` as for
+    :func:`plot_item`.
+
     Examples
     --------
     With ``labeled`` from :func:`~ondabatches.label_signals`::
@@ -325,6 +454,10 @@ def plot_batch_item(
         batches = RandomBatches(labeled, batch_size=1, batch_duration=300 * 10**9)
         item = batches.draw(seed=0, index=0, size=1)[0]
         fig = plot_batch_item(item, label_names={1: "wake", 5: "rem"}, path="item.png")
+
+    With ``arousals`` from :func:`~ondabatches.label_events`, its events drawn too::
+
+        plot_batch_item(item, label_names=..., events={"arousals": arousals}, path=...)
     """
     from .materialize import materialize_batch_item
 
@@ -337,6 +470,7 @@ def plot_batch_item(
     else:  # a selector object: its output rows have no names of their own
         channels = [f"row {i}" for i in range(x.shape[0])]
     epoch = item.window.duration / max(y.shape[-1], 1)
+    drawn, classes = _window_events(events or {}, item.recording, item.window)
     return plot_item(
         x,
         y,
@@ -348,10 +482,32 @@ def plot_batch_item(
         title=title,
         start=item.window.start / 1e9,
         unit=item.info.sample_unit,
+        events=drawn,
+        event_classes=classes,
         size=size,
         fig=fig,
         ax=ax,
     )
+
+
+def _window_events(
+    events: Mapping[str, Any], recording: Any, window: Any
+) -> tuple[dict[str, Any], list[str] | None]:
+    """The events of a window (a :class:`~ondabatches.onda.TimeSpan` of the recording)
+    in the form :func:`plot_item` takes; the classes of the label sets, in order (None
+    where a set is given as arrays)."""
+    drawn: dict[str, Any] = {}
+    classes: list[str] | None = []
+    for name, value in events.items():
+        if not hasattr(value, "window"):  # (onsets, offsets, class_names) already
+            drawn[name], classes = value, None
+            continue
+        on, off, codes = value.window(recording, window.start, window.stop)
+        names = [value.classes[int(c)] for c in codes]
+        drawn[name] = ((on - window.start) / 1e9, (off - window.start) / 1e9, names)
+        if classes is not None:
+            classes += [c for c in value.classes if c not in classes]
+    return drawn, classes
 
 
 def plot_modalities(
@@ -365,6 +521,8 @@ def plot_modalities(
     index: int | None = None,
     units: Mapping[str, str] | None = None,
     title: str | None = None,
+    events: Mapping[str, tuple[Any, Any, Sequence[str]]] | None = None,
+    event_classes: Sequence[str] | None = None,
     fig: Any = None,
     ax: Any = None,
     path: str | os.PathLike[str] | None = None,
@@ -402,10 +560,14 @@ def plot_modalities(
         The unit of each modality, shown with each channel's range.
     title:
         Drawn above the traces.
+    events, event_classes:
+        Event label sets drawn over the traces and beneath the hypnogram, as for
+        :func:`plot_item` (times in seconds from the window's start).
     fig:
         An empty matplotlib ``Figure`` to draw into; default a new one of ``size`` pixels.
     ax:
-        A pair of matplotlib ``Axes`` ``(traces, hypnogram)`` to draw into instead.
+        A pair of matplotlib ``Axes`` ``(traces, hypnogram)`` to draw into instead, or
+        a triple ``(traces, hypnogram, events)``.
     path:
         A PNG file (local path or fsspec URL) to save the figure to; nothing is written
         without it.
@@ -443,7 +605,7 @@ def plot_modalities(
             )
     if missing:
         raise ValueError(f"no sample rate for modalities {missing}; rates are {dict(sample_rates)}")
-    fig, traces, strip = _panels(fig, ax, size)
+    fig, traces, strip, below = _panels(fig, ax, size, len(events or {}))
     n = sum(a.shape[0] for a in arrays.values())
     ticks, level, end = [], n - 1, 0.0
     for (name, a), color in zip(arrays.items(), _colors(len(arrays)), strict=True):
@@ -464,8 +626,10 @@ def plot_modalities(
     if title:
         traces.set_title(title)
     edges = _hypnogram(strip, y, label_names, label_rate, 0.0)
+    if events:
+        _draw_events(traces, below, events, event_classes, 0.0)
     strip.set_xlim(0.0, max(end, edges[-1]))
-    strip.set_xlabel("time (s from the window's start)")
+    (below or strip).set_xlabel("time (s from the window's start)")
     if path is not None:
         _save_png(fig, path)
     return fig

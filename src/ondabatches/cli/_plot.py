@@ -23,10 +23,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "window, with the label sequence as a hypnogram strip beneath. The item is "
             "item INDEX of the RandomBatches stream seeded by SEED over the signals and "
             "annotations tables found at PATH (folders or table files), labeled with the "
-            "annotations' label column (stage, or the first text column). With --overview, "
-            "draw the label distribution per recording instead."
+            "annotations' label column (stage, or the first text column). With --events, "
+            "the window's events of a stored event label set are shaded over the traces "
+            "and drawn in a strip beneath the hypnogram. With --overview, draw the label "
+            "distribution per recording instead."
         ),
-        epilog="example: ondabatches plot DATASET_DIR --seed 0 --out item.png",
+        epilog="example: ondabatches plot DATASET_DIR --seed 0 --events DATASET_DIR/arousals "
+        "--out item.png",
     )
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="folder(s) or table file(s) of the dataset"
@@ -69,6 +72,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "eeg,eog,ecg), each at its own rate, stacked on one time axis over the hypnogram; "
         "the item is drawn from the first type's signals",
     )
+    parser.add_argument(
+        "--events",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="an event label set written by label_events (its folder or its events.json), "
+        "drawn over the item's window; repeat for several sets",
+    )
     parser.add_argument("--label-column", metavar="NAME", help="annotation column of the labels")
     parser.add_argument("--reroot", metavar="DIR", help="find sample files by base name in DIR")
     parser.add_argument(
@@ -110,6 +121,27 @@ def _load_tables(paths: list[str], reroot: Any) -> tuple[Any, Any]:
     return concat(signals), concat(annotations)
 
 
+def _load_events(paths: list[str]) -> dict[str, Any]:
+    """The event label sets at ``paths`` (folders or manifests), by their folders' names."""
+    from .._errors import SampleFileNotFoundError
+    from ..labels import load_event_labels
+
+    found: dict[str, Any] = {}
+    for path in paths:
+        manifest = path if path.endswith(".json") else f"{path.rstrip('/')}/events.json"
+        try:
+            events = load_event_labels(manifest)
+        except SampleFileNotFoundError as exc:
+            raise SampleFileNotFoundError(
+                f"--events {path}: no event label set there (no {manifest})"
+            ) from exc
+        parts = manifest.rstrip("/").split("/")
+        name = parts[-2] if len(parts) > 1 else "events"
+        # Two sets in folders of one name: the later ones numbered.
+        found[name if name not in found else f"{name} ({len(found) + 1})"] = events
+    return found
+
+
 def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: str) -> str:
     import pyarrow.compute as pc
 
@@ -120,6 +152,7 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
 
     if signals is None:
         raise FileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
+    events = _load_events(args.events)
     every_signal = signals
     modalities = _modalities(args, signals)
     if modalities:
@@ -153,20 +186,32 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
         f"(seed {args.seed}, item {args.index})"
     )
     label_names = {code: name for name, code in encoding.items()}
+    counts = "".join(_events_said(name, ev, item) for name, ev in events.items())
     if modalities:
         title = title.replace(f" · {item.info.sensor_type} · ", f" · {', '.join(modalities)} · ")
-        absent = _plot_modalities(item, modalities, every_signal, label_names, title, out, args)
+        absent = _plot_modalities(
+            item, modalities, every_signal, label_names, title, out, args, events
+        )
         if absent:
             title += f" (not in this recording's window: {', '.join(absent)})"
-        return f"item {args.index} of seed {args.seed}: {title}"
+        return f"item {args.index} of seed {args.seed}: {title}{counts}"
     plot_batch_item(
         item,
         label_names=label_names,
         path=out,
         title=title,
+        events=events,
         size=tuple(args.size) if args.size else (1200, 700),
     )
-    return f"item {args.index} of seed {args.seed}: {title}"
+    return f"item {args.index} of seed {args.seed}: {title}{counts}"
+
+
+def _events_said(name: str, events: Any, item: Any) -> str:
+    """``; NAME: N event(s) in the window`` (or that the recording lacks the set)."""
+    if not events.has(item.recording):
+        return f"; {name}: none (recording {item.recording} is not in this label set)"
+    onsets, _, _ = events.window(item.recording, item.window.start, item.window.stop)
+    return f"; {name}: {len(onsets)} event(s) in the window"
 
 
 def _modalities(args: argparse.Namespace, signals: Any) -> list[str]:
@@ -194,6 +239,7 @@ def _plot_modalities(
     title: str,
     out: str,
     args: argparse.Namespace,
+    events: dict[str, Any],
 ) -> list[str]:
     """Draw the window of ``item`` in each modality's signal of its recording; the
     modalities that the recording lacks over that window."""
@@ -201,7 +247,7 @@ def _plot_modalities(
 
     from ..materialize import materialize_batch_item
     from ..onda import iter_signals, load
-    from ..plot import plot_modalities
+    from ..plot import _window_events, plot_modalities
 
     _, y = materialize_batch_item(item)
     window = item.window
@@ -222,6 +268,7 @@ def _plot_modalities(
         rates[sensor_type] = signal.sample_rate
         channels[sensor_type] = list(signal.channels)
         units[sensor_type] = signal.info.sample_unit
+    drawn, classes = _window_events(events, item.recording, window)
     plot_modalities(
         x,
         y,
@@ -231,6 +278,8 @@ def _plot_modalities(
         channels=channels,
         units=units,
         title=title,
+        events=drawn,
+        event_classes=classes,
         path=out,
         size=tuple(args.size) if args.size else (1200, 800),
     )

@@ -213,13 +213,14 @@ def load_event_labels(manifest: str) -> EventLabels:
     """The event label set a manifest (``events.json``) describes."""
     fs, path = filesystem_for(manifest)
     with storage_errors(manifest):
-        raw = json.loads(fs.cat_file(path))
+        data = fs.cat_file(path)
     try:
+        raw = json.loads(data)  # bytes that are not JSON text: a ValueError
         return EventLabels(
             manifest, tuple(raw["classes"]), dict(raw["files"]), str(raw["digest"]),
             {k: int(v) for k, v in raw["max_duration_ns"].items()},
         )  # fmt: skip
-    except (KeyError, TypeError, AttributeError) as exc:
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise LabelError(f"{manifest} is not an events manifest ({exc})") from None
 
 
