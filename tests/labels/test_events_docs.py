@@ -29,7 +29,7 @@ def test_events_page_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsy
     from ondabatches.cli import main
 
     monkeypatch.chdir(tmp_path)
-    namespace = run_page(PAGE, 4)
+    namespace = run_page(PAGE, 5)
     out = capsys.readouterr().out
     assert "['arousal_epochs', 'arousal_mask', 'detections', 'present', 'stage'] (8, 2, 120)" in out
     assert "(8, 2, 2)" in out and "(8, 16) True" in out
