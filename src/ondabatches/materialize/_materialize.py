@@ -116,22 +116,32 @@ def _x_at(
     dtype: np.dtype,
     out: np.ndarray | None,
     exact: bool = True,
+    gain: np.floating | None = None,
+    reverse: bool = False,
 ) -> np.ndarray:
-    """:func:`_x` with the item's rows and channel index already worked out."""
+    """:func:`_x` with the item's rows and channel index already worked out; ``gain``
+    and ``reverse`` as for :meth:`~ondabatches.onda.DecodePlan.select` (index None:
+    applied after the selector)."""
     encoded = _read(item, rows)
     decode = decode_plan(item.info, dtype, not exact)
     if index is None:
         decoded = decode(encoded, np.empty(encoded.shape, dtype=dtype))
         x = np.asarray(item.channels.select(Samples(decoded, item.info)))
         if out is None:
-            return x
+            if gain is None and not reverse:
+                return x
+            out = np.empty(x.shape, dtype)
         if x.shape != out.shape:
             raise _shape_error([item], [x.shape], "x")
         out[...] = x
+        if gain is not None:
+            np.multiply(out, out.dtype.type(gain), out=out)
+        if reverse:
+            out[...] = out[..., ::-1].copy()
         return out
     if out is None:
         out = np.empty(_shape_of(item, rows, index), dtype=dtype)
-    return decode.select(encoded, index, out)
+    return decode.select(encoded, index, out, gain, reverse)
 
 
 def _y(item: BatchItem) -> np.ndarray:

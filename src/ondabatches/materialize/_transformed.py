@@ -149,11 +149,25 @@ def _in_place(
     if any(pipeline.margin(it.info.sample_rate) for it in items):
         return None
     x = allocate((len(items), *shapes.pop()), dtype)
-    ys = []
+    ys, checked = [], set()
     for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
-        pipeline.check(item.info.sample_rate, len(rows), _n_total(item), _describe(item))
-        slot = _x_at(item, rows, index, dtype, x[i], exact)
-        out, y = pipeline.apply_item(slot, _y(item), item.info.sample_rate, (0, 0), key, i, item)
+        checks = (item.info.sample_rate, len(rows), _n_total(item))
+        if checks not in checked:  # the checks depend on these only: once per batch each
+            pipeline.check(*checks, _describe(item))
+            checked.add(checks)
+        # Gains, signs and time reversal leading the pipeline are done by the decode.
+        fold, done = (None, 0)
+        if x.ndim == 3 and item.info.dtype.kind in "iu":
+            fold, done = pipeline.fold_item(key, i, x.shape[1], x.dtype)
+        if fold is None:
+            slot, y = _x_at(item, rows, index, dtype, x[i], exact), _y(item)
+        else:
+            gain = None if fold.gain == 1 else fold.gain
+            slot = _x_at(item, rows, index, dtype, x[i], exact, gain, fold.reverse)
+            y = fold.finish(slot, _y(item))
+        out, y = pipeline.apply_item(
+            slot, y, item.info.sample_rate, (0, 0), key, i, item, start=done
+        )
         if out is not slot:
             if out.shape != slot.shape:
                 return None  # a transform that changes the shape: the general path

@@ -94,23 +94,35 @@ class DecodePlan:
         return out
 
     def select(
-        self, data: np.ndarray, index: slice | list[int] | np.ndarray, out: np.ndarray
+        self,
+        data: np.ndarray,
+        index: slice | list[int] | np.ndarray,
+        out: np.ndarray,
+        gain: np.floating | None = None,
+        reverse: bool = False,
     ) -> np.ndarray:
         """Decode rows ``index`` of ``data`` (channels x time) into ``out`` and return it.
 
         A window read from interleaved samples goes through a compiled kernel when one
         runs here (see :mod:`._kernels`): selection, transpose and decode in one pass,
-        with the same values as ``self(data[index], out)``.
+        with the same values as ``self(data[index], out)``. ``gain`` (a scalar of
+        ``out``'s dtype) and ``reverse`` give the values of ``out *= gain`` and then
+        ``out[:, ::-1]`` (the kernel does them in the same pass).
         """
         if self.how == "cast":
             res, off = 1.0, 0.0  # exact in float64 for the kernels' sample types
         else:
             res, off = self.resolution, self.offset
-        if decode_rows(data, index, res, off, self.how == "native", out):
+        if decode_rows(data, index, res, off, self.how == "native", out, gain, reverse):
             return out
         if not (isinstance(index, slice) and index == slice(None)):
             data = data[index]
-        return self(data, out)
+        self(data, out)
+        if gain is not None:
+            np.multiply(out, out.dtype.type(gain), out=out)
+        if reverse:
+            out[...] = out[:, ::-1].copy()
+        return out
 
     def _float64_blocks(self, data: np.ndarray, out: np.ndarray) -> None:
         # Multiply and add in float64 a few rows at a time, so that the scratch stays in

@@ -55,6 +55,7 @@ _FEW = 8
 _lock = threading.Lock()
 _compiled: Callable[..., None] | None = None
 _failed = False
+_post: Callable[..., None] | None = None
 
 
 def _compile() -> Callable[..., None] | None:
@@ -145,6 +146,46 @@ def _build() -> Callable[..., None]:
         return numba.njit(**options)(decode)
 
 
+def _build_post() -> Callable[..., None]:
+    import numba
+
+    # The decode of the plain kernel's many-channel loops, then each value multiplied by
+    # the gain (in the output dtype: the decoded value is rounded first, as numpy's
+    # ``out *= gain`` after the decode does), written to time step ``t`` or, reversed, to
+    # the mirror step: a window's gain and time reversal for the price of its decode.
+    def decode_post(
+        src, channels, every, narrow, res, off, buf, dst, gain, reverse
+    ):  # pragma: no cover # noqa: E501
+        n = buf.shape[0]
+        last = src.shape[0] - 1
+        r32, o32 = np.float32(res), np.float32(off)
+        for t in range(src.shape[0]):
+            if narrow:
+                for j in range(n):
+                    buf[j] = np.float32(src[t, j if every else channels[j]]) * r32 + o32
+            else:
+                for j in range(n):
+                    buf[j] = np.float64(src[t, j if every else channels[j]]) * res + off
+            at = last - t if reverse else t
+            for j in range(n):
+                dst[j, at] = buf[j] * gain
+
+    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(decode_post)
+    except RuntimeError:
+        return numba.njit(**options)(decode_post)
+
+
+def _post_kernel() -> Callable[..., None] | None:
+    global _post
+    if _post is None and _compile() is not None:
+        with _lock:
+            if _post is None:
+                _post = _build_post()
+    return _post
+
+
 def available() -> bool:
     """Whether compiled kernels run here (numba is installed and not turned off)."""
     return ENABLED and _compile() is not None
@@ -157,12 +198,18 @@ def decode_rows(
     offset: float,
     native: bool,
     out: np.ndarray,
+    gain: np.floating | None = None,
+    reverse: bool = False,
 ) -> bool:
     """Decode rows ``index`` of ``data`` (channels x time) into ``out``; False if it can't.
 
     ``data`` must be the transpose of a C-ordered time x channels array (what a read of
     interleaved samples gives) and ``out`` C-ordered. ``native`` asks for arithmetic in
     ``out``'s dtype (float32) rather than float64; both round as numpy's path does.
+    ``gain`` (a scalar of ``out``'s dtype) multiplies each decoded value, and
+    ``reverse`` writes the window reversed in time: the values of ``out *= gain`` and
+    ``out[:, ::-1]`` after the plain decode (for windows of many channels only: False
+    otherwise).
     """
     src = data.T
     if (
@@ -192,7 +239,14 @@ def decode_rows(
     # -0.0 + x == x for every x: a zero offset changes nothing, as numpy's path adds none
     off = float(offset) if offset != 0.0 else -0.0
     buf = np.empty(out.shape[0], dtype=out.dtype)
-    kernel(src, channels, every, narrow, float(resolution), off, buf, out)
+    if gain is None and not reverse:
+        kernel(src, channels, every, narrow, float(resolution), off, buf, out)
+        return True
+    post = _post_kernel() if out.shape[0] >= _FEW else None
+    if post is None:
+        return False
+    gain = out.dtype.type(1 if gain is None else gain)
+    post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse))
     return True
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -32,7 +33,10 @@ import numpy as np
 from .._errors import BatchSpecError, StateError
 
 __all__ = [
+    "Fold",
+    "KeyedDraws",
     "Pipeline",
+    "coins_for",
     "Transform",
     "generator_for",
     "register_transform",
@@ -70,6 +74,9 @@ class Transform:
     #: array (it cannot go with such targets).
     makes_targets: ClassVar[bool] = False
     needs_array_y: ClassVar[bool] = False
+    #: Built-in augmentations: the pipeline gives them a :class:`KeyedDraws` in place
+    #: of a generator (a coin without one; most items draw nothing else).
+    keyed_draws: ClassVar[bool] = False
 
     def params(self) -> dict[str, Any]:
         """The constructor's keyword arguments, as JSON values."""
@@ -108,6 +115,14 @@ class Transform:
         """:meth:`apply`, given the batch item too (transforms that read more of the
         item's recording, such as event targets, override this one)."""
         return self.apply(x, y, rng, sample_rate)
+
+    def fold(self, rng: np.random.Generator | None, fold: Fold) -> bool:
+        """Fold this transform into ``fold`` (what the window's decode will do to it)
+        instead of applying it afterwards, drawing from ``rng`` exactly what
+        :meth:`apply` would: True if folded, False if it cannot be (the default). The
+        gain, sign and time-reversal augmentations fold, so that a batch pays for them
+        in the pass that decodes it."""
+        return False
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, **self.params()}
@@ -192,6 +207,91 @@ def generator_for(seed: int, index: int, item: int | None, position: int) -> np.
 
 
 _LOCAL = threading.local()
+
+
+class Fold:
+    """What a run of leading item transforms does to a window of ``rows`` channels,
+    applied as the window is decoded: a gain (in the output dtype: a sign and at most
+    one scale factor, so that the product is exact), rows set to a signed zero, and a
+    time reversal. Its values are those of the transforms applied one by one."""
+
+    __slots__ = ("gain", "reverse", "rows", "scaled", "zero", "zero_negative")
+
+    def __init__(self, rows: int, dtype: np.dtype):
+        self.rows = rows
+        self.gain = np.dtype(dtype).type(1)
+        self.zero: np.ndarray | None = None  # rows set to zero (a channel dropout)
+        self.zero_negative: np.ndarray | None = None  # ... whose zero is -0.0 (a flip)
+        self.reverse = False
+        self.scaled = False
+
+    def negate(self) -> None:
+        self.gain = -self.gain
+        if self.zero_negative is not None:
+            np.logical_not(self.zero_negative, out=self.zero_negative)
+
+    def drop(self, rows: np.ndarray) -> None:
+        """Set ``rows`` (a mask) to +0.0."""
+        if self.zero is None:
+            self.zero, self.zero_negative = rows.copy(), np.zeros(self.rows, bool)
+        else:
+            self.zero |= rows
+            self.zero_negative[rows] = False
+
+    def finish(self, x: np.ndarray, y: Any) -> Any:
+        """Set the zeroed rows of the decoded ``x``; ``y`` reversed with the window."""
+        if self.zero is not None:
+            for row in np.flatnonzero(self.zero).tolist():
+                x[row] = -0.0 if self.zero_negative[row] else 0.0
+        return np.ascontiguousarray(np.asarray(y)[..., ::-1]) if self.reverse else y
+
+    @property
+    def trivial(self) -> bool:
+        dropped = self.zero is not None and bool(self.zero.any())
+        return not (self.reverse or dropped) and self.gain == 1
+
+
+class KeyedDraws:
+    """The randomness of a built-in augmentation at one key (seed, batch index, item,
+    position), drawn lazily: :meth:`coin`, whether it applies, is hashed from the key
+    (:func:`coins_for`, under a microsecond); :attr:`generator`, for the draws that
+    follow, is made only when asked (:func:`generator_for`)."""
+
+    __slots__ = ("_coin", "_generator", "key")
+
+    def __init__(
+        self, seed: int, index: int, item: int | None, position: int, coin: float | None = None
+    ):
+        self.key = (int(seed), int(index), item, int(position))
+        self._coin = coin
+        self._generator: np.random.Generator | None = None
+
+    def coin(self) -> float:
+        """A uniform in [0, 1) of the key."""
+        if self._coin is None:
+            self._coin = coins_for(*self.key[:3], self.key[3] + 1)[self.key[3]]
+        return self._coin
+
+    @property
+    def generator(self) -> np.random.Generator:
+        if self._generator is None:
+            self._generator = generator_for(*self.key)
+        return self._generator
+
+
+def coins_for(seed: int, index: int, item: int | None, n: int) -> list[float]:
+    """The coins of positions ``0 .. n - 1`` of item ``item`` of batch ``index``: uniforms
+    in [0, 1), 53 bits each of BLAKE2b hashes of the key (one hash per 8 positions)."""
+    coins: list[float] = []
+    for block in range(0, n, 8):
+        text = f"ondabatches-coins:{int(seed)}:{int(index)}:{item}:{block}"
+        digest = hashlib.blake2b(text.encode(), digest_size=64).digest()
+        coins += [(w >> 11) * _ULP for w in _WORDS.unpack(digest)]
+    return coins[:n]
+
+
+_WORDS = struct.Struct("<8Q")
+_ULP = 2.0**-53
 
 
 class Pipeline:
@@ -295,13 +395,17 @@ class Pipeline:
         key: tuple[int, int] | None,
         position: int,
         item: Any = None,
+        start: int = 0,
     ) -> tuple[np.ndarray, Any]:
         """The item transforms on ``x`` read with ``cut = (before, after)`` samples of
-        context, cut back to the window after the last context transform."""
+        context, cut back to the window after the last context transform; the first
+        ``start`` of them are skipped (folded into the decode: :meth:`fold_item`)."""
         before, after = cut
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
         for j, (i, t) in enumerate(self.item):
+            if j < start:
+                continue
             rng = self._rng(t, key, position, i)
             if t.moves_window:
                 before, after = t.shift(before, after, rng, sample_rate)
@@ -310,6 +414,28 @@ class Pipeline:
             if j + 1 == self._contextual and (before or after):
                 x = x[..., before : x.shape[-1] - after]
         return x, y
+
+    def fold_item(
+        self, key: tuple[int, int] | None, position: int, rows: int, dtype: np.dtype
+    ) -> tuple[Fold | None, int]:
+        """The leading item transforms that fold into the decode of item ``position``'s
+        window of ``rows`` channels (:meth:`Transform.fold`), and how many they are
+        (:meth:`apply_item` with ``start`` set to it does the rest); (None, 0) if none."""
+        first = self.item[0][1] if self.item else None
+        if first is None or type(first).fold is Transform.fold:
+            return None, 0
+        fold, done = Fold(rows, dtype), 0
+        coins = coins_for(key[0], key[1], position, self.item[-1][0] + 1) if key else ()
+        for i, t in self.item:
+            if type(t).fold is Transform.fold:
+                break
+            rng = self._rng(t, key, position, i)
+            if isinstance(rng, KeyedDraws):
+                rng._coin = coins[i]
+            if not t.fold(rng, fold):
+                break
+            done += 1
+        return (fold, done) if done else (None, 0)
 
     def apply_targets(self, y: Any, items: Sequence[Any]) -> Any:
         """The targets transforms' ``y`` of the batch's ``items`` (``y`` the stacked
@@ -328,7 +454,7 @@ class Pipeline:
     @staticmethod
     def _rng(
         t: Transform, key: tuple[int, int] | None, item: int | None, position: int
-    ) -> np.random.Generator | None:
+    ) -> np.random.Generator | KeyedDraws | None:
         if not t.random:
             return None
         if key is None:
@@ -337,6 +463,8 @@ class Pipeline:
                 f"key=(state.seed, state.index) to materialize_batch, or serve a scheme "
                 f"wrapped in TransformedBatches (Batcher(..., transforms=...) does)"
             )
+        if t.keyed_draws:
+            return KeyedDraws(key[0], key[1], item, position)
         return generator_for(key[0], key[1], item, position)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import BatchSpecError, require
-from ._base import Transform, register_transform
+from ._base import Fold, KeyedDraws, Transform, register_transform
 
 __all__ = [
     "AmplitudeScale",
@@ -344,16 +344,39 @@ class Spectrogram(Transform):
 
 
 class _Augmentation(Transform):
+    """Applied with probability ``p``: the coin first, always, so that the draws that
+    follow depend only on its outcome. In a pipeline ``rng`` is a :class:`KeyedDraws`
+    (the coin hashed from the key, a generator made only for what follows); called
+    directly with a generator, the coin is its first draw."""
+
     random = True
+    keyed_draws = True
 
     def _apply(self, x, y, rng, sample_rate):
         raise NotImplementedError
 
     def apply(self, x, y, rng, sample_rate):
-        # The coin first, always: the draws that follow depend only on the outcome.
-        if rng.random() >= self.p:
+        if _coin(rng) >= self.p:
             return x, y
         return self._apply(x, y, rng, sample_rate)
+
+    def fold(self, rng, fold):
+        if type(self)._fold is _Augmentation._fold:
+            return False
+        if _coin(rng) >= self.p:  # the same coin as apply's
+            return True
+        return self._fold(rng, fold)
+
+    def _fold(self, rng, fold: Fold) -> bool:
+        return False
+
+
+def _coin(rng: np.random.Generator | KeyedDraws) -> float:
+    return rng.coin() if isinstance(rng, KeyedDraws) else rng.random()
+
+
+def _generator(rng: np.random.Generator | KeyedDraws) -> np.random.Generator:
+    return rng.generator if isinstance(rng, KeyedDraws) else rng
 
 
 @register_transform
@@ -373,8 +396,15 @@ class AmplitudeScale(_Augmentation):
         return {"low": self.low, "high": self.high, "p": self.p}
 
     def _apply(self, x, y, rng, sample_rate):
-        x *= x.dtype.type(rng.uniform(self.low, self.high))
+        x *= x.dtype.type(_generator(rng).uniform(self.low, self.high))
         return x, y
+
+    def _fold(self, rng, fold):
+        if fold.scaled:  # (x * a) * b is not x * (a * b): one factor per fold
+            return False
+        fold.gain *= type(fold.gain)(_generator(rng).uniform(self.low, self.high))
+        fold.scaled = True  # a zeroed row stays the same zero (the factor is > 0)
+        return True
 
 
 @register_transform
@@ -392,6 +422,10 @@ class SignFlip(_Augmentation):
     def _apply(self, x, y, rng, sample_rate):
         np.negative(x, out=x)
         return x, y
+
+    def _fold(self, rng, fold):
+        fold.negate()
+        return True
 
 
 @register_transform
@@ -411,6 +445,10 @@ class TimeReverse(_Augmentation):
     def _apply(self, x, y, rng, sample_rate):
         return np.ascontiguousarray(x[..., ::-1]), np.ascontiguousarray(np.asarray(y)[..., ::-1])
 
+    def _fold(self, rng, fold):
+        fold.reverse = not fold.reverse
+        return True
+
 
 @register_transform
 class ChannelDropout(_Augmentation):
@@ -426,9 +464,13 @@ class ChannelDropout(_Augmentation):
         return {"p_channel": self.p_channel, "p": self.p}
 
     def _apply(self, x, y, rng, sample_rate):
-        drop = rng.random(x.shape[0]) < self.p_channel
+        drop = _generator(rng).random(x.shape[0]) < self.p_channel
         x[drop] = 0
         return x, y
+
+    def _fold(self, rng, fold):
+        fold.drop(_generator(rng).random(fold.rows) < self.p_channel)
+        return True
 
 
 @register_transform
@@ -447,7 +489,7 @@ class GaussianNoise(_Augmentation):
 
     def _apply(self, x, y, rng, sample_rate):
         dtype = np.float32 if x.dtype == np.float32 else np.float64
-        noise = rng.standard_normal(x.shape, dtype=dtype)
+        noise = _generator(rng).standard_normal(x.shape, dtype=dtype)
         noise *= dtype(self.std)
         x += noise
         return x, y
@@ -508,9 +550,9 @@ class TimeShift(_Augmentation):
         return math.ceil(self.max_s * sample_rate)
 
     def shift(self, before, after, rng, sample_rate):
-        if rng.random() >= self.p:
+        if _coin(rng) >= self.p:
             return before, after
         reach = self.margin(sample_rate)
-        moved = int(rng.integers(-reach, reach + 1))
+        moved = int(_generator(rng).integers(-reach, reach + 1))
         moved = max(-before, min(after, moved))
         return before + moved, after - moved

@@ -1,0 +1,141 @@
+"""Gains, sign flips, channel dropout and time reversal folded into the decode give the
+bits of the same transforms applied one by one after it: every encoding the decode
+plans take, many channels (the compiled kernel) and few (numpy), kernels on and off,
+windows at random starts, random pipelines of these transforms in any order."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+import numpy as np
+import pytest
+
+from ondabatches import RandomBatches, label_signals, materialize_batch
+from ondabatches.onda import (
+    Samples,
+    SamplesInfo,
+    TimeSpan,
+    _kernels,
+    annotations_table,
+    signals_table,
+    store,
+)
+from ondabatches.transforms import (
+    AmplitudeScale,
+    ChannelDropout,
+    GaussianNoise,
+    Pipeline,
+    SignFlip,
+    TimeReverse,
+)
+from ondabatches.transforms._base import Fold
+
+S = 10**9
+EPOCH = 30 * S
+# (sample type, resolution, offset): decode in float64, in float32 (exact), a plain cast.
+ENCODINGS = [("int16", 0.1, 0.0), ("int16", 0.25, -8.0), ("int32", 0.05, 1.0), ("uint8", 1.0, 0.0)]
+CODES = {"wake": 1, "nrem2": 2}
+FOLDING = [AmplitudeScale, SignFlip, TimeReverse, ChannelDropout]
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fold")
+    rng = np.random.default_rng(0)
+    out = {}
+    for n_channels in (12, 3):
+        for k, (sample_type, res, off) in enumerate(ENCODINGS):
+            recording = uuid.uuid4()
+            info = SamplesInfo("eeg", tuple(f"c{i}" for i in range(n_channels)), "microvolt",
+                               res, off, sample_type, 64.0)  # fmt: skip
+            lim = np.iinfo(sample_type)
+            n = 10 * 60 * 64
+            encoded = rng.integers(lim.min, lim.max, (n_channels, n), endpoint=True)
+            path = root / f"{n_channels}-{k}.lpcm"
+            store(path, Samples(encoded.astype(sample_type), info, encoded=True))
+            signals = signals_table([dict(recording=recording, file_path=str(path),
+                                          file_format="lpcm", span=TimeSpan(0, 600 * S),
+                                          sensor_label="eeg", **info.to_dict())])  # fmt: skip
+            stages = annotations_table([dict(recording=recording, id=uuid.uuid4(),
+                                             span=TimeSpan(e * EPOCH, (e + 1) * EPOCH),
+                                             stage=["wake", "nrem2"][e % 2])
+                                        for e in range(20)])  # fmt: skip
+            out[n_channels, sample_type, res] = label_signals(
+                signals, stages, labels_column="stage", epoch=EPOCH, encoding=CODES
+            )
+    return out
+
+
+def _items(table, seed, n=6, epochs=2):
+    scheme = RandomBatches(table, batch_size=n, batch_duration=epochs * EPOCH)
+    items, _ = scheme.iterate_batch(scheme.initial_state(seed=seed))
+    rng = np.random.default_rng(seed)
+    out = []
+    for item in items:  # random nanosecond starts inside the labels, not epoch-aligned
+        span, duration = item.signal_span, item.window.duration
+        start = int(rng.integers(span.start, span.stop - duration))
+        out.append(dataclasses.replace(item, window=TimeSpan(start, start + duration)))
+    return out
+
+
+def _one_by_one(items, pipeline, key):
+    """The reference: the plain batch, then each transform's apply, item by item."""
+    x, y = materialize_batch(items)
+    for i in range(len(items)):
+        xi, yi = x[i].copy(), y[i].copy()
+        for position, t in enumerate(pipeline.transforms):
+            rng = pipeline._rng(t, key, i, position)  # a KeyedDraws for augmentations
+            xi, yi = t.apply(xi, yi, rng, items[i].info.sample_rate)
+        x[i], y[i] = xi, yi
+    return x, y
+
+
+def _random_pipeline(rng):
+    steps = []
+    for _ in range(int(rng.integers(1, 7))):
+        kind = FOLDING[int(rng.integers(len(FOLDING)))]
+        p = float(rng.choice([0.5, 1.0]))
+        steps.append(kind(p_channel=0.4, p=p) if kind is ChannelDropout else kind(p=p))
+    if rng.random() < 0.3:
+        steps.append(GaussianNoise(2.0, p=1.0))  # a transform that does not fold, after
+    return Pipeline(steps)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernel", "numpy"])
+def test_folded_transforms_give_the_bits_of_applying_them_one_by_one(tables, kernels, monkeypatch):
+    monkeypatch.setattr(_kernels, "ENABLED", kernels)
+    rng = np.random.default_rng(1)
+    folded = 0
+    for (n_channels, sample_type, res), table in tables.items():
+        for trial in range(8):
+            pipeline = _random_pipeline(rng)
+            items = _items(table, seed=trial)
+            key = (trial, int(rng.integers(0, 1000)))
+            x, y = materialize_batch(items, transforms=pipeline, key=key)
+            want_x, want_y = _one_by_one(items, pipeline, key)
+            where = f"{n_channels} ch {sample_type} res {res}: {pipeline!r} key {key}"
+            assert x.tobytes() == want_x.tobytes(), where  # bit for bit, signed zeros too
+            np.testing.assert_array_equal(y, want_y, err_msg=where)
+            fold, _ = pipeline.fold_item(key, 0, n_channels, np.dtype(np.float32))
+            folded += fold is not None and not fold.trivial
+    assert folded > 20  # the folds did something: reversals, gains, zeroed rows
+
+
+def test_fold_stops_where_folding_would_round_differently():
+    two_scales = Pipeline([AmplitudeScale(p=1.0), SignFlip(p=1.0), AmplitudeScale(p=1.0)])
+    fold, done = two_scales.fold_item((0, 0), 0, 4, np.dtype(np.float32))
+    assert done == 2 and fold.scaled and fold.gain < 0  # the second scale runs after
+    noise_first = Pipeline([GaussianNoise(1.0), SignFlip(p=1.0)])
+    assert noise_first.fold_item((0, 0), 0, 4, np.dtype(np.float32)) == (None, 0)
+
+
+def test_dropped_rows_keep_the_sign_of_the_flips_after_them():
+    fold = Fold(3, np.dtype(np.float32))
+    fold.drop(np.array([False, True, True]))
+    fold.negate()  # a flip after the dropout: -0.0
+    fold.drop(np.array([False, False, True]))  # dropped again after it: +0.0
+    x = np.ones((3, 4), np.float32)
+    fold.finish(x, np.zeros((1, 1)))
+    assert (x[1:] == 0).all() and (x[0] == 1).all()
+    assert np.signbit(x[1]).all() and not np.signbit(x[2]).any()
