@@ -215,9 +215,7 @@ def parse_edf_header(header: bytes, url: str) -> EdfLayout:
     # Per-signal fields are columns (every signal's label, then every transducer, ...):
     # label 16, transducer 80, dimension 8, physical min/max 8+8, digital min/max 8+8,
     # prefiltering 80, samples per record 8, reserved 32 bytes.
-    labels = tuple(
-        _field(header[base + 16 * k : base + 16 * (k + 1)]) for k in range(ns)
-    )
+    labels = tuple(_field(header[base + 16 * k : base + 16 * (k + 1)]) for k in range(ns))
     spr_at = base + ns * (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80)
     spr = tuple(
         _number(header[spr_at + 8 * k : spr_at + 8 * (k + 1)], url, f"'samples per record' {k}")
