@@ -258,16 +258,20 @@ def test_write_is_refused(tmp_path):
 
 
 @pytest.mark.s3
-def test_s3_window_moves_at_most_its_records(files, s3):
+@pytest.mark.parametrize("merge_gap", [None, 0], ids=["one-range", "ranges-per-record"])
+def test_s3_window_moves_at_most_its_records(files, s3, merge_gap, monkeypatch):
     from tests.onda.test_s3 import GetObjectBytes
 
+    if merge_gap is not None:  # the other signals of a record are never fetched
+        monkeypatch.setattr(edf_module, "_MAX_GAP", merge_gap)
+    row = 0 if merge_gap is None else 1
     path = files[-2]
-    url = s3.url("clinic/synthetic.edf")
+    url = s3.url(f"clinic/synthetic-{merge_gap}.edf")
     s3.fs.put(path, url)
     signals, _ = edf_signals(url)
     local, _ = edf_signals(path)
     fs, _ = filesystem_for(url)
-    sig = Signal.from_row(signals.to_pylist()[0])
+    sig = Signal.from_row(signals.to_pylist()[row])
     assert sig.file_path.startswith(url + "#signals=")
     load_rows(sig, range(0, 1))  # the header, once per process
     counter = GetObjectBytes(fs)
@@ -279,11 +283,13 @@ def test_s3_window_moves_at_most_its_records(files, s3):
             before = counter.total
             got = load_rows(sig, rows, encoded=True).data
             moved = counter.total - before
-            want = load_rows(Signal.from_row(local.to_pylist()[0]), rows, encoded=True).data
+            want = load_rows(Signal.from_row(local.to_pylist()[row]), rows, encoded=True).data
             np.testing.assert_array_equal(got, want)
             n_records = (rows.stop - 1) // 256 - rows.start // 256 + 1
             layout, _ = EdfFormat().layout(fs, split_edf_path(sig.file_path)[0])
             assert 0 < moved <= 1.1 * n_records * layout.record_bytes
+            if merge_gap == 0:
+                assert moved == n_records * 7 * 256 * 2  # the 7 channels' bytes only
     finally:
         counter.close()
 
