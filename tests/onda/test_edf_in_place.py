@@ -339,6 +339,9 @@ def test_cli_import_in_place_writes_tables_only(files, tmp_path, capsys):
     signals = read_signals(str(out / "dataset.onda.signal.arrow"))
     assert set(signals.column("file_format").to_pylist()) == {"bdf"}
     assert not (out / "samples").exists()
+    capsys.readouterr()
+    assert main(["inspect", str(out)]) == 0  # the file before the '#' is found and checked
+    assert "problems: none" in capsys.readouterr().out
     sig = Signal.from_row(signals.to_pylist()[0])
     direct, _ = edf_signals(files[-1])
     np.testing.assert_array_equal(
