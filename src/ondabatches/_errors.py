@@ -12,6 +12,7 @@ that ``except ValueError`` keeps working for callers who do not know our names::
     ├── SampleFileNotFoundError(FileNotFoundError)  a sample, label or table file is missing
     ├── SpanError              (ValueError)         a span outside what it must lie in
     ├── UnknownFormatError     (ValueError)         a file_format or sample_type nobody registered
+    ├── ReadOnlyFormatError    (TypeError)          writing through a read-only format (edf, bdf)
     ├── LabelError             (ValueError)         annotations that cannot become labels
     ├── BatchSpecError         (ValueError)         a batch scheme's parameters disagree
     ├── BatchShapeError        (ValueError)         items of one batch that do not stack
@@ -37,6 +38,7 @@ __all__ = [
     "LabelError",
     "MissingDependencyError",
     "OndaBatchesError",
+    "ReadOnlyFormatError",
     "SampleFileError",
     "SampleFileNotFoundError",
     "SchemaError",
@@ -85,6 +87,10 @@ class SpanError(OndaBatchesError, ValueError):
 
 class UnknownFormatError(OndaBatchesError, ValueError):
     """A ``file_format`` or ``sample_type`` that no reader is registered for."""
+
+
+class ReadOnlyFormatError(OndaBatchesError, TypeError):
+    """A sample file format that reads files but does not write them (``edf``, ``bdf``)."""
 
 
 class LabelError(OndaBatchesError, ValueError):

@@ -35,6 +35,7 @@ from .onda import (
     read_signals,
 )
 from .onda._arrow import span_bounds
+from .onda._edf import split_edf_path
 from .onda._storage import is_local, storage_errors
 
 __all__ = [
@@ -359,7 +360,10 @@ def _check_sample_file(signal: Signal) -> Problem | None:
     path, recording = signal.file_path, str(signal.recording)
     where = f"{signal.sensor_label} of recording {recording}"
     try:
-        fs, fs_path = filesystem_for(path)
+        # An EDF/BDF served in place names its signals after a '#': the file is before it.
+        fs, fs_path = filesystem_for(
+            split_edf_path(path)[0] if signal.file_format in ("edf", "bdf") else path
+        )
         exists = fs.exists(fs_path)
         size = fs.size(fs_path) if exists else 0
     except (OSError, ValueError) as exc:

@@ -72,6 +72,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="annotations ending after their recording (default: error; clip with --sleep-edf)",
     )
+    parser.add_argument(
+        "--in-place",
+        action="store_true",
+        help=(
+            "write the two tables only, no sample files: signals read the EDF/BDF files "
+            "themselves (file_format edf/bdf, file_path FILE#signals=...)"
+        ),
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="one line per file even for many files"
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=not args.no_progress,
             annotations_past_end=args.annotations_past_end,
+            in_place=args.in_place,
         )
     except SourceFileError as exc:
         if PAST_END_REMEDY not in str(exc):

@@ -29,6 +29,7 @@ from ..onda import (
     signals_table,
     time_from_index,
 )
+from ..onda._edf import edf_signal_path
 from ..onda._storage import atomic_writer, storage_errors
 from ._channels import GENERIC_SENSOR_TYPE, SourceChannel, group_channels, unique_names
 
@@ -186,6 +187,7 @@ def convert_source(
     stages: Mapping[str, str | None] | None = None,
     source_file: str | None = None,
     annotations_from: str | None = None,
+    in_place: tuple[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, list[SignalSummary]]:
     """Write ``source``'s sample files under ``out_dir`` and return its two tables.
 
@@ -194,6 +196,11 @@ def convert_source(
     ``annotations`` replaces the source's own (a separate hypnogram file, say, named
     ``annotations_from`` in error messages).
     ``source_file`` (and the source's start date and time) go into extra columns.
+
+    ``in_place=(url, local_path)`` writes nothing: each signal's ``file_path`` is
+    ``url#signals=...`` in the ``edf``/``bdf`` format (:class:`~ondabatches.onda.EdfFormat`),
+    read from the source file as it is; everything else in the tables is what an import
+    gives. Only sources with an ``in_place`` method (EDF/BDF) can be.
     """
     written: list[tuple[Any, str]] = []
     try:
@@ -202,6 +209,7 @@ def convert_source(
             file_format=file_format, block_bytes=block_bytes, annotations=annotations,
             annotation_seed=annotation_seed, annotations_past_end=annotations_past_end,
             stages=stages, source_file=source_file, annotations_from=annotations_from,
+            in_place=in_place,
         )  # fmt: skip
     except BaseException:
         # A file that fails midway leaves none of its sample files behind.
@@ -226,12 +234,18 @@ def _convert(
     stages: Mapping[str, str | None] | None,
     source_file: str | None,
     annotations_from: str | None,
+    in_place: tuple[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, list[SignalSummary]]:
     if annotations_past_end not in PAST_END_POLICIES:
         raise ValueError(
             f"annotations_past_end must be one of {PAST_END_POLICIES}, got {annotations_past_end!r}"
         )
-    fmt = get_format(file_format)
+    fmt = get_format(file_format) if in_place is None else None
+    if in_place is not None and not callable(getattr(source, "in_place", None)):
+        raise SourceFileError(
+            f"{source.name} cannot be served in place: only EDF/EDF+/BDF files read with "
+            "the 'edf' reader can (import it into sample files instead)"
+        )
     groups = group_channels(source.channels)
     if not groups:
         raise SourceFileError(f"{source.name} holds no signal channels")
@@ -250,19 +264,25 @@ def _convert(
             sample_type=first.sample_type,
             sample_rate=first.sample_rate,
         )
-        file_name = f"{file_stem}_{sensor_label}.{file_format}"
-        url = f"{out_dir.rstrip('/')}/{file_name}"
-        fs, path = filesystem_for(url)
-        with storage_errors(url, action="write"), atomic_writer(fs, path) as file:
-            _write_blocks(file, _blocks(source, group, block_bytes), fmt, info)
-        written.append((fs, path))
+        if in_place is not None:
+            # Nothing written: the signal reads its channels from the source file itself.
+            signal_format, numbers = source.in_place(in_place[1], group)  # type: ignore[attr-defined]
+            file_name = edf_signal_path(in_place[0], numbers)
+        else:
+            signal_format = file_format
+            file_name = f"{file_stem}_{sensor_label}.{file_format}"
+            url = f"{out_dir.rstrip('/')}/{file_name}"
+            fs, path = filesystem_for(url)
+            with storage_errors(url, action="write"), atomic_writer(fs, path) as file:
+                _write_blocks(file, _blocks(source, group, block_bytes), fmt, info)
+            written.append((fs, path))
         stop = time_from_index(first.n_samples, first.sample_rate)
         duration = max(duration, stop)
         signals.append(
             {
                 "recording": recording,
                 "file_path": file_name,
-                "file_format": file_format,
+                "file_format": signal_format,
                 "span": TimeSpan(0, stop),
                 "sensor_label": sensor_label,
                 **info.to_dict(),

@@ -208,6 +208,7 @@ class _Task:
     annotations_past_end: str
     stages: dict[str, str | None] | None
     ukey: str
+    in_place: bool = False
 
 
 def _sha256_of(path: str) -> str:
@@ -243,6 +244,11 @@ def _local_copy(url: str) -> Iterator[str]:
             for sibling in siblings:
                 fs.get_file(sibling, os.path.join(tmp, posixpath.basename(sibling)))
         yield os.path.join(tmp, name)
+
+
+def _absolute(url: str) -> str:
+    """``url`` as a table written elsewhere can find it: a local path made absolute."""
+    return url if "://" in url else os.path.abspath(url)
 
 
 def _open_source(path: str, name: str, reader: str, channel_map: ChannelMap) -> Any:
@@ -318,15 +324,17 @@ def _convert_task(task: _Task) -> dict[str, Any]:
                     stages=task.stages,
                     source_file=task.source,
                     annotations_from=task.annotation_source,
+                    in_place=(_absolute(task.source), local) if task.in_place else None,
                 )
             finally:
                 source.close()
-        written = [_join(samples_dir, p) for p in signals.column("file_path").to_pylist()]
-        # file_path relative to the dataset tables, which live in task.out.
-        paths = pa.array([f"samples/{p}" for p in signals.column("file_path").to_pylist()])
-        signals = signals.set_column(
-            signals.schema.get_field_index("file_path"), "file_path", paths
-        )
+        if not task.in_place:
+            written = [_join(samples_dir, p) for p in signals.column("file_path").to_pylist()]
+            # file_path relative to the dataset tables, which live in task.out.
+            paths = pa.array([f"samples/{p}" for p in signals.column("file_path").to_pylist()])
+            signals = signals.set_column(
+                signals.schema.get_field_index("file_path"), "file_path", paths
+            )
         signal_part, annotation_part, marker = _parts(task)
         _write_bytes(signal_part, _table_bytes(signals))
         _write_bytes(annotation_part, _table_bytes(anns))
@@ -472,6 +480,7 @@ def import_dataset(
     progress: bool = False,
     annotations_past_end: str | None = None,
     block_bytes: int = 8 << 20,
+    in_place: bool = False,
 ) -> ImportReport:
     """Import EDF/EDF+/BDF (and, with the ``mne`` extra, MNE-readable) files into ONE dataset.
 
@@ -507,6 +516,11 @@ def import_dataset(
         end with a ``"Sleep stage ?"`` running past the recording), ``"clip"`` or ``"drop"``.
     block_bytes:
         Bytes of samples read and written at a time per signal: bounds the memory.
+    in_place:
+        Write the two tables only, no sample files: each signal reads its channels
+        from the EDF/BDF file itself (``file_format`` ``"edf"``/``"bdf"``, ``file_path``
+        the file's absolute path or URL with ``#signals=...``; see
+        :func:`~ondabatches.importing.edf_signals`). Only EDF/EDF+/BDF files.
 
     Raises
     ------
@@ -538,7 +552,11 @@ def import_dataset(
     cmap = ChannelMap.from_value(channel_map)
     if reader not in ("auto", "edf", "mne"):
         raise ValueError(f"reader must be 'auto', 'edf' or 'mne', got {reader!r}")
-    with_mne = reader == "mne" or (reader == "auto" and _has_mne())
+    if in_place and reader == "mne":
+        raise ValueError(
+            "in_place serves EDF/BDF files read with reader 'edf' or 'auto', not 'mne'"
+        )
+    with_mne = not in_place and (reader == "mne" or (reader == "auto" and _has_mne()))
     suffixes = (*_EDF_SUFFIXES, *_MNE_SUFFIXES) if with_mne else _EDF_SUFFIXES
     # Files already under the output folder (an output inside an input folder) are not inputs.
     files = [f for f in expand_inputs(inputs, suffixes) if not f.startswith(out.rstrip("/") + "/")]
@@ -559,6 +577,8 @@ def import_dataset(
         "annotations_past_end": past_end,
         "block_bytes": block_bytes,
     }
+    if in_place:  # only then: the manifests of earlier imports stay equal
+        manifest["in_place"] = True
     stems = [_stem(src) for src, _ in pairs]
     tasks, sizes = [], []
     for (src, ann), stem in zip(pairs, stems, strict=True):
@@ -583,6 +603,7 @@ def import_dataset(
                 past_end,
                 stages,
                 ukey,
+                in_place,
             )
         )
         sizes.append(size)

@@ -163,6 +163,33 @@ class EdfSource:
             self.close()
             raise
 
+    def in_place(self, path: str, channels: list[SourceChannel]) -> tuple[str, list[int]]:
+        """``(file_format, header signal numbers)`` of ``channels`` served in place
+        (:class:`~ondabatches.onda.EdfFormat`) from the file at local ``path``.
+
+        pyedflib numbers an EDF+/BDF+ file's signals without its annotation channels,
+        the header with them: each channel's number in the header, its label checked.
+        """
+        from ..onda._edf import parse_edf_header
+
+        with open(path, "rb") as f:
+            first = f.read(256)
+            layout = parse_edf_header(first + f.read(256 * int(first[252:256] or 0)), self.name)
+        plus = self._reader.signals_in_file < len(layout.labels)
+        numbers = layout.data_signals if plus else tuple(range(len(layout.labels)))
+        out = []
+        for ch in channels:
+            i = numbers[ch.index] if ch.index < len(numbers) else -1
+            header_label = layout.labels[i] if i >= 0 else ""
+            utf8 = header_label.encode("latin-1").decode("utf-8", errors="replace")
+            if i < 0 or ch.label.strip() not in (header_label, utf8.strip()):
+                raise SourceFileError(
+                    f"{self.name}: channel {ch.label!r} (pyedflib's signal {ch.index}) is not "
+                    "found in the file's header; it cannot be served in place"
+                )
+            out.append(i)
+        return layout.kind, out
+
     def read(self, channels: list[SourceChannel], start: int, n: int) -> np.ndarray:
         """The stored (digital) values of ``channels``, samples ``start:start + n``."""
         out = np.empty((len(channels), n), dtype=channels[0].sample_type)

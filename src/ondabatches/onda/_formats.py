@@ -1,7 +1,8 @@
 """Sample file formats: a registry from ``file_format`` strings to readers/writers.
 
 A format is a :class:`SampleFormat` (``read``, ``write`` and ``check_size``). The built-in
-ones are ``"lpcm"`` (:class:`LPCMFormat`) and ``"lpcm.zst"`` (:class:`LPCMZstFormat`);
+ones are ``"lpcm"`` (:class:`LPCMFormat`), ``"lpcm.zst"`` (:class:`LPCMZstFormat`) and
+``"edf"``/``"bdf"`` (:class:`EdfFormat`: EDF/BDF files served in place, read-only);
 :func:`register_format` adds others, which :func:`~ondabatches.onda.load` and
 :func:`~ondabatches.onda.store` then use for signals of that ``file_format``.
 """
@@ -13,11 +14,13 @@ import pickle
 import threading
 
 from .._errors import UnknownFormatError
+from ._edf import EdfFormat
 from ._format_base import SampleFormat, as_sample_format
 from ._lpcm import LPCMFormat
 from ._zst import LPCMZstFormat
 
 __all__ = [
+    "EdfFormat",
     "LPCMFormat",
     "LPCMZstFormat",
     "SampleFormat",
@@ -27,7 +30,12 @@ __all__ = [
 ]
 
 
-_FORMATS: dict[str, SampleFormat] = {"lpcm": LPCMFormat(), "lpcm.zst": LPCMZstFormat()}
+_FORMATS: dict[str, SampleFormat] = {
+    "lpcm": LPCMFormat(),
+    "lpcm.zst": LPCMZstFormat(),
+    "edf": EdfFormat("edf"),
+    "bdf": EdfFormat("bdf"),
+}
 _BUILT_IN = dict(_FORMATS)
 _log = logging.getLogger(__name__)
 _LOCK = threading.Lock()
@@ -92,8 +100,8 @@ def registered_formats() -> list[str]:
 
     Examples
     --------
-    >>> registered_formats()[:2]
-    ['lpcm', 'lpcm.zst']
+    >>> registered_formats()[:4]
+    ['bdf', 'edf', 'lpcm', 'lpcm.zst']
     """
     return sorted(_FORMATS)
 
