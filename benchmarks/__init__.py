@@ -5,6 +5,26 @@ Run one with ``python -m benchmarks.onda [--quick]`` or all with
 noise, so every figure is printed next to a floor measured side by side in the same run.
 """
 
-from ._report import Result, format_results, machine_line, script_main
+from ._report import (
+    MARKDOWN_MARKER,
+    Result,
+    format_markdown,
+    format_results,
+    machine_description,
+    machine_line,
+    parse_markdown,
+    script_main,
+    write_markdown,
+)
 
-__all__ = ["Result", "format_results", "machine_line", "script_main"]
+__all__ = [
+    "MARKDOWN_MARKER",
+    "Result",
+    "format_markdown",
+    "format_results",
+    "machine_description",
+    "machine_line",
+    "parse_markdown",
+    "script_main",
+    "write_markdown",
+]

@@ -3,23 +3,27 @@
 The everyday workload (random 30 s windows of 19 EEG channels at 256 Hz, batches of
 32), on EDF files written here with pyedflib, read by both sides:
 
-- braindecode: the EDF files opened lazily with MNE (``mne.io.read_raw_edf(path,
-  preload=False)``), cut into 30 s windows with ``create_fixed_length_windows``
-  (``preload=False``: each window is read from the EDF when it is drawn), drawn in a
-  random order by a torch ``DataLoader`` with 2 worker processes, batches of 32;
+- braindecode (1.x): the EDF files opened lazily with MNE (``mne.io.read_raw_edf(path,
+  preload=False)``), each wrapped in a ``RawDataset``, cut into 30 s windows with
+  ``create_fixed_length_windows`` (``preload=False``: each window is read from the EDF
+  when it is drawn, through ``EEGWindowsDataset``), drawn in a random order by a torch
+  ``DataLoader`` with 2 worker processes, batches of 32;
 - ondabatches: the same EDF files imported with :func:`~ondabatches.edf.import_edf`
   (digital values kept bit for bit, the EDF's scaling as the Onda encoding), random
   30 s windows from ``RandomBatches``, materialized by a ``Batcher`` with 2 worker
   processes (exact float32 values).
 
-Before timing, one window is loaded by both sides and compared in physical units
-(MNE gives volts, Onda the EDF's microvolts). Both are timed in steady state (after
-their first batches), interleaved, and the figure is windows per second; goal:
-ondabatches at least 6x braindecode.
+Before timing, the same window (the 3rd 30 s window of the 2nd recording) is loaded by
+both sides and compared in physical units (MNE gives volts, Onda the EDF's
+microvolts). Both are timed in steady state (after their first batches), interleaved,
+and the figure is windows per second; goal: ondabatches at least 6x braindecode.
 
 Needs the optional extra ``peers`` (``pip install 'ondabatches[peers]'``: braindecode,
-mne, torch); run ``ondabatches bench peers [--quick]`` or
-``python -m benchmarks.peers [--quick]``.
+torchaudio, mne, torch, pyedflib), with torch installed first and alone (the README's
+install section): braindecode imports torchaudio, whose compiled part must come from
+the same build as torch (PyPI's Linux x86_64 torchaudio is a CUDA build, which does not
+load beside the CPU torch: take both from PyTorch's CPU index, or a CUDA torch).
+Run ``ondabatches bench peers [--quick]`` or ``python -m benchmarks.peers [--quick]``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ondabatches._errors import require
+from ondabatches._errors import MissingDependencyError, require
 
 from ._report import Result, script_main
 
@@ -52,8 +56,24 @@ _DIGITAL = (-32768, 32767)
 
 
 def _peers() -> tuple[Any, Any, Any]:
-    """braindecode, mne and torch, or an error saying ``pip install 'ondabatches[peers]'``."""
-    return require("braindecode", "peers"), require("mne", "peers"), require("torch", "peers")
+    """braindecode, mne and torch, or an error saying what to install."""
+    import warnings
+
+    torch = require("torch", "peers")
+    try:
+        with warnings.catch_warnings():  # its models' import-time FutureWarnings (MNE's)
+            warnings.simplefilter("ignore", FutureWarning)
+            braindecode = require("braindecode", "peers")
+            for module in ("braindecode.datasets", "braindecode.preprocessing"):
+                require(module, "peers")
+    except OSError as exc:  # braindecode imports torchaudio, whose library did not load
+        raise MissingDependencyError(
+            f"braindecode could not import torchaudio beside torch {torch.__version__}: "
+            f"{exc}. torchaudio's compiled library must come from the same build as "
+            "torch (PyPI's Linux x86_64 torchaudio is a CUDA build): install both from "
+            "one index, e.g. PyTorch's CPU wheel index for a CPU torch"
+        ) from exc
+    return braindecode, require("mne", "peers"), torch
 
 
 def write_edf_recordings(folder: Path, n_recordings: int, minutes: int) -> list[Path]:
@@ -115,43 +135,63 @@ def _onda_side(paths: list[Path], root: Path):
 
 
 def _braindecode_side(paths: list[Path]):
-    braindecode, mne, _ = _peers()
-    from braindecode.datasets import BaseConcatDataset, BaseDataset
+    """30 s windows of the EDF files, read lazily: braindecode 1.x's ``RawDataset`` over
+    ``read_raw_edf(preload=False)``, then ``create_fixed_length_windows(preload=False)``."""
+    _, mne, _ = _peers()
+    from braindecode.datasets import BaseConcatDataset, RawDataset
     from braindecode.preprocessing import create_fixed_length_windows
 
     mne.set_log_level("ERROR")
     raws = [
-        BaseDataset(mne.io.read_raw_edf(p, preload=False), {"subject": i})
+        RawDataset(mne.io.read_raw_edf(p, preload=False), {"subject": i})
         for i, p in enumerate(paths)
     ]
     return create_fixed_length_windows(
         BaseConcatDataset(raws),
         window_size_samples=WINDOW_S * RATE,
         window_stride_samples=WINDOW_S * RATE,
-        drop_last_window=True,
+        on_last_window="drop",
         preload=False,
     )
 
 
+#: The window compared on both sides: the 3rd 30 s window of the 2nd recording (not at
+#: either file's start, so an offset error on either side shows).
+_CHECKED = (1, 2)
+
+
 def _check_same_window(labeled, windows) -> None:
-    """The first window of the first recording, from both sides, in microvolts."""
+    """The same window from both sides, in microvolts: equal to float32 precision."""
     from ondabatches.batches import BatchItem
     from ondabatches.labels._labeled import iter_labeled_signals
     from ondabatches.materialize import materialize_batch_item
     from ondabatches.onda import TimeSpan
 
-    row = next(iter_labeled_signals(labeled))
+    recording, k = _CHECKED
+    row = next(
+        r
+        for r in iter_labeled_signals(labeled)
+        if r.signal.recording == uuid.UUID(int=recording + 1)
+    )
+    epoch = WINDOW_S * 10**9
     item = BatchItem(
         row.signal.recording, row.signal.file_path, row.signal.file_format, row.signal.span,
-        row.signal.info, TimeSpan(0, WINDOW_S * 10**9), None, np.zeros(1, dtype=np.uint8),
+        row.signal.info, TimeSpan(k * epoch, (k + 1) * epoch), None, np.zeros(1, dtype=np.uint8),
     )  # fmt: skip
     ours, _ = materialize_batch_item(item)
-    theirs = np.asarray(windows[0][0], dtype=np.float64) * 1e6  # volts -> microvolts
+    x, _, crop = windows.datasets[recording][k]
+    start = k * WINDOW_S * RATE
+    if list(crop[1:]) != [start, start + WINDOW_S * RATE]:
+        raise AssertionError(
+            f"braindecode's window {k} of recording {recording} spans samples {crop[1:]}, "
+            f"expected [{start}, {start + WINDOW_S * RATE}]"
+        )
+    theirs = np.asarray(x, dtype=np.float64) * 1e6  # volts -> microvolts
     if ours.shape != theirs.shape or not np.allclose(ours, theirs, rtol=1e-6, atol=1e-3):
         worst = np.abs(ours - theirs).max() if ours.shape == theirs.shape else "-"
         raise AssertionError(
-            f"the first window differs between ondabatches {ours.shape} and braindecode "
-            f"{theirs.shape} (largest difference {worst} uV)"
+            f"window {k} of recording {recording} differs between ondabatches {ours.shape} "
+            f"and braindecode {theirs.shape} (largest difference {worst} uV)"
         )
 
 
@@ -198,7 +238,8 @@ def _time_theirs(windows, n: int) -> float:
 
 def run(quick: bool = False) -> list[Result]:
     """Measure; see the module docstring."""
-    _peers()  # fail early, with the install hint
+    braindecode, mne, torch = _peers()  # fail early, with the install hint
+    versions = f"{braindecode.__version__} (mne {mne.__version__}, torch {torch.__version__})"
     n_rec, minutes, n, rounds = (4, 20, 10, 2) if quick else (8, 60, 40, 3)
     with tempfile.TemporaryDirectory(prefix="ondabatches-peers-") as tmp:
         root = Path(tmp)
@@ -219,8 +260,9 @@ def run(quick: bool = False) -> list[Result]:
             "windows/s",
             goal=1 / 6,
             higher_is_better=True,
-            floor_is="braindecode 30 s windows of the same EDF files (MNE, preload=False) "
-            f"+ torch DataLoader, {WORKERS} workers, batches of {BATCH}; median of {rounds} "
+            floor_is=f"braindecode {versions} 30 s windows of the same EDF files "
+            f"(RawDataset over MNE's preload=False, create_fixed_length_windows) + torch "
+            f"DataLoader, {WORKERS} workers, batches of {BATCH}; median of {rounds} "
             "interleaved rounds",
         )
     ]

@@ -53,3 +53,19 @@ def test_version_is_single_sourced() -> None:
         [sys.executable, "-m", "ondabatches", "--version"], capture_output=True, text=True
     )
     assert run.returncode == 0 and run.stdout.strip() == f"ondabatches {ondabatches.__version__}"
+
+
+def test_benchmark_page_is_the_generators_output() -> None:
+    """docs/benchmarks.md is written by ``ondabatches bench --markdown``, never by hand:
+    it renders again, byte for byte, from the data it carries; the site and README link it."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import MARKDOWN_MARKER, format_markdown, parse_markdown
+
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert page.startswith(MARKDOWN_MARKER + "\n")
+    data = parse_markdown(page)
+    assert data["command"].startswith("ondabatches bench") and "--markdown" in data["command"]
+    assert format_markdown(**data) == page
+    assert data["sections"] and all(results for _, _, results in data["sections"])
+    assert "benchmarks.md" in (ROOT / "mkdocs.yml").read_text()
+    assert "(docs/benchmarks.md)" in (ROOT / "README.md").read_text()

@@ -68,6 +68,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "names", nargs="*", metavar="NAME", help="benchmarks to run (default: all but peers)"
     )
     parser.add_argument("--quick", action="store_true", help="smaller data, fewer repetitions")
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="also write every figure as a markdown page (tables, this machine, the date)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -77,9 +82,23 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(args.names) - set(available))
     if unknown:
         raise ValueError(f"unknown benchmark(s) {unknown}; available: {available}")
+    markdown = getattr(args, "markdown", None)
+    if markdown and not Path(markdown).resolve().parent.is_dir():
+        raise ValueError(f"--markdown {markdown}: its folder does not exist")
     print(bench.machine_line(), flush=True)
+    sections = []
     for name in args.names or [n for n in available if n not in _ON_REQUEST]:
         module = importlib.import_module(f"{bench.__name__}.{name}")
-        print(f"\n== {name}: {(module.__doc__ or '').strip().splitlines()[0]}", flush=True)
-        print(bench.format_results(module.run(quick=args.quick)), flush=True)
+        description = (module.__doc__ or "").strip().splitlines()[0]
+        print(f"\n== {name}: {description}", flush=True)
+        results = module.run(quick=args.quick)
+        print(bench.format_results(results), flush=True)
+        sections.append((name, description, results))
+    if markdown:
+        command = " ".join(
+            ["ondabatches bench", *args.names, *(["--quick"] if args.quick else []),
+             "--markdown", str(markdown)]
+        )  # fmt: skip
+        bench.write_markdown(markdown, sections, command)
+        print(f"\nwrote {markdown}", flush=True)
     return 0
