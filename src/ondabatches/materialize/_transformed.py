@@ -64,11 +64,9 @@ def materialize_transformed(
     if not (pipeline.item or pipeline.batch):
         return _plain(items, dtype, allocate, exact, pipeline)
     if type(items[0]) in _ITEM_KINDS:
-        raise BatchSpecError(
-            f"transforms of x apply to single-signal items so far; these are "
-            f"{type(items[0]).__name__}s (event targets apply to them; filters and "
-            f"augmentations of several modalities are not built yet)"
-        )
+        from ._multi import materialize_multi_transformed
+
+        return materialize_multi_transformed(items, dtype, allocate, exact, pipeline, key)
     bad = [i for i, it in enumerate(items) if not isinstance(it, BatchItem)]
     if bad:
         raise BatchSpecError(
