@@ -84,6 +84,11 @@ class Transform:
     #: ``modalities=`` keyword every transform's constructor takes.
     modalities: tuple[str, ...] | None = None
 
+    def __init__(self, *, modalities: Any = None) -> None:
+        self.modalities = _modalities(modalities, self)
+
+    __init__._takes_modalities = True  # type: ignore[attr-defined]
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
