@@ -144,12 +144,14 @@ def _in_place(
     shapes = {_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)}
     if len(shapes) != 1 or None in shapes:
         return None
+    # Checked first: a filter's margin at a rate its band does not fit is a design error.
+    for item, (rows, _) in zip(items, plans, strict=True):
+        pipeline.check(item.info.sample_rate, len(rows), _n_total(item), _describe(item))
     if any(pipeline.margin(it.info.sample_rate) for it in items):
         return None
     x = allocate((len(items), *shapes.pop()), dtype)
     ys = []
     for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
-        pipeline.check(item.info.sample_rate, len(rows), _n_total(item), _describe(item))
         slot = _x_at(item, rows, index, dtype, x[i], exact)
         out, y = pipeline.apply_item(slot, _y(item), item.info.sample_rate, (0, 0), key, i, item)
         if out is not slot:

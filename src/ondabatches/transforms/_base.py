@@ -474,7 +474,9 @@ class Pipeline:
 
 def _contextual_prefix(item: Sequence[tuple[int, Transform]]) -> int:
     """How many leading item transforms need context (all of them must lead)."""
-    needs = [t.margin(1000.0) > 0 or type(t).margin is not Transform.margin for _, t in item]
+    # Whether it overrides margin, not its value at some rate: a filter's margin at a
+    # rate below twice its band edge is a design error, which its check reports later.
+    needs = [type(t).margin is not Transform.margin for _, t in item]
     n = 0
     while n < len(needs) and needs[n]:
         n += 1
