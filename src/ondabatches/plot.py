@@ -464,10 +464,17 @@ def _plot_stages(
     if spec is not None:
         step = stages["spectrogram_step"]
         scale = "log magnitude" if getattr(step, "log", False) else "magnitude"
+        # Each frame drawn over the hop around its centre (its window's middle) where
+        # the step says its window and hop; else the frames spread over the window.
+        window_s, hop_s = getattr(step, "window_s", None), getattr(step, "hop_s", None)
+        left, right = start, end
+        if window_s and hop_s:
+            left = start + window_s / 2 - hop_s / 2
+            right = left + spec.shape[-1] * hop_s
         for channel, image in zip(channels, spec, strict=False):
             axis = axes[k]
             axis.imshow(image, origin="lower", aspect="auto", cmap="magma",
-                        extent=(start, end, 0.0, sample_rate / 2))  # fmt: skip
+                        extent=(left, right, 0.0, sample_rate / 2))  # fmt: skip
             axis.set_ylabel("Hz", fontsize=8)
             axis.set_title(f"spectrogram {channel}", fontsize=9, loc="left")
             axis.text(1.0, 1.02, scale, transform=axis.transAxes, ha="right", fontsize=7)
