@@ -289,3 +289,24 @@ def test_batches_identical_inline_in_processes_and_after_a_json_resume(psg_label
     other = TransformedBatches(batches, [Bandpass(0.3, 35.0, modalities=["eog"]), *pipeline[1:]])
     with pytest.raises(StateError, match="transforms"):
         other.iterate_batch(BatchState.from_json(json.loads(json.dumps(s.to_json()))))
+
+
+@pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
+def test_filters_on_a_montage_go_with_event_targets(psg, psg_labeled, tmp_path):
+    from ondabatches import label_events
+    from ondabatches.transforms import EventMask, EventTargets
+    from tests.labels.test_events import CLASSES, _events
+
+    events = label_events(psg.signals, _events(psg), column="event", classes=CLASSES,
+                          out=str(tmp_path / "e"))  # fmt: skip
+    targets = EventTargets({"mask": (events, EventMask(1.0))}, dense="stage")
+    batches = _scheme(psg_labeled, resample={"rate": 128}, batch_size=4)
+    batch = _first_batch(batches, seed=5)
+    only, _ = materialize_batch(batch, transforms=[Highpass(0.5, modalities=["eeg"])])
+    x, y = materialize_batch(batch, transforms=[Highpass(0.5, modalities=["eeg"]), targets])
+    plain, y_plain = materialize_batch(batch, transforms=[targets])
+    np.testing.assert_array_equal(x["eeg"], only["eeg"])
+    assert not np.allclose(x["eeg"], plain["eeg"])
+    np.testing.assert_array_equal(x["eog"], plain["eog"])
+    assert set(y) == {"stage", "mask", "present"}
+    np.testing.assert_equal(y, y_plain)  # dicts of arrays, leaf by leaf
