@@ -310,3 +310,22 @@ def test_filters_on_a_montage_go_with_event_targets(psg, psg_labeled, tmp_path):
     np.testing.assert_array_equal(x["eog"], plain["eog"])
     assert set(y) == {"stage", "mask", "present"}
     np.testing.assert_equal(y, y_plain)  # dicts of arrays, leaf by leaf
+
+
+def test_time_shift_moves_every_modality_of_an_item_by_the_same_time(psg_labeled):
+    batch = _first_batch(_scheme(psg_labeled, resample={"rate": 128}, batch_size=4), seed=1)
+    raw, _ = materialize_batch(batch)
+    x, _ = materialize_batch(batch, transforms=[TimeShift(2.0, p=1.0)], key=(0, 0))
+    m = 300  # more than 2 s at 128 Hz
+
+    def shift_of(a, r):
+        return min(
+            range(-m, m + 1), key=lambda s: np.abs(a[m:-m] - r[m + s : len(r) - m + s]).mean()
+        )
+
+    seen = set()
+    for i in range(len(batch)):
+        shifts = {shift_of(x[n][i, 0], raw[n][i, 0]) for n in ("eeg", "eog", "emg")}
+        assert len(shifts) == 1, (i, shifts)
+        seen |= shifts
+    assert len(seen) > 1 and 0 not in seen
