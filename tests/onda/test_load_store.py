@@ -210,6 +210,15 @@ def test_store_respects_umask(tmp_path):
     assert (tmp_path / "x.lpcm").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
+def test_relative_paths_follow_the_working_directory(tmp_path, monkeypatch):
+    # A relative path is resolved where it is used, not where it was first seen.
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        monkeypatch.chdir(tmp_path / name)
+        _, path = filesystem_for("item.png")
+        assert path == str(tmp_path / name / "item.png")
+
+
 def test_filesystem_for_local_paths(tmp_path):
     fs, path = filesystem_for(f"file://{tmp_path}/a.lpcm")
     assert path == f"{tmp_path}/a.lpcm" and type(fs).__name__ == "LocalFileSystem"

@@ -25,7 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "annotations tables found at PATH (folders or table files), labeled with the "
             "annotations' label column (stage, or the first text column). With --events, "
             "the window's events of a stored event label set are shaded over the traces "
-            "and drawn in a strip beneath the hypnogram. With --overview, draw the label "
+            "and drawn in a strip beneath the hypnogram. With --transforms, the item is drawn "
+            "raw, transformed and as a spectrogram. With --overview, draw the label "
             "distribution per recording instead."
         ),
         epilog="example: ondabatches plot DATASET_DIR --seed 0 --events DATASET_DIR/arousals "
@@ -79,6 +80,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="an event label set written by label_events (its folder or its events.json), "
         "drawn over the item's window; repeat for several sets",
+    )
+    parser.add_argument(
+        "--transforms",
+        metavar="JSON_OR_FILE",
+        help='a transform pipeline, as JSON (a list of {"name": ..., params}) or a file '
+        "holding it: the item is drawn raw, transformed (filters read with their context) "
+        "and, where the pipeline has a spectrogram, as one; e.g. "
+        '\'[{"name": "bandpass", "low_hz": 0.3, "high_hz": 35}, '
+        '{"name": "spectrogram", "window_s": 2, "hop_s": 0.5}]\'',
     )
     parser.add_argument("--label-column", metavar="NAME", help="annotation column of the labels")
     parser.add_argument("--reroot", metavar="DIR", help="find sample files by base name in DIR")
@@ -142,6 +152,38 @@ def _load_events(paths: list[str]) -> dict[str, Any]:
     return found
 
 
+def _load_transforms(text: str | None) -> Any:
+    """The pipeline of ``--transforms`` (JSON, or a file of it); None without it."""
+    import json
+    import os
+
+    from ..transforms import Pipeline
+
+    if text is None:
+        return None
+    source = "--transforms"
+    if not text.lstrip().startswith(("[", "{")):
+        if not os.path.isfile(text):
+            raise FileNotFoundError(
+                f"--transforms {text!r}: neither JSON (a list of transforms) nor a file"
+            )
+        source = f"--transforms {text}"
+        with open(text, encoding="utf-8") as f:
+            text = f.read()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{source}: not JSON ({exc})") from None
+    if isinstance(config, dict):
+        config = [config]
+    if not isinstance(config, list) or not all(isinstance(t, dict) for t in config):
+        raise ValueError(
+            f'{source}: a list of transforms ({{"name": ..., parameters}}) is expected, '
+            f"got {config!r}"
+        )
+    return Pipeline(config)
+
+
 def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: str) -> str:
     import pyarrow.compute as pc
 
@@ -153,8 +195,14 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
     if signals is None:
         raise FileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
     events = _load_events(args.events)
+    transforms = _load_transforms(args.transforms)
     every_signal = signals
     modalities = _modalities(args, signals)
+    if modalities and transforms is not None:
+        raise ValueError(
+            "--transforms draws one signal's item raw, transformed and as a spectrogram; "
+            "give --sensor TYPE rather than --modalities"
+        )
     if modalities:
         args.sensor = modalities[0]
     if args.sensor is not None:
@@ -195,13 +243,21 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
         if absent:
             title += f" (not in this recording's window: {', '.join(absent)})"
         return f"item {args.index} of seed {args.seed}: {title}{counts}"
+    if transforms is not None:
+        title += f" · {' + '.join(t.name for t in transforms.transforms)}"
+        # Each stage has its panel: a taller picture unless a size is given.
+        default = (1200, 900 + 120 * len(item.channels or item.info.channels))
+    else:
+        default = (1200, 700)
     plot_batch_item(
         item,
         label_names=label_names,
         path=out,
         title=title,
         events=events,
-        size=tuple(args.size) if args.size else (1200, 700),
+        transforms=transforms,
+        key=(args.seed, args.index),
+        size=tuple(args.size) if args.size else default,
     )
     return f"item {args.index} of seed {args.seed}: {title}{counts}"
 

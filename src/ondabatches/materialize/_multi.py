@@ -305,3 +305,177 @@ def _first(x: Any) -> Any:
 
 
 _ITEM_KINDS[MultiBatchItem] = (materialize_multi_item, materialize_multi_batch)
+
+
+# -- transforms -----------------------------------------------------------------------
+
+
+def _resampled_with_margin(
+    part: BatchItem, target: float, up: int, down: int, n_out: int, margin: int
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The resampled part's window with ``margin`` output samples each side (fewer at
+    the ends of the whole signal's resampled output), and the ``(before, after)`` cut."""
+    total_in = n_samples(part.signal_span.duration, part.info.sample_rate)
+    total_out = -(-total_in * up // down)
+    rel = part.window.translate(-part.signal_span.start)
+    j0 = window_sample_range(rel, target).start
+    lo = max(j0 - margin, 0) if j0 >= 0 else j0
+    hi = min(j0 + n_out + margin, total_out) if j0 + n_out <= total_out else j0 + n_out
+    first_row = (((lo * down) // up - _reach(up, down)) // down) * down
+    k0 = lo - (first_row // down) * up
+    shape = _part_shape(part, part.window.duration, target)[0]
+    ext = np.empty((*shape[:-1], _span_in(hi - lo, up, down)), dtype=np.float64)
+    _read_extended(part, ext, first_row)
+    signal = require("scipy.signal", "resample")
+    out = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
+    return out[..., k0 : k0 + hi - lo], (j0 - lo, hi - j0 - n_out)
+
+
+def _part_transformed(
+    item: MultiBatchItem,
+    i: int,
+    k: int,
+    target: float | None,
+    dtype: np.dtype,
+    exact: bool,
+    pipeline: Any,
+    key: tuple[int, int] | None,
+    y: np.ndarray,
+) -> tuple[np.ndarray, Any]:
+    """Modality ``k`` of item ``i`` read with its transforms' context and transformed."""
+    from ._materialize import _channel_index, _n_total, _rows, _x_at
+
+    name, part = item.names[k], item.parts[k]
+    shape, ratio = _part_shape(part, item.window.duration, target)
+    if isinstance(part, MissingModality):
+        # The transforms run on zeros for the shape (and the labels) they give; the
+        # modality stays zeros, as its mask says it is absent.
+        rate = part.sample_rate if target is None else target
+        x, y = pipeline.apply_item(np.zeros(shape, dtype), y, rate, (0, 0), key, i, item, name)
+        return np.zeros_like(x), y
+    where = f"modality {name!r} of {_describe(item)} ({part.file_path})"
+    if ratio is None:
+        rate = part.info.sample_rate
+        rows, n_total = _rows(part), _n_total(part)
+        pipeline.check(rate, len(rows), n_total, where, name)
+        margin = pipeline.margin(rate, name)
+        first = max(rows.start - margin, 0) if rows.start >= 0 else rows.start
+        stop = min(rows.stop + margin, n_total) if rows.stop <= n_total else rows.stop
+        x = _x_at(part, range(first, stop), _channel_index(part), dtype, None, exact)
+        cut = (rows.start - first, stop - rows.stop)
+    else:
+        rate = target
+        up, down = ratio
+        total = -(-n_samples(part.signal_span.duration, part.info.sample_rate) * up // down)
+        pipeline.check(rate, shape[-1], total, where, name)
+        x, cut = _resampled_with_margin(
+            part, target, up, down, shape[-1], pipeline.margin(rate, name)
+        )
+        x = x.astype(dtype, copy=False)
+    return pipeline.apply_item(x, y, rate, cut, key, i, item, name)
+
+
+def materialize_multi_transformed(
+    items: Sequence[Any],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool,
+    pipeline: Any,
+    key: tuple[int, int] | None,
+) -> tuple[Any, Any]:
+    """Multi-signal items through ``pipeline``'s transforms of ``x``.
+
+    Each modality's array of each item gets the item transforms that apply to it
+    (``modalities=``, default all) at the rate of the array the batch holds: the
+    modality's own rate, or the target rate where the montage resamples, *after*
+    resampling, so that a filter's band and a spectrogram's frequencies are those of
+    the array returned and every item of a batch is filtered at one rate. Context is
+    read around each modality's window exactly as for a single-signal item (the
+    resampled signal's margin comes from resampling a longer stretch, so a window
+    equals the whole signal resampled, filtered and sliced). All modalities of an item
+    draw from one generator per transform position (a TimeReverse reverses all of
+    them and the labels together; GaussianNoise draws the same sequence for each).
+    Missing modalities (mask False) stay zeros. Batch transforms run on each
+    modality's stacked array (on the one array where modalities are concatenated),
+    with the same generator for every modality.
+    """
+    first = _check_alike(items)
+    pipeline.check_modalities(first.names, first.concatenate, _describe(first))
+    targets = first.rates or (None,) * len(first.names)
+    codes = [np.asarray(it.label_codes()).reshape(1, -1) for it in items]
+    if len({c.shape for c in codes}) > 1:
+        raise BatchShapeError(
+            "items of the batch have different y shapes:\n"
+            + "\n".join(
+                f"  item {i}: y {c.shape} ({_describe(it)})"
+                for i, (it, c) in enumerate(zip(items, codes, strict=True))
+            )
+        )
+    per_modality: list[list[np.ndarray]] = [[] for _ in first.names]
+    ys = []
+    for i, it in enumerate(items):
+        y_item = None
+        for k in range(len(first.names)):
+            x_k, y_k = _part_transformed(
+                it, i, k, targets[k], dtype, exact, pipeline, key, codes[i]
+            )
+            per_modality[k].append(x_k)
+            if k == 0:  # transforms that move labels apply to every modality alike
+                y_item = y_k
+        ys.append(y_item)
+    shapes = []
+    for k, name in enumerate(first.names):
+        kinds = {a.shape for a in per_modality[k]}
+        if len(kinds) > 1:
+            raise BatchShapeError(
+                f"items of the batch have different shapes of modality {name!r} after the "
+                f"transforms:\n"
+                + "\n".join(
+                    f"  item {i}: {name} {a.shape} ({_describe(it)})"
+                    for i, (it, a) in enumerate(zip(items, per_modality[k], strict=True))
+                )
+            )
+        shapes.append(kinds.pop())
+    from ._transformed import _stack
+
+    y = _stack(items, ys)
+    n = len(items)
+    if first.concatenate:
+        if len({s[1:] for s in shapes}) > 1:
+            raise BatchShapeError(
+                "the montage concatenates its modalities into one array, but after the "
+                "transforms their shapes differ beyond the channel axis: "
+                + ", ".join(f"{nm} {s}" for nm, s in zip(first.names, shapes, strict=True))
+                + " (give shape-changing transforms all modalities, or do not concatenate)"
+            )
+        x: Any = np.concatenate([np.stack(a) for a in per_modality], axis=1)
+        x, y = pipeline.apply_batch(x, y, targets[0], key)
+        out = allocate(x.shape, x.dtype)
+        out[...] = x
+        x = out
+    else:
+        x = {}
+        y_out = y
+        for k, name in enumerate(first.names):
+            arr = np.stack(per_modality[k])
+            rate = targets[k] or _rate(items, k)
+            arr, y_k = pipeline.apply_batch(arr, y, rate, key, name)
+            if k == 0:
+                y_out = y_k
+            out = allocate(arr.shape, arr.dtype)
+            out[...] = arr
+            x[name] = out
+        y = y_out
+    if first.mask:
+        mask = {}
+        for k, name in enumerate(first.names):
+            m = allocate((n,), np.dtype(np.bool_))
+            m[...] = [not isinstance(it.parts[k], MissingModality) for it in items]
+            mask[name] = m
+        x = {"x": x, "mask": mask} if first.concatenate else {**x, "mask": mask}
+    return x, y
+
+
+def _rate(items: Sequence[MultiBatchItem], k: int) -> float:
+    part = items[0].parts[k]
+    return part.sample_rate if isinstance(part, MissingModality) else part.info.sample_rate

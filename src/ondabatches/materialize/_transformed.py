@@ -64,11 +64,9 @@ def materialize_transformed(
     if not (pipeline.item or pipeline.batch):
         return _plain(items, dtype, allocate, exact, pipeline)
     if type(items[0]) in _ITEM_KINDS:
-        raise BatchSpecError(
-            f"transforms of x apply to single-signal items so far; these are "
-            f"{type(items[0]).__name__}s (event targets apply to them; filters and "
-            f"augmentations of several modalities are not built yet)"
-        )
+        from ._multi import materialize_multi_transformed
+
+        return materialize_multi_transformed(items, dtype, allocate, exact, pipeline, key)
     bad = [i for i, it in enumerate(items) if not isinstance(it, BatchItem)]
     if bad:
         raise BatchSpecError(
@@ -146,15 +144,18 @@ def _in_place(
     shapes = {_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)}
     if len(shapes) != 1 or None in shapes:
         return None
-    if any(pipeline.margin(it.info.sample_rate) for it in items):
-        return None
-    x = allocate((len(items), *shapes.pop()), dtype)
-    ys, checked = [], set()
-    for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
+    # Checked first: a filter's margin at a rate its band does not fit is a design error.
+    checked = set()
+    for item, (rows, _) in zip(items, plans, strict=True):
         checks = (item.info.sample_rate, len(rows), _n_total(item))
         if checks not in checked:  # the checks depend on these only: once per batch each
             pipeline.check(*checks, _describe(item))
             checked.add(checks)
+    if any(pipeline.margin(it.info.sample_rate) for it in items):
+        return None
+    x = allocate((len(items), *shapes.pop()), dtype)
+    ys = []
+    for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
         # Gains, signs and time reversal leading the pipeline are done by the decode.
         fold, done = (None, 0)
         if x.ndim == 3 and item.info.dtype.kind in "iu":

@@ -410,10 +410,18 @@ def filesystem_for(
     return fs, fs._strip_protocol(url)
 
 
-@lru_cache(maxsize=4096)
 def _local_path(url: str) -> str | None:
-    # Parsed once per URL: a path's protocol and its stripped form never change (and a
-    # pure function of the string is the same in every process).
+    # A relative path is made absolute against the working directory of the moment,
+    # which may change between calls: only other URLs are cached.
+    if "://" not in url and not os.path.isabs(url):
+        return _LOCAL._strip_protocol(url)
+    return _cached_local_path(url)
+
+
+@lru_cache(maxsize=4096)
+def _cached_local_path(url: str) -> str | None:
+    # Parsed once per URL: an absolute path's or URL's protocol and stripped form never
+    # change (and a pure function of the string is the same in every process).
     protocol, _ = fsspec.core.split_protocol(url)
     return _LOCAL._strip_protocol(url) if protocol in (None, "file", "local") else None
 

@@ -17,10 +17,20 @@ declares it with :meth:`Transform.margin`: the window is read with that many ext
 samples on each side (fewer at a recording's edges, where the transform pads as it
 would over the whole recording), and cut back to the window after the last such
 transform. Such transforms come first in a pipeline.
+
+Modalities. Every transform takes a ``modalities=`` keyword (handled here, whatever its
+constructor's own arguments): the names of a montage's modalities it applies to on
+multi-signal items, None (the default) for all of them (a single-signal item has no
+modalities: the transform runs on its window whatever it names). It is part of the
+transform's :meth:`~Transform.to_dict` (so of the state's config) when given. A multi-signal item
+gets each transform on each modality's array at that modality's rate, and every
+modality of an item draws from the same generator (a ``TimeReverse`` reverses all of
+them, or none); see :mod:`ondabatches.materialize._multi`.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -77,6 +87,35 @@ class Transform:
     #: Built-in augmentations: the pipeline gives them a :class:`KeyedDraws` in place
     #: of a generator (a coin without one; most items draw nothing else).
     keyed_draws: ClassVar[bool] = False
+    #: The modalities of a multi-signal item it applies to (None: all); set by the
+    #: ``modalities=`` keyword every transform's constructor takes.
+    modalities: tuple[str, ...] | None = None
+
+    def __init__(self, *, modalities: Any = None) -> None:
+        self.modalities = _modalities(modalities, self)
+
+    __init__._takes_modalities = True  # type: ignore[attr-defined]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_takes_modalities", False):
+            return
+
+        # Each constructor takes ``modalities=`` without declaring it: the keyword is
+        # taken off here, and set after the constructor (and any it chains to) ran.
+        @functools.wraps(init)
+        def __init__(self: Transform, *args: Any, modalities: Any = None, **kw: Any) -> None:
+            init(self, *args, **kw)
+            if modalities is not None or "modalities" not in self.__dict__:
+                self.modalities = _modalities(modalities, self)
+
+        __init__._takes_modalities = True  # type: ignore[attr-defined]
+        cls.__init__ = __init__  # type: ignore[method-assign]
+
+    def applies_to(self, modality: str | None) -> bool:
+        """Whether it runs on ``modality`` (None: a single-signal item's window)."""
+        return self.modalities is None or modality is None or modality in self.modalities
 
     def params(self) -> dict[str, Any]:
         """The constructor's keyword arguments, as JSON values."""
@@ -125,7 +164,10 @@ class Transform:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.params()}
+        d = {"name": self.name, **self.params()}
+        if self.modalities is not None:
+            d["modalities"] = list(self.modalities)
+        return d
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Transform) and other.to_dict() == self.to_dict()
@@ -134,8 +176,30 @@ class Transform:
         return hash(json.dumps(self.to_dict(), sort_keys=True))
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.params().items())
+        params = self.params()
+        if self.modalities is not None:
+            params = {**params, "modalities": list(self.modalities)}
+        args = ", ".join(f"{k}={v!r}" for k, v in params.items())
         return f"{type(self).__name__}({args})"
+
+
+def _modalities(modalities: Any, t: Transform) -> tuple[str, ...] | None:
+    if modalities is None:
+        return None
+    if isinstance(modalities, str):
+        modalities = [modalities]
+    try:
+        names = tuple(modalities)
+    except TypeError:
+        names = (modalities,)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise BatchSpecError(
+            f"{type(t).__name__}: modalities must be None (all) or a non-empty list of "
+            f"modality names, got {modalities!r}"
+        )
+    if len(set(names)) != len(names):
+        raise BatchSpecError(f"{type(t).__name__}: modalities repeat a name: {list(names)}")
+    return names
 
 
 def register_transform(cls: type[Transform]) -> type[Transform]:
@@ -377,14 +441,68 @@ class Pipeline:
     def random(self) -> bool:
         return any(t.random for t in self.transforms)
 
-    def margin(self, sample_rate: float) -> int:
-        """Samples read on each side of a window for the context transforms."""
-        return sum(t.margin(sample_rate) for _, t in self.item[: self._contextual])
+    def margin(self, sample_rate: float, modality: str | None = None) -> int:
+        """Samples read on each side of a window for the context transforms (of
+        ``modality``'s array, on a multi-signal item)."""
+        return sum(
+            t.margin(sample_rate)
+            for _, t in self.item[: self._contextual]
+            if t.applies_to(modality)
+        )
 
-    def check(self, sample_rate: float, window: int, recording: int, where: str) -> None:
-        """Every transform's :meth:`Transform.check`."""
+    @property
+    def modalities(self) -> set[str]:
+        """The modality names its transforms are restricted to."""
+        return {m for t in self.transforms for m in (t.modalities or ())}
+
+    def check_modalities(self, names: Sequence[str], concatenate: bool, where: str) -> None:
+        """Refuse, for multi-signal items of modalities ``names`` (``where`` names
+        them), a transform naming a modality not among them, one that moves time (or
+        the window) on some modalities only (they would fall out of step with each
+        other and with the labels), a random batch transform on some only (Mixup's
+        pairs would differ), and a batch transform on some only where the modalities
+        are concatenated into one array. A :class:`~ondabatches.BatchSpecError`
+        naming the allowed values."""
         for t in self.transforms:
-            t.check(sample_rate, window, recording, where)
+            if t.modalities is None or t.makes_targets:
+                continue
+            unknown = [m for m in t.modalities if m not in names]
+            if unknown:
+                raise BatchSpecError(
+                    f"{t!r} names modalities {unknown} that {where} does not have; "
+                    f"allowed: {list(names)} (or modalities=None for all)"
+                )
+            if (t.moves_time or t.moves_window) and set(t.modalities) != set(names):
+                raise BatchSpecError(
+                    f"{t!r} moves time on some modalities only: the modalities of an "
+                    f"item would fall out of step with each other and with the labels; "
+                    f"give it all of {list(names)} (modalities=None)"
+                )
+            if t.stage == "batch" and concatenate:
+                raise BatchSpecError(
+                    f"{t!r} is a batch transform and {where} concatenates its modalities "
+                    f"into one array: it applies to all of {list(names)} (modalities=None)"
+                )
+            if t.stage == "batch" and t.random and set(t.modalities) != set(names):
+                raise BatchSpecError(
+                    f"{t!r} draws across the items of a batch: on some modalities only, "
+                    f"they would no longer match each other or the labels; give it all "
+                    f"of {list(names)} (modalities=None)"
+                )
+
+    def check(
+        self,
+        sample_rate: float,
+        window: int,
+        recording: int,
+        where: str,
+        modality: str | None = None,
+    ) -> None:
+        """Every transform's :meth:`Transform.check` (those of ``modality``, on a
+        multi-signal item)."""
+        for t in self.transforms:
+            if t.applies_to(modality):
+                t.check(sample_rate, window, recording, where)
 
     def apply_item(
         self,
@@ -395,16 +513,23 @@ class Pipeline:
         key: tuple[int, int] | None,
         position: int,
         item: Any = None,
+        modality: str | None = None,
         start: int = 0,
     ) -> tuple[np.ndarray, Any]:
         """The item transforms on ``x`` read with ``cut = (before, after)`` samples of
         context, cut back to the window after the last context transform; the first
-        ``start`` of them are skipped (folded into the decode: :meth:`fold_item`)."""
+        ``start`` of them are skipped (folded into the decode: :meth:`fold_item`); on a
+        multi-signal item, those of ``modality`` (each with the generator of its
+        position in the whole pipeline: all modalities of an item draw alike)."""
         before, after = cut
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
         for j, (i, t) in enumerate(self.item):
             if j < start:
+                continue
+            if not t.applies_to(modality):
+                if j + 1 == self._contextual and (before or after):
+                    x = x[..., before : x.shape[-1] - after]
                 continue
             rng = self._rng(t, key, position, i)
             if t.moves_window:
@@ -445,9 +570,16 @@ class Pipeline:
         return y
 
     def apply_batch(
-        self, x: np.ndarray, y: Any, sample_rate: float, key: tuple[int, int] | None
+        self,
+        x: np.ndarray,
+        y: Any,
+        sample_rate: float,
+        key: tuple[int, int] | None,
+        modality: str | None = None,
     ) -> tuple[np.ndarray, Any]:
         for i, t in self.batch:
+            if not t.applies_to(modality):
+                continue
             x, y = t.apply(x, y, self._rng(t, key, None, i), sample_rate)
         return x, y
 
@@ -470,7 +602,9 @@ class Pipeline:
 
 def _contextual_prefix(item: Sequence[tuple[int, Transform]]) -> int:
     """How many leading item transforms need context (all of them must lead)."""
-    needs = [t.margin(1000.0) > 0 or type(t).margin is not Transform.margin for _, t in item]
+    # Whether it overrides margin, not its value at some rate: a filter's margin at a
+    # rate below twice its band edge is a design error, which its check reports later.
+    needs = [type(t).margin is not Transform.margin for _, t in item]
     n = 0
     while n < len(needs) and needs[n]:
         n += 1

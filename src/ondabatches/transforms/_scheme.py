@@ -7,6 +7,7 @@ from typing import Any
 
 from .._errors import StateError
 from ..batches._item import BatchItem
+from ..batches._multi_item import MultiBatchItem
 from ..batches._state import BatchScheme, BatchState, _frozen_config, as_batch_scheme
 from ..onda._timespan import n_samples
 from ._base import Pipeline
@@ -55,17 +56,46 @@ def check_items(pipeline: Pipeline, items: Sequence[Any]) -> None:
     """:meth:`Pipeline.check` on each distinct signal and window length of ``items``."""
     seen = set()
     for item in items:
-        if not isinstance(item, BatchItem):
+        if isinstance(item, MultiBatchItem):
+            key = (item.names, item.concatenate)
+            if key not in seen:
+                seen.add(key)
+                where = f"the montage of recording {item.recording} ({list(item.names)})"
+                pipeline.check_modalities(item.names, item.concatenate, where)
+            for name, part, target in zip(
+                item.names, item.parts, item.rates or (None,) * len(item.names), strict=True
+            ):
+                if isinstance(part, BatchItem):
+                    _check_part(pipeline, part, seen, name, target)
             continue
-        rate = item.info.sample_rate
-        sizes = (rate, item.window.duration, item.signal_span.duration)
-        if sizes not in seen:
-            seen.add(sizes)
-            where = f"recording {item.recording} ({item.file_path})"
-            pipeline.check(
-                rate, n_samples(item.window.duration, rate),
-                n_samples(item.signal_span.duration, rate), where,
-            )  # fmt: skip
+        if isinstance(item, BatchItem):
+            _check_part(pipeline, item, seen)
+
+
+def _check_part(
+    pipeline: Pipeline,
+    item: BatchItem,
+    seen: set,
+    modality: str | None = None,
+    target: float | None = None,
+) -> None:
+    """:meth:`Pipeline.check` of one signal's window (a modality's at ``target``, the
+    rate it is resampled to, where it is)."""
+    rate = item.info.sample_rate
+    sizes = (rate, item.window.duration, item.signal_span.duration, modality, target)
+    if sizes in seen:
+        return
+    seen.add(sizes)
+    where = f"recording {item.recording} ({item.file_path})"
+    if modality is not None:
+        where = f"modality {modality!r} of {where}"
+    at = rate if target is None else target
+    # The whole signal at the target rate has ceil(n * at / rate) samples; the bound is
+    # what the filters' checks need.
+    total = -(-n_samples(item.signal_span.duration, rate) * at // rate)
+    pipeline.check(
+        at, n_samples(item.window.duration, at), int(total), where, modality,
+    )  # fmt: skip
 
 
 def _keyed_batch(items: list[Any], key: tuple[int, int], config: list[dict]) -> KeyedBatch:
