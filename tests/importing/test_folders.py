@@ -19,12 +19,12 @@ from ondabatches import MissingDependencyError  # noqa: E402
 from ondabatches.importing import (  # noqa: E402
     MneSource,
     SourceChannel,
+    _mne,  # noqa: E402
     expand_inputs,
     import_dataset,
     label_prefix,
     signal_names,
 )
-from ondabatches.importing import _mne  # noqa: E402
 from ondabatches.importing._dataset import _MNE_FOLDER_SUFFIXES, _MNE_SUFFIXES  # noqa: E402
 from ondabatches.onda import iter_signals, load  # noqa: E402
 
