@@ -99,8 +99,9 @@ def test_import_equals_pyedflib_reading(tmp_path, bdf, file_format):
     # channel (same encoding as Fpz-Cz) decide which EEG channels share a signal.
     assert rows["eeg"].channels == ("fpz-cz", "pz-oz", "c4-m1")
     assert rows["eeg_2"].channels == ("c3-m2",)
-    # "Light" names no sensor: the generic type, not a sensor of its own.
-    assert set(rows) == {"eeg", "eeg_2", "eog", "emg", "resp", "misc"}
+    # "Light" names no sensor: the generic type, the signal named after the label.
+    assert set(rows) == {"eeg", "eeg_2", "eog", "emg", "resp", "light"}
+    assert rows["light"].info.sensor_type == "misc"
     assert rows["emg"].info.sample_unit == "millivolt" and rows["emg"].sample_rate == 200.0
     assert rows["resp"].info.sample_unit == "unknown" and rows["resp"].sample_rate == 1.0
     assert rows["eeg"].info.sample_type == ("int32" if bdf else "int16")

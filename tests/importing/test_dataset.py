@@ -239,8 +239,9 @@ def test_unknown_labels_grouped_and_channel_map(tmp_path, capsys):
     edf = write_edf(tmp_path / "cap.edf", generic_channels(19) + PSG_CHANNELS[:1])
     import_dataset(edf, tmp_path / "guess", workers=1)
     rows = {s.sensor_label: s for s in iter_signals(tables(tmp_path / "guess")[0])}
-    assert set(rows) == {"misc", "eeg"}
-    assert rows["misc"].channels == tuple(f"ch{i}" for i in range(19))
+    # ch0 ... ch18 name no sensor: the generic type, the signal named by the labels' prefix.
+    assert set(rows) == {"ch", "eeg"} and rows["ch"].info.sensor_type == "misc"
+    assert rows["ch"].channels == tuple(f"ch{i}" for i in range(19))
 
     cmap = {f"ch{i}": ["eeg", name] for i, name in enumerate(["fp1", "fp2", "c3"])}
     cmap["ch3"] = {"sensor_type": "eog", "channel": "left"}
@@ -249,7 +250,7 @@ def test_unknown_labels_grouped_and_channel_map(tmp_path, capsys):
     assert main(["import", str(edf), "-o", str(tmp_path / "mapped"), "--channel-map", str(path),
                  "-j", "1", "--no-progress"]) == 0  # fmt: skip
     printed = capsys.readouterr().out
-    assert "misc (15 ch @ 50 Hz) [unrecognised labels grouped: ch4, ch5, ch6, ch7, ...]" in printed
+    assert "ch (15 ch @ 50 Hz) [unrecognised labels grouped: ch4, ch5, ch6, ch7, ...]" in printed
     rows = {s.sensor_label: s for s in iter_signals(tables(tmp_path / "mapped")[0])}
     assert rows["eeg"].channels == ("fp1", "fp2", "c3")  # rate 50 Hz: not with Fpz-Cz
     assert rows["eeg_2"].channels == ("fpz-cz",) and rows["eog"].channels == ("left",)

@@ -50,7 +50,8 @@ def test_fif_written_by_mne(tmp_path):
     signals, annotations = tables(tmp_path / "out")
     assert [f.source for f in report.files] == [str(path)]
     rows = {s.sensor_label: s for s in iter_signals(signals)}
-    assert set(rows) == {"eeg", "eog", "misc"}
+    # MNE's "misc" channel aux0: the generic type, the signal named by its label.
+    assert set(rows) == {"eeg", "eog", "aux"} and rows["aux"].info.sensor_type == "misc"
     assert rows["eeg"].channels == ("fp1", "fp2", "c3")
     # FIF holds float32: stored as float32, the file's own values.
     assert {s.info.sample_type for s in rows.values()} == {"float32"}

@@ -8,7 +8,9 @@ sensor type :data:`GENERIC_SENSOR_TYPE`, so that ``ch0`` ... ``ch18`` recorded a
 become *one* signal of 19 channels rather than 19 one-channel signals.
 
 Channels then share an Onda signal when their sensor type, sample rate, unit, encoding
-(resolution, offset, sample type) and length agree (:func:`group_channels`).
+(resolution, offset, sample type) and length agree (:func:`group_channels`), and each
+signal is named (:func:`signal_names`): by its sensor type, or, for generic channels, by
+their type in the file or the common opening of their labels (``DC01``, ``DC02``: ``dc``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ __all__ = [
     "ChannelMap",
     "SourceChannel",
     "group_channels",
+    "label_prefix",
     "sensor_type_and_channel",
+    "signal_names",
 ]
 
 #: The sensor type of channels whose labels name no known sensor (MNE calls them "misc").
@@ -241,7 +245,9 @@ class SourceChannel:
 
     ``index`` is the reader's channel number; ``resolution`` and ``offset`` are the
     exact encoding of its stored values of ``sample_type``; ``n_samples`` counts them.
-    ``guessed`` says the sensor type is the generic one (no name recognised it).
+    ``guessed`` says the sensor type is the generic one (no name recognised it);
+    ``kind`` is the file's own channel type where the reader gives one (MNE's ``eeg``,
+    ``stim``, ``bio``, ...), ``""`` otherwise.
     """
 
     index: int
@@ -255,6 +261,7 @@ class SourceChannel:
     sample_type: str
     n_samples: int
     guessed: bool = False
+    kind: str = ""
 
     @property
     def group_key(self) -> tuple[Any, ...]:
@@ -291,6 +298,71 @@ def unique_names(names: Iterable[str]) -> list[str]:
             candidate = f"{name}_{n}"
         out.append(candidate)
     return out
+
+
+def label_prefix(labels: Sequence[str]) -> str:
+    """The labels' common opening words, snake case, or ``""`` (under two letters).
+
+    The common prefix is cut back to its leading letters and the words that follow
+    (digits, a trailing separator and a partial word go), so ``"DC01"``, ``"DC02"``
+    give ``"dc"`` and ``"Light L"``, ``"Light R"`` give ``"light"``.
+
+    Examples
+    --------
+    >>> label_prefix(["DC01", "DC02", "DC13"]), label_prefix(["Light L", "Light R"])
+    ('dc', 'light')
+    >>> label_prefix(["aux0"]), label_prefix(["squarewave", "ramp"]), label_prefix(["x1", "x2"])
+    ('aux', '', '')
+    >>> label_prefix(["Pulse rate", "Pulse rats"]), label_prefix(["LightL", "LightR"])
+    ('pulse', 'light')
+    """
+    if not labels:
+        return ""
+    stripped = [label.strip() for label in labels]
+    common = os.path.commonprefix(stripped)
+    after = {label[len(common) : len(common) + 1] for label in stripped}
+    if common[-1:].isalpha() and any(
+        c.isalpha() and not (c.isupper() and common[-1].islower()) for c in after
+    ):
+        # A word cut in the middle ("Pulse rat" of "rate"/"rats") is no word: drop it
+        # (a capital after a lowercase letter opens a word: "LightL", "LightR").
+        common = re.sub(r"[A-Za-z]+$", "", common)
+    match = re.match(r"[A-Za-z]+(?:[ _.\-]+[A-Za-z]+)*", common)
+    name = _snake(match.group(0)) if match else ""
+    return name if len(name.replace("_", "")) >= 2 else ""
+
+
+def signal_names(groups: Sequence[Sequence[SourceChannel]]) -> list[str]:
+    """Onda signal names (``sensor_label``) of channel groups, unique and snake case.
+
+    A group's name is its sensor type, except for a group of the generic type
+    :data:`GENERIC_SENSOR_TYPE` that no channel map named: it is named by its channels'
+    own type in the file (:attr:`SourceChannel.kind`, where they share one that is not
+    generic), else by its labels' common opening word (:func:`label_prefix`: ``"DC01"``,
+    ``"DC02"`` give ``"dc"``), and only else ``misc``. Repeats get ``_2``, ``_3``, ...
+
+    Examples
+    --------
+    >>> def ch(label, sensor="misc", rate=256.0, kind="", guessed=True):
+    ...     return SourceChannel(0, label, sensor, label.lower(), "unknown", rate, 1.0, 0.0,
+    ...                          "int16", 100, guessed, kind)
+    >>> signal_names([[ch("C3", "eeg", guessed=False)], [ch("DC01"), ch("DC02")],
+    ...               [ch("DC03", rate=1.0)], [ch("squarewave"), ch("ramp")],
+    ...               [ch("x", kind="stim")], [ch("y", rate=8.0)]])
+    ['eeg', 'dc', 'dc_2', 'misc', 'stim', 'misc_2']
+    """
+    names = []
+    for group in groups:
+        name = group[0].sensor_type
+        if name == GENERIC_SENSOR_TYPE and all(ch.guessed for ch in group):
+            kinds = {_snake(ch.kind) for ch in group}
+            kind = kinds.pop() if len(kinds) == 1 else ""
+            if kind and kind != GENERIC_SENSOR_TYPE:
+                name = kind
+            else:
+                name = label_prefix([ch.label for ch in group]) or name
+        names.append(name)
+    return unique_names(names)
 
 
 def group_channels(channels: Iterable[SourceChannel]) -> list[list[SourceChannel]]:

@@ -31,7 +31,13 @@ from ..onda import (
 )
 from ..onda._edf import edf_signal_path
 from ..onda._storage import atomic_writer, storage_errors
-from ._channels import GENERIC_SENSOR_TYPE, SourceChannel, group_channels, unique_names
+from ._channels import (
+    GENERIC_SENSOR_TYPE,
+    SourceChannel,
+    group_channels,
+    signal_names,
+    unique_names,
+)
 
 __all__ = ["Source", "convert_source"]
 
@@ -249,7 +255,7 @@ def _convert(
     groups = group_channels(source.channels)
     if not groups:
         raise SourceFileError(f"{source.name} holds no signal channels")
-    sensor_labels = unique_names([g[0].sensor_type for g in groups])
+    sensor_labels = signal_names(groups)
     start_time = source.start_datetime
     signals, summaries = [], []
     duration = 0

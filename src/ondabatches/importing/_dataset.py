@@ -50,8 +50,18 @@ __all__ = ["FileReport", "ImportReport", "expand_inputs", "import_dataset"]
 
 MANIFEST_VERSION = 1
 _EDF_SUFFIXES = (".edf", ".bdf", ".rec")
-# What MNE's read_raw opens, for folders and globs (a file named explicitly is always tried).
-_MNE_SUFFIXES = (".vhdr", ".set", ".fif", ".fif.gz", ".cnt", ".gdf", ".nxe")
+# What MNE's read_raw opens, for folders and globs (a file named explicitly is always tried):
+# its single-file suffixes (mne.io.read_raw's table, MNE 1.13) less the ambiguous ones
+# (".eeg" is also BrainVision's data file, ".dat" Persyst's and Curry's; ".mat", ".bin",
+# ".txt", ".data", ".asc" name much besides recordings) and the side files of others.
+_MNE_SUFFIXES = (
+    ".vhdr", ".ahdr", ".set", ".fif", ".fif.gz", ".cnt", ".gdf", ".nxe", ".sqd", ".con",
+    ".lay", ".nedf", ".snirf", ".cdt", ".ns3",
+)  # fmt: skip
+# Recordings that are folders, read by MNE as one input: EGI, CTF, MEF3 (with pymef).
+# A folder holding a NIRx header (``*.hdr`` opening with "[GeneralInfo]") is one too.
+_MNE_FOLDER_SUFFIXES = (".mff", ".ds", ".mefd")
+_NIRX_HEADER = b"[GeneralInfo]"
 _IMPORT_DIR = ".import"
 # Names of atomic_writer's temporary files (left behind only by a killed process).
 _STALE_TMP = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
@@ -135,13 +145,61 @@ def _wanted(path: str, suffixes: tuple[str, ...]) -> bool:
     return path.lower().endswith(suffixes)
 
 
+def _is_nirx(fs: Any, folder: str, names: Sequence[str] | None = None) -> bool:
+    """Whether ``folder`` holds a NIRx header: a ``*.hdr`` whose first line is ``[GeneralInfo]``."""
+    if names is None:
+        names = [e["name"] for e in fs.ls(folder, detail=True) if e.get("type") == "file"]
+    for name in names:
+        if name.lower().endswith(".hdr"):
+            with fs.open(name, "rb") as f:
+                if f.read(64).lstrip(b"\xef\xbb\xbf \t\r\n").startswith(_NIRX_HEADER):
+                    return True
+    return False
+
+
+def _is_recording_folder(fs: Any, path: str, folders: tuple[str, ...]) -> bool:
+    return bool(folders) and (_wanted(path.rstrip("/"), folders) or _is_nirx(fs, path))
+
+
+def _find(fs: Any, path: str, suffixes: tuple[str, ...], folders: tuple[str, ...]) -> list[str]:
+    """Recordings under the folder ``path``: files ending in ``suffixes`` and, with
+    ``folders``, recording folders (never searched inside)."""
+    if not folders:
+        return [p for p in sorted(fs.find(path)) if _wanted(p, suffixes)]
+    entries = fs.find(path, withdirs=True, detail=True)
+    children: dict[str, list[str]] = {}
+    for p, info in entries.items():
+        if info.get("type") == "file":
+            children.setdefault(posixpath.dirname(p.rstrip("/")), []).append(p)
+    recordings = [
+        p.rstrip("/")
+        for p, info in sorted(entries.items())
+        if info.get("type") == "directory"
+        and p.rstrip("/") != path.rstrip("/")
+        and (_wanted(p.rstrip("/"), folders) or _is_nirx(fs, p, children.get(p.rstrip("/"), [])))
+    ]
+    inside = tuple(f"{r}/" for r in recordings)
+    kept = [r for r in recordings if not r.startswith(tuple(i for i in inside if i != f"{r}/"))]
+    files = [
+        p
+        for p, info in entries.items()
+        if info.get("type") == "file" and _wanted(p, suffixes) and not p.startswith(inside)
+    ]
+    return sorted({*kept, *files})
+
+
 def expand_inputs(
     inputs: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     suffixes: tuple[str, ...] = _EDF_SUFFIXES,
+    folders: tuple[str, ...] = (),
 ) -> list[str]:
-    """The files named by ``inputs``: files, folders (searched recursively for files
-    ending in ``suffixes``), glob patterns, and ``@list.txt`` files of inputs (one per
-    line), local or any fsspec URL; sorted, without repeats.
+    """The recordings named by ``inputs``: files, folders (searched recursively for
+    files ending in ``suffixes``), glob patterns, and ``@list.txt`` files of inputs (one
+    per line), local or any fsspec URL; sorted, without repeats.
+
+    With ``folders`` (suffixes of recordings that are folders, as EGI's ``.mff``), such
+    a folder, and any folder holding a NIRx header (a ``*.hdr`` opening with
+    ``[GeneralInfo]``), is one input, named or found: it is never searched inside.
 
     Examples
     --------
@@ -150,6 +208,9 @@ def expand_inputs(
     >>> for n in ("b.edf", "a.EDF", "notes.txt"): _ = (d / n).write_bytes(b"")
     >>> [pathlib.Path(p).name for p in expand_inputs(d)]
     ['a.EDF', 'b.edf']
+    >>> (d / "c.mff").mkdir(); _ = (d / "c.mff" / "signal1.bin").write_bytes(b"")
+    >>> [pathlib.Path(p).name for p in expand_inputs(d, (".edf",), folders=(".mff",))]
+    ['a.EDF', 'b.edf', 'c.mff']
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     found: dict[str, None] = {}
@@ -160,20 +221,27 @@ def expand_inputs(
             with storage_errors(text[1:]):
                 lines = fs.cat_file(path).decode().splitlines()
             entries = [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-            found.update(dict.fromkeys(expand_inputs(entries, suffixes)))
+            found.update(dict.fromkeys(expand_inputs(entries, suffixes, folders)))
             continue
         fs, path = filesystem_for(text)
         if is_local(fs):
             path = os.path.abspath(path)
         with storage_errors(text):
             if any(c in path for c in "*?["):
-                matches = [p for p in sorted(fs.glob(path)) if fs.isfile(p)]
+                matches = [
+                    p.rstrip("/")
+                    for p in sorted(fs.glob(path))
+                    if fs.isfile(p) or (fs.isdir(p) and _is_recording_folder(fs, p, folders))
+                ]
                 if not matches:
                     raise SampleFileNotFoundError(f"no file matches {text}")
                 found.update(dict.fromkeys(_url(fs, p, text) for p in matches))
             elif fs.isdir(path):
-                files = [p for p in sorted(fs.find(path)) if _wanted(p, suffixes)]
-                found.update(dict.fromkeys(_url(fs, p, text) for p in files))
+                if _is_recording_folder(fs, path, folders):
+                    found[_url(fs, path.rstrip("/"), text)] = None
+                else:
+                    files = _find(fs, path, suffixes, folders)
+                    found.update(dict.fromkeys(_url(fs, p, text) for p in files))
             elif fs.isfile(path):
                 found[_url(fs, path, text)] = None
             else:
@@ -183,7 +251,7 @@ def expand_inputs(
 
 def _stem(url: str) -> str:
     name = posixpath.basename(url.rstrip("/"))
-    for suffix in (".fif.gz", *_EDF_SUFFIXES, *_MNE_SUFFIXES):
+    for suffix in (".fif.gz", *_EDF_SUFFIXES, *_MNE_SUFFIXES, *_MNE_FOLDER_SUFFIXES):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return os.path.splitext(name)[0]
@@ -212,11 +280,31 @@ class _Task:
 
 
 def _sha256_of(path: str) -> str:
+    """SHA-256 of a file's bytes; of a folder recording, of its files' relative paths and bytes."""
     digest = hashlib.sha256()
+    if os.path.isdir(path):
+        for rel, full in _folder_files(path):
+            digest.update(f"{rel}\0{os.path.getsize(full)}\0".encode())
+            _update(digest, full)
+        return digest.hexdigest()
+    _update(digest, path)
+    return digest.hexdigest()
+
+
+def _update(digest: Any, path: str) -> None:
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+
+
+def _folder_files(folder: str) -> list[tuple[str, str]]:
+    """``(relative path with "/", full path)`` of every file under a local folder, sorted."""
+    out = []
+    for root, _, names in os.walk(folder):
+        for name in names:
+            full = os.path.join(root, name)
+            out.append((os.path.relpath(full, folder).replace(os.sep, "/"), full))
+    return sorted(out)
 
 
 @contextlib.contextmanager
@@ -224,22 +312,32 @@ def _local_copy(url: str) -> Iterator[str]:
     """A local path holding ``url``'s bytes: the file itself, or a temporary download."""
     fs, path = filesystem_for(url)
     if is_local(fs):
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise SampleFileNotFoundError(f"file to import not found: {url}")
         yield path
         return
     with tempfile.TemporaryDirectory(prefix="ondabatches-import-") as tmp:
-        name = posixpath.basename(path)
+        name = posixpath.basename(path.rstrip("/"))
         with storage_errors(url):
-            if _wanted(name, _EDF_SUFFIXES):
+            if fs.isdir(path):
+                # A folder recording (.mff, .ds, .mefd, NIRx) comes whole.
+                root = path.rstrip("/")
+                os.makedirs(os.path.join(tmp, name))
+                for remote in sorted(fs.find(root)):
+                    local = os.path.join(tmp, name, *posixpath.relpath(remote, root).split("/"))
+                    os.makedirs(os.path.dirname(local), exist_ok=True)
+                    fs.get_file(remote, local)
+                siblings = []
+            elif _wanted(name, _EDF_SUFFIXES):
                 siblings = [path]
             else:
                 # BrainVision (.vhdr + .eeg + .vmrk), EEGLAB (.set + .fdt): the files
                 # sharing the stem come along.
                 folder = posixpath.dirname(path)
                 siblings = [
-                    p for p in fs.ls(folder, detail=False)
-                    if posixpath.basename(p).startswith(_stem(name) + ".")
+                    e["name"] for e in fs.ls(folder, detail=True)
+                    if posixpath.basename(e["name"]).startswith(_stem(name) + ".")
+                    and e.get("type") == "file"
                 ] or [path]  # fmt: skip
             for sibling in siblings:
                 fs.get_file(sibling, os.path.join(tmp, posixpath.basename(sibling)))
@@ -435,6 +533,15 @@ def _key(source: str, annotation_source: str | None) -> str:
 def _ukey(url: str) -> tuple[str, int]:
     fs, path = filesystem_for(url)
     with storage_errors(url):
+        if fs.isdir(path):
+            # A folder recording: the keys of its files, with their paths inside it.
+            root = path.rstrip("/")
+            keys, total = [], 0
+            for p in sorted(fs.find(root)):
+                key, size = _ukey(_url(fs, p, url))
+                keys.append(f"{posixpath.relpath(p, root)}={key}")
+                total += size
+            return hashlib.sha256("\n".join(keys).encode()).hexdigest(), total
         if not fs.isfile(path):
             raise SampleFileNotFoundError(f"file to import not found: {url}")
         info = fs.info(path)
@@ -558,10 +665,20 @@ def import_dataset(
         )
     with_mne = not in_place and (reader == "mne" or (reader == "auto" and _has_mne()))
     suffixes = (*_EDF_SUFFIXES, *_MNE_SUFFIXES) if with_mne else _EDF_SUFFIXES
+    folders = _MNE_FOLDER_SUFFIXES if with_mne else ()
     # Files already under the output folder (an output inside an input folder) are not inputs.
-    files = [f for f in expand_inputs(inputs, suffixes) if not f.startswith(out.rstrip("/") + "/")]
+    files = [
+        f
+        for f in expand_inputs(inputs, suffixes, folders)
+        if not f.startswith(out.rstrip("/") + "/")
+    ]
     if not files:
-        raise SampleFileNotFoundError(f"no files to import in {inputs!r} (looked for {suffixes})")
+        looked = (
+            *suffixes,
+            *(f"{s} folders" for s in folders),
+            *(["NIRx folders"] * bool(folders)),
+        )
+        raise SampleFileNotFoundError(f"no files to import in {inputs!r} (looked for {looked})")
     pairs = _pairs(files, sleep_edf)
     stages = None
     if sleep_edf:

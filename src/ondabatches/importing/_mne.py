@@ -1,5 +1,8 @@
 """Every raw format MNE reads (BrainVision, EEGLAB ``.set``, FIF, ...), block by block.
 
+Folder recordings too: EGI ``.mff``, CTF ``.ds``, MEF3 ``.mefd`` (MNE reads it with
+``pymef``) through ``mne.io.read_raw``, and NIRx folders through ``read_raw_nirx``.
+
 MNE gives samples in SI units (volts) as float64. The import stores what the file
 stored, exactly: formats of integers (``raw.orig_format`` ``"short"``/``"int"``, as
 BrainVision int16 or Neuroscan) keep their integers with MNE's per-channel
@@ -18,8 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SampleFileNotFoundError, SourceFileError, require
-from ._channels import GENERIC_SENSOR_TYPE, ChannelMap, SourceChannel, _channel_name
+from .._errors import MissingDependencyError, SampleFileNotFoundError, SourceFileError, require
+from ._channels import (
+    GENERIC_SENSOR_TYPE,
+    ChannelMap,
+    SourceChannel,
+    _channel_name,
+    sensor_type_and_channel,
+)
 from ._tal import edf_start_offset
 
 __all__ = ["MneSource"]
@@ -53,12 +62,9 @@ class MneSource:
         path = os.fspath(path)
         self.name = name or path
         self._path = path
-        if not os.path.isfile(path):
+        if not os.path.exists(path):
             raise SampleFileNotFoundError(f"file to import not found: {self.name}")
-        try:
-            self._raw = mne.io.read_raw(path, preload=False, verbose="error")
-        except Exception as exc:  # MNE raises many kinds for a file it cannot read
-            raise SourceFileError(f"{self.name} is not a file MNE can read: {exc}") from None
+        self._raw = _read_raw(mne, path, self.name)
         raw = self._raw
         fmt = getattr(raw, "orig_format", "double")
         self._sample_type = _SAMPLE_TYPES.get(fmt, "float64")
@@ -86,6 +92,9 @@ class MneSource:
                 sensor, channel, guessed = mapped[0], mapped[1], False
             else:
                 sensor, channel = types[i], _channel_name(ch["ch_name"]) or f"ch{i}"
+                if sensor == GENERIC_SENSOR_TYPE:
+                    # MNE gives no type: the label may name one ("ECG", "EEG Fpz-Cz").
+                    sensor, channel = sensor_type_and_channel(ch["ch_name"])
                 guessed = sensor == GENERIC_SENSOR_TYPE
             self._scale.append(cal)
             self._shift.append(shift)
@@ -102,6 +111,7 @@ class MneSource:
                     sample_type=self._sample_type,
                     n_samples=int(raw.n_times),
                     guessed=guessed,
+                    kind=types[i],
                 )
             )
 
@@ -162,6 +172,27 @@ class MneSource:
         if raw is not None:
             raw.close()
             self._raw = None
+
+
+def _read_raw(mne: Any, path: str, name: str) -> Any:
+    """``mne.io.read_raw`` (which picks the reader by suffix, folders included: EGI
+    ``.mff``, CTF ``.ds``, MEF3 ``.mefd``); ``read_raw_nirx`` for a NIRx folder."""
+    folder = os.path.isdir(path)
+    if folder and path.rstrip("/\\").lower().endswith(".mefd"):
+        try:
+            import pymef  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError(
+                f"{name} is a MEF3 recording: MNE reads it with pymef, which is not "
+                "installed; install it with: pip install pymef"
+            ) from None
+    try:
+        if folder and not path.rstrip("/\\").lower().endswith((".mff", ".ds", ".mefd")):
+            return mne.io.read_raw_nirx(path, preload=False, verbose="error")
+        return mne.io.read_raw(path, preload=False, verbose="error")
+    except Exception as exc:  # MNE raises many kinds for a file it cannot read
+        what = "folder" if folder else "file"
+        raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}") from None
 
 
 def _edf_family_calibration(raw: Any) -> tuple[np.ndarray, np.ndarray, str] | None:
