@@ -184,3 +184,45 @@ def test_signal_names_from_types_then_labels_unique():
     ]
     assert signal_names(groups) == ["eeg", "dc", "dc_2", "misc", "stim", "misc_2", "misc_3",
                                     "eeg_2"]  # fmt: skip
+
+
+def write_persyst(folder, ints, rate=256, cal=0.5):
+    """A Persyst recording as Persyst writes it: a ``.lay`` (INI) and interleaved int16 ``.dat``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ints.T.astype("<i2").tofile(folder / "night.dat")
+    names = ["Fp1-Ref", "Fp2-Ref", "DC01-Ref"]
+    lines = [
+        "[FileInfo]", "File=night.dat", "FileType=Interleaved", f"SamplingRate={rate}",
+        "HeaderLength=0", f"Calibration={cal}", f"WaveformCount={len(names)}", "DataType=0",
+        "[Patient]", "First=A", "Last=B", "Sex=F", "Hand=R", "BirthDate=01/02/80",
+        "TestDate=03/04/2021", "TestTime=22:15:30",
+        "[ChannelMap]", *(f"{n}={i + 1}" for i, n in enumerate(names)),
+    ]  # fmt: skip
+    (folder / "night.lay").write_text("\n".join(lines) + "\n")
+    return folder / "night.lay"
+
+
+def test_persyst_lay_imports_with_mne_values(tmp_path):
+    ints = np.random.default_rng(4).integers(-2000, 2000, size=(3, 1024))
+    lay = write_persyst(tmp_path / "in", ints)
+    (tmp_path / "in" / "other.dat").write_bytes(b"")  # a .dat alone is no input
+    report = import_dataset(tmp_path / "in", tmp_path / "out", workers=1, block_bytes=300)
+    assert [f.source for f in report.files] == [str(lay)]
+    raw = mne.io.read_raw(lay, preload=True, verbose="error")
+    (sig,) = iter_signals(tables(tmp_path / "out")[0])
+    assert sig.sensor_label == "eeg" and sig.channels == ("fp1", "fp2", "dc01")
+    np.testing.assert_allclose(load(sig).data, raw.get_data() * 1e6, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(load(sig).data, ints * 0.5, rtol=1e-12)
+    assert sig.extra["start_datetime"] == np.datetime64("2021-03-04T22:15:30", "ns")
+
+
+@pytest.mark.s3
+def test_persyst_from_s3_brings_its_dat(s3, tmp_path):
+    ints = np.random.default_rng(5).integers(-2000, 2000, size=(3, 512))
+    lay = write_persyst(tmp_path / "p", ints)
+    for f in sorted((tmp_path / "p").iterdir()):
+        s3.fs.put_file(str(f), s3.url(f"p/{f.name}"))
+    import_dataset(s3.url("p"), tmp_path / "out", workers=1)
+    (sig,) = iter_signals(tables(tmp_path / "out")[0])
+    raw = mne.io.read_raw(lay, preload=True, verbose="error")
+    np.testing.assert_allclose(load(sig).data, raw.get_data() * 1e6, rtol=1e-12, atol=1e-12)
