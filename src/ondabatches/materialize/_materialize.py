@@ -398,3 +398,13 @@ def _results(
                 raise
             raise on_shape_error() from None
     return out
+
+
+def _stack(items: Sequence[Any], ys: list[Any], what: str = "y") -> Any:
+    """The items' ``y`` stacked: arrays, or dicts of them (event targets), leaf by leaf."""
+    if isinstance(ys[0], dict):
+        return {k: _stack(items, [y[k] for y in ys], f"{what}[{k!r}]") for k in ys[0]}
+    arrays = [np.asarray(y) for y in ys]
+    if len({a.shape for a in arrays}) > 1:
+        raise _shape_error(items, [a.shape for a in arrays], what)
+    return np.stack(arrays)

@@ -436,7 +436,7 @@ def materialize_multi_transformed(
                 )
             )
         shapes.append(kinds.pop())
-    from ._transformed import _stack
+    from ._materialize import _stack
 
     y = _stack(items, ys)
     n = len(items)

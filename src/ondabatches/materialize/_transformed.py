@@ -28,6 +28,7 @@ from ._materialize import (
     _rows,
     _shape_error,
     _shape_of,
+    _stack,
     _x_at,
     _y,
     materialize_batch,
@@ -175,16 +176,6 @@ def _in_place(
             slot[...] = out
         ys.append(y)
     return x, _stack(items, ys)
-
-
-def _stack(items: Sequence[Any], ys: list[Any], what: str = "y") -> Any:
-    """The items' ``y`` stacked: arrays, or dicts of them (event targets), leaf by leaf."""
-    if isinstance(ys[0], dict):
-        return {k: _stack(items, [y[k] for y in ys], f"{what}[{k!r}]") for k in ys[0]}
-    arrays = [np.asarray(y) for y in ys]
-    if len({a.shape for a in arrays}) > 1:
-        raise _shape_error(items, [a.shape for a in arrays], what)
-    return np.stack(arrays)
 
 
 def _rate_of(items: Sequence[BatchItem]) -> float:
