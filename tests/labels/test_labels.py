@@ -79,6 +79,11 @@ def test_unknown_label_names_it():
         _label([_signal()], _ann([(0, 30)], ["dreaming"]))
 
 
+def test_an_encoding_that_is_not_a_mapping_is_a_label_error():
+    with pytest.raises(LabelError, match=r"encoding must map each label .* got a list"):
+        _label([_signal()], _ann([(0, 30)], ["wake"]), encoding=["wake", "rem"])
+
+
 def test_label_span_outside_signal_is_an_error_naming_the_recording():
     with pytest.raises(SpanError, match=str(REC)):
         _label([_signal(span=TimeSpan(0, 60 * S))], _ann([(0, 30), (30, 90)], ["wake", "rem"]))

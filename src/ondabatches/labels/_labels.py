@@ -204,6 +204,11 @@ def _round(durations: np.ndarray, roundto: int | None) -> np.ndarray:
 
 
 def _label_dtype(codes: Mapping[Any, int], fill: int | None) -> str:
+    if not isinstance(codes, Mapping):
+        raise LabelError(
+            f"encoding must map each label to its integer code (e.g. {{'wake': 1}}), got "
+            f"a {type(codes).__name__}: {codes!r}"
+        )
     values = list(codes.values()) + ([fill] if fill is not None else [])
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
