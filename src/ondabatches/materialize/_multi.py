@@ -42,7 +42,7 @@ from ..batches._item import BatchItem
 from ..batches._montage import channel_shape, resample_ratio
 from ..batches._multi_item import MissingModality, MultiBatchItem
 from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
-from ._materialize import _ITEM_KINDS, _is_remote, _is_remote_path, _x
+from ._materialize import _ITEM_KINDS, _is_remote, _is_remote_path, _stack, _x
 
 #: The most reads of one batch in flight at once when a file is remote.
 MAX_CONCURRENT_READS = 32
@@ -280,14 +280,7 @@ def materialize_multi_batch(
             )
         )
     y = np.stack([np.asarray(c).reshape(1, -1) for c in codes])
-    if first.mask:
-        mask = {}
-        for k, name in enumerate(first.names):
-            m = allocate((n,), np.dtype(np.bool_))
-            m[...] = [not isinstance(it.parts[k], MissingModality) for it in items]
-            mask[name] = m
-        x = {"x": x, "mask": mask} if first.concatenate else {**x, "mask": mask}
-    return x, y
+    return _with_masks(x, items, allocate), y
 
 
 def materialize_multi_item(
@@ -436,10 +429,7 @@ def materialize_multi_transformed(
                 )
             )
         shapes.append(kinds.pop())
-    from ._materialize import _stack
-
     y = _stack(items, ys)
-    n = len(items)
     if first.concatenate:
         if len({s[1:] for s in shapes}) > 1:
             raise BatchShapeError(
@@ -466,14 +456,23 @@ def materialize_multi_transformed(
             out[...] = arr
             x[name] = out
         y = y_out
-    if first.mask:
-        mask = {}
-        for k, name in enumerate(first.names):
-            m = allocate((n,), np.dtype(np.bool_))
-            m[...] = [not isinstance(it.parts[k], MissingModality) for it in items]
-            mask[name] = m
-        x = {"x": x, "mask": mask} if first.concatenate else {**x, "mask": mask}
-    return x, y
+    return _with_masks(x, items, allocate), y
+
+
+def _with_masks(
+    x: Any, items: Sequence[MultiBatchItem], allocate: Callable[..., np.ndarray]
+) -> Any:
+    """``x`` with the per-modality masks (True where the item has the modality), for
+    montages that ask for them."""
+    first = items[0]
+    if not first.mask:
+        return x
+    mask = {}
+    for k, name in enumerate(first.names):
+        m = allocate((len(items),), np.dtype(np.bool_))
+        m[...] = [not isinstance(it.parts[k], MissingModality) for it in items]
+        mask[name] = m
+    return {"x": x, "mask": mask} if first.concatenate else {**x, "mask": mask}
 
 
 def _rate(items: Sequence[MultiBatchItem], k: int) -> float:
