@@ -5,6 +5,10 @@ Every exception raised on purpose by this package derives from
 that ``except ValueError`` keeps working for callers who do not know our names::
 
     OndaBatchesError
+    ├── ArgumentError          (ValueError)         an argument's value that a function refuses
+    ├── ArgumentTypeError      (TypeError)          an argument of a type that a function refuses
+    ├── UnknownNameError       (KeyError)           a channel or modality name that is not there
+    ├── OutOfRangeError        (IndexError)         an index past the end (a batch, a channel)
     ├── SchemaError            (ValueError)         a table's columns, types or metadata
     ├── SampleFileError        (ValueError)         a sample file's size or content
     │   └── SourceFileError                         a file to import that cannot be converted
@@ -22,8 +26,14 @@ that ``except ValueError`` keeps working for callers who do not know our names::
     ├── StorageError           (OSError)            a storage backend failed (wraps fsspec/botocore)
     ├── MissingDependencyError (ImportError)        an optional extra is not installed
     └── BatcherError           (RuntimeError)       the batching service failed
+        ├── BatchTimeoutError  (TimeoutError)       a batch not ready within the timeout given
         ├── WorkerError                             a batch failed on a worker (with its traceback)
         └── SharedMemoryError  (OSError)            no room left in shared memory for a batch
+
+Nothing in the package raises a bare built-in on purpose (``tests/test_errors.py``
+walks the source to check it); the few built-ins left are protocol signals
+(``NotImplementedError`` of an abstract method, ``AttributeError`` from a module's
+``__getattr__``) and OS errors that a caller turns into a :class:`StorageError`.
 
 Messages name the file, column, recording or batch, and the expected and actual values.
 """
@@ -31,6 +41,9 @@ Messages name the file, column, recording or batch, and the expected and actual 
 from __future__ import annotations
 
 __all__ = [
+    "ArgumentError",
+    "ArgumentTypeError",
+    "BatchTimeoutError",
     "BatchShapeError",
     "BatchSpecError",
     "BatcherError",
@@ -38,6 +51,7 @@ __all__ = [
     "LabelError",
     "MissingDependencyError",
     "OndaBatchesError",
+    "OutOfRangeError",
     "ReadOnlyFormatError",
     "SampleFileError",
     "SampleFileNotFoundError",
@@ -49,6 +63,7 @@ __all__ = [
     "StateError",
     "StorageError",
     "UnknownFormatError",
+    "UnknownNameError",
     "UntrustedPathError",
     "WorkerError",
 ]
@@ -56,6 +71,28 @@ __all__ = [
 
 class OndaBatchesError(Exception):
     """Root of every exception that ondabatches raises on purpose."""
+
+
+class ArgumentError(OndaBatchesError, ValueError):
+    """An argument whose value a function does not accept: the message names the
+    argument, the values allowed and the value given."""
+
+
+class ArgumentTypeError(OndaBatchesError, TypeError):
+    """An argument of a type that a function does not accept: the message names the
+    argument, the types allowed and the type given."""
+
+
+class UnknownNameError(OndaBatchesError, KeyError):
+    """A channel, modality or other name looked up where it is not; the message names
+    the names there are."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if len(self.args) == 1 else super().__str__()
+
+
+class OutOfRangeError(OndaBatchesError, IndexError):
+    """An index past the end of what it indexes (a batch of a finite pass, a channel)."""
 
 
 class SchemaError(OndaBatchesError, ValueError):
@@ -128,6 +165,11 @@ class MissingDependencyError(OndaBatchesError, ImportError):
 
 class BatcherError(OndaBatchesError, RuntimeError):
     """The batching service failed or was used in a state that does not allow it."""
+
+
+class BatchTimeoutError(BatcherError, TimeoutError):
+    """A batch that was not ready within the timeout given to ``take`` (the batch is
+    still being made: a later ``take`` may get it)."""
 
 
 class SharedMemoryError(BatcherError, OSError):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from ._errors import require
+from ._errors import ArgumentError, require
 from .inspection import SLEEP_STAGES, label_encoding
 
 __all__ = [
@@ -58,7 +58,7 @@ def _panels(fig: Any, ax: Any, size: tuple[int, int], events: int = 0) -> tuple[
         except (TypeError, ValueError):
             rest = [None, None]
         if len(rest) > 1:
-            raise ValueError(
+            raise ArgumentError(
                 "ax must be a pair of matplotlib Axes (traces, hypnogram strip), or a "
                 "triple (traces, hypnogram strip, events strip)"
             )
@@ -111,7 +111,7 @@ def _hypnogram(
     codes = list(label_names)
     unknown = sorted(set(y.tolist()) - set(codes))
     if unknown:
-        raise ValueError(f"labels {unknown} have no name in label_names {dict(label_names)}")
+        raise ArgumentError(f"labels {unknown} have no name in label_names {dict(label_names)}")
     colors = _colors(len(codes))
     edges = start + np.arange(y.size + 1) / label_rate
     for i, code in enumerate(codes):
@@ -142,20 +142,20 @@ def _checked_events(
         try:
             onsets, offsets, names = value
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ArgumentError(
                 f"events[{name!r}] must be (onsets_s, offsets_s, class_names), got {value!r}"
             ) from None
         on = np.asarray(onsets, dtype=np.float64).reshape(-1)
         off = np.asarray(offsets, dtype=np.float64).reshape(-1)
         names = [str(n) for n in np.asarray(names, dtype=object).reshape(-1)]
         if not len(on) == len(off) == len(names):
-            raise ValueError(
+            raise ArgumentError(
                 f"events[{name!r}] has {len(on)} onset(s), {len(off)} offset(s) and "
                 f"{len(names)} class name(s): one of each per event"
             )
         if (off < on).any():
             i = int(np.flatnonzero(off < on)[0])
-            raise ValueError(
+            raise ArgumentError(
                 f"events[{name!r}] event {i} ends before it starts: [{on[i]}, {off[i]}) s"
             )
         checked[str(name)] = (on, off, names)
@@ -165,7 +165,7 @@ def _checked_events(
     order = [str(c) for c in classes]
     unknown = sorted(set(found) - set(order))
     if unknown:
-        raise ValueError(f"events of classes {unknown} are not in event_classes {order}")
+        raise ArgumentError(f"events of classes {unknown} are not in event_classes {order}")
     return checked, order
 
 
@@ -342,7 +342,7 @@ def plot_item(
     x = np.asarray(x)
     y = np.asarray(y).reshape(-1)
     if x.ndim != 2 or x.shape[0] != len(channels):
-        raise ValueError(
+        raise ArgumentError(
             f"x must be channels x time with one row per channel name; got shape {x.shape} "
             f"for {len(channels)} channel(s)"
         )
@@ -424,7 +424,7 @@ def _plot_stages(
 ) -> Any:
     """:func:`plot_item`'s picture with transforms: raw, transformed, spectrograms."""
     if ax is not None:
-        raise ValueError("with transforms, plot_item draws several panels: give fig=, not ax=")
+        raise ArgumentError("with transforms, plot_item draws several panels: give fig=, not ax=")
     filtered, spec = stages["filtered"], stages["spectrogram"]
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
     heights = [3.0] + ([3.0] if filtered is not None else [])
@@ -456,7 +456,7 @@ def _plot_stages(
     k = 1
     if filtered is not None:
         if filtered.shape[0] != len(channels):
-            raise ValueError(
+            raise ArgumentError(
                 f"the transforms give {filtered.shape[0]} row(s) for {len(channels)} channel(s)"
             )
         traces(axes[1], filtered, stages["filtered_name"])
@@ -762,14 +762,18 @@ def plot_modalities(
     missing = sorted(set(arrays) - set(sample_rates))
     for name, a in arrays.items():
         if a.ndim != 2:
-            raise ValueError(f"modality {name!r} must be channels x samples, got shape {a.shape}")
+            raise ArgumentError(
+                f"modality {name!r} must be channels x samples, got shape {a.shape}"
+            )
         names = (channels or {}).get(name)
         if names is not None and len(names) != a.shape[0]:
-            raise ValueError(
+            raise ArgumentError(
                 f"modality {name!r} has {a.shape[0]} channel(s) but {len(names)} name(s)"
             )
     if missing:
-        raise ValueError(f"no sample rate for modalities {missing}; rates are {dict(sample_rates)}")
+        raise ArgumentError(
+            f"no sample rate for modalities {missing}; rates are {dict(sample_rates)}"
+        )
     fig, traces, strip, below = _panels(fig, ax, size, len(events or {}))
     n = sum(a.shape[0] for a in arrays.values())
     ticks, level, end = [], n - 1, 0.0

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ._errors import ArgumentError
 from .labels._labeled import write_labeled_signals
 from .labels._labels import label_signals
 from .onda._arrow import timespan_array, uuid_array_from_bytes
@@ -263,7 +264,7 @@ def make_scale_dataset(
     True
     """
     if n_recordings < 1 or n_channels < 1:
-        raise ValueError(
+        raise ArgumentError(
             f"need at least one recording and channel, got {n_recordings} and {n_channels}"
         )
     info = SamplesInfo(
@@ -276,7 +277,7 @@ def make_scale_dataset(
     span = TimeSpan(0, time_from_index(n_samples, sample_rate))
     n_epochs = span.duration // EPOCH
     if n_epochs < max(run_epochs[0], block_epochs):
-        raise ValueError(
+        raise ArgumentError(
             f"{n_samples} samples at {sample_rate} Hz hold {n_epochs} epochs of 30 s; "
             f"need at least {max(run_epochs[0], block_epochs)}"
         )

@@ -66,7 +66,16 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import BatcherError, BatchSpecError, LabelError, StateError, require
+from ._errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    BatcherError,
+    BatchSpecError,
+    LabelError,
+    OutOfRangeError,
+    StateError,
+    require,
+)
 from .batches._state import BatchScheme, BatchState, as_batch_scheme
 from .serve._batcher import Batcher, _default_materialize
 from .serve._stats import DataPathMeter, IntervalLogger
@@ -251,12 +260,12 @@ def _tensors(value: Any):
 
 def _check_labels(labels: str, label_dtype: Any) -> None:
     if labels not in _LABEL_MODES:
-        raise ValueError(f"labels must be one of {list(_LABEL_MODES)}, got {labels!r}")
+        raise ArgumentError(f"labels must be one of {list(_LABEL_MODES)}, got {labels!r}")
     if label_dtype is not None:
         if not isinstance(label_dtype, torch.dtype):
-            raise TypeError(f"label_dtype must be a torch.dtype, got {label_dtype!r}")
+            raise ArgumentTypeError(f"label_dtype must be a torch.dtype, got {label_dtype!r}")
         if labels == "classes":
-            raise ValueError('label_dtype applies to labels="codes"; classes are always int64')
+            raise ArgumentError('label_dtype applies to labels="codes"; classes are always int64')
 
 
 def _labels_as(y, labels: str, label_dtype: Any, where: Any):
@@ -368,7 +377,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
         self._batcher: Any = None
         if callable(getattr(source, "take", None)):
             if batcher_options:
-                raise TypeError(
+                raise ArgumentTypeError(
                     f"Batcher options {sorted(batcher_options)} apply only when source is a "
                     f"batch scheme, not a {type(source).__name__}"
                 )
@@ -396,7 +405,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
                 self._scheme = TransformedBatches(self._scheme, transforms)
             self._owned = True
         else:
-            raise TypeError(
+            raise ArgumentTypeError(
                 "source must be a batch scheme (iterate_batch) or a Batcher (take), "
                 f"got {type(source).__name__}"
             )
@@ -425,7 +434,7 @@ class BatchDataset(torch.utils.data.IterableDataset):
         start = self._state if self._iteration_start is None else self._iteration_start
         n = scheme.remaining(start)
         if n is None:
-            raise TypeError(
+            raise ArgumentTypeError(
                 f"{type(self).__name__} over {scheme!r} has no length: the scheme is endless "
                 "(or its states are not BatchStates); stop by steps, or use BatchMapDataset "
                 "with length="
@@ -538,9 +547,9 @@ class BatchDataset(torch.utils.data.IterableDataset):
         5
         """
         if isinstance(unconsumed, bool) or not isinstance(unconsumed, int) or unconsumed < 0:
-            raise ValueError(f"unconsumed must be a non-negative int, got {unconsumed!r}")
+            raise ArgumentError(f"unconsumed must be a non-negative int, got {unconsumed!r}")
         if unconsumed > len(self._recent):
-            raise ValueError(
+            raise ArgumentError(
                 f"cannot step back over {unconsumed} batches: this dataset remembers the last "
                 f"{len(self._recent)} it yielded since it started or loaded a state"
             )
@@ -742,9 +751,9 @@ class BatchMapDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> tuple[Any, Any]:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"BatchMapDataset items are batch indices, got {k!r}")
+            raise ArgumentTypeError(f"BatchMapDataset items are batch indices, got {k!r}")
         if not 0 <= k < self.length:
-            raise IndexError(f"batch {k} is out of range for {self.length} batches")
+            raise OutOfRangeError(f"batch {k} is out of range for {self.length} batches")
         began = time.perf_counter()
         state = self.state_of(int(k))
         step = self.batches.iterate_batch(state)
@@ -857,7 +866,7 @@ class DeviceFeed:
         log_interval: float | None = None,
     ):
         if isinstance(ahead, bool) or not isinstance(ahead, int) or ahead < 0:
-            raise ValueError(f"ahead must be a non-negative int, got {ahead!r}")
+            raise ArgumentError(f"ahead must be a non-negative int, got {ahead!r}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)

@@ -19,7 +19,14 @@ import time
 import numpy as np
 import pytest
 
-from ondabatches import Batcher, BatcherError, SampleFileNotFoundError, WorkerError
+from ondabatches import (
+    Batcher,
+    BatcherError,
+    BatchTimeoutError,
+    SampleFileNotFoundError,
+    UntrustedPathError,
+    WorkerError,
+)
 from tests.serve.conftest import ROOT
 from tests.serve.toy import (
     DRAWS,
@@ -249,6 +256,21 @@ class BatcherSuite:
         assert isinstance(info.value, FileNotFoundError)
         assert "gone.lpcm" in str(info.value)
 
+    def test_a_plugin_error_is_raised_again_as_its_public_class(self, backend, no_leaks):
+        # A subclass made outside ondabatches._errors travels by the name of the public
+        # class it derives from: `except UntrustedPathError` catches it in the trainer,
+        # at once (a refusal is not retried), with the worker's traceback attached.
+        scheme = ToyScheme(actions=((0, ("refuse", "s3://elsewhere/a.lpcm")),))
+        with self.make(backend, scheme, retries=5, backoff=10.0) as batcher:
+            batcher.start(0)
+            started = time.monotonic()
+            with pytest.raises(UntrustedPathError, match="s3://elsewhere/a.lpcm") as info:
+                batcher.take(0)
+            assert time.monotonic() - started < 5
+        assert isinstance(info.value, WorkerError) and isinstance(info.value, PermissionError)
+        assert "PluginRefusal" in info.value.worker_traceback
+        assert "not retried" in str(info.value)
+
     def test_lifecycle(self, backend, no_leaks):
         scheme = ToyScheme()
         batcher = self.make(backend, scheme)
@@ -273,8 +295,9 @@ class BatcherSuite:
         scheme = ToyScheme(actions=((0, ("sleep", seconds)),))
         batcher = self.make(backend, scheme)
         batcher.start(0)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(BatchTimeoutError) as info:  # ours, and a TimeoutError
             batcher.take(0, timeout=0.3)
+        assert isinstance(info.value, TimeoutError) and "state 0" in str(info.value)
         assert batcher.status == "running"
         began = time.monotonic()
         batcher.stop()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ondabatches import UntrustedPathError
 from ondabatches.abc import BatchScheme
 
 Item = tuple  # (seed, shape, action)
@@ -30,12 +31,18 @@ def item_arrays(seed: int, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, n
     return x, y
 
 
+class PluginRefusal(UntrustedPathError):
+    """A plug-in's own error class, made outside ondabatches._errors."""
+
+
 def _act(action) -> None:
     if action is None:
         return
     kind, arg = action
     if kind == "fail":
         raise ValueError(f"toy failure {arg}")
+    if kind == "refuse":
+        raise PluginRefusal(f"{arg} is outside the storage this plug-in allows")
     if kind == "sleep":
         time.sleep(arg)
     elif kind == "read":

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import UnknownNameError
 from ..labels._labeled import StoredLabels
 from ..onda._timespan import TimeSpan
 from ._item import BatchItem, labels_from_dict, labels_repr, labels_to_dict, same_labels
@@ -140,7 +141,9 @@ class MultiBatchItem:
         try:
             return self.parts[self.names.index(name)]
         except ValueError:
-            raise KeyError(f"no modality {name!r}; the item has {list(self.names)}") from None
+            raise UnknownNameError(
+                f"no modality {name!r}; the item has {list(self.names)}"
+            ) from None
 
     def label_codes(self) -> np.ndarray:
         """The window's label codes (1-D); reads them if they are stored."""

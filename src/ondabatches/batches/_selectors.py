@@ -21,7 +21,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from .._errors import BatchSpecError
+from .._errors import ArgumentError, BatchSpecError
 from ..onda._samples import Samples
 
 __all__ = ["ChannelSelector", "register_selector", "selector_from_dict", "selector_to_dict"]
@@ -71,7 +71,7 @@ def register_selector(name: str) -> Callable[[_S], _S]:
     def decorate(cls: _S) -> _S:
         existing = _REGISTRY.get(name)
         if existing is not None and existing.__qualname__ != cls.__qualname__:
-            raise ValueError(f"selector name {name!r} is already registered for {existing!r}")
+            raise ArgumentError(f"selector name {name!r} is already registered for {existing!r}")
         _REGISTRY[name] = cls
         cls._selector_name = name  # type: ignore[attr-defined]
         return cls

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from .._errors import StateError
+from .._errors import ArgumentTypeError, StateError
 
 __all__ = ["BatchScheme", "BatchState", "STATE_VERSION"]
 
@@ -425,7 +425,7 @@ def as_batch_scheme(scheme: Any, where: str = "batches") -> BatchScheme:
             stacklevel=3,
         )
         return _DuckScheme(scheme)
-    raise TypeError(
+    raise ArgumentTypeError(
         f"{where}: batches must be a batch scheme (a subclass of ondabatches.abc.BatchScheme "
         f"implementing iterate_batch(state)), got {type(scheme).__name__}"
     )

@@ -9,6 +9,8 @@ import pkgutil
 import sys
 from pathlib import Path
 
+from .._errors import ArgumentError
+
 __all__ = ["add_parser", "run"]
 
 # Run only when named: they need optional extras (``peers``: braindecode, mne, torch).
@@ -31,7 +33,7 @@ def benchmarks_dir() -> Path | None:
 def _import_benchmarks():
     folder = benchmarks_dir()
     if folder is None or not (folder / "__init__.py").is_file():
-        raise ValueError(
+        raise ArgumentError(
             "the benchmarks live in the source repository (its benchmarks/ folder), not in "
             "the installed package: run `ondabatches bench` from an editable install of a "
             "clone, or set ONDABATCHES_BENCHMARKS to that folder"
@@ -81,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
     available = _available()
     unknown = sorted(set(args.names) - set(available))
     if unknown:
-        raise ValueError(f"unknown benchmark(s) {unknown}; available: {available}")
+        raise ArgumentError(f"unknown benchmark(s) {unknown}; available: {available}")
     markdown = getattr(args, "markdown", None)
     if markdown and not Path(markdown).resolve().parent.is_dir():
-        raise ValueError(f"--markdown {markdown}: its folder does not exist")
+        raise ArgumentError(f"--markdown {markdown}: its folder does not exist")
     print(bench.machine_line(), flush=True)
     sections = []
     for name in args.names or [n for n in available if n not in _ON_REQUEST]:

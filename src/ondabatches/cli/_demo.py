@@ -8,6 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .._errors import ArgumentError
+
 __all__ = ["add_parser", "run"]
 
 _NS = 10**9
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
     if args.recordings < 1 or args.hours <= 0 or args.batches < 1:
-        raise ValueError("--recordings, --hours and --batches must be positive")
+        raise ArgumentError("--recordings, --hours and --batches must be positive")
     root = args.dir or Path(tempfile.mkdtemp(prefix="ondabatches-demo-"))
     say = print
 

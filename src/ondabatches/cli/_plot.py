@@ -7,6 +7,8 @@ import sys
 import warnings
 from typing import Any
 
+from .._errors import ArgumentError, SampleFileNotFoundError
+
 __all__ = ["add_parser", "run"]
 
 NS_PER_S = 1_000_000_000
@@ -117,7 +119,7 @@ def _load_tables(paths: list[str], reroot: Any) -> tuple[Any, Any]:
         signals += [read_signals(p, reroot=reroot) for p in sig_paths]
         annotations += [read_annotations(p) for p in ann_paths]
     if not annotations:
-        raise FileNotFoundError(f"no Onda annotations table found in {', '.join(paths)}")
+        raise SampleFileNotFoundError(f"no Onda annotations table found in {', '.join(paths)}")
 
     def concat(tables: list[Any]) -> Any:
         if not tables:
@@ -164,7 +166,7 @@ def _load_transforms(text: str | None) -> Any:
     source = "--transforms"
     if not text.lstrip().startswith(("[", "{")):
         if not os.path.isfile(text):
-            raise FileNotFoundError(
+            raise SampleFileNotFoundError(
                 f"--transforms {text!r}: neither JSON (a list of transforms) nor a file"
             )
         source = f"--transforms {text}"
@@ -173,11 +175,11 @@ def _load_transforms(text: str | None) -> Any:
     try:
         config = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{source}: not JSON ({exc})") from None
+        raise ArgumentError(f"{source}: not JSON ({exc})") from None
     if isinstance(config, dict):
         config = [config]
     if not isinstance(config, list) or not all(isinstance(t, dict) for t in config):
-        raise ValueError(
+        raise ArgumentError(
             f'{source}: a list of transforms ({{"name": ..., parameters}}) is expected, '
             f"got {config!r}"
         )
@@ -193,13 +195,13 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
     from ..plot import label_encoding, plot_batch_item
 
     if signals is None:
-        raise FileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
+        raise SampleFileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
     events = _load_events(args.events)
     transforms = _load_transforms(args.transforms)
     every_signal = signals
     modalities = _modalities(args, signals)
     if modalities and transforms is not None:
-        raise ValueError(
+        raise ArgumentError(
             "--transforms draws one signal's item raw, transformed and as a spectrogram; "
             "give --sensor TYPE rather than --modalities"
         )
@@ -208,10 +210,10 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
     if args.sensor is not None:
         signals = signals.filter(pc.equal(signals.column("sensor_type"), args.sensor))
         if signals.num_rows == 0:
-            raise ValueError(f"no signals of sensor type {args.sensor!r}")
+            raise ArgumentError(f"no signals of sensor type {args.sensor!r}")
     column = args.label_column or label_column(annotations)
     if column is None or column not in annotations.column_names:
-        raise ValueError(
+        raise ArgumentError(
             f"no label column {column or '(stage or a text column)'} in the annotations; "
             f"columns are {annotations.column_names}"
         )
@@ -275,12 +277,12 @@ def _modalities(args: argparse.Namespace, signals: Any) -> list[str]:
     if args.modalities is None:
         return []
     if args.sensor is not None:
-        raise ValueError("give --sensor or --modalities, not both")
+        raise ArgumentError("give --sensor or --modalities, not both")
     types = [t.strip() for t in args.modalities.split(",") if t.strip()]
     known = set(signals.column("sensor_type").to_pylist())
     unknown = [t for t in types if t not in known]
     if not types or unknown:
-        raise ValueError(
+        raise ArgumentError(
             f"--modalities {args.modalities!r}: no signals of sensor type(s) {unknown}; "
             f"the signals' types are {sorted(known)}"
         )

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Protocol
 import numpy as np
 import pyarrow as pa
 
-from .._errors import SourceFileError
+from .._errors import ArgumentError, SourceFileError
 from ..onda import (
     LPCMFormat,
     LPCMZstFormat,
@@ -243,7 +243,7 @@ def _convert(
     in_place: tuple[str, str] | None = None,
 ) -> tuple[pa.Table, pa.Table, list[SignalSummary]]:
     if annotations_past_end not in PAST_END_POLICIES:
-        raise ValueError(
+        raise ArgumentError(
             f"annotations_past_end must be one of {PAST_END_POLICIES}, got {annotations_past_end!r}"
         )
     fmt = get_format(file_format) if in_place is None else None

@@ -36,6 +36,7 @@ from typing import Any
 import pyarrow as pa
 
 from .._errors import (
+    ArgumentError,
     DatasetExistsError,
     OndaBatchesError,
     SampleFileNotFoundError,
@@ -653,14 +654,14 @@ def import_dataset(
         out = os.path.abspath(out)
     past_end = annotations_past_end or ("clip" if sleep_edf else "error")
     if past_end not in PAST_END_POLICIES:
-        raise ValueError(
+        raise ArgumentError(
             f"annotations_past_end must be one of {PAST_END_POLICIES}, got {past_end!r}"
         )
     cmap = ChannelMap.from_value(channel_map)
     if reader not in ("auto", "edf", "mne"):
-        raise ValueError(f"reader must be 'auto', 'edf' or 'mne', got {reader!r}")
+        raise ArgumentError(f"reader must be 'auto', 'edf' or 'mne', got {reader!r}")
     if in_place and reader == "mne":
-        raise ValueError(
+        raise ArgumentError(
             "in_place serves EDF/BDF files read with reader 'edf' or 'auto', not 'mne'"
         )
     with_mne = not in_place and (reader == "mne" or (reader == "auto" and _has_mne()))

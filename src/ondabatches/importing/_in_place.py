@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .._errors import ArgumentError
 from ..onda import annotations_table, signals_table
 from ._channels import ChannelMap
 from ._convert import PAST_END_POLICIES, convert_source, recording_id
@@ -65,7 +66,7 @@ def edf_signals(
     from ._dataset import _absolute, _local_copy, _open_source, _sha256_of
 
     if annotations_past_end not in PAST_END_POLICIES:
-        raise ValueError(
+        raise ArgumentError(
             f"annotations_past_end must be one of {PAST_END_POLICIES}, got {annotations_past_end!r}"
         )
     if isinstance(paths_or_urls, (str, os.PathLike)):

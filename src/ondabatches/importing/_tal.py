@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
+from .._errors import SourceFileError
+
 __all__ = ["ANNOTATION_LABELS", "edf_start_offset", "parse_tals"]
 
 #: The labels of EDF+/BDF+ annotation channels.
@@ -23,7 +25,7 @@ def _seconds(text: bytes, where: str) -> Decimal:
     try:
         return Decimal(text.decode("ascii"))
     except (UnicodeDecodeError, InvalidOperation):
-        raise ValueError(f"{where}: {text[:40]!r} is not a TAL time") from None
+        raise SourceFileError(f"{where}: {text[:40]!r} is not a TAL time") from None
 
 
 def parse_tals(
@@ -73,10 +75,12 @@ def edf_start_offset(path: str, where: str) -> Decimal:
         try:
             n_signals = int(head[252:256].decode("ascii").strip())
         except ValueError:
-            raise ValueError(f"{where}: its header's signal count is not a number") from None
+            raise SourceFileError(f"{where}: its header's signal count is not a number") from None
         fields = f.read(256 * n_signals)
         if len(head) < 256 or len(fields) < 256 * n_signals:
-            raise ValueError(f"{where}: the header is shorter than its {n_signals} signals need")
+            raise SourceFileError(
+                f"{where}: the header is shorter than its {n_signals} signals need"
+            )
         labels = [
             fields[16 * i : 16 * (i + 1)].decode("ascii", "replace").strip()
             for i in range(n_signals)

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc
 
-from .._errors import LabelError, SchemaError, SpanError
+from .._errors import ArgumentError, ArgumentTypeError, LabelError, SchemaError, SpanError
 from ..onda._arrow import (
     TimeSpanType,
     _is_string_type,
@@ -94,7 +94,7 @@ def label_info(epoch: TimeLike, sample_type: str = "uint8") -> SamplesInfo:
     """
     epoch_ns = nanoseconds(epoch)
     if epoch_ns <= 0:
-        raise ValueError(f"epoch must be positive, got {epoch_ns} ns")
+        raise ArgumentError(f"epoch must be positive, got {epoch_ns} ns")
     return SamplesInfo(
         sensor_type="label",
         channels=("label",),
@@ -314,7 +314,7 @@ def inline_labels(
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(np.asarray(lengths, dtype=np.int64) * data.itemsize, out=offsets[1:])
     if offsets[-1] != data.nbytes:
-        raise ValueError(f"lengths sum to {offsets[-1]} bytes but codes hold {data.nbytes}")
+        raise LabelError(f"lengths sum to {offsets[-1]} bytes but codes hold {data.nbytes}")
     n = len(lengths)
     return pa.StructArray.from_arrays(
         [
@@ -602,12 +602,14 @@ def _one_row(labeled: LabeledSignal | pa.Table) -> LabeledSignal:
         return labeled
     if isinstance(labeled, pa.Table):
         if labeled.num_rows != 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"expected one labeled signal, got a table of {labeled.num_rows} rows "
                 "(select a row with table.slice(i, 1))"
             )
         return next(iter_labeled_signals(labeled))
-    raise TypeError(f"expected a LabeledSignal or a one-row table, got {type(labeled).__name__}")
+    raise ArgumentTypeError(
+        f"expected a LabeledSignal or a one-row table, got {type(labeled).__name__}"
+    )
 
 
 def load_labeled_signal(

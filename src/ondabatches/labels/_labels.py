@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import LabelError, SchemaError, SpanError
+from .._errors import ArgumentError, LabelError, SchemaError, SpanError
 from ..onda._arrow import span_bounds, timespan_array, uuids_from_array
 from ..onda._timespan import TimeLike, TimeSpan, nanoseconds
 from ._labeled import (
@@ -192,7 +192,7 @@ def sort_and_trim_spans(
 def _positive(value: TimeLike, name: str) -> int:
     ns = nanoseconds(value)
     if ns <= 0:
-        raise ValueError(f"{name} must be positive, got {ns} ns")
+        raise ArgumentError(f"{name} must be positive, got {ns} ns")
     return ns
 
 

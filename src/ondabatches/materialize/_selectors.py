@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import BatchSpecError
+from .._errors import ArgumentError, BatchSpecError
 from ..batches._selectors import (
     ChannelSelector,
     register_selector,
@@ -44,7 +44,7 @@ __all__ = [
 def _names(channels: Sequence[str]) -> tuple[str, ...]:
     out = tuple(str(c) for c in channels)
     if not out:
-        raise ValueError("a selector needs at least one channel")
+        raise ArgumentError("a selector needs at least one channel")
     return out
 
 

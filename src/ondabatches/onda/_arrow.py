@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .._errors import SchemaError
+from .._errors import ArgumentError, ArgumentTypeError, SchemaError
 from ._timespan import TimeSpan, nanoseconds
 
 __all__ = ["JuliaUUIDType", "TimeSpanType"]
@@ -98,7 +98,7 @@ class JuliaUUIDType(pa.ExtensionType):
         cls, storage_type: pa.DataType, serialized: bytes
     ) -> JuliaUUIDType:
         if not _is_binary_type(storage_type):
-            raise TypeError(
+            raise SchemaError(
                 f"{UUID_EXTENSION} needs fixed_size_binary[16] (or binary) storage, "
                 f"got {storage_type}"
             )
@@ -179,7 +179,9 @@ def uuid_array_from_bytes(canonical: np.ndarray) -> pa.ExtensionArray:
     """
     canonical = np.asarray(canonical, dtype=np.uint8)
     if canonical.ndim != 2 or canonical.shape[1] != 16:
-        raise ValueError(f"expected canonical UUID bytes of shape (n, 16), got {canonical.shape}")
+        raise ArgumentError(
+            f"expected canonical UUID bytes of shape (n, 16), got {canonical.shape}"
+        )
     # Julia's little-endian UInt128 is the canonical bytes reversed.
     storage = np.ascontiguousarray(canonical[:, ::-1])
     arr = pa.Array.from_buffers(
@@ -379,11 +381,11 @@ def _uuid_value(v: Any) -> uuid.UUID:
         return uuid.UUID(v)
     if isinstance(v, (bytes, bytearray)):
         # Julia stores reversed bytes and uuid.UUID.bytes are canonical: refuse to guess.
-        raise ValueError(
+        raise ArgumentError(
             f"16 raw bytes {bytes(v)!r} are ambiguous (Julia stores UUIDs little-endian); "
             "give uuid.UUID or str values (ondabatches.onda.to_pandas keeps UUIDs as uuid.UUID)"
         )
-    raise ValueError(f"expected a UUID, got {type(v).__name__} {v!r}")
+    raise ArgumentError(f"expected a UUID, got {type(v).__name__} {v!r}")
 
 
 def _julia_uuid_storage(values: pa.Array | pa.ChunkedArray, what: str) -> pa.ChunkedArray:
@@ -449,7 +451,7 @@ def _span_value(v: Any) -> tuple[int, int]:
         return _ns(v.start), _ns(v.stop)
     if isinstance(v, (tuple, list)) and len(v) == 2:
         return _ns(v[0]), _ns(v[1])
-    raise TypeError(
+    raise ArgumentTypeError(
         f"expected a TimeSpan, a (start, stop) pair or a {{'start', 'stop'}} dict, got {v!r}"
     )
 

@@ -62,7 +62,7 @@ import fsspec
 import fsspec.utils
 import numpy as np
 
-from .._errors import ReadOnlyFormatError, SampleFileError
+from .._errors import ArgumentError, ReadOnlyFormatError, SampleFileError
 from ._descriptors import opened
 from ._format_base import SampleFormat
 from ._lpcm import file_meta, read_at, remote_size, url_of
@@ -271,7 +271,7 @@ class EdfFormat(SampleFormat):
 
     def __post_init__(self) -> None:
         if self.kind not in ("edf", "bdf"):
-            raise ValueError(f"EdfFormat kind must be 'edf' or 'bdf', got {self.kind!r}")
+            raise ArgumentError(f"EdfFormat kind must be 'edf' or 'bdf', got {self.kind!r}")
 
     # ------------------------------------------------------------------ metadata
 

@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 import fsspec
 import numpy as np
 
+from .._errors import ArgumentTypeError, SampleFileNotFoundError
 from ._samples import SamplesInfo
 from ._storage import check_regular, is_local
 
@@ -56,7 +57,7 @@ class SampleFormat(ABC):
         if is_local(fs):
             check_regular(path, os.stat(path))
         elif not fs.exists(path):
-            raise FileNotFoundError(path)
+            raise SampleFileNotFoundError(f"sample file {path} does not exist")
 
 
 class _DuckFormat(SampleFormat):
@@ -97,7 +98,7 @@ def as_sample_format(fmt: Any, name: str) -> SampleFormat:
             stacklevel=3,
         )
         return _DuckFormat(fmt)
-    raise TypeError(
+    raise ArgumentTypeError(
         f"a sample format needs read(fs, path, info, rows, n_total) and write(file, data, "
         f"info) methods (subclass ondabatches.abc.SampleFormat); {type(fmt).__name__} "
         f"lacks them"

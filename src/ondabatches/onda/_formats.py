@@ -13,7 +13,7 @@ import logging
 import pickle
 import threading
 
-from .._errors import UnknownFormatError
+from .._errors import ArgumentError, UnknownFormatError
 from ._edf import EdfFormat
 from ._format_base import SampleFormat, as_sample_format
 from ._lpcm import LPCMFormat
@@ -61,7 +61,7 @@ def register_format(name: str, fmt: SampleFormat, *, replace: bool = False) -> N
     fmt = as_sample_format(fmt, name)
     with _LOCK:
         if name in _FORMATS and not replace and _FORMATS[name] != fmt:
-            raise ValueError(
+            raise ArgumentError(
                 f"file_format {name!r} is already registered ({type(_FORMATS[name]).__name__}); "
                 "pass replace=True to replace it"
             )

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SampleFileError, SpanError
+from .._errors import ArgumentTypeError, SampleFileError, SpanError
 from ._formats import format_from_path, get_format
 from ._lpcm import forget_file
 from ._samples import Samples, SamplesInfo
@@ -113,7 +113,7 @@ def load_rows(
     """
     sig = _as_signal(signal)
     if not isinstance(rows, range) or rows.step != 1:
-        raise TypeError(f"rows must be a range with step 1, got {rows!r}")
+        raise ArgumentTypeError(f"rows must be a range with step 1, got {rows!r}")
     if not 0 <= rows.start <= rows.stop <= sig.n_samples:
         raise SpanError(f"samples {rows.start}..{rows.stop - 1} are not inside {_describe(sig)}")
     return _load(sig, rows, encoded, dtype, storage_options)

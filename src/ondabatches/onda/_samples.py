@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SchemaError, SpanError, UnknownFormatError
+from .._errors import (
+    ArgumentError,
+    OutOfRangeError,
+    SchemaError,
+    SpanError,
+    UnknownFormatError,
+    UnknownNameError,
+)
 from ._timespan import TimeSpan, n_samples, sample_range, time_from_index, window_sample_range
 
 __all__ = [
@@ -123,13 +130,13 @@ class SamplesInfo:
                 try:
                     out.append(self.channels.index(ch))
                 except ValueError:
-                    raise KeyError(
+                    raise UnknownNameError(
                         f"channel {ch!r} not found; the signal has channels {list(self.channels)}"
                     ) from None
             else:
                 i = int(ch)
                 if not -len(self.channels) <= i < len(self.channels):
-                    raise IndexError(
+                    raise OutOfRangeError(
                         f"channel index {i} out of range for {len(self.channels)} channels"
                     )
                 out.append(i % len(self.channels))
@@ -177,7 +184,7 @@ def encode(data: np.ndarray, info: SamplesInfo) -> np.ndarray:
     if dtype.kind == "f":
         return x.astype(dtype)
     if np.isnan(x).any():
-        raise ValueError(f"cannot encode NaN to {info.sample_type}")
+        raise ArgumentError(f"cannot encode NaN to {info.sample_type}")
     lo, hi = _int_bounds(dtype)
     np.rint(x, out=x)
     # float64 cannot hold 2**63-1 exactly; clamp via a comparison so int64/uint64 stay exact.
@@ -225,16 +232,16 @@ class Samples:
 
     def __post_init__(self) -> None:
         if self.data.ndim != 2:
-            raise ValueError(
+            raise ArgumentError(
                 f"Samples data must be channels x time (2-D), got shape {self.data.shape}"
             )
         if self.data.shape[0] != self.info.n_channels:
-            raise ValueError(
+            raise ArgumentError(
                 f"Samples data has {self.data.shape[0]} rows but info names "
                 f"{self.info.n_channels} channels {list(self.info.channels)}"
             )
         if self.encoded and self.data.dtype != self.info.dtype:
-            raise ValueError(
+            raise ArgumentError(
                 f"encoded Samples must have dtype {self.info.sample_type}, got {self.data.dtype}"
             )
 

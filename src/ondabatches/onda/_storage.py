@@ -67,6 +67,7 @@ import fsspec.config
 from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import (
+    ArgumentTypeError,
     MissingDependencyError,
     OndaBatchesError,
     SampleFileError,
@@ -205,7 +206,7 @@ def set_storage_options(protocol: str, **options: Any) -> None:
     try:
         raw = json.dumps(options, sort_keys=True)
     except TypeError as exc:
-        raise TypeError(
+        raise ArgumentTypeError(
             f"storage options for {protocol!r} must be JSON-serializable so that worker "
             f"processes can receive them: {exc}"
         ) from None
@@ -309,7 +310,7 @@ def _strings(values: Iterable[str], what: str) -> list[str]:
         values = [values]
     out = list(values)
     if not all(isinstance(v, str) and v for v in out):
-        raise TypeError(f"allowed_storage {what} must be non-empty strings, got {out!r}")
+        raise ArgumentTypeError(f"allowed_storage {what} must be non-empty strings, got {out!r}")
     return out
 
 

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from fsspec.implementations.local import LocalFileSystem
 
-from .._errors import SampleFileNotFoundError, SchemaError, StorageError, require
+from .._errors import ArgumentError, SampleFileNotFoundError, SchemaError, StorageError, require
 from ._arrow import (
     COERCE,
     COLUMN_TYPES,
@@ -631,7 +631,7 @@ _UUID_MODES = ("uuid", "string")
 
 def _check_uuid_mode(uuids: str) -> None:
     if uuids not in _UUID_MODES:
-        raise ValueError(f"uuids must be one of {_UUID_MODES}, got {uuids!r}")
+        raise ArgumentError(f"uuids must be one of {_UUID_MODES}, got {uuids!r}")
 
 
 def _uuid_strings(col: pa.ChunkedArray) -> pa.Array:

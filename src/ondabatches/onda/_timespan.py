@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import ArgumentError, ArgumentTypeError, SpanError
+
 __all__ = [
     "TimeLike",
     "TimeSpan",
@@ -46,14 +48,16 @@ def nanoseconds(value: Any) -> int:
     5000000
     """
     if isinstance(value, bool):
-        raise TypeError(f"a time must be nanoseconds, a timedelta or a timedelta64, not {value!r}")
+        raise ArgumentTypeError(
+            f"a time must be nanoseconds, a timedelta or a timedelta64, not {value!r}"
+        )
     if isinstance(value, (int, np.integer)) and not isinstance(value, np.timedelta64):
         return int(value)
     if isinstance(value, np.timedelta64):
         if np.isnat(value):
-            raise ValueError("a time cannot be NaT")
+            raise ArgumentError("a time cannot be NaT")
         if np.datetime_data(value.dtype)[0] == "generic":
-            raise TypeError(f"numpy.timedelta64 without a unit is ambiguous: {value!r}")
+            raise ArgumentTypeError(f"numpy.timedelta64 without a unit is ambiguous: {value!r}")
         return int(value.astype("timedelta64[ns]").astype(np.int64))
     if hasattr(value, "asm8"):  # pandas.Timedelta: a timedelta with nanoseconds beyond it
         return nanoseconds(value.asm8)
@@ -61,11 +65,11 @@ def nanoseconds(value: Any) -> int:
         # Exact: timedelta is days, seconds and microseconds, all integers.
         return ((value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds) * 1_000
     if isinstance(value, (float, np.floating)):
-        raise TypeError(
+        raise ArgumentTypeError(
             f"a bare float ({value!r}) is not taken as a time: give integer nanoseconds, "
             "datetime.timedelta(seconds=...) or numpy.timedelta64(..., 's')"
         )
-    raise TypeError(f"cannot convert {type(value).__name__} {value!r} to nanoseconds")
+    raise ArgumentTypeError(f"cannot convert {type(value).__name__} {value!r} to nanoseconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +101,7 @@ class TimeSpan:
         else:
             start_ns, stop_ns = nanoseconds(start), nanoseconds(stop)
         if stop_ns < start_ns:
-            raise ValueError(f"TimeSpan stop ({stop_ns} ns) is before its start ({start_ns} ns)")
+            raise SpanError(f"TimeSpan stop ({stop_ns} ns) is before its start ({start_ns} ns)")
         object.__setattr__(self, "start", start_ns)
         object.__setattr__(self, "stop", stop_ns)
 
@@ -155,7 +159,7 @@ def _fmt(ns: int) -> str:
 @lru_cache(maxsize=256)
 def _rate(sample_rate: float) -> Fraction:
     if not (math.isfinite(float(sample_rate)) and sample_rate > 0):
-        raise ValueError(f"sample rate must be positive and finite, got {sample_rate!r}")
+        raise ArgumentError(f"sample rate must be positive and finite, got {sample_rate!r}")
     # The float stored for 1/30 Hz is not exactly 1/30; taking its exact binary value
     # would make a 30 s epoch hold 0 samples. Rates are meant as simple rationals, so
     # recover the intended one (exact for every integer and for 143.5, 1/30, ...).
@@ -171,7 +175,7 @@ def index_from_time(time: TimeLike, sample_rate: float) -> int:
     """
     t = nanoseconds(time)
     if t < 0:
-        raise ValueError(f"time must be >= 0 ns, got {t} ns")
+        raise ArgumentError(f"time must be >= 0 ns, got {t} ns")
     rate = _rate(sample_rate)
     return (t * rate.numerator) // (NS_PER_S * rate.denominator)
 
@@ -183,7 +187,7 @@ def time_from_index(index: int, sample_rate: float) -> int:
     333333334
     """
     if index < 0:
-        raise ValueError(f"sample index must be >= 0, got {index}")
+        raise ArgumentError(f"sample index must be >= 0, got {index}")
     rate = _rate(sample_rate)
     return -((-index * NS_PER_S * rate.denominator) // rate.numerator)
 

@@ -36,7 +36,7 @@ import fsspec
 import numpy as np
 import zstandard
 
-from .._errors import SampleFileError
+from .._errors import ArgumentError, SampleFileError
 from ._descriptors import opened
 from ._format_base import SampleFormat
 from ._lpcm import (
@@ -377,7 +377,7 @@ class LPCMZstFormat(SampleFormat):
 
     def __post_init__(self) -> None:
         if self.frame_bytes < 1:
-            raise ValueError(f"frame_bytes must be positive, got {self.frame_bytes}")
+            raise ArgumentError(f"frame_bytes must be positive, got {self.frame_bytes}")
 
     def read(
         self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, rows: range, n_total: int

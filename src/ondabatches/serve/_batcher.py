@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import _errors
-from .._errors import BatcherError, WorkerError
+from .._errors import ArgumentError, BatcherError, BatchTimeoutError, WorkerError
 from ..batches._state import BatchScheme, as_batch_scheme
 from ..transforms._base import Pipeline
 from ..transforms._scheme import TransformedBatches
@@ -212,18 +212,18 @@ class Batcher:
     ):
         batches = as_batch_scheme(batches, "Batcher")
         if not (isinstance(backend, Executor) or backend in _BACKENDS):
-            raise ValueError(
+            raise ArgumentError(
                 f"backend must be one of {sorted(_BACKENDS)} or a concurrent.futures.Executor, "
                 f"got {backend!r}"
             )
         self.workers = _default_workers() if workers is None else workers
         if self.workers < 1:
-            raise ValueError(f"workers must be at least 1, got {self.workers}")
+            raise ArgumentError(f"workers must be at least 1, got {self.workers}")
         self.buffer = 2 * self.workers if buffer is None else buffer
         if self.buffer < 1:
-            raise ValueError(f"buffer must be at least 1, got {self.buffer}")
+            raise ArgumentError(f"buffer must be at least 1, got {self.buffer}")
         if retries < 0 or backoff < 0:
-            raise ValueError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
+            raise ArgumentError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
         pipeline = Pipeline.of(transforms)
         if pipeline is not None:
             if materialize is not None and not _is_materialize_batch(materialize):
@@ -597,14 +597,14 @@ class Batcher:
             if slot.retry_at is not None:
                 delay = slot.retry_at - time.monotonic()
                 if deadline is not None and time.monotonic() + delay > deadline:
-                    raise TimeoutError(f"the batch for state {slot.state!r} is not ready")
+                    raise BatchTimeoutError(f"the batch for state {slot.state!r} is not ready")
                 time.sleep(max(delay, 0.0))
                 self._resubmit(slot)
             remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             try:
                 return slot.future.result(remaining)
             except TimeoutError:
-                raise TimeoutError(
+                raise BatchTimeoutError(
                     f"the batch for state {slot.state!r} was not ready within the timeout"
                 ) from None
             except Exception as exc:
@@ -640,6 +640,8 @@ def _combined_worker_error(name: str) -> type[WorkerError]:
     public = getattr(_errors, name)
     if issubclass(public, WorkerError):
         return public
+    if issubclass(WorkerError, public):  # OndaBatchesError, BatcherError: nothing to add
+        return WorkerError
     return type(
         name,
         (WorkerError, public),

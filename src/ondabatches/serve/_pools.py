@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .. import _errors
+from .._errors import ArgumentError, ArgumentTypeError, BatcherError
 from ..onda._formats import install_formats, user_formats
 from ..onda._kernels import read_environment
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
@@ -88,8 +89,10 @@ class TaskError(Exception):
         return str(self.args[0])
 
 
-# Our errors that say the data is wrong, not that reading it failed this time.
+# Our errors that say the data or an argument is wrong, not that reading failed this time.
 _PERMANENT = (
+    _errors.ArgumentError,
+    _errors.ArgumentTypeError,
     _errors.BatchShapeError,
     _errors.LabelError,
     _errors.SampleFileError,
@@ -98,6 +101,8 @@ _PERMANENT = (
     _errors.SizeLimitError,
     _errors.SpanError,
     _errors.UnknownFormatError,
+    _errors.UnknownNameError,
+    _errors.OutOfRangeError,
     _errors.UntrustedPathError,
 )
 
@@ -144,7 +149,9 @@ def run_task(
             else:
                 result = materialize(batch, dtype)
         if not (isinstance(result, tuple) and len(result) == 2):
-            raise TypeError(f"materialize must return a tuple (x, y), got {type(result).__name__}")
+            raise ArgumentTypeError(
+                f"materialize must return a tuple (x, y), got {type(result).__name__}"
+            )
         if is_tree(result[0]) or is_tree(result[1]):  # e.g. a dict of arrays per modality
             arrays, tree = flatten(result)
         else:
@@ -163,13 +170,15 @@ def run_task(
 
 
 def public_error_name(exc: BaseException) -> str | None:
-    """The name of ``exc``'s class if it is one of :mod:`ondabatches._errors`' public
-    classes (which the manager can raise again by name); None otherwise.
+    """The name of the nearest of :mod:`ondabatches._errors`' public classes that
+    ``exc`` is an instance of (which the manager can raise again by name): its own class,
+    or for a subclass made elsewhere (a plug-in's, a conformance check's) the public
+    class it derives from; None when it derives from none.
 
     Only names travel: a user's exception class may not unpickle in the manager."""
-    cls = type(exc)
-    if cls.__module__ == _errors.__name__ and cls.__name__ in _errors.__all__:
-        return cls.__name__
+    for cls in type(exc).__mro__:
+        if cls.__module__ == _errors.__name__ and cls.__name__ in _errors.__all__:
+            return cls.__name__
     return None
 
 
@@ -532,7 +541,7 @@ class ProcessPool(PumpedPool):
 
     def __init__(self, workers: int, context: Any = None, *, prefetch: int = _PREFETCH):
         if workers < 1 or prefetch < 1:
-            raise ValueError(
+            raise ArgumentError(
                 f"a process pool needs at least 1 worker and a prefetch of at least 1, got "
                 f"{workers} and {prefetch}"
             )
@@ -575,7 +584,7 @@ class ProcessPool(PumpedPool):
         future = _PumpedFuture(self)
         with self._lock:
             if self._closed:
-                raise RuntimeError("the process pool is closed")
+                raise BatcherError("the process pool is closed")
             task_id = self._next_id
             self._next_id += 1
             self._tasks[task_id] = _Task(future, materialize, batch, dtype)

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import SharedMemoryError, SizeLimitError
+from .._errors import ArgumentTypeError, SharedMemoryError, SizeLimitError
 
 __all__: list[str] = []
 
@@ -254,7 +254,7 @@ def _full_message(size: int, name: str) -> str:
 
 def _check_dtype(dtype: np.dtype) -> None:
     if dtype.hasobject:
-        raise TypeError(f"arrays of dtype {dtype} cannot go through shared memory")
+        raise ArgumentTypeError(f"arrays of dtype {dtype} cannot go through shared memory")
 
 
 class WorkerSegments:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .._errors import ArgumentError
+
 __all__ = ["DataPathMeter", "IntervalLogger", "format_stats", "nbytes"]
 
 
@@ -127,7 +129,9 @@ class IntervalLogger:
 
     def __init__(self, logger: logging.Logger, interval: float | None, what: str):
         if interval is not None and not interval > 0:
-            raise ValueError(f"log_interval must be a positive number of seconds, got {interval}")
+            raise ArgumentError(
+                f"log_interval must be a positive number of seconds, got {interval}"
+            )
         self.logger = logger
         self.interval = interval
         self.what = what

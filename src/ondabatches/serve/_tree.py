@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .._errors import ArgumentError
+
 __all__: list[str] = []
 
 #: The structure of a single array.
@@ -59,7 +61,7 @@ def unflatten(structure: Any, leaves: Sequence[Any]) -> Any:
     it = iter(leaves)
     tree = _build(structure, it)
     if next(it, _END) is not _END:
-        raise ValueError(f"more leaves than the structure {structure!r} holds")
+        raise ArgumentError(f"more leaves than the structure {structure!r} holds")
     return tree
 
 
@@ -68,7 +70,7 @@ def _build(structure: Any, leaves: Iterator[Any]) -> Any:
         try:
             return next(leaves)
         except StopIteration:
-            raise ValueError("fewer leaves than the structure holds") from None
+            raise ArgumentError("fewer leaves than the structure holds") from None
     if structure[0] == "dict":
         return {key: _build(s, leaves) for key, s in zip(*structure[1:], strict=True)}
     children = [_build(s, leaves) for s in structure[1]]

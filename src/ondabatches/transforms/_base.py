@@ -40,7 +40,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._errors import BatchSpecError, StateError
+from .._errors import ArgumentTypeError, BatchSpecError, StateError
 
 __all__ = [
     "Fold",
@@ -207,7 +207,7 @@ def register_transform(cls: type[Transform]) -> type[Transform]:
     decorator); a config or state naming it then rebuilds it in any process that has
     imported the module defining it."""
     if not (isinstance(cls, type) and issubclass(cls, Transform)):
-        raise TypeError(f"register_transform takes a Transform subclass, got {cls!r}")
+        raise ArgumentTypeError(f"register_transform takes a Transform subclass, got {cls!r}")
     if not cls.name or not isinstance(cls.name, str):
         raise BatchSpecError(f"{cls.__name__} must set a non-empty string name to be registered")
     if cls.stage not in ("item", "batch"):
