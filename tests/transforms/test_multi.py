@@ -97,8 +97,10 @@ def test_modalities_round_trip_in_the_config():
 
 @pytest.mark.parametrize("name", ["eeg", "eog", "emg", "ecg"])
 def test_filtered_modality_at_any_start_equals_its_whole_signal_filtered(psg_labeled, name):
-    # Each modality at its own rate (EEG has 4 layouts: 128, 256, 143.5 and 200 Hz).
-    f = Highpass(0.5, modalities=[name])
+    # Each modality at its own rate (EEG has 4 layouts: 128, 256, 143.5 and 200 Hz),
+    # with a band-pass from 0.3 Hz (the edge that needs the longest context) to 30 Hz
+    # (below the 32 Hz Nyquist frequency of the 64 Hz EOG).
+    f = Bandpass(0.3, 30.0, modalities=[name])
     rng = np.random.default_rng(len(name))
     checked, worst = set(), 0.0
     for item in _one_per_recording(

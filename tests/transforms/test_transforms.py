@@ -102,6 +102,27 @@ def test_filtered_window_at_any_start_equals_whole_recording_filtered(labeled, f
     assert worst > 0  # float32 decode: not trivially equal
 
 
+@pytest.mark.parametrize("rate", [64.0, 128.0, 256.0, 512.0])
+@pytest.mark.parametrize(
+    "f", [*FILTERS, Bandpass(0.3, 30.0), Bandpass(0.1, 30.0, order=6)], ids=repr
+)
+def test_filter_margin_leaves_out_at_most_the_tail_allowed(f, rate):
+    # What the margin leaves out of the impulse response, measured on a response
+    # computed far longer (10 minutes) than the margin, is at most MARGIN_TAIL of its
+    # absolute sum: the margin is not cut short by how long a response it measured.
+    from ondabatches.transforms._builtins import MARGIN_TAIL, _padlen
+
+    sos = f._design(rate)
+    impulse = np.zeros(int(600 * rate))
+    impulse[0] = 1.0
+    h = np.abs(scipy_signal.sosfilt(sos, impulse))
+    kept = f.margin(rate) - _padlen(sos)
+    assert 0 < kept < h.size // 4
+    assert h[kept:].sum() <= MARGIN_TAIL * h.sum()
+    # ...and it is not far longer than needed: a tenth less would leave out too much.
+    assert h[int(kept * 0.9) :].sum() > MARGIN_TAIL * h.sum()
+
+
 def test_filter_margin_is_read_from_the_recording(labeled):  # noqa: F811
     # Without the margin (a filter over the window alone) the error is far above 1e-3.
     item = _items_at_random_starts(labeled)[5]

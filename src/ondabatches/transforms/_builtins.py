@@ -115,7 +115,10 @@ def _margin(f: _Filter, sample_rate: float) -> int:
         h = np.abs(sig.sosfilt(sos, impulse))
         tail = np.cumsum(h[::-1])[::-1]
         below = np.flatnonzero(tail <= MARGIN_TAIL * tail[0])
-        if below.size or n > sample_rate * 3600:
+        # The tail is measured within n samples only: it is trusted where the response
+        # computed goes on for as long again past it (it decays geometrically, so what
+        # lies beyond n is then far below what is measured), else n is doubled.
+        if (below.size and below[0] <= n // 2) or n > sample_rate * 3600:
             return int(below[0] if below.size else n) + _padlen(sos)
         n *= 2
 
