@@ -21,6 +21,7 @@ from ondabatches.onda import (
     signals_table,
     store,
 )
+from ondabatches.onda._decoding import post_decode
 from ondabatches.transforms import (
     AmplitudeScale,
     ChannelDropout,
@@ -131,11 +132,21 @@ def test_fold_stops_where_folding_would_round_differently():
 
 
 def test_dropped_rows_keep_the_sign_of_the_flips_after_them():
-    fold = Fold(3, np.dtype(np.float32))
-    fold.drop(np.array([False, True, True]))
+    n = _kernels._FEW + 2  # enough rows for the kernel's many-channel loops
+    fold = Fold(n, np.dtype(np.float32))
+    fold.drop(np.arange(n) >= 1)
     fold.negate()  # a flip after the dropout: -0.0
-    fold.drop(np.array([False, False, True]))  # dropped again after it: +0.0
-    x = np.ones((3, 4), np.float32)
-    fold.finish(x, np.zeros((1, 1)))
-    assert (x[1:] == 0).all() and (x[0] == 1).all()
-    assert np.signbit(x[1]).all() and not np.signbit(x[2]).any()
+    fold.drop(np.arange(n) >= 2)  # dropped again after it: +0.0
+    fill = fold.fill
+    assert np.isnan(fill[0]) and (fill[1:] == 0).all()
+    assert np.signbit(fill[1]) and not np.signbit(fill[2:]).any()
+    src = np.full((4, n), 3, np.int16)  # time x channels, as read
+    for kernels in (True, False):  # the same values, by the kernel and by numpy
+        out = np.empty((n, 4), np.float32)
+        if kernels:
+            assert _kernels.decode_rows(src.T, slice(None), 0.5, 0.0, True, out, fold.gain,
+                                        False, fill)  # fmt: skip
+        else:
+            post_decode(np.multiply(src.T, 0.5, out=out), fold.gain, False, fill)
+        assert (out[0] == -1.5).all() and (out[1:] == 0).all()
+        assert np.signbit(out[1]).all() and not np.signbit(out[2:]).any()

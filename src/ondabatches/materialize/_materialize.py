@@ -22,7 +22,7 @@ import numpy as np
 from .._errors import BatchShapeError, BatchSpecError
 from ..batches._item import BatchItem
 from ..labels._labeled import StoredLabels
-from ..onda._decoding import decode_plan
+from ..onda._decoding import decode_plan, post_decode
 from ..onda._io import check_rows, load_rows, read_encoded
 from ..onda._samples import Samples, SamplesInfo
 from ..onda._timespan import NS_PER_S, _rate, window_sample_range
@@ -118,30 +118,27 @@ def _x_at(
     exact: bool = True,
     gain: np.floating | None = None,
     reverse: bool = False,
+    fill: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`_x` with the item's rows and channel index already worked out; ``gain``
-    and ``reverse`` as for :meth:`~ondabatches.onda.DecodePlan.select` (index None:
-    applied after the selector)."""
+    """:func:`_x` with the item's rows and channel index already worked out; ``gain``,
+    ``reverse`` and ``fill`` as for :meth:`~ondabatches.onda.DecodePlan.select` (index
+    None: applied after the selector)."""
     encoded = _read(item, rows)
     decode = decode_plan(item.info, dtype, not exact)
     if index is None:
         decoded = decode(encoded, np.empty(encoded.shape, dtype=dtype))
         x = np.asarray(item.channels.select(Samples(decoded, item.info)))
         if out is None:
-            if gain is None and not reverse:
+            if gain is None and not reverse and fill is None:
                 return x
             out = np.empty(x.shape, dtype)
         if x.shape != out.shape:
             raise _shape_error([item], [x.shape], "x")
         out[...] = x
-        if gain is not None:
-            np.multiply(out, out.dtype.type(gain), out=out)
-        if reverse:
-            out[...] = out[..., ::-1].copy()
-        return out
+        return post_decode(out, gain, reverse, fill)
     if out is None:
         out = np.empty(_shape_of(item, rows, index), dtype=dtype)
-    return decode.select(encoded, index, out, gain, reverse)
+    return decode.select(encoded, index, out, gain, reverse, fill)
 
 
 def _y(item: BatchItem) -> np.ndarray:

@@ -165,8 +165,8 @@ def _in_place(
             slot, y = _x_at(item, rows, index, dtype, x[i], exact), _y(item)
         else:
             gain = None if fold.gain == 1 else fold.gain
-            slot = _x_at(item, rows, index, dtype, x[i], exact, gain, fold.reverse)
-            y = fold.finish(slot, _y(item))
+            slot = _x_at(item, rows, index, dtype, x[i], exact, gain, fold.reverse, fold.fill)
+            y = fold.finish(_y(item))
         out, y = pipeline.apply_item(
             slot, y, item.info.sample_rate, (0, 0), key, i, item, start=done
         )

@@ -100,6 +100,7 @@ class DecodePlan:
         out: np.ndarray,
         gain: np.floating | None = None,
         reverse: bool = False,
+        fill: np.ndarray | None = None,
     ) -> np.ndarray:
         """Decode rows ``index`` of ``data`` (channels x time) into ``out`` and return it.
 
@@ -107,22 +108,20 @@ class DecodePlan:
         runs here (see :mod:`._kernels`): selection, transpose and decode in one pass,
         with the same values as ``self(data[index], out)``. ``gain`` (a scalar of
         ``out``'s dtype) and ``reverse`` give the values of ``out *= gain`` and then
-        ``out[:, ::-1]`` (the kernel does them in the same pass).
+        ``out[:, ::-1]``; ``fill`` (one value per row of ``out``: NaN for a row kept)
+        then sets each row whose value is not NaN to it (the kernel does all of it in
+        the same pass).
         """
         if self.how == "cast":
             res, off = 1.0, 0.0  # exact in float64 for the kernels' sample types
         else:
             res, off = self.resolution, self.offset
-        if decode_rows(data, index, res, off, self.how == "native", out, gain, reverse):
+        if decode_rows(data, index, res, off, self.how == "native", out, gain, reverse, fill):
             return out
         if not (isinstance(index, slice) and index == slice(None)):
             data = data[index]
         self(data, out)
-        if gain is not None:
-            np.multiply(out, out.dtype.type(gain), out=out)
-        if reverse:
-            out[...] = out[:, ::-1].copy()
-        return out
+        return post_decode(out, gain, reverse, fill)
 
     def _float64_blocks(self, data: np.ndarray, out: np.ndarray) -> None:
         # Multiply and add in float64 a few rows at a time, so that the scratch stays in
@@ -176,3 +175,18 @@ def decode_plan(info: SamplesInfo, dtype: np.dtype, fast: bool = False) -> Decod
 def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
     """Bitwise equal (so that -0.0 and 0.0 differ, and NaNs of the same bits agree)."""
     return a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def post_decode(
+    out: np.ndarray, gain: np.floating | None, reverse: bool, fill: np.ndarray | None
+) -> np.ndarray:
+    """What :meth:`DecodePlan.select`'s ``gain``, ``reverse`` and ``fill`` do to a
+    decoded ``out`` (channels x time), done by numpy where no kernel did them."""
+    if gain is not None:
+        np.multiply(out, out.dtype.type(gain), out=out)
+    if reverse:
+        out[...] = out[:, ::-1].copy()
+    if fill is not None:
+        for row in np.flatnonzero(~np.isnan(fill)).tolist():
+            out[row] = fill[row]
+    return out

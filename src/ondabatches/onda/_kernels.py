@@ -152,23 +152,34 @@ def _build_post() -> Callable[..., None]:
     # The decode of the plain kernel's many-channel loops, then each value multiplied by
     # the gain (in the output dtype: the decoded value is rounded first, as numpy's
     # ``out *= gain`` after the decode does), written to time step ``t`` or, reversed, to
-    # the mirror step: a window's gain and time reversal for the price of its decode.
+    # the mirror step, and rows ``j`` where ``keep[j]`` is 0 set to ``fill[j]`` (a
+    # signed zero): a window's gain, time reversal and dropped channels for the price
+    # of its decode.
     def decode_post(
-        src, channels, every, narrow, res, off, buf, dst, gain, reverse
+        src, channels, every, narrow, res, off, buf, dst, gain, reverse, keep, fill
     ):  # pragma: no cover # noqa: E501
         n = buf.shape[0]
         last = src.shape[0] - 1
         r32, o32 = np.float32(res), np.float32(off)
-        for t in range(src.shape[0]):
-            if narrow:
+        # Output step ``at`` in order (its rows are written as streams, ascending), from
+        # input step ``t``: the mirror one when reversed (one stream read backwards).
+        # The branches stay out of the loops, as in the plain kernel.
+        for at in range(src.shape[0]):
+            t = last - at if reverse else at
+            if every and narrow:
                 for j in range(n):
-                    buf[j] = np.float32(src[t, j if every else channels[j]]) * r32 + o32
+                    buf[j] = np.float32(src[t, j]) * r32 + o32
+            elif every:
+                for j in range(n):
+                    buf[j] = np.float64(src[t, j]) * res + off
+            elif narrow:
+                for j in range(n):
+                    buf[j] = np.float32(src[t, channels[j]]) * r32 + o32
             else:
                 for j in range(n):
-                    buf[j] = np.float64(src[t, j if every else channels[j]]) * res + off
-            at = last - t if reverse else t
+                    buf[j] = np.float64(src[t, channels[j]]) * res + off
             for j in range(n):
-                dst[j, at] = buf[j] * gain
+                dst[j, at] = buf[j] * gain if keep[j] else fill[j]
 
     options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
     try:
@@ -200,6 +211,7 @@ def decode_rows(
     out: np.ndarray,
     gain: np.floating | None = None,
     reverse: bool = False,
+    fill: np.ndarray | None = None,
 ) -> bool:
     """Decode rows ``index`` of ``data`` (channels x time) into ``out``; False if it can't.
 
@@ -208,8 +220,9 @@ def decode_rows(
     ``out``'s dtype (float32) rather than float64; both round as numpy's path does.
     ``gain`` (a scalar of ``out``'s dtype) multiplies each decoded value, and
     ``reverse`` writes the window reversed in time: the values of ``out *= gain`` and
-    ``out[:, ::-1]`` after the plain decode (for windows of many channels only: False
-    otherwise).
+    ``out[:, ::-1]`` after the plain decode, and ``fill`` (one value per row of ``out``,
+    NaN for a row to decode) the rows set to its value after that (for windows of many
+    channels only: False otherwise).
     """
     src = data.T
     if (
@@ -239,14 +252,19 @@ def decode_rows(
     # -0.0 + x == x for every x: a zero offset changes nothing, as numpy's path adds none
     off = float(offset) if offset != 0.0 else -0.0
     buf = np.empty(out.shape[0], dtype=out.dtype)
-    if gain is None and not reverse:
+    if gain is None and not reverse and fill is None:
         kernel(src, channels, every, narrow, float(resolution), off, buf, out)
         return True
     post = _post_kernel() if out.shape[0] >= _FEW else None
     if post is None:
         return False
     gain = out.dtype.type(1 if gain is None else gain)
-    post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse))
+    if fill is None:
+        keep, fill = np.ones(out.shape[0], np.uint8), np.zeros(out.shape[0], out.dtype)
+    else:
+        keep, fill = np.isnan(fill).astype(np.uint8), fill.astype(out.dtype, copy=False)
+    post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse),
+         keep, fill)  # fmt: skip
     return True
 
 

@@ -302,11 +302,19 @@ class Fold:
             self.zero |= rows
             self.zero_negative[rows] = False
 
-    def finish(self, x: np.ndarray, y: Any) -> Any:
-        """Set the zeroed rows of the decoded ``x``; ``y`` reversed with the window."""
-        if self.zero is not None:
-            for row in np.flatnonzero(self.zero).tolist():
-                x[row] = -0.0 if self.zero_negative[row] else 0.0
+    @property
+    def fill(self) -> np.ndarray | None:
+        """The decode's ``fill``: per row, the signed zero it is set to, NaN for a row
+        kept (None: none set)."""
+        if self.zero is None or not self.zero.any():
+            return None
+        fill = np.full(self.rows, np.nan, self.gain.dtype)
+        fill[self.zero] = 0.0
+        fill[self.zero & self.zero_negative] = -0.0
+        return fill
+
+    def finish(self, y: Any) -> Any:
+        """``y`` reversed with the window, if it is."""
         return np.ascontiguousarray(np.asarray(y)[..., ::-1]) if self.reverse else y
 
     @property
