@@ -240,6 +240,25 @@ def test_state_of_another_pipeline_is_refused(labeled):  # noqa: F811
         )
 
 
+def test_state_saved_with_other_draws_is_refused(labeled):  # noqa: F811
+    # A random pipeline's config says how its transforms draw: a checkpoint saved by a
+    # version that drew otherwise (here: one without the key) is refused, not resumed
+    # with other draws. A pipeline that draws nothing has no such key.
+    from ondabatches.transforms._scheme import DRAWS_KEY, DRAWS_VERSION
+
+    scheme = _scheme(labeled, rate=128.0)
+    random = TransformedBatches(scheme, [Bandpass(0.3, 35.0), SignFlip(p=0.5)])
+    assert random.config[DRAWS_KEY] == DRAWS_VERSION
+    assert DRAWS_KEY not in TransformedBatches(scheme, [Bandpass(0.3, 35.0)]).config
+    _, state = random.iterate_batch(random.initial_state(seed=1))
+    saved = state.to_json()
+    assert random.iterate_batch(BatchState.from_json(saved)) is not None
+    older = json.loads(saved)
+    del older["config"][DRAWS_KEY]
+    with pytest.raises(StateError, match=DRAWS_KEY):
+        random.iterate_batch(BatchState.from_json(json.dumps(older)))
+
+
 def test_bad_parameters_are_typed_errors_before_workers_start(labeled):  # noqa: F811
     scheme = _scheme(labeled, rate=128.0)
     with pytest.raises(BatchSpecError, match=r"Nyquist.*64.0 Hz"):

@@ -16,6 +16,12 @@ __all__ = ["KeyedBatch", "TransformedBatches", "check_items"]
 
 #: The key of the pipeline in a state's config.
 CONFIG_KEY = "transforms"
+#: The key, in the config of a state whose pipeline draws at random, of how its random
+#: transforms draw (:data:`DRAWS_VERSION`): a checkpoint saved by a version of
+#: ondabatches that drew otherwise is refused, rather than resumed with other draws.
+DRAWS_KEY = "transform_draws"
+#: 2: coins hashed from the key (``coins_for``), generators made when more is drawn.
+DRAWS_VERSION = 2
 
 
 class KeyedBatch(Sequence):
@@ -147,7 +153,10 @@ class TransformedBatches(BatchScheme):
         if CONFIG_KEY in inner:
             raise StateError(f"the scheme's config already has a {CONFIG_KEY!r} key")
         self._inner = _frozen_config(inner)
-        self._config = _frozen_config({**inner, CONFIG_KEY: self.pipeline.config})
+        if DRAWS_KEY in inner:
+            raise StateError(f"the scheme's config already has a {DRAWS_KEY!r} key")
+        draws = {DRAWS_KEY: DRAWS_VERSION} if self.pipeline.random else {}
+        self._config = _frozen_config({**inner, CONFIG_KEY: self.pipeline.config, **draws})
         # Bad parameters for these signals (an edge above Nyquist, a window too short)
         # surface here, before any worker starts: the first batch's items are checked.
         step = self.iterate_batch(self.initial_state(0))
