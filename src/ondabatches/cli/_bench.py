@@ -14,7 +14,7 @@ from .._errors import ArgumentError
 __all__ = ["add_parser", "run"]
 
 # Run only when named: they need optional extras (``peers``: braindecode, mne, torch).
-_ON_REQUEST = frozenset({"peers"})
+_ON_REQUEST = frozenset({"peers", "derive_peers"})
 
 
 def benchmarks_dir() -> Path | None:
