@@ -1,8 +1,9 @@
 """The exception hierarchy of ondabatches.
 
 Every exception raised on purpose by this package derives from
-:class:`OndaBatchesError` and, where one fits, also from the matching built-in, so
-that ``except ValueError`` keeps working for callers who do not know our names::
+[`OndaBatchesError`][ondabatches._errors.OndaBatchesError] and, where one fits, also
+from the matching built-in, so that ``except ValueError`` keeps working for callers who
+do not know our names::
 
     OndaBatchesError
     ├── SchemaError            (ValueError)         a table's columns, types or metadata
@@ -114,7 +115,7 @@ class SizeLimitError(OndaBatchesError, ValueError):
 
 
 class UntrustedPathError(OndaBatchesError, PermissionError):
-    """A path or URL outside the storage that :func:`~ondabatches.onda.allowed_storage`
+    """A path or URL outside the storage that [`allowed_storage`][ondabatches.onda.allowed_storage]
     allows, or a local path that is not a regular file."""
 
 
@@ -162,7 +163,9 @@ class WorkerError(BatcherError):
 
 
 def require(module: str, extra: str):
-    """Import an optional dependency or raise :class:`MissingDependencyError` with a hint."""
+    """Import an optional dependency or raise
+    [`MissingDependencyError`][ondabatches._errors.MissingDependencyError] with a
+    hint."""
     import importlib
 
     try:
