@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import ondabatches
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.timeout(300)
-def test_docs_site_builds_strictly(tmp_path: Path) -> None:
-    site = tmp_path / "site"
+# Sphinx cross-reference roles, which mkdocstrings shows as text: as written, or once
+# markdown has made the backticks a code span.
+RAW_ROLE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|exc|obj):(?:`|<code>)")
+# The public modules whose ``__all__`` the API reference documents, name by name.
+PUBLIC_MODULES = [
+    "ondabatches", "ondabatches.abc", "ondabatches.batches", "ondabatches.edf",
+    "ondabatches.importing", "ondabatches.inspection", "ondabatches.labels",
+    "ondabatches.materialize", "ondabatches.onda", "ondabatches.plot", "ondabatches.scale",
+    "ondabatches.serve", "ondabatches.synthetic", "ondabatches.testing", "ondabatches.torch",
+    "ondabatches.transforms",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site, built once for this module's tests (the build takes a while)."""
+    site = tmp_path_factory.mktemp("docs") / "site"
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     run = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
@@ -22,8 +40,14 @@ def test_docs_site_builds_strictly(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         env=env,
+        timeout=280,
     )
     assert run.returncode == 0, run.stdout + run.stderr
+    return site
+
+
+@pytest.mark.timeout(300)
+def test_docs_site_builds_strictly(site: Path) -> None:
     # The API reference is generated from the docstrings of the public names...
     batches = (site / "api" / "batches" / "index.html").read_text()
     for name in ("RandomBatches", "SequentialBatches", "BatchState"):
@@ -69,3 +93,47 @@ def test_benchmark_page_is_the_generators_output() -> None:
     assert data["sections"] and all(results for _, _, results in data["sections"])
     assert "benchmarks.md" in (ROOT / "mkdocs.yml").read_text()
     assert "(docs/benchmarks.md)" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.timeout(300)
+def test_no_raw_cross_reference_roles_on_the_site(site: Path) -> None:
+    """Docstrings link with mkdocs-autorefs (``[name][ondabatches.path]``), never with
+    Sphinx roles, which the site would show as raw text."""
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) > 20
+    raw = {
+        str(page.relative_to(site)): RAW_ROLE.findall(page.read_text(encoding="utf-8"))
+        for page in pages
+    }
+    raw = {page: found for page, found in raw.items() if found}
+    assert not raw, f"raw roles on the site: {raw}"
+    # The links are there instead: an API page links to another page's objects.
+    batches = (site / "api" / "batches" / "index.html").read_text(encoding="utf-8")
+    assert 'href="../labels/#ondabatches.labels.label_signals"' in batches
+
+
+@pytest.mark.timeout(300)
+def test_every_public_name_has_an_anchor_on_an_api_page(site: Path) -> None:
+    anchors: set[str] = set()
+    for page in (site / "api").rglob("*.html"):
+        anchors |= set(re.findall(r'id="(ondabatches[\w.]*)"', page.read_text(encoding="utf-8")))
+    missing = {}
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        assert module.__all__, name
+        absent = [n for n in module.__all__ if f"{name}.{n}" not in anchors]
+        if absent:
+            missing[name] = absent
+    assert not missing, f"public names without an anchor on the API pages: {missing}"
+
+
+def test_the_top_level_page_lists_exactly_the_top_level_names() -> None:
+    """docs/api/index.md has one row per name of ``ondabatches.__all__``, no stale ones."""
+    page = (ROOT / "docs" / "api" / "index.md").read_text(encoding="utf-8")
+    rows = re.findall(r'^\| <a id="ondabatches\.(\w+)"></a>\[`\1`\]\[([\w.]+)\]', page, re.M)
+    assert sorted(name for name, _ in rows) == sorted(ondabatches.__all__)
+    for name, target in rows:  # each row links the name where it is documented
+        module, attr = target.rsplit(".", 1)
+        assert attr == name and getattr(importlib.import_module(module), name) is getattr(
+            ondabatches, name
+        ), target

@@ -2,11 +2,11 @@
 
 The pipeline, one subpackage per stage:
 
-- :mod:`ondabatches.onda`: the Onda format (tables, samples, sample files, storage);
-- :mod:`ondabatches.labels`: annotations -> labeled signals;
-- :mod:`ondabatches.batches`: batch specification (cheap, ordered, deterministic);
-- :mod:`ondabatches.materialize`: batch specification -> arrays (expensive, parallel);
-- :mod:`ondabatches.serve`: the Batcher, on threads, processes, Ray or any executor.
+- `ondabatches.onda`: the Onda format (tables, samples, sample files, storage);
+- `ondabatches.labels`: annotations -> labeled signals;
+- `ondabatches.batches`: batch specification (cheap, ordered, deterministic);
+- `ondabatches.materialize`: batch specification -> arrays (expensive, parallel);
+- `ondabatches.serve`: the Batcher, on threads, processes, Ray or any executor.
 """
 
 import logging as _logging

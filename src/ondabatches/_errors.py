@@ -1,8 +1,9 @@
 """The exception hierarchy of ondabatches.
 
 Every exception raised on purpose by this package derives from
-:class:`OndaBatchesError` and, where one fits, also from the matching built-in, so
-that ``except ValueError`` keeps working for callers who do not know our names::
+[`OndaBatchesError`][ondabatches._errors.OndaBatchesError] and, where one fits, also
+from the matching built-in, so that ``except ValueError`` keeps working for callers who
+do not know our names::
 
     OndaBatchesError
     ├── ArgumentError          (ValueError)         an argument's value that a function refuses
@@ -33,7 +34,7 @@ that ``except ValueError`` keeps working for callers who do not know our names::
 Nothing in the package raises a bare built-in on purpose (``tests/test_errors.py``
 walks the source to check it); the few built-ins left are protocol signals
 (``NotImplementedError`` of an abstract method, ``AttributeError`` from a module's
-``__getattr__``) and OS errors that a caller turns into a :class:`StorageError`.
+``__getattr__``) and OS errors that a caller turns into a [`StorageError`][ondabatches._errors.StorageError].
 
 Messages name the file, column, recording or batch, and the expected and actual values.
 """
@@ -151,7 +152,7 @@ class SizeLimitError(OndaBatchesError, ValueError):
 
 
 class UntrustedPathError(OndaBatchesError, PermissionError):
-    """A path or URL outside the storage that :func:`~ondabatches.onda.allowed_storage`
+    """A path or URL outside the storage that [`allowed_storage`][ondabatches.onda.allowed_storage]
     allows, or a local path that is not a regular file."""
 
 
@@ -204,7 +205,9 @@ class WorkerError(BatcherError):
 
 
 def require(module: str, extra: str):
-    """Import an optional dependency or raise :class:`MissingDependencyError` with a hint."""
+    """Import an optional dependency or raise
+    [`MissingDependencyError`][ondabatches._errors.MissingDependencyError] with a
+    hint."""
     import importlib
 
     try:

@@ -1,7 +1,7 @@
-"""EDF, EDF+ and BDF import, kept for existing code: see :mod:`ondabatches.importing`.
+"""EDF, EDF+ and BDF import, kept for existing code: see `ondabatches.importing`.
 
-:func:`import_edf` converts one file to its own pair of tables;
-:func:`~ondabatches.importing.import_dataset` imports many files into one dataset.
+[`import_edf`][ondabatches.edf.import_edf] converts one file to its own pair of tables;
+[`import_dataset`][ondabatches.importing.import_dataset] imports many files into one dataset.
 """
 
 from __future__ import annotations

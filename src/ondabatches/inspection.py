@@ -1,11 +1,13 @@
 """Check an Onda dataset and summarize it: what ``ondabatches inspect`` prints.
 
-:func:`inspect_dataset` takes a signals table, an annotations table, or a folder
-holding them, and returns a :class:`DatasetReport`: counts, sensors, sample rates,
-durations, label counts, and the :class:`Problem` s found (missing or short sample
-files, spans out of range, annotations of recordings without signals). It never
-raises for a problem in the *data*; only a path that is not an Onda table at all
-raises (:class:`~ondabatches.SchemaError`, :class:`~ondabatches.SampleFileNotFoundError`).
+[`inspect_dataset`][ondabatches.inspection.inspect_dataset] takes a signals table, an
+annotations table, or a folder holding them, and returns a
+[`DatasetReport`][ondabatches.inspection.DatasetReport]: counts, sensors, sample rates,
+durations, label counts, and the [`Problem`][ondabatches.inspection.Problem] s found
+(missing or short sample files, spans out of range, annotations of recordings without
+signals). It never raises for a problem in the *data*; only a path that is not an Onda
+table at all raises ([`SchemaError`][ondabatches._errors.SchemaError],
+[`SampleFileNotFoundError`][ondabatches._errors.SampleFileNotFoundError]).
 """
 
 from __future__ import annotations
@@ -93,7 +95,8 @@ class SensorSummary:
 
 @dataclass(frozen=True, slots=True)
 class DatasetReport:
-    """What :func:`inspect_dataset` found; ``str(report)`` is the readable summary."""
+    """What [`inspect_dataset`][ondabatches.inspection.inspect_dataset] found;
+    ``str(report)`` is the readable summary."""
 
     signal_tables: tuple[str, ...]
     annotation_tables: tuple[str, ...]
@@ -289,8 +292,8 @@ def label_column(annotations: pa.Table) -> str | None:
 def label_durations(annotations: pa.Table, column: str | None = None) -> dict[str, dict[str, int]]:
     """Nanoseconds of each label per recording: ``{recording: {label: ns}}``.
 
-    ``column`` defaults to :func:`label_column`; a table without one is a
-    :class:`~ondabatches.SchemaError`.
+    ``column`` defaults to [`label_column`][ondabatches.inspection.label_column]; a
+    table without one is a [`SchemaError`][ondabatches._errors.SchemaError].
     """
     column = column or label_column(annotations)
     if column is None:
@@ -337,7 +340,8 @@ def _uuid_strings(keys: pa.ChunkedArray | pa.Array) -> list[str]:
 
 
 def in_folder(folder: str | os.PathLike[str]) -> Callable[[str], str]:
-    """A ``reroot`` for :func:`~ondabatches.read_signals`: each file by its base name in ``folder``.
+    """A ``reroot`` for [`read_signals`][ondabatches.onda.read_signals]: each file by
+    its base name in ``folder``.
 
     >>> in_folder("/mnt/data")("/home/ubuntu/onda/rec_eeg.lpcm")
     '/mnt/data/rec_eeg.lpcm'
@@ -506,8 +510,10 @@ def inspect_dataset(
         An ``onda.signal`` or ``onda.annotation`` Arrow file, or a folder holding them.
     reroot:
         For tables written elsewhere, whose absolute paths do not exist here: a folder
-        in which each sample file is found by its base name (see :func:`in_folder`), or
-        what :func:`~ondabatches.read_signals` accepts (a prefix mapping or a function).
+        in which each sample file is found by its base name (see
+        [`in_folder`][ondabatches.inspection.in_folder]), or what
+        [`read_signals`][ondabatches.onda.read_signals] accepts (a prefix mapping or a
+        function).
     check_files:
         Whether to check each sample file's presence and size.
 

@@ -1,10 +1,12 @@
 """Pictures of batches and datasets: what ``ondabatches plot`` draws.
 
 The drawing functions take plain arrays and names, not batch objects, so that any
-``(x, y)`` pair (from :func:`~ondabatches.materialize_batch_item`, a Batcher, a
-notebook) can be drawn; :func:`plot_modalities` draws an item of a multi-signal
-batch (a dict of arrays per modality). They write PNG files through matplotlib's Agg
-canvas, without pyplot, so nothing global (backend, open figures) is touched.
+``(x, y)`` pair (from
+[`materialize_batch_item`][ondabatches.materialize.materialize_batch_item], a Batcher, a
+notebook) can be drawn; [`plot_modalities`][ondabatches.plot.plot_modalities] draws an
+item of a multi-signal batch (a dict of arrays per modality). They write PNG files
+through matplotlib's Agg canvas, without pyplot, so nothing global (backend, open
+figures) is touched.
 
 Needs the optional extra ``plot`` (matplotlib), imported on first use.
 """
@@ -269,18 +271,18 @@ def plot_item(
     events:
         Event label sets to draw, ``{name: (onsets, offsets, class_names)}``: one onset
         and offset in seconds from the window's start (from
-        :meth:`~ondabatches.EventLabels.window`: ``(onsets_ns - start_ns) / 1e9``) and
+        [`window`][ondabatches.labels.EventLabels.window]: ``(onsets_ns - start_ns) / 1e9``) and
         one class name per event. An event with ``offset == onset`` is an instant.
     event_classes:
         Every class the sets may hold, in colour order, so that a class keeps its
         colour from one window to the next (default: the classes found, sorted).
     transforms:
-        A transform pipeline (:mod:`ondabatches.transforms`, or their dicts): the item
+        A transform pipeline (`ondabatches.transforms`, or their dicts): the item
         is then drawn raw, transformed (the last result that is still channels x time,
         after the filters, say) and, where a step gives ``(channels, frequency, time)``
-        (a :class:`~ondabatches.transforms.Spectrogram`), as one image per channel.
+        (a [`Spectrogram`][ondabatches.transforms.Spectrogram]), as one image per channel.
         The transforms see only the window given here, so a filter shows its edge
-        effects: :func:`plot_batch_item` reads the context they need.
+        effects: [`plot_batch_item`][ondabatches.plot.plot_batch_item] reads the context they need.
     key:
         The ``(seed, batch index)`` that random transforms draw from (the item is item
         0 of that batch).
@@ -422,7 +424,8 @@ def _plot_stages(
     fig: Any,
     ax: Any,
 ) -> Any:
-    """:func:`plot_item`'s picture with transforms: raw, transformed, spectrograms."""
+    """[`plot_item`][ondabatches.plot.plot_item]'s picture with transforms: raw,
+    transformed, spectrograms."""
     if ax is not None:
         raise ArgumentError("with transforms, plot_item draws several panels: give fig=, not ax=")
     filtered, spec = stages["filtered"], stages["spectrogram"]
@@ -503,7 +506,7 @@ def plot_overview(
     ----------
     labels:
         An annotations table with a label column, or ``{recording: {label: ns}}``
-        (see :func:`ondabatches.inspection.label_durations`).
+        (see [`ondabatches.inspection.label_durations`][ondabatches.inspection.label_durations]).
     path:
         A PNG file (local path or fsspec URL) to save the figure to; nothing is written
         without it.
@@ -579,32 +582,35 @@ def plot_batch_item(
     fig: Any = None,
     ax: Any = None,
 ) -> Any:
-    """Materialize a :class:`~ondabatches.BatchItem` and draw it with :func:`plot_item`.
+    """Materialize a [`BatchItem`][ondabatches.batches.BatchItem] and draw it with
+    [`plot_item`][ondabatches.plot.plot_item].
 
-    ``path``, ``fig`` and ``ax`` are as for :func:`plot_item`; the figure is returned.
+    ``path``, ``fig`` and ``ax`` are as for [`plot_item`][ondabatches.plot.plot_item];
+    the figure is returned.
 
     ``label_names`` maps codes to names: the inverse of the ``encoding`` given to
-    :func:`~ondabatches.label_signals`.
+    [`label_signals`][ondabatches.labels.label_signals].
 
-    ``events`` maps names to event label sets (:class:`~ondabatches.EventLabels`, whose
-    events in the item's window are read and drawn, each class in the same colour
-    whatever the window) or to ``(onsets, offsets, class_names)`` as for
-    :func:`plot_item`.
+    ``events`` maps names to event label sets
+    ([`EventLabels`][ondabatches.labels.EventLabels], whose events in the item's window
+    are read and drawn, each class in the same colour whatever the window) or to
+    ``(onsets, offsets, class_names)`` as for [`plot_item`][ondabatches.plot.plot_item].
 
     ``transforms`` (a pipeline) draws the item raw, transformed and as a spectrogram as
-    :func:`plot_item` does, the transformed window read as a batch reads it: with the
-    context its filters need around the window (so it equals the whole recording
-    filtered, then cut); ``key`` is the ``(seed, batch index)`` of random transforms.
+    [`plot_item`][ondabatches.plot.plot_item] does, the transformed window read as a
+    batch reads it: with the context its filters need around the window (so it equals
+    the whole recording filtered, then cut); ``key`` is the ``(seed, batch index)`` of
+    random transforms.
 
     Examples
     --------
-    With ``labeled`` from :func:`~ondabatches.label_signals`::
+    With ``labeled`` from [`label_signals`][ondabatches.labels.label_signals]::
 
         batches = RandomBatches(labeled, batch_size=1, batch_duration=300 * 10**9)
         item = batches.draw(seed=0, index=0, size=1)[0]
         fig = plot_batch_item(item, label_names={1: "wake", 5: "rem"}, path="item.png")
 
-    With ``arousals`` from :func:`~ondabatches.label_events`, its events drawn too::
+    With ``arousals`` from [`label_events`][ondabatches.labels.label_events], its events drawn too::
 
         plot_batch_item(item, label_names=..., events={"arousals": arousals}, path=...)
     """
@@ -658,9 +664,9 @@ def plot_batch_item(
 def _window_events(
     events: Mapping[str, Any], recording: Any, window: Any
 ) -> tuple[dict[str, Any], list[str] | None]:
-    """The events of a window (a :class:`~ondabatches.onda.TimeSpan` of the recording)
-    in the form :func:`plot_item` takes; the classes of the label sets, in order (None
-    where a set is given as arrays)."""
+    """The events of a window (a [`TimeSpan`][ondabatches.onda.TimeSpan] of the recording)
+    in the form [`plot_item`][ondabatches.plot.plot_item] takes; the classes of the
+    label sets, in order (None where a set is given as arrays)."""
     drawn: dict[str, Any] = {}
     classes: list[str] | None = []
     for name, value in events.items():
@@ -727,7 +733,7 @@ def plot_modalities(
         Drawn above the traces.
     events, event_classes:
         Event label sets drawn over the traces and beneath the hypnogram, as for
-        :func:`plot_item` (times in seconds from the window's start).
+        [`plot_item`][ondabatches.plot.plot_item] (times in seconds from the window's start).
     fig:
         An empty matplotlib ``Figure`` to draw into; default a new one of ``size`` pixels.
     ax:

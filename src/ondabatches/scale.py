@@ -1,11 +1,13 @@
 """A production-scale Onda dataset in seconds: sparse sample files, real tables and labels.
 
-:func:`make_scale_dataset` writes what a sleep lab's archive looks like to the library
-(thousands of multichannel recordings of ~10^8 samples, sleep-stage annotations over
-every recording, labels stored lazily) while costing almost no disk: each sample file
-is a *sparse* file, truncated to its full size, with real bytes only in a few known
-blocks. Reading a hole gives zeros; reading a known block gives values that
-:meth:`ScaleDataset.expected` predicts, so tests can check every byte a batch read.
+[`make_scale_dataset`][ondabatches.scale.make_scale_dataset] writes what a sleep lab's
+archive looks like to the library (thousands of multichannel recordings of ~10^8
+samples, sleep-stage annotations over every recording, labels stored lazily) while
+costing almost no disk: each sample file is a *sparse* file, truncated to its full size,
+with real bytes only in a few known blocks. Reading a hole gives zeros; reading a known
+block gives values that
+[`ScaleDataset.expected`][ondabatches.scale.ScaleDataset.expected] predicts, so tests
+can check every byte a batch read.
 
 Everything is a pure function of the arguments.
 """
@@ -59,7 +61,8 @@ def known_pattern(recording_index: int, n_channels: int, rows: range) -> np.ndar
 
 @dataclass(frozen=True)
 class ScaleDataset:
-    """What :func:`make_scale_dataset` wrote (paths only: the tables are read on demand).
+    """What [`make_scale_dataset`][ondabatches.scale.make_scale_dataset] wrote (paths
+    only: the tables are read on demand).
 
     Attributes
     ----------
@@ -68,14 +71,15 @@ class ScaleDataset:
     signals_path, annotations_path:
         The ``onda.signal@2`` and ``onda.annotation@1`` (with ``stage``) tables.
     labeled_path:
-        The labeled table with labels stored lazily (:func:`~ondabatches.store_labels`),
-        readable with :func:`~ondabatches.read_labeled_signals`.
+        The labeled table with labels stored lazily
+        ([`store_labels`][ondabatches.labels.store_labels]), readable with
+        [`read_labeled_signals`][ondabatches.labels.read_labeled_signals].
     labels_root:
         The folder of the label files.
     recordings:
         The recordings' UUIDs, in table order.
     info:
-        The :class:`SamplesInfo` every signal shares.
+        The [`SamplesInfo`][ondabatches.onda.SamplesInfo] every signal shares.
     n_samples:
         Samples per channel of every signal.
     known_spans:
@@ -96,7 +100,8 @@ class ScaleDataset:
 
     @classmethod
     def open(cls, root: str | os.PathLike[str]) -> ScaleDataset:
-        """The dataset :func:`make_scale_dataset` wrote under ``root`` (from its ``scale.json``).
+        """The dataset [`make_scale_dataset`][ondabatches.scale.make_scale_dataset]
+        wrote under ``root`` (from its ``scale.json``).
 
         Examples
         --------
@@ -148,7 +153,7 @@ class ScaleDataset:
 
         ``window`` is relative to the recording, as a batch item's; it selects exactly
         ``floor(duration * rate)`` samples from the sample at its start, as batches do.
-        Known blocks give :func:`known_pattern`; holes give zeros.
+        Known blocks give [`known_pattern`][ondabatches.scale.known_pattern]; holes give zeros.
 
         Examples
         --------
@@ -229,19 +234,21 @@ def make_scale_dataset(
     ``n_samples`` starting at the recording's start, written as a sparse file of full
     size (``10^8`` int16 samples x 19 channels: 3.8 GB apparent, a few kB on disk).
     The first ``known_recordings`` recordings (all if None) hold known values
-    (:func:`known_pattern`) in ``known_blocks`` blocks of ``block_epochs`` label epochs,
-    spread evenly from the first labeled epoch to the last.
+    ([`known_pattern`][ondabatches.scale.known_pattern]) in ``known_blocks`` blocks of
+    ``block_epochs`` label epochs, spread evenly from the first labeled epoch to the
+    last.
 
     Sleep stages annotate every recording end to end, in contiguous runs of
     ``run_epochs`` (inclusive range) 30 s epochs, each a different stage from the
     last; the final annotation ends with the signal, off an epoch boundary, as real
-    scorings do. The labels are computed by :func:`~ondabatches.label_signals` and
+    scorings do. The labels are computed by [`label_signals`][ondabatches.labels.label_signals] and
     stored as they are (``store=``: one small file per recording), which gives the
-    table :func:`~ondabatches.store_labels` would.
+    table [`store_labels`][ondabatches.labels.store_labels] would.
 
     Writes ``signals.arrow``, ``annotations.arrow``, ``labeled.arrow``,
     ``labels/<recording>/labels_eeg.lpcm`` and ``scale.json`` (what
-    :meth:`ScaleDataset.open` reads back); sample ``file_path`` values are relative.
+    [`ScaleDataset.open`][ondabatches.scale.ScaleDataset.open] reads back); sample
+    ``file_path`` values are relative.
 
     Parameters
     ----------

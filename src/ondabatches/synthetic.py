@@ -55,7 +55,8 @@ _EMG_RMS = np.array([30.0, 18.0, 12.0, 10.0, 3.0, 25.0])
 
 @dataclass(frozen=True)
 class SyntheticDataset:
-    """What :func:`make_dataset` wrote: the folder, the two table files and the tables read back."""
+    """What [`make_dataset`][ondabatches.synthetic.make_dataset] wrote: the folder, the
+    two table files and the tables read back."""
 
     root: Path
     signals_path: Path
@@ -210,9 +211,10 @@ def make_dataset(
     signal starts ``4 s * (i % 3)`` into the recording and lasts about ``duration``
     (a whole number of samples at every rate). Stage annotations start 10 s after the
     signal, are contiguous runs of 1..6 epochs of 30 s, and the last one runs 7 s past
-    a whole epoch (so that :func:`~ondabatches.labels.sort_and_trim_spans` trims it).
-    Stages follow a plausible night (a Markov chain over runs) and the signals carry
-    each stage's textbook rhythms (alpha in wake, spindles in N2, delta in N3, ...).
+    a whole epoch (so that
+    [`sort_and_trim_spans`][ondabatches.labels.sort_and_trim_spans] trims it). Stages
+    follow a plausible night (a Markov chain over runs) and the signals carry each
+    stage's textbook rhythms (alpha in wake, spindles in N2, delta in N3, ...).
 
     Polysomnography-like recordings: every ``emg_every``-th recording also has a chin
     EMG (``"emg"``, 512 Hz; 0: never); ``rates`` replaces the rate of a kind

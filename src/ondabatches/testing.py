@@ -1,10 +1,11 @@
 """Conformance suites for plug-ins, and the synthetic datasets the project tests with.
 
 Each ``check_*`` function runs on a user's implementation of an interface of
-:mod:`ondabatches.abc` the checks the built-in implementations pass (the project's
-own tests run them on every built-in), and raises :class:`ConformanceError` (an
-``AssertionError``) naming the check and the expected and actual values. A plug-in
-that passes works in every backend with no other change.
+`ondabatches.abc` the checks the built-in implementations pass (the project's
+own tests run them on every built-in), and raises
+[`ConformanceError`][ondabatches.testing.ConformanceError] (an ``AssertionError``)
+naming the check and the expected and actual values. A plug-in that passes works in
+every backend with no other change.
 
 Examples
 --------
@@ -66,13 +67,13 @@ def _same(a: Any, b: Any) -> bool:
 def check_batch_scheme(
     scheme: BatchScheme, state: Any = None, *, steps: int = 4, picklable: bool = True
 ) -> None:
-    """Check a :class:`~ondabatches.abc.BatchScheme` over ``steps`` batches from
+    """Check a [`BatchScheme`][ondabatches.abc.BatchScheme] over ``steps`` batches from
     ``state`` (its ``initial_state(0)`` by default).
 
     - it subclasses the interface, and declares ``0 <= rank < world_size``;
     - batch k is a pure function of the state: drawn twice, after a pickle round trip
       of the scheme (what worker processes get; ``picklable=False`` for a scheme used
-      on threads only) and, for a :class:`~ondabatches.BatchState`, after a JSON round
+      on threads only) and, for a [`BatchState`][ondabatches.batches.BatchState], after a JSON round
       trip of the state, it is the same;
     - ``next_state`` gives the state ``iterate_batch`` gives (and None at the end);
     - ``remaining``, where declared, is the number of batches it then yields;
@@ -150,12 +151,13 @@ def check_sample_format(
     n_samples: int = 5000,
     seed: int = 0,
 ) -> None:
-    """Check a :class:`~ondabatches.abc.SampleFormat` on local files (``suffix`` their
+    """Check a [`SampleFormat`][ondabatches.abc.SampleFormat] on local files (``suffix`` their
     file name's end): written and read back at random row ranges (empty ones, the
     first and last samples included) equal to the data, ``check_size`` passing the
     right size, and a missing file or one cut short refused (``FileNotFoundError`` or
-    :class:`~ondabatches.SampleFileError`, never wrong samples), by ``read`` itself too
-    (only batches of over 64 MiB are size-checked before they are read)."""
+    [`SampleFileError`][ondabatches._errors.SampleFileError], never wrong samples), by
+    ``read`` itself too (only batches of over 64 MiB are size-checked before they are
+    read)."""
     name = type(fmt).__name__
     _require(isinstance(fmt, SampleFormat), f"{name} does not subclass abc.SampleFormat")
     fs = fsspec.filesystem("file")
@@ -220,7 +222,7 @@ def _refused(call: Callable[[], Any], what: str) -> None:
 
 
 def check_channel_selector(selector: ChannelSelector, samples: Samples | None = None) -> None:
-    """Check a :class:`~ondabatches.abc.ChannelSelector`: ``select`` returns an array
+    """Check a [`ChannelSelector`][ondabatches.abc.ChannelSelector]: ``select`` returns an array
     whose last axis is the window's time, the same one for the same window, after a
     pickle round trip too, and (where registered) after a JSON round trip."""
     name = type(selector).__name__
@@ -252,7 +254,7 @@ def _fail(batch: Any, dtype: Any) -> Any:
 
 
 def check_pool(make_pool: Callable[[], Pool], *, timeout: float = 60.0) -> None:
-    """Check a :class:`~ondabatches.abc.Pool` made by ``make_pool()``: it declares
+    """Check a [`Pool`][ondabatches.abc.Pool] made by ``make_pool()``: it declares
     ``lazy`` and ``sends_once``; submitted batches come back as computed, in any
     order, a failing one as an exception (not a hang), a cancelled one does not stop
     the others, ``settle`` and ``close`` may be called, ``close`` twice."""

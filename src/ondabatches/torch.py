@@ -4,20 +4,21 @@ Needs the ``torch`` extra (``pip install 'ondabatches[torch]'``; the CPU build i
 enough). ``import ondabatches`` never imports torch; ``import ondabatches.torch`` does.
 See ``docs/pytorch.md`` for DataLoader, torchdata and Lightning recipes.
 
-Two datasets, both giving the very batches a :class:`~ondabatches.Batcher` gives for
+Two datasets, both giving the very batches a [`Batcher`][ondabatches.serve.Batcher] gives for
 the same states:
 
-- :class:`BatchMapDataset` (map-style): item ``k`` is batch ``k`` of the scheme from a
-  start state, materialized where it is asked for. Parallelism is the DataLoader's own:
-  ``DataLoader(ds, batch_size=None, num_workers=N, pin_memory=True,
-  persistent_workers=True)``; torchdata's ``StatefulDataLoader`` checkpoints and
-  resumes it exactly (its sampler position is the batch index). Finite schemes give
-  its length; endless ones (:class:`~ondabatches.RandomBatches`) take ``length``.
-- :class:`BatchDataset` (iterable): **parallelism lives in a Batcher** inside the
-  training process (worker processes, Ray...), and the dataset knows exactly which
-  batch it yielded last. Use ``DataLoader(dataset, batch_size=None, num_workers=0)``:
-  iterating inside DataLoader worker processes is refused with a
-  :class:`~ondabatches.BatcherError`, because a worker's copy of the dataset would
+- [`BatchMapDataset`][ondabatches.torch.BatchMapDataset] (map-style): item ``k`` is
+  batch ``k`` of the scheme from a start state, materialized where it is asked for.
+  Parallelism is the DataLoader's own: ``DataLoader(ds, batch_size=None, num_workers=N,
+  pin_memory=True, persistent_workers=True)``; torchdata's ``StatefulDataLoader``
+  checkpoints and resumes it exactly (its sampler position is the batch index). Finite
+  schemes give its length; endless ones
+  ([`RandomBatches`][ondabatches.batches.RandomBatches]) take ``length``.
+- [`BatchDataset`][ondabatches.torch.BatchDataset] (iterable): **parallelism lives in a
+  Batcher** inside the training process (worker processes, Ray...), and the dataset
+  knows exactly which batch it yielded last. Use ``DataLoader(dataset, batch_size=None,
+  num_workers=0)``: iterating inside DataLoader worker processes is refused with a
+  [`BatcherError`][ondabatches._errors.BatcherError], because a worker's copy of the dataset would
   advance while the one you checkpoint would not.
 
 Shared by both:
@@ -28,31 +29,33 @@ Shared by both:
   class indices ``code - 1``, shaped ``(batch, label_samples)``: the target
   ``torch.nn.functional.cross_entropy`` wants for ``(batch, classes, label_samples)``
   logits. Encodings are 1-based (OndaBatches' convention); a code 0 is refused.
-- **Checkpoints hold the next batch's state.** :meth:`BatchDataset.state_dict` is a
-  JSON-able dict (torchdata's ``Stateful`` protocol).
+- **Checkpoints hold the next batch's state.**
+  [`BatchDataset.state_dict`][ondabatches.torch.BatchDataset.state_dict] is a JSON-able
+  dict (torchdata's ``Stateful`` protocol).
 - **Ranks interleave one global stream.** For DistributedDataParallel, rank ``r`` of
   ``w`` gets the batches with global index ``r, r + w, r + 2w, ...`` of the scheme
-  (:class:`InterleavedBatches`): disjoint by construction, each a pure function of
-  ``(seed, rank, world_size)``, together exactly the single-process stream. A
-  :class:`BatchMapDataset` over the whole scheme with
-  ``DistributedSampler(ds, shuffle=False)`` splits it the same way. Schemes built as
-  one rank's share (``SequentialBatches(..., world_size=w, rank=r)``: windows
-  round-robin, padded to equal batch counts) are used as they are, after checking that
-  their ``world_size`` and ``rank`` are the ones asked for; an unsharded
-  ``SequentialBatches`` is interleaved like any scheme.
-- **Elastic resume.** A :class:`BatchDataset` checkpoint of an interleaved scheme
-  records the *global frontier*: when every rank has taken the same number ``k`` of
-  batches since a common start state ``s`` (as in synchronous data-parallel
-  training), the global batches ``s .. s + k*w - 1`` have all been taken, by exactly
-  one rank each, and no later one has. Any rank's checkpoint, loaded at any world size
-  ``w'``, resumes at that frontier: step ``j`` after the resume takes global batches
-  ``F + j*w' .. F + (j+1)*w' - 1`` (``F = s + k*w``), so no global batch is repeated or
-  skipped. This holds for finite schemes too (an unsharded ``SequentialBatches``: the
-  ranks' batch counts then differ by at most one at the end). Schemes built sharded
-  resume at their own world size only.
+  ([`InterleavedBatches`][ondabatches.torch.InterleavedBatches]): disjoint by
+  construction, each a pure function of ``(seed, rank, world_size)``, together exactly
+  the single-process stream. A [`BatchMapDataset`][ondabatches.torch.BatchMapDataset]
+  over the whole scheme with ``DistributedSampler(ds, shuffle=False)`` splits it the
+  same way. Schemes built as one rank's share (``SequentialBatches(..., world_size=w,
+  rank=r)``: windows round-robin, padded to equal batch counts) are used as they are,
+  after checking that their ``world_size`` and ``rank`` are the ones asked for; an
+  unsharded ``SequentialBatches`` is interleaved like any scheme.
+- **Elastic resume.** A [`BatchDataset`][ondabatches.torch.BatchDataset] checkpoint of
+  an interleaved scheme records the *global frontier*: when every rank has taken the
+  same number ``k`` of batches since a common start state ``s`` (as in synchronous
+  data-parallel training), the global batches ``s .. s + k*w - 1`` have all been taken,
+  by exactly one rank each, and no later one has. Any rank's checkpoint, loaded at any
+  world size ``w'``, resumes at that frontier: step ``j`` after the resume takes global
+  batches ``F + j*w' .. F + (j+1)*w' - 1`` (``F = s + k*w``), so no global batch is
+  repeated or skipped. This holds for finite schemes too (an unsharded
+  ``SequentialBatches``: the ranks' batch counts then differ by at most one at the end).
+  Schemes built sharded resume at their own world size only.
 
-:class:`DeviceFeed` copies batches to a CUDA device ahead of the training step, on a
-side stream from pinned memory, and measures how long training waited for data.
+[`DeviceFeed`][ondabatches.torch.DeviceFeed] copies batches to a CUDA device ahead of
+the training step, on a side stream from pinned memory, and measures how long training
+waited for data.
 """
 
 from __future__ import annotations
@@ -87,8 +90,8 @@ __all__ = ["BatchDataset", "BatchMapDataset", "DeviceFeed", "InterleavedBatches"
 
 logger = logging.getLogger("ondabatches")
 
-#: Version of :meth:`BatchDataset.state_dict`'s layout (version 1, without the global
-#: frontier, is still read).
+#: Version of [`BatchDataset.state_dict`][ondabatches.torch.BatchDataset.state_dict]'s
+#: layout (version 1, without the global frontier, is still read).
 STATE_DICT_VERSION = 2
 
 #: How many of the last yielded batches ``state_dict(unconsumed=...)`` can step back over.
@@ -100,7 +103,7 @@ _LABEL_MODES = ("codes", "classes")
 class InterleavedBatches(BatchScheme):
     """One rank's share of a scheme: global batches ``rank + k * world_size``, k = 0, 1...
 
-    States stay the wrapped scheme's global states (:class:`~ondabatches.BatchState`,
+    States stay the wrapped scheme's global states ([`BatchState`][ondabatches.batches.BatchState],
     bound to its configuration): the batch of a state whose index is not on this
     rank's lattice is the next one that is, so every rank can start from the same
     initial state.
@@ -108,9 +111,9 @@ class InterleavedBatches(BatchScheme):
     Parameters
     ----------
     batches:
-        A scheme whose states are :class:`~ondabatches.BatchState` and whose batch
-        depends only on the state (any :class:`~ondabatches.BatchScheme`), e.g.
-        :class:`~ondabatches.RandomBatches`.
+        A scheme whose states are [`BatchState`][ondabatches.batches.BatchState] and whose batch
+        depends only on the state (any [`BatchScheme`][ondabatches.batches.BatchScheme]), e.g.
+        [`RandomBatches`][ondabatches.batches.RandomBatches].
     world_size, rank:
         The number of ranks and this one's 0-based rank.
 
@@ -182,21 +185,22 @@ def shard_batches(batches: Any, world_size: int, rank: int) -> Any:
     A scheme built sharded (``world_size`` > 1 and ``rank`` attributes, like
     ``SequentialBatches(..., world_size=4, rank=2)``) is returned as it is if they match,
     and refused otherwise; with one rank the scheme is returned as it is; otherwise it
-    is wrapped in :class:`InterleavedBatches` (global batch ``g`` to rank ``g %
-    world_size``), unsharded sequential schemes included.
+    is wrapped in [`InterleavedBatches`][ondabatches.torch.InterleavedBatches] (global
+    batch ``g`` to rank ``g % world_size``), unsharded sequential schemes included.
 
     The two ways to shard a finite scheme differ in what checkpoints survive:
 
     - interleaved (an unsharded scheme given here): states count global batches, so a
       checkpoint resumes at any world size, neither repeating nor skipping a global
-      batch (see :class:`BatchDataset`); the ranks' batch counts differ by at most one
-      at the end;
+      batch (see [`BatchDataset`][ondabatches.torch.BatchDataset]); the ranks' batch
+      counts differ by at most one at the end;
     - built sharded (``SequentialBatches(world_size=w, rank=r)``, windows round-robin,
       padded so that every rank has the same number of batches, as DDP evaluation with
       collective operations needs): its checkpoints resume at world size ``w`` only.
 
-    Use it to build a Batcher (or :class:`~ondabatches.RayBatcher`) for one rank by hand;
-    :class:`BatchDataset` calls it for you when given a scheme.
+    Use it to build a Batcher (or [`RayBatcher`][ondabatches.serve.RayBatcher]) for one
+    rank by hand; [`BatchDataset`][ondabatches.torch.BatchDataset] calls it for you when
+    given a scheme.
 
     Raises
     ------
@@ -295,11 +299,13 @@ class BatchDataset(torch.utils.data.IterableDataset):
     Parameters
     ----------
     source:
-        A batch scheme (the dataset builds a :class:`~ondabatches.Batcher` over this
+        A batch scheme (the dataset builds a [`Batcher`][ondabatches.serve.Batcher] over this
         rank's share of it, with ``batcher_options``, on first iteration), or a
         Batcher-like object with ``start``/``take``/``status`` (a
-        :class:`~ondabatches.Batcher` or :class:`~ondabatches.RayBatcher`) that you
-        built over :func:`shard_batches` yourself and that you stop yourself.
+        [`Batcher`][ondabatches.serve.Batcher] or
+        [`RayBatcher`][ondabatches.serve.RayBatcher]) that you built over
+        [`shard_batches`][ondabatches.torch.shard_batches] yourself and that you stop
+        yourself.
     state:
         The state of the first batch, the same on every rank (e.g.
         ``batches.initial_state(seed)``).
@@ -311,9 +317,9 @@ class BatchDataset(torch.utils.data.IterableDataset):
         ``label_dtype`` if given) or ``"classes"`` (``int64`` ``code - 1``, shaped
         ``(batch, label_samples)``, for ``cross_entropy``); see the module docstring.
     log_interval:
-        Seconds between INFO lines of :meth:`stats` (None: none).
+        Seconds between INFO lines of [`stats`][ondabatches.torch.BatchDataset.stats] (None: none).
     **batcher_options:
-        Passed to :class:`~ondabatches.Batcher` (``backend``, ``workers``, ``buffer``,
+        Passed to [`Batcher`][ondabatches.serve.Batcher] (``backend``, ``workers``, ``buffer``,
         ``dtype``...) when ``source`` is a scheme.
 
     Notes
@@ -322,8 +328,9 @@ class BatchDataset(torch.utils.data.IterableDataset):
     docstring for why. One iteration at a time: each continues where the last stopped
     (after a finite scheme has ended, load a state to go again). ``len(dataset)`` is
     the number of batches that iteration yields, for finite schemes (a
-    ``TypeError`` for endless ones, as for any unsized dataset). Call :meth:`close`
-    (or use ``with``) to stop a Batcher the dataset built.
+    ``TypeError`` for endless ones, as for any unsized dataset). Call
+    [`close`][ondabatches.torch.BatchDataset.close] (or use ``with``) to stop a Batcher
+    the dataset built.
 
     Examples
     --------
@@ -482,10 +489,10 @@ class BatchDataset(torch.utils.data.IterableDataset):
             self._iteration_start = None
 
     def stats(self) -> dict[str, Any]:
-        """Running figures since the dataset was made: see :meth:`Batcher.stats
-        <ondabatches.Batcher.stats>`; ``wait_s``/``wait_fraction`` here are the time the
-        training loop spent in ``next()`` (taking the batch and making tensors), and
-        ``worker_busy``, ``retries``... are the Batcher's."""
+        """Running figures since the dataset was made: see
+        [`Batcher.stats`][ondabatches.serve.Batcher.stats]; ``wait_s``/``wait_fraction``
+        here are the time the training loop spent in ``next()`` (taking the batch and
+        making tensors), and ``worker_busy``, ``retries``... are the Batcher's."""
         out = self._meter.snapshot()
         inner = getattr(self._batcher, "stats", None)
         if callable(inner):
@@ -530,8 +537,9 @@ class BatchDataset(torch.utils.data.IterableDataset):
         unconsumed:
             How many of the batches yielded last were fetched but not trained on (a
             consumer that fetches ahead: Lightning fetches 1 batch ahead, a
-            :class:`DeviceFeed` has :attr:`DeviceFeed.pending`); the checkpoint then
-            names the first of those, so that resuming trains on it.
+            [`DeviceFeed`][ondabatches.torch.DeviceFeed] has
+            [`DeviceFeed.pending`][ondabatches.torch.DeviceFeed.pending]); the
+            checkpoint then names the first of those, so that resuming trains on it.
 
         Examples
         --------
@@ -568,7 +576,8 @@ class BatchDataset(torch.utils.data.IterableDataset):
         return out
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`: the next batch is the one it names.
+        """Continue from a [`state_dict`][ondabatches.torch.BatchDataset.state_dict]:
+        the next batch is the one it names.
 
         For a scheme that ranks interleave (any scheme but those that shard
         themselves), any rank's checkpoint resumes every rank at the global frontier,
@@ -646,16 +655,17 @@ class BatchMapDataset(torch.utils.data.Dataset):
     ``DataLoader(ds, batch_size=None, num_workers=N, pin_memory=True,
     persistent_workers=True)`` parallelizes it, and torchdata's ``StatefulDataLoader``
     resumes exactly (its sampler position is the batch index). The items equal the
-    batches a :class:`~ondabatches.Batcher` takes from the same state.
+    batches a [`Batcher`][ondabatches.serve.Batcher] takes from the same state.
 
     Parameters
     ----------
     batches:
-        A batch scheme with :class:`~ondabatches.BatchState` states. For data-parallel
+        A batch scheme with [`BatchState`][ondabatches.batches.BatchState] states. For data-parallel
         training give the whole scheme and split it with
         ``DistributedSampler(ds, shuffle=False)`` (rank ``r`` then gets batches
-        ``r, r + w, ...``, as :class:`InterleavedBatches`), or a scheme that shards
-        itself (``SequentialBatches(..., world_size=w, rank=r)``) without one.
+        ``r, r + w, ...``, as
+        [`InterleavedBatches`][ondabatches.torch.InterleavedBatches]), or a scheme that
+        shards itself (``SequentialBatches(..., world_size=w, rank=r)``) without one.
     state:
         The state of item 0.
     length:
@@ -664,15 +674,15 @@ class BatchMapDataset(torch.utils.data.Dataset):
         state.advance(length), length=length)``), at most the batches left for finite
         ones (default: all of them).
     dtype, materialize:
-        As for :class:`~ondabatches.Batcher`; ``materialize`` must be picklable to reach
+        As for [`Batcher`][ondabatches.serve.Batcher]; ``materialize`` must be picklable to reach
         DataLoader workers.
     labels, label_dtype:
-        As for :class:`BatchDataset`.
+        As for [`BatchDataset`][ondabatches.torch.BatchDataset].
     transforms:
-        :mod:`ondabatches.transforms` run on each batch: ``batches`` is wrapped in
-        :class:`~ondabatches.transforms.TransformedBatches`, whose states name the
+        `ondabatches.transforms` run on each batch: ``batches`` is wrapped in
+        [`TransformedBatches`][ondabatches.transforms.TransformedBatches], whose states name the
         pipeline (make ``state`` with ``TransformedBatches(...).initial_state``).
-        :class:`BatchDataset` takes ``transforms=`` as a Batcher option.
+        [`BatchDataset`][ondabatches.torch.BatchDataset] takes ``transforms=`` as a Batcher option.
 
     Examples
     --------
@@ -769,7 +779,8 @@ class BatchMapDataset(torch.utils.data.Dataset):
 
     def stats(self) -> dict[str, Any]:
         """Items made *in this process* (``wait_s``: time making them); with DataLoader
-        workers each worker has its own copy: measure the consumer with :class:`DeviceFeed`."""
+        workers each worker has its own copy: measure the consumer with
+        [`DeviceFeed`][ondabatches.torch.DeviceFeed]."""
         return self._meter.snapshot()
 
     # torchdata's StatefulDataLoader saves this with its sampler position; loading it
@@ -827,8 +838,9 @@ class DeviceFeed:
     pinned, e.g. by ``DataLoader(pin_memory=True)``) and on to the device on a side
     stream with ``non_blocking=True``; the training stream waits for that copy only when
     it uses the batch, so the copies overlap the training steps. On a CPU device
-    batches are passed through unchanged (no copy). Either way :meth:`stats` says how
-    much of the wall time the training loop spent waiting for data.
+    batches are passed through unchanged (no copy). Either way
+    [`stats`][ondabatches.torch.DeviceFeed.stats] says how much of the wall time the
+    training loop spent waiting for data.
 
     Parameters
     ----------
@@ -840,7 +852,7 @@ class DeviceFeed:
     ahead:
         How many batches are fetched and copied beyond the one being trained on.
     log_interval:
-        Seconds between INFO lines of :meth:`stats` (None: none).
+        Seconds between INFO lines of [`stats`][ondabatches.torch.DeviceFeed.stats] (None: none).
 
     Notes
     -----
@@ -934,6 +946,6 @@ class DeviceFeed:
     def stats(self) -> dict[str, Any]:
         """Figures since the last iteration began: ``wait_fraction`` is the share of wall
         time the training loop spent waiting for the next batch (fetching from the
-        source, pinning and queuing the copy), as in :meth:`Batcher.stats
-        <ondabatches.Batcher.stats>`."""
+        source, pinning and queuing the copy), as in
+        [`Batcher.stats`][ondabatches.serve.Batcher.stats]."""
         return self._meter.snapshot()

@@ -21,7 +21,7 @@ def ray_session():
     import ray
 
     path = os.pathsep.join([str(ROOT), str(ROOT / "src")])
-    if ray.is_initialized():  # e.g. by the README's Ray block, when it ran first
+    if ray.is_initialized():  # e.g. by the Ray block of docs/distributed.md, when it ran first
         ray.shutdown()
     ray.init(
         num_cpus=2,

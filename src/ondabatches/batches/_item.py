@@ -32,13 +32,15 @@ class BatchItem:
         ``floor(window.duration * rate)`` samples.
     channels:
         The channel selector: ``None`` (all channels in order), a tuple of names or
-        indices, or a selector object (see :mod:`ondabatches.materialize`).
+        indices, or a selector object (see `ondabatches.materialize`).
     labels:
-        The label codes of the window (a 1-D array), or a :class:`StoredLabels`
-        reference read when the item is materialized.
+        The label codes of the window (a 1-D array), or a
+        [`StoredLabels`][ondabatches.labels.StoredLabels] reference read when the item
+        is materialized.
     padding:
         True for an item that repeats a window only to even out data-parallel shards
-        (see :class:`SequentialBatches`); evaluation should ignore it.
+        (see [`SequentialBatches`][ondabatches.batches.SequentialBatches]); evaluation
+        should ignore it.
 
     Examples
     --------
@@ -79,7 +81,7 @@ class BatchItem:
         )  # fmt: skip
 
     def signal(self) -> Signal:
-        """The item's signal as a :class:`Signal` (what :func:`load_rows` reads)."""
+        """The item's signal as a [`Signal`][ondabatches.onda.Signal] (what `load_rows` reads)."""
         return Signal(
             self.recording, self.file_path, self.file_format, self.signal_span, "", self.info
         )
@@ -156,7 +158,7 @@ def labels_to_dict(labels: np.ndarray | StoredLabels) -> dict[str, Any]:
 
 
 def labels_from_dict(raw: dict[str, Any]) -> np.ndarray | StoredLabels:
-    """Inverse of :func:`labels_to_dict`."""
+    """Inverse of `labels_to_dict`."""
     if "stored" in raw:
         return StoredLabels.from_dict(raw["stored"])
     return np.asarray(raw["codes"], dtype=np.dtype(raw["dtype"]))
@@ -176,7 +178,7 @@ def labels_repr(labels: np.ndarray | StoredLabels) -> str:
 
 
 def _unpickle_item(*fields: Any) -> BatchItem:
-    """Inverse of :meth:`BatchItem.__reduce__` (label codes come back read-only)."""
+    """Inverse of `BatchItem.__reduce__` (label codes come back read-only)."""
     *rest, labels, padding = fields
     if isinstance(labels, tuple):
         data, dtype = labels

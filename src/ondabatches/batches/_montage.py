@@ -1,12 +1,12 @@
 """Montages of modalities: which signal of each recording serves each named input.
 
-A montage maps names to :class:`Modality` values (a sensor type or a predicate on a
-row of the signals table, and a channel selector). A scheme given ``modalities=``
-draws windows of *recordings*: per recording one label timeline and per modality the
-one signal that serves it.
+A montage maps names to [`Modality`][ondabatches.batches.Modality] values (a sensor type
+or a predicate on a row of the signals table, and a channel selector). A scheme given
+``modalities=`` draws windows of *recordings*: per recording one label timeline and per
+modality the one signal that serves it.
 
 Where the labels come from (the choice made here): the schemes take the labeled table
-that :func:`~ondabatches.labels.label_signals` makes (one row per signal) rather than
+that [`label_signals`][ondabatches.labels.label_signals] makes (one row per signal) rather than
 a second kind of table. Labelled by recording, every row of a recording carries the
 same labels (its annotations'), so the recording's timeline is its first row's; rows
 of one recording with different label spans are an error. A signal that does not
@@ -67,7 +67,7 @@ class Modality:
     channels:
         A channel selector, as for single-signal schemes: None (all channels in
         order), names or indices, or a selector object such as
-        :class:`~ondabatches.Bipolar`.
+        [`Bipolar`][ondabatches.materialize.Bipolar].
 
     Examples
     --------
@@ -102,7 +102,8 @@ class Modality:
 def montage_of(modalities: Mapping[str, Any]) -> tuple[tuple[str, Modality], ...]:
     """``modalities`` as ``(name, Modality)`` pairs in the mapping's order.
 
-    A value may be a :class:`Modality`, a ``(sensor, channels)`` pair or a bare sensor.
+    A value may be a [`Modality`][ondabatches.batches.Modality], a ``(sensor,
+    channels)`` pair or a bare sensor.
     """
     if not isinstance(modalities, Mapping) or not modalities:
         raise BatchSpecError(
@@ -201,7 +202,7 @@ _channel_shape_cached = lru_cache(maxsize=4096)(_channel_shape)
 
 class RecordingArrays:
     """The recordings of a labeled table seen through a montage, shaped like
-    :class:`LabeledArrays` (one "row" per sampled recording) so that the schemes'
+    `LabeledArrays` (one "row" per sampled recording) so that the schemes'
     drawing code serves both.
     """
 
@@ -464,7 +465,7 @@ class RecordingArrays:
         }
 
     def fingerprint(self, *extra: np.ndarray | None) -> dict[str, str]:
-        """As :meth:`LabeledArrays.fingerprint` (the table's content, ``extra`` the
+        """As `LabeledArrays.fingerprint` (the table's content, ``extra`` the
         per-recording weights), plus ``digest.montage``: which rows serve which modality
         where, and the windows each recording keeps."""
         out = self.base.fingerprint(*extra)
@@ -475,15 +476,16 @@ class RecordingArrays:
         return out
 
     def digest(self, *extra: np.ndarray | None) -> str:
-        """One short digest of :meth:`fingerprint` (all components together)."""
+        """One short digest of `fingerprint` (all components together)."""
         parts = sorted(self.fingerprint(*extra).items())
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def check_resample(rate: float, target: float, duration: int | None, where: str) -> tuple[int, int]:
-    """``(up, down)`` for ``rate -> target``; a :class:`BatchSpecError` naming ``where``
-    if the ratio's terms are too large or a window of ``duration`` does not hold a whole
-    number of target samples."""
+    """``(up, down)`` for ``rate -> target``; a
+    [`BatchSpecError`][ondabatches._errors.BatchSpecError] naming ``where`` if the
+    ratio's terms are too large or a window of ``duration`` does not hold a whole number
+    of target samples."""
     up, down = resample_ratio(rate, target)
     if max(up, down) > MAX_RESAMPLE_TERM:
         raise BatchSpecError(

@@ -28,7 +28,7 @@ class MissingModality:
     ----------
     shape:
         The shape the modality's channel selector gives, without the time axis
-        (``(n_channels,)`` for names, indices and :class:`~ondabatches.Bipolar`).
+        (``(n_channels,)`` for names, indices and [`Bipolar`][ondabatches.materialize.Bipolar]).
     sample_rate:
         The rate the zeros are at (the modality's rate in the table's other recordings).
 
@@ -60,9 +60,10 @@ Part = BatchItem | MissingModality
 class MultiBatchItem:
     """One window of one recording seen through a montage: one part per modality.
 
-    Every part covers exactly :attr:`window` (relative to the recording's start); a
-    present part is an ordinary :class:`BatchItem` of its signal (same window, no
-    labels of its own), so that its rows follow the single-signal rule
+    Every part covers exactly [`window`][ondabatches.batches.MultiBatchItem.window]
+    (relative to the recording's start); a present part is an ordinary
+    [`BatchItem`][ondabatches.batches.BatchItem] of its signal (same window, no labels
+    of its own), so that its rows follow the single-signal rule
     ``window_sample_range(window.translate(-signal_span.start), rate)``. The labels
     belong to the recording's timeline.
 
@@ -75,9 +76,11 @@ class MultiBatchItem:
     names:
         The modalities' names, in montage order.
     parts:
-        Per name, a :class:`BatchItem` or a :class:`MissingModality`.
+        Per name, a [`BatchItem`][ondabatches.batches.BatchItem] or a
+        [`MissingModality`][ondabatches.batches.MissingModality].
     labels:
-        The window's label codes (1-D) or a :class:`StoredLabels` reference.
+        The window's label codes (1-D) or a
+        [`StoredLabels`][ondabatches.labels.StoredLabels] reference.
     rates:
         Per name, the rate to resample to, or None to keep the signal's own rate.
     concatenate:
@@ -85,7 +88,8 @@ class MultiBatchItem:
     mask:
         Whether a batch carries ``x["mask"]`` (the scheme zero-fills missing data).
     padding:
-        As for :class:`BatchItem`: a repeat that only evens out data-parallel shards.
+        As for [`BatchItem`][ondabatches.batches.BatchItem]: a repeat that only evens
+        out data-parallel shards.
 
     Examples
     --------
@@ -246,14 +250,15 @@ def signal_part(
     channels: Any,
     padding: bool,
 ) -> BatchItem:
-    """A modality's part: a :class:`BatchItem` without labels of its own."""
+    """A modality's part: a [`BatchItem`][ondabatches.batches.BatchItem] without labels
+    of its own."""
     return BatchItem(
         recording, file_path, file_format, signal_span, info, window, channels, _NO_LABELS, padding
     )
 
 
 def _unpickle_multi(*fields: Any) -> MultiBatchItem:
-    """Inverse of :meth:`MultiBatchItem.__reduce__` (label codes come back read-only)."""
+    """Inverse of `MultiBatchItem.__reduce__` (label codes come back read-only)."""
     recording, window, names, parts, labels, *rest = fields
     if isinstance(labels, tuple):
         data, dtype = labels

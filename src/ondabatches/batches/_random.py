@@ -93,7 +93,7 @@ class RandomBatches(BatchScheme):
     Parameters
     ----------
     labeled:
-        A labeled table (:func:`~ondabatches.labels.label_signals`).
+        A labeled table ([`label_signals`][ondabatches.labels.label_signals]).
     signal_weights:
         One non-negative weight per row, or None.
     label_weights:
@@ -103,33 +103,37 @@ class RandomBatches(BatchScheme):
     channels:
         A fixed channel selector for every item instead of drawn channels: names,
         indices, or a selector object such as
-        :class:`~ondabatches.ZeroFillMontage` (so that recordings with different
-        montages stack). Not together with ``n_channels``.
+        [`ZeroFillMontage`][ondabatches.materialize.ZeroFillMontage] (so that recordings
+        with different montages stack). Not together with ``n_channels``.
     batch_size:
         Items per batch.
     batch_duration:
         Window duration: a positive whole number of label epochs, no longer than any
         row's label span.
     modalities:
-        A montage: name -> ``(sensor, channels)`` (or a :class:`Modality`), e.g.
-        ``{"eeg": ("eeg", Bipolar(["c3-m2"])), "eog": ("eog", ["eog-l", "eog-r"])}``.
-        Items are then :class:`MultiBatchItem` windows of *recordings*: a "row" above
-        is a recording (in order of first appearance in the table), its labels those
-        of its rows (one timeline from its annotations), and ``signal_weights`` and
-        ``label_weights`` are per recording (see ``class_balanced_weights(...,
-        by_recording=True)``). A batch materializes as a dict name -> array.
+        A montage: name -> ``(sensor, channels)`` (or a
+        [`Modality`][ondabatches.batches.Modality]), e.g. ``{"eeg": ("eeg",
+        Bipolar(["c3-m2"])), "eog": ("eog", ["eog-l", "eog-r"])}``. Items are then
+        [`MultiBatchItem`][ondabatches.batches.MultiBatchItem] windows of *recordings*:
+        a "row" above is a recording (in order of first appearance in the table), its
+        labels those of its rows (one timeline from its annotations), and
+        ``signal_weights`` and ``label_weights`` are per recording (see
+        ``class_balanced_weights(..., by_recording=True)``). A batch materializes as a
+        dict name -> array.
     missing:
         With ``modalities``: ``"exclude"`` (default) samples only recordings that have
         every modality and windows inside every signal's span; ``"zero-fill"`` samples
         every labeled window and zero-fills the modalities an item lacks (a signal
         absent, or not covering the whole window), with ``x["mask"][name]`` False.
-        Excluded recordings are counted in one :class:`ExcludedRecordingsWarning`.
+        Excluded recordings are counted in one
+        [`ExcludedRecordingsWarning`][ondabatches.batches.ExcludedRecordingsWarning].
     resample:
         With ``modalities``: ``{"rate": hz}`` (or ``{"rate": {name: hz}}``) brings
         modalities to a common rate with a polyphase filter
-        (:mod:`ondabatches.materialize._multi` says which), and ``"concatenate": True``
+        (`ondabatches.materialize._multi` says which), and ``"concatenate": True``
         stacks them into one ``(batch, channels, time)`` array. A rate that cannot be
-        reached exactly is a :class:`BatchSpecError` naming the recording and signal.
+        reached exactly is a [`BatchSpecError`][ondabatches._errors.BatchSpecError]
+        naming the recording and signal.
 
     Raises
     ------
@@ -407,9 +411,10 @@ def inverse_frequency_label_weights(
     """Per row, a weight per label epoch of ``1 / (count of its code in the whole table)``.
 
     With these as ``label_weights``, every code is equally likely *within* a row's
-    draw; use :func:`class_balanced_weights` to balance over the whole table. With
-    ``by_recording``, one entry per recording (in table order) for a scheme with
-    ``modalities=``, each recording's labels counted once.
+    draw; use [`class_balanced_weights`][ondabatches.batches.class_balanced_weights] to
+    balance over the whole table. With ``by_recording``, one entry per recording (in
+    table order) for a scheme with ``modalities=``, each recording's labels counted
+    once.
 
     Examples
     --------
@@ -432,9 +437,10 @@ def class_balanced_weights(
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """``(signal_weights, label_weights)`` under which every label code is equally likely.
 
-    The label weights are :func:`inverse_frequency_label_weights`; each row's signal
-    weight is the sum of its label weights, so the chosen epoch's code is uniform over
-    the codes present in the table. With ``by_recording``, the weights are per
+    The label weights are
+    [`inverse_frequency_label_weights`][ondabatches.batches.inverse_frequency_label_weights];
+    each row's signal weight is the sum of its label weights, so the chosen epoch's code
+    is uniform over the codes present in the table. With ``by_recording``, the weights are per
     recording (table order), for a scheme with ``modalities=``; there only the epochs
     of windows the montage can sample are drawn, so the balance holds over those.
 
@@ -503,16 +509,18 @@ def event_weights(
     fraction: float = 0.5,
     classes: Sequence[str] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``(signal_weights, label_weights)`` for :class:`RandomBatches` under which a
-    ``fraction`` of the drawn windows hold an event (of ``classes``, names of
-    ``events.classes``; default all), for rare-event training.
+    """``(signal_weights, label_weights)`` for
+    [`RandomBatches`][ondabatches.batches.RandomBatches] under which a ``fraction`` of
+    the drawn windows hold an event (of ``classes``, names of ``events.classes``;
+    default all), for rare-event training.
 
     RandomBatches draws an epoch by these weights and then a window start uniformly
     among the windows that hold it, so the event lands at a random position in its
     window, not centred. Windows of several epochs may hold events besides the drawn
     epoch's, so at least ``fraction`` of the windows hold one; the stream stays a pure
     function of (seed, batch index) and resumes like any other. Evaluation passes
-    (:class:`SequentialBatches`) are unaffected: they cover every window once.
+    ([`SequentialBatches`][ondabatches.batches.SequentialBatches]) are unaffected: they
+    cover every window once.
 
     Raises
     ------

@@ -4,14 +4,16 @@ A batch item's ``channels`` is one of:
 
 - ``None``: all channels, in the signal's order;
 - a tuple of channel names or indices: those channels, in that order;
-- an object with ``select(samples: Samples) -> numpy.ndarray`` (:class:`ChannelSelector`),
-  which receives the decoded window (all channels) and returns any array.
+- an object with ``select(samples: Samples) -> numpy.ndarray``
+  ([`ChannelSelector`][ondabatches.batches.ChannelSelector]), which receives the decoded
+  window (all channels) and returns any array.
 
 What a selector computes belongs to materialization (the built-in selector classes live
-in :mod:`ondabatches.materialize`); what it is called, and how it travels through JSON in
+in `ondabatches.materialize`); what it is called, and how it travels through JSON in
 states and batch items, belongs here, so that the specification never imports the
 stage that materializes it. To send selector objects through JSON, give them
-``to_dict()`` / ``from_dict()`` and register them with :func:`register_selector`.
+``to_dict()`` / ``from_dict()`` and register them with
+[`register_selector`][ondabatches.batches.register_selector].
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ __all__ = ["ChannelSelector", "register_selector", "selector_from_dict", "select
 
 @runtime_checkable
 class ChannelSelector(Protocol):
-    """Turns a decoded window (:class:`Samples`, channels x time) into an item's ``x``.
+    """Turns a decoded window ([`Samples`][ondabatches.onda.Samples], channels x time)
+    into an item's ``x``.
 
     Examples
     --------
@@ -95,7 +98,8 @@ def selector_to_dict(selector: Any) -> Any:
 
 
 def selector_from_dict(d: Any) -> Any:
-    """The channel selector of :func:`selector_to_dict`'s output."""
+    """The channel selector of
+    [`selector_to_dict`][ondabatches.batches.selector_to_dict]'s output."""
     if d is None:
         return None
     if isinstance(d, list):

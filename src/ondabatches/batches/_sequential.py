@@ -59,9 +59,10 @@ class SequentialBatches(BatchScheme):
     drop_last:
         Drop, rather than pad, the windows that do not divide evenly among ranks.
     modalities, missing, resample:
-        A montage, as for :class:`RandomBatches`: windows of recordings (a "row" is a
-        recording), each a :class:`MultiBatchItem`; with ``missing="exclude"`` only the
-        windows inside every signal's span.
+        A montage, as for [`RandomBatches`][ondabatches.batches.RandomBatches]: windows
+        of recordings (a "row" is a recording), each a
+        [`MultiBatchItem`][ondabatches.batches.MultiBatchItem]; with
+        ``missing="exclude"`` only the windows inside every signal's span.
 
     Examples
     --------

@@ -1,9 +1,9 @@
 """Batch states and the batch-scheme interface.
 
-A batch scheme is a :class:`BatchScheme`: ``iterate_batch(state) -> (batch,
-next_state) | None``, and the capabilities it declares.
-The state is a small immutable value: the seed, the index of the batch it stands
-for, and a fingerprint of the configuration that produced it, so that restoring a
+A batch scheme is a [`BatchScheme`][ondabatches.batches.BatchScheme]:
+``iterate_batch(state) -> (batch, next_state) | None``, and the capabilities it
+declares. The state is a small immutable value: the seed, the index of the batch it
+stands for, and a fingerprint of the configuration that produced it, so that restoring a
 checkpoint into a differently configured scheme fails loudly instead of quietly
 producing other batches.
 """
@@ -26,8 +26,10 @@ __all__ = ["BatchScheme", "BatchState", "STATE_VERSION"]
 #: Version of the state's JSON layout; a state of another version is refused.
 STATE_VERSION = 1
 
-#: The longest state JSON that :meth:`BatchState.from_json` parses, in characters (a
-#: real one is a few hundred; a checkpoint from elsewhere must not cost gigabytes).
+#: The longest state JSON that
+#: [`BatchState.from_json`][ondabatches.batches.BatchState.from_json] parses, in
+#: characters (a real one is a few hundred; a checkpoint from elsewhere must not cost
+#: gigabytes).
 MAX_STATE_JSON = 1 << 20
 
 # How deep lists and mappings may nest in a config value (selectors are 2 or 3 deep).
@@ -47,7 +49,7 @@ class BatchState:
 
     ``config`` is a fingerprint of the scheme (its class, sizes, durations, and digests
     of its data by content: ``digest.recordings``, ``digest.labels``... see
-    :meth:`LabeledArrays.fingerprint <ondabatches.batches._table.LabeledArrays.fingerprint>`)
+    `LabeledArrays.fingerprint`)
     as sorted ``(key, value)`` pairs: the same data at another place (local disk, S3)
     binds, changed data is refused naming what changed. A state with an empty
     ``config`` is *unbound*: any scheme accepts it, and the state it returns is bound.
@@ -61,7 +63,7 @@ class BatchState:
     config:
         The configuration fingerprint; a mapping or ``(key, value)`` pairs.
     version:
-        The layout version, :data:`STATE_VERSION`.
+        The layout version, [`STATE_VERSION`][ondabatches.batches.STATE_VERSION].
 
     Examples
     --------
@@ -103,8 +105,9 @@ class BatchState:
         """This state bound to ``config``; refuses a state bound to a different one.
 
         ``config`` is a mapping or ``(key, value)`` pairs; a scheme that passes the
-        same frozen pairs each time (a :attr:`config` of its own) is bound without any
-        work, which the Batcher's manager does once per batch.
+        same frozen pairs each time (a [`config`][ondabatches.batches.BatchState.config]
+        of its own) is bound without any work, which the Batcher's manager does once per
+        batch.
 
         Raises
         ------
@@ -172,8 +175,9 @@ class BatchState:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> BatchState:
-        """The state that :meth:`to_dict` gave; anything else is a :class:`StateError`
-        naming the key at fault."""
+        """The state that [`to_dict`][ondabatches.batches.BatchState.to_dict] gave;
+        anything else is a [`StateError`][ondabatches._errors.StateError] naming the key
+        at fault."""
         if not isinstance(d, Mapping):
             raise StateError(f"a batch state must be a mapping, got {type(d).__name__}")
         for key in ("seed", "index"):
@@ -194,12 +198,12 @@ class BatchState:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> BatchState:
-        """The state that :meth:`to_json` gave.
+        """The state that [`to_json`][ondabatches.batches.BatchState.to_json] gave.
 
         Raises
         ------
         StateError
-            For text over :data:`MAX_STATE_JSON` characters, text that is not JSON (or
+            For text over `MAX_STATE_JSON` characters, text that is not JSON (or
             nests too deep, or holds integers of thousands of digits), or JSON that is
             not a state; the message names the key at fault.
         """
@@ -223,8 +227,8 @@ def _frozen_config(config: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tup
     """``config`` as sorted ``(key, value)`` pairs with sequences turned into tuples.
 
     Values must be JSON values (mappings with string keys, lists, strings, numbers,
-    booleans, None) nested at most 16 deep: a :class:`StateError` names the key
-    otherwise.
+    booleans, None) nested at most 16 deep: a
+    [`StateError`][ondabatches._errors.StateError] names the key otherwise.
     """
     if isinstance(config, Mapping):
         pairs = list(config.items())
@@ -328,14 +332,15 @@ def _thaw(value: Any) -> Any:
 class BatchScheme(ABC):
     """The interface of batch schemes: what turns a state into a batch and the next state.
 
-    Subclass it and implement :meth:`iterate_batch`; declare what else the scheme can
-    do by overriding the members below (the Batcher, :mod:`ondabatches.torch` and the
-    transforms read them, never probe for them). Check a scheme with
-    :func:`ondabatches.testing.check_batch_scheme`.
+    Subclass it and implement
+    [`iterate_batch`][ondabatches.batches.BatchScheme.iterate_batch]; declare what else
+    the scheme can do by overriding the members below (the Batcher, `ondabatches.torch`
+    and the transforms read them, never probe for them). Check a scheme with
+    [`ondabatches.testing.check_batch_scheme`][ondabatches.testing.check_batch_scheme].
 
     ``iterate_batch(state)`` returns ``(batch, next_state)``, or ``None`` when a finite
     scheme has no batch at ``state``. The batch is a sequence of items that
-    :func:`~ondabatches.materialize.materialize_batch` (or the user's own function)
+    [`materialize_batch`][ondabatches.materialize.materialize_batch] (or the user's own function)
     turns into arrays. It must be a pure function of ``state``.
 
     Examples
@@ -354,10 +359,10 @@ class BatchScheme(ABC):
     ([1], 2)
     """
 
-    #: Whether :meth:`next_state` steps through the states without drawing the batches
-    #: (cheaply): the Batcher then lets its workers draw them (the scheme is sent to
-    #: each worker once), so that its own cost per batch does not grow with the batch
-    #: size.
+    #: Whether [`next_state`][ondabatches.batches.BatchScheme.next_state] steps through
+    #: the states without drawing the batches (cheaply): the Batcher then lets its
+    #: workers draw them (the scheme is sent to each worker once), so that its own cost
+    #: per batch does not grow with the batch size.
     steps_without_drawing: ClassVar[bool] = False
     #: A scheme built as one rank's share (``SequentialBatches(world_size=w, rank=r)``)
     #: says so here; ``shard_batches`` then leaves it as it is.
@@ -369,9 +374,12 @@ class BatchScheme(ABC):
         """``(batch, next_state)``, or None where a finite scheme has no batch at ``state``."""
 
     def next_state(self, state: Any) -> Any:
-        """The state after ``state``, or None where :meth:`iterate_batch` would return
-        None; by default through :meth:`iterate_batch` (declare
-        :attr:`steps_without_drawing` where an override does not draw)."""
+        """The state after ``state``, or None where
+        [`iterate_batch`][ondabatches.batches.BatchScheme.iterate_batch] would return
+        None; by default through
+        [`iterate_batch`][ondabatches.batches.BatchScheme.iterate_batch] (declare
+        [`steps_without_drawing`][ondabatches.batches.BatchScheme.steps_without_drawing]
+        where an override does not draw)."""
         step = self.iterate_batch(state)
         return None if step is None else step[1]
 
@@ -386,14 +394,15 @@ class BatchScheme(ABC):
         return None
 
     def initial_state(self, seed: int = 0) -> Any:
-        """The state of batch 0 for ``seed`` (a :class:`BatchState` bound to
-        :attr:`config`, by default)."""
+        """The state of batch 0 for ``seed`` (a
+        [`BatchState`][ondabatches.batches.BatchState] bound to
+        [`config`][ondabatches.batches.BatchScheme.config], by default)."""
         return BatchState(seed=seed, index=0, config=self.config)
 
 
 class _DuckScheme(BatchScheme):
-    """A scheme that does not subclass :class:`BatchScheme`, seen through it: only its
-    ``iterate_batch`` is used (nothing else is declared)."""
+    """A scheme that does not subclass [`BatchScheme`][ondabatches.batches.BatchScheme],
+    seen through it: only its ``iterate_batch`` is used (nothing else is declared)."""
 
     def __init__(self, scheme: Any):
         self.scheme = scheme
@@ -411,8 +420,9 @@ class _DuckScheme(BatchScheme):
 
 
 def as_batch_scheme(scheme: Any, where: str = "batches") -> BatchScheme:
-    """``scheme`` as a :class:`BatchScheme`: itself, or (deprecated) an object with an
-    ``iterate_batch`` method seen through the interface with nothing else declared."""
+    """``scheme`` as a [`BatchScheme`][ondabatches.batches.BatchScheme]: itself, or
+    (deprecated) an object with an ``iterate_batch`` method seen through the interface
+    with nothing else declared."""
     if isinstance(scheme, BatchScheme):
         return scheme
     if callable(getattr(scheme, "iterate_batch", None)):

@@ -165,8 +165,8 @@ class LabeledArrays:
         real change is refused naming the component that changed.
 
         Labels count by value, whether in memory or stored in files: each row's codes
-        count through their :func:`~ondabatches.labels._labeled.label_digest`, which
-        :func:`~ondabatches.store_labels` and ``label_signals(store=...)`` record in
+        count through their `label_digest`, which
+        [`store_labels`][ondabatches.labels.store_labels] and ``label_signals(store=...)`` record in
         the table's metadata for each file they write. So building a scheme over stored
         labels reads no label file (the out-of-core contract, ``tests/scale``), the same
         labels in memory and stored give the same fingerprint, and moving the label
@@ -198,7 +198,7 @@ class LabeledArrays:
         return {f"digest.{name}": getattr(h, name).hexdigest()[:16] for name in _Hashes.__slots__}
 
     def digest(self, *extra: np.ndarray | None) -> str:
-        """One short digest of :meth:`fingerprint` (all components together)."""
+        """One short digest of `fingerprint` (all components together)."""
         parts = sorted(self.fingerprint(*extra).items())
         return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 

@@ -1,14 +1,23 @@
 """Bring your own data: EDF, EDF+, BDF and MNE-readable files into one Onda dataset.
 
-- :func:`import_dataset`: many files (local or any fsspec URL) into ONE dataset, in
-  parallel worker processes, streamed, atomic and resumable (``ondabatches import``);
-- :class:`ChannelMap`: the user's sensor types and channel names for channel labels;
-- :func:`sensor_type_and_channel`, :func:`group_channels`: the guesses and grouping
+- [`import_dataset`][ondabatches.importing.import_dataset]: many files (local or any
+  fsspec URL) into ONE dataset, in parallel worker processes, streamed, atomic and
+  resumable (``ondabatches import``);
+- [`ChannelMap`][ondabatches.importing.ChannelMap]: the user's sensor types and channel
+  names for channel labels;
+- [`sensor_type_and_channel`][ondabatches.importing.sensor_type_and_channel],
+  [`group_channels`][ondabatches.importing.group_channels]: the guesses and grouping
   used where the map is silent;
-- :class:`EdfSource`, :class:`MneSource`: the readers (pyedflib; MNE with the ``mne`` extra);
-- :func:`pair_sleep_edf`, :data:`SLEEP_EDF_STAGES`: the Sleep-EDF Expanded recipe;
-- :func:`import_edf`: one file to its own pair of tables (the original API);
-- :func:`edf_signals`: the tables of EDF/BDF files served in place (no sample files).
+- [`EdfSource`][ondabatches.importing.EdfSource],
+  [`MneSource`][ondabatches.importing.MneSource]: the readers (pyedflib; MNE with the
+  ``mne`` extra);
+- [`pair_sleep_edf`][ondabatches.importing.pair_sleep_edf],
+  [`SLEEP_EDF_STAGES`][ondabatches.importing.SLEEP_EDF_STAGES]: the Sleep-EDF Expanded
+  recipe;
+- [`import_edf`][ondabatches.importing.import_edf]: one file to its own pair of tables
+  (the original API);
+- [`edf_signals`][ondabatches.importing.edf_signals]: the tables of EDF/BDF files served
+  in place (no sample files).
 """
 
 from . import _channels, _dataset, _edf, _in_place, _mne, _single, _sleepedf

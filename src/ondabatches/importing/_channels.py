@@ -1,16 +1,20 @@
 """Channel names and grouping: EDF labels to Onda sensor types, channels and signals.
 
 Every channel gets a sensor type and a channel name, from the user's
-:class:`ChannelMap` when it names the label, else guessed: a label opening with a
-sensor word (``"EEG Fpz-Cz"``), a transducer naming one (``"EEG electrode"``), or a
-10-20 electrode name (``"C3-M2"``). A label none of these recognise gets the generic
-sensor type :data:`GENERIC_SENSOR_TYPE`, so that ``ch0`` ... ``ch18`` recorded alike
-become *one* signal of 19 channels rather than 19 one-channel signals.
+[`ChannelMap`][ondabatches.importing.ChannelMap] when it names the label, else guessed:
+a label opening with a sensor word (``"EEG Fpz-Cz"``), a transducer naming one (``"EEG
+electrode"``), or a 10-20 electrode name (``"C3-M2"``). A label none of these recognise
+gets the generic sensor type
+[`GENERIC_SENSOR_TYPE`][ondabatches.importing.GENERIC_SENSOR_TYPE], so that ``ch0`` ...
+``ch18`` recorded alike become *one* signal of 19 channels rather than 19 one-channel
+signals.
 
 Channels then share an Onda signal when their sensor type, sample rate, unit, encoding
-(resolution, offset, sample type) and length agree (:func:`group_channels`), and each
-signal is named (:func:`signal_names`): by its sensor type, or, for generic channels, by
-their type in the file or the common opening of their labels (``DC01``, ``DC02``: ``dc``).
+(resolution, offset, sample type) and length agree
+([`group_channels`][ondabatches.importing.group_channels]), and each signal is named
+([`signal_names`][ondabatches.importing.signal_names]): by its sensor type, or, for
+generic channels, by their type in the file or the common opening of their labels
+(``DC01``, ``DC02``: ``dc``).
 """
 
 from __future__ import annotations
@@ -103,7 +107,8 @@ def sensor_type_and_channel(label: str, transducer: str = "") -> tuple[str, str]
     ``Resp``, ``SpO2``, ...) gives that type and the rest as the channel; a label that
     is only such a word names both; otherwise a transducer naming a sensor
     (``"EEG electrode"``) or a 10-20 electrode label (``"C3-M2"``) gives the type, and
-    last the generic :data:`GENERIC_SENSOR_TYPE`, with the sanitized label as channel.
+    last the generic [`GENERIC_SENSOR_TYPE`][ondabatches.importing.GENERIC_SENSOR_TYPE],
+    with the sanitized label as channel.
 
     Examples
     --------
@@ -135,12 +140,14 @@ def sensor_type_and_channel(label: str, transducer: str = "") -> tuple[str, str]
 class ChannelMap:
     """The user's names for channel labels: ``label -> (sensor type, channel name)``.
 
-    Overrides the guesses of :func:`sensor_type_and_channel`. Labels match exactly
-    (surrounding blanks ignored), then case-insensitively.
+    Overrides the guesses of
+    [`sensor_type_and_channel`][ondabatches.importing.sensor_type_and_channel]. Labels
+    match exactly (surrounding blanks ignored), then case-insensitively.
 
     Build one from a dict (values ``"eeg"``, ``("eeg", "c3")`` or
-    ``{"sensor_type": "eeg", "channel": "c3"}``) or :meth:`from_file` (the same as JSON,
-    or a CSV with columns ``label,sensor_type[,channel]``).
+    ``{"sensor_type": "eeg", "channel": "c3"}``) or
+    [`from_file`][ondabatches.importing.ChannelMap.from_file] (the same as JSON, or a
+    CSV with columns ``label,sensor_type[,channel]``).
 
     Examples
     --------
@@ -159,7 +166,8 @@ class ChannelMap:
 
     @classmethod
     def from_value(cls, value: ChannelMap | Mapping[str, Any] | str | os.PathLike | None):
-        """A map from a :class:`ChannelMap`, a dict, a JSON/CSV file, or ``None`` (empty)."""
+        """A map from a [`ChannelMap`][ondabatches.importing.ChannelMap], a dict, a
+        JSON/CSV file, or ``None`` (empty)."""
         if value is None:
             return cls()
         if isinstance(value, ChannelMap):
@@ -336,10 +344,12 @@ def signal_names(groups: Sequence[Sequence[SourceChannel]]) -> list[str]:
     """Onda signal names (``sensor_label``) of channel groups, unique and snake case.
 
     A group's name is its sensor type, except for a group of the generic type
-    :data:`GENERIC_SENSOR_TYPE` that no channel map named: it is named by its channels'
-    own type in the file (:attr:`SourceChannel.kind`, where they share one that is not
-    generic), else by its labels' common opening word (:func:`label_prefix`: ``"DC01"``,
-    ``"DC02"`` give ``"dc"``), and only else ``misc``. Repeats get ``_2``, ``_3``, ...
+    [`GENERIC_SENSOR_TYPE`][ondabatches.importing.GENERIC_SENSOR_TYPE] that no channel
+    map named: it is named by its channels' own type in the file
+    ([`SourceChannel.kind`][ondabatches.importing.SourceChannel.kind], where they share
+    one that is not generic), else by its labels' common opening word
+    ([`label_prefix`][ondabatches.importing.label_prefix]: ``"DC01"``, ``"DC02"`` give
+    ``"dc"``), and only else ``misc``. Repeats get ``_2``, ``_3``, ...
 
     Examples
     --------
@@ -366,7 +376,9 @@ def signal_names(groups: Sequence[Sequence[SourceChannel]]) -> list[str]:
 
 
 def group_channels(channels: Iterable[SourceChannel]) -> list[list[SourceChannel]]:
-    """Channels grouped by :attr:`SourceChannel.group_key`, in order of first appearance.
+    """Channels grouped by
+    [`SourceChannel.group_key`][ondabatches.importing.SourceChannel.group_key], in order
+    of first appearance.
 
     Examples
     --------

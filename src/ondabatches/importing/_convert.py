@@ -1,6 +1,6 @@
 """One source file to Onda sample files and table rows, streamed block by block.
 
-A source is any object with the members of :class:`Source` (EDF through pyedflib,
+A source is any object with the members of `Source` (EDF through pyedflib,
 anything MNE reads). Each group of channels becomes one sample file written through an
 atomic writer, one block of samples at a time, so memory stays bounded by the block
 size whatever the length of the recording.
@@ -204,7 +204,7 @@ def convert_source(
     ``source_file`` (and the source's start date and time) go into extra columns.
 
     ``in_place=(url, local_path)`` writes nothing: each signal's ``file_path`` is
-    ``url#signals=...`` in the ``edf``/``bdf`` format (:class:`~ondabatches.onda.EdfFormat`),
+    ``url#signals=...`` in the ``edf``/``bdf`` format ([`EdfFormat`][ondabatches.onda.EdfFormat]),
     read from the source file as it is; everything else in the tables is what an import
     gives. Only sources with an ``in_place`` method (EDF/BDF) can be.
     """

@@ -96,7 +96,8 @@ class FileReport:
 
 @dataclass(frozen=True, slots=True)
 class ImportReport:
-    """What :func:`import_dataset` wrote: the two tables and one :class:`FileReport` per file."""
+    """What [`import_dataset`][ondabatches.importing.import_dataset] wrote: the two
+    tables and one [`FileReport`][ondabatches.importing.FileReport] per file."""
 
     signals: str
     annotations: str
@@ -596,7 +597,7 @@ def import_dataset(
     ----------
     inputs:
         Files, folders (searched recursively), glob patterns or ``@list.txt`` files,
-        local or any fsspec URL (see :func:`expand_inputs`).
+        local or any fsspec URL (see [`expand_inputs`][ondabatches.importing.expand_inputs]).
     out:
         The dataset folder, local or a URL; see the module documentation for its layout.
         Rerunning with the same inputs and options resumes an interrupted import.
@@ -606,11 +607,13 @@ def import_dataset(
     file_format:
         ``"lpcm"`` or ``"lpcm.zst"`` (or any registered format, written whole).
     channel_map:
-        Label -> sensor type and channel name overrides (a dict, a :class:`ChannelMap`,
-        or a JSON/CSV file), see :class:`ChannelMap`.
+        Label -> sensor type and channel name overrides (a dict, a
+        [`ChannelMap`][ondabatches.importing.ChannelMap], or a JSON/CSV file), see
+        [`ChannelMap`][ondabatches.importing.ChannelMap].
     sleep_edf:
         Pair ``*-PSG.edf`` recordings with their ``*-Hypnogram.edf`` (Sleep-EDF
-        Expanded naming) and add a ``stage`` column (see :data:`SLEEP_EDF_STAGES`).
+        Expanded naming) and add a ``stage`` column (see
+        [`SLEEP_EDF_STAGES`][ondabatches.importing.SLEEP_EDF_STAGES]).
     reader:
         ``"auto"`` (pyedflib for ``.edf``/``.bdf``, MNE for the rest), ``"edf"`` or ``"mne"``.
     workers:
@@ -628,7 +631,7 @@ def import_dataset(
         Write the two tables only, no sample files: each signal reads its channels
         from the EDF/BDF file itself (``file_format`` ``"edf"``/``"bdf"``, ``file_path``
         the file's absolute path or URL with ``#signals=...``; see
-        :func:`~ondabatches.importing.edf_signals`). Only EDF/EDF+/BDF files.
+        [`edf_signals`][ondabatches.importing.edf_signals]). Only EDF/EDF+/BDF files.
 
     Raises
     ------

@@ -165,7 +165,7 @@ class EdfSource:
 
     def in_place(self, path: str, channels: list[SourceChannel]) -> tuple[str, list[int]]:
         """``(file_format, header signal numbers)`` of ``channels`` served in place
-        (:class:`~ondabatches.onda.EdfFormat`) from the file at local ``path``.
+        ([`EdfFormat`][ondabatches.onda.EdfFormat]) from the file at local ``path``.
 
         pyedflib numbers an EDF+/BDF+ file's signals without its annotation channels,
         the header with them: each channel's number in the header, its label checked.

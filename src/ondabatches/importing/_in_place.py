@@ -1,14 +1,15 @@
 """EDF and BDF served in place: the Onda tables of files that stay as they are.
 
-:func:`edf_signals` gives, for EDF/EDF+/BDF files (local or any fsspec URL), the two
-tables that :func:`~ondabatches.importing.import_dataset` would write, except that
-no sample file is written: each signal's ``file_format`` is ``"edf"`` or ``"bdf"`` and
-its ``file_path`` the source file's absolute path or URL with a fragment naming the
-header signals it covers (``/data/night.edf#signals=0,1,2``), read window by window
-by :class:`~ondabatches.onda.EdfFormat`. Recording and annotation ids, channels,
-encodings, spans, annotations and start times are the import's own (the same code
-makes them), so a window reads the same values, bit for bit, as from the imported
-copy. ``ondabatches import --in-place`` does the same for a whole dataset.
+[`edf_signals`][ondabatches.importing.edf_signals] gives, for EDF/EDF+/BDF files (local
+or any fsspec URL), the two tables that
+[`import_dataset`][ondabatches.importing.import_dataset] would write, except that no
+sample file is written: each signal's ``file_format`` is ``"edf"`` or ``"bdf"`` and its
+``file_path`` the source file's absolute path or URL with a fragment naming the header
+signals it covers (``/data/night.edf#signals=0,1,2``), read window by window by
+[`EdfFormat`][ondabatches.onda.EdfFormat]. Recording and annotation ids, channels,
+encodings, spans, annotations and start times are the import's own (the same code makes
+them), so a window reads the same values, bit for bit, as from the imported copy.
+``ondabatches import --in-place`` does the same for a whole dataset.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def edf_signals(
     paths_or_urls:
         One file or several (local paths or fsspec URLs), in the tables' order.
     channel_map, annotations_past_end:
-        As for :func:`~ondabatches.importing.import_dataset`.
+        As for [`import_dataset`][ondabatches.importing.import_dataset].
 
     Raises
     ------

@@ -31,7 +31,7 @@ def import_edf(
     Writes one sample file per signal (``<name>_<sensor_label>.<file_format>``) and
     the tables ``<name>.onda.signal.arrow`` and ``<name>.onda.annotation.arrow``,
     whose ``file_path`` values are relative to ``out_dir``. For many files into one
-    dataset, see :func:`import_dataset`.
+    dataset, see [`import_dataset`][ondabatches.importing.import_dataset].
 
     Parameters
     ----------
@@ -47,7 +47,8 @@ def import_edf(
     name:
         Stem of the output files; the EDF file's stem by default.
     channel_map:
-        Sensor types and channel names for labels (see :class:`ChannelMap`).
+        Sensor types and channel names for labels (see
+        [`ChannelMap`][ondabatches.importing.ChannelMap]).
 
     Returns
     -------

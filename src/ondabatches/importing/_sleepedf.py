@@ -3,8 +3,9 @@
 Sleep-EDF names a night's polysomnogram ``SC4001E0-PSG.edf`` and its hypnogram
 ``SC4001EC-Hypnogram.edf``: the first six characters (subject and night) match, the
 last two of the stem differ. The hypnogram is an EDF+ file of annotations only, whose
-texts are the Rechtschaffen & Kales stages, mapped by :data:`SLEEP_EDF_STAGES` to the
-stage names of the tour (stage 4 merges into ``nrem3``, as AASM scoring does).
+texts are the Rechtschaffen & Kales stages, mapped by
+[`SLEEP_EDF_STAGES`][ondabatches.importing.SLEEP_EDF_STAGES] to the stage names of the
+tour (stage 4 merges into ``nrem3``, as AASM scoring does).
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def pair_sleep_edf(files: Sequence[str]) -> list[tuple[str, str | None]]:
 
     Nights match on the first six characters of the file name. A PSG without a
     hypnogram is paired with ``None``; a hypnogram without a PSG, or two for one PSG,
-    is a :class:`~ondabatches.SourceFileError`. Other files are imported on their own.
+    is a [`SourceFileError`][ondabatches._errors.SourceFileError]. Other files are
+    imported on their own.
 
     Examples
     --------

@@ -34,7 +34,7 @@ def parse_tals(
     """The file's sub-second start and its annotations, from each record's channel bytes.
 
     Returns ``(start, annotations)``: ``start`` is the first record's time-keeping onset
-    (seconds after the header's start time, a :class:`~decimal.Decimal`, exact), and
+    (seconds after the header's start time, a `Decimal`, exact), and
     each annotation is ``(onset, duration, text)`` with ``onset`` counted from the first
     sample (the header's time plus ``start``). Raises ``ValueError`` naming ``where``.
     """

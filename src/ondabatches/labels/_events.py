@@ -1,28 +1,29 @@
 """Sparse labels: events (intervals of any length, overlapping) stored per recording and
 read per window, and the targets models want from them.
 
-:func:`label_events` writes one small Arrow file per recording (``onset_ns``,
-``offset_ns``, ``class``: sorted by onset, times relative to the recording's start, as
-the annotations' spans are)
-and returns an :class:`EventLabels`, a JSON-able reference to them with a digest of
-their content. Nothing is densified at rest, and a window reads only its recording's
-file (memory-mapped on local disk), then the events that overlap it.
+[`label_events`][ondabatches.labels.label_events] writes one small Arrow file per
+recording (``onset_ns``, ``offset_ns``, ``class``: sorted by onset, times relative to
+the recording's start, as the annotations' spans are)
+and returns an [`EventLabels`][ondabatches.labels.EventLabels], a JSON-able reference to
+them with a digest of their content. Nothing is densified at rest, and a window reads
+only its recording's file (memory-mapped on local disk), then the events that overlap
+it.
 
 Targets of a window ``[start, stop)`` (times in ns from the recording's start):
 
-- :func:`event_mask`: ``(classes, n)`` at ``rate_hz``, ``n = floor(duration * rate)``;
-  label sample ``j`` stands for ``[start + j / rate, start + (j + 1) / rate)`` and is 1
-  where an event of the class contains its centre (``min_overlap=None``, the default),
-  or overlaps it by at least ``min_overlap`` of its length. An instant event (zero
-  duration) sets the one label sample whose interval holds its onset. Overlapping
-  events of a class merge.
-- :func:`multi_hot`: ``(epochs, classes)``, epochs of ``epoch`` ns from ``start``; 1
-  where the events of the class (merged) cover at least ``min_overlap`` of the epoch,
-  or where an instant event of the class falls in it.
-- :func:`event_list`: the events overlapping the window in onset order (then class),
-  at most ``max_events``: class (``-1`` past the count), onset and offset in seconds
-  from the window's start, clipped to the window, a validity mask, and how many events
-  the window held in all. Overlapping events stay separate.
+- [`event_mask`][ondabatches.labels.event_mask]: ``(classes, n)`` at ``rate_hz``, ``n =
+  floor(duration * rate)``; label sample ``j`` stands for ``[start + j / rate, start +
+  (j + 1) / rate)`` and is 1 where an event of the class contains its centre
+  (``min_overlap=None``, the default), or overlaps it by at least ``min_overlap`` of its
+  length. An instant event (zero duration) sets the one label sample whose interval
+  holds its onset. Overlapping events of a class merge.
+- [`multi_hot`][ondabatches.labels.multi_hot]: ``(epochs, classes)``, epochs of
+  ``epoch`` ns from ``start``; 1 where the events of the class (merged) cover at least
+  ``min_overlap`` of the epoch, or where an instant event of the class falls in it.
+- [`event_list`][ondabatches.labels.event_list]: the events overlapping the window in
+  onset order (then class), at most ``max_events``: class (``-1`` past the count), onset
+  and offset in seconds from the window's start, clipped to the window, a validity mask,
+  and how many events the window held in all. Overlapping events stay separate.
 
 Events past a recording's end are clipped to it (``past_end="clip"``, the default) or
 refused (``"error"``); events wholly outside it are dropped when clipping.
@@ -65,7 +66,8 @@ __all__ = [
 
 
 class EventsWarning(UserWarning):
-    """Annotations that :func:`label_events` clipped, dropped or ignored, with counts."""
+    """Annotations that [`label_events`][ondabatches.labels.label_events] clipped,
+    dropped or ignored, with counts."""
 
 
 _SCHEMA = pa.schema([("onset_ns", pa.int64()), ("offset_ns", pa.int64()), ("class", pa.int16())])
@@ -77,9 +79,11 @@ class EventLabels:
     per recording, listed by the ``manifest`` (``events.json``) beside them, with a
     ``digest`` of the content.
 
-    :meth:`window` reads the events of one window. :meth:`to_dict` is small JSON (the
-    manifest's URL and the digest, whatever the number of recordings): what a state's
-    config holds; :meth:`from_dict` refuses a manifest whose digest has changed.
+    [`window`][ondabatches.labels.EventLabels.window] reads the events of one window.
+    [`to_dict`][ondabatches.labels.EventLabels.to_dict] is small JSON (the manifest's
+    URL and the digest, whatever the number of recordings): what a state's config holds;
+    [`from_dict`][ondabatches.labels.EventLabels.from_dict] refuses a manifest whose
+    digest has changed.
     """
 
     manifest: str
@@ -123,9 +127,10 @@ class EventLabels:
         self, recordings: Sequence[uuid.UUID | str], starts: np.ndarray, stops: np.ndarray
     ) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
         """The events of many windows at once: ``((item, onsets, offsets, classes),
-        present)``, the events of window ``i`` (as :meth:`window` gives them) where
-        ``item == i``, and ``present[i]`` whether its recording has this label set.
-        One pass per distinct recording, each over all its windows."""
+        present)``, the events of window ``i`` (as
+        [`window`][ondabatches.labels.EventLabels.window] gives them) where ``item ==
+        i``, and ``present[i]`` whether its recording has this label set. One pass per
+        distinct recording, each over all its windows."""
         starts = np.asarray(starts, dtype=np.int64)
         stops = np.asarray(stops, dtype=np.int64)
         keys = [str(r) for r in recordings]
@@ -264,7 +269,7 @@ def label_events(
 
     A recording's span is the union of its signals' spans; events are stored relative to
     its start. ``past_end``: ``"clip"`` events to the recording (dropping those wholly
-    outside it) or ``"error"`` (a :class:`~ondabatches.LabelError` naming the event).
+    outside it) or ``"error"`` (a [`LabelError`][ondabatches._errors.LabelError] naming the event).
     Recordings of ``signals`` with no such event get an empty file (they have the label
     set, with no events); recordings only in ``annotations`` are ignored.
     """
@@ -561,8 +566,9 @@ def event_masks(
     rate_hz: float,
     min_overlap: float | None = None,
 ) -> np.ndarray:
-    """:func:`event_mask` of many windows of one length: ``(windows, classes, n)``, from
-    :meth:`EventLabels.windows`."""
+    """[`event_mask`][ondabatches.labels.event_mask] of many windows of one length:
+    ``(windows, classes, n)``, from
+    [`EventLabels.windows`][ondabatches.labels.EventLabels.windows]."""
     n = _length(starts, stops, lambda d: n_samples(d, rate_hz), f"mask length at {rate_hz} Hz")
     n_groups = len(starts) * n_classes
     group, on, off, instant = _split(found, starts, n_classes)
@@ -599,7 +605,8 @@ def multi_hots(
     epoch: int,
     min_overlap: float = 0.5,
 ) -> np.ndarray:
-    """:func:`multi_hot` of many windows of one length: ``(windows, epochs, classes)``."""
+    """[`multi_hot`][ondabatches.labels.multi_hot] of many windows of one length:
+    ``(windows, epochs, classes)``."""
     n = _length(starts, stops, lambda d: d // epoch, f"number of {epoch} ns epochs")
     n_groups = len(starts) * n_classes
     group, on, off, instant = _split(found, starts, n_classes)
@@ -617,7 +624,8 @@ def multi_hots(
 def event_lists(
     found: Found, starts: np.ndarray, stops: np.ndarray, max_events: int
 ) -> dict[str, np.ndarray]:
-    """:func:`event_list` of many windows: each array with a leading ``windows`` axis."""
+    """[`event_list`][ondabatches.labels.event_list] of many windows: each array with a
+    leading ``windows`` axis."""
     item, on, off, cl = found
     size = len(starts)
     order = np.lexsort((cl, on, item))

@@ -1,6 +1,6 @@
 """The labeled-signals table (``labeled.signal@2``): signals with dense labels attached.
 
-A labeled table is an ``onda.signal@2`` table (a :class:`pyarrow.Table`) with two more
+A labeled table is an ``onda.signal@2`` table (a `pyarrow.Table`) with two more
 columns:
 
 ``label_span``
@@ -12,7 +12,7 @@ columns:
     window. Both carry ``sample_type`` and ``sample_rate`` (``1 / epoch``).
 
 The schema metadata key ``legolas_schema_qualified`` is ``labeled.signal@2>onda.signal@2``.
-Rows are handled one at a time as :class:`LabeledSignal` values.
+Rows are handled one at a time as [`LabeledSignal`][ondabatches.labels.LabeledSignal] values.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ _LABELS_STORAGE = pa.struct(
 
 
 def label_info(epoch: TimeLike, sample_type: str = "uint8") -> SamplesInfo:
-    """The :class:`SamplesInfo` of labels sampled once per ``epoch``.
+    """The [`SamplesInfo`][ondabatches.onda.SamplesInfo] of labels sampled once per ``epoch``.
 
     One channel named ``label``, unit ``label``, identity encoding, rate ``1 / epoch``.
 
@@ -148,7 +148,7 @@ class StoredLabels:
         return self.span.duration // self.epoch
 
     def signal(self) -> Signal:
-        """The labels as an Onda :class:`Signal`."""
+        """The labels as an Onda [`Signal`][ondabatches.onda.Signal]."""
         # The span's stop is where sample n_labels would fall at the float label rate;
         # that keeps Signal.n_samples == n_labels although 1/epoch is rarely an exact float.
         stop = self.span.start + time_from_index(self.n_labels, self.info.sample_rate)
@@ -208,8 +208,9 @@ Labels = Union[Samples, StoredLabels]  # noqa: UP007 (a runtime alias on Python 
 class LabeledSignal:
     """One row of a labeled table: a signal, the span its labels cover, and the labels.
 
-    ``labels`` are either encoded :class:`Samples` (one channel ``label``, one sample per
-    epoch, covering exactly ``label_span``) or a :class:`StoredLabels` reference.
+    ``labels`` are either encoded [`Samples`][ondabatches.onda.Samples] (one channel
+    ``label``, one sample per epoch, covering exactly ``label_span``) or a
+    [`StoredLabels`][ondabatches.labels.StoredLabels] reference.
 
     Raises
     ------
@@ -354,9 +355,10 @@ def _with_labels(
 
 
 def labeled_signals_table(rows: Iterable[LabeledSignal] | pa.Table | Any) -> pa.Table:
-    """A labeled table (``labeled.signal@2``) from :class:`LabeledSignal` rows, or from a
-    labeled table gone through pandas or polars (``to_pandas``, ``to_polars``,
-    ``polars.from_arrow``), with its UUIDs, spans and labels restored.
+    """A labeled table (``labeled.signal@2``) from
+    [`LabeledSignal`][ondabatches.labels.LabeledSignal] rows, or from a labeled table
+    gone through pandas or polars (``to_pandas``, ``to_polars``, ``polars.from_arrow``),
+    with its UUIDs, spans and labels restored.
 
     Examples
     --------
@@ -382,7 +384,7 @@ def _labeled_from_frame(frame: Any) -> pa.Table:
     """A labeled table from an Arrow table or a pandas/polars DataFrame of one.
 
     polars gives large strings and tagged binary UUIDs, pandas (through
-    :func:`~ondabatches.onda.to_pandas`) UUID objects, TimeSpans and dicts: the signal
+    [`to_pandas`][ondabatches.onda.to_pandas]) UUID objects, TimeSpans and dicts: the signal
     columns are normalized by ``signals_table``, the label columns cast back.
     """
     from ..onda._arrow import COERCE
@@ -440,7 +442,8 @@ def _span_storage(v: Any) -> Any:
 
 
 def check_labeled(table: pa.Table) -> None:
-    """Raise :class:`SchemaError` unless ``table`` is a usable labeled-signals table.
+    """Raise [`SchemaError`][ondabatches._errors.SchemaError] unless ``table`` is a
+    usable labeled-signals table.
 
     Checks what the code that reads the table relies on, so that a table from
     elsewhere (a file someone else wrote, a hand-made table) fails here with the
@@ -579,7 +582,7 @@ def _labels_from_column(table: pa.Table) -> list[Labels]:
 
 
 def iter_labeled_signals(table: pa.Table) -> Iterator[LabeledSignal]:
-    """The rows of a labeled table as :class:`LabeledSignal` values.
+    """The rows of a labeled table as [`LabeledSignal`][ondabatches.labels.LabeledSignal] values.
 
     Examples
     --------
@@ -618,12 +621,12 @@ def load_labeled_signal(
     """Load the samples of ``labeled.label_span`` and their labels.
 
     Only the bytes of the label span are read. The samples are decoded to ``dtype``;
-    the labels are encoded :class:`Samples` (one channel ``label``).
+    the labels are encoded [`Samples`][ondabatches.onda.Samples] (one channel ``label``).
 
     Parameters
     ----------
     labeled:
-        A :class:`LabeledSignal` or a one-row labeled table.
+        A [`LabeledSignal`][ondabatches.labels.LabeledSignal] or a one-row labeled table.
     dtype:
         The dtype of the decoded samples.
 
@@ -719,7 +722,8 @@ def label_paths(
 ) -> list[str]:
     """Each row's label file, ``<root>/<recording>/labels_<stem of file_path>.<format>``.
 
-    Raises :class:`LabelError`, naming the table ``rows``, if two rows would share a file.
+    Raises [`LabelError`][ondabatches._errors.LabelError], naming the table ``rows``, if
+    two rows would share a file.
     """
     seen: dict[str, int] = {}
     paths = []
@@ -758,7 +762,7 @@ def label_digest(codes: np.ndarray) -> str:
 
 
 def stored_label_key(recording: uuid.UUID | str | None, file_path: str) -> str:
-    """The key of a stored label file in :data:`LABEL_DIGESTS_KEY`'s mapping."""
+    """The key of a stored label file in `LABEL_DIGESTS_KEY`'s mapping."""
     return f"{recording}/{posixpath.basename(file_path.replace(os.sep, '/'))}"
 
 
@@ -787,7 +791,7 @@ def with_label_digests(table: pa.Table, digests: dict[str, str]) -> pa.Table:
 def digesting(
     files: Iterable[tuple[str, np.ndarray, SamplesInfo]], keys: Iterable[str], out: dict[str, str]
 ) -> Iterator[tuple[str, np.ndarray, SamplesInfo]]:
-    """``files`` as they are written, recording each one's :func:`label_digest` in ``out``
+    """``files`` as they are written, recording each one's `label_digest` in ``out``
     under the matching key of ``keys``."""
     for (path, codes, info), key in zip(files, keys, strict=True):
         out[key] = label_digest(codes)
@@ -803,7 +807,7 @@ def write_label_files(files: Iterable[tuple[str, np.ndarray, SamplesInfo]]) -> N
     """Write ``(path, codes, info)`` label files: to a URL, several at once.
 
     Files are taken from ``files`` only as writes finish, so that at most
-    :data:`MAX_CONCURRENT_WRITES` rows' codes are in memory at once. The first error
+    `MAX_CONCURRENT_WRITES` rows' codes are in memory at once. The first error
     is raised once the writes in flight have ended (each file is written atomically).
     """
     files = iter(files)
@@ -873,11 +877,11 @@ def store_labels(
     whose labels are already stored are left as they are. The returned table loads
     labels lazily, window by window; it gives the same batches as ``labeled``, and the
     same scheme fingerprints: the content digest of each file written is recorded in
-    the table's metadata (:data:`LABEL_DIGESTS_KEY`), so checkpoints keep covering the
+    the table's metadata (`LABEL_DIGESTS_KEY`), so checkpoints keep covering the
     label values without any label file being read when a scheme is built.
 
     To label many recordings without holding all their labels in memory, pass
-    ``store=root`` to :func:`~ondabatches.label_signals` instead: it returns this
+    ``store=root`` to [`label_signals`][ondabatches.labels.label_signals] instead: it returns this
     function's table, writing one recording's labels at a time.
 
     Parameters
@@ -978,7 +982,8 @@ def write_labeled_signals(path: str | os.PathLike[str], table: pa.Table) -> None
 
 
 def read_labeled_signals(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a labeled table written by :func:`write_labeled_signals`.
+    """Read a labeled table written by
+    [`write_labeled_signals`][ondabatches.labels.write_labeled_signals].
 
     Relative ``file_path`` values (of signals and of stored labels) are taken relative
     to the table's folder.

@@ -1,4 +1,5 @@
-"""Annotations to dense labels: :func:`label_signals`, :func:`sort_and_trim_spans`.
+"""Annotations to dense labels: [`label_signals`][ondabatches.labels.label_signals],
+[`sort_and_trim_spans`][ondabatches.labels.sort_and_trim_spans].
 
 Semantics are OndaBatches.jl's: per group (recording by default) annotations must be
 sorted, contiguous and each span (but the last) a whole number of epochs; each span
@@ -37,7 +38,8 @@ __all__ = ["MissingLabelsWarning", "label_signals", "sort_and_trim_spans"]
 
 
 class MissingLabelsWarning(UserWarning):
-    """Signals without any annotation were dropped by :func:`label_signals`."""
+    """Signals without any annotation were dropped by
+    [`label_signals`][ondabatches.labels.label_signals]."""
 
 
 def _as_columns(groups: str | Sequence[str] | None) -> list[str]:

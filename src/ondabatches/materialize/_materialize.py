@@ -31,10 +31,11 @@ from ..transforms._scheme import KeyedBatch
 
 __all__ = ["materialize_batch", "materialize_batch_item"]
 
-#: Materializers of item kinds other than :class:`BatchItem`, by the item's type:
-#: ``(item_function(item, dtype, exact), batch_function(items, dtype, allocate, exact))``.
-#: The module that materializes a kind registers it here (``_multi`` for multi-signal items), so
-#: that this module, which it builds on, never imports it.
+#: Materializers of item kinds other than [`BatchItem`][ondabatches.batches.BatchItem],
+#: by the item's type: ``(item_function(item, dtype, exact), batch_function(items,
+#: dtype, allocate, exact))``. The module that materializes a kind registers it here
+#: (``_multi`` for multi-signal items), so that this module, which it builds on, never
+#: imports it.
 _ITEM_KINDS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 #: ``materialize(items, dtype, allocate, exact, pipeline, key)`` of a batch with a
@@ -120,9 +121,9 @@ def _x_at(
     reverse: bool = False,
     fill: np.ndarray | None = None,
 ) -> np.ndarray:
-    """:func:`_x` with the item's rows and channel index already worked out; ``gain``,
-    ``reverse`` and ``fill`` as for :meth:`~ondabatches.onda.DecodePlan.select` (index
-    None: applied after the selector)."""
+    """`_x` with the item's rows and channel index already worked out; ``gain``,
+    ``reverse`` and ``fill`` as for `DecodePlan.select` (index None: applied after the
+    selector)."""
     encoded = _read(item, rows)
     decode = decode_plan(item.info, dtype, not exact)
     if index is None:
@@ -154,7 +155,8 @@ def materialize_batch_item(
     Only the bytes of the item's window are read. ``x`` is decoded to ``dtype``: Onda's
     decode, ``sample * resolution + offset`` in float64, rounded once to ``dtype``
     (``exact=False`` computes float32 in float32 instead when that is faster; see
-    :func:`materialize_batch`). ``y`` keeps the labels' integer type.
+    [`materialize_batch`][ondabatches.materialize.materialize_batch]). ``y`` keeps the
+    labels' integer type.
 
     Examples
     --------
@@ -214,11 +216,12 @@ def materialize_batch(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a batch: ``x`` of shape ``(batch, *item_x)`` and ``y`` of ``(batch, 1, labels)``.
 
-    Equal to stacking :func:`materialize_batch_item` of each item, without the extra
-    copy: each item is decoded straight into its slot of ``x``. ``allocate(shape,
-    dtype)``, if given, provides the (uninitialized) array ``x`` is written into; the
-    process backend passes one that allocates in shared memory, so that the batch is
-    never copied on its way to the trainer.
+    Equal to stacking
+    [`materialize_batch_item`][ondabatches.materialize.materialize_batch_item] of each
+    item, without the extra copy: each item is decoded straight into its slot of ``x``.
+    ``allocate(shape, dtype)``, if given, provides the (uninitialized) array ``x`` is
+    written into; the process backend passes one that allocates in shared memory, so
+    that the batch is never copied on its way to the trainer.
 
     The values are Onda's decode, ``sample * resolution + offset`` computed in float64
     and rounded once to ``dtype``, whatever path computes them. ``exact=False`` lets
@@ -230,11 +233,11 @@ def materialize_batch(
     either way. A Batcher takes the option as
     ``materialize=functools.partial(materialize_batch, exact=False)``.
 
-    ``transforms`` (a list of :mod:`ondabatches.transforms` or a
-    :class:`~ondabatches.transforms.Pipeline`) runs each item's transforms on its window
+    ``transforms`` (a list of `ondabatches.transforms` or a
+    [`Pipeline`][ondabatches.transforms.Pipeline]) runs each item's transforms on its window
     (read with the context its filters need) before stacking and the batch transforms
     after; random ones draw from ``key = (seed, batch index)``. A batch of
-    :class:`~ondabatches.transforms.TransformedBatches` carries both.
+    [`TransformedBatches`][ondabatches.transforms.TransformedBatches] carries both.
 
     Raises
     ------
@@ -345,7 +348,8 @@ def _materialize_concurrently(
     allocate: Callable[..., np.ndarray],
     exact: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`materialize_batch` with every item's reads in flight at once.
+    """[`materialize_batch`][ondabatches.materialize.materialize_batch] with every
+    item's reads in flight at once.
 
     Gives the same arrays, and raises the same error (the first in item order, labels
     before samples), as the sequential path.

@@ -1,6 +1,6 @@
 """Multi-signal items (montages) to arrays: one array per modality, masks, resampling.
 
-A batch of :class:`~ondabatches.MultiBatchItem` becomes ``(x, y)``:
+A batch of [`MultiBatchItem`][ondabatches.batches.MultiBatchItem] becomes ``(x, y)``:
 
 - ``x`` is a dict name -> array ``(batch, channels, samples at that signal's rate)`` in
   montage order; each modality's rows are exactly those of a single-signal item of the
@@ -11,7 +11,7 @@ A batch of :class:`~ondabatches.MultiBatchItem` becomes ``(x, y)``:
   ``(batch, sum of channels, time)`` (and, with a mask, ``{"x": array, "mask": ...}``);
 - ``y`` is ``(batch, 1, labels)`` as for single-signal batches.
 
-Resampling is :func:`scipy.signal.resample_poly` (``pip install 'ondabatches[resample]'``)
+Resampling is `scipy.signal.resample_poly` (``pip install 'ondabatches[resample]'``)
 with ``up/down`` the reduced ratio of the rates and scipy's default filter: a
 ``firwin`` low-pass FIR of ``2 * 10 * max(up, down) + 1`` taps, cutoff at the lower
 Nyquist frequency, Kaiser window with beta 5.0, zero padding beyond the data.
@@ -75,7 +75,7 @@ def _signal_shape(channels: Any, info: Any, duration: int, target: float | None)
 
 
 def _plans(items: Sequence[MultiBatchItem], targets: Sequence[float | None]) -> list[list[Any]]:
-    """Per item and part, :func:`_part_shape`.
+    """Per item and part, `_part_shape`.
 
     The parts of a batch share a few ``info`` and selector objects (those of the
     scheme's table, or one pickle's shared copies in a worker): they are looked up by
@@ -143,7 +143,7 @@ def _reach(up: int, down: int) -> int:
 def _span_in(n_out: int, up: int, down: int) -> int:
     """Input rows read per window of ``n_out`` output samples: the window's own rows
     at any start, the filter's reach on both sides, and up to ``down - 1`` rows more
-    on the left to start on a multiple of ``down`` (see :func:`_plan_resampled`)."""
+    on the left to start on a multiple of ``down`` (see `_plan_resampled`)."""
     return -(-n_out * down // up) + 2 * _reach(up, down) + down + 2
 
 
@@ -193,7 +193,8 @@ def materialize_multi_batch(
     allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
     exact: bool = True,
 ) -> tuple[Any, np.ndarray]:
-    """:func:`~ondabatches.materialize_batch` for multi-signal items (see the module).
+    """[`materialize_batch`][ondabatches.materialize.materialize_batch] for multi-signal
+    items (see the module).
 
     ``exact`` is as for single-signal items; resampled modalities are always computed
     in float64 before the filter."""
@@ -286,7 +287,8 @@ def materialize_multi_batch(
 def materialize_multi_item(
     item: MultiBatchItem, dtype: np.dtype, exact: bool = True
 ) -> tuple[Any, np.ndarray]:
-    """:func:`~ondabatches.materialize_batch_item` for a multi-signal item."""
+    """[`materialize_batch_item`][ondabatches.materialize.materialize_batch_item] for a
+    multi-signal item."""
     x, y = materialize_multi_batch([item], dtype, np.empty, exact)
     return _first(x), y[0]
 

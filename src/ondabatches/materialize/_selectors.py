@@ -4,13 +4,15 @@ A batch item's ``channels`` is one of:
 
 - ``None``: all channels, in the signal's order;
 - a tuple of channel names or indices: those channels, in that order;
-- an object with ``select(samples: Samples) -> numpy.ndarray`` (:class:`ChannelSelector`),
-  which receives the decoded window (all channels) and returns any array, e.g. a
-  montage with missing channels filled with zeros, or a 3-D item.
+- an object with ``select(samples: Samples) -> numpy.ndarray``
+  ([`ChannelSelector`][ondabatches.batches.ChannelSelector]), which receives the decoded
+  window (all channels) and returns any array, e.g. a montage with missing channels
+  filled with zeros, or a 3-D item.
 
 To send selector objects through JSON (batch items in states or logs), give them
-``to_dict()`` / ``from_dict()`` and register them with :func:`register_selector`
-(defined with the batch specification, :mod:`ondabatches.batches`, and re-exported here).
+``to_dict()`` / ``from_dict()`` and register them with
+[`register_selector`][ondabatches.batches.register_selector] (defined with the batch
+specification, `ondabatches.batches`, and re-exported here).
 """
 
 from __future__ import annotations

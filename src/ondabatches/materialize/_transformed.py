@@ -60,8 +60,9 @@ def materialize_transformed(
     pipeline: Pipeline,
     key: tuple[int, int] | None,
 ) -> tuple[Any, Any]:
-    """:func:`~ondabatches.materialize_batch` of ``items`` through ``pipeline``'s
-    transforms of ``x`` (its targets are made from the result's ``y``)."""
+    """[`materialize_batch`][ondabatches.materialize.materialize_batch] of ``items``
+    through ``pipeline``'s transforms of ``x`` (its targets are made from the result's
+    ``y``)."""
     if not (pipeline.item or pipeline.batch):
         return _plain(items, dtype, allocate, exact, pipeline)
     if type(items[0]) in _ITEM_KINDS:

@@ -10,12 +10,12 @@ Onda.jl tables hold two Julia types that Arrow has no native type for:
   on both of its fields.
 
 Both are registered with pyarrow when this module is imported, so that reading a
-Julia file gives typed columns whose ``to_pylist()`` yields :class:`uuid.UUID` and
-:class:`~ondabatches.onda.TimeSpan`, and writing gives back exactly Julia's schema.
+Julia file gives typed columns whose ``to_pylist()`` yields `uuid.UUID` and
+[`TimeSpan`][ondabatches.onda.TimeSpan], and writing gives back exactly Julia's schema.
 
 The second half converts a column of an Onda table, given as Arrow or as Python
 values, to the Arrow type Onda.jl writes for it (``COERCE``), with a
-:class:`~ondabatches.SchemaError` naming the column and row of a bad value.
+[`SchemaError`][ondabatches._errors.SchemaError] naming the column and row of a bad value.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ SPAN_STORAGE = pa.struct(
 
 
 class JuliaUUIDScalar(pa.ExtensionScalar):
-    """A ``JuliaLang.UUID`` value; ``as_py()`` gives a :class:`uuid.UUID`."""
+    """A ``JuliaLang.UUID`` value; ``as_py()`` gives a `uuid.UUID`."""
 
     def as_py(self, **kwargs) -> uuid.UUID | None:
         raw = self.value.as_py() if self.value is not None else None
@@ -112,7 +112,8 @@ class JuliaUUIDType(pa.ExtensionType):
 
 
 class TimeSpanScalar(pa.ExtensionScalar):
-    """A ``JuliaLang.TimeSpan`` value; ``as_py()`` gives a :class:`TimeSpan`."""
+    """A ``JuliaLang.TimeSpan`` value; ``as_py()`` gives a
+    [`TimeSpan`][ondabatches.onda.TimeSpan]."""
 
     def as_py(self, **kwargs) -> TimeSpan | None:
         if self.value is None or not self.value.is_valid:
@@ -175,7 +176,7 @@ def uuid_array(values: Iterable[uuid.UUID | None]) -> pa.ExtensionArray:
 def uuid_array_from_bytes(canonical: np.ndarray) -> pa.ExtensionArray:
     """A ``JuliaLang.UUID`` array from canonical UUID bytes, shape ``(n, 16)`` uint8.
 
-    The column-wise counterpart of :func:`uuid_array`, without a Python object per row.
+    The column-wise counterpart of `uuid_array`, without a Python object per row.
     """
     canonical = np.asarray(canonical, dtype=np.uint8)
     if canonical.ndim != 2 or canonical.shape[1] != 16:
@@ -191,7 +192,7 @@ def uuid_array_from_bytes(canonical: np.ndarray) -> pa.ExtensionArray:
 
 
 def uuids_from_array(arr: pa.Array | pa.ChunkedArray) -> list[uuid.UUID | None]:
-    """The :class:`uuid.UUID` values of a ``JuliaLang.UUID`` array, converted column-wise."""
+    """The `uuid.UUID` values of a ``JuliaLang.UUID`` array, converted column-wise."""
     storage = _storage(arr)
     return [
         None if b is None else uuid.UUID(int=int.from_bytes(b, "little"))
@@ -224,7 +225,8 @@ def span_bounds(arr: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray
 
 
 def spans_from_array(arr: pa.Array | pa.ChunkedArray) -> list[TimeSpan | None]:
-    """The :class:`TimeSpan` values of a ``TimeSpanType`` array, converted column-wise."""
+    """The [`TimeSpan`][ondabatches.onda.TimeSpan] values of a ``TimeSpanType`` array,
+    converted column-wise."""
     storage = _storage(arr)
     valid = storage.is_valid().to_pylist()
     start = storage.field("start").cast(pa.duration("ns")).cast(pa.int64()).fill_null(0)

@@ -1,8 +1,8 @@
 """Decoding encoded samples straight into an output array, exactly, at numpy's speed.
 
 The values are those of Onda's decode, ``resolution * sample + offset`` computed in
-float64 and rounded once to the requested dtype (:func:`exact_decode`, the plain
-path). A :class:`DecodePlan`, built once per encoding and dtype and cached in the
+float64 and rounded once to the requested dtype (`exact_decode`, the plain
+path). A `DecodePlan`, built once per encoding and dtype and cached in the
 process, gets the same values faster:
 
 - the identity encoding is one cast;
@@ -16,7 +16,7 @@ process, gets the same values faster:
   at a time, so that nothing is rounded twice.
 
 ``fast=True`` asks for float32 arithmetic when decoding into float32, whatever it
-costs in exactness (see :data:`FAST_MAX_ERROR`).
+costs in exactness (see `FAST_MAX_ERROR`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from ._samples import SamplesInfo
 
 __all__ = ["FAST_MAX_ERROR", "DecodePlan", "decode_plan", "exact_decode"]
 
-#: ``fast`` decoding into float32 differs from :func:`exact_decode` by at most
+#: ``fast`` decoding into float32 differs from `exact_decode` by at most
 #: ``FAST_MAX_ERROR * (|resolution * sample| + |offset|)``: the resolution, the offset,
 #: the product and the sum are each rounded to float32 (a relative 2**-24 each), against
 #: the exact path's single rounding: under 5 x 2**-24, bounded here by 2**-21 (for
@@ -105,7 +105,7 @@ class DecodePlan:
         """Decode rows ``index`` of ``data`` (channels x time) into ``out`` and return it.
 
         A window read from interleaved samples goes through a compiled kernel when one
-        runs here (see :mod:`._kernels`): selection, transpose and decode in one pass,
+        runs here (see `._kernels`): selection, transpose and decode in one pass,
         with the same values as ``self(data[index], out)``. ``gain`` (a scalar of
         ``out``'s dtype) and ``reverse`` give the values of ``out *= gain`` and then
         ``out[:, ::-1]``; ``fill`` (one value per row of ``out``: NaN for a row kept)
@@ -141,7 +141,7 @@ class DecodePlan:
 
 @lru_cache(maxsize=256)
 def decode_plan(info: SamplesInfo, dtype: np.dtype, fast: bool = False) -> DecodePlan:
-    """The cached :class:`DecodePlan` of ``info``'s encoding into ``dtype``.
+    """The cached `DecodePlan` of ``info``'s encoding into ``dtype``.
 
     Examples
     --------
@@ -180,7 +180,7 @@ def _same_values(a: np.ndarray, b: np.ndarray) -> bool:
 def post_decode(
     out: np.ndarray, gain: np.floating | None, reverse: bool, fill: np.ndarray | None
 ) -> np.ndarray:
-    """What :meth:`DecodePlan.select`'s ``gain``, ``reverse`` and ``fill`` do to a
+    """What `DecodePlan.select`'s ``gain``, ``reverse`` and ``fill`` do to a
     decoded ``out`` (channels x time), done by numpy where no kernel did them."""
     if gain is not None:
         np.multiply(out, out.dtype.type(gain), out=out)

@@ -1,7 +1,7 @@
 """Open file descriptors of local sample files, kept between reads (a bounded LRU).
 
 Opening a file costs more than reading a 30 s window of it from the page cache, so a
-process keeps up to :data:`MAX_OPEN` descriptors of the sample files it read last.
+process keeps up to `MAX_OPEN` descriptors of the sample files it read last.
 Every read still checks, with one ``stat`` of the path, that the path names the file
 the descriptor holds (same device and inode): a file replaced since (``store`` renames
 a new file over the old one) is opened again, so readers see what a fresh ``open``
@@ -11,7 +11,7 @@ numbers do mean the same file.
 Processes: a forked child closes the descriptors it inherited before it uses the cache
 (``os.register_at_fork``, and a pid check for any other way a process is copied), so
 it never shares a file offset or a descriptor with its parent; a spawned, forkserver
-or Ray worker starts with an empty cache. :func:`close_all` closes every descriptor
+or Ray worker starts with an empty cache. `close_all` closes every descriptor
 (the cache is refilled on the next read).
 """
 

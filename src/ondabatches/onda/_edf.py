@@ -28,26 +28,26 @@ Onda signal share one rate, so one number of samples per record, ``spr``: sample
 window reads only those records, and in each only the bytes from its first selected
 signal to the end of its last: one ranged read where the gaps between records are
 small (always on local disk), else ranges merged by
-:func:`fsspec.utils.merge_offset_ranges` and fetched with ``cat_ranges``.
+`fsspec.utils.merge_offset_ranges` and fetched with ``cat_ranges``.
 
 Values
 ------
 The encoded values are the file's digital values, unchanged: EDF's 16-bit integers as
 ``int16``, BDF's 24-bit integers sign-extended into ``int32``. These are exactly what
-the importer (:mod:`ondabatches.importing`) stores, and the Onda encoding
+the importer (`ondabatches.importing`) stores, and the Onda encoding
 (``sample_resolution_in_unit``, ``sample_offset_in_unit``) comes from the table as for
-every format: :func:`ondabatches.importing.edf_signals` writes the importer's own.
-The importer groups channels by rate *and* calibration, so channels of one rate with
-different gains or offsets are already separate signals (``eeg``, ``eeg_2``), each
-exact: nothing is re-encoded, in the import or here.
+every format: [`ondabatches.importing.edf_signals`][ondabatches.importing.edf_signals]
+writes the importer's own. The importer groups channels by rate *and* calibration, so
+channels of one rate with different gains or offsets are already separate signals
+(``eeg``, ``eeg_2``), each exact: nothing is re-encoded, in the import or here.
 
-Refused, with a :class:`~ondabatches.SampleFileError` naming the file: discontinuous
-files (EDF+D, BDF+D: their records have gaps in time), a fragment naming an annotation
-channel or signals of different rates, a table whose channels, rate or sample type
-disagree with the header, and a file that is not exactly its header plus its records
-(cut short, or grown). :meth:`EdfFormat.write` raises
-:class:`~ondabatches.ReadOnlyFormatError`: these files are written by the recording
-systems, not by Onda.
+Refused, with a [`SampleFileError`][ondabatches._errors.SampleFileError] naming the
+file: discontinuous files (EDF+D, BDF+D: their records have gaps in time), a fragment
+naming an annotation channel or signals of different rates, a table whose channels, rate
+or sample type disagree with the header, and a file that is not exactly its header plus
+its records (cut short, or grown). [`EdfFormat.write`][ondabatches.onda.EdfFormat.write]
+raises [`ReadOnlyFormatError`][ondabatches._errors.ReadOnlyFormatError]: these files are
+written by the recording systems, not by Onda.
 """
 
 from __future__ import annotations
@@ -145,7 +145,8 @@ class EdfLayout:
 
     def records_in(self, size: int, url: str) -> int:
         """The number of data records of a file of ``size`` bytes: the header's, which
-        the size must match exactly (else :class:`~ondabatches.SampleFileError`)."""
+        the size must match exactly (else
+        [`SampleFileError`][ondabatches._errors.SampleFileError])."""
         body = size - self.header_bytes
         if self.n_records < 0:
             if body < 0 or (self.record_bytes and body % self.record_bytes):
@@ -192,7 +193,7 @@ def header_size(first: bytes, url: str) -> int:
 
 
 def parse_edf_header(header: bytes, url: str) -> EdfLayout:
-    """The :class:`EdfLayout` of a whole header (256 bytes plus 256 per signal)."""
+    """The `EdfLayout` of a whole header (256 bytes plus 256 per signal)."""
     size = header_size(header[:256], url)
     if len(header) < size:
         raise SampleFileError(

@@ -1,4 +1,4 @@
-"""The interface of sample file formats (see :mod:`ondabatches.onda._formats`)."""
+"""The interface of sample file formats (see `ondabatches.onda._formats`)."""
 
 from __future__ import annotations
 
@@ -20,11 +20,13 @@ __all__ = ["SampleFormat"]
 class SampleFormat(ABC):
     """How samples of one ``file_format`` are read from and written to a file.
 
-    Subclass it and implement :meth:`read` and :meth:`write`; override
-    :meth:`check_size` where the file tells how many samples it holds. Both methods
-    work on *encoded* samples (``info.sample_type``), channels x time. Storage errors
-    may propagate: the caller names the file in its own error. Check a format with
-    :func:`ondabatches.testing.check_sample_format`.
+    Subclass it and implement [`read`][ondabatches.abc.SampleFormat.read] and
+    [`write`][ondabatches.abc.SampleFormat.write]; override
+    [`check_size`][ondabatches.abc.SampleFormat.check_size] where the file tells how
+    many samples it holds. Both methods work on *encoded* samples
+    (``info.sample_type``), channels x time. Storage errors may propagate: the caller
+    names the file in its own error. Check a format with
+    [`ondabatches.testing.check_sample_format`][ondabatches.testing.check_sample_format].
     """
 
     @abstractmethod
@@ -39,8 +41,9 @@ class SampleFormat(ABC):
         """Samples ``rows`` (0-based, ``rows.stop <= n_total``) of a file holding ``n_total``.
 
         Must read no more of the file than it needs, and raise
-        :class:`~ondabatches.SampleFileError` (naming the file, expected and actual
-        sizes) when the file disagrees with ``info`` and ``n_total``.
+        [`SampleFileError`][ondabatches._errors.SampleFileError] (naming the file,
+        expected and actual sizes) when the file disagrees with ``info`` and
+        ``n_total``.
         """
 
     @abstractmethod
@@ -51,9 +54,10 @@ class SampleFormat(ABC):
         self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int
     ) -> None:
         """Refuse, before anything is allocated for them, ``n_total`` samples the file
-        cannot hold (raise :class:`~ondabatches.SampleFileError`). Every signal's file
-        is checked with it before a window is read. By default: the file exists and is
-        a regular file; formats whose files tell their size check it too."""
+        cannot hold (raise [`SampleFileError`][ondabatches._errors.SampleFileError]).
+        Every signal's file is checked with it before a window is read. By default: the
+        file exists and is a regular file; formats whose files tell their size check it
+        too."""
         if is_local(fs):
             check_regular(path, os.stat(path))
         elif not fs.exists(path):
@@ -61,8 +65,9 @@ class SampleFormat(ABC):
 
 
 class _DuckFormat(SampleFormat):
-    """A format that does not subclass :class:`SampleFormat`, seen through it: its
-    ``read`` and ``write``, and the default :meth:`SampleFormat.check_size`."""
+    """A format that does not subclass [`SampleFormat`][ondabatches.abc.SampleFormat],
+    seen through it: its ``read`` and ``write``, and the default
+    [`SampleFormat.check_size`][ondabatches.abc.SampleFormat.check_size]."""
 
     def __init__(self, fmt: Any):
         self.fmt = fmt
@@ -84,8 +89,8 @@ class _DuckFormat(SampleFormat):
 
 
 def as_sample_format(fmt: Any, name: str) -> SampleFormat:
-    """``fmt`` as a :class:`SampleFormat`: itself, or (deprecated) an object with
-    ``read`` and ``write`` methods."""
+    """``fmt`` as a [`SampleFormat`][ondabatches.abc.SampleFormat]: itself, or
+    (deprecated) an object with ``read`` and ``write`` methods."""
     if isinstance(fmt, SampleFormat):
         return fmt
     if callable(getattr(fmt, "read", None)) and callable(getattr(fmt, "write", None)):

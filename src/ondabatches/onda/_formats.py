@@ -1,10 +1,13 @@
 """Sample file formats: a registry from ``file_format`` strings to readers/writers.
 
-A format is a :class:`SampleFormat` (``read``, ``write`` and ``check_size``). The built-in
-ones are ``"lpcm"`` (:class:`LPCMFormat`), ``"lpcm.zst"`` (:class:`LPCMZstFormat`) and
-``"edf"``/``"bdf"`` (:class:`EdfFormat`: EDF/BDF files served in place, read-only);
-:func:`register_format` adds others, which :func:`~ondabatches.onda.load` and
-:func:`~ondabatches.onda.store` then use for signals of that ``file_format``.
+A format is a [`SampleFormat`][ondabatches.abc.SampleFormat] (``read``, ``write`` and
+``check_size``). The built-in ones are ``"lpcm"``
+([`LPCMFormat`][ondabatches.onda.LPCMFormat]), ``"lpcm.zst"``
+([`LPCMZstFormat`][ondabatches.onda.LPCMZstFormat]) and ``"edf"``/``"bdf"``
+([`EdfFormat`][ondabatches.onda.EdfFormat]: EDF/BDF files served in place, read-only);
+[`register_format`][ondabatches.onda.register_format] adds others, which
+[`load`][ondabatches.onda.load] and [`store`][ondabatches.onda.store] then use for
+signals of that ``file_format``.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def user_formats() -> dict[str, SampleFormat]:
     them) that pickle: what worker processes and Ray actors register as they start, so
     that a plug-in works on every backend. One that does not pickle (a class defined
     in a notebook cell) is left out, with a logged warning: its signals then fail on
-    workers with an :class:`~ondabatches.UnknownFormatError`."""
+    workers with an [`UnknownFormatError`][ondabatches._errors.UnknownFormatError]."""
     with _LOCK:
         mine = {k: v for k, v in _FORMATS.items() if _BUILT_IN.get(k) is not v}
     out = {}
@@ -89,7 +92,7 @@ def user_formats() -> dict[str, SampleFormat]:
 
 
 def install_formats(formats: dict[str, SampleFormat] | None) -> None:
-    """Register ``formats`` (from :func:`user_formats` of the process that started
+    """Register ``formats`` (from `user_formats` of the process that started
     this one), replacing what is registered under their names."""
     for name, fmt in (formats or {}).items():
         register_format(name, fmt, replace=True)

@@ -18,7 +18,8 @@ from ._timespan import TimeSpan, sample_range
 
 __all__ = ["SignalLike", "load", "load_rows", "store"]
 
-#: A :class:`Signal`, or a mapping with the ``onda.signal@2`` columns (a table row).
+#: A [`Signal`][ondabatches.onda.Signal], or a mapping with the ``onda.signal@2``
+#: columns (a table row).
 SignalLike = Signal | Mapping[str, Any]
 
 
@@ -46,7 +47,7 @@ def load(
     Parameters
     ----------
     signal:
-        A :class:`Signal` or a row of an ``onda.signal@2`` table.
+        A [`Signal`][ondabatches.onda.Signal] or a row of an ``onda.signal@2`` table.
     span:
         Relative to the signal's first sample (as in Onda.jl), not to the recording;
         selects ``sample_range(span, sample_rate)``. ``None`` loads everything.
@@ -55,7 +56,8 @@ def load(
     dtype:
         The dtype of decoded samples.
     storage_options:
-        fsspec options for this call (see :func:`set_storage_options`).
+        fsspec options for this call (see
+        [`set_storage_options`][ondabatches.onda.set_storage_options]).
 
     Raises
     ------
@@ -98,8 +100,8 @@ def load_rows(
 ) -> Samples:
     """Load the samples at 0-based indices ``rows`` (a ``range`` with step 1).
 
-    The exact-index counterpart of :func:`load`, for callers that computed the rows
-    themselves (e.g. ``window_sample_range``).
+    The exact-index counterpart of [`load`][ondabatches.onda.load], for callers that
+    computed the rows themselves (e.g. ``window_sample_range``).
 
     Examples
     --------
@@ -127,9 +129,9 @@ def check_rows(
     A table whose ``sample_rate`` or ``span`` is far off (``sample_rate=1e9`` over a
     61 KB file) describes windows of gigabytes: comparing the signal's samples with
     the file's size (its seek table's, for ``lpcm.zst``) turns that into a
-    :class:`SampleFileError` naming the signal, instead of an allocation that fails
-    (``MemoryError``, a full ``/dev/shm``) or succeeds for nothing: every format's
-    :meth:`~ondabatches.abc.SampleFormat.check_size`.
+    [`SampleFileError`][ondabatches._errors.SampleFileError] naming the signal, instead
+    of an allocation that fails (``MemoryError``, a full ``/dev/shm``) or succeeds for
+    nothing: every format's [`check_size`][ondabatches.abc.SampleFormat.check_size].
     """
     sig = _as_signal(signal)
     if not 0 <= rows.start <= rows.stop <= sig.n_samples:
@@ -171,8 +173,9 @@ def read_encoded(
 ) -> np.ndarray:
     """Encoded samples ``rows`` (checked by the caller) of a signal file, channels x time.
 
-    What :func:`load_rows` reads, without building a :class:`Signal` or
-    :class:`Samples`: materialization calls it for every window.
+    What [`load_rows`][ondabatches.onda.load_rows] reads, without building a
+    [`Signal`][ondabatches.onda.Signal] or [`Samples`][ondabatches.onda.Samples]:
+    materialization calls it for every window.
     """
     fmt = get_format(file_format)
     fs, path = filesystem_for(file_path, storage_options)
@@ -200,7 +203,7 @@ def _raise_read_error(exc: Exception, file_path: str, recording: Any) -> None:
 
 
 def decode_into(data: np.ndarray, info: SamplesInfo, dtype: Any = np.float64) -> np.ndarray:
-    """:func:`decode` in one pass from ``data`` into a new array of ``dtype``.
+    """[`decode`][ondabatches.onda.decode] in one pass from ``data`` into a new array of ``dtype``.
 
     Gives the same values as ``decode`` (each input is cast to ``dtype`` first) without
     its intermediate copy. The result keeps the memory order of ``data`` (time-major

@@ -5,7 +5,7 @@ time. numpy does that in two steps that each touch every sample (a strided gathe
 a float64 pass when the exact values need one); a compiled loop does it in one: for
 many channels it decodes a time step's channels into a small buffer and scatters them
 to their rows, for a few it writes one row at a time from a strided read. With
-``numba`` (the ``fast`` extra) installed, :func:`decode_rows` runs such a loop; without it
+``numba`` (the ``fast`` extra) installed, `decode_rows` runs such a loop; without it
 (or with ``ONDABATCHES_KERNELS=numpy``) it returns False and the caller takes numpy's
 path. Both give the same bits: the loop does the very operations numpy's path does
 (float64 multiply and add rounded once to the output dtype, or float32 arithmetic where
@@ -43,7 +43,7 @@ def _enabled_by_environment() -> bool:
 
 
 #: False turns the kernels off in this process (``ONDABATCHES_KERNELS=numpy`` does at
-#: import, and :func:`read_environment` in a worker): read for every window, so not an
+#: import, and `read_environment` in a worker): read for every window, so not an
 #: environment lookup each time.
 ENABLED = _enabled_by_environment()
 
@@ -287,7 +287,7 @@ def warm_up() -> bool:
     """Compile the kernels for int16 samples now, or load them from numba's cache.
 
     Other sample types compile on first use. Reads ``ONDABATCHES_KERNELS`` again first
-    (see :func:`read_environment`). Returns whether kernels are available.
+    (see `read_environment`). Returns whether kernels are available.
     """
     read_environment()
     return available()

@@ -75,7 +75,7 @@ def cached_meta(key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
 def file_meta(
     fs: fsspec.AbstractFileSystem, path: str, key: tuple[Any, ...], compute: Callable[[], Any]
 ) -> Any:
-    """Metadata of ``path`` (``key`` says which), cached until :func:`forget_file`."""
+    """Metadata of ``path`` (``key`` says which), cached until `forget_file`."""
     return cached_meta((_scope(fs), path, *key), compute)
 
 

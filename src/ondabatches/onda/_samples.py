@@ -213,7 +213,7 @@ def decode(data: np.ndarray, info: SamplesInfo, dtype: Any = np.float64) -> np.n
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Samples:
-    """A channels x time matrix of samples with its :class:`SamplesInfo`.
+    """A channels x time matrix of samples with its [`SamplesInfo`][ondabatches.onda.SamplesInfo].
 
     ``data`` is encoded (``info.sample_type``) when ``encoded`` is true, else decoded
     values in ``info.sample_unit``.

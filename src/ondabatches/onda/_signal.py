@@ -29,8 +29,9 @@ class Signal:
     """A signal: where its samples are stored, their span and how to interpret them.
 
     ``file_path`` is a local path or any fsspec URL (``s3://bucket/key``); tables read
-    with :func:`read_signals` hold resolved paths. ``span`` is relative to the start of
-    the recording. Columns beyond ``onda.signal@2`` live in ``extra``.
+    with [`read_signals`][ondabatches.onda.read_signals] hold resolved paths. ``span``
+    is relative to the start of the recording. Columns beyond ``onda.signal@2`` live in
+    ``extra``.
 
     Examples
     --------

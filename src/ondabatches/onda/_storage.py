@@ -1,49 +1,53 @@
 """Where sample files live: local paths and any fsspec URL (``s3://``, ``gs://``, ...).
 
-:func:`filesystem_for` turns a path or URL into an fsspec filesystem and a path on it.
-Options for a protocol (an S3 endpoint, credentials, ...) come, lowest priority first,
-from the environment that the backend itself reads (``AWS_ENDPOINT_URL``,
-``AWS_ACCESS_KEY_ID``, ... are honoured by botocore), from
-:func:`set_storage_options`, and from the ``storage_options`` of one call.
+[`filesystem_for`][ondabatches.onda.filesystem_for] turns a path or URL into an fsspec
+filesystem and a path on it. Options for a protocol (an S3 endpoint, credentials, ...)
+come, lowest priority first, from the environment that the backend itself reads
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ... are honoured by botocore), from
+[`set_storage_options`][ondabatches.onda.set_storage_options], and from the
+``storage_options`` of one call.
 
 How worker processes get the configuration
 ------------------------------------------
 Options are fsspec's own configuration: ``fsspec.config.conf[protocol]``, which fsspec
 fills from its config files and from ``FSSPEC_<PROTOCOL>`` (JSON) and
 ``FSSPEC_<PROTOCOL>_<OPTION>`` environment variables when it is imported, and applies
-to every filesystem it makes. :func:`set_storage_options` sets both the configuration
-of this process and the ``FSSPEC_<PROTOCOL>`` variable, so every process started
-*afterwards* from this one (``multiprocessing`` with any start method, loky,
+to every filesystem it makes.
+[`set_storage_options`][ondabatches.onda.set_storage_options] sets both the
+configuration of this process and the ``FSSPEC_<PROTOCOL>`` variable, so every process
+started *afterwards* from this one (``multiprocessing`` with any start method, loky,
 ``subprocess``) gets them too; the Batcher's worker processes take the manager's
-environment when they start. Processes that do not descend from this one after the
-call, such as Ray workers, need the variables forwarded:
-``ray.init(runtime_env={"env_vars": storage_env()})``. Filesystem instances are fsspec's
-too (its instance cache, one per process and options, renewed after a fork).
+environment when they start. Processes that do not descend from this one after the call,
+such as Ray workers, need the variables forwarded: ``ray.init(runtime_env={"env_vars":
+storage_env()})``. Filesystem instances are fsspec's too (its instance cache, one per
+process and options, renewed after a fork).
 
 What ondabatches adds to fsspec is only what it lacks: the S3 timeouts, retries and
 connection pool below, errors mapped to ours naming the URL, atomic writes, descriptor
-caching for local reads, and the allow-list of :class:`allowed_storage`.
-(``ONDABATCHES_STORAGE_OPTIONS``, the JSON variable of ondabatches 0.1, is still read,
-with a ``DeprecationWarning`` that names ``FSSPEC_<PROTOCOL>``.)
+caching for local reads, and the allow-list of
+[`allowed_storage`][ondabatches.onda.allowed_storage]. (``ONDABATCHES_STORAGE_OPTIONS``,
+the JSON variable of ondabatches 0.1, is still read, with a ``DeprecationWarning`` that
+names ``FSSPEC_<PROTOCOL>``.)
 
 S3 client defaults
 ------------------
 Unless the options say otherwise, ``s3://`` filesystems get the botocore settings in
-:data:`S3_CONFIG_DEFAULTS` (through s3fs's ``config_kwargs``): bounded connect and
-read timeouts, so that a request that hangs fails and is retried instead of blocking a
-batch forever; botocore's ``"standard"`` retry mode, which retries HTTP 500/502/503/504,
-throttling, connection resets and timeouts with a short jittered backoff (unless
-``AWS_RETRY_MODE`` or ``AWS_MAX_ATTEMPTS`` is set, which botocore then honours); and a
-connection pool as large as the reads that one batch issues at once. s3fs retries
-connection errors and truncated bodies on its own as well (5 tries). Any key given in
-``config_kwargs`` replaces the default of that key::
+[`S3_CONFIG_DEFAULTS`][ondabatches.onda.S3_CONFIG_DEFAULTS] (through s3fs's
+``config_kwargs``): bounded connect and read timeouts, so that a request that hangs
+fails and is retried instead of blocking a batch forever; botocore's ``"standard"``
+retry mode, which retries HTTP 500/502/503/504, throttling, connection resets and
+timeouts with a short jittered backoff (unless ``AWS_RETRY_MODE`` or
+``AWS_MAX_ATTEMPTS`` is set, which botocore then honours); and a connection pool as
+large as the reads that one batch issues at once. s3fs retries connection errors and
+truncated bodies on its own as well (5 tries). Any key given in ``config_kwargs``
+replaces the default of that key::
 
     set_storage_options("s3", config_kwargs={"read_timeout": 5,
                                              "retries": {"mode": "standard", "max_attempts": 8}})
 
 Errors from storage backends (botocore, aiohttp, ``OSError`` from fsspec) are raised
-again as :class:`~ondabatches.StorageError`, and a missing file as
-:class:`~ondabatches.SampleFileNotFoundError`, naming the URL.
+again as [`StorageError`][ondabatches._errors.StorageError], and a missing file as
+[`SampleFileNotFoundError`][ondabatches._errors.SampleFileNotFoundError], naming the URL.
 """
 
 from __future__ import annotations
@@ -91,7 +95,8 @@ __all__ = [
 #: Deprecated: still read, with a warning; fsspec's ``FSSPEC_<PROTOCOL>`` replaces it.
 STORAGE_OPTIONS_ENV = "ONDABATCHES_STORAGE_OPTIONS"
 
-#: The environment variable holding :func:`allowed_storage`'s allow-list as JSON:
+#: The environment variable holding
+#: [`allowed_storage`][ondabatches.onda.allowed_storage]'s allow-list as JSON:
 #: ``{"protocols": [...], "prefixes": [...]}`` (either may be left out).
 ALLOWED_STORAGE_ENV = "ONDABATCHES_ALLOWED_STORAGE"
 
@@ -166,8 +171,8 @@ def _env_name(protocol: str) -> str:
 def get_storage_options(protocol: str | None = None) -> dict[str, Any]:
     """fsspec's configured options: of one protocol, or all of them (``{protocol: options}``).
 
-    What :func:`set_storage_options`, fsspec's config files and ``FSSPEC_*`` variables
-    set (``fsspec.config.conf``). Returns a copy.
+    What [`set_storage_options`][ondabatches.onda.set_storage_options], fsspec's config
+    files and ``FSSPEC_*`` variables set (``fsspec.config.conf``). Returns a copy.
 
     Examples
     --------
@@ -218,7 +223,7 @@ def storage_env() -> dict[str, str]:
     """The environment variables that configure storage, to forward to remote workers.
 
     Every ``FSSPEC_*`` and ``AWS_*`` variable set in this process, and the allow-list
-    of :class:`allowed_storage`.
+    of [`allowed_storage`][ondabatches.onda.allowed_storage].
 
     Examples
     --------
@@ -253,16 +258,17 @@ class allowed_storage:  # noqa: N801 - used like a function, as contextlib's hel
     internal URLs (a cloud metadata endpoint) or read local files into batches. Once
     set, every path that ondabatches opens (sample files, stored labels) must use one
     of ``protocols`` (``"file"`` for local paths) and start with one of ``prefixes``;
-    any other is an :class:`~ondabatches.UntrustedPathError`, before anything is
-    opened. Local paths are compared after resolving symbolic links and ``..``;
-    URLs with ``..`` segments or chained protocols (``a::b``) are refused.
+    any other is an [`UntrustedPathError`][ondabatches._errors.UntrustedPathError],
+    before anything is opened. Local paths are compared after resolving symbolic links
+    and ``..``; URLs with ``..`` segments or chained protocols (``a::b``) are refused.
 
-    The setting lives in the environment variable :data:`ALLOWED_STORAGE_ENV`, so the
-    Batcher's worker processes started afterwards enforce it too (pass
-    :func:`storage_env` to Ray workers); it can also be set there directly. Calling
-    ``allowed_storage(...)`` sets it for the process; used as a context manager, it
-    restores the previous setting on exit. ``allowed_storage()`` (neither argument)
-    lifts the restriction.
+    The setting lives in the environment variable
+    [`ALLOWED_STORAGE_ENV`][ondabatches.onda.ALLOWED_STORAGE_ENV], so the Batcher's
+    worker processes started afterwards enforce it too (pass
+    [`storage_env`][ondabatches.onda.storage_env] to Ray workers); it can also be set
+    there directly. Calling ``allowed_storage(...)`` sets it for the process; used as a
+    context manager, it restores the previous setting on exit. ``allowed_storage()``
+    (neither argument) lifts the restriction.
 
     Parameters
     ----------
@@ -351,7 +357,8 @@ def _normalized(url: str, *, local: bool) -> str:
 
 
 def check_allowed(url: str) -> None:
-    """Refuse ``url`` unless :func:`allowed_storage` allows it (a no-op when unset)."""
+    """Refuse ``url`` unless [`allowed_storage`][ondabatches.onda.allowed_storage]
+    allows it (a no-op when unset)."""
     raw = os.environ.get(ALLOWED_STORAGE_ENV)
     if not raw:
         return
@@ -385,8 +392,9 @@ def filesystem_for(
     """The fsspec filesystem that holds ``path``, and the path on it (protocol stripped).
 
     Filesystems come from fsspec, which applies its configuration (see
-    :func:`set_storage_options`) and caches instances per process and options. Local
-    paths (and ``file://``) give a :class:`fsspec.implementations.local.LocalFileSystem`.
+    [`set_storage_options`][ondabatches.onda.set_storage_options]) and caches instances
+    per process and options. Local paths (and ``file://``) give a
+    `fsspec.implementations.local.LocalFileSystem`.
 
     Examples
     --------
@@ -446,8 +454,9 @@ def open_regular(path: str) -> tuple[io.FileIO, os.stat_result]:
     A FIFO given as a ``file_path`` would block its reader forever (in ``open`` itself,
     waiting for a writer), and a device such as ``/dev/zero`` never ends: opening
     without blocking and checking the opened file's type (not the path's, which could
-    change in between) turns both into a :class:`SampleFileError`. Returns the file and
-    its ``fstat``.
+    change in between) turns both into a
+    [`SampleFileError`][ondabatches._errors.SampleFileError]. Returns the file and its
+    ``fstat``.
     """
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
     try:

@@ -4,9 +4,11 @@ Tables are read from and written to Arrow IPC files exactly as Onda.jl lays them
 (UUIDs as ``JuliaLang.UUID``, spans as ``JuliaLang.TimeSpan``, non-nullable columns,
 the Legolas schema name in the ``legolas_schema_qualified`` schema metadata), so files
 pass between Julia and Python unchanged. Every function that takes a table also takes
-a pandas or polars DataFrame, a list of row dicts, or a list of :class:`Signal` /
-:class:`Annotation`; :func:`signals_table` and :func:`annotations_table` normalize any
-of them to the canonical Arrow layout and say which column or row is wrong.
+a pandas or polars DataFrame, a list of row dicts, or a list of
+[`Signal`][ondabatches.onda.Signal] / [`Annotation`][ondabatches.onda.Annotation];
+[`signals_table`][ondabatches.onda.signals_table] and
+[`annotations_table`][ondabatches.onda.annotations_table] normalize any of them to the
+canonical Arrow layout and say which column or row is wrong.
 """
 
 from __future__ import annotations
@@ -155,9 +157,10 @@ def signals_table(obj: TableLike) -> pa.Table:
     ----------
     obj:
         A ``pyarrow.Table``, a pandas or polars DataFrame, or a sequence of row dicts
-        or :class:`Signal`. UUIDs may be ``uuid.UUID``, strings, ``JuliaLang.UUID`` or
-        ``arrow.uuid``; spans may be :class:`TimeSpan`, ``{"start", "stop"}`` dicts or
-        Arrow structs of durations. Extra columns are kept after the Onda columns.
+        or [`Signal`][ondabatches.onda.Signal]. UUIDs may be ``uuid.UUID``, strings,
+        ``JuliaLang.UUID`` or ``arrow.uuid``; spans may be
+        [`TimeSpan`][ondabatches.onda.TimeSpan], ``{"start", "stop"}`` dicts or Arrow
+        structs of durations. Extra columns are kept after the Onda columns.
 
     Raises
     ------
@@ -187,8 +190,9 @@ def signals_table(obj: TableLike) -> pa.Table:
 def annotations_table(obj: TableLike) -> pa.Table:
     """Normalize ``obj`` to an ``onda.annotation@1`` Arrow table laid out as Onda.jl writes it.
 
-    Accepts what :func:`signals_table` accepts, with :class:`Annotation` instead of
-    :class:`Signal`. Extension columns (``stage``, say) are kept.
+    Accepts what [`signals_table`][ondabatches.onda.signals_table] accepts, with
+    [`Annotation`][ondabatches.onda.Annotation] instead of
+    [`Signal`][ondabatches.onda.Signal]. Extension columns (``stage``, say) are kept.
 
     Examples
     --------
@@ -515,7 +519,8 @@ def read_annotations(
 def write_signals(
     path: str | os.PathLike, table: TableLike, *, storage_options: Mapping[str, Any] | None = None
 ) -> None:
-    """Write ``table`` (anything :func:`signals_table` accepts) as an Arrow file Onda.jl reads.
+    """Write ``table`` (anything [`signals_table`][ondabatches.onda.signals_table]
+    accepts) as an Arrow file Onda.jl reads.
 
     ``file_path`` values are written as given; relative ones are read back relative to
     ``path``'s folder.
@@ -534,7 +539,9 @@ def write_signals(
 def write_annotations(
     path: str | os.PathLike, table: TableLike, *, storage_options: Mapping[str, Any] | None = None
 ) -> None:
-    """Write ``table`` (anything :func:`annotations_table` accepts) as an Arrow file Onda.jl reads.
+    """Write ``table`` (anything
+    [`annotations_table`][ondabatches.onda.annotations_table] accepts) as an Arrow file
+    Onda.jl reads.
 
     Examples
     --------
@@ -565,7 +572,8 @@ def _extras(table: pa.Table, kind: _TableKind) -> dict[str, list[Any]]:
 
 
 def iter_signals(table: TableLike) -> Iterator[Signal]:
-    """The rows of a signals table as :class:`Signal` values (extra columns in ``extra``).
+    """The rows of a signals table as [`Signal`][ondabatches.onda.Signal] values (extra
+    columns in ``extra``).
 
     Examples
     --------
@@ -602,12 +610,13 @@ def iter_signals(table: TableLike) -> Iterator[Signal]:
 
 
 def signals_from_table(table: TableLike) -> list[Signal]:
-    """All rows of a signals table as a list of :class:`Signal` (see :func:`iter_signals`)."""
+    """All rows of a signals table as a list of [`Signal`][ondabatches.onda.Signal] (see
+    [`iter_signals`][ondabatches.onda.iter_signals])."""
     return list(iter_signals(table))
 
 
 def iter_annotations(table: TableLike) -> Iterator[Annotation]:
-    """The rows of an annotations table as :class:`Annotation` values.
+    """The rows of an annotations table as [`Annotation`][ondabatches.onda.Annotation] values.
 
     Examples
     --------
@@ -639,16 +648,17 @@ def _uuid_strings(col: pa.ChunkedArray) -> pa.Array:
 
 
 def to_pandas(table: pa.Table, *, uuids: str = "uuid") -> Any:
-    """``table.to_pandas()`` with UUIDs as :class:`uuid.UUID` or strings, spans as TimeSpans.
+    """``table.to_pandas()`` with UUIDs as `uuid.UUID` or strings, spans as TimeSpans.
 
     Plain ``to_pandas()`` gives the raw storage (Julia's reversed UUID bytes), which
     cannot be told apart from canonical bytes; this keeps the values unambiguous, and
-    the frame converts back with :func:`signals_table` / :func:`annotations_table`.
+    the frame converts back with [`signals_table`][ondabatches.onda.signals_table] /
+    [`annotations_table`][ondabatches.onda.annotations_table].
 
     Parameters
     ----------
     uuids:
-        ``"uuid"`` (:class:`uuid.UUID` objects) or ``"string"`` (canonical strings,
+        ``"uuid"`` (`uuid.UUID` objects) or ``"string"`` (canonical strings,
         ``"176ecfcf-d4c7-..."``), for tools that do not know UUID objects.
 
     Examples
@@ -681,10 +691,12 @@ def to_polars(table: pa.Table, *, uuids: str = "string") -> Any:
 
     polars has no UUID type: by default UUID columns become canonical strings, which
     polars filters, joins and groups like any string; ``uuids="uuid"`` gives
-    :class:`uuid.UUID` objects in ``Object`` columns instead. Spans become structs of
+    `uuid.UUID` objects in ``Object`` columns instead. Spans become structs of
     ``start``/``stop`` durations. The frame converts back, UUIDs intact, with
-    :func:`signals_table` / :func:`annotations_table` (so does ``polars.from_arrow``
-    of an Onda table, whose UUID bytes polars keeps as tagged binary).
+    [`signals_table`][ondabatches.onda.signals_table] /
+    [`annotations_table`][ondabatches.onda.annotations_table] (so does
+    ``polars.from_arrow`` of an Onda table, whose UUID bytes polars keeps as tagged
+    binary).
 
     Examples
     --------

@@ -13,8 +13,9 @@ bits of XXH64, which zstd verifies when it reaches the frame's end; the seek tab
 repeats it). A window decompresses each frame it overlaps to its end, so a flipped
 byte fails the checksum, and each frame must give exactly the bytes that the seek
 table says, so a table that lies cannot shift a window: either is a
-:class:`~ondabatches.SampleFileError` naming the file and the frame. Files written
-without checksums (earlier versions, Onda.jl) are still read, with the size checks.
+[`SampleFileError`][ondabatches._errors.SampleFileError] naming the file and the frame.
+Files written without checksums (earlier versions, Onda.jl) are still read, with the
+size checks.
 
 Seek table layout (little-endian), at the end of the file::
 
@@ -461,9 +462,10 @@ class LPCMZstFormat(SampleFormat):
     def stream_writer(self, file: BinaryIO, info: SamplesInfo) -> SeekableWriter:
         """A writer of this format that takes the LPCM bytes a block at a time.
 
-        What :meth:`write` uses; an importer streaming a long recording in blocks uses
-        it directly, so that memory does not grow with the recording. Close it (or use
-        it as a context manager) to write the seek table.
+        What [`write`][ondabatches.onda.LPCMZstFormat.write] uses; an importer streaming
+        a long recording in blocks uses it directly, so that memory does not grow with
+        the recording. Close it (or use it as a context manager) to write the seek
+        table.
 
         Examples
         --------

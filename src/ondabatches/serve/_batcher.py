@@ -130,7 +130,8 @@ class Batcher:
     Parameters
     ----------
     batches:
-        A batch scheme: any object with ``iterate_batch(state)`` (see :class:`BatchScheme`).
+        A batch scheme: any object with ``iterate_batch(state)`` (see
+        [`BatchScheme`][ondabatches.batches.BatchScheme]).
     workers:
         How many workers a pool the Batcher creates gets; default: the usable CPUs
         of this machine. For ``"ray"``, how many worker actors (one CPU each) run
@@ -142,40 +143,42 @@ class Batcher:
         ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray actors,
         needs ``ondabatches[ray]``; batches made on another node arrive as read-only
         views of Ray's object store, copy them to write), or any
-        :class:`concurrent.futures.Executor`, which the Batcher uses but never shuts down.
+        `concurrent.futures.Executor`, which the Batcher uses but never shuts down.
     buffer:
         How many batches may be in flight or ready at once; default ``2 * workers``.
     retries:
         How many times a failed batch is tried again (a raised exception or a dead
-        worker) before :class:`~ondabatches.WorkerError` surfaces.
+        worker) before [`WorkerError`][ondabatches._errors.WorkerError] surfaces.
     backoff:
         Seconds before the first retry; each further retry waits twice as long.
     materialize:
         A picklable ``materialize(batch, dtype) -> (x, y)``; default
-        :func:`ondabatches.materialize_batch`. ``x`` (or ``y``) may also be a dict of
-        arrays, one per modality (with a nested ``mask`` dict, say), or any nesting
-        of dicts, tuples and lists of arrays: it comes back with the same structure,
-        its arrays through shared memory as a single array's are. One that accepts
-        an ``allocate`` keyword gets ``allocate(shape, dtype)``, to call once per array
-        it makes, so that worker processes decode straight into shared memory.
+        [`ondabatches.materialize_batch`][ondabatches.materialize.materialize_batch].
+        ``x`` (or ``y``) may also be a dict of arrays, one per modality (with a nested
+        ``mask`` dict, say), or any nesting of dicts, tuples and lists of arrays: it
+        comes back with the same structure, its arrays through shared memory as a single
+        array's are. One that accepts an ``allocate`` keyword gets ``allocate(shape,
+        dtype)``, to call once per array it makes, so that worker processes decode
+        straight into shared memory.
     dtype:
         The dtype passed to ``materialize``.
     log_interval:
-        Seconds between INFO lines of :meth:`stats` on the ``"ondabatches"`` logger
-        (None, the default: none).
+        Seconds between INFO lines of [`stats`][ondabatches.serve.Batcher.stats] on the
+        ``"ondabatches"`` logger (None, the default: none).
     transforms:
-        A list of :mod:`ondabatches.transforms` (or a
-        :class:`~ondabatches.transforms.Pipeline`) run in the workers on each batch:
-        the scheme is wrapped in :class:`~ondabatches.transforms.TransformedBatches`
+        A list of `ondabatches.transforms` (or a
+        [`Pipeline`][ondabatches.transforms.Pipeline]) run in the workers on each batch:
+        the scheme is wrapped in [`TransformedBatches`][ondabatches.transforms.TransformedBatches]
         (so states name the pipeline) and its parameters are checked against the first
         batch's signals here. Needs the default ``materialize`` (or a
-        ``functools.partial`` of :func:`~ondabatches.materialize_batch`).
+        ``functools.partial`` of [`materialize_batch`][ondabatches.materialize.materialize_batch]).
 
     Notes
     -----
     Logging goes to the ``"ondabatches"`` logger (silent unless the application
     configures logging): repositioning and retries at WARNING, start at INFO,
-    :meth:`stats` every ``log_interval`` seconds at INFO, each batch at DEBUG.
+    [`stats`][ondabatches.serve.Batcher.stats] every ``log_interval`` seconds at INFO,
+    each batch at DEBUG.
 
     Examples
     --------
@@ -263,7 +266,8 @@ class Batcher:
     @property
     def status(self) -> str | BaseException:
         """``"stopped"`` (never started), ``"running"``, ``"done"`` (a finite scheme
-        ended), ``"closed"`` (after :meth:`stop`), or the exception that stopped it."""
+        ended), ``"closed"`` (after [`stop`][ondabatches.serve.Batcher.stop]), or the
+        exception that stopped it."""
         return self._status
 
     def start(self, state: Any) -> None:
@@ -346,7 +350,8 @@ class Batcher:
         Raises
         ------
         WorkerError
-            The batch failed on every attempt; :attr:`status` holds the same error.
+            The batch failed on every attempt;
+            [`status`][ondabatches.serve.Batcher.status] holds the same error.
         BatcherError
             The Batcher is not running.
         TimeoutError
@@ -417,19 +422,20 @@ class Batcher:
             return arrays, slot.next_state
 
     def stats(self) -> dict[str, Any]:
-        """Running figures of the data path since :meth:`start` built the pool.
+        """Running figures of the data path since
+        [`start`][ondabatches.serve.Batcher.start] built the pool.
 
         ``batches``, ``bytes``, ``wall_s`` (seconds since then), ``batches_per_s``,
         ``mb_per_s``; ``wait_s`` and ``wait_fraction``: time the consumer spent blocked
-        in :meth:`take` waiting for a batch, and its share of ``wall_s`` (near 0 when
-        the workers keep ahead, near 1 when training waits for data); ``worker_busy``:
-        the average share of the workers that had a batch in flight, from submission to
-        completion (near 1: add workers; near 0 with a high ``wait_fraction``: the
-        manager or the transport is the bottleneck; measured in the manager, where a
-        batch counts as finished when its result is received: exact for threads, an
-        upper bound for worker processes, whose results are received when ``take``
-        waits); ``buffered`` (batches in flight or ready now), ``workers``,
-        ``retries``, ``repositions``.
+        in [`take`][ondabatches.serve.Batcher.take] waiting for a batch, and its share
+        of ``wall_s`` (near 0 when the workers keep ahead, near 1 when training waits
+        for data); ``worker_busy``: the average share of the workers that had a batch in
+        flight, from submission to completion (near 1: add workers; near 0 with a high
+        ``wait_fraction``: the manager or the transport is the bottleneck; measured in
+        the manager, where a batch counts as finished when its result is received: exact
+        for threads, an upper bound for worker processes, whose results are received
+        when ``take`` waits); ``buffered`` (batches in flight or ready now),
+        ``workers``, ``retries``, ``repositions``.
 
         Examples
         --------
@@ -625,10 +631,11 @@ class Batcher:
 
 
 def _worker_error(exc: BaseException) -> type[WorkerError]:
-    """The class of the error a failed batch raises in the trainer: :class:`WorkerError`,
-    combined with the public class the worker raised when it raised one of ours, so
-    that ``except UntrustedPathError`` catches a refusal made on a worker as it would
-    one made inline (and ``except WorkerError`` still catches every failed batch)."""
+    """The class of the error a failed batch raises in the trainer:
+    [`WorkerError`][ondabatches._errors.WorkerError], combined with the public class the
+    worker raised when it raised one of ours, so that ``except UntrustedPathError``
+    catches a refusal made on a worker as it would one made inline (and ``except
+    WorkerError`` still catches every failed batch)."""
     name = exc.error_class if isinstance(exc, TaskError) else public_error_name(exc)
     if name is None or name == WorkerError.__name__:
         return WorkerError

@@ -1,15 +1,15 @@
 """Worker pools that run materialization for the Batcher.
 
 Every pool turns ``submit(materialize, batch, dtype)`` into a
-:class:`concurrent.futures.Future` of ``(x, y)``. A failure of ``materialize`` itself
-resolves the future with :class:`TaskError` (carrying the worker's formatted
+`concurrent.futures.Future` of ``(x, y)``. A failure of ``materialize`` itself
+resolves the future with `TaskError` (carrying the worker's formatted
 traceback); any other exception means the machinery failed (a worker died, a pool
 broke). The Batcher retries both.
 
-- :class:`InlinePool` runs in the caller's thread: the reference every other pool must match.
-- :class:`ExecutorPool` wraps any :class:`concurrent.futures.Executor` (threads, loky,
+- `InlinePool` runs in the caller's thread: the reference every other pool must match.
+- `ExecutorPool` wraps any `concurrent.futures.Executor` (threads, loky,
   a Dask client's executor); arrays come back by value.
-- :class:`ProcessPool` runs its own worker processes; arrays come back through shared
+- `ProcessPool` runs its own worker processes; arrays come back through shared
   memory, a dead worker is replaced and its batch fails over to the Batcher's retry.
 """
 
@@ -170,10 +170,10 @@ def run_task(
 
 
 def public_error_name(exc: BaseException) -> str | None:
-    """The name of the nearest of :mod:`ondabatches._errors`' public classes that
-    ``exc`` is an instance of (which the manager can raise again by name): its own class,
-    or for a subclass made elsewhere (a plug-in's, a conformance check's) the public
-    class it derives from; None when it derives from none.
+    """The name of the nearest of `ondabatches._errors`' public classes that ``exc``
+    is an instance of (which the manager can raise again by name): its own class, or for
+    a subclass made elsewhere (a plug-in's, a conformance check's) the public class it
+    derives from; None when it derives from none.
 
     Only names travel: a user's exception class may not unpickle in the manager."""
     for cls in type(exc).__mro__:
@@ -183,7 +183,7 @@ def public_error_name(exc: BaseException) -> str | None:
 
 
 def unpack_result(result, segments: SegmentPool | None = None) -> tuple[Any, Any]:
-    """Turn what :func:`run_task` returned into ``(x, y)`` or raise :class:`TaskError`.
+    """Turn what `run_task` returned into ``(x, y)`` or raise `TaskError`.
 
     Arrays from shared memory are views of the segment's mapping, rebuilt into the
     materializer's structure when it returned trees.
@@ -235,7 +235,7 @@ class Pool(ABC):
     @abstractmethod
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
         """Start ``materialize(batch, dtype)`` on a worker; its future's result is what
-        :func:`run_task` returns there."""
+        `run_task` returns there."""
 
     @abstractmethod
     def cancel(self, future: Future) -> None:
@@ -274,7 +274,7 @@ class InlinePool(Pool):
 
 
 class ExecutorPool(Pool):
-    """Run on a :class:`concurrent.futures.Executor`; shut it down on close only if owned."""
+    """Run on a `concurrent.futures.Executor`; shut it down on close only if owned."""
 
     lazy = False
     sends_once = False  # an executor may pickle the callable with every task
@@ -323,7 +323,7 @@ class ExecutorPool(Pool):
 
 
 def thread_pool(workers: int) -> ExecutorPool:
-    """An :class:`ExecutorPool` over threads it owns."""
+    """An `ExecutorPool` over threads it owns."""
     executor = ThreadPoolExecutor(workers, thread_name_prefix="ondabatches-worker")
     return ExecutorPool(executor, owned=True)
 
@@ -434,7 +434,7 @@ def send_task(
     dtype: Any,
     dumps: Callable[[Any], Any] = ForkingPickler.dumps,
 ) -> None:
-    """Send a task to :func:`serve_tasks` on the other end of ``conn``.
+    """Send a task to `serve_tasks` on the other end of ``conn``.
 
     A callable may be heavy (one that draws batches holds the whole batch scheme): each
     worker gets it once, pickled apart with ``dumps``, and tasks name it by key.
@@ -466,7 +466,7 @@ class _Worker:
 
 
 class _PumpedFuture(Future):
-    """A future of a :class:`PumpedPool`'s task: waiting on it receives the results.
+    """A future of a `PumpedPool`'s task: waiting on it receives the results.
 
     The pool has no thread of its own: the thread that waits for a batch reads the
     workers' results (and, for processes, replaces dead workers) meanwhile, so a batch
@@ -491,7 +491,7 @@ class PumpedPool(Pool):
 
     A subclass has ``_closed`` and ``_pump_lock`` and receives, in
     ``_receive_ready(timeout)``, what has arrived within ``timeout`` seconds; its
-    futures are :class:`_PumpedFuture` of it.
+    futures are `_PumpedFuture` of it.
     """
 
     _closed: bool
@@ -528,11 +528,11 @@ class ProcessPool(PumpedPool):
     """Worker processes fed tasks ahead; arrays come back through shared memory.
 
     ``submit`` sends each task to a worker at once, up to ``prefetch`` per worker,
-    with a segment leased from a :class:`SegmentPool` (recycled once the consumer
+    with a segment leased from a `SegmentPool` (recycled once the consumer
     drops a batch's arrays). Waiting on a task's future receives the results that
     have arrived (mapping their arrays without copying), sends pending tasks to the
     workers they freed, and replaces any worker that died: its tasks fail with
-    :class:`WorkerLostError` and their segments are unlinked.
+    `WorkerLostError` and their segments are unlinked.
     """
 
     lazy = False

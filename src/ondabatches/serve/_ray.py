@@ -136,7 +136,7 @@ class _RayWorker:
         ``handshake`` seconds: a peer that connects first and stays silent (or fails the
         handshake) is dropped at its deadline, and the pool's connection, queued behind
         it, is served next. Returns if none succeeds within the ``timeout`` given to
-        :meth:`listen` (the pool then sends Ray calls instead).
+        `listen` (the pool then sends Ray calls instead).
         """
         assert self._listening is not None, "listen() comes first"
         (listener, authkey, deadline, handshake), self._listening = self._listening, None
@@ -238,7 +238,7 @@ class RayPool(PumpedPool):
     """
 
     lazy = False
-    #: A materialize callable reaches each actor once (see :class:`_Shipped`).
+    #: A materialize callable reaches each actor once (see `_Shipped`).
     sends_once = True
 
     def __init__(

@@ -1,7 +1,7 @@
 """RayBatcher: a Batcher whose manager runs in a Ray actor, usable from anywhere.
 
-It sits above both the Batcher (:mod:`._batcher`) and the Ray worker pool
-(:mod:`._ray`), which the Batcher uses for ``backend="ray"``: keeping it apart keeps
+It sits above both the Batcher (`._batcher`) and the Ray worker pool
+(`._ray`), which the Batcher uses for ``backend="ray"``: keeping it apart keeps
 the imports one way.
 """
 
@@ -16,7 +16,7 @@ __all__ = ["RayBatcher"]
 
 
 class _BatcherActor:
-    """The body of the actor behind :class:`RayBatcher`."""
+    """The body of the actor behind [`RayBatcher`][ondabatches.serve.RayBatcher]."""
 
     def __init__(self, batches: Any, kwargs: dict[str, Any]):
         self._batcher = Batcher(batches, **kwargs)
@@ -35,24 +35,24 @@ class _BatcherActor:
 
 
 class RayBatcher:
-    """A :class:`~ondabatches.Batcher` running in a Ray actor, usable from anywhere.
+    """A [`Batcher`][ondabatches.serve.Batcher] running in a Ray actor, usable from anywhere.
 
     The object is a light, picklable handle: pass it to Ray tasks or actors (a
-    training process, say) and call :meth:`take` there. The Batcher's manager runs
-    in the actor; with the default ``backend="ray"`` its batches run on Ray actors
-    across the cluster.
+    training process, say) and call [`take`][ondabatches.serve.RayBatcher.take] there.
+    The Batcher's manager runs in the actor; with the default ``backend="ray"`` its
+    batches run on Ray actors across the cluster.
 
     Parameters
     ----------
     batches:
         A batch scheme (``iterate_batch(state)``); it is shipped to the actor.
     **kwargs:
-        Passed to :class:`~ondabatches.Batcher` (``backend``, ``workers``, ``buffer``,
+        Passed to [`Batcher`][ondabatches.serve.Batcher] (``backend``, ``workers``, ``buffer``,
         ``retries``, ``materialize``, ``dtype``...).
 
     Examples
     --------
-    With ``batches`` and ``state`` as in the :class:`~ondabatches.Batcher` example and
+    With ``batches`` and ``state`` as in the [`Batcher`][ondabatches.serve.Batcher] example and
     Ray started (``ray.init()``; the docstring tests skip these lines, which need a
     Ray instance):
 
@@ -88,7 +88,8 @@ class RayBatcher:
         return self._call("take", state, timeout)
 
     def stop(self) -> None:
-        """Stop the actor's Batcher; the actor stays, so :meth:`start` works again."""
+        """Stop the actor's Batcher; the actor stays, so
+        [`start`][ondabatches.serve.RayBatcher.start] works again."""
         self._call("stop")
 
     @property

@@ -3,7 +3,7 @@
 A worker writes the arrays of one batch (``x`` and ``y``, or every array of a batch
 that is a tree of them, a dict per modality say) one after the other into a single
 segment whose name the manager chose beforehand, and sends back only a small
-:class:`SharedArrays` descriptor. The manager maps the segment, unlinks its name at
+`SharedArrays` descriptor. The manager maps the segment, unlinks its name at
 once and hands out arrays over the mapping, without copying: the memory goes back to
 the system when the last of those arrays is gone. Because the manager knows every
 name it handed out, it can also unlink the segment of a worker that died before
@@ -72,8 +72,9 @@ def max_segment_bytes() -> int:
 
 
 def check_segment_size(need: int, name: str) -> None:
-    """Refuse a segment larger than :func:`max_segment_bytes`: no retry could make room,
-    so this is a :class:`SizeLimitError` (permanent), not a full ``/dev/shm``."""
+    """Refuse a segment larger than `max_segment_bytes`: no retry could make room,
+    so this is a [`SizeLimitError`][ondabatches._errors.SizeLimitError] (permanent), not
+    a full ``/dev/shm``."""
     ceiling = max_segment_bytes()
     if need > ceiling:
         raise SizeLimitError(
@@ -121,7 +122,7 @@ def segment_exists(name: str) -> bool:
 def new_segment_name() -> str:
     """A fresh, unguessable segment name that tells its owner: this process's id, and
     its start time and pid namespace (so that a sweep can tell the owner is gone even
-    if its id was reused, see :func:`sweep_dead_segments`)."""
+    if its id was reused, see `sweep_dead_segments`)."""
     return f"{_PREFIX}{os.getpid()}_{_owner_tag()}_{secrets.token_hex(8)}"
 
 
@@ -175,7 +176,7 @@ def sweep_dead_segments() -> list[str]:
     A manager killed together with its workers and its resource tracker (a cgroup OOM
     kill, a scheduler killing the whole tree) cannot unlink its segments, so each new
     pool sweeps: a segment is removed only if it belongs to this user, its name is one
-    :func:`new_segment_name` made, and its owner is certainly gone (no such process in
+    `new_segment_name` made, and its owner is certainly gone (no such process in
     this pid namespace, or one with another start time). Segments of live processes,
     other users', or of older names are left alone. Returns the names removed.
     """

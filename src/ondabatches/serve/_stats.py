@@ -1,11 +1,11 @@
 """Running statistics of a data path: what reached the consumer, and who waited for whom.
 
-One :class:`DataPathMeter` per consumer (a Batcher, a dataset, a device feed) counts
+One `DataPathMeter` per consumer (a Batcher, a dataset, a device feed) counts
 batches and bytes, the time the consumer spent blocked waiting for the next batch, and,
 where a pool's in-flight batches are known, how much of the workers' time had a batch
 to work on. Recording costs a few ``time.perf_counter`` calls and additions per batch
 (well under a microsecond), in the consumer's thread; the figures are computed only
-when :meth:`DataPathMeter.snapshot` is asked for.
+when `DataPathMeter.snapshot` is asked for.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class DataPathMeter:
 
     Updated by one thread only (the consumer's), so it needs no lock. ``workers``
     enables the occupancy figure: the time batches spent in flight (from submission
-    to completion, :meth:`in_flight`), divided by ``workers`` and the wall time, capped
+    to completion, `in_flight`), divided by ``workers`` and the wall time, capped
     at 1: the average number of batches a worker had, by Little's law. Batches waiting
     ready in a buffer do not count, so a pool that is ahead of its consumer reads
     as idle and one the consumer waits for reads as busy.
@@ -122,7 +122,7 @@ class IntervalLogger:
     """Logs a meter's figures at INFO every ``interval`` seconds (None: never).
 
     A hot loop checks ``now >= logger.next_at`` (infinite when there is no interval)
-    and calls :meth:`emit` only then; :meth:`maybe` does both.
+    and calls `emit` only then; `maybe` does both.
     """
 
     __slots__ = ("logger", "interval", "what", "next_at")

@@ -10,7 +10,7 @@ same nesting, of the same arrays, on the other side.
 A structure is ``None`` for an array, ``("dict", keys, children)`` for a dict (keys
 in their order), ``("tuple", children)`` or ``("list", children)``. Dicts, tuples and
 lists are rebuilt as plain ``dict``, ``tuple`` and ``list``; anything else is a leaf,
-turned into an array with :func:`numpy.asarray`.
+turned into an array with `numpy.asarray`.
 
 A dozen lines of our own rather than a dependency: optree and jax's tree utilities
 sort dict keys (the order of a batch's modalities is the user's), and torch's is

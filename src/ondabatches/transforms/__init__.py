@@ -1,16 +1,28 @@
 """Featurization on the data path: transforms applied where the windows are read.
 
-- :class:`Transform`, :func:`register_transform`: the interface and the registry of
-  transforms (a custom one registers by name, like formats and selectors);
-- :class:`Pipeline`: an ordered list of them, JSON in a state's config;
-- :class:`TransformedBatches`: a batch scheme whose batches carry the pipeline and the
-  key their random transforms draw from (``Batcher(..., transforms=...)`` uses it);
-- built-ins: zero-phase filters (:class:`Bandpass`, :class:`Highpass`,
-  :class:`Lowpass`, :class:`Notch`), :class:`Normalize`, :class:`Spectrogram`, and the
-  augmentations :class:`AmplitudeScale`, :class:`SignFlip`, :class:`TimeReverse`,
-  :class:`ChannelDropout`, :class:`GaussianNoise`, :class:`Mixup`;
-- :class:`EventTargets`: sparse event label sets as targets (:class:`EventMask`,
-  :class:`MultiHot`, :class:`EventList`), ``y`` a dict of label sets.
+- [`Transform`][ondabatches.transforms.Transform],
+  [`register_transform`][ondabatches.transforms.register_transform]: the interface and
+  the registry of transforms (a custom one registers by name, like formats and
+  selectors);
+- [`Pipeline`][ondabatches.transforms.Pipeline]: an ordered list of them, JSON in a state's config;
+- [`TransformedBatches`][ondabatches.transforms.TransformedBatches]: a batch scheme
+  whose batches carry the pipeline and the key their random transforms draw from
+  (``Batcher(..., transforms=...)`` uses it);
+- built-ins: zero-phase filters ([`Bandpass`][ondabatches.transforms.Bandpass],
+  [`Highpass`][ondabatches.transforms.Highpass],
+  [`Lowpass`][ondabatches.transforms.Lowpass], [`Notch`][ondabatches.transforms.Notch]),
+  [`Normalize`][ondabatches.transforms.Normalize],
+  [`Spectrogram`][ondabatches.transforms.Spectrogram], and the augmentations
+  [`AmplitudeScale`][ondabatches.transforms.AmplitudeScale],
+  [`SignFlip`][ondabatches.transforms.SignFlip],
+  [`TimeReverse`][ondabatches.transforms.TimeReverse],
+  [`ChannelDropout`][ondabatches.transforms.ChannelDropout],
+  [`GaussianNoise`][ondabatches.transforms.GaussianNoise],
+  [`Mixup`][ondabatches.transforms.Mixup];
+- [`EventTargets`][ondabatches.transforms.EventTargets]: sparse event label sets as
+  targets ([`EventMask`][ondabatches.transforms.EventMask],
+  [`MultiHot`][ondabatches.transforms.MultiHot],
+  [`EventList`][ondabatches.transforms.EventList]), ``y`` a dict of label sets.
 """
 
 from . import _base, _builtins, _derive, _scheme, _stats, _targets

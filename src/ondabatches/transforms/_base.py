@@ -2,30 +2,32 @@
 
 A transform runs in the worker that materializes the batch, either on each item after
 its window is read (``stage = "item"``: ``x`` of shape (channels, time), ``y`` of
-shape (1, labels)) or on the stacked batch (``stage = "batch"``). A :class:`Pipeline`
-is an ordered list of them; its :attr:`~Pipeline.config` (each transform's name and
+shape (1, labels)) or on the stacked batch (``stage = "batch"``). A
+[`Pipeline`][ondabatches.transforms.Pipeline] is an ordered list of them; its
+[`config`][ondabatches.transforms.Pipeline.config] (each transform's name and
 parameters) is part of the state's configuration, so that a checkpoint resumed with
 another pipeline is refused naming the difference.
 
-Randomness. A random transform draws from the generator :func:`generator_for` gives for
-``(seed, batch index, item position, transform position)``: the same batch is
-bit-identical on every backend, worker count and resume, two items of a batch draw
-differently, and so does one window drawn in two batches.
+Randomness. A random transform draws from the generator
+[`generator_for`][ondabatches.transforms.generator_for] gives for ``(seed, batch index,
+item position, transform position)``: the same batch is bit-identical on every backend,
+worker count and resume, two items of a batch draw differently, and so does one window
+drawn in two batches.
 
 Context. An item transform that needs samples around the window (a zero-phase filter)
-declares it with :meth:`Transform.margin`: the window is read with that many extra
-samples on each side (fewer at a recording's edges, where the transform pads as it
-would over the whole recording), and cut back to the window after the last such
-transform. Such transforms come first in a pipeline.
+declares it with [`Transform.margin`][ondabatches.abc.Transform.margin]: the window is
+read with that many extra samples on each side (fewer at a recording's edges, where the
+transform pads as it would over the whole recording), and cut back to the window after
+the last such transform. Such transforms come first in a pipeline.
 
 Modalities. Every transform takes a ``modalities=`` keyword (handled here, whatever its
 constructor's own arguments): the names of a montage's modalities it applies to on
 multi-signal items, None (the default) for all of them (a single-signal item has no
 modalities: the transform runs on its window whatever it names). It is part of the
-transform's :meth:`~Transform.to_dict` (so of the state's config) when given. A multi-signal item
-gets each transform on each modality's array at that modality's rate, and every
-modality of an item draws from the same generator (a ``TimeReverse`` reverses all of
-them, or none); see :mod:`ondabatches.materialize._multi`.
+transform's [`to_dict`][ondabatches.abc.Transform.to_dict] (so of the state's config)
+when given. A multi-signal item gets each transform on each modality's array at that
+modality's rate, and every modality of an item draws from the same generator (a
+``TimeReverse`` reverses all of them, or none); see `ondabatches.materialize._multi`.
 """
 
 from __future__ import annotations
@@ -60,32 +62,36 @@ _REGISTRY: dict[str, type[Transform]] = {}
 class Transform:
     """The interface of a transform (subclass it and register it by name).
 
-    Subclasses set :attr:`name` (the registry key), :attr:`stage` (``"item"`` or
-    ``"batch"``) and :attr:`random`, keep their parameters as the constructor's keyword
-    arguments (returned by :meth:`params`, JSON values), check them in the constructor
-    (raising :class:`~ondabatches.BatchSpecError`), and implement :meth:`apply`.
+    Subclasses set [`name`][ondabatches.abc.Transform.name] (the registry key),
+    [`stage`][ondabatches.abc.Transform.stage] (``"item"`` or ``"batch"``) and
+    [`random`][ondabatches.abc.Transform.random], keep their parameters as the
+    constructor's keyword arguments (returned by
+    [`params`][ondabatches.abc.Transform.params], JSON values), check them in the
+    constructor (raising [`BatchSpecError`][ondabatches._errors.BatchSpecError]), and
+    implement [`apply`][ondabatches.abc.Transform.apply].
     """
 
     #: The name it is registered under (what a state's config holds).
     name: ClassVar[str] = ""
     #: ``"item"`` (each item's window, before stacking) or ``"batch"`` (the stacked batch).
     stage: ClassVar[str] = "item"
-    #: Whether :meth:`apply` uses its generator.
+    #: Whether [`apply`][ondabatches.abc.Transform.apply] uses its generator.
     random: ClassVar[bool] = False
     #: Whether it moves samples in time (and then moves the per-epoch labels with them).
     moves_time: ClassVar[bool] = False
     #: Whether it moves the window within the context read around it (a time shift):
-    #: :meth:`shift` then gives the new ``(before, after)`` context and ``apply`` is not
-    #: called.
+    #: [`shift`][ondabatches.abc.Transform.shift] then gives the new ``(before, after)``
+    #: context and ``apply`` is not called.
     moves_window: ClassVar[bool] = False
     #: Whether it makes ``y`` a dict of targets (event targets): it then implements
     #: ``make_targets(y, items)``, run once per batch on the stacked ``y`` and the
-    #: batch's items, in place of :meth:`apply`. ``needs_array_y``: it needs ``y`` an
-    #: array (it cannot go with such targets).
+    #: batch's items, in place of [`apply`][ondabatches.abc.Transform.apply].
+    #: ``needs_array_y``: it needs ``y`` an array (it cannot go with such targets).
     makes_targets: ClassVar[bool] = False
     needs_array_y: ClassVar[bool] = False
-    #: Built-in augmentations: the pipeline gives them a :class:`KeyedDraws` in place
-    #: of a generator (a coin without one; most items draw nothing else).
+    #: Built-in augmentations: the pipeline gives them a
+    #: [`KeyedDraws`][ondabatches.transforms.KeyedDraws] in place of a generator (a coin
+    #: without one; most items draw nothing else).
     keyed_draws: ClassVar[bool] = False
     #: The modalities of a multi-signal item it applies to (None: all); set by the
     #: ``modalities=`` keyword every transform's constructor takes.
@@ -128,19 +134,21 @@ class Transform:
     def check(self, sample_rate: float, window: int, recording: int, where: str) -> None:
         """Refuse a signal it cannot work on (a band edge at or above Nyquist, a window
         or recording too short: ``window`` and ``recording`` samples): raise
-        :class:`~ondabatches.BatchSpecError` naming ``where``."""
+        [`BatchSpecError`][ondabatches._errors.BatchSpecError] naming ``where``."""
 
     def apply(
         self, x: np.ndarray, y: Any, rng: np.random.Generator | None, sample_rate: float
     ) -> tuple[np.ndarray, Any]:
-        """The transformed ``(x, y)``; ``rng`` is None unless :attr:`random`."""
+        """The transformed ``(x, y)``; ``rng`` is None unless
+        [`random`][ondabatches.abc.Transform.random]."""
         raise NotImplementedError
 
     def shift(
         self, before: int, after: int, rng: np.random.Generator | None, sample_rate: float
     ) -> tuple[int, int]:
-        """For :attr:`moves_window` transforms: the context left before and after the
-        moved window, from the ``before`` and ``after`` samples read around it."""
+        """For [`moves_window`][ondabatches.abc.Transform.moves_window] transforms: the
+        context left before and after the moved window, from the ``before`` and
+        ``after`` samples read around it."""
         return before, after
 
     def apply_to(
@@ -151,16 +159,17 @@ class Transform:
         sample_rate: float,
         item: Any,
     ) -> tuple[np.ndarray, Any]:
-        """:meth:`apply`, given the batch item too (transforms that read more of the
-        item's recording, such as event targets, override this one)."""
+        """[`apply`][ondabatches.abc.Transform.apply], given the batch item too
+        (transforms that read more of the item's recording, such as event targets,
+        override this one)."""
         return self.apply(x, y, rng, sample_rate)
 
     def fold(self, rng: np.random.Generator | None, fold: Fold) -> bool:
         """Fold this transform into ``fold`` (what the window's decode will do to it)
         instead of applying it afterwards, drawing from ``rng`` exactly what
-        :meth:`apply` would: True if folded, False if it cannot be (the default). The
-        gain, sign and time-reversal augmentations fold, so that a batch pays for them
-        in the pass that decodes it."""
+        [`apply`][ondabatches.abc.Transform.apply] would: True if folded, False if it
+        cannot be (the default). The gain, sign and time-reversal augmentations fold, so
+        that a batch pays for them in the pass that decodes it."""
         return False
 
     def to_dict(self) -> dict[str, Any]:
@@ -203,9 +212,9 @@ def _modalities(modalities: Any, t: Transform) -> tuple[str, ...] | None:
 
 
 def register_transform(cls: type[Transform]) -> type[Transform]:
-    """Register a :class:`Transform` subclass under its :attr:`~Transform.name` (a
-    decorator); a config or state naming it then rebuilds it in any process that has
-    imported the module defining it."""
+    """Register a [`Transform`][ondabatches.abc.Transform] subclass under its
+    [`name`][ondabatches.abc.Transform.name] (a decorator); a config or state naming it
+    then rebuilds it in any process that has imported the module defining it."""
     if not (isinstance(cls, type) and issubclass(cls, Transform)):
         raise ArgumentTypeError(f"register_transform takes a Transform subclass, got {cls!r}")
     if not cls.name or not isinstance(cls.name, str):
@@ -227,8 +236,8 @@ def registered_transforms() -> list[str]:
 
 
 def transform_from_dict(d: Mapping[str, Any]) -> Transform:
-    """The transform a :meth:`Transform.to_dict` describes; a typed error for an unknown
-    name or bad parameters."""
+    """The transform a [`Transform.to_dict`][ondabatches.abc.Transform.to_dict]
+    describes; a typed error for an unknown name or bad parameters."""
     if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
         raise StateError(f"a transform is a mapping with a 'name', got {d!r}")
     cls = _REGISTRY.get(d["name"])
@@ -325,9 +334,11 @@ class Fold:
 
 class KeyedDraws:
     """The randomness of a built-in augmentation at one key (seed, batch index, item,
-    position), drawn lazily: :meth:`coin`, whether it applies, is hashed from the key
-    (:func:`coins_for`, under a microsecond); :attr:`generator`, for the draws that
-    follow, is made only when asked (:func:`generator_for`)."""
+    position), drawn lazily: [`coin`][ondabatches.transforms.KeyedDraws.coin], whether
+    it applies, is hashed from the key ([`coins_for`][ondabatches.transforms.coins_for],
+    under a microsecond); [`generator`][ondabatches.transforms.KeyedDraws.generator],
+    for the draws that follow, is made only when asked
+    ([`generator_for`][ondabatches.transforms.generator_for])."""
 
     __slots__ = ("_coin", "_generator", "key")
 
@@ -372,8 +383,9 @@ class Pipeline:
     Raises
     ------
     BatchSpecError
-        If an item transform that needs context (:meth:`Transform.margin`) follows
-        one that needs none, or a batch transform precedes an item transform.
+        If an item transform that needs context
+        ([`Transform.margin`][ondabatches.abc.Transform.margin]) follows one that needs
+        none, or a batch transform precedes an item transform.
     """
 
     def __init__(self, transforms: Iterable[Transform | Mapping[str, Any]] = ()):
@@ -438,7 +450,7 @@ class Pipeline:
 
     @property
     def config(self) -> list[dict[str, Any]]:
-        """Each transform's :meth:`~Transform.to_dict`, in order (JSON)."""
+        """Each transform's [`to_dict`][ondabatches.abc.Transform.to_dict], in order (JSON)."""
         return [t.to_dict() for t in self.transforms]
 
     @property
@@ -469,7 +481,7 @@ class Pipeline:
         the window) on some modalities only (they would fall out of step with each
         other and with the labels), a random batch transform on some only (Mixup's
         pairs would differ), and a batch transform on some only where the modalities
-        are concatenated into one array. A :class:`~ondabatches.BatchSpecError`
+        are concatenated into one array. A [`BatchSpecError`][ondabatches._errors.BatchSpecError]
         naming the allowed values."""
         for t in self.transforms:
             if t.modalities is None or t.makes_targets:
@@ -506,8 +518,8 @@ class Pipeline:
         where: str,
         modality: str | None = None,
     ) -> None:
-        """Every transform's :meth:`Transform.check` (those of ``modality``, on a
-        multi-signal item)."""
+        """Every transform's [`Transform.check`][ondabatches.abc.Transform.check] (those
+        of ``modality``, on a multi-signal item)."""
         for t in self.transforms:
             if t.applies_to(modality):
                 t.check(sample_rate, window, recording, where)
@@ -526,9 +538,10 @@ class Pipeline:
     ) -> tuple[np.ndarray, Any]:
         """The item transforms on ``x`` read with ``cut = (before, after)`` samples of
         context, cut back to the window after the last context transform; the first
-        ``start`` of them are skipped (folded into the decode: :meth:`fold_item`); on a
-        multi-signal item, those of ``modality`` (each with the generator of its
-        position in the whole pipeline: all modalities of an item draw alike)."""
+        ``start`` of them are skipped (folded into the decode:
+        [`fold_item`][ondabatches.transforms.Pipeline.fold_item]); on a multi-signal
+        item, those of ``modality`` (each with the generator of its position in the
+        whole pipeline: all modalities of an item draw alike)."""
         before, after = cut
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
@@ -552,8 +565,10 @@ class Pipeline:
         self, key: tuple[int, int] | None, position: int, rows: int, dtype: np.dtype
     ) -> tuple[Fold | None, int]:
         """The leading item transforms that fold into the decode of item ``position``'s
-        window of ``rows`` channels (:meth:`Transform.fold`), and how many they are
-        (:meth:`apply_item` with ``start`` set to it does the rest); (None, 0) if none."""
+        window of ``rows`` channels
+        ([`Transform.fold`][ondabatches.abc.Transform.fold]), and how many they are
+        ([`apply_item`][ondabatches.transforms.Pipeline.apply_item] with ``start`` set
+        to it does the rest); (None, 0) if none."""
         first = self.item[0][1] if self.item else None
         if first is None or type(first).fold is Transform.fold:
             return None, 0

@@ -224,8 +224,9 @@ class Normalize(Transform):
 
     ``scope="window"`` uses the window's own statistics; ``scope="recording"`` those of
     the whole recording, computed once out of core by
-    :func:`~ondabatches.transforms.recording_statistics` and given as ``statistics``
-    (named in the state's config by their digest). A spread of 0 only centres.
+    [`recording_statistics`][ondabatches.transforms.recording_statistics] and given as
+    ``statistics`` (named in the state's config by their digest). A spread of 0 only
+    centres.
     """
 
     name = "normalize"
@@ -348,9 +349,10 @@ class Spectrogram(Transform):
 
 class _Augmentation(Transform):
     """Applied with probability ``p``: the coin first, always, so that the draws that
-    follow depend only on its outcome. In a pipeline ``rng`` is a :class:`KeyedDraws`
-    (the coin hashed from the key, a generator made only for what follows); called
-    directly with a generator, the coin is its first draw."""
+    follow depend only on its outcome. In a pipeline ``rng`` is a
+    [`KeyedDraws`][ondabatches.transforms.KeyedDraws] (the coin hashed from the key, a
+    generator made only for what follows); called directly with a generator, the coin is
+    its first draw."""
 
     random = True
     keyed_draws = True

@@ -2,7 +2,7 @@
 written out of core.
 
 Each signal is streamed in blocks, each read with the context its filters need (as a
-window is, see :mod:`ondabatches.transforms`), so the result equals the filters run
+window is, see `ondabatches.transforms`), so the result equals the filters run
 over the whole recording (within 1e-3 of the RMS), with memory bounded by the block
 size whatever the recording's length. Resampling (scipy's ``resample_poly``) runs on
 the same blocks with its own margin, aligned to the whole signal's. The samples are
@@ -132,10 +132,11 @@ def derive_dataset(
 ) -> tuple[str, str | None]:
     """Write a derived copy of the dataset whose signals table is ``signals``.
 
-    ``filters`` are filter transforms (:class:`Bandpass`, :class:`Notch`, ...), run in
-    order; ``reference="average"`` subtracts each sample's mean over the channels (after
-    filtering); ``resample_hz`` resamples to that rate (a rational ratio of each
-    signal's). Returns the paths of the new signals and annotations tables.
+    ``filters`` are filter transforms ([`Bandpass`][ondabatches.transforms.Bandpass],
+    [`Notch`][ondabatches.transforms.Notch], ...), run in order; ``reference="average"``
+    subtracts each sample's mean over the channels (after filtering); ``resample_hz``
+    resamples to that rate (a rational ratio of each signal's). Returns the paths of the
+    new signals and annotations tables.
 
     Raises
     ------

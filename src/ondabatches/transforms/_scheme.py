@@ -17,7 +17,7 @@ __all__ = ["KeyedBatch", "TransformedBatches", "check_items"]
 #: The key of the pipeline in a state's config.
 CONFIG_KEY = "transforms"
 #: The key, in the config of a state whose pipeline draws at random, of how its random
-#: transforms draw (:data:`DRAWS_VERSION`): a checkpoint saved by a version of
+#: transforms draw (`DRAWS_VERSION`): a checkpoint saved by a version of
 #: ondabatches that drew otherwise is refused, rather than resumed with other draws.
 DRAWS_KEY = "transform_draws"
 #: 2: coins hashed from the key (``coins_for``), generators made when more is drawn.
@@ -26,7 +26,8 @@ DRAWS_VERSION = 2
 
 class KeyedBatch(Sequence):
     """A batch's items with the ``(seed, index)`` its random transforms draw from and
-    the pipeline to apply (what :class:`TransformedBatches` yields)."""
+    the pipeline to apply (what
+    [`TransformedBatches`][ondabatches.transforms.TransformedBatches] yields)."""
 
     __slots__ = ("items", "key", "pipeline")
 
@@ -59,7 +60,8 @@ class KeyedBatch(Sequence):
 
 
 def check_items(pipeline: Pipeline, items: Sequence[Any]) -> None:
-    """:meth:`Pipeline.check` on each distinct signal and window length of ``items``."""
+    """[`Pipeline.check`][ondabatches.transforms.Pipeline.check] on each distinct signal
+    and window length of ``items``."""
     seen = set()
     for item in items:
         if isinstance(item, MultiBatchItem):
@@ -85,8 +87,8 @@ def _check_part(
     modality: str | None = None,
     target: float | None = None,
 ) -> None:
-    """:meth:`Pipeline.check` of one signal's window (a modality's at ``target``, the
-    rate it is resampled to, where it is)."""
+    """[`Pipeline.check`][ondabatches.transforms.Pipeline.check] of one signal's window
+    (a modality's at ``target``, the rate it is resampled to, where it is)."""
     rate = item.info.sample_rate
     sizes = (rate, item.window.duration, item.signal_span.duration, modality, target)
     if sizes in seen:
@@ -113,11 +115,12 @@ class TransformedBatches(BatchScheme):
 
     Its states are the scheme's, with the pipeline's configuration added under
     ``"transforms"``: a state saved with one pipeline is refused by another with a
-    :class:`~ondabatches.StateError` naming both. Its batches are :class:`KeyedBatch`
-    lists of the scheme's items, which :func:`~ondabatches.materialize_batch`
-    transforms (random transforms draw from the state's seed and index). What the
-    scheme declares (``next_state``, ``remaining``, ``world_size`` and ``rank``, its
-    ``len``) is the wrapper's too.
+    [`StateError`][ondabatches._errors.StateError] naming both. Its batches are
+    [`KeyedBatch`][ondabatches.transforms.KeyedBatch] lists of the scheme's items, which
+    [`materialize_batch`][ondabatches.materialize.materialize_batch] transforms (random
+    transforms draw from the state's seed and index). What the scheme declares
+    (``next_state``, ``remaining``, ``world_size`` and ``rank``, its ``len``) is the
+    wrapper's too.
 
     Examples
     --------
@@ -227,7 +230,8 @@ class TransformedBatches(BatchScheme):
 
 
 class _SizedTransformedBatches(TransformedBatches):
-    """A :class:`TransformedBatches` of a scheme with ``len()``."""
+    """A [`TransformedBatches`][ondabatches.transforms.TransformedBatches] of a scheme
+    with ``len()``."""
 
     def __len__(self) -> int:
         return len(self.batches)

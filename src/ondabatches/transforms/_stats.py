@@ -1,5 +1,5 @@
 """Per-channel statistics of whole recordings, computed out of core and stored with the
-dataset, for :class:`~ondabatches.transforms.Normalize` ``(scope="recording")``.
+dataset, for [`Normalize`][ondabatches.transforms.Normalize] ``(scope="recording")``.
 
 Each signal is streamed in blocks (never whole in memory). Integer samples of up to 16
 bits are counted in an exact histogram of their stored values, so the median and
@@ -35,7 +35,8 @@ _BINS = 1 << 16
 @dataclass(frozen=True)
 class RecordingStatistics:
     """Per signal (its ``file_path``), per channel: ``mean``, ``std``, ``median``, ``q1``,
-    ``q3``. :meth:`to_dict` (the file's URL and a digest) is what a state's config holds."""
+    ``q3``. [`to_dict`][ondabatches.transforms.RecordingStatistics.to_dict] (the file's
+    URL and a digest) is what a state's config holds."""
 
     path: str
     signals: Mapping[str, Mapping[str, list[float]]]
@@ -77,7 +78,9 @@ def _arrays(path: str, digest: str, file_path: str) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=16)
 def load_recording_statistics(path: str) -> RecordingStatistics:
-    """The statistics :func:`recording_statistics` wrote to ``path``."""
+    """The statistics
+    [`recording_statistics`][ondabatches.transforms.recording_statistics] wrote to
+    ``path``."""
     fs, local = filesystem_for(path)
     with storage_errors(path):
         raw = json.loads(fs.cat_file(local))
@@ -89,7 +92,8 @@ def recording_statistics(
 ) -> RecordingStatistics:
     """Compute every signal's per-channel statistics, streamed, and write them (JSON) to
     ``path`` (local or a URL; the folder of the dataset, say). A later run reuses them
-    with :func:`load_recording_statistics` or ``RecordingStatistics.from_dict``."""
+    with [`load_recording_statistics`][ondabatches.transforms.load_recording_statistics]
+    or ``RecordingStatistics.from_dict``."""
     out: dict[str, dict[str, list[float]]] = {}
     for sig in iter_signals(signals):
         if sig.file_path in out:

@@ -29,7 +29,7 @@ _NS = 10**9
 class EventMask:
     """A ``(classes, time)`` mask at ``rate_hz`` (at most the signal's rate): 1 where an
     event contains the label sample's centre (``min_overlap`` None) or covers at least
-    ``min_overlap`` of it (see :func:`~ondabatches.event_mask`)."""
+    ``min_overlap`` of it (see [`event_mask`][ondabatches.labels.event_mask])."""
 
     rate_hz: float
     min_overlap: float | None = None
@@ -48,7 +48,7 @@ class EventMask:
 class MultiHot:
     """An ``(epochs, classes)`` multi-hot target: 1 where the class's events cover at
     least ``min_overlap`` of the epoch of ``epoch_s`` seconds (see
-    :func:`~ondabatches.multi_hot`)."""
+    [`multi_hot`][ondabatches.labels.multi_hot])."""
 
     epoch_s: float
     min_overlap: float = 0.5
@@ -65,7 +65,7 @@ class MultiHot:
 @dataclass(frozen=True)
 class EventList:
     """Up to ``max_events`` events per window as padded arrays (see
-    :func:`~ondabatches.event_list`)."""
+    [`event_list`][ondabatches.labels.event_list])."""
 
     max_events: int
 
@@ -107,8 +107,10 @@ class EventTargets(Transform):
     Parameters
     ----------
     targets:
-        Label-set name -> ``(EventLabels, target)``, the target an :class:`EventMask`,
-        :class:`MultiHot` or :class:`EventList` (or the dict forms in a config).
+        Label-set name -> ``(EventLabels, target)``, the target an
+        [`EventMask`][ondabatches.transforms.EventMask],
+        [`MultiHot`][ondabatches.transforms.MultiHot] or
+        [`EventList`][ondabatches.transforms.EventList] (or the dict forms in a config).
     dense:
         The key of the item's dense per-epoch label codes in ``y``.
     """
