@@ -34,7 +34,8 @@ do not know our names::
 Nothing in the package raises a bare built-in on purpose (``tests/test_errors.py``
 walks the source to check it); the few built-ins left are protocol signals
 (``NotImplementedError`` of an abstract method, ``AttributeError`` from a module's
-``__getattr__``) and OS errors that a caller turns into a [`StorageError`][ondabatches._errors.StorageError].
+``__getattr__``) and OS errors that a caller turns into a
+[`StorageError`][ondabatches._errors.StorageError].
 
 Messages name the file, column, recording or batch, and the expected and actual values.
 """
