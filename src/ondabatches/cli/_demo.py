@@ -160,5 +160,5 @@ def run(args: argparse.Namespace) -> int:
     say(f"  ondabatches inspect {root}")
     say(f"  ondabatches plot {root} --seed {args.seed} --modalities eeg,eog,ecg --out item.png")
     say(f"  ondabatches demo --workers {max(1, (os.cpu_count() or 2))} --batches 500")
-    say("  the README's tour: the same steps in Python, one at a time")
+    say("  docs/tour.md: the same steps in Python, one at a time")
     return 0
