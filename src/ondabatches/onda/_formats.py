@@ -2,7 +2,8 @@
 
 A format is a :class:`SampleFormat` (``read``, ``write`` and ``check_size``). The built-in
 ones are ``"lpcm"`` (:class:`LPCMFormat`), ``"lpcm.zst"`` (:class:`LPCMZstFormat`) and
-``"edf"``/``"bdf"`` (:class:`EdfFormat`: EDF/BDF files served in place, read-only);
+``"edf"``/``"bdf"`` (:class:`EdfFormat`: EDF/BDF files served in place, read-only),
+``"pco"`` (:class:`PcoFormat`: pcodec frames with an index; needs pcodec);
 :func:`register_format` adds others, which :func:`~ondabatches.onda.load` and
 :func:`~ondabatches.onda.store` then use for signals of that ``file_format``.
 """
@@ -17,6 +18,7 @@ from .._errors import UnknownFormatError
 from ._edf import EdfFormat
 from ._format_base import SampleFormat, as_sample_format
 from ._lpcm import LPCMFormat
+from ._pco import PcoFormat
 from ._zst import LPCMZstFormat
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
 _FORMATS: dict[str, SampleFormat] = {
     "lpcm": LPCMFormat(),
     "lpcm.zst": LPCMZstFormat(),
+    "pco": PcoFormat(),
     "edf": EdfFormat("edf"),
     "bdf": EdfFormat("bdf"),
 }
