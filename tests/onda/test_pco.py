@@ -121,3 +121,48 @@ def test_without_pcodec_the_error_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"ondabatches\[codecs\]"):
         with open(tmp_path / "x.pco", "wb") as f:
             PcoFormat().write(f, np.zeros((3, 10), np.int16), info)
+
+
+@pytest.mark.parametrize("other", ["lpcm", "lpcm.zst"])
+def test_convert_between_pco_and_onda_jl_formats_both_ways(tmp_path, other):
+    from ondabatches.onda._convert import convert_signal
+
+    info = make_info("int16")
+    data = _eeg_like(3000, 3)
+    store(tmp_path / f"a.{other}", Samples(data, info, encoded=True))
+    sig = make_signal(tmp_path / f"a.{other}", other, info, 3000)
+    pco = convert_signal(sig, tmp_path / "b.pco")
+    assert pco.file_format == "pco" and pco.span == sig.span
+    assert np.array_equal(load_rows(pco, range(0, 3000), encoded=True).data, data)
+    back = convert_signal(pco, tmp_path / f"c.{other}")
+    assert back.file_format == other
+    assert (tmp_path / f"c.{other}").read_bytes() == (tmp_path / f"a.{other}").read_bytes()
+
+
+def test_materialize_batch_reads_pco_like_lpcm(tmp_path):
+    from ondabatches.batches import RandomBatches
+    from ondabatches.labels import label_signals, sort_and_trim_spans
+    from ondabatches.materialize import materialize_batch
+    from ondabatches.onda import read_signals, signals_table, write_signals
+    from ondabatches.onda._convert import convert_signal
+    from ondabatches.onda._signal import Signal
+    from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+
+    ds = make_dataset(tmp_path / "ds", n_recordings=2, duration=300 * 10**9, eeg_layout=0,
+                      eog_every=0)  # fmt: skip
+    rows = [Signal.from_row(r) for r in ds.signals.to_pylist()]
+    converted = [convert_signal(s, tmp_path / f"{k}.pco") for k, s in enumerate(rows)]
+    write_signals(tmp_path / "pco.arrow", signals_table(converted))
+    tables = {"lpcm": ds.signals, "pco": read_signals(tmp_path / "pco.arrow")}
+    assert set(tables["pco"].column("file_format").to_pylist()) == {"pco"}
+    annotations = sort_and_trim_spans(ds.annotations, epoch=EPOCH, by="recording")
+    out = {}
+    for name, table in tables.items():
+        labeled = label_signals(table, annotations, labels_column="stage", epoch=EPOCH,
+                                encoding=STAGE_ENCODING)  # fmt: skip
+        spec = RandomBatches(labeled, batch_size=4, batch_duration=2 * EPOCH)
+        state = spec.initial_state(seed=3)
+        out[name] = [materialize_batch(spec.iterate_batch(state.advance(k))[0]) for k in range(3)]
+    for (x_l, y_l), (x_p, y_p) in zip(out["lpcm"], out["pco"], strict=True):
+        assert x_l.shape == (4, 6, 2 * 30 * 128)
+        assert np.array_equal(x_l, x_p) and np.array_equal(y_l, y_p)
