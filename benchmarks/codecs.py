@@ -329,6 +329,14 @@ def format_page(
         f"(1e6) per second on one core, median of {data['rounds']} interleaved rounds "
         "(goal: decode >= 1000 MB/s). The shared test machine makes speeds noisy; compare "
         "codecs within one table. See `benchmarks/codecs.py` for each codec's settings.",
+        "",
+        "The pick, by ratio first and decode speed second: pcodec, as the `pco` sample file "
+        'format (`file_format` `"pco"`, extension `.pco`; frames of 2048 samples with an '
+        "index and a CRC-32 per frame, one ranged read per window; needs "
+        "`pip install 'ondabatches[codecs]'`). FLAC keeps less on noise but decodes an order "
+        "of magnitude slower. Onda.jl reads only `lpcm` and `lpcm.zst`: "
+        "`ondabatches convert SIGNALS OUT --format lpcm.zst` rewrites a dataset's sample "
+        "files bit for bit (and `--format pco` back).",
     ]
     if data["missing"]:
         lines += ["", "Left out (library not installed): " + "; ".join(data["missing"]) + "."]
