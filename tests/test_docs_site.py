@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -137,3 +138,46 @@ def test_the_top_level_page_lists_exactly_the_top_level_names() -> None:
         assert attr == name and getattr(importlib.import_module(module), name) is getattr(
             ondabatches, name
         ), target
+
+
+def test_codecs_page_is_the_generators_output() -> None:
+    """docs/codecs.md is written by ``python -m benchmarks.codecs --markdown``, never by
+    hand: it renders again, byte for byte, from the data it carries, holds a row for every
+    codec on every signal, and the site links it."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.codecs import PAGE_MARKER, format_page, parse_page
+
+    page = (ROOT / "docs" / "codecs.md").read_text(encoding="utf-8")
+    assert page.startswith(PAGE_MARKER + "\n")
+    args = parse_page(page)
+    assert (
+        args["command"].startswith("python -m benchmarks.codecs")
+        and "--markdown" in (args["command"])
+    )
+    assert format_page(**args) == page
+    data = args["data"]
+    assert data["codecs"][0].startswith("zstd") and len(data["codecs"]) >= 2
+    pairs = {(r["codec"], r["signal"]) for r in data["rows"]}
+    assert pairs == {(c, s) for c in data["codecs"] for s in data["signals"]}
+    assert all(0 < r["ratio"] and r["decode_mbs"] > 0 for r in data["rows"])
+    assert "codecs.md" in (ROOT / "mkdocs.yml").read_text()
+
+
+def test_codecs_benchmark_round_trips_and_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generator itself, on tiny signals: every codec round-trips (it checks), and the
+    page it writes parses back to the data it measured."""
+    import datetime as dt
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import codecs as bench
+
+    monkeypatch.setattr(
+        bench, "signals", lambda quick: {"noise": bench.pink_noise(3000, 3, 100.0, seed=0)}
+    )
+    data = bench.measure(quick=True)
+    assert {r["signal"] for r in data["rows"]} == {"noise"}
+    when = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    page = bench.format_page(
+        data, command="python -m benchmarks.codecs --markdown x", machine={"CPU": "x"}, when=when
+    )
+    assert bench.parse_page(page)["data"] == json.loads(json.dumps(data))

@@ -15,9 +15,9 @@ from .._version import __version__
 __all__ = ["main"]
 
 # Each subcommand module exposes ``add_parser(subparsers) -> None`` setting ``func``.
-_COMMANDS = ("_demo", "_inspect", "_plot", "_edf", "_derive", "_bench")
+_COMMANDS = ("_demo", "_inspect", "_plot", "_edf", "_derive", "_convert", "_bench")
 # Commands that never use pandas (bench runs peers that may: braindecode, mne, torch).
-_PANDAS_FREE = frozenset({"demo", "inspect", "plot", "import", "import-edf"})
+_PANDAS_FREE = frozenset({"demo", "inspect", "plot", "import", "import-edf", "convert"})
 
 
 class _HidePandas(importlib.abc.MetaPathFinder):

@@ -4,7 +4,8 @@ A format is a [`SampleFormat`][ondabatches.abc.SampleFormat] (``read``, ``write`
 ``check_size``). The built-in ones are ``"lpcm"``
 ([`LPCMFormat`][ondabatches.onda.LPCMFormat]), ``"lpcm.zst"``
 ([`LPCMZstFormat`][ondabatches.onda.LPCMZstFormat]) and ``"edf"``/``"bdf"``
-([`EdfFormat`][ondabatches.onda.EdfFormat]: EDF/BDF files served in place, read-only);
+([`EdfFormat`][ondabatches.onda.EdfFormat]: EDF/BDF files served in place, read-only),
+``"pco"`` (`PcoFormat`: pcodec frames with an index; needs pcodec);
 [`register_format`][ondabatches.onda.register_format] adds others, which
 [`load`][ondabatches.onda.load] and [`store`][ondabatches.onda.store] then use for
 signals of that ``file_format``.
@@ -20,6 +21,7 @@ from .._errors import ArgumentError, UnknownFormatError
 from ._edf import EdfFormat
 from ._format_base import SampleFormat, as_sample_format
 from ._lpcm import LPCMFormat
+from ._pco import PcoFormat
 from ._zst import LPCMZstFormat
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
 _FORMATS: dict[str, SampleFormat] = {
     "lpcm": LPCMFormat(),
     "lpcm.zst": LPCMZstFormat(),
+    "pco": PcoFormat(),
     "edf": EdfFormat("edf"),
     "bdf": EdfFormat("bdf"),
 }
