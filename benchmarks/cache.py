@@ -139,7 +139,7 @@ def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
             for fs_, p, a, b in reads:
                 read_range(fs_, p, a, b)
             out.append((time.perf_counter() - t) / len(reads))
-    ratio = statistics.median(h / f for h, f in zip(hit, floor))
+    ratio = statistics.median(h / f for h, f in zip(hit, floor, strict=True))
     median_floor = statistics.median(floor)
     results.append(
         Result(
