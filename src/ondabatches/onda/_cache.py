@@ -61,6 +61,7 @@ _HEADER = struct.Struct("<8sQI")  # magic, payload length, crc32 of the payload
 _SUFFIX = ".entry"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0
+_TOUCH_S = 1.0  # a hit touches an entry at most this often
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -146,24 +147,30 @@ class RangeCache:
     def get(self, path: str, n: int) -> bytearray | None:
         """The payload of the entry at ``path`` if it is whole and has ``n`` bytes."""
         try:
-            with open(path, "rb", buffering=0) as file:
-                head = file.read(_HEADER.size)
-                buf = bytearray(n)
-                got = file.readinto(buf) if n else 0
-                extra = file.read(1)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # absent, or evicted by another process meanwhile
+        try:
+            st = os.fstat(fd)
+            buf = bytearray(_HEADER.size + n + 1)
+            got = os.preadv(fd, [buf], 0)
         except OSError:
             return None
-        if len(head) == _HEADER.size:
-            magic, length, crc = _HEADER.unpack(head)
-            if magic == _MAGIC and length == n and got == n and not extra:
-                if zlib.crc32(buf) == crc:
+        finally:
+            os.close(fd)
+        if got == _HEADER.size + n:
+            magic, length, crc = _HEADER.unpack_from(buf)
+            payload = memoryview(buf)[_HEADER.size : _HEADER.size + n]
+            if magic == _MAGIC and length == n and zlib.crc32(payload) == crc:
+                if time.time() - st.st_mtime > _TOUCH_S:
                     try:
                         os.utime(path)  # the access time that eviction orders by
                     except OSError:
                         pass
-                    return buf
+                del payload
+                del buf[: _HEADER.size]
+                del buf[n:]
+                return buf
         _stats.corrupt += 1
         _unlink(path)
         return None
