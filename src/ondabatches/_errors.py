@@ -25,6 +25,7 @@ do not know our names::
     ├── SizeLimitError         (ValueError)         a size beyond a configured ceiling
     ├── UntrustedPathError     (PermissionError)    a path outside the allowed storage
     ├── StorageError           (OSError)            a storage backend failed (wraps fsspec/botocore)
+    │   └── CacheError                              the node-local cache directory cannot be used
     ├── MissingDependencyError (ImportError)        an optional extra is not installed
     └── BatcherError           (RuntimeError)       the batching service failed
         ├── BatchTimeoutError  (TimeoutError)       a batch not ready within the timeout given
@@ -49,6 +50,7 @@ __all__ = [
     "BatchShapeError",
     "BatchSpecError",
     "BatcherError",
+    "CacheError",
     "DatasetExistsError",
     "LabelError",
     "MissingDependencyError",
@@ -159,6 +161,10 @@ class UntrustedPathError(OndaBatchesError, PermissionError):
 
 class StorageError(OndaBatchesError, OSError):
     """A storage backend (local disk, S3, ...) failed to read or write."""
+
+
+class CacheError(StorageError):
+    """The node-local cache of remote byte ranges cannot use its directory."""
 
 
 class MissingDependencyError(OndaBatchesError, ImportError):

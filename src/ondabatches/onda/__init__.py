@@ -2,7 +2,8 @@
 
 # Each private module lists its public names in __all__; they are gathered here.
 # (Curated and checked by tests/test_exported_members.py.)
-from . import _formats, _io, _samples, _signal, _storage, _tables, _timespan
+from . import _cache, _formats, _io, _samples, _signal, _storage, _tables, _timespan
+from ._cache import *  # noqa: F403
 from ._formats import *  # noqa: F403
 from ._io import *  # noqa: F403
 from ._samples import *  # noqa: F403
@@ -13,6 +14,7 @@ from ._timespan import *  # noqa: F403
 
 __all__ = sorted(
     {
+        *_cache.__all__,
         *_formats.__all__,
         *_io.__all__,
         *_samples.__all__,

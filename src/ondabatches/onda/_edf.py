@@ -63,6 +63,7 @@ import fsspec.utils
 import numpy as np
 
 from .._errors import ArgumentError, ReadOnlyFormatError, SampleFileError
+from ._cache import cached_range, get_cache
 from ._descriptors import opened
 from ._format_base import SampleFormat
 from ._lpcm import file_meta, read_at, remote_size, url_of
@@ -433,7 +434,7 @@ def _read_remote(
     (gaps of at most ``_MAX_GAP`` fetched too, to merge the ranges); the bytes between
     merged ranges are left unset, since no selected sample lies there."""
     if rec - span <= _MAX_GAP or n_rec == 1:
-        data = fs.cat_file(file, start=start, end=stop)
+        data = cached_range(fs, file, start, stop, lambda: fs.cat_file(file, start=start, end=stop))
         if len(data) != stop - start:
             raise SampleFileError(
                 f"EDF file {url} returned {len(data)} bytes for range {start}..{stop - 1}, "
@@ -444,7 +445,13 @@ def _read_remote(
     _, merged_starts, merged_ends = fsspec.utils.merge_offset_ranges(
         [file] * n_rec, starts, [s + span for s in starts], max_gap=_MAX_GAP, sort=False
     )
-    pieces = fs.cat_ranges([file] * len(merged_starts), merged_starts, merged_ends)
+    if get_cache() is None:
+        pieces = fs.cat_ranges([file] * len(merged_starts), merged_starts, merged_ends)
+    else:
+        pieces = [
+            cached_range(fs, file, a, b, lambda a=a, b=b: fs.cat_file(file, start=a, end=b))
+            for a, b in zip(merged_starts, merged_ends, strict=True)
+        ]
     buf = np.empty(stop - start, dtype=np.uint8)
     for a, b, piece in zip(merged_starts, merged_ends, pieces, strict=True):
         if isinstance(piece, Exception):

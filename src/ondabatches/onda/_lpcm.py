@@ -19,6 +19,7 @@ import fsspec
 import numpy as np
 
 from .._errors import SampleFileError
+from ._cache import cached_range
 from ._descriptors import forget, opened
 from ._format_base import SampleFormat
 from ._samples import SamplesInfo
@@ -129,13 +130,17 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) 
             return read_at(fd, start, stop - start, url)
     if stop <= start:
         return np.empty(0, dtype=np.uint8)
-    data = fs.cat_file(path, start=start, end=stop)  # keywords: s3fs takes version_id second
+    data = cached_range(  # keywords: s3fs takes version_id second
+        fs, path, start, stop, lambda: fs.cat_file(path, start=start, end=stop)
+    )
     if len(data) != stop - start:
         raise SampleFileError(
             f"sample file {url} returned {len(data)} bytes for range {start}..{stop - 1}, "
             f"expected {stop - start} (was it changed since it was first read?)"
         )
-    return np.frombuffer(bytearray(data), dtype=np.uint8)
+    if not isinstance(data, bytearray):
+        data = bytearray(data)
+    return np.frombuffer(data, dtype=np.uint8)
 
 
 def check_lpcm_size(

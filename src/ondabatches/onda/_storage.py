@@ -79,6 +79,7 @@ from .._errors import (
     StorageError,
     UntrustedPathError,
 )
+from ._cache import CACHE_ENV
 
 __all__ = [
     "ALLOWED_STORAGE_ENV",
@@ -131,7 +132,13 @@ _FOREIGN_PACKAGES = frozenset(
 )
 
 # Environment variables that configure the S3 client (read by botocore itself).
-_FORWARDED_ENV_PREFIXES = ("AWS_", "FSSPEC_", STORAGE_OPTIONS_ENV, ALLOWED_STORAGE_ENV)
+_FORWARDED_ENV_PREFIXES = (
+    "AWS_",
+    "FSSPEC_",
+    STORAGE_OPTIONS_ENV,
+    ALLOWED_STORAGE_ENV,
+    CACHE_ENV,
+)
 
 
 @lru_cache(maxsize=8)
@@ -222,8 +229,9 @@ def set_storage_options(protocol: str, **options: Any) -> None:
 def storage_env() -> dict[str, str]:
     """The environment variables that configure storage, to forward to remote workers.
 
-    Every ``FSSPEC_*`` and ``AWS_*`` variable set in this process, and the allow-list
-    of [`allowed_storage`][ondabatches.onda.allowed_storage].
+    Every ``FSSPEC_*`` and ``AWS_*`` variable set in this process, the allow-list
+    of [`allowed_storage`][ondabatches.onda.allowed_storage], and the node-local cache
+    (``ONDABATCHES_CACHE``).
 
     Examples
     --------

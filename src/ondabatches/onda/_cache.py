@@ -1,0 +1,362 @@
+"""A node-local disk cache of remote byte ranges, shared by every process of a node.
+
+Every ranged read of a remote sample file (``lpcm`` windows, ``lpcm.zst`` frames, EDF
+records) goes through `cached_range`; local files never do. Off by default; on
+with `set_cache` or the environment variable `CACHE_ENV`
+(``ONDABATCHES_CACHE=/path:SIZE``, SIZE in bytes or with a K/M/G/T suffix), which
+`set_cache` sets so that worker processes started afterwards use the same
+cache (and `storage_env` forwards it to Ray workers).
+
+How it stays correct
+--------------------
+- An entry is keyed by the URL, the object's version and the byte range. The version
+  is the ETag (S3), generation (GCS), or size and modification time from ``fs.info``,
+  fetched once per file per process and kept; a file whose info gives neither is not
+  cached. A changed object has a new version, so its old entries are never served.
+- An entry is a header (magic, payload length, CRC-32 of the payload) and the payload.
+  A read checks all three; a corrupted or truncated entry is deleted and the range
+  fetched again, never served.
+- Writers write a temporary file in the cache directory and rename it into place
+  (``os.replace``, atomic), so readers see a whole entry or none, and a crash leaves
+  at most a temporary file, which is ignored and removed once it is an hour old.
+- The size bound is kept by eviction of the entries least recently used (a hit
+  touches the entry's modification time): a process scans the directory when its
+  estimate of the total passes the bound, and after writing a sixteenth of the bound,
+  so that the writes of other processes are counted too. Entries that vanish while
+  being scanned, read or evicted (another process evicted them) are misses.
+- The directory must be ours and not writable by group or others (anyone who can
+  write it could plant bytes): otherwise `set_cache` raises a
+  `CacheError`, and a worker given it through the environment
+  warns once and reads uncached. A write that fails (a full disk, a read-only
+  directory) warns once per process and the read goes on uncached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import struct
+import threading
+import time
+import uuid
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+import fsspec
+
+from .._errors import CacheError
+
+__all__ = ["CACHE_ENV", "cache_stats", "get_cache", "set_cache"]
+
+#: The environment variable that turns the cache on in every process: ``/path:SIZE``.
+CACHE_ENV = "ONDABATCHES_CACHE"
+
+_MAGIC = b"OBRC1\0\0\0"
+_HEADER = struct.Struct("<8sQI")  # magic, payload length, crc32 of the payload
+_SUFFIX = ".entry"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_S = 3600.0
+_TOUCH_S = 1.0  # a hit touches an entry at most this often
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+@dataclass
+class CacheStats:
+    """What this process's cache did: ranges served from disk, fetched, and their bytes."""
+
+    hits: int = 0
+    misses: int = 0
+    hit_bytes: int = 0
+    miss_bytes: int = 0
+    evicted: int = 0
+    corrupt: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+_stats = CacheStats()
+
+
+def cache_stats(reset: bool = False) -> CacheStats:
+    """This process's cache counters (a copy); ``reset=True`` zeroes them afterwards."""
+    global _stats
+    out = CacheStats(**vars(_stats))
+    if reset:
+        _stats = CacheStats()
+    return out
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` -> 536870912; plain digits are bytes."""
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
+    if not match:
+        raise CacheError(f"{CACHE_ENV}: cannot read a size from {text!r} (e.g. 500M, 20G)")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+class RangeCache:
+    """A cache directory of at most ``max_bytes`` bytes of entries."""
+
+    def __init__(self, directory: str | os.PathLike[str], max_bytes: int):
+        if not isinstance(max_bytes, int) or max_bytes <= 0:
+            raise CacheError(f"cache size must be a positive number of bytes, got {max_bytes!r}")
+        self.directory = os.path.abspath(os.fspath(directory))
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._estimate: int | None = None
+        self._since_scan = 0
+        self._warned = False
+        self._check_directory()
+
+    def _check_directory(self) -> None:
+        path = self.directory
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+            st = os.stat(path)
+        except OSError as exc:
+            raise CacheError(f"cannot use {path} as the cache directory: {exc}") from exc
+        if _owner(st) != os.getuid():
+            raise CacheError(
+                f"cache directory {path} belongs to user id {_owner(st)}, not to this user "
+                f"({os.getuid()}): refused, another user could plant bytes in it"
+            )
+        if st.st_mode & 0o022:
+            raise CacheError(
+                f"cache directory {path} is writable by group or others (mode "
+                f"{st.st_mode & 0o777:o}, expected no group/other write): refused"
+            )
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise CacheError(f"cache directory {path} is not writable by this user")
+
+    # -- entries ---------------------------------------------------------------------
+
+    def entry_path(self, url: str, version: str, start: int, stop: int) -> str:
+        digest = hashlib.blake2b(
+            f"{url}\0{version}\0{start}\0{stop}".encode(), digest_size=20
+        ).hexdigest()
+        return os.path.join(self.directory, digest[:2], digest + _SUFFIX)
+
+    def get(self, path: str, n: int) -> bytearray | None:
+        """The payload of the entry at ``path`` if it is whole and has ``n`` bytes."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return None  # absent, or evicted by another process meanwhile
+        try:
+            st = os.fstat(fd)
+            buf = bytearray(_HEADER.size + n + 1)
+            got = os.preadv(fd, [buf], 0)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if got == _HEADER.size + n:
+            magic, length, crc = _HEADER.unpack_from(buf)
+            payload = memoryview(buf)[_HEADER.size : _HEADER.size + n]
+            if magic == _MAGIC and length == n and zlib.crc32(payload) == crc:
+                if time.time() - st.st_mtime > _TOUCH_S:
+                    try:
+                        os.utime(path)  # the access time that eviction orders by
+                    except OSError:
+                        pass
+                del payload
+                del buf[: _HEADER.size]
+                del buf[n:]
+                return buf
+        _stats.corrupt += 1
+        _unlink(path)
+        return None
+
+    def put(self, path: str, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` at ``path`` atomically; a failure warns once and is forgotten."""
+        n = len(data)
+        if n + _HEADER.size > self.max_bytes // 2:
+            return  # too large to be worth evicting half the cache for
+        folder = os.path.dirname(path)
+        tmp = os.path.join(folder, f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}")
+        try:
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, _HEADER.pack(_MAGIC, n, zlib.crc32(data)))
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            _unlink(tmp)
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"cannot write to the cache directory {self.directory} ({exc}); reads go "
+                    "on uncached where writing fails",
+                    RuntimeWarning,
+                    stacklevel=4,
+                )
+            return
+        with self._lock:
+            if self._estimate is None:
+                self._estimate = self._scan_and_evict()
+            self._estimate += n + _HEADER.size
+            self._since_scan += n + _HEADER.size
+            if self._estimate > self.max_bytes or self._since_scan > self.max_bytes // 16:
+                self._estimate = self._scan_and_evict()
+                self._since_scan = 0
+
+    def _scan_and_evict(self) -> int:
+        """Remove least recently used entries until the total is within the bound."""
+        entries: list[tuple[int, int, str]] = []
+        now = time.time()
+        try:
+            folders = list(os.scandir(self.directory))
+        except OSError:
+            return 0
+        for folder in folders:
+            try:
+                if not folder.is_dir(follow_symlinks=False):
+                    continue
+                children = list(os.scandir(folder.path))
+            except OSError:
+                continue
+            for child in children:
+                try:
+                    st = child.stat(follow_symlinks=False)
+                except OSError:
+                    continue  # gone: evicted by another process
+                if child.name.startswith(_TMP_PREFIX):
+                    if now - st.st_mtime > _STALE_TMP_S:
+                        _unlink(child.path)  # left by a crashed writer
+                elif child.name.endswith(_SUFFIX):
+                    entries.append((st.st_mtime_ns, st.st_size, child.path))
+        total = sum(size for _, size, _ in entries)
+        if total <= self.max_bytes:
+            return total
+        target = self.max_bytes * 9 // 10
+        entries.sort()
+        for _, size, path in entries:
+            if total <= target:
+                break
+            _unlink(path)
+            total -= size
+            _stats.evicted += 1
+        return total
+
+
+def _owner(st: os.stat_result) -> int:
+    return st.st_uid
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# -- configuration ---------------------------------------------------------------------
+
+_configured: dict[str, RangeCache | None] = {}
+
+
+def set_cache(directory: str | os.PathLike[str] | None, max_bytes: int | str = "10G") -> None:
+    """Cache remote byte ranges in ``directory``, at most ``max_bytes`` (``None``: off).
+
+    Sets `CACHE_ENV` too, so that worker processes started afterwards share the
+    cache. The directory is created (mode 0700) if missing; one owned by another user,
+    writable by group or others, or not writable is a `CacheError`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> set_cache(folder, "64M")
+    >>> get_cache().max_bytes
+    67108864
+    >>> set_cache(None)
+    >>> get_cache() is None
+    True
+    """
+    if directory is None:
+        os.environ.pop(CACHE_ENV, None)
+        return
+    size = parse_size(max_bytes) if isinstance(max_bytes, str) else max_bytes
+    folder = os.path.abspath(os.fspath(directory))
+    raw = f"{folder}:{size}"
+    _configured[raw] = RangeCache(folder, size)  # raises CacheError on a bad directory
+    os.environ[CACHE_ENV] = raw
+
+
+def get_cache() -> RangeCache | None:
+    """The cache this process uses (from `CACHE_ENV`), or ``None`` when off."""
+    raw = os.environ.get(CACHE_ENV)
+    if not raw:
+        return None
+    if raw not in _configured:
+        folder, sep, size = raw.rpartition(":")
+        try:
+            if not sep or not folder:
+                raise CacheError(f"{CACHE_ENV} must be /path:SIZE, got {raw!r}")
+            _configured[raw] = RangeCache(folder, parse_size(size))
+        except CacheError as exc:
+            _configured[raw] = None
+            warnings.warn(f"{exc}; reading uncached", RuntimeWarning, stacklevel=3)
+    return _configured[raw]
+
+
+def _version(info: dict[str, Any]) -> str | None:
+    for key in ("ETag", "etag", "generation", "VersionId", "md5Hash", "checksum"):
+        value = info.get(key)
+        if value:
+            return f"{key}={value}"
+    for key in ("LastModified", "last_modified", "mtime", "updated", "Last-Modified"):
+        value = info.get(key)
+        if value:
+            return f"size={info.get('size')};{key}={value}"
+    return None
+
+
+@lru_cache(maxsize=1)
+def _meta() -> Any:
+    from ._lpcm import file_meta  # noqa: PLC0415 - _lpcm imports this module
+
+    return file_meta
+
+
+def cached_range(
+    fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int, fetch: Callable[[], bytes]
+) -> bytes | bytearray:
+    """Bytes ``start:stop`` of remote ``path``: from the cache if it holds them, else
+    ``fetch()`` (stored when it gives exactly ``stop - start`` bytes)."""
+    cache = get_cache()
+    if cache is None or stop <= start:
+        return fetch()
+    version = _meta()(fs, path, ("cache-version",), lambda: _version(fs.info(path)))
+    if version is None:
+        return fetch()
+    entry = cache.entry_path(fs.unstrip_protocol(path), version, start, stop)
+    n = stop - start
+    data = cache.get(entry, n)
+    if data is not None:
+        _stats.hits += 1
+        _stats.hit_bytes += n
+        return data
+    data = fetch()
+    _stats.misses += 1
+    _stats.miss_bytes += len(data)
+    if len(data) == n:
+        cache.put(entry, data)
+    return data
