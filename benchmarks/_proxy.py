@@ -59,6 +59,10 @@ class Faults:
         Seed of the generator that picks the faulty requests.
     hang_seconds:
         How long a hanging request hangs (it ends early when the proxy stops).
+    bandwidth:
+        Bytes per second of the link, shared by every connection (0: unlimited). It
+        paces response bodies as they are sent, in chunks, so that all the bodies in
+        flight together never go faster than this.
 
     Examples
     --------
@@ -76,11 +80,14 @@ class Faults:
     path_contains: str = ""
     seed: int = 0
     hang_seconds: float = 60.0
+    bandwidth: float = 0.0
 
     def __post_init__(self) -> None:
         rates = (self.error_rate, self.reset_rate, self.cut_rate, self.hang_rate)
-        if min(rates) < 0 or sum(rates) > 1 or self.latency < 0:
-            raise ValueError(f"fault rates must be >= 0 and sum to <= 1, latency >= 0: {self}")
+        if min(rates) < 0 or sum(rates) > 1 or self.latency < 0 or self.bandwidth < 0:
+            raise ValueError(
+                f"fault rates must be >= 0 and sum to <= 1, latency and bandwidth >= 0: {self}"
+            )
 
     @property
     def draws_faults(self) -> bool:
@@ -105,6 +112,10 @@ class ProxyCounts:
 
     def copy(self) -> ProxyCounts:
         return replace(self, by_method=dict(self.by_method), faults=dict(self.faults))
+
+
+#: Bytes of a response body sent per turn on a bandwidth-limited link.
+_CHUNK = 16 * 1024
 
 
 class _Server(ThreadingHTTPServer):
@@ -158,7 +169,16 @@ class _Handler(BaseHTTPRequestHandler):
         head.append("\r\n")
         raw_head = "".join(head).encode("latin-1")
         sent_body = body if body_limit is None else body[:body_limit]
-        self.wfile.write(raw_head + sent_body)
+        rate = self.server.proxy.faults.bandwidth
+        if not rate:
+            self.wfile.write(raw_head + sent_body)
+        else:
+            self.wfile.write(raw_head)
+            view = memoryview(sent_body)
+            for start in range(0, len(view), _CHUNK):
+                chunk = view[start : start + _CHUNK]
+                self.server.proxy._pace(len(chunk), rate)
+                self.wfile.write(chunk)
         self.wfile.flush()
         self.server.proxy._count_sent(len(raw_head) + len(sent_body), len(sent_body))
 
@@ -220,6 +240,7 @@ class FaultyProxy:
         self._upstream_conns: list[http.client.HTTPConnection] = []  # closed by stop()
         self.faults = faults or Faults()
         self._counts = ProxyCounts()
+        self._link_free_at = 0.0  # perf_counter time the link has sent all it was given
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.proxy = self
         self._thread = threading.Thread(
@@ -284,6 +305,20 @@ class FaultyProxy:
                 return name
             u -= rate
         return None
+
+    def _pace(self, n: int, rate: float) -> None:
+        """Wait for ``n`` bytes' turn on the shared link of ``rate`` bytes/s.
+
+        The link is one queue: each chunk reserves the next ``n / rate`` seconds after
+        the chunks reserved before it, whichever connection sent them, and is sent when
+        its slot ends. An idle link earns no credit, so no burst exceeds the rate.
+        """
+        with self._lock:
+            start = max(time.perf_counter(), self._link_free_at)
+            self._link_free_at = end = start + n / rate
+        delay = end - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
 
     def _count_sent(self, total: int, body: int) -> None:
         with self._lock:

@@ -1,0 +1,159 @@
+"""S3 over a slow link: a Batcher's throughput with latency and a bandwidth limit.
+
+A local S3 server (moto, ``pip install 'ondabatches[test]'``) sits behind
+:class:`~benchmarks._proxy.FaultyProxy`, which adds 20 ms, then 50 ms, to every
+request and limits the bytes it sends back to one shared link of ``_BANDWIDTH``
+bytes/s. A :class:`~ondabatches.Batcher` with 2 worker processes serves batches of
+``s3://`` recordings; the figure is the bytes of S3 response bodies per second while
+the consumer takes batches, against the link's limit (goal: at least 0.8 of it,
+a ratio of at most 1.25). The latencies are interleaved (A, B, A, B) and each figure
+is the median of the runs. Every batch is checked equal to the same batch read by
+the same Batcher from a local copy of the dataset.
+
+Run ``python -m benchmarks.s3link [--quick]``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from ondabatches import Batcher
+from ondabatches._errors import require
+from ondabatches.batches import RandomBatches
+from ondabatches.labels import label_signals, sort_and_trim_spans, store_labels
+from ondabatches.onda import filesystem_for, read_annotations, read_signals, set_storage_options
+from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
+
+from ._proxy import Faults, FaultyProxy
+from ._report import Result, script_main
+from .s3 import _BUCKET, _at_rate, _fake_aws_env
+
+__all__ = ["run"]
+
+#: The link's bandwidth, bytes/s: well under what 2 workers decode on 2 cores.
+_BANDWIDTH = 20e6
+_LATENCIES = (0.02, 0.05)
+_WORKERS = 2
+
+
+def _labeled(root: str, reroot: dict[str, str] | None, labels_root: str) -> pa.Table:
+    signals = read_signals(f"{root}/signals.arrow", reroot=reroot)
+    annotations = sort_and_trim_spans(
+        read_annotations(f"{root}/annotations.arrow"), epoch=EPOCH, by="recording"
+    )
+    labeled = label_signals(
+        signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
+    )
+    return store_labels(labeled, labels_root)
+
+
+def _take(batches: RandomBatches, seed: int, n: int, proxy: FaultyProxy | None):
+    """``n`` batches from a 2-worker Batcher; ``(batches, seconds, body bytes)`` after 2."""
+    out = []
+    state = batches.initial_state(seed)
+    with Batcher(batches, workers=_WORKERS) as batcher:
+        batcher.start(state)
+        for _ in range(2):  # warm-up: worker start, clients, file sizes
+            (x, y), state = batcher.take(state)
+            out.append((np.array(x), np.array(y)))
+        if proxy is not None:
+            proxy.reset_counts()
+        t = time.perf_counter()
+        for _ in range(n):
+            (x, y), state = batcher.take(state)
+            out.append((np.array(x), np.array(y)))
+        seconds = time.perf_counter() - t
+    body = proxy.counts.body_bytes if proxy is not None else 0
+    return out, seconds, body
+
+
+def run(quick: bool) -> list[Result]:
+    """The link benchmark rows (see the module documentation)."""
+    moto_server = require("moto.server", "test")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    saved_env = dict(os.environ)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        with FaultyProxy(f"http://{host}:{port}") as proxy, tempfile.TemporaryDirectory() as tmp:
+            _fake_aws_env(proxy.endpoint)
+            set_storage_options("s3", client_kwargs={"endpoint_url": proxy.endpoint})
+            try:
+                return _run(proxy, tmp, quick)
+            finally:
+                set_storage_options("s3")
+    finally:
+        server.stop()
+        os.environ.clear()
+        os.environ.update(saved_env)
+
+
+def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
+    fs, _ = filesystem_for(f"s3://{_BUCKET}/")
+    fs.mkdir(_BUCKET)
+    local = f"{tmp}/dataset"
+    remote = f"s3://{_BUCKET}/dataset"
+    make_dataset(local, n_recordings=8, duration=20 * 60 * 10**9)
+    fs.put(local + "/", remote + "/", recursive=True)
+    tables = {
+        "local": _labeled(local, None, f"{tmp}/labels"),
+        "s3": _labeled(remote, {local: remote}, f"{remote}/labels"),
+    }
+    batch_size = 32
+    n = 10 if quick else 25
+    runs = 2 if quick else 3
+    schemes = {
+        where: RandomBatches(
+            _at_rate(t, "lpcm"), n_channels=2, batch_size=batch_size, batch_duration=60 * 10**9
+        )
+        for where, t in tables.items()
+    }
+    rates: dict[float, list[float]] = {lat: [] for lat in _LATENCIES}
+    delivered: dict[float, list[float]] = {lat: [] for lat in _LATENCIES}
+    for r in range(runs):
+        reference = None
+        for latency in _LATENCIES:  # interleaved: 20, 50, 20, 50, ...
+            proxy.faults = Faults(latency=latency, bandwidth=_BANDWIDTH)
+            got, seconds, body = _take(schemes["s3"], r, n, proxy)
+            rates[latency].append(body / seconds)
+            delivered[latency].append(sum(x.nbytes + y.nbytes for x, y in got[2:]) / seconds)
+            if reference is None:
+                proxy.faults = Faults()
+                reference, _, _ = _take(schemes["local"], r, n, None)
+            for (xa, ya), (xb, yb) in zip(got, reference, strict=True):
+                assert np.array_equal(xa, xb) and np.array_equal(ya, yb), "S3 batch != local"
+    proxy.faults = Faults()
+    results = []
+    for latency in _LATENCIES:
+        ms = f"{latency * 1000:.0f} ms"
+        results += [
+            Result(
+                f"S3 body B/s over a {_BANDWIDTH / 1e6:.0f} MB/s link, {ms} per request "
+                f"({_WORKERS} process workers, {batch_size} items, lpcm; batches == local)",
+                statistics.median(rates[latency]),
+                _BANDWIDTH,
+                "B/s",
+                goal=1.25,
+                higher_is_better=True,
+                floor_is="the link's bandwidth limit (goal: at least 0.8 of it)",
+            ),
+            Result(
+                f"float32 x + y B/s delivered to the consumer, {ms} per request",
+                statistics.median(delivered[latency]),
+                None,
+                "B/s",
+            ),
+        ]
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(script_main(run, __doc__))
