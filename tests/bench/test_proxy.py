@@ -60,6 +60,11 @@ def test_bandwidth_is_shared_and_accurate(upstream, connections):
     per_connection = 16 // connections  # 16 bodies of 256 KiB in all: about 1 s
     with FaultyProxy(upstream, Faults(bandwidth=rate)) as proxy:
         _fetch(proxy.endpoint, 1)  # connect once before timing
+        # The proxy counts a body once it has sent its last chunk, which the client may
+        # have read before that: wait for the count before resetting it.
+        deadline = time.monotonic() + 5
+        while proxy.counts.body_bytes < _BODY and time.monotonic() < deadline:
+            time.sleep(0.01)
         proxy.reset_counts()
         t = time.perf_counter()
         with ThreadPoolExecutor(connections) as pool:
