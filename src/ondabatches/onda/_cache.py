@@ -44,7 +44,6 @@ import warnings
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import fsspec
@@ -329,11 +328,11 @@ def _version(info: dict[str, Any]) -> str | None:
     return None
 
 
-@lru_cache(maxsize=1)
-def _meta() -> Any:
-    from ._lpcm import file_meta  # noqa: PLC0415 - _lpcm imports this module
+_FILE_META: list[Any] = []  # _lpcm.file_meta, given by _lpcm (which imports this module)
 
-    return file_meta
+
+def _meta() -> Any:
+    return _FILE_META[0]
 
 
 def cached_range(

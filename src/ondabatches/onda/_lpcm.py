@@ -19,6 +19,7 @@ import fsspec
 import numpy as np
 
 from .._errors import SampleFileError
+from ._cache import _FILE_META as _cache_file_meta
 from ._cache import cached_range
 from ._descriptors import forget, opened
 from ._format_base import SampleFormat
@@ -78,6 +79,9 @@ def file_meta(
 ) -> Any:
     """Metadata of ``path`` (``key`` says which), cached until `forget_file`."""
     return cached_meta((_scope(fs), path, *key), compute)
+
+
+_cache_file_meta.append(file_meta)  # the cache keys entries by these versions
 
 
 def _scope(fs: fsspec.AbstractFileSystem) -> Any:

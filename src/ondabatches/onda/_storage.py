@@ -79,7 +79,8 @@ from .._errors import (
     StorageError,
     UntrustedPathError,
 )
-from ._cache import CACHE_ENV
+
+CACHE_ENV = "ONDABATCHES_CACHE"  # onda._cache.CACHE_ENV, named here so that no cycle forms
 
 __all__ = [
     "ALLOWED_STORAGE_ENV",
