@@ -18,13 +18,9 @@ Run ``python -m benchmarks.cache [--quick]``.
 
 from __future__ import annotations
 
-import logging
-import os
 import statistics
-import tempfile
 import time
 
-from ondabatches._errors import require
 from ondabatches.batches import SequentialBatches
 from ondabatches.materialize import materialize_batch
 from ondabatches.onda import cache_stats, filesystem_for, set_cache, set_storage_options
@@ -32,7 +28,7 @@ from ondabatches.onda._lpcm import read_range
 
 from ._proxy import Faults, FaultyProxy
 from ._report import Result, script_main
-from .s3 import _at_rate, _fake_aws_env, _upload_and_label
+from .s3 import _at_rate, _upload_and_label, s3_behind_proxy
 
 __all__ = ["run"]
 
@@ -41,21 +37,11 @@ _BUCKET = "ondabatches-bench"
 
 def run(quick: bool) -> list[Result]:
     """The cache benchmark rows (see the module documentation)."""
-    moto_server = require("moto.server", "test")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    saved_env = dict(os.environ)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        with FaultyProxy(f"http://{host}:{port}") as proxy, tempfile.TemporaryDirectory() as tmp:
-            _fake_aws_env(proxy.endpoint)
+    with s3_behind_proxy() as (proxy, tmp):
+        try:
             return _run(proxy, tmp, quick)
-    finally:
-        set_cache(None)
-        server.stop()
-        os.environ.clear()
-        os.environ.update(saved_env)
+        finally:
+            set_cache(None)
 
 
 def _epoch(batches: SequentialBatches) -> None:

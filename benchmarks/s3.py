@@ -23,7 +23,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -91,8 +92,11 @@ def _at_rate(table: pa.Table, file_format: str) -> pa.Table:
     return table.filter(pc.equal(table.column("sample_rate"), _RATES[file_format]))
 
 
-def run(quick: bool) -> list[Result]:
-    """The S3 benchmark rows (see the module documentation)."""
+@contextmanager
+def s3_behind_proxy() -> Iterator[tuple[FaultyProxy, str]]:
+    """A local S3 server (moto) behind a :class:`FaultyProxy`, the AWS variables
+    pointing at the proxy, and a temporary folder: ``(proxy, tmp)``. The environment is
+    restored and the server stopped on the way out."""
     moto_server = require("moto.server", "test")
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     saved_env = dict(os.environ)
@@ -102,11 +106,17 @@ def run(quick: bool) -> list[Result]:
     try:
         with FaultyProxy(f"http://{host}:{port}") as proxy, tempfile.TemporaryDirectory() as tmp:
             _fake_aws_env(proxy.endpoint)
-            return _run(proxy, tmp, quick)
+            yield proxy, tmp
     finally:
         server.stop()
         os.environ.clear()
         os.environ.update(saved_env)
+
+
+def run(quick: bool) -> list[Result]:
+    """The S3 benchmark rows (see the module documentation)."""
+    with s3_behind_proxy() as (proxy, tmp):
+        return _run(proxy, tmp, quick)
 
 
 def _upload_and_label(fs, tmp: str, name: str, quick: bool) -> pa.Table:

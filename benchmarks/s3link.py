@@ -15,17 +15,13 @@ Run ``python -m benchmarks.s3link [--quick]``.
 
 from __future__ import annotations
 
-import logging
-import os
 import statistics
-import tempfile
 import time
 
 import numpy as np
 import pyarrow as pa
 
 from ondabatches import Batcher
-from ondabatches._errors import require
 from ondabatches.batches import RandomBatches
 from ondabatches.labels import label_signals, sort_and_trim_spans, store_labels
 from ondabatches.onda import filesystem_for, read_annotations, read_signals, set_storage_options
@@ -33,7 +29,7 @@ from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
 from ._proxy import Faults, FaultyProxy
 from ._report import Result, script_main
-from .s3 import _BUCKET, _at_rate, _fake_aws_env
+from .s3 import _BUCKET, _at_rate, s3_behind_proxy
 
 __all__ = ["run"]
 
@@ -76,24 +72,12 @@ def _take(batches: RandomBatches, seed: int, n: int, proxy: FaultyProxy | None):
 
 def run(quick: bool) -> list[Result]:
     """The link benchmark rows (see the module documentation)."""
-    moto_server = require("moto.server", "test")
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    saved_env = dict(os.environ)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        with FaultyProxy(f"http://{host}:{port}") as proxy, tempfile.TemporaryDirectory() as tmp:
-            _fake_aws_env(proxy.endpoint)
-            set_storage_options("s3", client_kwargs={"endpoint_url": proxy.endpoint})
-            try:
-                return _run(proxy, tmp, quick)
-            finally:
-                set_storage_options("s3")
-    finally:
-        server.stop()
-        os.environ.clear()
-        os.environ.update(saved_env)
+    with s3_behind_proxy() as (proxy, tmp):
+        set_storage_options("s3", client_kwargs={"endpoint_url": proxy.endpoint})
+        try:
+            return _run(proxy, tmp, quick)
+        finally:
+            set_storage_options("s3")
 
 
 def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
