@@ -88,6 +88,25 @@ def _scope(fs: fsspec.AbstractFileSystem) -> Any:
     return "local" if is_local(fs) else getattr(fs, "_fs_token", id(fs))
 
 
+def file_trailer(
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    name: str,
+    parse: Callable[[int, Callable[[int, int], Any]], Any],
+) -> Any:
+    """``parse(size, read)`` of ``path`` (``read(a, b)`` its bytes ``a:b``): an index or
+    seek table a format keeps in its file, parsed once per file (`file_meta`); a local
+    file is parsed again once its size or mtime changes."""
+    if is_local(fs):
+        st = os.stat(path)
+        check_regular(path, st)
+        key: tuple[Any, ...] = (name, st.st_size, st.st_mtime_ns)
+        size = st.st_size
+    else:
+        key, size = (name,), remote_size(fs, path)
+    return file_meta(fs, path, key, lambda: parse(size, lambda a, b: read_range(fs, path, a, b)))
+
+
 def remote_size(fs: fsspec.AbstractFileSystem, path: str) -> int:
     return file_meta(fs, path, ("size",), lambda: int(fs.size(path)))
 

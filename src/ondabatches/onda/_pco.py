@@ -27,7 +27,6 @@ file is first read or written.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -38,9 +37,8 @@ import numpy as np
 
 from .._errors import ArgumentError, SampleFileError, require
 from ._format_base import SampleFormat
-from ._lpcm import file_meta, read_range, remote_size, url_of
+from ._lpcm import file_trailer, read_range, url_of
 from ._samples import SamplesInfo
-from ._storage import check_regular, is_local
 
 __all__ = ["PcoFormat", "PcoIndex"]
 
@@ -113,16 +111,7 @@ class PcoFormat(SampleFormat):
 
     def _index(self, fs: fsspec.AbstractFileSystem, path: str) -> PcoIndex:
         url = url_of(fs, path)
-        if is_local(fs):
-            st = os.stat(path)
-            check_regular(path, st)
-            key: tuple[Any, ...] = ("pco-index", st.st_size, st.st_mtime_ns)
-            size = st.st_size
-        else:
-            key, size = ("pco-index",), remote_size(fs, path)
-        return file_meta(
-            fs, path, key, lambda: parse_index(size, lambda a, b: read_range(fs, path, a, b), url)
-        )
+        return file_trailer(fs, path, "pco-index", lambda size, read: parse_index(size, read, url))
 
     def check_size(
         self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int

@@ -31,7 +31,7 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import fsspec
 import numpy as np
@@ -44,6 +44,7 @@ from ._lpcm import (
     channels_by_time,
     check_lpcm_size,
     file_meta,
+    file_trailer,
     interleaved_chunks,
     read_at,
     read_range,
@@ -51,7 +52,7 @@ from ._lpcm import (
     url_of,
 )
 from ._samples import SamplesInfo
-from ._storage import check_regular, is_local, open_regular
+from ._storage import is_local, open_regular
 
 __all__ = ["LPCMZstFormat"]
 
@@ -483,17 +484,7 @@ class LPCMZstFormat(SampleFormat):
 
     @staticmethod
     def _seek_table(fs: fsspec.AbstractFileSystem, path: str) -> SeekTable | None:
-        if is_local(fs):
-            st = os.stat(path)
-            check_regular(path, st)
-            key: tuple[Any, ...] = ("seek-table", st.st_size, st.st_mtime_ns)
-            size = st.st_size
-        else:
-            key = ("seek-table",)
-            size = remote_size(fs, path)
-        return file_meta(
-            fs, path, key, lambda: parse_seek_table(size, lambda a, b: read_range(fs, path, a, b))
-        )
+        return file_trailer(fs, path, "seek-table", parse_seek_table)
 
     @staticmethod
     def _open(fs: fsspec.AbstractFileSystem, path: str) -> BinaryIO:
