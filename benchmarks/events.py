@@ -111,7 +111,8 @@ def bench_label(tmp: Path, quick: bool) -> list[Result]:
 
 
 def bench_targets(tmp: Path, quick: bool) -> list[Result]:
-    from ondabatches import RandomBatches, event_weights, label_events, materialize_batch
+    from ondabatches import RandomBatches, label_events, materialize_batch
+    from ondabatches.batches import event_weights
     from ondabatches.onda import annotations_table
     from ondabatches.transforms import EventList, EventMask, EventTargets, MultiHot, Pipeline
 

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from ondabatches import Bipolar
 from ondabatches.labels import label_signals, sort_and_trim_spans
+from ondabatches.materialize import Bipolar
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, SyntheticDataset, make_dataset
 
 S = 10**9
@@ -103,7 +103,8 @@ def montage_schemes(labeled: pa.Table) -> dict:
     """
     import warnings
 
-    from ondabatches import ExcludedRecordingsWarning, RandomBatches, SequentialBatches
+    from ondabatches import RandomBatches, SequentialBatches
+    from ondabatches.batches import ExcludedRecordingsWarning
 
     random = RandomBatches(labeled, modalities=MONTAGE, missing="zero-fill", batch_size=4,
                            batch_duration=60 * S, resample={"rate": {"eeg": 128}})  # fmt: skip

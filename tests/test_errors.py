@@ -36,6 +36,7 @@ ALLOWED = {
     ("__init__.py", "<module>", "ImportError"): "refusing to import on a bad Python",
     ("bench/__init__.py", "<module>", "ImportError"): "a moved module refusing to import",
     ("cli/_main.py", "find_spec", "ModuleNotFoundError"): "the import system's protocol",
+    ("__init__.py", "__getattr__", "AttributeError"): "a module __getattr__ (moved names)",
     ("batches/_state.py", "__getattr__", "AttributeError"): "a module __getattr__",
     ("transforms/_scheme.py", "__getattr__", "AttributeError"): "a module __getattr__",
     ("onda/_descriptors.py", "__enter__", "IsADirectoryError"): "what open() raises; "
@@ -108,7 +109,8 @@ def test_every_exception_class_is_ours_or_internal() -> None:
 def test_every_public_class_is_an_ondabatches_error(name: str) -> None:
     cls = getattr(_errors, name)
     assert issubclass(cls, _errors.OndaBatchesError)
-    assert getattr(ondabatches, name) is cls
+    assert getattr(ondabatches.errors, name) is cls
+    assert name not in ondabatches.__all__ or getattr(ondabatches, name) is cls
 
 
 @pytest.mark.parametrize(

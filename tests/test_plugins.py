@@ -16,13 +16,13 @@ import pytest
 import ondabatches
 from ondabatches import (
     Batcher,
-    Bipolar,
     RandomBatches,
     SequentialBatches,
     materialize_batch,
     register_format,
 )
 from ondabatches.abc import BatchScheme, ChannelSelector, Pool, SampleFormat, Transform
+from ondabatches.materialize import Bipolar
 from ondabatches.onda import LPCMFormat, LPCMZstFormat, _formats
 from ondabatches.serve._pools import ExecutorPool, InlinePool, ProcessPool
 from ondabatches.testing import (

@@ -52,7 +52,7 @@ def test_config_names_each_component(labeled):  # noqa: F811
 
 def changed_labels(table: pa.Table) -> pa.Table:
     """One label code of row 0 changed, nothing else."""
-    from ondabatches import iter_labeled_signals
+    from ondabatches.labels import iter_labeled_signals
 
     rows = list(iter_labeled_signals(table))
     samples = []

@@ -13,21 +13,18 @@ import numpy as np
 import pytest
 
 from ondabatches import (
-    BatchSpecError,
     BatchState,
-    Bipolar,
-    ExcludedRecordingsWarning,
-    MissingModality,
     Modality,
     MultiBatchItem,
     RandomBatches,
     SequentialBatches,
-    SpanError,
     StateError,
-    class_balanced_weights,
     label_signals,
 )
+from ondabatches.batches import ExcludedRecordingsWarning, MissingModality, class_balanced_weights
+from ondabatches.errors import BatchSpecError, SpanError
 from ondabatches.labels import sort_and_trim_spans
+from ondabatches.materialize import Bipolar
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING
 from tests.psg import MONTAGE, S
 

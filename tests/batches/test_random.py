@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ondabatches import BatchSpecError, StateError
+from ondabatches import StateError
 from ondabatches.batches import (
     BatchItem,
     BatchState,
@@ -23,6 +23,7 @@ from ondabatches.batches import (
     duration_weights,
     inverse_frequency_label_weights,
 )
+from ondabatches.errors import BatchSpecError
 from ondabatches.labels import iter_labeled_signals
 from ondabatches.onda import TimeSpan
 from ondabatches.synthetic import EPOCH, labeled_table

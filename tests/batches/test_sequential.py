@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ondabatches import BatchSpecError
 from ondabatches.batches import BatchState, SequentialBatches
+from ondabatches.errors import BatchSpecError
 from ondabatches.labels import iter_labeled_signals
 from ondabatches.synthetic import EPOCH, labeled_table
 from tests.dataset import dataset, labeled  # noqa: F401

@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 pyedflib = pytest.importorskip("pyedflib")
 
-from ondabatches import SampleFileError, SampleFileNotFoundError  # noqa: E402
+from ondabatches import SampleFileError  # noqa: E402
 from ondabatches.cli import main  # noqa: E402
 from ondabatches.edf import import_edf, sensor_type_and_channel  # noqa: E402
+from ondabatches.errors import SampleFileNotFoundError  # noqa: E402
 from ondabatches.onda import (  # noqa: E402
     iter_annotations,
     iter_signals,

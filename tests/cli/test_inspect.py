@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from ondabatches import SampleFileNotFoundError, SchemaError
+from ondabatches import SchemaError
 from ondabatches.cli import main
+from ondabatches.errors import SampleFileNotFoundError
 from ondabatches.inspection import find_tables, inspect_dataset, label_durations
 from ondabatches.onda import Annotation, TimeSpan, read_annotations, write_annotations
 from tests.cli._datasets import NS, make_sleep_dataset

@@ -290,7 +290,7 @@ def write_events(ds, out, *, every_s: int = 20) -> str:
 
 def test_plot_batch_item_reads_its_windows_events(tmp_path):
     ds = make_sleep_dataset(tmp_path / "ds", n_recordings=1)
-    from ondabatches import load_event_labels
+    from ondabatches.labels import load_event_labels
 
     events = load_event_labels(write_events(ds, tmp_path / "arousals") + "/events.json")
     labeled = label_signals(

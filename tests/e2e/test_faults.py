@@ -18,7 +18,8 @@ import pyarrow as pa
 import pytest
 
 from benchmarks._proxy import Faults
-from ondabatches import Batcher, SampleFileError, SampleFileNotFoundError, WorkerError
+from ondabatches import Batcher, SampleFileError, WorkerError
+from ondabatches.errors import SampleFileNotFoundError
 from ondabatches.labels import iter_labeled_signals, labeled_signals_table
 from ondabatches.onda._zst import parse_seek_table
 

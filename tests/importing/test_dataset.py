@@ -17,8 +17,8 @@ import pytest
 
 pyedflib = pytest.importorskip("pyedflib")
 
-from ondabatches import DatasetExistsError, SourceFileError  # noqa: E402
 from ondabatches.cli import main  # noqa: E402
+from ondabatches.errors import DatasetExistsError, SourceFileError  # noqa: E402
 from ondabatches.importing import ChannelMap, import_dataset  # noqa: E402
 from ondabatches.onda import (  # noqa: E402
     iter_annotations,

@@ -15,7 +15,7 @@ import pytest
 
 mne = pytest.importorskip("mne")
 
-from ondabatches import MissingDependencyError  # noqa: E402
+from ondabatches.errors import MissingDependencyError  # noqa: E402
 from ondabatches.importing import (  # noqa: E402
     MneSource,
     SourceChannel,
@@ -141,7 +141,7 @@ def test_nirx_folder_goes_to_read_raw_nirx(tmp_path, monkeypatch):
         raise RuntimeError("Need one inf file, got 0")
 
     monkeypatch.setattr(mne.io, "read_raw_nirx", nirx)
-    from ondabatches import SourceFileError
+    from ondabatches.errors import SourceFileError
 
     with pytest.raises(SourceFileError, match=r"nirx is not a folder MNE can read.*inf file"):
         MneSource(tmp_path / "nirx")

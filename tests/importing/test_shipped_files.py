@@ -17,7 +17,7 @@ import pytest
 pyedflib = pytest.importorskip("pyedflib")
 pytest.importorskip("mne")
 
-from ondabatches import SourceFileError  # noqa: E402
+from ondabatches.errors import SourceFileError  # noqa: E402
 from ondabatches.importing import import_dataset  # noqa: E402
 from ondabatches.importing._channels import group_channels  # noqa: E402
 from ondabatches.importing._edf import EdfSource  # noqa: E402

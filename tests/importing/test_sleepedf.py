@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("pyedflib")
 
-from ondabatches import SourceFileError  # noqa: E402
 from ondabatches.cli import main  # noqa: E402
+from ondabatches.errors import SourceFileError  # noqa: E402
 from ondabatches.importing import SLEEP_EDF_STAGES, import_dataset, pair_sleep_edf  # noqa: E402
 from ondabatches.labels import label_signals  # noqa: E402
 from ondabatches.onda import iter_annotations, read_annotations, read_signals  # noqa: E402

@@ -15,17 +15,19 @@ import pytest
 from ondabatches import (
     Batcher,
     BatchState,
-    EventsWarning,
     LabelError,
     RandomBatches,
     StateError,
+    label_events,
+    materialize_batch,
+)
+from ondabatches.batches import event_weights
+from ondabatches.labels import (
+    EventsWarning,
     event_list,
     event_lists,
     event_mask,
     event_masks,
-    event_weights,
-    label_events,
-    materialize_batch,
     multi_hot,
     multi_hots,
 )
@@ -43,7 +45,7 @@ from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 from tests.psg import MONTAGE
 
 # label_events warns, with counts, of the events it clips or ignores (tested below).
-pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.labels.EventsWarning")
 
 S = 10**9
 CLASSES = ("arousal", "apnea", "spindle")
@@ -467,8 +469,8 @@ def test_event_aware_sampling_draws_the_chosen_fraction(dataset, labeled, tmp_pa
 
 
 def test_event_summary_and_inspect(stored, dataset, capsys):  # noqa: F811
-    from ondabatches import event_summary
     from ondabatches.cli import main
+    from ondabatches.labels import event_summary
 
     labels, rows = stored
     summary = event_summary(labels)

@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 from tests.pages import run_page
 
 # label_events warns, with counts, of the events it clips or ignores (tested below).
-pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::ondabatches.labels.EventsWarning")
 
 PAGE = ROOT / "docs" / "events.md"
 PICTURE = ROOT / "docs" / "images" / "events-item.png"

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from ondabatches import SpanError
+from ondabatches.errors import SpanError
 from ondabatches.labels import (
     StoredLabels,
     iter_labeled_signals,

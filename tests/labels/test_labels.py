@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ondabatches import LabelError, SpanError
+from ondabatches import LabelError
+from ondabatches.errors import SpanError
 from ondabatches.labels import (
     MissingLabelsWarning,
     iter_labeled_signals,

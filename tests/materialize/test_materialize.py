@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from ondabatches import BatchShapeError, BatchSpecError
 from ondabatches.batches import BatchItem, BatchState, RandomBatches, SequentialBatches
+from ondabatches.errors import BatchShapeError, BatchSpecError
 from ondabatches.materialize import (
     Bipolar,
     ChannelSelector,

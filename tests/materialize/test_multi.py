@@ -13,9 +13,6 @@ from hypothesis import strategies as st
 from scipy.signal import resample_poly
 
 from ondabatches import (
-    BatchShapeError,
-    ExcludedRecordingsWarning,
-    MissingModality,
     RandomBatches,
     SequentialBatches,
     label_signals,
@@ -23,7 +20,9 @@ from ondabatches import (
     materialize_batch_item,
     read_signals,
 )
+from ondabatches.batches import ExcludedRecordingsWarning, MissingModality
 from ondabatches.batches._montage import resample_ratio
+from ondabatches.errors import BatchShapeError
 from ondabatches.onda import TimeSpan
 from tests.psg import MONTAGE, S, decode_file, label, select, window_rows
 
@@ -311,7 +310,7 @@ def test_stored_labels_and_predicates(psg, tmp_path):
 def test_missing_scipy_names_the_extra(psg_labeled, monkeypatch):
     import sys
 
-    from ondabatches import MissingDependencyError
+    from ondabatches.errors import MissingDependencyError
 
     batches = scheme(psg_labeled, resample={"rate": 128}, batch_size=2, batch_duration=60 * S)
     batch, _ = batches.iterate_batch(batches.initial_state(seed=3))

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from ondabatches import CacheError
+from ondabatches.errors import CacheError
 from ondabatches.onda import (
     CACHE_ENV,
     Samples,

@@ -158,7 +158,7 @@ def test_threads_reading_more_files_than_are_kept_open_read_the_right_bytes(
 
 
 def test_the_descriptor_of_a_deleted_file_is_closed_when_next_read(tmp_path, fresh_cache):
-    from ondabatches import SampleFileNotFoundError
+    from ondabatches.errors import SampleFileNotFoundError
 
     info = make_info("int16", 2)
     (path,) = _files(tmp_path, 1, info)

@@ -17,15 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ondabatches import (
-    Batcher,
-    RandomBatches,
-    ReadOnlyFormatError,
-    SampleFileError,
-    SourceFileError,
-    label_signals,
-    materialize_batch,
-)
+from ondabatches import Batcher, RandomBatches, SampleFileError, label_signals, materialize_batch
+from ondabatches.errors import ReadOnlyFormatError, SourceFileError
 from ondabatches.importing import edf_signals, import_dataset
 from ondabatches.onda import (
     EdfFormat,

@@ -13,7 +13,8 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ondabatches import SampleFileError, UnknownFormatError
+from ondabatches import SampleFileError
+from ondabatches.errors import UnknownFormatError
 from ondabatches.onda import (
     LPCMFormat,
     LPCMZstFormat,

@@ -15,11 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ondabatches import (
+from ondabatches import StorageError
+from ondabatches.errors import (
     MissingDependencyError,
     SampleFileNotFoundError,
     SpanError,
-    StorageError,
     UnknownFormatError,
 )
 from ondabatches.onda import (

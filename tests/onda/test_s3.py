@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from ondabatches import SampleFileNotFoundError, SpanError, StorageError
+from ondabatches import StorageError
+from ondabatches.errors import SampleFileNotFoundError, SpanError
 from ondabatches.onda import LPCMZstFormat, Samples, filesystem_for, load, load_rows, store
 from ondabatches.onda._zst import parse_seek_table
 

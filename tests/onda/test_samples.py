@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ondabatches import SpanError, UnknownFormatError
+from ondabatches.errors import SpanError, UnknownFormatError
 from ondabatches.onda import (
     SAMPLE_TYPES,
     Samples,

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pytest
 
-from ondabatches import SampleFileNotFoundError, SchemaError
+from ondabatches import SchemaError
+from ondabatches.errors import SampleFileNotFoundError
 from ondabatches.onda import (
     Annotation,
     JuliaUUIDType,

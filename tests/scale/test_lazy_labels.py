@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import ondabatches.onda._lpcm as lpcm
-from ondabatches import SampleFileNotFoundError
 from ondabatches.batches import BatchItem, RandomBatches
+from ondabatches.errors import SampleFileNotFoundError
 from ondabatches.labels import iter_labeled_signals, read_labeled_signals
 from ondabatches.materialize import materialize_batch
 from ondabatches.scale import make_scale_dataset

@@ -7,14 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from ondabatches import (
-    Batcher,
-    RandomBatches,
-    UntrustedPathError,
-    WorkerError,
-    label_signals,
-    materialize_batch,
-)
+from ondabatches import Batcher, RandomBatches, WorkerError, label_signals, materialize_batch
+from ondabatches.errors import UntrustedPathError
 from ondabatches.onda import ALLOWED_STORAGE_ENV, allowed_storage, filesystem_for, load_rows
 from ondabatches.onda._storage import storage_env
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset

@@ -19,10 +19,10 @@ from ondabatches import (
     SchemaError,
     StateError,
     label_signals,
-    signals_table,
 )
 from ondabatches.labels import read_labeled_signals
 from ondabatches.labels._labeled import check_labeled
+from ondabatches.onda import signals_table
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
 MIN = 60 * 10**9

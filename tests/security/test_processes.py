@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ondabatches import SampleFileError, load_rows
+from ondabatches import SampleFileError
+from ondabatches.onda import load_rows
 from ondabatches.serve import _shm
 
 from ..e2e.cluster import _session_processes

@@ -13,11 +13,11 @@ from ondabatches import (
     Batcher,
     RandomBatches,
     SampleFileError,
-    SizeLimitError,
     WorkerError,
     label_signals,
     materialize_batch,
 )
+from ondabatches.errors import SizeLimitError
 from ondabatches.serve import _shm
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 

@@ -19,14 +19,8 @@ import time
 import numpy as np
 import pytest
 
-from ondabatches import (
-    Batcher,
-    BatcherError,
-    BatchTimeoutError,
-    SampleFileNotFoundError,
-    UntrustedPathError,
-    WorkerError,
-)
+from ondabatches import Batcher, BatcherError, WorkerError
+from ondabatches.errors import BatchTimeoutError, SampleFileNotFoundError, UntrustedPathError
 from tests.serve.conftest import ROOT
 from tests.serve.toy import (
     DRAWS,
@@ -402,8 +396,8 @@ def test_the_first_take_waits_for_every_workers_first_batch(backend, no_leaks):
     the second worker's is slow) are in when it returns, so the next takes are quick."""
     scheme = ToyScheme(actions=((1, ("sleep", 0.6)),))
     with Batcher(scheme, workers=2, backend=backend, materialize=toy_materialize) as batcher:
+        started = time.perf_counter()  # before start(): the slow batch may begin at once
         batcher.start(0)
-        started = time.perf_counter()
         _, state = batcher.take(0)
         assert time.perf_counter() - started >= 0.6
         assert batcher._slots[0].future.done()  # batch 1, the slow one

@@ -19,14 +19,8 @@ import warnings
 import numpy as np
 import pytest
 
-from ondabatches import (
-    Batcher,
-    BatchState,
-    ExcludedRecordingsWarning,
-    RandomBatches,
-    SequentialBatches,
-    materialize_batch,
-)
+from ondabatches import Batcher, BatchState, RandomBatches, SequentialBatches, materialize_batch
+from ondabatches.batches import ExcludedRecordingsWarning
 from ondabatches.serve._tree import flatten
 from tests.psg import MONTAGE, S, montage_schemes
 from tests.serve.conftest import ROOT

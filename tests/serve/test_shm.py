@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from ondabatches import Batcher, RandomBatches, SharedMemoryError
+from ondabatches import Batcher, RandomBatches
+from ondabatches.errors import SharedMemoryError
 from ondabatches.serve._pools import InlinePool, ProcessPool, run_task
 from ondabatches.serve._shm import (
     _SWEEP,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ondabatches import UntrustedPathError
 from ondabatches.abc import BatchScheme
+from ondabatches.errors import UntrustedPathError
 
 Item = tuple  # (seed, shape, action)
 

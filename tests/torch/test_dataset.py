@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader
 from ondabatches import (
     Batcher,
     BatcherError,
-    BatchSpecError,
     BatchState,
     RandomBatches,
     SequentialBatches,
     StateError,
     materialize_batch,
 )
+from ondabatches.errors import BatchSpecError
 from ondabatches.torch import BatchDataset, InterleavedBatches, shard_batches
 from tests.dataset import eeg_rows_at
 

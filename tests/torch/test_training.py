@@ -18,7 +18,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ondabatches import (
     Batcher,
     BatcherError,
-    BatchSpecError,
     BatchState,
     LabelError,
     RandomBatches,
@@ -27,6 +26,7 @@ from ondabatches import (
     materialize_batch,
 )
 from ondabatches.abc import BatchScheme
+from ondabatches.errors import BatchSpecError
 from ondabatches.torch import BatchDataset, BatchMapDataset, DeviceFeed, InterleavedBatches
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 

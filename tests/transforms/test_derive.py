@@ -10,7 +10,8 @@ import pytest
 
 scipy_signal = pytest.importorskip("scipy.signal")
 
-from ondabatches import BatchSpecError, label_signals  # noqa: E402
+from ondabatches import label_signals  # noqa: E402
+from ondabatches.errors import BatchSpecError  # noqa: E402
 from ondabatches.onda import iter_signals, load, read_annotations, read_signals  # noqa: E402
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset  # noqa: E402
 from ondabatches.transforms import Bandpass, Notch, SignFlip, derive_dataset  # noqa: E402

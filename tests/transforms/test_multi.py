@@ -12,18 +12,10 @@ import numpy as np
 import pytest
 from scipy import signal as scipy_signal
 
-from ondabatches import (
-    Batcher,
-    BatchShapeError,
-    BatchSpecError,
-    BatchState,
-    ExcludedRecordingsWarning,
-    MissingModality,
-    RandomBatches,
-    StateError,
-    materialize_batch,
-)
+from ondabatches import Batcher, BatchState, RandomBatches, StateError, materialize_batch
+from ondabatches.batches import ExcludedRecordingsWarning, MissingModality
 from ondabatches.batches._montage import resample_ratio
+from ondabatches.errors import BatchShapeError, BatchSpecError
 from ondabatches.onda import TimeSpan
 from ondabatches.transforms import (
     Bandpass,
@@ -293,7 +285,7 @@ def test_batches_identical_inline_in_processes_and_after_a_json_resume(psg_label
         other.iterate_batch(BatchState.from_json(json.loads(json.dumps(s.to_json()))))
 
 
-@pytest.mark.filterwarnings("ignore::ondabatches.EventsWarning")
+@pytest.mark.filterwarnings("ignore::ondabatches.labels.EventsWarning")
 def test_filters_on_a_montage_go_with_event_targets(psg, psg_labeled, tmp_path):
     from ondabatches import label_events
     from ondabatches.transforms import EventMask, EventTargets

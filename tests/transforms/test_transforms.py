@@ -12,14 +12,8 @@ import pytest
 
 scipy_signal = pytest.importorskip("scipy.signal")
 
-from ondabatches import (  # noqa: E402
-    Batcher,
-    BatchSpecError,
-    BatchState,
-    RandomBatches,
-    StateError,
-    materialize_batch,
-)
+from ondabatches import Batcher, BatchState, RandomBatches, StateError, materialize_batch  # noqa: E402
+from ondabatches.errors import BatchSpecError  # noqa: E402
 from ondabatches.onda import iter_signals, load  # noqa: E402
 from ondabatches.onda._timespan import TimeSpan, window_sample_range  # noqa: E402
 from ondabatches.transforms import (  # noqa: E402

@@ -71,7 +71,7 @@ class Modality:
 
     Examples
     --------
-    >>> from ondabatches import Bipolar
+    >>> from ondabatches.materialize import Bipolar
     >>> Modality("eeg", Bipolar(["c3-m2", "c4-m1"]))
     Modality(sensor='eeg', channels=Bipolar(derivations=('c3-m2', 'c4-m1')))
     >>> Modality("eog", ["eog-l", "eog-r"]).channels

@@ -156,7 +156,8 @@ class RandomBatches(BatchScheme):
 
     Several signals of each recording, time-aligned (a montage):
 
-    >>> from ondabatches import Bipolar, label_signals, materialize_batch
+    >>> from ondabatches import label_signals, materialize_batch
+    >>> from ondabatches.materialize import Bipolar
     >>> from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
     >>> ds = make_dataset("psg", n_recordings=2, duration=300 * 10**9, eog_every=1,
     ...                   emg_every=1, sample_rate=256.0)
@@ -418,7 +419,7 @@ def inverse_frequency_label_weights(
 
     Examples
     --------
-    >>> from ondabatches import iter_labeled_signals
+    >>> from ondabatches.labels import iter_labeled_signals
     >>> from ondabatches.synthetic import labeled_table
     >>> labeled = labeled_table(1, duration=150 * 10**9)
     >>> next(iter_labeled_signals(labeled)).label_codes().tolist()
