@@ -24,8 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from ._errors import ArgumentError
-from .labels._labeled import write_labeled_signals
 from .labels._labels import label_signals
+from .labels._stored import write_labeled_signals
 from .onda._arrow import timespan_array, uuid_array_from_bytes
 from .onda._samples import SamplesInfo, sample_dtype
 from .onda._tables import annotations_table, signals_table, write_annotations, write_signals

@@ -131,7 +131,7 @@ def test_an_old_path_based_state_is_refused_with_a_hint(labeled):  # noqa: F811
 
 
 def test_stored_label_values_count_and_a_changed_file_is_refused(labeled, tmp_path):  # noqa: F811
-    from ondabatches.labels._labeled import LABEL_DIGESTS_KEY
+    from ondabatches.labels._stored import LABEL_DIGESTS_KEY
 
     lazy = store_labels(labeled, tmp_path / "a")
     changed = store_labels(changed_labels(labeled), tmp_path / "b")

@@ -86,7 +86,7 @@ def test_write_read_round_trip(which, labeled, lazy_labeled, tmp_path):  # noqa:
 def test_relative_label_paths_resolve_against_the_table(lazy_labeled, tmp_path):  # noqa: F811
     import pyarrow as pa
 
-    from ondabatches.labels._labeled import LABELS_TYPE
+    from ondabatches.labels._schema import LABELS_TYPE
 
     labels = lazy_labeled.column("labels").combine_chunks()
     rows = list(iter_labeled_signals(lazy_labeled))

@@ -21,7 +21,7 @@ from ondabatches import LabelError
 from ondabatches.labels import (
     MissingLabelsWarning,
     StoredLabels,
-    _labeled,
+    _stored,
     iter_labeled_signals,
     label_signals,
     sort_and_trim_spans,
@@ -209,21 +209,21 @@ def _counting_writer(monkeypatch, fail_at=None):
                 raise OSError(f"cannot write {path}")
             seen["written"].append((path, int(codes[0])))
 
-    monkeypatch.setattr(_labeled, "write_label_file", write)
+    monkeypatch.setattr(_stored, "write_label_file", write)
     return seen
 
 
 def test_label_files_go_to_remote_storage_several_at_once(monkeypatch):
     seen = _counting_writer(monkeypatch)
     files = [(f"s3://bucket/labels/{i}.lpcm", np.array([i]), None) for i in range(40)]
-    _labeled.write_label_files(iter(files))
+    _stored.write_label_files(iter(files))
     assert sorted(seen["written"]) == sorted((path, int(c[0])) for path, c, _ in files)
-    assert 1 < seen["max"] <= _labeled.MAX_CONCURRENT_WRITES
+    assert 1 < seen["max"] <= _stored.MAX_CONCURRENT_WRITES
 
 
 def test_label_files_go_to_a_local_disk_one_after_another(monkeypatch, tmp_path):
     seen = _counting_writer(monkeypatch)
-    _labeled.write_label_files((str(tmp_path / f"{i}.lpcm"), np.array([i]), None) for i in range(5))
+    _stored.write_label_files((str(tmp_path / f"{i}.lpcm"), np.array([i]), None) for i in range(5))
     assert seen["max"] == 1 and len(seen["written"]) == 5
 
 
@@ -231,5 +231,5 @@ def test_a_failed_remote_label_write_is_raised(monkeypatch):
     seen = _counting_writer(monkeypatch, fail_at="s3://bucket/labels/7.lpcm")
     files = [(f"s3://bucket/labels/{i}.lpcm", np.array([i]), None) for i in range(20)]
     with pytest.raises(OSError, match="cannot write s3://bucket/labels/7.lpcm"):
-        _labeled.write_label_files(files)
+        _stored.write_label_files(files)
     assert seen["now"] == 0  # nothing still in flight once the error is raised

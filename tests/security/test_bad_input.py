@@ -21,7 +21,7 @@ from ondabatches import (
     label_signals,
 )
 from ondabatches.labels import read_labeled_signals
-from ondabatches.labels._labeled import check_labeled
+from ondabatches.labels._schema import check_labeled
 from ondabatches.onda import signals_table
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 

@@ -9,15 +9,9 @@ import numpy as np
 import pyarrow as pa
 
 from .._errors import BatchSpecError
-from ..labels._labeled import (
-    StoredLabels,
-    check_labeled,
-    epoch_of,
-    label_digest,
-    label_digests,
-    label_info,
-    stored_label_key,
-)
+from ..labels._labeled import StoredLabels, epoch_of, label_info
+from ..labels._schema import check_labeled
+from ..labels._stored import label_digest, label_digests, stored_label_key
 from ..onda._arrow import span_bounds, spans_from_array, uuids_from_array
 from ..onda._samples import SamplesInfo, sample_dtype
 from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds

@@ -21,15 +21,13 @@ import pyarrow.compute as pc
 from .._errors import ArgumentError, LabelError, SchemaError, SpanError
 from ..onda._arrow import span_bounds, timespan_array, uuids_from_array
 from ..onda._timespan import TimeLike, TimeSpan, nanoseconds
-from ._labeled import (
+from ._labeled import inline_labels, label_info, with_label_columns
+from ._stored import (
     digesting,
-    inline_labels,
-    label_info,
     label_paths,
     label_root,
     stored_label_key,
     stored_labels_column,
-    with_label_columns,
     with_label_digests,
     write_label_files,
 )
