@@ -14,8 +14,9 @@ A [`RankCursor`][ondabatches.batches._shard.RankCursor] records it in each rank'
 checkpoint, so any rank's checkpoint resumes every rank, at any world size, there.
 
 Nothing here needs torch: [`ondabatches.torch`][ondabatches.torch] builds its datasets
-on it, and a training loop over a [`Batcher`][ondabatches.serve.Batcher] in any framework
-can use it as it is.
+on it, and a training loop in any framework shards with ``shard_batches`` and a
+[`Batcher`][ondabatches.serve.Batcher]. ``RankCursor`` is not public yet (its checkpoint
+layout is ``BatchDataset``'s); a framework adapter beside ``ondabatches.torch`` may use it.
 """
 
 from __future__ import annotations
