@@ -22,6 +22,7 @@ from ondabatches import (
     register_format,
 )
 from ondabatches.abc import BatchScheme, ChannelSelector, Pool, SampleFormat, Transform
+from ondabatches.batches import InterleavedBatches
 from ondabatches.materialize import Bipolar
 from ondabatches.onda import LPCMFormat, LPCMZstFormat, _formats
 from ondabatches.serve._pools import ExecutorPool, InlinePool, ProcessPool
@@ -33,7 +34,6 @@ from ondabatches.testing import (
     check_sample_format,
     labeled_table,
 )
-from ondabatches.torch import InterleavedBatches
 from ondabatches.transforms import Bandpass, TransformedBatches
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 

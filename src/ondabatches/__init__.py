@@ -27,7 +27,7 @@ if _sys.platform.startswith("linux") and (
         "(CVE-2022-42919). Upgrade to Python 3.10.9+, 3.11.1+ or later."
     )
 
-from . import batches, errors, labels, materialize, onda, serve  # noqa: E402
+from . import batches, errors, labels, materialize, onda, serve  # noqa: E402, F401
 from ._errors import (  # noqa: E402
     BatcherError,
     LabelError,
@@ -129,19 +129,99 @@ __all__ = [
 ]
 
 
-def _moved_names() -> dict[str, str]:
-    """The names the top level no longer exports, each with the module that keeps it."""
-    moved: dict[str, str] = {}
-    for module in (onda, labels, batches, materialize, serve, errors):
-        for name in module.__all__:
-            if name not in __all__:
-                moved.setdefault(name, module.__name__)
-    return moved
-
-
-# Deprecated aliases, kept for one release: ``ondabatches.event_mask`` still works but
-# warns, naming the module to import it from (``ondabatches.labels.event_mask``).
-_MOVED = _moved_names()
+# Deprecated aliases, kept for one release: the names of 0.1's top level that it no
+# longer exports, each with the module that keeps it. ``ondabatches.event_mask`` still
+# works but warns, naming the module to import it from (``ondabatches.labels.event_mask``).
+_MOVED = {
+    "ALLOWED_STORAGE_ENV": "ondabatches.onda",
+    "ANNOTATION_SCHEMA": "ondabatches.onda",
+    "ArgumentError": "ondabatches.errors",
+    "ArgumentTypeError": "ondabatches.errors",
+    "BatchShapeError": "ondabatches.errors",
+    "BatchSpecError": "ondabatches.errors",
+    "BatchTimeoutError": "ondabatches.errors",
+    "Bipolar": "ondabatches.materialize",
+    "CACHE_ENV": "ondabatches.onda",
+    "CacheError": "ondabatches.errors",
+    "ChannelSelection": "ondabatches.onda",
+    "DatasetExistsError": "ondabatches.errors",
+    "EdfFormat": "ondabatches.onda",
+    "EvenOddCompartments": "ondabatches.materialize",
+    "EventsWarning": "ondabatches.labels",
+    "ExcludedRecordingsWarning": "ondabatches.batches",
+    "JuliaUUIDType": "ondabatches.onda",
+    "LABELED_SCHEMA": "ondabatches.labels",
+    "LPCMFormat": "ondabatches.onda",
+    "LPCMZstFormat": "ondabatches.onda",
+    "MissingDependencyError": "ondabatches.errors",
+    "MissingLabelsWarning": "ondabatches.labels",
+    "MissingModality": "ondabatches.batches",
+    "OutOfRangeError": "ondabatches.errors",
+    "ReadOnlyFormatError": "ondabatches.errors",
+    "S3_CONFIG_DEFAULTS": "ondabatches.onda",
+    "SAMPLE_TYPES": "ondabatches.onda",
+    "SIGNAL_SCHEMA": "ondabatches.onda",
+    "STATE_VERSION": "ondabatches.batches",
+    "STORAGE_OPTIONS_ENV": "ondabatches.onda",
+    "SampleFileNotFoundError": "ondabatches.errors",
+    "SamplesInfo": "ondabatches.onda",
+    "SharedMemoryError": "ondabatches.errors",
+    "SignalLike": "ondabatches.onda",
+    "SizeLimitError": "ondabatches.errors",
+    "SourceFileError": "ondabatches.errors",
+    "SpanError": "ondabatches.errors",
+    "StoredLabels": "ondabatches.labels",
+    "TimeLike": "ondabatches.onda",
+    "TimeSpanType": "ondabatches.onda",
+    "UnknownFormatError": "ondabatches.errors",
+    "UnknownNameError": "ondabatches.errors",
+    "UntrustedPathError": "ondabatches.errors",
+    "ZeroFillMontage": "ondabatches.materialize",
+    "annotations_table": "ondabatches.onda",
+    "cache_stats": "ondabatches.onda",
+    "class_balanced_weights": "ondabatches.batches",
+    "decode": "ondabatches.onda",
+    "duration_weights": "ondabatches.batches",
+    "encode": "ondabatches.onda",
+    "event_list": "ondabatches.labels",
+    "event_lists": "ondabatches.labels",
+    "event_mask": "ondabatches.labels",
+    "event_masks": "ondabatches.labels",
+    "event_summary": "ondabatches.labels",
+    "event_weights": "ondabatches.batches",
+    "filesystem_for": "ondabatches.onda",
+    "get_cache": "ondabatches.onda",
+    "get_format": "ondabatches.onda",
+    "get_storage_options": "ondabatches.onda",
+    "index_from_time": "ondabatches.onda",
+    "inverse_frequency_label_weights": "ondabatches.batches",
+    "iter_annotations": "ondabatches.onda",
+    "iter_labeled_signals": "ondabatches.labels",
+    "iter_signals": "ondabatches.onda",
+    "label_info": "ondabatches.labels",
+    "labeled_signals_table": "ondabatches.labels",
+    "load_event_labels": "ondabatches.labels",
+    "load_labeled_signal": "ondabatches.labels",
+    "load_rows": "ondabatches.onda",
+    "multi_hot": "ondabatches.labels",
+    "multi_hots": "ondabatches.labels",
+    "n_samples": "ondabatches.onda",
+    "nanoseconds": "ondabatches.onda",
+    "registered_formats": "ondabatches.onda",
+    "sample_dtype": "ondabatches.onda",
+    "sample_range": "ondabatches.onda",
+    "selector_from_dict": "ondabatches.batches",
+    "selector_to_dict": "ondabatches.batches",
+    "signals_from_table": "ondabatches.onda",
+    "signals_table": "ondabatches.onda",
+    "sort_and_trim_spans": "ondabatches.labels",
+    "storage_env": "ondabatches.onda",
+    "sub_label_span": "ondabatches.labels",
+    "time_from_index": "ondabatches.onda",
+    "to_pandas": "ondabatches.onda",
+    "to_polars": "ondabatches.onda",
+    "window_sample_range": "ondabatches.onda",
+}
 
 
 def __getattr__(name: str) -> object:
