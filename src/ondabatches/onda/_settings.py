@@ -255,10 +255,16 @@ class Settings:
         raw = env.get(CACHE_ENV)
         if raw:
             folder, sep, size = raw.rpartition(":")
-            if not sep or not folder:
-                raise CacheError(f"{CACHE_ENV} must be /path:SIZE, got {raw!r}")
+            try:
+                if not sep or not folder:
+                    raise CacheError("no folder")
+                changes["cache_max_bytes"] = parse_size(size)
+            except CacheError:
+                raise CacheError(
+                    f"{CACHE_ENV} must be /path:SIZE (SIZE in bytes or with a K/M/G/T "
+                    f"suffix, e.g. /mnt/cache:20G), got {raw!r}"
+                ) from None
             changes["cache_directory"] = folder
-            changes["cache_max_bytes"] = parse_size(size)
         raw = env.get(MAX_SEGMENT_ENV)
         if raw:
             try:
