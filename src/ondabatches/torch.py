@@ -61,6 +61,7 @@ waited for data.
 from __future__ import annotations
 
 import logging
+import os
 import time
 import weakref
 from collections import deque
@@ -80,6 +81,7 @@ from ._errors import (
     require,
 )
 from .batches._state import BatchScheme, BatchState, as_batch_scheme
+from .onda._settings import adopt_settings, current_settings
 from .serve._batcher import Batcher, _default_materialize
 from .serve._stats import DataPathMeter, IntervalLogger
 from .serve._tree import map_leaves
@@ -749,6 +751,8 @@ class BatchMapDataset(torch.utils.data.Dataset):
         self.labels = labels
         self.label_dtype = label_dtype
         self._meter = DataPathMeter()
+        # DataLoader workers get these (a spawned worker would read its environment).
+        self._settings = (current_settings(), os.getpid())
 
     def __len__(self) -> int:
         return self.length
@@ -764,6 +768,7 @@ class BatchMapDataset(torch.utils.data.Dataset):
             raise ArgumentTypeError(f"BatchMapDataset items are batch indices, got {k!r}")
         if not 0 <= k < self.length:
             raise OutOfRangeError(f"batch {k} is out of range for {self.length} batches")
+        adopt_settings(*self._settings)
         began = time.perf_counter()
         state = self.state_of(int(k))
         step = self.batches.iterate_batch(state)

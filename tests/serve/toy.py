@@ -180,7 +180,7 @@ def report_settings(batch, dtype):
     cache = get_cache()
     report = {
         "settings": current_settings().to_dict(),
-        "kernels_enabled": _kernels.available() or bool(_kernels.ENABLED),
+        "kernels_enabled": _kernels._enabled(),
         "cache": None if cache is None else cache.directory,
     }
     x = np.frombuffer(json.dumps(report, sort_keys=True).encode(), dtype=np.uint8)

@@ -357,10 +357,13 @@ def on_change(listener: Callable[[Settings | None], None]) -> None:
         listener(_current)
 
 
-def installed_settings() -> Settings | None:
-    """The settings of this process if they are read or installed already, else None
-    (without reading the environment)."""
-    return _current
+def adopt_settings(settings: Settings, origin: int) -> None:
+    """Install ``settings``, those of process ``origin``, if this is another process
+    that has other ones: a worker that its pool did not start (an executor's, a
+    DataLoader's) calls it before each task. Threads of ``origin`` share its settings
+    and keep them."""
+    if os.getpid() != origin and _current != settings:
+        use_settings(settings)
 
 
 def current_settings() -> Settings:

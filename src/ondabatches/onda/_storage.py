@@ -78,7 +78,6 @@ from .._errors import (
 from ._settings import (
     ALLOWED_STORAGE_ENV,
     STORAGE_OPTIONS_ENV,
-    Settings,
     current_settings,
     protocol_name,
     use_settings,
@@ -288,10 +287,10 @@ class allowed_storage:  # noqa: N801 - used like a function, as contextlib's hel
 
 
 @lru_cache(maxsize=8)
-def _allow_list(settings: Settings) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
+def _allow_list(
+    protocols: tuple[str, ...] | None, prefixes: tuple[str, ...] | None
+) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
     # Local prefixes resolved once per allow-list (symbolic links, ..).
-    protocols = settings.allowed_protocols
-    prefixes = settings.allowed_prefixes
     return (
         None if protocols is None else frozenset(protocols),
         None
@@ -319,7 +318,7 @@ def check_allowed(url: str) -> None:
     settings = current_settings()
     if not settings.allowed:
         return
-    protocols, prefixes = _allow_list(settings)
+    protocols, prefixes = _allow_list(settings.allowed_protocols, settings.allowed_prefixes)
     protocol = protocol_name(fsspec.core.split_protocol(url)[0])
     allowed = f"protocols {'any' if protocols is None else sorted(protocols)}, prefixes " + (
         "any" if prefixes is None else f"{list(prefixes)}"

@@ -39,7 +39,7 @@ import numpy as np
 from .. import _errors
 from .._errors import ArgumentError, ArgumentTypeError, BatcherError
 from ..onda._formats import install_formats, user_formats
-from ..onda._settings import Settings, current_settings, installed_settings, use_settings
+from ..onda._settings import Settings, adopt_settings, current_settings, use_settings
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 from ._tree import flatten, is_tree, unflatten
 
@@ -337,9 +337,7 @@ def run_with_settings(
     """`run_task` on an executor's worker with ``settings``, a pool's settings and the
     id of its process: installed first where the worker is another process (one of
     loky's or Dask's) that has other settings; threads share their process's."""
-    ours, origin = settings
-    if os.getpid() != origin and installed_settings() != ours:
-        use_settings(ours)
+    adopt_settings(*settings)
     return run_task(materialize, batch, dtype)
 
 
