@@ -13,14 +13,17 @@ from ondabatches.errors import CacheError
 from ondabatches.onda import (
     CACHE_ENV,
     Samples,
+    Settings,
     _cache,
     cache_stats,
+    current_settings,
     filesystem_for,
     get_cache,
     load_rows,
     set_cache,
     storage_env,
     store,
+    use_settings,
 )
 from ondabatches.onda._lpcm import forget_file, read_range
 
@@ -65,9 +68,10 @@ def test_off_by_default_and_forwarded_to_workers(tmp_path, monkeypatch):
     try:
         assert storage_env()[CACHE_ENV] == f"{tmp_path / 'c'}:{1 << 20}"
         assert get_cache().max_bytes == 1 << 20
+        assert CACHE_ENV not in os.environ  # a setting, not the environment
     finally:
         set_cache(None)
-    assert CACHE_ENV not in os.environ
+    assert CACHE_ENV not in storage_env() and get_cache() is None
 
 
 def test_second_read_makes_no_request(cache_dir, remote):
@@ -184,9 +188,10 @@ def test_bad_directory_from_the_environment_warns_and_reads_uncached(tmp_path, r
     shared.mkdir()
     shared.chmod(0o777)
     monkeypatch.setenv(CACHE_ENV, f"{shared}:1M")
-    with pytest.warns(RuntimeWarning, match="writable by group or others"):
-        assert read_range(fs, path, 0, 10).tobytes() == payload[:10]
-    assert read_range(fs, path, 0, 10).tobytes() == payload[:10]  # warned once
+    with use_settings(Settings.from_env()):  # as a process reads it at first use
+        with pytest.warns(RuntimeWarning, match="writable by group or others"):
+            assert read_range(fs, path, 0, 10).tobytes() == payload[:10]
+        assert read_range(fs, path, 0, 10).tobytes() == payload[:10]  # warned once
     assert len(counter.responses) == 2
     assert list(shared.iterdir()) == []
 
@@ -229,7 +234,8 @@ def test_concurrent_processes_get_correct_bytes(tmp_path, s3, remote):
     set_cache(tmp_path / "shared-cache", 48_000)
     try:
         ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(3) as pool:
+        # Processes started by hand get the settings as the Batcher's workers do.
+        with ctx.Pool(3, initializer=use_settings, initargs=(current_settings(),)) as pool:
             results = pool.map(
                 _read_many,
                 [(s3.url("blob.lpcm"), s3.storage_options, digests, s) for s in range(3)],

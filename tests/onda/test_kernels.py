@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ondabatches.onda import SAMPLE_TYPES, _kernels
+from ondabatches.errors import ArgumentError
+from ondabatches.onda import SAMPLE_TYPES, Settings, _kernels, use_settings
 from ondabatches.onda._decoding import decode_plan, exact_decode
 from tests.onda.samplefiles import bitwise_equal, make_info, random_encoded
 from tests.onda.test_decoding import SETTINGS, _interleaved_view, offsets, resolutions
@@ -129,12 +130,20 @@ def test_layouts_and_indices_the_kernel_does_not_take_fall_back(monkeypatch):
     )
 
 
-def test_a_worker_reads_the_switch_again_when_it_warms_up(monkeypatch):
+def test_the_switch_follows_the_settings(monkeypatch):
     pytest.importorskip("numba")
-    monkeypatch.setenv("ONDABATCHES_KERNELS", "numpy")
-    assert not _kernels.warm_up() and not _kernels.ENABLED
-    monkeypatch.delenv("ONDABATCHES_KERNELS")
-    assert _kernels.warm_up() and _kernels.ENABLED
+    with use_settings(kernels="numpy"):
+        assert not _kernels.warm_up() and not _kernels.ENABLED
+    with use_settings(kernels="auto"):
+        assert _kernels.warm_up() and _kernels.ENABLED
+    # ONDABATCHES_KERNELS is read once, into the settings.
+    monkeypatch.setenv("ONDABATCHES_KERNELS", "NumPy ")
+    with use_settings(Settings.from_env()):
+        assert not _kernels.available()
+    monkeypatch.setenv("ONDABATCHES_KERNELS", "numba")
+    expected = r"ONDABATCHES_KERNELS must be one of \['auto', 'numpy'\], got 'numba'"
+    with pytest.raises(ArgumentError, match=expected):
+        Settings.from_env()
 
 
 def test_without_numba_numpy_decodes_and_the_log_says_how_to_get_the_kernels(monkeypatch, caplog):

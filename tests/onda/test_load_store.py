@@ -27,8 +27,10 @@ from ondabatches.onda import (
     STORAGE_OPTIONS_ENV,
     LPCMZstFormat,
     Samples,
+    Settings,
     TimeSpan,
     _io,
+    current_settings,
     decode,
     filesystem_for,
     get_storage_options,
@@ -38,6 +40,7 @@ from ondabatches.onda import (
     storage_env,
     store,
     time_from_index,
+    use_settings,
 )
 
 from .samplefiles import (
@@ -233,22 +236,32 @@ def test_filesystem_for_is_cached_per_options():
     assert a is b and a is not c
 
 
-def test_storage_options_are_fsspec_configuration_and_reach_child_processes(monkeypatch):
+def test_storage_options_go_over_fsspec_configuration_and_reach_child_processes(monkeypatch):
     monkeypatch.delenv("FSSPEC_S3", raising=False)
+    # fsspec's own configuration (its files, FSSPEC_* at its import) stays underneath.
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"anon": True, "key": "k"})
     set_storage_options("s3", client_kwargs={"endpoint_url": "http://127.0.0.1:1"}, anon=False)
     try:
-        expected = {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
-        assert fsspec.config.conf["s3"] == expected  # fsspec's own configuration
-        assert json.loads(os.environ["FSSPEC_S3"]) == expected  # what children read
-        assert storage_env()["FSSPEC_S3"] == os.environ["FSSPEC_S3"]
+        ours = {"anon": False, "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}}
+        assert dict(current_settings().storage_options["s3"]) == ours
+        assert get_storage_options("s3") == {**ours, "key": "k"}  # ours win, key by key
+        assert fsspec.config.conf["s3"] == {"anon": True, "key": "k"}  # left as it was
+        assert "FSSPEC_S3" not in os.environ  # the settings, not the environment
+        # A process started otherwise gets them through storage_env().
+        assert json.loads(storage_env()["FSSPEC_S3"]) == {**ours, "key": "k"}
         code = "from ondabatches.onda import get_storage_options as g; print(g('s3')['anon'])"
         child = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, **storage_env()},
         )
         assert child.stdout.strip() == "False"
     finally:
         set_storage_options("s3")
-    assert "s3" not in get_storage_options() and "FSSPEC_S3" not in os.environ
+    assert "s3" not in current_settings().storage_options
+    assert get_storage_options("s3") == {"anon": True, "key": "k"}
     with pytest.raises(TypeError, match="JSON"):
         set_storage_options("s3", session=object())
 
@@ -256,7 +269,11 @@ def test_storage_options_are_fsspec_configuration_and_reach_child_processes(monk
 def test_the_0_1_environment_variable_still_works_with_a_deprecation_warning(monkeypatch):
     monkeypatch.setenv(STORAGE_OPTIONS_ENV, json.dumps({"memory": {"ondabatches_test": 7}}))
     with pytest.warns(DeprecationWarning, match="FSSPEC_MEMORY"):
+        from_env = Settings.from_env()  # read once, as current_settings() does first
+    with use_settings(from_env):
         fs, _ = filesystem_for("memory://bucket/key")
+        # Forwarded as the variable that replaces it.
+        assert json.loads(storage_env()["FSSPEC_MEMORY"]) == {"ondabatches_test": 7}
     assert fs.storage_options == {"ondabatches_test": 7}
 
 
@@ -275,7 +292,7 @@ def test_storage_options_reach_the_filesystem(monkeypatch):
 def test_bad_environment_json_is_a_storage_error(monkeypatch):
     monkeypatch.setenv(STORAGE_OPTIONS_ENV, "{nope")
     with pytest.raises(StorageError, match=STORAGE_OPTIONS_ENV):
-        filesystem_for("memory://a/b")
+        Settings.from_env()
 
 
 def test_missing_s3fs_gives_the_install_hint(monkeypatch):

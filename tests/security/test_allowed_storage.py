@@ -8,9 +8,17 @@ import numpy as np
 import pytest
 
 from ondabatches import Batcher, RandomBatches, WorkerError, label_signals, materialize_batch
-from ondabatches.errors import UntrustedPathError
-from ondabatches.onda import ALLOWED_STORAGE_ENV, allowed_storage, filesystem_for, load_rows
-from ondabatches.onda._storage import storage_env
+from ondabatches.errors import ArgumentError, UntrustedPathError
+from ondabatches.onda import (
+    ALLOWED_STORAGE_ENV,
+    Settings,
+    allowed_storage,
+    current_settings,
+    filesystem_for,
+    load_rows,
+    storage_env,
+    use_settings,
+)
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
 from ..onda.samplefiles import make_info, make_signal, random_encoded
@@ -21,8 +29,10 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(autouse=True)
 def _no_setting_left(monkeypatch):
     monkeypatch.delenv(ALLOWED_STORAGE_ENV, raising=False)
+    assert not current_settings().allowed
     yield
-    assert ALLOWED_STORAGE_ENV not in os.environ
+    assert not current_settings().allowed
+    assert ALLOWED_STORAGE_ENV not in os.environ  # a setting, never the environment
 
 
 def _file(folder, name="x.lpcm"):
@@ -68,22 +78,44 @@ def test_protocols_and_url_prefixes():
         assert ALLOWED_STORAGE_ENV in storage_env()
 
 
-def test_a_plain_call_sets_it_and_an_empty_call_lifts_it():
+def test_a_plain_call_sets_it_and_only_an_explicit_call_lifts_it():
     allowed_storage(protocols=["s3"])
     try:
         with pytest.raises(UntrustedPathError, match="protocol 'file' is not allowed"):
             filesystem_for("/tmp/x")
+        # An empty call would allow everything: it is refused, and nothing changes.
+        with pytest.raises(ArgumentError, match="would allow every protocol and path"):
+            allowed_storage()
+        assert current_settings().allowed_protocols == ("s3",)
     finally:
-        allowed_storage()
+        use_settings(allowed_protocols=None, allowed_prefixes=None)
     filesystem_for("/tmp/x")
+
+
+def test_empty_lists_allow_nothing():
+    with allowed_storage(protocols=[]):
+        with pytest.raises(UntrustedPathError, match=r"allowed: protocols \[\], prefixes any"):
+            filesystem_for("/tmp/x")
+
+
+def test_the_block_restores_only_the_allow_list():
+    with allowed_storage(prefixes=["/data/"]):
+        use_settings(kernels="numpy")  # changed inside the block, for good
+    try:
+        assert not current_settings().allowed and current_settings().kernels == "numpy"
+    finally:
+        use_settings(kernels="auto")
 
 
 def test_a_malformed_setting_is_an_error(monkeypatch):
     from ondabatches import StorageError
 
-    monkeypatch.setenv(ALLOWED_STORAGE_ENV, '{"prefixes": "/data"}x')
-    with pytest.raises(StorageError, match="must be a JSON object"):
-        filesystem_for("/tmp/x")
+    for raw in ('{"prefixes": "/data"}x', '["/data"]', '{"prefix": ["/data"]}'):
+        monkeypatch.setenv(ALLOWED_STORAGE_ENV, raw)
+        with pytest.raises(StorageError, match=f"{ALLOWED_STORAGE_ENV} must be a JSON object"):
+            Settings.from_env()
+    monkeypatch.setenv(ALLOWED_STORAGE_ENV, '{"prefixes": ["/data/"]}')
+    assert Settings.from_env().allowed_prefixes == ("/data/",)
     monkeypatch.delenv(ALLOWED_STORAGE_ENV)
 
 

@@ -18,6 +18,7 @@ from ondabatches import (
     materialize_batch,
 )
 from ondabatches.errors import SizeLimitError
+from ondabatches.onda import Settings, use_settings
 from ondabatches.serve import _shm
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
@@ -71,11 +72,11 @@ def test_a_segment_over_the_ceiling_is_a_size_limit_error(monkeypatch):
     try:
         name, size = pool.lease()
         segments = _shm.WorkerSegments()
-        monkeypatch.setenv(_shm.MAX_SEGMENT_ENV, str(10 << 20))
-        segments.begin(name, size)
-        with pytest.raises(SizeLimitError, match=r"21 MB of shared memory.*ceiling of 10 MB"):
-            segments.allocate((21 * 10**6,), np.uint8)
-        assert os.fstat(_open(name)).st_size <= 1  # nothing was reserved
+        with use_settings(max_segment_bytes=10 << 20):
+            segments.begin(name, size)
+            with pytest.raises(SizeLimitError, match=r"21 MB of shared memory.*ceiling of 10 MB"):
+                segments.allocate((21 * 10**6,), np.uint8)
+            assert os.fstat(_open(name)).st_size <= 1  # nothing was reserved
         segments.begin(name, size)
         assert segments.allocate((1000,), np.uint8).shape == (1000,)
     finally:
@@ -83,12 +84,17 @@ def test_a_segment_over_the_ceiling_is_a_size_limit_error(monkeypatch):
 
 
 def test_the_default_ceiling_is_the_size_of_dev_shm(monkeypatch):
-    monkeypatch.delenv(_shm.MAX_SEGMENT_ENV, raising=False)
     st = os.statvfs("/dev/shm")
-    assert _shm.max_segment_bytes() == st.f_blocks * st.f_frsize
-    monkeypatch.setenv(_shm.MAX_SEGMENT_ENV, "lots")
-    with pytest.raises(SizeLimitError, match="whole number of bytes"):
-        _shm.max_segment_bytes()
+    with use_settings(max_segment_bytes=None):
+        assert _shm.max_segment_bytes() == st.f_blocks * st.f_frsize
+    # The variable is read once, into the settings.
+    monkeypatch.setenv(_shm.MAX_SEGMENT_ENV, str(1 << 20))
+    with use_settings(Settings.from_env()):
+        assert _shm.max_segment_bytes() == 1 << 20
+    for bad in ("lots", "0", "-5"):
+        monkeypatch.setenv(_shm.MAX_SEGMENT_ENV, bad)
+        with pytest.raises(SizeLimitError, match=f"whole number of bytes, got '{bad}'"):
+            Settings.from_env()
 
 
 def _open(name):

@@ -167,3 +167,21 @@ def toy_dict_materialize(batch, dtype, allocate=np.empty):
         y[i] = rng.integers(0, 6, size=(1, 2))
     x["mask"] = mask
     return x, y
+
+
+def report_settings(batch, dtype):
+    """What a worker sees of its process's settings, as a batch: ``x`` the JSON of
+    the settings and of what follows from them (the kernels' switch, the cache's
+    folder), as bytes; ``y`` the worker's process id."""
+    import json
+
+    from ondabatches.onda import _kernels, current_settings, get_cache
+
+    cache = get_cache()
+    report = {
+        "settings": current_settings().to_dict(),
+        "kernels_enabled": _kernels._enabled(),
+        "cache": None if cache is None else cache.directory,
+    }
+    x = np.frombuffer(json.dumps(report, sort_keys=True).encode(), dtype=np.uint8)
+    return x[None, :].copy(), np.array([[os.getpid()]], dtype=np.int64)

@@ -149,6 +149,35 @@ def test_dataloader_workers_pinned_and_persistent(scheme, no_leaked_workers):
     gc.collect()
 
 
+class _MaterializeUnder:
+    """``materialize_batch``, refusing to run unless the process's settings are ``want``."""
+
+    def __init__(self, want):
+        self.want = want
+
+    def __call__(self, batch, dtype):
+        from ondabatches.onda import current_settings
+
+        got = current_settings()
+        assert got == self.want, f"worker {os.getpid()} runs with {got!r}, not {self.want!r}"
+        return materialize_batch(batch, dtype)
+
+
+def test_spawned_dataloader_workers_get_the_settings(scheme, no_leaked_workers):
+    from ondabatches.onda import use_settings
+
+    # Set through the API only: a spawned worker's environment does not have them.
+    with use_settings(kernels="numpy", storage_options={"memory": {"x": 1}}) as ours:
+        state = scheme.initial_state(seed=2)
+        ds = BatchMapDataset(scheme, state, length=2, materialize=_MaterializeUnder(ours.settings))
+        loader = DataLoader(ds, batch_size=None, num_workers=1, multiprocessing_context="spawn")
+        got = list(loader)
+    want = batcher_batches(scheme, state, 2)
+    assert_same(got, want)
+    del loader
+    gc.collect()
+
+
 def test_stateful_dataloader_with_workers_resumes_exactly(scheme, no_leaked_workers):
     from torchdata.stateful_dataloader import StatefulDataLoader
 

@@ -42,7 +42,7 @@ from .._errors import (
     SampleFileNotFoundError,
     SourceFileError,
 )
-from ..onda import annotations_table, filesystem_for, signals_table
+from ..onda import annotations_table, current_settings, filesystem_for, signals_table, use_settings
 from ..onda._storage import atomic_writer, is_local, storage_errors
 from ._channels import ChannelMap
 from ._convert import PAST_END_POLICIES, convert_source, recording_id
@@ -808,7 +808,11 @@ def _run(
                 finished(task, size, _convert_task(task))
             return
         ctx = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(n_workers, mp_context=ctx) as pool:
+        # Spawned workers read nothing from this process: they get its settings
+        # (storage options, allow-list, cache) as they start.
+        with cf.ProcessPoolExecutor(
+            n_workers, mp_context=ctx, initializer=use_settings, initargs=(current_settings(),)
+        ) as pool:
             futures = {pool.submit(_convert_task, task): (task, size) for task, size in todo}
             try:
                 for future in cf.as_completed(futures):

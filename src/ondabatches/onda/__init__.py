@@ -2,11 +2,12 @@
 
 # Each private module lists its public names in __all__; they are gathered here.
 # (Curated and checked by tests/test_exported_members.py.)
-from . import _cache, _formats, _io, _samples, _signal, _storage, _tables, _timespan
+from . import _cache, _formats, _io, _samples, _settings, _signal, _storage, _tables, _timespan
 from ._cache import *  # noqa: F403
 from ._formats import *  # noqa: F403
 from ._io import *  # noqa: F403
 from ._samples import *  # noqa: F403
+from ._settings import *  # noqa: F403
 from ._signal import *  # noqa: F403
 from ._storage import *  # noqa: F403
 from ._tables import *  # noqa: F403
@@ -18,6 +19,7 @@ __all__ = sorted(
         *_formats.__all__,
         *_io.__all__,
         *_samples.__all__,
+        *_settings.__all__,
         *_signal.__all__,
         *_storage.__all__,
         *_tables.__all__,

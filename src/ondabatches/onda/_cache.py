@@ -3,9 +3,10 @@
 Every ranged read of a remote sample file (``lpcm`` windows, ``lpcm.zst`` frames, EDF
 records) goes through `cached_range`; local files never do. Off by default; on
 with `set_cache` or the environment variable `CACHE_ENV`
-(``ONDABATCHES_CACHE=/path:SIZE``, SIZE in bytes or with a K/M/G/T suffix), which
-`set_cache` sets so that worker processes started afterwards use the same
-cache (and `storage_env` forwards it to Ray workers).
+(``ONDABATCHES_CACHE=/path:SIZE``, SIZE in bytes or with a K/M/G/T suffix, read once).
+It is part of the process's settings (``cache_directory``, ``cache_max_bytes``), so
+the Batcher's worker processes and Ray actors use the same cache (and `storage_env`
+forwards it to processes started otherwise).
 
 How it stays correct
 --------------------
@@ -26,7 +27,7 @@ How it stays correct
   being scanned, read or evicted (another process evicted them) are misses.
 - The directory must be ours and not writable by group or others (anyone who can
   write it could plant bytes): otherwise `set_cache` raises a
-  `CacheError`, and a worker given it through the environment
+  `CacheError`, and a worker given it through its settings or the environment
   warns once and reads uncached. A write that fails (a full disk, a read-only
   directory) warns once per process and the read goes on uncached.
 """
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import struct
 import threading
 import time
@@ -49,11 +49,9 @@ from typing import Any
 import fsspec
 
 from .._errors import CacheError
+from ._settings import CACHE_ENV, current_settings, parse_size, use_settings
 
 __all__ = ["CACHE_ENV", "cache_stats", "get_cache", "set_cache"]
-
-#: The environment variable that turns the cache on in every process: ``/path:SIZE``.
-CACHE_ENV = "ONDABATCHES_CACHE"
 
 _MAGIC = b"OBRC1\0\0\0"
 _HEADER = struct.Struct("<8sQI")  # magic, payload length, crc32 of the payload
@@ -61,7 +59,6 @@ _SUFFIX = ".entry"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0
 _TOUCH_S = 1.0  # a hit touches an entry at most this often
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 @dataclass
@@ -91,14 +88,6 @@ def cache_stats(reset: bool = False) -> CacheStats:
     if reset:
         _stats = CacheStats()
     return out
-
-
-def parse_size(text: str) -> int:
-    """``"512M"`` -> 536870912; plain digits are bytes."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text, re.IGNORECASE)
-    if not match:
-        raise CacheError(f"{CACHE_ENV}: cannot read a size from {text!r} (e.g. 500M, 20G)")
-    return int(match.group(1)) * _UNITS[match.group(2).upper()]
 
 
 class RangeCache:
@@ -268,15 +257,17 @@ def _unlink(path: str) -> None:
 
 # -- configuration ---------------------------------------------------------------------
 
-_configured: dict[str, RangeCache | None] = {}
+_configured: dict[tuple[str, int], RangeCache | None] = {}
 
 
 def set_cache(directory: str | os.PathLike[str] | None, max_bytes: int | str = "10G") -> None:
     """Cache remote byte ranges in ``directory``, at most ``max_bytes`` (``None``: off).
 
-    Sets `CACHE_ENV` too, so that worker processes started afterwards share the
-    cache. The directory is created (mode 0700) if missing; one owned by another user,
-    writable by group or others, or not writable is a `CacheError`.
+    Sets the settings' ``cache_directory`` and ``cache_max_bytes`` (see
+    [`use_settings`][ondabatches.onda.use_settings]), so that the Batcher's worker
+    processes and Ray actors share the cache. The directory is created (mode 0700) if
+    missing; one owned by another user, writable by group or others, or not writable
+    is a `CacheError`.
 
     Examples
     --------
@@ -290,30 +281,28 @@ def set_cache(directory: str | os.PathLike[str] | None, max_bytes: int | str = "
     True
     """
     if directory is None:
-        os.environ.pop(CACHE_ENV, None)
+        use_settings(cache_directory=None)
         return
     size = parse_size(max_bytes) if isinstance(max_bytes, str) else max_bytes
     folder = os.path.abspath(os.fspath(directory))
-    raw = f"{folder}:{size}"
-    _configured[raw] = RangeCache(folder, size)  # raises CacheError on a bad directory
-    os.environ[CACHE_ENV] = raw
+    cache = RangeCache(folder, size)  # raises CacheError on a bad directory
+    _configured[(folder, size)] = cache
+    use_settings(cache_directory=folder, cache_max_bytes=size)
 
 
 def get_cache() -> RangeCache | None:
-    """The cache this process uses (from `CACHE_ENV`), or ``None`` when off."""
-    raw = os.environ.get(CACHE_ENV)
-    if not raw:
+    """The cache this process uses (its settings' ``cache_directory``), or ``None`` when off."""
+    settings = current_settings()
+    if settings.cache_directory is None:
         return None
-    if raw not in _configured:
-        folder, sep, size = raw.rpartition(":")
+    key = (settings.cache_directory, settings.cache_max_bytes)
+    if key not in _configured:
         try:
-            if not sep or not folder:
-                raise CacheError(f"{CACHE_ENV} must be /path:SIZE, got {raw!r}")
-            _configured[raw] = RangeCache(folder, parse_size(size))
+            _configured[key] = RangeCache(*key)
         except CacheError as exc:
-            _configured[raw] = None
+            _configured[key] = None
             warnings.warn(f"{exc}; reading uncached", RuntimeWarning, stacklevel=3)
-    return _configured[raw]
+    return _configured[key]
 
 
 def _version(info: dict[str, Any]) -> str | None:

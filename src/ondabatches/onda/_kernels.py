@@ -6,7 +6,8 @@ a float64 pass when the exact values need one); a compiled loop does it in one: 
 many channels it decodes a time step's channels into a small buffer and scatters them
 to their rows, for a few it writes one row at a time from a strided read. With
 ``numba`` (the ``fast`` extra) installed, `decode_rows` runs such a loop; without it
-(or with ``ONDABATCHES_KERNELS=numpy``) it returns False and the caller takes numpy's
+(or with the settings' ``kernels="numpy"``, e.g. from ``ONDABATCHES_KERNELS=numpy``) it
+returns False and the caller takes numpy's
 path. Both give the same bits: the loop does the very operations numpy's path does
 (float64 multiply and add rounded once to the output dtype, or float32 arithmetic where
 the decode plan chose it), in the same order, with no contraction into fused
@@ -21,14 +22,15 @@ worker process loads rather than compiles them, at its first window (a Batcher's
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["available", "decode_rows", "read_environment", "warm_up"]
+from ._settings import Settings, current_settings, on_change
+
+__all__ = ["available", "decode_rows", "warm_up"]
 
 #: Sample types the kernels take (in native byte order): every value converts to float64
 #: exactly, so the loop's float64 arithmetic is numpy's.
@@ -38,14 +40,24 @@ _OUT_TYPES = frozenset(np.dtype(t) for t in ("f4", "f8"))
 log = logging.getLogger(__name__)
 
 
-def _enabled_by_environment() -> bool:
-    return os.environ.get("ONDABATCHES_KERNELS", "").strip().lower() != "numpy"
+#: False turns the kernels off in this process: the settings' ``kernels`` (see
+#: `ondabatches.onda.use_settings`) as a flag read for every window; None until the
+#: settings are first read.
+ENABLED: bool | None = None
 
 
-#: False turns the kernels off in this process (``ONDABATCHES_KERNELS=numpy`` does at
-#: import, and `read_environment` in a worker): read for every window, so not an
-#: environment lookup each time.
-ENABLED = _enabled_by_environment()
+def _follow(settings: Settings | None) -> None:
+    global ENABLED
+    ENABLED = None if settings is None else settings.kernels != "numpy"
+
+
+on_change(_follow)
+
+
+def _enabled() -> bool:
+    if ENABLED is None:
+        current_settings()  # reads them, and _follow sets the flag
+    return bool(ENABLED)
 
 
 #: Below this many channels, rows are decoded one at a time (measured: 1 to 6 channels
@@ -199,7 +211,7 @@ def _post_kernel() -> Callable[..., None] | None:
 
 def available() -> bool:
     """Whether compiled kernels run here (numba is installed and not turned off)."""
-    return ENABLED and _compile() is not None
+    return _enabled() and _compile() is not None
 
 
 def decode_rows(
@@ -232,7 +244,7 @@ def decode_rows(
         or not out.flags.c_contiguous
         or out.ndim != 2
         or src.shape[0] != out.shape[1]
-        or not ENABLED
+        or not _enabled()
     ):
         return False
     kernel = _compile()
@@ -275,19 +287,10 @@ def _in_range(channels: np.ndarray, n: int) -> bool:
     return channels.size == 0 or (int(channels.min()) >= 0 and int(channels.max()) < n)
 
 
-def read_environment() -> None:
-    """Read ``ONDABATCHES_KERNELS`` again: a worker process calls it as it starts, having
-    possibly been forked from a process that imported this module before the variable
-    was set. Nothing is compiled or loaded until a window is decoded."""
-    global ENABLED
-    ENABLED = _enabled_by_environment()
-
-
 def warm_up() -> bool:
     """Compile the kernels for int16 samples now, or load them from numba's cache.
 
-    Other sample types compile on first use. Reads ``ONDABATCHES_KERNELS`` again first
-    (see `read_environment`). Returns whether kernels are available.
+    Other sample types compile on first use. Returns whether kernels are available
+    (under the process's settings: none with ``kernels="numpy"``).
     """
-    read_environment()
     return available()

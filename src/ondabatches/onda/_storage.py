@@ -9,25 +9,22 @@ come, lowest priority first, from the environment that the backend itself reads
 
 How worker processes get the configuration
 ------------------------------------------
-Options are fsspec's own configuration: ``fsspec.config.conf[protocol]``, which fsspec
-fills from its config files and from ``FSSPEC_<PROTOCOL>`` (JSON) and
-``FSSPEC_<PROTOCOL>_<OPTION>`` environment variables when it is imported, and applies
-to every filesystem it makes.
-[`set_storage_options`][ondabatches.onda.set_storage_options] sets both the
-configuration of this process and the ``FSSPEC_<PROTOCOL>`` variable, so every process
-started *afterwards* from this one (``multiprocessing`` with any start method, loky,
-``subprocess``) gets them too; the Batcher's worker processes take the manager's
-environment when they start. Processes that do not descend from this one after the call,
-such as Ray workers, need the variables forwarded: ``ray.init(runtime_env={"env_vars":
-storage_env()})``. Filesystem instances are fsspec's too (its instance cache, one per
-process and options, renewed after a fork).
+fsspec's own configuration (``fsspec.config.conf[protocol]``, which fsspec fills from
+its config files and from ``FSSPEC_<PROTOCOL>`` (JSON) and ``FSSPEC_<PROTOCOL>_<OPTION>``
+environment variables when it is imported) applies to every filesystem it makes. The
+options of [`set_storage_options`][ondabatches.onda.set_storage_options] go over it:
+they are part of the process's [`Settings`][ondabatches.onda.Settings], which the
+Batcher passes to its worker processes and Ray actors as they start. Processes that
+do not come from a Batcher need them forwarded: ``ray.init(runtime_env={"env_vars":
+storage_env()})``, or ``env=`` of a ``subprocess``. Filesystem instances are fsspec's
+too (its instance cache, one per process and options, renewed after a fork).
 
 What ondabatches adds to fsspec is only what it lacks: the S3 timeouts, retries and
 connection pool below, errors mapped to ours naming the URL, atomic writes, descriptor
 caching for local reads, and the allow-list of
 [`allowed_storage`][ondabatches.onda.allowed_storage]. (``ONDABATCHES_STORAGE_OPTIONS``,
-the JSON variable of ondabatches 0.1, is still read, with a ``DeprecationWarning`` that
-names ``FSSPEC_<PROTOCOL>``.)
+the JSON variable of ondabatches 0.1, is still read into the settings, with a
+``DeprecationWarning`` that names ``FSSPEC_<PROTOCOL>``.)
 
 S3 client defaults
 ------------------
@@ -60,7 +57,6 @@ import os
 import stat
 import tempfile
 import uuid
-import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -71,7 +67,7 @@ import fsspec.config
 from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import (
-    ArgumentTypeError,
+    ArgumentError,
     MissingDependencyError,
     OndaBatchesError,
     SampleFileError,
@@ -79,8 +75,13 @@ from .._errors import (
     StorageError,
     UntrustedPathError,
 )
-
-CACHE_ENV = "ONDABATCHES_CACHE"  # onda._cache.CACHE_ENV, named here so that no cycle forms
+from ._settings import (
+    ALLOWED_STORAGE_ENV,
+    STORAGE_OPTIONS_ENV,
+    current_settings,
+    protocol_name,
+    use_settings,
+)
 
 __all__ = [
     "ALLOWED_STORAGE_ENV",
@@ -92,15 +93,6 @@ __all__ = [
     "set_storage_options",
     "storage_env",
 ]
-
-#: The environment variable of ondabatches 0.1's storage options (JSON, all protocols).
-#: Deprecated: still read, with a warning; fsspec's ``FSSPEC_<PROTOCOL>`` replaces it.
-STORAGE_OPTIONS_ENV = "ONDABATCHES_STORAGE_OPTIONS"
-
-#: The environment variable holding
-#: [`allowed_storage`][ondabatches.onda.allowed_storage]'s allow-list as JSON:
-#: ``{"protocols": [...], "prefixes": [...]}`` (either may be left out).
-ALLOWED_STORAGE_ENV = "ONDABATCHES_ALLOWED_STORAGE"
 
 #: botocore ``Config`` settings that ``s3://`` filesystems get unless their options set
 #: the key in ``config_kwargs`` (see the module documentation).
@@ -132,55 +124,19 @@ _FOREIGN_PACKAGES = frozenset(
     }
 )
 
-# Environment variables that configure the S3 client (read by botocore itself).
-_FORWARDED_ENV_PREFIXES = (
-    "AWS_",
-    "FSSPEC_",
-    STORAGE_OPTIONS_ENV,
-    ALLOWED_STORAGE_ENV,
-    CACHE_ENV,
-)
-
-
-@lru_cache(maxsize=8)
-def _parse_options(raw: str) -> dict[str, dict[str, Any]]:
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise StorageError(f"{STORAGE_OPTIONS_ENV} is not valid JSON: {exc}") from exc
-    if not isinstance(parsed, dict) or not all(isinstance(v, dict) for v in parsed.values()):
-        raise StorageError(
-            f"{STORAGE_OPTIONS_ENV} must be a JSON object mapping protocols to option "
-            f"objects, got {raw!r}"
-        )
-    return parsed
-
-
-def _legacy_options(protocol: str) -> dict[str, Any]:
-    """Options of ondabatches 0.1's ``ONDABATCHES_STORAGE_OPTIONS``, if it is set."""
-    raw = os.environ.get(STORAGE_OPTIONS_ENV)
-    if raw is None:
-        return {}
-    options = _parse_options(raw)
-    if protocol in options:
-        warnings.warn(
-            f"{STORAGE_OPTIONS_ENV} is deprecated: set FSSPEC_{protocol.upper()} (the same "
-            "JSON object, for one protocol) or call set_storage_options()",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-    return options.get(protocol, {})
-
-
-def _env_name(protocol: str) -> str:
-    return f"FSSPEC_{protocol.upper()}"
+# Environment variables that configure storage and are no setting of ours (botocore
+# and fsspec read them); storage_env forwards them with the settings.
+_FORWARDED_ENV_PREFIXES = ("AWS_", "FSSPEC_")
 
 
 def get_storage_options(protocol: str | None = None) -> dict[str, Any]:
-    """fsspec's configured options: of one protocol, or all of them (``{protocol: options}``).
+    """The options ``protocol://`` filesystems get, or those of every protocol
+    (``{protocol: options}``).
 
-    What [`set_storage_options`][ondabatches.onda.set_storage_options], fsspec's config
-    files and ``FSSPEC_*`` variables set (``fsspec.config.conf``). Returns a copy.
+    fsspec's configuration (its config files and ``FSSPEC_*`` variables,
+    ``fsspec.config.conf``) with the options of
+    [`set_storage_options`][ondabatches.onda.set_storage_options] (the settings'
+    ``storage_options``) over it, key by key. Returns a copy.
 
     Examples
     --------
@@ -189,50 +145,52 @@ def get_storage_options(protocol: str | None = None) -> dict[str, Any]:
     {'skip_instance_cache': False}
     >>> set_storage_options("memory")  # forget them again
     """
+    ours = current_settings().storage_options
     if protocol is None:
-        return copy.deepcopy(dict(fsspec.config.conf))
-    return copy.deepcopy({**_legacy_options(protocol), **fsspec.config.conf.get(protocol, {})})
+        return {p: get_storage_options(p) for p in sorted({*fsspec.config.conf, *ours})}
+    return copy.deepcopy({**fsspec.config.conf.get(protocol, {}), **ours.get(protocol, {})})
 
 
 def set_storage_options(protocol: str, **options: Any) -> None:
     """Set the fsspec options used for every ``protocol://`` URL; no options clears them.
 
-    They go into fsspec's configuration (``fsspec.config.conf[protocol]``) and into the
-    environment variable ``FSSPEC_<PROTOCOL>``, from which fsspec in worker processes
-    started later reads them; so they must be JSON-serializable (see the module
-    documentation for Ray).
+    They replace that protocol's ``storage_options`` in the process's
+    [`Settings`][ondabatches.onda.Settings] (see
+    [`use_settings`][ondabatches.onda.use_settings]), which the Batcher's worker
+    processes and Ray actors receive; so they must be JSON-serializable. fsspec's own
+    configuration is left as it is; the options go over it.
 
     Examples
     --------
     >>> set_storage_options("s3", client_kwargs={"endpoint_url": "http://127.0.0.1:9000"})
     >>> get_storage_options("s3")["client_kwargs"]
     {'endpoint_url': 'http://127.0.0.1:9000'}
-    >>> os.environ["FSSPEC_S3"]
+    >>> storage_env()["FSSPEC_S3"]  # for processes that do not come from a Batcher
     '{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}'
     >>> set_storage_options("s3")
     """
-    name = _env_name(protocol)
-    if not options:
-        fsspec.config.conf.pop(protocol, None)
-        os.environ.pop(name, None)
-        return
-    try:
-        raw = json.dumps(options, sort_keys=True)
-    except TypeError as exc:
-        raise ArgumentTypeError(
-            f"storage options for {protocol!r} must be JSON-serializable so that worker "
-            f"processes can receive them: {exc}"
-        ) from None
-    fsspec.config.conf[protocol] = json.loads(raw)
-    os.environ[name] = raw
+    if not isinstance(protocol, str) or not protocol:
+        raise ArgumentError(f"protocol must be a non-empty string, got {protocol!r}")
+    all_options = dict(current_settings().storage_options)
+    if options:
+        all_options[protocol] = options
+    else:
+        all_options.pop(protocol, None)
+    use_settings(storage_options=all_options)
 
 
 def storage_env() -> dict[str, str]:
-    """The environment variables that configure storage, to forward to remote workers.
+    """The environment variables that give a process started from this one its storage
+    configuration and settings (for processes that do not come from a Batcher).
 
-    Every ``FSSPEC_*`` and ``AWS_*`` variable set in this process, the allow-list
-    of [`allowed_storage`][ondabatches.onda.allowed_storage], and the node-local cache
-    (``ONDABATCHES_CACHE``).
+    Every ``FSSPEC_*`` and ``AWS_*`` variable set in this process, with
+    [`Settings.to_env`][ondabatches.onda.Settings.to_env] of the current settings over
+    them: ``FSSPEC_<PROTOCOL>`` for the options of
+    [`set_storage_options`][ondabatches.onda.set_storage_options] (merged with fsspec's
+    configuration of that protocol), the allow-list of
+    [`allowed_storage`][ondabatches.onda.allowed_storage], the node-local cache
+    (``ONDABATCHES_CACHE``) and the other ``ONDABATCHES_*`` settings that are not the
+    defaults.
 
     Examples
     --------
@@ -240,7 +198,14 @@ def storage_env() -> dict[str, str]:
     >>> all(k.startswith(("AWS_", "FSSPEC_", "ONDABATCHES_")) for k in env)
     True
     """
-    return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV_PREFIXES)}
+    settings = current_settings()
+    env = {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV_PREFIXES)}
+    env.update(settings.to_env())
+    for protocol in settings.storage_options:
+        env[f"FSSPEC_{protocol.upper()}"] = json.dumps(
+            get_storage_options(protocol), sort_keys=True
+        )
+    return env
 
 
 def _new_filesystem(protocol: str, options: dict[str, Any]) -> fsspec.AbstractFileSystem:
@@ -271,13 +236,15 @@ class allowed_storage:  # noqa: N801 - used like a function, as contextlib's hel
     before anything is opened. Local paths are compared after resolving symbolic links
     and ``..``; URLs with ``..`` segments or chained protocols (``a::b``) are refused.
 
-    The setting lives in the environment variable
-    [`ALLOWED_STORAGE_ENV`][ondabatches.onda.ALLOWED_STORAGE_ENV], so the Batcher's
-    worker processes started afterwards enforce it too (pass
-    [`storage_env`][ondabatches.onda.storage_env] to Ray workers); it can also be set
-    there directly. Calling ``allowed_storage(...)`` sets it for the process; used as a
-    context manager, it restores the previous setting on exit. ``allowed_storage()``
-    (neither argument) lifts the restriction.
+    The allow-list is part of the process's [`Settings`][ondabatches.onda.Settings]
+    (``allowed_protocols``, ``allowed_prefixes``), so the Batcher's worker processes and
+    Ray actors started afterwards enforce it too; it can also be set in the environment
+    variable [`ALLOWED_STORAGE_ENV`][ondabatches.onda.ALLOWED_STORAGE_ENV], read once.
+    Calling ``allowed_storage(...)`` sets it for the process; used as a context
+    manager, it restores the previous allow-list on exit. At least one of ``protocols``
+    and ``prefixes`` must be given: ``allowed_storage()`` would allow everything, so it
+    is an ``ArgumentError``. Lifting the allow-list is said out loud:
+    ``use_settings(allowed_protocols=None, allowed_prefixes=None)``.
 
     Parameters
     ----------
@@ -299,60 +266,40 @@ class allowed_storage:  # noqa: N801 - used like a function, as contextlib's hel
     def __init__(
         self, protocols: Iterable[str] | None = None, prefixes: Iterable[str] | None = None
     ):
-        self._previous = os.environ.get(ALLOWED_STORAGE_ENV)
         if protocols is None and prefixes is None:
-            os.environ.pop(ALLOWED_STORAGE_ENV, None)
-            return
-        rules: dict[str, list[str]] = {}
-        if protocols is not None:
-            rules["protocols"] = [_protocol_name(p) for p in _strings(protocols, "protocols")]
-        if prefixes is not None:
-            rules["prefixes"] = _strings(prefixes, "prefixes")
-        os.environ[ALLOWED_STORAGE_ENV] = json.dumps(rules, sort_keys=True)
+            raise ArgumentError(
+                "allowed_storage() needs protocols= or prefixes= (or both): with neither "
+                "it would allow every protocol and path. To lift the allow-list, say so: "
+                "use_settings(allowed_protocols=None, allowed_prefixes=None)"
+            )
+        self._previous = current_settings()
+        use_settings(allowed_protocols=protocols, allowed_prefixes=prefixes)
 
     def __enter__(self) -> allowed_storage:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is None:
-            os.environ.pop(ALLOWED_STORAGE_ENV, None)
-        else:
-            os.environ[ALLOWED_STORAGE_ENV] = self._previous
-
-
-def _strings(values: Iterable[str], what: str) -> list[str]:
-    if isinstance(values, str):
-        values = [values]
-    out = list(values)
-    if not all(isinstance(v, str) and v for v in out):
-        raise ArgumentTypeError(f"allowed_storage {what} must be non-empty strings, got {out!r}")
-    return out
-
-
-def _protocol_name(protocol: str | None) -> str:
-    # fsspec's aliases of the local disk all count as "file".
-    return "file" if protocol in (None, "file", "local") else protocol
+        # Only the allow-list comes back: other settings changed in the block stay.
+        use_settings(
+            allowed_protocols=self._previous.allowed_protocols,
+            allowed_prefixes=self._previous.allowed_prefixes,
+        )
 
 
 @lru_cache(maxsize=8)
-def _parse_rules(raw: str) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
-    try:
-        rules = json.loads(raw)
-        protocols = rules.get("protocols")
-        prefixes = rules.get("prefixes")
-        if protocols is not None:
-            protocols = frozenset(_protocol_name(p) for p in _strings(protocols, "protocols"))
-        if prefixes is not None:
-            prefixes = tuple(
-                _normalized(p, local=_protocol_name(fsspec.core.split_protocol(p)[0]) == "file")
-                for p in _strings(prefixes, "prefixes")
-            )
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise StorageError(
-            f"{ALLOWED_STORAGE_ENV} must be a JSON object with lists of strings 'protocols' "
-            f"and 'prefixes', got {raw!r:.200} ({exc})"
-        ) from None
-    return protocols, prefixes
+def _allow_list(
+    protocols: tuple[str, ...] | None, prefixes: tuple[str, ...] | None
+) -> tuple[frozenset[str] | None, tuple[str, ...] | None]:
+    # Local prefixes resolved once per allow-list (symbolic links, ..).
+    return (
+        None if protocols is None else frozenset(protocols),
+        None
+        if prefixes is None
+        else tuple(
+            _normalized(p, local=protocol_name(fsspec.core.split_protocol(p)[0]) == "file")
+            for p in prefixes
+        ),
+    )
 
 
 def _normalized(url: str, *, local: bool) -> str:
@@ -366,15 +313,15 @@ def _normalized(url: str, *, local: bool) -> str:
 
 
 def check_allowed(url: str) -> None:
-    """Refuse ``url`` unless [`allowed_storage`][ondabatches.onda.allowed_storage]
-    allows it (a no-op when unset)."""
-    raw = os.environ.get(ALLOWED_STORAGE_ENV)
-    if not raw:
+    """Refuse ``url`` unless the allow-list of the settings (see
+    [`allowed_storage`][ondabatches.onda.allowed_storage]) allows it (a no-op when unset)."""
+    settings = current_settings()
+    if not settings.allowed:
         return
-    protocols, prefixes = _parse_rules(raw)
-    protocol = _protocol_name(fsspec.core.split_protocol(url)[0])
-    allowed = f"protocols {sorted(protocols) if protocols else 'any'}, prefixes " + (
-        f"{list(prefixes)}" if prefixes else "any"
+    protocols, prefixes = _allow_list(settings.allowed_protocols, settings.allowed_prefixes)
+    protocol = protocol_name(fsspec.core.split_protocol(url)[0])
+    allowed = f"protocols {'any' if protocols is None else sorted(protocols)}, prefixes " + (
+        "any" if prefixes is None else f"{list(prefixes)}"
     )
     if "::" in url:
         why = "chained protocols are not allowed"
@@ -421,7 +368,7 @@ def filesystem_for(
     protocol = protocol or "file"
     # fsspec applies its configuration (conf[protocol]) itself; the S3 defaults go
     # under it, so that configured or given options win key by key.
-    options = {**_legacy_options(protocol), **(storage_options or {})}
+    options = {**current_settings().storage_options.get(protocol, {}), **(storage_options or {})}
     if protocol in _S3_PROTOCOLS:
         options = _with_s3_defaults({**fsspec.config.conf.get(protocol, {}), **options})
     fs = _new_filesystem(protocol, options)

@@ -39,7 +39,7 @@ import numpy as np
 from .. import _errors
 from .._errors import ArgumentError, ArgumentTypeError, BatcherError
 from ..onda._formats import install_formats, user_formats
-from ..onda._kernels import read_environment
+from ..onda._settings import Settings, adopt_settings, current_settings, use_settings
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 from ._tree import flatten, is_tree, unflatten
 
@@ -279,15 +279,24 @@ class ExecutorPool(Pool):
     lazy = False
     sends_once = False  # an executor may pickle the callable with every task
 
-    def __init__(self, executor: Executor, *, owned: bool, close_timeout: float = 5.0):
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        owned: bool,
+        close_timeout: float = 5.0,
+        settings: Settings | None = None,
+    ):
         self._executor = executor
         self._owned = owned
+        # Tasks carry the settings to executors whose workers are other processes.
+        self._settings = (settings or current_settings(), os.getpid())
         self._close_timeout = close_timeout
         self._sources: dict[Future, Future] = {}
         self._lock = threading.Lock()
 
     def submit(self, materialize: Materialize, batch: Any, dtype: Any) -> Future:
-        source = self._executor.submit(run_task, materialize, batch, dtype)
+        source = self._executor.submit(run_with_settings, self._settings, materialize, batch, dtype)
         target = chain(source, unpack_result)
         with self._lock:
             self._sources[target] = source
@@ -322,6 +331,16 @@ class ExecutorPool(Pool):
         joiner.join(self._close_timeout)
 
 
+def run_with_settings(
+    settings: tuple[Settings, int], materialize: Materialize, batch: Any, dtype: Any
+):
+    """`run_task` on an executor's worker with ``settings``, a pool's settings and the
+    id of its process: installed first where the worker is another process (one of
+    loky's or Dask's) that has other settings; threads share their process's."""
+    adopt_settings(*settings)
+    return run_task(materialize, batch, dtype)
+
+
 def thread_pool(workers: int) -> ExecutorPool:
     """An `ExecutorPool` over threads it owns."""
     executor = ThreadPoolExecutor(workers, thread_name_prefix="ondabatches-worker")
@@ -333,6 +352,7 @@ def _worker_main(
     environ: dict[str, str],
     manager: int | None = None,
     formats: dict[str, Any] | None = None,
+    settings: Settings | None = None,
 ) -> None:
     """Loop of one worker process: receive a task, run it, send the result back."""
     if manager is not None:
@@ -341,7 +361,7 @@ def _worker_main(
     # settings made since (storage options, AWS_* credentials): take the manager's.
     os.environ.clear()
     os.environ.update(environ)
-    read_environment()  # ONDABATCHES_KERNELS as the manager has it
+    use_settings(settings)  # the manager's, not what this process would read itself
     install_formats(formats)  # the manager's plug-in formats
     serve_tasks(conn)
 
@@ -532,14 +552,22 @@ class ProcessPool(PumpedPool):
     drops a batch's arrays). Waiting on a task's future receives the results that
     have arrived (mapping their arrays without copying), sends pending tasks to the
     workers they freed, and replaces any worker that died: its tasks fail with
-    `WorkerLostError` and their segments are unlinked.
+    `WorkerLostError` and their segments are unlinked. Every worker, a replacement
+    too, installs ``settings`` (default: this process's now) before its first task.
     """
 
     lazy = False
     #: A materialize callable travels to each worker once, not with every task.
     sends_once = True
 
-    def __init__(self, workers: int, context: Any = None, *, prefetch: int = _PREFETCH):
+    def __init__(
+        self,
+        workers: int,
+        context: Any = None,
+        *,
+        prefetch: int = _PREFETCH,
+        settings: Settings | None = None,
+    ):
         if workers < 1 or prefetch < 1:
             raise ArgumentError(
                 f"a process pool needs at least 1 worker and a prefetch of at least 1, got "
@@ -547,6 +575,8 @@ class ProcessPool(PumpedPool):
             )
         self._context = context or multiprocessing.get_context("forkserver")
         self._prefetch = prefetch
+        # Every worker, a replacement too, starts with these (the manager's at start).
+        self._settings = settings or current_settings()
         self._lock = threading.Lock()
         self._pump_lock = threading.Lock()  # one thread receives at a time
         self._pending: deque[int] = deque()
@@ -569,7 +599,7 @@ class ProcessPool(PumpedPool):
         parent, child = self._context.Pipe()
         process = self._context.Process(
             target=_worker_main,
-            args=(child, dict(os.environ), os.getpid(), user_formats()),
+            args=(child, dict(os.environ), os.getpid(), user_formats(), self._settings),
             name="ondabatches-worker",
             daemon=True,
         )

@@ -27,7 +27,7 @@ from typing import Any
 
 from .._errors import require
 from ..onda._formats import install_formats, user_formats
-from ..onda._kernels import read_environment
+from ..onda._settings import Settings, current_settings, use_settings
 from ._pools import (
     _PREFETCH,
     Materialize,
@@ -95,10 +95,13 @@ class _RayWorker:
     get their batches through Ray calls (``run``).
     """
 
-    def __init__(self, formats: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, formats: dict[str, Any] | None = None, settings: Settings | None = None
+    ) -> None:
         self._callables: dict[str, Materialize] = {}
         self._listening: tuple[socket.socket, bytes] | None = None
-        read_environment()  # ONDABATCHES_KERNELS as this actor's environment has it
+        # The pool's settings (Ray passes the same ones again when it restarts the actor).
+        use_settings(settings)
         install_formats(formats)  # the pool's process's plug-in formats
 
     def where(self, probe: str | None) -> tuple[bool, int]:
@@ -235,6 +238,10 @@ class RayPool(PumpedPool):
     - An actor elsewhere (or every actor, without ``shared_memory``) gets Ray calls of
       up to ``chunk`` batches each, two calls at a time, and its arrays come back as
       read-only views of Ray's object store.
+
+    Every actor gets ``settings`` (default: this process's
+    [`Settings`][ondabatches.onda.Settings] now) before its first batch, and gets them
+    again when Ray restarts it, whatever the environment of its node.
     """
 
     lazy = False
@@ -250,6 +257,7 @@ class RayPool(PumpedPool):
         channels: bool = True,
         shared_memory: bool = True,
         accept_timeout: float = _ACCEPT_SECONDS,
+        settings: Settings | None = None,
     ):
         self._ray = require("ray", "ray")
         self._shipped: dict[int, tuple[Materialize, _Shipped]] = {}
@@ -277,7 +285,8 @@ class RayPool(PumpedPool):
         # An actor that sees this segment shares our machine's shared memory (the node
         # id alone would not tell, e.g. with Ray Client or separate containers).
         self._probe = self._segments.lease()[0] if shared_memory else None
-        self._actors = [actor_class.remote(user_formats()) for _ in range(workers)]
+        settings = settings or current_settings()
+        self._actors = [actor_class.remote(user_formats(), settings) for _ in range(workers)]
         self._load = [0] * workers  # calls (or, over a channel, tasks) in flight per actor
         self._started: list[int] = []
         self._local: dict[int, int] = {}  # actors on this node: their process ids

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import require
+from ..onda._settings import Settings, current_settings, use_settings
 from ._batcher import Batcher
 
 __all__ = ["RayBatcher"]
@@ -18,7 +19,8 @@ __all__ = ["RayBatcher"]
 class _BatcherActor:
     """The body of the actor behind [`RayBatcher`][ondabatches.serve.RayBatcher]."""
 
-    def __init__(self, batches: Any, kwargs: dict[str, Any]):
+    def __init__(self, batches: Any, kwargs: dict[str, Any], settings: Settings | None = None):
+        use_settings(settings)  # the caller's, which the Batcher's workers then get
         self._batcher = Batcher(batches, **kwargs)
 
     def start(self, state: Any) -> None:
@@ -40,7 +42,9 @@ class RayBatcher:
     The object is a light, picklable handle: pass it to Ray tasks or actors (a
     training process, say) and call [`take`][ondabatches.serve.RayBatcher.take] there.
     The Batcher's manager runs in the actor; with the default ``backend="ray"`` its
-    batches run on Ray actors across the cluster.
+    batches run on Ray actors across the cluster. The actor gets this process's
+    [`Settings`][ondabatches.onda.Settings] (storage options, allow-list, cache...),
+    and passes them on to the Batcher's workers.
 
     Parameters
     ----------
@@ -69,7 +73,7 @@ class RayBatcher:
         kwargs.setdefault("backend", "ray")
         # The manager is light: it must not hold a CPU that a batch task could use.
         actor_class = ray.remote(num_cpus=0)(_BatcherActor)
-        self._actor = actor_class.remote(batches, kwargs)
+        self._actor = actor_class.remote(batches, kwargs, current_settings())
 
     def _call(self, method: str, *args: Any):
         ray = require("ray", "ray")

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import ArgumentTypeError, SharedMemoryError, SizeLimitError
+from ..onda._settings import MAX_SEGMENT_ENV, current_settings
 
 __all__: list[str] = []
 
@@ -48,22 +49,14 @@ _SLACK = 1 << 20
 # A worker looks for mappings of unlinked segments every this many tasks.
 _SWEEP = 16
 
-#: The environment variable that caps a batch's segment, in bytes (default: the size of
-#: the whole shared-memory filesystem, which no segment can outgrow).
-MAX_SEGMENT_ENV = "ONDABATCHES_MAX_SEGMENT_BYTES"
-
 
 def max_segment_bytes() -> int:
-    """The most bytes one batch's segment may take: ``ONDABATCHES_MAX_SEGMENT_BYTES``, or
-    the size of ``/dev/shm`` (more could never fit, however much is freed)."""
-    raw = os.environ.get(MAX_SEGMENT_ENV)
-    if raw:
-        try:
-            return int(raw)
-        except ValueError:
-            raise SizeLimitError(
-                f"{MAX_SEGMENT_ENV} must be a whole number of bytes, got {raw!r}"
-            ) from None
+    """The most bytes one batch's segment may take: the settings' ``max_segment_bytes``
+    (``ONDABATCHES_MAX_SEGMENT_BYTES``, `MAX_SEGMENT_ENV`), or the size of ``/dev/shm``
+    (more could never fit, however much is freed)."""
+    limit = current_settings().max_segment_bytes
+    if limit is not None:
+        return limit
     try:
         stats = os.statvfs(_SHM_DIR)
     except OSError:  # pragma: no cover - no such folder (macOS)
@@ -79,7 +72,8 @@ def check_segment_size(need: int, name: str) -> None:
     if need > ceiling:
         raise SizeLimitError(
             f"a batch needs {need / 1e6:.0f} MB of shared memory (segment {name}), more than "
-            f"the ceiling of {ceiling / 1e6:.0f} MB ({MAX_SEGMENT_ENV}, by default the size "
+            f"the ceiling of {ceiling / 1e6:.0f} MB (settings' max_segment_bytes or "
+            f"{MAX_SEGMENT_ENV}, by default the size "
             f"of {_SHM_DIR}): is the table's sample_rate or span right, or the batch too large?"
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 from .._errors import ArgumentTypeError, BatchSpecError, OutOfRangeError, StateError, require
 from ..batches._shard import STATE_DICT_VERSION, InterleavedBatches
 from ..batches._state import BatchState, as_batch_scheme
+from ..onda._settings import adopt_settings, current_settings
 from ..serve._batcher import _default_materialize
 from ..serve._stats import DataPathMeter
 from ._tensors import check_labels, labels_as, tensor, tensors
@@ -125,6 +127,8 @@ class BatchMapDataset(torch.utils.data.Dataset):
         self.labels = labels
         self.label_dtype = label_dtype
         self._meter = DataPathMeter()
+        # DataLoader workers get these (a spawned worker would read its environment).
+        self._settings = (current_settings(), os.getpid())
 
     def __len__(self) -> int:
         return self.length
@@ -140,6 +144,7 @@ class BatchMapDataset(torch.utils.data.Dataset):
             raise ArgumentTypeError(f"BatchMapDataset items are batch indices, got {k!r}")
         if not 0 <= k < self.length:
             raise OutOfRangeError(f"batch {k} is out of range for {self.length} batches")
+        adopt_settings(*self._settings)
         began = time.perf_counter()
         state = self.state_of(int(k))
         step = self.batches.iterate_batch(state)
