@@ -12,7 +12,12 @@ Randomness. A random transform draws from the generator
 [`generator_for`][ondabatches.transforms.generator_for] gives for ``(seed, batch index,
 item position, transform position)``: the same batch is bit-identical on every backend,
 worker count and resume, two items of a batch draw differently, and so does one window
-drawn in two batches.
+drawn in two batches. The built-in augmentations draw their coin and the few numbers
+that follow it (a scale factor, the channels dropped) from
+[`keyed_uniforms`][ondabatches.transforms.keyed_uniforms] of that key and a counter, a
+pure function of those numbers computed for all of a batch's items at once
+([`BatchDraws`][ondabatches.transforms.BatchDraws]); bulk draws (noise) come from the
+generator.
 
 Context. An item transform that needs samples around the window (a zero-phase filter)
 declares it with [`Transform.margin`][ondabatches.abc.Transform.margin]: the window is
@@ -35,7 +40,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import struct
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -45,12 +49,15 @@ import numpy as np
 from .._errors import ArgumentTypeError, BatchSpecError, StateError
 
 __all__ = [
+    "BatchDraws",
     "Fold",
+    "Folds",
     "KeyedDraws",
     "Pipeline",
     "coins_for",
     "Transform",
     "generator_for",
+    "keyed_uniforms",
     "register_transform",
     "registered_transforms",
     "transform_from_dict",
@@ -170,6 +177,13 @@ class Transform:
         [`apply`][ondabatches.abc.Transform.apply] would: True if folded, False if it
         cannot be (the default). The gain, sign and time-reversal augmentations fold, so
         that a batch pays for them in the pass that decodes it."""
+        return False
+
+    def _fold_items(self, draws: BatchDraws, position: int, folds: Folds) -> bool:
+        """[`fold`][ondabatches.abc.Transform.fold] for every window of ``folds`` at
+        once (those still ``active``), this transform at ``position`` of the pipeline
+        drawing from ``draws``: True if done, False if only item by item (the default:
+        then ``fold`` runs for each item)."""
         return False
 
     def to_dict(self) -> dict[str, Any]:
@@ -334,26 +348,47 @@ class Fold:
 
 class KeyedDraws:
     """The randomness of a built-in augmentation at one key (seed, batch index, item,
-    position), drawn lazily: [`coin`][ondabatches.transforms.KeyedDraws.coin], whether
-    it applies, is hashed from the key ([`coins_for`][ondabatches.transforms.coins_for],
-    under a microsecond); [`generator`][ondabatches.transforms.KeyedDraws.generator],
-    for the draws that follow, is made only when asked
+    position): [`coin`][ondabatches.transforms.KeyedDraws.coin], whether it applies,
+    and [`uniforms`][ondabatches.transforms.KeyedDraws.uniforms], the few numbers it
+    draws when it does, are [`keyed_uniforms`][ondabatches.transforms.keyed_uniforms]
+    of the key (counter 0 for the coin, then 1, 2, ...), read from the batch's
+    [`BatchDraws`][ondabatches.transforms.BatchDraws] when given one (every item of the
+    batch hashed at once); [`generator`][ondabatches.transforms.KeyedDraws.generator],
+    for bulk draws (noise), is made only when asked
     ([`generator_for`][ondabatches.transforms.generator_for])."""
 
-    __slots__ = ("_coin", "_generator", "key")
+    __slots__ = ("_batch", "_coin", "_generator", "key")
 
     def __init__(
-        self, seed: int, index: int, item: int | None, position: int, coin: float | None = None
+        self,
+        seed: int,
+        index: int,
+        item: int | None,
+        position: int,
+        coin: float | None = None,
+        batch: BatchDraws | None = None,
     ):
         self.key = (int(seed), int(index), item, int(position))
         self._coin = coin
+        self._batch = batch if batch is not None and batch.key == self.key[:2] else None
         self._generator: np.random.Generator | None = None
 
     def coin(self) -> float:
-        """A uniform in [0, 1) of the key."""
+        """A uniform in [0, 1) of the key (its counter 0)."""
         if self._coin is None:
-            self._coin = coins_for(*self.key[:3], self.key[3] + 1)[self.key[3]]
+            self._coin = float(self._counters(1)[0])
         return self._coin
+
+    def uniforms(self, count: int) -> np.ndarray:
+        """``count`` uniforms in [0, 1) of the key that follow its coin (counters 1 to
+        ``count``): the first ones are the same whatever ``count`` is."""
+        return self._counters(count + 1)[1:]
+
+    def _counters(self, count: int) -> np.ndarray:
+        seed, index, item, position = self.key
+        if self._batch is not None and item is not None:
+            return self._batch.uniforms(position, count, item + 1)[item]
+        return keyed_uniforms(seed, index, item, position, np.arange(count))
 
     @property
     def generator(self) -> np.random.Generator:
@@ -362,19 +397,137 @@ class KeyedDraws:
         return self._generator
 
 
-def coins_for(seed: int, index: int, item: int | None, n: int) -> list[float]:
-    """The coins of positions ``0 .. n - 1`` of item ``item`` of batch ``index``: uniforms
-    in [0, 1), 53 bits each of BLAKE2b hashes of the key (one hash per 8 positions)."""
-    coins: list[float] = []
-    for block in range(0, n, 8):
-        text = f"ondabatches-coins:{int(seed)}:{int(index)}:{item}:{block}"
-        digest = hashlib.blake2b(text.encode(), digest_size=64).digest()
-        coins += [(w >> 11) * _ULP for w in _WORDS.unpack(digest)]
-    return coins[:n]
+def keyed_uniforms(seed: int, index: int, item: Any, position: Any, counter: Any) -> np.ndarray:
+    """Uniforms in [0, 1) hashed from ``(seed, batch index, item, position, counter)``.
+
+    ``item`` (None: a batch transform), ``position`` and ``counter`` are non-negative
+    integers or arrays of them, broadcast together: the result has their shape (at
+    least one dimension), each value a pure function of its own five numbers, so that
+    a batch's items are drawn in a few array operations and any one of them alone
+    gives the same value. The hash: a 64-bit BLAKE2b word of ``(seed, index)``, then
+    ``item``, ``position`` and ``counter`` each added (times the golden-ratio
+    constant) and mixed by SplitMix64's finalizer; the top 53 bits make the uniform.
+    """
+    # One-dimensional at least: numpy warns of a 0-d array's wrap-around, not an array's.
+    items = np.atleast_1d(np.asarray(-1 if item is None else item, np.int64) + 1)
+    z = _mix(items.astype(np.uint64) * _GOLDEN + _seed_word(seed, index))
+    z = _mix(z + (np.atleast_1d(np.asarray(position, np.uint64)) + np.uint64(1)) * _GOLDEN)
+    z = _mix(z + (np.atleast_1d(np.asarray(counter, np.uint64)) + np.uint64(1)) * _GOLDEN)
+    return (z >> np.uint64(11)) * _ULP
 
 
-_WORDS = struct.Struct("<8Q")
+@functools.lru_cache(maxsize=1024)
+def _seed_word(seed: int, index: int) -> np.uint64:
+    text = f"ondabatches-draws:{int(seed)}:{int(index)}"
+    return np.uint64(
+        int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    )
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    # SplitMix64's finalizer (a bijection of 64-bit words); uint64 arrays wrap silently.
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _ULP = 2.0**-53
+
+
+def coins_for(seed: int, index: int, item: int | None, n: int) -> list[float]:
+    """The coins of positions ``0 .. n - 1`` of item ``item`` of batch ``index``: their
+    [`keyed_uniforms`][ondabatches.transforms.keyed_uniforms] at counter 0."""
+    return keyed_uniforms(seed, index, item, np.arange(n), 0).tolist()
+
+
+class BatchDraws:
+    """[`keyed_uniforms`][ondabatches.transforms.keyed_uniforms] of the items of batch
+    ``index`` of ``seed``'s stream, hashed for a block of items at once and kept: a
+    batch's augmentations cost a few array operations per transform instead of a hash
+    per item and transform. The values are those of each key alone."""
+
+    __slots__ = ("_blocks", "key")
+
+    def __init__(self, seed: int, index: int):
+        self.key = (int(seed), int(index))
+        self._blocks: dict[tuple[int, int], np.ndarray] = {}
+
+    def uniforms(self, position: int, count: int, n: int) -> np.ndarray:
+        """An ``(n, count)`` array: row ``i`` holds counters ``0 .. count - 1`` of item
+        ``i`` at transform ``position`` (column 0: the coins)."""
+        block = self._blocks.get((position, count))
+        if block is None or len(block) < n:
+            size = max(_BLOCK, 1 << (n - 1).bit_length())
+            block = keyed_uniforms(
+                *self.key, np.arange(size)[:, None], position, np.arange(count)[None, :]
+            )
+            block.flags.writeable = False
+            self._blocks[position, count] = block  # a race only computes it twice
+        return block[:n]
+
+
+#: Items hashed at once by a `BatchDraws` (more as a batch needs them).
+_BLOCK = 64
+
+
+def _batch_draws(key: tuple[int, int]) -> BatchDraws:
+    """The [`BatchDraws`][ondabatches.transforms.BatchDraws] of ``key = (seed, index)``:
+    this thread's last one if it has that key (the items of a batch ask it in turn)."""
+    key = (int(key[0]), int(key[1]))
+    draws = getattr(_LOCAL, "draws", None)
+    if draws is None or draws.key != key:
+        draws = _LOCAL.draws = BatchDraws(*key)
+    return draws
+
+
+class Folds:
+    """[`Fold`][ondabatches.transforms.Fold] of each of ``n`` windows of ``rows``
+    channels at once (arrays of one row per window), built by the transforms'
+    vectorized folds; ``active`` is False for windows whose folding stopped, ``done``
+    how many transforms each took."""
+
+    __slots__ = ("_fills", "active", "done", "gain", "reverse", "rows", "scaled", "zero",
+                 "zero_negative")  # fmt: skip
+
+    def __init__(self, n: int, rows: int, dtype: np.dtype):
+        self.rows = rows
+        self.gain = np.ones(n, np.dtype(dtype))
+        self.scaled = np.zeros(n, bool)
+        self.reverse = np.zeros(n, bool)
+        self.zero: np.ndarray | None = None
+        self.zero_negative: np.ndarray | None = None
+        self.active = np.ones(n, bool)
+        self.done = np.zeros(n, np.intp)
+        self._fills: tuple[np.ndarray, np.ndarray] | None = None
+
+    def negate(self, which: np.ndarray) -> None:
+        """Negate the windows of mask ``which``."""
+        self.gain[which] = -self.gain[which]
+        if self.zero_negative is not None:
+            self.zero_negative[which] = ~self.zero_negative[which]
+
+    def drop(self, rows: np.ndarray) -> None:
+        """Set the rows of mask ``rows`` (windows x rows) to +0.0."""
+        if self.zero is None:
+            self.zero, self.zero_negative = rows.copy(), np.zeros_like(rows)
+        else:
+            self.zero |= rows
+            self.zero_negative[rows] = False
+
+    def item(self, i: int) -> tuple[np.floating | None, bool, np.ndarray | None, int]:
+        """Window ``i``'s ``(gain, reverse, fill, done)`` for the decode (gain None for
+        1, fill None for no row set), as [`Fold`][ondabatches.transforms.Fold] gives."""
+        if self._fills is None:
+            if self.zero is None:
+                self._fills = np.zeros(0), np.zeros(len(self.gain), bool)
+            else:
+                signed = np.where(self.zero_negative, -0.0, 0.0)
+                fills = np.where(self.zero, signed, np.nan).astype(self.gain.dtype)
+                self._fills = fills, self.zero.any(axis=1)
+        gain = self.gain[i]
+        fill = self._fills[0][i] if self._fills[1][i] else None
+        return (None if gain == 1 else gain), bool(self.reverse[i]), fill, int(self.done[i])
 
 
 class Pipeline:
@@ -543,6 +696,8 @@ class Pipeline:
         item, those of ``modality`` (each with the generator of its position in the
         whole pipeline: all modalities of an item draw alike)."""
         before, after = cut
+        if start >= len(self.item) and not (before or after):
+            return x, y  # all folded into the decode
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
         for j, (i, t) in enumerate(self.item):
@@ -573,17 +728,31 @@ class Pipeline:
         if first is None or type(first).fold is Transform.fold:
             return None, 0
         fold, done = Fold(rows, dtype), 0
-        coins = coins_for(key[0], key[1], position, self.item[-1][0] + 1) if key else ()
         for i, t in self.item:
             if type(t).fold is Transform.fold:
                 break
-            rng = self._rng(t, key, position, i)
-            if isinstance(rng, KeyedDraws):
-                rng._coin = coins[i]
-            if not t.fold(rng, fold):
+            if not t.fold(self._rng(t, key, position, i), fold):
                 break
             done += 1
         return (fold, done) if done else (None, 0)
+
+    def fold_batch(
+        self, key: tuple[int, int] | None, n: int, rows: int, dtype: np.dtype
+    ) -> Folds | None:
+        """[`fold_item`][ondabatches.transforms.Pipeline.fold_item] of items ``0 .. n -
+        1`` at once, as [`Folds`][ondabatches.transforms.Folds] (the same values: each
+        transform's draws for all items in a few array operations); None if a leading
+        transform folds only item by item (a custom ``fold``), or none folds."""
+        first = self.item[0][1] if self.item else None
+        if first is None or key is None or type(first).fold is Transform.fold:
+            return None
+        draws, folds = _batch_draws(key), Folds(n, rows, dtype)
+        for i, t in self.item:
+            if type(t).fold is Transform.fold or not folds.active.any():
+                break
+            if not t._fold_items(draws, i, folds):
+                return None
+        return folds
 
     def apply_targets(self, y: Any, items: Sequence[Any]) -> Any:
         """The targets transforms' ``y`` of the batch's ``items`` (``y`` the stacked
@@ -619,7 +788,7 @@ class Pipeline:
                 f"wrapped in TransformedBatches (Batcher(..., transforms=...) does)"
             )
         if t.keyed_draws:
-            return KeyedDraws(key[0], key[1], item, position)
+            return KeyedDraws(key[0], key[1], item, position, batch=_batch_draws(key))
         return generator_for(key[0], key[1], item, position)
 
 
