@@ -165,10 +165,10 @@ def test_keyed_uniforms_are_pinned_and_pure_functions_of_their_key():
     assert float(keyed_uniforms(0, 0, 0, 0, 0)[0]).hex() == "0x1.1c42f96a1ded0p-5"
     np.testing.assert_array_equal(
         keyed_uniforms(7, 3, np.arange(3), 2, 1),
-        [0.37673074457675304, 0.6549238608132611, 0.14638824005450513],
+        [0.5725567943337664, 0.7257866601512473, 0.14638824005450513],
     )
     np.testing.assert_array_equal(
-        keyed_uniforms(1, 2, None, 0, np.arange(2)), [0.5906711420355529, 0.04139778304344255]
+        keyed_uniforms(1, 2, None, 0, np.arange(2)), [0.8171551493519023, 0.8040339453499576]
     )
     # A batch's block of items is each key alone, whatever block asked for it.
     draws = BatchDraws(5, 9)
@@ -178,6 +178,11 @@ def test_keyed_uniforms_are_pinned_and_pure_functions_of_their_key():
         for c in range(4):
             assert block[i, c] == keyed_uniforms(5, 9, i, 3, c)[0], (i, c)
     assert (draws.uniforms(3, 2, 10) == block[:10, :2]).all()
+    draws.prefetch([0, 3, 8], 6, 300)  # positions at once: the same values
+    assert (draws.uniforms(3, 4, 200) == block).all()
+    for p in (0, 8):
+        assert (draws.uniforms(p, 6, 300) == keyed_uniforms(5, 9, np.arange(300)[:, None], p,
+                                                             np.arange(6))).all()  # fmt: skip
     # An item's draws through KeyedDraws: the same with or without the batch's block,
     # the first of them the same however many are asked.
     for batch in (None, draws):

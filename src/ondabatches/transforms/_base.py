@@ -405,15 +405,22 @@ def keyed_uniforms(seed: int, index: int, item: Any, position: Any, counter: Any
     least one dimension), each value a pure function of its own five numbers, so that
     a batch's items are drawn in a few array operations and any one of them alone
     gives the same value. The hash: a 64-bit BLAKE2b word of ``(seed, index)``, then
-    ``item``, ``position`` and ``counter`` each added (times the golden-ratio
+    ``position``, ``item`` and ``counter`` in turn each added (times the golden-ratio
     constant) and mixed by SplitMix64's finalizer; the top 53 bits make the uniform.
     """
-    # One-dimensional at least: numpy warns of a 0-d array's wrap-around, not an array's.
-    items = np.atleast_1d(np.asarray(-1 if item is None else item, np.int64) + 1)
-    z = _mix(items.astype(np.uint64) * _GOLDEN + _seed_word(seed, index))
-    z = _mix(z + (np.atleast_1d(np.asarray(position, np.uint64)) + np.uint64(1)) * _GOLDEN)
-    z = _mix(z + (np.atleast_1d(np.asarray(counter, np.uint64)) + np.uint64(1)) * _GOLDEN)
-    return (z >> np.uint64(11)) * _ULP
+    if isinstance(position, (int, np.integer)):
+        z = _position_word(int(seed), int(index), int(position))  # the usual case
+    else:
+        z = _mix(_stir(np.asarray(position, np.int64), _seed_word(seed, index)))
+    z = _mix(_stir(np.asarray(-1 if item is None else item, np.int64), z))
+    z = _mix(_stir(np.asarray(counter, np.int64), z))
+    return (z >> _S11) * _ULP
+
+
+def _stir(values: np.ndarray, z: Any) -> np.ndarray:
+    """``z + (values + 1) * golden`` in uint64 (one dimension at least: numpy warns of a
+    0-d array's wrap-around, not of an array's)."""
+    return (np.atleast_1d(values) + 1).astype(np.uint64) * _GOLDEN + z
 
 
 @functools.lru_cache(maxsize=1024)
@@ -424,14 +431,21 @@ def _seed_word(seed: int, index: int) -> np.uint64:
     )
 
 
+@functools.lru_cache(maxsize=1024)
+def _position_word(seed: int, index: int, position: int) -> np.uint64:
+    return _mix(_stir(np.asarray(position, np.int64), _seed_word(seed, index)))[0]
+
+
 def _mix(z: np.ndarray) -> np.ndarray:
     # SplitMix64's finalizer (a bijection of 64-bit words); uint64 arrays wrap silently.
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
 
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S11, _S27, _S30, _S31 = (np.uint64(k) for k in (11, 27, 30, 31))
 _ULP = 2.0**-53
 
 
@@ -451,20 +465,35 @@ class BatchDraws:
 
     def __init__(self, seed: int, index: int):
         self.key = (int(seed), int(index))
-        self._blocks: dict[tuple[int, int], np.ndarray] = {}
+        # Per position, an (items, counters) block: the largest asked so far.
+        self._blocks: dict[int, np.ndarray] = {}
 
     def uniforms(self, position: int, count: int, n: int) -> np.ndarray:
         """An ``(n, count)`` array: row ``i`` holds counters ``0 .. count - 1`` of item
         ``i`` at transform ``position`` (column 0: the coins)."""
-        block = self._blocks.get((position, count))
-        if block is None or len(block) < n:
-            size = max(_BLOCK, 1 << (n - 1).bit_length())
-            block = keyed_uniforms(
-                *self.key, np.arange(size)[:, None], position, np.arange(count)[None, :]
-            )
-            block.flags.writeable = False
-            self._blocks[position, count] = block  # a race only computes it twice
-        return block[:n]
+        block = self._blocks.get(position)
+        if block is None or block.shape[0] < n or block.shape[1] < count:
+            self.prefetch([position], count, n)
+            block = self._blocks[position]
+        return block[:n, :count]
+
+    def prefetch(self, positions: Sequence[int], count: int, n: int) -> None:
+        """Hash counters ``0 .. count - 1`` of items ``0 .. n - 1`` at each of
+        ``positions`` in one go (at least as many as already kept)."""
+        size = max(_BLOCK, 1 << (n - 1).bit_length())
+        for p in positions:
+            kept = self._blocks.get(p)
+            if kept is not None:
+                size, count = max(size, kept.shape[0]), max(count, kept.shape[1])
+        blocks = keyed_uniforms(
+            *self.key,
+            np.arange(size)[None, :, None],
+            np.asarray(positions)[:, None, None],
+            np.arange(count)[None, None, :],
+        )
+        blocks.flags.writeable = False
+        for p, block in zip(positions, blocks, strict=True):
+            self._blocks[p] = block  # a race computes it twice, to the same values
 
 
 #: Items hashed at once by a `BatchDraws` (more as a batch needs them).
@@ -747,6 +776,8 @@ class Pipeline:
         if first is None or key is None or type(first).fold is Transform.fold:
             return None
         draws, folds = _batch_draws(key), Folds(n, rows, dtype)
+        # The leading augmentations' coins and what follows them, hashed in one go.
+        draws.prefetch([i for i, t in self.item if t.keyed_draws], rows + 1, n)
         for i, t in self.item:
             if type(t).fold is Transform.fold or not folds.active.any():
                 break
