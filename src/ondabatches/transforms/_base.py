@@ -766,12 +766,20 @@ class Pipeline:
         return (fold, done) if done else (None, 0)
 
     def fold_batch(
-        self, key: tuple[int, int] | None, n: int, rows: int, dtype: np.dtype
+        self,
+        key: tuple[int, int] | None,
+        n: int,
+        rows: int,
+        dtype: np.dtype,
+        modality: str | None = None,
     ) -> Folds | None:
         """[`fold_item`][ondabatches.transforms.Pipeline.fold_item] of items ``0 .. n -
         1`` at once, as [`Folds`][ondabatches.transforms.Folds] (the same values: each
-        transform's draws for all items in a few array operations); None if a leading
-        transform folds only item by item (a custom ``fold``), or none folds."""
+        transform's draws for all items in a few array operations); on multi-signal
+        items, of the transforms of ``modality`` (the others are passed over, counted
+        in ``done`` as [`apply_item`][ondabatches.transforms.Pipeline.apply_item]'s
+        ``start`` counts them). None if a leading transform folds only item by item (a
+        custom ``fold``), or none folds."""
         first = self.item[0][1] if self.item else None
         if first is None or key is None or type(first).fold is Transform.fold:
             return None
@@ -779,6 +787,9 @@ class Pipeline:
         # The leading augmentations' coins and what follows them, hashed in one go.
         draws.prefetch([i for i, t in self.item if t.keyed_draws], rows + 1, n)
         for i, t in self.item:
+            if not t.applies_to(modality):
+                folds.done += folds.active
+                continue
             if type(t).fold is Transform.fold or not folds.active.any():
                 break
             if not t._fold_items(draws, i, folds):
