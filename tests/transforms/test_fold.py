@@ -1,6 +1,6 @@
 """Gains, sign flips, channel dropout and time reversal folded into the decode give the
 bits of the same transforms applied one by one after it: every encoding the decode
-plans take, many channels (the compiled kernel) and few (numpy), kernels on and off,
+plans take, many channels and few (the compiled kernel's two loop orders), kernels on and off,
 windows at random starts, random pipelines of these transforms in any order."""
 
 from __future__ import annotations

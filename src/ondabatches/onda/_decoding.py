@@ -26,7 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._kernels import _FEW, decode_rows
+from ._kernels import decode_rows
 from ._samples import SamplesInfo
 
 __all__ = ["FAST_MAX_ERROR", "DecodePlan", "decode_plan", "exact_decode"]
@@ -116,13 +116,7 @@ class DecodePlan:
             res, off = 1.0, 0.0  # exact in float64 for the kernels' sample types
         else:
             res, off = self.resolution, self.offset
-        native = self.how == "native"
-        if (gain is not None or reverse or fill is not None) and out.shape[0] < _FEW:
-            # Few rows (the kernel's post loops are for many): the plain kernel, then
-            # the rest in numpy while the rows are in cache.
-            if decode_rows(data, index, res, off, native, out):
-                return post_decode(out, gain, reverse, fill)
-        elif decode_rows(data, index, res, off, native, out, gain, reverse, fill):
+        if decode_rows(data, index, res, off, self.how == "native", out, gain, reverse, fill):
             return out
         if not (isinstance(index, slice) and index == slice(None)):
             data = data[index]
