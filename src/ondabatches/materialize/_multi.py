@@ -545,7 +545,8 @@ def _in_place(
             fold = pipeline.fold_batch(key, n, shape[0], dtype, name)
         folds.append(fold)
     alloc = np.empty if pipeline.batch else allocate
-    x, outs, y = _arrays(items, dtype, alloc, exact, folds if any(folds) else None)
+    decoded = [None if f is None or f.trivial else f for f in folds]
+    x, outs, y = _arrays(items, dtype, alloc, exact, decoded if any(decoded) else None)
     codes = list(y)
     ys: list[Any] = codes
     for k, name in enumerate(first.names):
@@ -555,22 +556,26 @@ def _in_place(
                       for c, r in zip(codes, fold.reverse.tolist(), strict=True)]  # fmt: skip
         if k == 0:  # transforms that move labels apply to every modality alike
             ys = list(starts)
-        done = fold.done.tolist() if fold is not None else [0] * n
+        # The items whose pipeline goes on past the fold (all of them without one).
+        rest = np.flatnonzero(fold.done < steps).tolist() if fold is not None else range(n)
+        if not steps:
+            rest = []
+        for i in rest:
+            it, slot = items[i], arr[i]
+            start = 0 if fold is None else int(fold.done[i])
+            rate = targets[k] or _rate([it], k)
+            out, y_i = pipeline.apply_item(
+                slot, starts[i], rate, (0, 0), key, i, it, name, start=start
+            )
+            if out.shape != slot.shape:
+                return None  # a transform that changes the shape: the general path
+            if out is not slot:
+                slot[...] = out
+            if k == 0:
+                ys[i] = y_i
         for i, it in enumerate(items):
-            slot = arr[i]
-            if done[i] < steps:
-                rate = targets[k] or _rate([it], k)
-                out, y_i = pipeline.apply_item(
-                    slot, starts[i], rate, (0, 0), key, i, it, name, start=done[i]
-                )
-                if out.shape != slot.shape:
-                    return None  # a transform that changes the shape: the general path
-                if out is not slot:
-                    slot[...] = out
-                if k == 0:
-                    ys[i] = y_i
             if isinstance(it.parts[k], MissingModality):
-                slot[...] = 0  # the modality stays zeros, as its mask says it is absent
+                arr[i] = 0  # the modality stays zeros, as its mask says it is absent
     y = _stack(items, ys)
     if pipeline.batch:
         if first.concatenate:

@@ -544,6 +544,12 @@ class Folds:
             self.zero |= rows
             self.zero_negative[rows] = False
 
+    @property
+    def trivial(self) -> bool:
+        """Whether no window has a gain, a reversal or a row set."""
+        dropped = self.zero is not None and bool(self.zero.any())
+        return not (dropped or self.reverse.any() or (self.gain != 1).any())
+
     def item(self, i: int) -> tuple[np.floating | None, bool, np.ndarray | None, int]:
         """Window ``i``'s ``(gain, reverse, fill, done)`` for the decode (gain None for
         1, fill None for no row set), as [`Fold`][ondabatches.transforms.Fold] gives."""
