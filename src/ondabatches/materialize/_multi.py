@@ -43,7 +43,17 @@ from ..batches._montage import channel_shape, resample_ratio
 from ..batches._multi_item import MissingModality, MultiBatchItem
 from ..onda._decoding import post_decode
 from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
-from ._materialize import _ITEM_KINDS, _is_remote, _is_remote_path, _stack, _x
+from ._materialize import (
+    _ITEM_KINDS,
+    _channel_index,
+    _is_remote,
+    _is_remote_path,
+    _n_total,
+    _rows,
+    _stack,
+    _x,
+    _x_at,
+)
 
 #: The most reads of one batch in flight at once when a file is remote.
 MAX_CONCURRENT_READS = 32
@@ -193,8 +203,6 @@ def _fill_folded(
 ) -> None:
     """``_fill`` of a part given its fold's ``(gain, reverse, fill, done)``: in the
     decode's own pass where it takes them, else just after it."""
-    from ._materialize import _channel_index, _rows, _x_at
-
     gain, reverse, fill, _ = folded
     if gain is None and not reverse and fill is None:
         _x(part, dtype, out=out, exact=exact)
@@ -376,8 +384,6 @@ def _part_transformed(
     y: np.ndarray,
 ) -> tuple[np.ndarray, Any]:
     """Modality ``k`` of item ``i`` read with its transforms' context and transformed."""
-    from ._materialize import _channel_index, _n_total, _rows, _x_at
-
     name, part = item.names[k], item.parts[k]
     shape, ratio = _part_shape(part, item.window.duration, target)
     if isinstance(part, MissingModality):
@@ -601,8 +607,6 @@ def _in_place(
 def _check_values(part: BatchItem, target: float | None) -> tuple[float, int, int]:
     """The rate, window and recording length (samples) a part's transforms are checked
     at: its own, or the target rate's where it is resampled."""
-    from ._materialize import _n_total, _rows
-
     shape, ratio = _part_shape(part, part.window.duration, target)
     if ratio is None:
         return part.info.sample_rate, len(_rows(part)), _n_total(part)

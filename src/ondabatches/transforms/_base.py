@@ -516,7 +516,7 @@ class Folds:
     vectorized folds; ``active`` is False for windows whose folding stopped, ``done``
     how many transforms each took."""
 
-    __slots__ = ("_fills", "active", "done", "gain", "reverse", "rows", "scaled", "zero",
+    __slots__ = ("_items", "active", "done", "gain", "reverse", "rows", "scaled", "zero",
                  "zero_negative")  # fmt: skip
 
     def __init__(self, n: int, rows: int, dtype: np.dtype):
@@ -528,7 +528,7 @@ class Folds:
         self.zero_negative: np.ndarray | None = None
         self.active = np.ones(n, bool)
         self.done = np.zeros(n, np.intp)
-        self._fills: tuple[np.ndarray, np.ndarray] | None = None
+        self._items: list[tuple[Any, bool, Any, int]] | None = None
 
     def negate(self, which: np.ndarray) -> None:
         """Negate the windows of mask ``which``."""
@@ -553,16 +553,18 @@ class Folds:
     def item(self, i: int) -> tuple[np.floating | None, bool, np.ndarray | None, int]:
         """Window ``i``'s ``(gain, reverse, fill, done)`` for the decode (gain None for
         1, fill None for no row set), as [`Fold`][ondabatches.transforms.Fold] gives."""
-        if self._fills is None:
-            if self.zero is None:
-                self._fills = np.zeros(0), np.zeros(len(self.gain), bool)
-            else:
+        if self._items is None:  # every window's, worked out once (asked once each)
+            fills: list[Any] = [None] * len(self.gain)
+            if self.zero is not None:
                 signed = np.where(self.zero_negative, -0.0, 0.0)
-                fills = np.where(self.zero, signed, np.nan).astype(self.gain.dtype)
-                self._fills = fills, self.zero.any(axis=1)
-        gain = self.gain[i]
-        fill = self._fills[0][i] if self._fills[1][i] else None
-        return (None if gain == 1 else gain), bool(self.reverse[i]), fill, int(self.done[i])
+                values = np.where(self.zero, signed, np.nan).astype(self.gain.dtype)
+                for j in np.flatnonzero(self.zero.any(axis=1)).tolist():
+                    fills[j] = values[j]
+            gains = [None if g == 1 else g for g in self.gain]
+            self._items = list(
+                zip(gains, self.reverse.tolist(), fills, self.done.tolist(), strict=True)
+            )
+        return self._items[i]
 
 
 class Pipeline:
