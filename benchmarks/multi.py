@@ -11,6 +11,11 @@ A batch of 64 items x 30 s of EEG (6 channels, 256 Hz), EOG (2, 128 Hz), chin EM
   the same arrays: what the multi-signal layer itself adds (goal: at most 1.05x);
 - ``resample``: the same batches brought to 128 Hz; the extra cost over native rates,
   next to ``scipy.signal.resample_poly`` alone on the same native arrays (no margins);
+- ``transforms``: the four augmentations of ``benchmarks.transforms`` (AmplitudeScale,
+  SignFlip, TimeReverse, ChannelDropout, each p=0.5) on every modality, against the
+  plain montage batch, at the modalities' own rates and resampled to 128 Hz (goal:
+  at most 1.1x, as for single-signal batches), and a no-op transform (what the
+  transform path itself adds), interleaved, median ratio;
 - ``workers``: batches/s of ``Batcher(workers=2)`` over ``workers=1`` (processes
   backend, dict batches through shared memory), runs interleaved 1, 2, 1, 2, ...;
   the median of the paired speed-ups (goal at least 1.7x with 2 free cores), next to
@@ -209,6 +214,45 @@ def bench_resample(labeled, n: int, rounds: int) -> list[Result]:
     ]  # fmt: skip
 
 
+def bench_transforms(labeled, n: int, rounds: int) -> list[Result]:
+    from ondabatches.transforms import (
+        AmplitudeScale,
+        ChannelDropout,
+        Pipeline,
+        SignFlip,
+        TimeReverse,
+    )
+
+    augment = Pipeline([AmplitudeScale(0.5, 2.0), SignFlip(), TimeReverse(), ChannelDropout(0.2)])
+    out = []
+    for name, resample in (("own rates", None), ("resampled to 128 Hz", {"rate": 128})):
+        scheme = RandomBatches(labeled, modalities=MONTAGE, batch_size=BATCH,
+                               batch_duration=EPOCH, resample=resample)  # fmt: skip
+        batches = [scheme.iterate_batch(scheme.initial_state(seed=2).advance(k))[0]
+                   for k in range(n)]  # fmt: skip
+        for what, pipeline, goal in (("4 augmentations", augment, 1.1),
+                                     ("a no-op transform (SignFlip, p=0)",
+                                      Pipeline([SignFlip(p=0.0)]), None)):  # fmt: skip
+
+            def ours(batches=batches, pipeline=pipeline):
+                for k, b in enumerate(batches):
+                    materialize_batch(b, transforms=pipeline, key=(0, k))
+
+            def floor(batches=batches):
+                for b in batches:
+                    materialize_batch(b)
+
+            t_ours, t_floor, ratio = _interleaved(ours, floor, rounds)
+            _figure(f"{what} on a montage, {name}, vs the plain batch (ms/batch)",
+                    t_ours / n * 1e3, t_floor / n * 1e3, ratio, goal)  # fmt: skip
+            out.append(
+                Result(f"{what}, 64 x 30 s EEG+EOG+EMG+ECG, {name}", t_ours / n * 1e3,
+                       t_floor / n * 1e3, "ms/batch", goal=goal,
+                       floor_is="materialize_batch of the same batches without them")
+            )  # fmt: skip
+    return out
+
+
 def bench_workers(scheme: RandomBatches, n: int, rounds: int) -> list[Result]:
     """Batches/s of the processes Batcher with 2 workers over 1, interleaved 1, 2, 1, 2...
 
@@ -278,6 +322,7 @@ def run(quick: bool = False) -> list[Result]:
                                batch_duration=EPOCH)  # fmt: skip
         results = bench_materialize(scheme, n, rounds)
         results += bench_resample(labeled, n, rounds)
+        results += bench_transforms(labeled, n, rounds)
         results += bench_workers(scheme, 6 if quick else 24, 2 if quick else 5)
     return results
 

@@ -110,4 +110,60 @@ def test_cli_transforms_as_json_or_file(tmp_path, capsys):
         assert err.startswith("ondabatches plot: error:") and needle in err, err
         assert not out.exists()
     assert main(["plot", str(ds.root), "--modalities", "eeg", "--transforms", config]) == 1
-    assert "--sensor TYPE rather than --modalities" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "Spectrogram(" in err and "--sensor TYPE rather than --modalities" in err
+
+
+def test_cli_transforms_with_modalities_draw_each_modality_raw_then_transformed(
+    tmp_path, capsys, monkeypatch
+):
+    # eeg: band-passed (it alone) and flipped; ecg: flipped only. Each modality is
+    # drawn raw, then transformed beneath it, its window read as a montage batch reads
+    # it: the band-pass equals sosfiltfilt over the whole eeg signal, then cut.
+    from scipy.signal import sosfiltfilt
+
+    from ondabatches import plot
+    from ondabatches.onda import TimeSpan, iter_signals, load
+
+    ds = make_sleep_dataset(tmp_path / "ds", n_recordings=1, minutes=6)
+    figures = []
+    drawing = plot.plot_modalities
+    monkeypatch.setattr(
+        plot, "plot_modalities", lambda *a, **kw: figures.append(drawing(*a, **kw)) or figures[-1]
+    )
+    band = Bandpass(0.5, 30.0, modalities=["eeg"])
+    config = json.dumps([band.to_dict(), SignFlip(p=1.0).to_dict()])
+    out = tmp_path / "mm.png"
+    args = ["plot", str(ds.root), "--modalities", "eeg,ecg", "--transforms", config,
+            "--seed", "1", "-o", str(out)]  # fmt: skip
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert "· eeg, ecg ·" in said and "· bandpass + sign_flip" in said
+    assert not_blank(image(out))
+    (fig,) = figures
+    traces, _ = fig.axes
+    ticks = [t.get_text().split("\n")[0] for t in traces.get_yticklabels()]
+    assert ticks == ["c3", "c4", "c3", "c4", "ecg", "ecg"]
+    start, stop = (float(v) for v in said.split(" · ")[2].split(" s ")[0].split("-"))
+    window = TimeSpan(round(start * 1e9), round(stop * 1e9))
+    want = []
+    for signal in iter_signals(read_signals(ds.signals_path)):  # eeg, then ecg
+        raw = load(signal, window.translate(-signal.span.start)).data.astype(np.float64)
+        want += list(raw)
+        if signal.info.sensor_type == "eeg":
+            whole = load(signal, TimeSpan(0, signal.span.duration)).data.astype(np.float64)
+            first = round(window.start / 1e9 * signal.sample_rate)
+            whole = sosfiltfilt(band._design(signal.sample_rate), whole, axis=-1)
+            want += list(-whole[:, first : first + raw.shape[-1]])
+        else:
+            want += list(-raw)
+    assert len(traces.lines) == len(want) == 6
+    for line, values in zip(traces.lines, want, strict=True):
+        assert line.get_ydata().size == values.size
+        # (the raw eeg's correlation with its band-passed window is about 0.99)
+        assert np.corrcoef(line.get_ydata(), values)[0, 1] > 0.99999
+    # A transform naming a modality the drawing lacks: a typed error, nothing written.
+    other = tmp_path / "other.png"
+    bad = json.dumps([Bandpass(0.5, 30.0, modalities=["emg"]).to_dict()])
+    assert main([*args[:5], bad, "-o", str(other)]) == 1
+    assert "'emg'" in capsys.readouterr().err and not other.exists()

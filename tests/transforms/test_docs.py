@@ -1,5 +1,5 @@
 """Every Python block of docs/featurize.md runs, in order, in one namespace; so does its
-``ondabatches plot`` line, and the picture the page shows is the one the page draws."""
+``ondabatches plot`` lines, and the picture the page shows is the one the page draws."""
 
 from __future__ import annotations
 
@@ -48,10 +48,14 @@ def test_featurize_page_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     # drawing changes).
     assert imread(PICTURE).shape == drawn.shape
 
-    # The shell line of the page, as written, draws the CLI's item raw, filtered and
-    # as a spectrogram.
-    (line,) = re.findall(r"^ondabatches plot .*$", PAGE.read_text(), re.MULTILINE)
+    # The shell lines of the page, as written: the CLI's item raw, filtered and as a
+    # spectrogram; then two modalities, each raw and transformed.
+    line, montage = re.findall(r"^ondabatches plot .*$", PAGE.read_text(), re.MULTILINE)
     assert main(shlex.split(line)[1:]) == 0
     said = capsys.readouterr().out
     assert "· bandpass + spectrogram" in said
     assert imread(tmp_path / "item.png").shape[:2] == (900 + 2 * 120, 1200)
+    assert main(shlex.split(montage)[1:]) == 0
+    said = capsys.readouterr().out
+    assert "· eeg, eog ·" in said and "· bandpass + sign_flip" in said
+    assert imread(tmp_path / "montage.png").shape[:2] == (800, 1200)

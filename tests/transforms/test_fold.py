@@ -1,17 +1,19 @@
 """Gains, sign flips, channel dropout and time reversal folded into the decode give the
 bits of the same transforms applied one by one after it: every encoding the decode
-plans take, many channels (the compiled kernel) and few (numpy), kernels on and off,
+plans take, many channels and few (the compiled kernel's two loop orders), kernels on and off,
 windows at random starts, random pipelines of these transforms in any order."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 
 import numpy as np
 import pytest
 
 from ondabatches import RandomBatches, label_signals, materialize_batch
+from ondabatches.batches import BatchState
 from ondabatches.onda import (
     Samples,
     SamplesInfo,
@@ -22,13 +24,18 @@ from ondabatches.onda import (
     store,
 )
 from ondabatches.onda._decoding import post_decode
+from ondabatches.serve import Batcher
 from ondabatches.transforms import (
     AmplitudeScale,
+    BatchDraws,
     ChannelDropout,
     GaussianNoise,
+    KeyedDraws,
     Pipeline,
     SignFlip,
     TimeReverse,
+    TransformedBatches,
+    keyed_uniforms,
 )
 from ondabatches.transforms._base import Fold
 
@@ -150,3 +157,110 @@ def test_dropped_rows_keep_the_sign_of_the_flips_after_them():
             post_decode(np.multiply(src.T, 0.5, out=out), fold.gain, False, fill)
         assert (out[0] == -1.5).all() and (out[1:] == 0).all()
         assert np.signbit(out[1]).all() and not np.signbit(out[2:]).any()
+
+
+def test_keyed_uniforms_are_pinned_and_pure_functions_of_their_key():
+    # Golden values: a change of what the augmentations draw must be deliberate (and
+    # bump DRAWS_VERSION, so that older checkpoints are refused).
+    assert float(keyed_uniforms(0, 0, 0, 0, 0)[0]).hex() == "0x1.1c42f96a1ded0p-5"
+    np.testing.assert_array_equal(
+        keyed_uniforms(7, 3, np.arange(3), 2, 1),
+        [0.5725567943337664, 0.7257866601512473, 0.14638824005450513],
+    )
+    np.testing.assert_array_equal(
+        keyed_uniforms(1, 2, None, 0, np.arange(2)), [0.8171551493519023, 0.8040339453499576]
+    )
+    # A batch's block of items is each key alone, whatever block asked for it.
+    draws = BatchDraws(5, 9)
+    block = draws.uniforms(3, 4, 200)  # more items than one block: it grows
+    assert block.shape == (200, 4)
+    for i in (0, 1, 63, 64, 199):
+        for c in range(4):
+            assert block[i, c] == keyed_uniforms(5, 9, i, 3, c)[0], (i, c)
+    assert (draws.uniforms(3, 2, 10) == block[:10, :2]).all()
+    draws.prefetch([0, 3, 8], 6, 300)  # positions at once: the same values
+    assert (draws.uniforms(3, 4, 200) == block).all()
+    for p in (0, 8):
+        assert (draws.uniforms(p, 6, 300) == keyed_uniforms(5, 9, np.arange(300)[:, None], p,
+                                                             np.arange(6))).all()  # fmt: skip
+    # An item's draws through KeyedDraws: the same with or without the batch's block,
+    # the first of them the same however many are asked.
+    for batch in (None, draws):
+        keyed = KeyedDraws(5, 9, 70, 3, batch=batch)
+        assert keyed.coin() == block[70, 0]
+        np.testing.assert_array_equal(keyed.uniforms(3), block[70, 1:])
+        np.testing.assert_array_equal(keyed.uniforms(1), block[70, 1:2])
+    assert KeyedDraws(5, 10, 70, 3, batch=draws).coin() != block[70, 0]  # other key: no block
+
+
+def test_keyed_uniforms_look_uniform_and_independent():
+    items, positions, counters = np.ogrid[:4096, :4, :8]
+    u = keyed_uniforms(0, 0, items, positions, counters)
+    assert u.shape == (4096, 4, 8) and len(np.unique(u)) == u.size
+    assert ((u >= 0) & (u < 1)).all()
+    flat = u.ravel()
+    assert abs(flat.mean() - 0.5) < 0.005 and abs(flat.var() - 1 / 12) < 0.002
+    counts, _ = np.histogram(flat, bins=16, range=(0, 1))
+    assert counts.min() > 0.95 * flat.size / 16  # no bin far from its share
+    # Neighbouring items, positions, counters and batches are uncorrelated.
+    for a, b in ((u[:-1], u[1:]), (u[:, :-1], u[:, 1:]), (u[..., :-1], u[..., 1:]),
+                 (u, keyed_uniforms(0, 1, items, positions, counters))):  # fmt: skip
+        assert abs(np.corrcoef(a.ravel(), b.ravel())[0, 1]) < 0.02
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batch_folds_equal_each_items_fold(seed):
+    rng = np.random.default_rng(100 + seed)
+    for trial in range(10):
+        pipeline = _random_pipeline(rng)
+        key, n, rows = (seed, trial), int(rng.integers(1, 80)), int(rng.integers(1, 24))
+        folds = pipeline.fold_batch(key, n, rows, np.dtype(np.float32))
+        for i in range(n):
+            fold, done = pipeline.fold_item(key, i, rows, np.dtype(np.float32))
+            where = f"{pipeline!r} key {key} item {i}"
+            if folds is None:  # nothing folds (noise first)
+                assert fold is None, where
+                continue
+            gain, reverse, fill, got = folds.item(i)
+            assert got == done, where
+            if fold is None:
+                assert (gain, reverse, fill) == (None, False, None), where
+                continue
+            want_gain = None if fold.gain == 1 else fold.gain
+            assert (gain is None) == (want_gain is None), where
+            if gain is not None:
+                assert np.float32(gain).tobytes() == want_gain.tobytes(), where
+            assert reverse == fold.reverse, where
+            want_fill = fold.fill
+            assert (fill is None) == (want_fill is None), where
+            if fill is not None:
+                assert fill.tobytes() == want_fill.tobytes(), where  # signed zeros, NaNs
+
+
+@pytest.mark.timeout(180)
+def test_folded_batches_identical_on_every_backend_and_resume(tables):
+    # Augmentations only (all folded into the decode, drawn for the batch at once): the
+    # same bits inline, on threads and processes and after a JSON resume.
+    table = tables[12, "int16", 0.1]
+    scheme = RandomBatches(table, batch_size=7, batch_duration=2 * EPOCH)
+    steps = [AmplitudeScale(p=0.6), SignFlip(), ChannelDropout(0.3), TimeReverse(),
+             AmplitudeScale(p=0.6)]  # fmt: skip
+    batches = TransformedBatches(scheme, steps)
+    reference, s = [], batches.initial_state(seed=4)
+    for _ in range(4):
+        batch, s = batches.iterate_batch(s)
+        reference.append(materialize_batch(batch))
+        want = _one_by_one(list(batch), batch.pipeline, batch.key)
+        assert reference[-1][0].tobytes() == want[0].tobytes()
+    assert len({x[0].tobytes() for x, _ in reference}) == 4  # batches draw apart
+    for backend, workers in (("inline", 1), ("threads", 2), ("processes", 2)):
+        with Batcher(scheme, backend=backend, workers=workers, transforms=steps) as b:
+            s = b.batches.initial_state(seed=4)
+            b.start(s)
+            for k in range(4):
+                (x, y), s = b.take(s)
+                assert x.tobytes() == reference[k][0].tobytes(), f"{backend} batch {k}"
+                np.testing.assert_array_equal(y, reference[k][1])
+                if k == 1:  # resume from JSON in the middle
+                    s = BatchState.from_json(json.loads(json.dumps(s.to_json())))
+                    b.start(s)

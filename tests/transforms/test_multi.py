@@ -18,7 +18,9 @@ from ondabatches.batches._montage import resample_ratio
 from ondabatches.errors import BatchShapeError, BatchSpecError
 from ondabatches.onda import TimeSpan
 from ondabatches.transforms import (
+    AmplitudeScale,
     Bandpass,
+    ChannelDropout,
     GaussianNoise,
     Highpass,
     KeyedBatch,
@@ -28,7 +30,10 @@ from ondabatches.transforms import (
     Spectrogram,
     TimeReverse,
     TimeShift,
+    Transform,
     TransformedBatches,
+    register_transform,
+    registered_transforms,
     transform_from_dict,
 )
 from tests.psg import MONTAGE, S, decode_file, select, window_rows
@@ -323,3 +328,135 @@ def test_time_shift_moves_every_modality_of_an_item_by_the_same_time(psg_labeled
         assert len(shifts) == 1, (i, shifts)
         seen |= shifts
     assert len(seen) > 1 and 0 not in seen
+
+
+class _Halve(Transform):
+    """A custom item transform that changes an item's shape (every other sample)."""
+
+    name = "test_multi_halve"
+
+    def params(self):
+        return {}
+
+    def apply(self, x, y, rng, sample_rate):
+        return np.ascontiguousarray(x[..., ::2]), y
+
+
+if _Halve.name not in registered_transforms():
+    register_transform(_Halve)
+
+MONTAGES = {
+    "own rates": {},
+    "zero-fill": {"missing": "zero-fill"},
+    "resampled, zero-fill": {"missing": "zero-fill", "resample": {"rate": 128}},
+    "concatenated": {"resample": {"rate": 128, "concatenate": True}},
+}
+
+
+def _same_rates(batch, options):
+    """The items of the batch's first recording where the montage keeps each signal's
+    own rate (the recordings of this data set differ in rate)."""
+    if "resample" in options:
+        return list(batch)
+    return [it for it in batch if it.recording == batch[0].recording]
+
+
+def _random_augmentations(rng, concatenate):
+    steps = []
+    for _ in range(int(rng.integers(1, 6))):
+        kind = rng.integers(6)
+        some = None if rng.random() < 0.5 else [str(rng.choice(NAMES))]
+        p = float(rng.choice([0.5, 1.0]))
+        if kind == 0:
+            steps.append(AmplitudeScale(0.5, 2.0, p=p, modalities=some))
+        elif kind == 1:
+            steps.append(SignFlip(p=p, modalities=some))
+        elif kind == 2:
+            steps.append(TimeReverse(p=p))  # on all modalities (time moves together)
+        elif kind == 3:
+            steps.append(ChannelDropout(0.4, p=p, modalities=some))
+        elif kind == 4:
+            steps.append(GaussianNoise(0.5, p=p, modalities=some))  # does not fold
+        else:
+            steps.append(AmplitudeScale(0.9, 1.1, p=p))
+    if not concatenate and rng.random() < 0.3:
+        steps.append(Mixup(0.4))
+    return steps
+
+
+def _leaves(x, prefix=""):
+    if isinstance(x, dict):
+        return [leaf for k in sorted(x) for leaf in _leaves(x[k], f"{prefix}{k}.")]
+    return [(prefix, np.asarray(x))]
+
+
+@pytest.mark.parametrize("montage", list(MONTAGES))
+def test_augmentations_in_place_give_the_bits_of_the_general_path(psg_labeled, montage,
+                                                                  monkeypatch):  # fmt: skip
+    # Montages without context go through the plain batch, with the augmentations
+    # folded per modality for all items at once: the same bits as each part
+    # transformed alone (the general path), random pipelines on random batches.
+    from ondabatches.materialize import _multi
+
+    options = MONTAGES[montage]
+    batches = _scheme(psg_labeled, batch_size=9, **options)
+    concatenate = options.get("resample", {}).get("concatenate", False)
+    general = _multi._in_place
+    rng = np.random.default_rng(len(montage))
+    taken = 0
+    for trial in range(8):
+        batch = _same_rates(_first_batch(batches, seed=trial), options)
+        steps = _random_augmentations(rng, concatenate)
+        key = (trial, int(rng.integers(1000)))
+        direct = general(list(batch), np.dtype(np.float32), np.empty, True, Pipeline(steps), key)
+        taken += direct is not None
+        x, y = materialize_batch(batch, transforms=steps, key=key)
+        with monkeypatch.context() as m:
+            m.setattr(_multi, "_in_place", lambda *args: None)
+            want_x, want_y = materialize_batch(batch, transforms=steps, key=key)
+        where = f"{montage}: {steps} key {key}"
+        got, want = _leaves(x), _leaves(want_x)
+        assert [k for k, _ in got] == [k for k, _ in want], where
+        for (name, a), (_, b) in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), f"{where}: {name}"
+        for (name, a), (_, b) in zip(_leaves(y), _leaves(want_y), strict=True):
+            np.testing.assert_array_equal(a, b, err_msg=f"{where}: y {name}")
+    assert taken == 8  # the fast path ran each time
+    # A transform that changes the shape: the general path, the same result.
+    steps = [SignFlip(p=1.0), _Halve()]
+    batch = _same_rates(_first_batch(batches, seed=1), options)
+    assert (
+        general(list(batch), np.dtype(np.float32), np.empty, True, Pipeline(steps), (0, 0)) is None
+    )
+    x, _ = materialize_batch(batch, transforms=steps, key=(0, 0))
+    raw, _ = materialize_batch(batch)
+    for (name, a), (_, b) in zip(_leaves(x), _leaves(raw), strict=True):
+        if name.startswith("mask"):
+            continue
+        np.testing.assert_array_equal(a, -b[..., ::2], err_msg=name)
+
+
+def test_augmented_montage_batches_identical_inline_in_processes_and_after_a_resume(psg_labeled):
+    batches = _scheme(psg_labeled, missing="zero-fill", resample={"rate": 128}, batch_size=5)
+    pipeline = [AmplitudeScale(p=0.5), SignFlip(p=0.5, modalities=["eeg"]), TimeReverse(p=0.5),
+                ChannelDropout(0.3, p=0.5)]  # fmt: skip
+    wrapped = TransformedBatches(batches, pipeline)
+    reference, s = [], wrapped.initial_state(seed=3)
+    for _ in range(3):
+        batch, s = wrapped.iterate_batch(s)
+        reference.append(materialize_batch(batch))
+    raw = materialize_batch(list(batch))[0]
+    assert any(not np.array_equal(reference[-1][0][n], raw[n]) for n in NAMES)
+    for backend in ("inline", "processes"):
+        with Batcher(batches, backend=backend, workers=2, transforms=pipeline) as b:
+            s = b.batches.initial_state(seed=3)
+            b.start(s)
+            for k in range(3):
+                (x, y), s = b.take(s)
+                for name in NAMES:
+                    assert x[name].tobytes() == reference[k][0][name].tobytes(), (backend, k, name)
+                    np.testing.assert_array_equal(x["mask"][name], reference[k][0]["mask"][name])
+                np.testing.assert_array_equal(y, reference[k][1])
+                if k == 0:
+                    s = BatchState.from_json(json.loads(json.dumps(s.to_json())))
+                    b.start(s)

@@ -28,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "annotations' label column (stage, or the first text column). With --events, "
             "the window's events of a stored event label set are shaded over the traces "
             "and drawn in a strip beneath the hypnogram. With --transforms, the item is drawn "
-            "raw, transformed and as a spectrogram. With --overview, draw the label "
+            "raw, transformed and as a spectrogram (with --modalities: each modality raw, then "
+            "as its item transforms leave it). With --overview, draw the label "
             "distribution per recording instead."
         ),
         epilog="example: ondabatches plot DATASET_DIR --seed 0 --events DATASET_DIR/arousals "
@@ -88,7 +89,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="JSON_OR_FILE",
         help='a transform pipeline, as JSON (a list of {"name": ..., params}) or a file '
         "holding it: the item is drawn raw, transformed (filters read with their context) "
-        "and, where the pipeline has a spectrogram, as one; e.g. "
+        "and, where the pipeline has a spectrogram, as one; with --modalities, each "
+        "modality raw and then as the item transforms that apply to it leave it (a "
+        'transform\'s "modalities" names them; batch transforms such as a spectrogram '
+        "are for one signal: --sensor); e.g. "
         '\'[{"name": "bandpass", "low_hz": 0.3, "high_hz": 35}, '
         '{"name": "spectrogram", "window_s": 2, "hop_s": 0.5}]\'',
     )
@@ -200,10 +204,12 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
     transforms = _load_transforms(args.transforms)
     every_signal = signals
     modalities = _modalities(args, signals)
-    if modalities and transforms is not None:
+    if modalities and transforms is not None and transforms.batch:
         raise ArgumentError(
-            "--transforms draws one signal's item raw, transformed and as a spectrogram; "
-            "give --sensor TYPE rather than --modalities"
+            f"--transforms with --modalities draws each modality's item transforms; "
+            f"{', '.join(repr(t) for _, t in transforms.batch)} run(s) on a batch (a "
+            f"spectrogram is drawn for one signal: give --sensor TYPE rather than "
+            f"--modalities)"
         )
     if modalities:
         args.sensor = modalities[0]
@@ -239,8 +245,10 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
     counts = "".join(_events_said(name, ev, item) for name, ev in events.items())
     if modalities:
         title = title.replace(f" · {item.info.sensor_type} · ", f" · {', '.join(modalities)} · ")
+        if transforms is not None:
+            title += f" · {' + '.join(t.name for t in transforms.transforms)}"
         absent = _plot_modalities(
-            item, modalities, every_signal, label_names, title, out, args, events
+            item, modalities, every_signal, label_names, title, out, args, events, transforms
         )
         if absent:
             title += f" (not in this recording's window: {', '.join(absent)})"
@@ -298,9 +306,11 @@ def _plot_modalities(
     out: str,
     args: argparse.Namespace,
     events: dict[str, Any],
+    transforms: Any = None,
 ) -> list[str]:
-    """Draw the window of ``item`` in each modality's signal of its recording; the
-    modalities that the recording lacks over that window."""
+    """Draw the window of ``item`` in each modality's signal of its recording (with
+    ``transforms``, each modality raw and then transformed beneath it); the modalities
+    that the recording lacks over that window."""
     import numpy as np
 
     from ..materialize import materialize_batch_item
@@ -310,6 +320,7 @@ def _plot_modalities(
     _, y = materialize_batch_item(item)
     window = item.window
     x, rates, channels, units, absent = {}, {}, {}, {}, []
+    found_signals: dict[str, Any] = {}
     for sensor_type in modalities:
         found = [
             s for s in iter_signals(signals)
@@ -326,6 +337,11 @@ def _plot_modalities(
         rates[sensor_type] = signal.sample_rate
         channels[sensor_type] = list(signal.channels)
         units[sensor_type] = signal.info.sample_unit
+        found_signals[sensor_type] = signal
+    if transforms is not None and found_signals:
+        x, rates, channels, units = _transformed_modalities(
+            item, found_signals, transforms, (args.seed, args.index), x, rates, channels, units
+        )
     drawn, classes = _window_events(events, item.recording, window)
     plot_modalities(
         x,
@@ -370,3 +386,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {w.message}", file=sys.stderr)
     print(f"wrote {out}: {what}")
     return 0
+
+
+def _transformed_modalities(
+    item: Any,
+    signals: dict[str, Any],
+    pipeline: Any,
+    key: tuple[int, int],
+    x: dict[str, Any],
+    rates: dict[str, float],
+    channels: dict[str, list[str]],
+    units: dict[str, str],
+) -> tuple[dict[str, Any], ...]:
+    """The drawing's modalities with, after each one that an item transform applies
+    to, its window as a batch of the montage of ``signals`` (sensor type -> signal)
+    gives it: read with its filters' context, its transforms at its own rate, the
+    draws of item 0 of batch ``key`` shared by all modalities."""
+    import numpy as np
+
+    from ..batches import MultiBatchItem
+    from ..batches._multi_item import signal_part
+    from ..materialize import materialize_batch
+
+    names = tuple(signals)
+    parts = tuple(
+        signal_part(s.recording, s.file_path, s.file_format, s.span, s.info, item.window,
+                    None, False)
+        for s in signals.values()
+    )  # fmt: skip
+    montage = MultiBatchItem(item.recording, item.window, names, parts, item.label_codes())
+    xt, _ = materialize_batch([montage], np.float64, transforms=pipeline, key=key)
+    out: tuple[dict[str, Any], ...] = ({}, {}, {}, {})
+    for name in x:
+        steps = [t.name for _, t in pipeline.item if t.applies_to(name)]
+        for label, values in ((name, x[name]), (f"{name} · {' + '.join(steps)}", None)):
+            if values is None:
+                if not steps:
+                    continue
+                values = xt[name][0]
+            out[0][label], out[1][label] = values, rates[name]
+            out[2][label], out[3][label] = channels[name], units[name]
+    return out

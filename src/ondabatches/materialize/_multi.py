@@ -41,8 +41,19 @@ from .._errors import BatchShapeError, require
 from ..batches._item import BatchItem
 from ..batches._montage import channel_shape, resample_ratio
 from ..batches._multi_item import MissingModality, MultiBatchItem
+from ..onda._decoding import post_decode
 from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
-from ._materialize import _ITEM_KINDS, _is_remote, _is_remote_path, _stack, _x
+from ._materialize import (
+    _ITEM_KINDS,
+    _channel_index,
+    _is_remote,
+    _is_remote_path,
+    _n_total,
+    _rows,
+    _stack,
+    _x,
+    _x_at,
+)
 
 #: The most reads of one batch in flight at once when a file is remote.
 MAX_CONCURRENT_READS = 32
@@ -187,6 +198,20 @@ def _fill(
         _x(part, dtype, out=out, exact=exact)
 
 
+def _fill_folded(
+    part: BatchItem, dtype: np.dtype, out: np.ndarray, exact: bool, folded: tuple
+) -> None:
+    """``_fill`` of a part given its fold's ``(gain, reverse, fill, done)``: in the
+    decode's own pass where it takes them, else just after it."""
+    gain, reverse, fill, _ = folded
+    if gain is None and not reverse and fill is None:
+        _x(part, dtype, out=out, exact=exact)
+    elif part.info.dtype.kind in "iu":
+        _x_at(part, _rows(part), _channel_index(part), dtype, out, exact, gain, reverse, fill)
+    else:
+        post_decode(_x(part, dtype, out=out, exact=exact), gain, reverse, fill)
+
+
 def materialize_multi_batch(
     items: Sequence[Any],
     dtype: np.dtype,
@@ -198,6 +223,21 @@ def materialize_multi_batch(
 
     ``exact`` is as for single-signal items; resampled modalities are always computed
     in float64 before the filter."""
+    x, _, y = _arrays(items, dtype, allocate, exact)
+    return _with_masks(x, items, allocate), y
+
+
+def _arrays(
+    items: Sequence[Any],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool,
+    folds: Sequence[Any] | None = None,
+) -> tuple[Any, list[np.ndarray], np.ndarray]:
+    """The plain batch's ``x`` (without masks), each modality's array in it (views of
+    the one array where they are concatenated) and ``y``; with ``folds`` (per modality,
+    [`Folds`][ondabatches.transforms.Folds] or None), each present part's window gets
+    its fold as it is decoded (or resampled)."""
     first = _check_alike(items)
     n = len(items)
     targets = first.rates or (None,) * len(first.names)
@@ -235,7 +275,10 @@ def materialize_multi_batch(
     for i, it in enumerate(items):
         for k, part in enumerate(it.parts):
             ratio = plans[i][k][1]
-            if ratio is None or isinstance(part, MissingModality):
+            fold = None if folds is None or isinstance(part, MissingModality) else folds[k]
+            if fold is not None and ratio is None:
+                jobs.append((_fill_folded, (part, dtype, outs[k][i], exact, fold.item(i))))
+            elif ratio is None or isinstance(part, MissingModality):
                 jobs.append((_fill, (part, dtype, outs[k][i], exact)))
             else:
                 groups.setdefault((k, *ratio), []).append((i, part))
@@ -270,8 +313,11 @@ def materialize_multi_batch(
         for k, up, down, starts, rows, ext in buffers:
             resampled = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
             n_out = shapes[k][-1]
+            fold = None if folds is None else folds[k]
             for j, (i, k0) in enumerate(zip(rows, starts, strict=True)):
                 outs[k][i] = resampled[j, ..., k0 : k0 + n_out]
+                if fold is not None:
+                    post_decode(outs[k][i], *fold.item(i)[:3])
     if len({len(c) for c in codes}) > 1:
         raise BatchShapeError(
             "items of the batch have different y shapes:\n"
@@ -281,7 +327,7 @@ def materialize_multi_batch(
             )
         )
     y = np.stack([np.asarray(c).reshape(1, -1) for c in codes])
-    return _with_masks(x, items, allocate), y
+    return x, outs, y
 
 
 def materialize_multi_item(
@@ -338,8 +384,6 @@ def _part_transformed(
     y: np.ndarray,
 ) -> tuple[np.ndarray, Any]:
     """Modality ``k`` of item ``i`` read with its transforms' context and transformed."""
-    from ._materialize import _channel_index, _n_total, _rows, _x_at
-
     name, part = item.names[k], item.parts[k]
     shape, ratio = _part_shape(part, item.window.duration, target)
     if isinstance(part, MissingModality):
@@ -396,6 +440,9 @@ def materialize_multi_transformed(
     """
     first = _check_alike(items)
     pipeline.check_modalities(first.names, first.concatenate, _describe(first))
+    direct = _in_place(items, dtype, allocate, exact, pipeline, key)
+    if direct is not None:
+        return direct
     targets = first.rates or (None,) * len(first.names)
     codes = [np.asarray(it.label_codes()).reshape(1, -1) for it in items]
     if len({c.shape for c in codes}) > 1:
@@ -459,6 +506,113 @@ def materialize_multi_transformed(
             x[name] = out
         y = y_out
     return _with_masks(x, items, allocate), y
+
+
+def _in_place(
+    items: Sequence[MultiBatchItem],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool,
+    pipeline: Any,
+    key: tuple[int, int] | None,
+) -> tuple[Any, Any] | None:
+    """`materialize_multi_transformed` where no transform of any modality needs context:
+    the plain batch (each modality read, or resampled, in one pass), then the item
+    transforms on each item's slots, the gains, signs, dropped channels and reversals
+    leading the pipeline for all items of a modality at once
+    ([`Pipeline.fold_batch`][ondabatches.transforms.Pipeline.fold_batch]: the values of
+    applying them one by one). None where that does not apply (context, a transform
+    that changes an item's shape): the general path."""
+    first = items[0]
+    targets = first.rates or (None,) * len(first.names)
+    checked: set[Any] = set()
+    for it in items:
+        for k, part in enumerate(it.parts):
+            if isinstance(part, MissingModality):
+                continue
+            seen = (k, id(part.info), it.window.duration, part.signal_span.duration)
+            if seen in checked:  # the checks depend on these only
+                continue
+            checked.add(seen)
+            name = first.names[k]
+            rate, window, total = _check_values(part, targets[k])
+            where = f"modality {name!r} of {_describe(it)} ({part.file_path})"
+            pipeline.check(rate, window, total, where, name)
+            if pipeline.margin(rate, name):
+                return None
+    # The leading gains, signs, dropped channels and reversals of each modality, for
+    # all items at once, done as its windows are decoded.
+    n, steps = len(items), len(pipeline.item)
+    folds = []
+    for k, name in enumerate(first.names):
+        shape = _part_shape(first.parts[k], first.window.duration, targets[k])[0]
+        fold = None
+        if len(shape) == 2 and dtype.kind == "f":
+            fold = pipeline.fold_batch(key, n, shape[0], dtype, name)
+        folds.append(fold)
+    alloc = np.empty if pipeline.batch else allocate
+    decoded = [None if f is None or f.trivial else f for f in folds]
+    x, outs, y = _arrays(items, dtype, alloc, exact, decoded if any(decoded) else None)
+    codes = list(y)
+    ys: list[Any] = codes
+    for k, name in enumerate(first.names):
+        arr, fold, starts = outs[k], folds[k], codes
+        if fold is not None:
+            starts = [np.ascontiguousarray(c[..., ::-1]) if r else c
+                      for c, r in zip(codes, fold.reverse.tolist(), strict=True)]  # fmt: skip
+        if k == 0:  # transforms that move labels apply to every modality alike
+            ys = list(starts)
+        # The items whose pipeline goes on past the fold (all of them without one).
+        rest = np.flatnonzero(fold.done < steps).tolist() if fold is not None else range(n)
+        if not steps:
+            rest = []
+        for i in rest:
+            it, slot = items[i], arr[i]
+            start = 0 if fold is None else int(fold.done[i])
+            rate = targets[k] or _rate([it], k)
+            out, y_i = pipeline.apply_item(
+                slot, starts[i], rate, (0, 0), key, i, it, name, start=start
+            )
+            if out.shape != slot.shape:
+                return None  # a transform that changes the shape: the general path
+            if out is not slot:
+                slot[...] = out
+            if k == 0:
+                ys[i] = y_i
+        for i, it in enumerate(items):
+            if isinstance(it.parts[k], MissingModality):
+                arr[i] = 0  # the modality stays zeros, as its mask says it is absent
+    y = _stack(items, ys)
+    if pipeline.batch:
+        if first.concatenate:
+            x, y = pipeline.apply_batch(x, y, targets[0], key)
+            out = allocate(x.shape, x.dtype)
+            out[...] = x
+            x = out
+        else:
+            y_out = y
+            for k, name in enumerate(first.names):
+                arr, y_k = pipeline.apply_batch(
+                    x[name], y, targets[k] or _rate(items, k), key, name
+                )
+                if k == 0:
+                    y_out = y_k
+                out = allocate(arr.shape, arr.dtype)
+                out[...] = arr
+                x[name] = out
+            y = y_out
+    return _with_masks(x, items, allocate), y
+
+
+def _check_values(part: BatchItem, target: float | None) -> tuple[float, int, int]:
+    """The rate, window and recording length (samples) a part's transforms are checked
+    at: its own, or the target rate's where it is resampled."""
+    shape, ratio = _part_shape(part, part.window.duration, target)
+    if ratio is None:
+        return part.info.sample_rate, len(_rows(part)), _n_total(part)
+    up, down = ratio
+    total = -(-n_samples(part.signal_span.duration, part.info.sample_rate) * up // down)
+    return target, shape[-1], total
 
 
 def _with_masks(

@@ -156,18 +156,24 @@ def _in_place(
     if any(pipeline.margin(it.info.sample_rate) for it in items):
         return None
     x = allocate((len(items), *shapes.pop()), dtype)
+    # Gains, signs and time reversal leading the pipeline are done by the decode: drawn
+    # for every item at once, or item by item for a transform that folds only so.
+    folds = pipeline.fold_batch(key, len(items), x.shape[1], x.dtype) if x.ndim == 3 else None
     ys = []
     for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
-        # Gains, signs and time reversal leading the pipeline are done by the decode.
-        fold, done = (None, 0)
+        gain, reverse, fill, done = None, False, None, 0
         if x.ndim == 3 and item.info.dtype.kind in "iu":
-            fold, done = pipeline.fold_item(key, i, x.shape[1], x.dtype)
-        if fold is None:
-            slot, y = _x_at(item, rows, index, dtype, x[i], exact), _y(item)
-        else:
-            gain = None if fold.gain == 1 else fold.gain
-            slot = _x_at(item, rows, index, dtype, x[i], exact, gain, fold.reverse, fold.fill)
-            y = fold.finish(_y(item))
+            if folds is not None:
+                gain, reverse, fill, done = folds.item(i)
+            else:
+                fold, done = pipeline.fold_item(key, i, x.shape[1], x.dtype)
+                if fold is not None:
+                    gain = None if fold.gain == 1 else fold.gain
+                    reverse, fill = fold.reverse, fold.fill
+        slot = _x_at(item, rows, index, dtype, x[i], exact, gain, reverse, fill)
+        y = _y(item)
+        if reverse:
+            y = np.ascontiguousarray(y[..., ::-1])
         out, y = pipeline.apply_item(
             slot, y, item.info.sample_rate, (0, 0), key, i, item, start=done
         )

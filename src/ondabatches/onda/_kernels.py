@@ -21,6 +21,7 @@ worker process loads rather than compiles them, at its first window (a Batcher's
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -167,12 +168,39 @@ def _build_post() -> Callable[..., None]:
     # the mirror step, and rows ``j`` where ``keep[j]`` is 0 set to ``fill[j]`` (a
     # signed zero): a window's gain, time reversal and dropped channels for the price
     # of its decode.
+    few = _FEW
+
     def decode_post(
         src, channels, every, narrow, res, off, buf, dst, gain, reverse, keep, fill
     ):  # pragma: no cover # noqa: E501
         n = buf.shape[0]
         last = src.shape[0] - 1
         r32, o32 = np.float32(res), np.float32(off)
+        if n < few:
+            # Few rows: each row in one go from a strided read of its channel, as the
+            # plain kernel does, rounded to ``buf``'s dtype before the gain; reversed,
+            # written from its end.
+            for j in range(n):
+                if not keep[j]:
+                    for at in range(src.shape[0]):
+                        dst[j, at] = fill[j]
+                    continue
+                c = j if every else channels[j]
+                if narrow and reverse:  # (narrow: float32 throughout, no rounding left)
+                    for t in range(src.shape[0]):
+                        dst[j, last - t] = (np.float32(src[t, c]) * r32 + o32) * gain
+                elif narrow:
+                    for t in range(src.shape[0]):
+                        dst[j, t] = (np.float32(src[t, c]) * r32 + o32) * gain
+                elif reverse:
+                    for t in range(src.shape[0]):
+                        buf[j] = np.float64(src[t, c]) * res + off
+                        dst[j, last - t] = buf[j] * gain
+                else:
+                    for t in range(src.shape[0]):
+                        buf[j] = np.float64(src[t, c]) * res + off
+                        dst[j, t] = buf[j] * gain
+            return
         # Output step ``at`` in order (its rows are written as streams, ascending), from
         # input step ``t``: the mirror one when reversed (one stream read backwards).
         # The branches stay out of the loops, as in the plain kernel.
@@ -233,8 +261,7 @@ def decode_rows(
     ``gain`` (a scalar of ``out``'s dtype) multiplies each decoded value, and
     ``reverse`` writes the window reversed in time: the values of ``out *= gain`` and
     ``out[:, ::-1]`` after the plain decode, and ``fill`` (one value per row of ``out``,
-    NaN for a row to decode) the rows set to its value after that (for windows of many
-    channels only: False otherwise).
+    NaN for a row to decode) the rows set to its value after that.
     """
     src = data.T
     if (
@@ -267,12 +294,12 @@ def decode_rows(
     if gain is None and not reverse and fill is None:
         kernel(src, channels, every, narrow, float(resolution), off, buf, out)
         return True
-    post = _post_kernel() if out.shape[0] >= _FEW else None
+    post = _post_kernel()
     if post is None:
         return False
     gain = out.dtype.type(1 if gain is None else gain)
     if fill is None:
-        keep, fill = np.ones(out.shape[0], np.uint8), np.zeros(out.shape[0], out.dtype)
+        keep, fill = _all_kept(out.shape[0], out.dtype)
     else:
         keep, fill = np.isnan(fill).astype(np.uint8), fill.astype(out.dtype, copy=False)
     post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse),
@@ -281,6 +308,14 @@ def decode_rows(
 
 
 _NO_CHANNELS = np.empty(0, dtype=np.intp)
+
+
+@functools.lru_cache(maxsize=64)
+def _all_kept(rows: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """``keep`` and ``fill`` of a window with no row set (read-only: shared)."""
+    keep, fill = np.ones(rows, np.uint8), np.zeros(rows, dtype)
+    keep.flags.writeable = fill.flags.writeable = False
+    return keep, fill
 
 
 def _in_range(channels: np.ndarray, n: int) -> bool:

@@ -12,7 +12,12 @@ Randomness. A random transform draws from the generator
 [`generator_for`][ondabatches.transforms.generator_for] gives for ``(seed, batch index,
 item position, transform position)``: the same batch is bit-identical on every backend,
 worker count and resume, two items of a batch draw differently, and so does one window
-drawn in two batches.
+drawn in two batches. The built-in augmentations draw their coin and the few numbers
+that follow it (a scale factor, the channels dropped) from
+[`keyed_uniforms`][ondabatches.transforms.keyed_uniforms] of that key and a counter, a
+pure function of those numbers computed for all of a batch's items at once
+([`BatchDraws`][ondabatches.transforms.BatchDraws]); bulk draws (noise) come from the
+generator.
 
 Context. An item transform that needs samples around the window (a zero-phase filter)
 declares it with [`Transform.margin`][ondabatches.abc.Transform.margin]: the window is
@@ -35,7 +40,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import struct
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -45,12 +49,15 @@ import numpy as np
 from .._errors import ArgumentTypeError, BatchSpecError, StateError
 
 __all__ = [
+    "BatchDraws",
     "Fold",
+    "Folds",
     "KeyedDraws",
     "Pipeline",
     "coins_for",
     "Transform",
     "generator_for",
+    "keyed_uniforms",
     "register_transform",
     "registered_transforms",
     "transform_from_dict",
@@ -170,6 +177,13 @@ class Transform:
         [`apply`][ondabatches.abc.Transform.apply] would: True if folded, False if it
         cannot be (the default). The gain, sign and time-reversal augmentations fold, so
         that a batch pays for them in the pass that decodes it."""
+        return False
+
+    def _fold_items(self, draws: BatchDraws, position: int, folds: Folds) -> bool:
+        """[`fold`][ondabatches.abc.Transform.fold] for every window of ``folds`` at
+        once (those still ``active``), this transform at ``position`` of the pipeline
+        drawing from ``draws``: True if done, False if only item by item (the default:
+        then ``fold`` runs for each item)."""
         return False
 
     def to_dict(self) -> dict[str, Any]:
@@ -334,26 +348,47 @@ class Fold:
 
 class KeyedDraws:
     """The randomness of a built-in augmentation at one key (seed, batch index, item,
-    position), drawn lazily: [`coin`][ondabatches.transforms.KeyedDraws.coin], whether
-    it applies, is hashed from the key ([`coins_for`][ondabatches.transforms.coins_for],
-    under a microsecond); [`generator`][ondabatches.transforms.KeyedDraws.generator],
-    for the draws that follow, is made only when asked
+    position): [`coin`][ondabatches.transforms.KeyedDraws.coin], whether it applies,
+    and [`uniforms`][ondabatches.transforms.KeyedDraws.uniforms], the few numbers it
+    draws when it does, are [`keyed_uniforms`][ondabatches.transforms.keyed_uniforms]
+    of the key (counter 0 for the coin, then 1, 2, ...), read from the batch's
+    [`BatchDraws`][ondabatches.transforms.BatchDraws] when given one (every item of the
+    batch hashed at once); [`generator`][ondabatches.transforms.KeyedDraws.generator],
+    for bulk draws (noise), is made only when asked
     ([`generator_for`][ondabatches.transforms.generator_for])."""
 
-    __slots__ = ("_coin", "_generator", "key")
+    __slots__ = ("_batch", "_coin", "_generator", "key")
 
     def __init__(
-        self, seed: int, index: int, item: int | None, position: int, coin: float | None = None
+        self,
+        seed: int,
+        index: int,
+        item: int | None,
+        position: int,
+        coin: float | None = None,
+        batch: BatchDraws | None = None,
     ):
         self.key = (int(seed), int(index), item, int(position))
         self._coin = coin
+        self._batch = batch if batch is not None and batch.key == self.key[:2] else None
         self._generator: np.random.Generator | None = None
 
     def coin(self) -> float:
-        """A uniform in [0, 1) of the key."""
+        """A uniform in [0, 1) of the key (its counter 0)."""
         if self._coin is None:
-            self._coin = coins_for(*self.key[:3], self.key[3] + 1)[self.key[3]]
+            self._coin = float(self._counters(1)[0])
         return self._coin
+
+    def uniforms(self, count: int) -> np.ndarray:
+        """``count`` uniforms in [0, 1) of the key that follow its coin (counters 1 to
+        ``count``): the first ones are the same whatever ``count`` is."""
+        return self._counters(count + 1)[1:]
+
+    def _counters(self, count: int) -> np.ndarray:
+        seed, index, item, position = self.key
+        if self._batch is not None and item is not None:
+            return self._batch.uniforms(position, count, item + 1)[item]
+        return keyed_uniforms(seed, index, item, position, np.arange(count))
 
     @property
     def generator(self) -> np.random.Generator:
@@ -362,19 +397,174 @@ class KeyedDraws:
         return self._generator
 
 
-def coins_for(seed: int, index: int, item: int | None, n: int) -> list[float]:
-    """The coins of positions ``0 .. n - 1`` of item ``item`` of batch ``index``: uniforms
-    in [0, 1), 53 bits each of BLAKE2b hashes of the key (one hash per 8 positions)."""
-    coins: list[float] = []
-    for block in range(0, n, 8):
-        text = f"ondabatches-coins:{int(seed)}:{int(index)}:{item}:{block}"
-        digest = hashlib.blake2b(text.encode(), digest_size=64).digest()
-        coins += [(w >> 11) * _ULP for w in _WORDS.unpack(digest)]
-    return coins[:n]
+def keyed_uniforms(seed: int, index: int, item: Any, position: Any, counter: Any) -> np.ndarray:
+    """Uniforms in [0, 1) hashed from ``(seed, batch index, item, position, counter)``.
+
+    ``item`` (None: a batch transform), ``position`` and ``counter`` are non-negative
+    integers or arrays of them, broadcast together: the result has their shape (at
+    least one dimension), each value a pure function of its own five numbers, so that
+    a batch's items are drawn in a few array operations and any one of them alone
+    gives the same value. The hash: a 64-bit BLAKE2b word of ``(seed, index)``, then
+    ``position``, ``item`` and ``counter`` in turn each added (times the golden-ratio
+    constant) and mixed by SplitMix64's finalizer; the top 53 bits make the uniform.
+    """
+    if isinstance(position, (int, np.integer)):
+        z = _position_word(int(seed), int(index), int(position))  # the usual case
+    else:
+        z = _mix(_stir(np.asarray(position, np.int64), _seed_word(seed, index)))
+    z = _mix(_stir(np.asarray(-1 if item is None else item, np.int64), z))
+    z = _mix(_stir(np.asarray(counter, np.int64), z))
+    return (z >> _S11) * _ULP
 
 
-_WORDS = struct.Struct("<8Q")
+def _stir(values: np.ndarray, z: Any) -> np.ndarray:
+    """``z + (values + 1) * golden`` in uint64 (one dimension at least: numpy warns of a
+    0-d array's wrap-around, not of an array's)."""
+    return (np.atleast_1d(values) + 1).astype(np.uint64) * _GOLDEN + z
+
+
+@functools.lru_cache(maxsize=1024)
+def _seed_word(seed: int, index: int) -> np.uint64:
+    text = f"ondabatches-draws:{int(seed)}:{int(index)}"
+    return np.uint64(
+        int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _position_word(seed: int, index: int, position: int) -> np.uint64:
+    return _mix(_stir(np.asarray(position, np.int64), _seed_word(seed, index)))[0]
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    # SplitMix64's finalizer (a bijection of 64-bit words); uint64 arrays wrap silently.
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_S11, _S27, _S30, _S31 = (np.uint64(k) for k in (11, 27, 30, 31))
 _ULP = 2.0**-53
+
+
+def coins_for(seed: int, index: int, item: int | None, n: int) -> list[float]:
+    """The coins of positions ``0 .. n - 1`` of item ``item`` of batch ``index``: their
+    [`keyed_uniforms`][ondabatches.transforms.keyed_uniforms] at counter 0."""
+    return keyed_uniforms(seed, index, item, np.arange(n), 0).tolist()
+
+
+class BatchDraws:
+    """[`keyed_uniforms`][ondabatches.transforms.keyed_uniforms] of the items of batch
+    ``index`` of ``seed``'s stream, hashed for a block of items at once and kept: a
+    batch's augmentations cost a few array operations per transform instead of a hash
+    per item and transform. The values are those of each key alone."""
+
+    __slots__ = ("_blocks", "key")
+
+    def __init__(self, seed: int, index: int):
+        self.key = (int(seed), int(index))
+        # Per position, an (items, counters) block: the largest asked so far.
+        self._blocks: dict[int, np.ndarray] = {}
+
+    def uniforms(self, position: int, count: int, n: int) -> np.ndarray:
+        """An ``(n, count)`` array: row ``i`` holds counters ``0 .. count - 1`` of item
+        ``i`` at transform ``position`` (column 0: the coins)."""
+        block = self._blocks.get(position)
+        if block is None or block.shape[0] < n or block.shape[1] < count:
+            self.prefetch([position], count, n)
+            block = self._blocks[position]
+        return block[:n, :count]
+
+    def prefetch(self, positions: Sequence[int], count: int, n: int) -> None:
+        """Hash counters ``0 .. count - 1`` of items ``0 .. n - 1`` at each of
+        ``positions`` in one go (at least as many as already kept)."""
+        size = max(_BLOCK, 1 << (n - 1).bit_length())
+        for p in positions:
+            kept = self._blocks.get(p)
+            if kept is not None:
+                size, count = max(size, kept.shape[0]), max(count, kept.shape[1])
+        blocks = keyed_uniforms(
+            *self.key,
+            np.arange(size)[None, :, None],
+            np.asarray(positions)[:, None, None],
+            np.arange(count)[None, None, :],
+        )
+        blocks.flags.writeable = False
+        for p, block in zip(positions, blocks, strict=True):
+            self._blocks[p] = block  # a race computes it twice, to the same values
+
+
+#: Items hashed at once by a `BatchDraws` (more as a batch needs them).
+_BLOCK = 64
+
+
+def _batch_draws(key: tuple[int, int]) -> BatchDraws:
+    """The [`BatchDraws`][ondabatches.transforms.BatchDraws] of ``key = (seed, index)``:
+    this thread's last one if it has that key (the items of a batch ask it in turn)."""
+    key = (int(key[0]), int(key[1]))
+    draws = getattr(_LOCAL, "draws", None)
+    if draws is None or draws.key != key:
+        draws = _LOCAL.draws = BatchDraws(*key)
+    return draws
+
+
+class Folds:
+    """[`Fold`][ondabatches.transforms.Fold] of each of ``n`` windows of ``rows``
+    channels at once (arrays of one row per window), built by the transforms'
+    vectorized folds; ``active`` is False for windows whose folding stopped, ``done``
+    how many transforms each took."""
+
+    __slots__ = ("_items", "active", "done", "gain", "reverse", "rows", "scaled", "zero",
+                 "zero_negative")  # fmt: skip
+
+    def __init__(self, n: int, rows: int, dtype: np.dtype):
+        self.rows = rows
+        self.gain = np.ones(n, np.dtype(dtype))
+        self.scaled = np.zeros(n, bool)
+        self.reverse = np.zeros(n, bool)
+        self.zero: np.ndarray | None = None
+        self.zero_negative: np.ndarray | None = None
+        self.active = np.ones(n, bool)
+        self.done = np.zeros(n, np.intp)
+        self._items: list[tuple[Any, bool, Any, int]] | None = None
+
+    def negate(self, which: np.ndarray) -> None:
+        """Negate the windows of mask ``which``."""
+        self.gain[which] = -self.gain[which]
+        if self.zero_negative is not None:
+            self.zero_negative[which] = ~self.zero_negative[which]
+
+    def drop(self, rows: np.ndarray) -> None:
+        """Set the rows of mask ``rows`` (windows x rows) to +0.0."""
+        if self.zero is None:
+            self.zero, self.zero_negative = rows.copy(), np.zeros_like(rows)
+        else:
+            self.zero |= rows
+            self.zero_negative[rows] = False
+
+    @property
+    def trivial(self) -> bool:
+        """Whether no window has a gain, a reversal or a row set."""
+        dropped = self.zero is not None and bool(self.zero.any())
+        return not (dropped or self.reverse.any() or (self.gain != 1).any())
+
+    def item(self, i: int) -> tuple[np.floating | None, bool, np.ndarray | None, int]:
+        """Window ``i``'s ``(gain, reverse, fill, done)`` for the decode (gain None for
+        1, fill None for no row set), as [`Fold`][ondabatches.transforms.Fold] gives."""
+        if self._items is None:  # every window's, worked out once (asked once each)
+            fills: list[Any] = [None] * len(self.gain)
+            if self.zero is not None:
+                signed = np.where(self.zero_negative, -0.0, 0.0)
+                values = np.where(self.zero, signed, np.nan).astype(self.gain.dtype)
+                for j in np.flatnonzero(self.zero.any(axis=1)).tolist():
+                    fills[j] = values[j]
+            gains = [None if g == 1 else g for g in self.gain]
+            self._items = list(
+                zip(gains, self.reverse.tolist(), fills, self.done.tolist(), strict=True)
+            )
+        return self._items[i]
 
 
 class Pipeline:
@@ -543,6 +733,8 @@ class Pipeline:
         item, those of ``modality`` (each with the generator of its position in the
         whole pipeline: all modalities of an item draw alike)."""
         before, after = cut
+        if start >= len(self.item) and not (before or after):
+            return x, y  # all folded into the decode
         if self._contextual == 0 and (before or after):
             x = x[..., before : x.shape[-1] - after]
         for j, (i, t) in enumerate(self.item):
@@ -573,17 +765,44 @@ class Pipeline:
         if first is None or type(first).fold is Transform.fold:
             return None, 0
         fold, done = Fold(rows, dtype), 0
-        coins = coins_for(key[0], key[1], position, self.item[-1][0] + 1) if key else ()
         for i, t in self.item:
             if type(t).fold is Transform.fold:
                 break
-            rng = self._rng(t, key, position, i)
-            if isinstance(rng, KeyedDraws):
-                rng._coin = coins[i]
-            if not t.fold(rng, fold):
+            if not t.fold(self._rng(t, key, position, i), fold):
                 break
             done += 1
         return (fold, done) if done else (None, 0)
+
+    def fold_batch(
+        self,
+        key: tuple[int, int] | None,
+        n: int,
+        rows: int,
+        dtype: np.dtype,
+        modality: str | None = None,
+    ) -> Folds | None:
+        """[`fold_item`][ondabatches.transforms.Pipeline.fold_item] of items ``0 .. n -
+        1`` at once, as [`Folds`][ondabatches.transforms.Folds] (the same values: each
+        transform's draws for all items in a few array operations); on multi-signal
+        items, of the transforms of ``modality`` (the others are passed over, counted
+        in ``done`` as [`apply_item`][ondabatches.transforms.Pipeline.apply_item]'s
+        ``start`` counts them). None if a leading transform folds only item by item (a
+        custom ``fold``), or none folds."""
+        first = self.item[0][1] if self.item else None
+        if first is None or key is None or type(first).fold is Transform.fold:
+            return None
+        draws, folds = _batch_draws(key), Folds(n, rows, dtype)
+        # The leading augmentations' coins and what follows them, hashed in one go.
+        draws.prefetch([i for i, t in self.item if t.keyed_draws], rows + 1, n)
+        for i, t in self.item:
+            if not t.applies_to(modality):
+                folds.done += folds.active
+                continue
+            if type(t).fold is Transform.fold or not folds.active.any():
+                break
+            if not t._fold_items(draws, i, folds):
+                return None
+        return folds
 
     def apply_targets(self, y: Any, items: Sequence[Any]) -> Any:
         """The targets transforms' ``y`` of the batch's ``items`` (``y`` the stacked
@@ -619,7 +838,7 @@ class Pipeline:
                 f"wrapped in TransformedBatches (Batcher(..., transforms=...) does)"
             )
         if t.keyed_draws:
-            return KeyedDraws(key[0], key[1], item, position)
+            return KeyedDraws(key[0], key[1], item, position, batch=_batch_draws(key))
         return generator_for(key[0], key[1], item, position)
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
 
 from .._errors import BatchSpecError, require
-from ._base import Fold, KeyedDraws, Transform, register_transform
+from ._base import BatchDraws, Fold, Folds, KeyedDraws, Transform, register_transform
 
 __all__ = [
     "AmplitudeScale",
@@ -350,9 +350,9 @@ class Spectrogram(Transform):
 class _Augmentation(Transform):
     """Applied with probability ``p``: the coin first, always, so that the draws that
     follow depend only on its outcome. In a pipeline ``rng`` is a
-    [`KeyedDraws`][ondabatches.transforms.KeyedDraws] (the coin hashed from the key, a
-    generator made only for what follows); called directly with a generator, the coin is
-    its first draw."""
+    [`KeyedDraws`][ondabatches.transforms.KeyedDraws] (the coin and the few numbers
+    drawn after it hashed from the key, a generator made only for bulk draws); called
+    directly with a generator, the coin is its first draw."""
 
     random = True
     keyed_draws = True
@@ -375,9 +375,46 @@ class _Augmentation(Transform):
     def _fold(self, rng, fold: Fold) -> bool:
         return False
 
+    def _fold_items(self, draws: BatchDraws, position: int, folds: Folds) -> bool:
+        if not _folds_alike(type(self)):
+            return False  # a subclass folds otherwise: item by item
+        if type(self)._fold is _Augmentation._fold:
+            folds.active[:] = False  # as fold: it does not fold, for any item
+            return True
+        n = len(folds.gain)
+        applies = folds.active & (draws.uniforms(position, 1, n)[:, 0] < self.p)
+        self._fold_many(draws, position, folds, applies)
+        folds.done += folds.active
+        return True
+
+    def _fold_many(self, draws: BatchDraws, position: int, folds: Folds, applies) -> None:
+        """``_fold`` of the windows of mask ``applies`` (their coins came up)."""
+        raise NotImplementedError
+
+
+@cache
+def _folds_alike(cls: type) -> bool:
+    """Whether ``cls`` folds item by item (``fold``, ``_fold``) and for many items
+    (``_fold_many``) with the code of one class."""
+
+    def owner(name: str) -> type:
+        return next(c for c in cls.__mro__ if name in c.__dict__)
+
+    return (
+        owner("fold") is _Augmentation
+        and owner("_fold_items") is _Augmentation
+        and owner("_fold") is owner("_fold_many")
+    ) or (owner("_fold") is _Augmentation and owner("fold") is _Augmentation)
+
 
 def _coin(rng: np.random.Generator | KeyedDraws) -> float:
     return rng.coin() if isinstance(rng, KeyedDraws) else rng.random()
+
+
+def _uniforms(rng: np.random.Generator | KeyedDraws, count: int) -> np.ndarray:
+    """``count`` uniforms in [0, 1) after the coin: the key's own (see `KeyedDraws`)
+    or the generator's next ones."""
+    return rng.uniforms(count) if isinstance(rng, KeyedDraws) else rng.random(count)
 
 
 def _generator(rng: np.random.Generator | KeyedDraws) -> np.random.Generator:
@@ -400,16 +437,32 @@ class AmplitudeScale(_Augmentation):
     def params(self):
         return {"low": self.low, "high": self.high, "p": self.p}
 
+    def _factor(self, rng: np.random.Generator | KeyedDraws) -> float:
+        if isinstance(rng, KeyedDraws):
+            return float(self._factors(rng.uniforms(1))[0])
+        return rng.uniform(self.low, self.high)
+
+    def _factors(self, u: np.ndarray) -> np.ndarray:
+        return self.low + (self.high - self.low) * u
+
     def _apply(self, x, y, rng, sample_rate):
-        x *= x.dtype.type(_generator(rng).uniform(self.low, self.high))
+        x *= x.dtype.type(self._factor(rng))
         return x, y
 
     def _fold(self, rng, fold):
         if fold.scaled:  # (x * a) * b is not x * (a * b): one factor per fold
             return False
-        fold.gain *= type(fold.gain)(_generator(rng).uniform(self.low, self.high))
+        fold.gain *= type(fold.gain)(self._factor(rng))
         fold.scaled = True  # a zeroed row stays the same zero (the factor is > 0)
         return True
+
+    def _fold_many(self, draws, position, folds, applies):
+        clash = applies & folds.scaled  # these stop folding here, as _fold says
+        folds.active &= ~clash
+        ok = applies & ~clash
+        factors = self._factors(draws.uniforms(position, 2, len(applies))[:, 1])
+        folds.gain[ok] *= factors[ok].astype(folds.gain.dtype)
+        folds.scaled |= ok
 
 
 @register_transform
@@ -431,6 +484,9 @@ class SignFlip(_Augmentation):
     def _fold(self, rng, fold):
         fold.negate()
         return True
+
+    def _fold_many(self, draws, position, folds, applies):
+        folds.negate(applies)
 
 
 @register_transform
@@ -454,6 +510,9 @@ class TimeReverse(_Augmentation):
         fold.reverse = not fold.reverse
         return True
 
+    def _fold_many(self, draws, position, folds, applies):
+        folds.reverse ^= applies
+
 
 @register_transform
 class ChannelDropout(_Augmentation):
@@ -469,13 +528,17 @@ class ChannelDropout(_Augmentation):
         return {"p_channel": self.p_channel, "p": self.p}
 
     def _apply(self, x, y, rng, sample_rate):
-        drop = _generator(rng).random(x.shape[0]) < self.p_channel
+        drop = _uniforms(rng, x.shape[0]) < self.p_channel
         x[drop] = 0
         return x, y
 
     def _fold(self, rng, fold):
-        fold.drop(_generator(rng).random(fold.rows) < self.p_channel)
+        fold.drop(_uniforms(rng, fold.rows) < self.p_channel)
         return True
+
+    def _fold_many(self, draws, position, folds, applies):
+        u = draws.uniforms(position, folds.rows + 1, len(applies))[:, 1:]
+        folds.drop((u < self.p_channel) & applies[:, None])
 
 
 @register_transform

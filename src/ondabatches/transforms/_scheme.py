@@ -21,7 +21,9 @@ CONFIG_KEY = "transforms"
 #: ondabatches that drew otherwise is refused, rather than resumed with other draws.
 DRAWS_KEY = "transform_draws"
 #: 2: coins hashed from the key (``coins_for``), generators made when more is drawn.
-DRAWS_VERSION = 2
+#: 3: coins and the few numbers drawn after them (a scale, dropped channels) hashed
+#: from the key with a counter (``keyed_uniforms``), every item of a batch at once.
+DRAWS_VERSION = 3
 
 
 class KeyedBatch(Sequence):
