@@ -45,6 +45,7 @@ PUBLIC = [
     "Annotation",
     "ArgumentError",
     "ArgumentTypeError",
+    "AutoWorkers",
     "BatchItem",
     "BatchScheme",
     "BatchShapeError",

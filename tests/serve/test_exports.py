@@ -5,6 +5,6 @@ import ondabatches.serve
 
 
 def test_serve_exports():
-    assert ondabatches.serve.__all__ == ["BatchScheme", "Batcher", "RayBatcher"]
+    assert ondabatches.serve.__all__ == ["AutoWorkers", "BatchScheme", "Batcher", "RayBatcher"]
     for name in ondabatches.serve.__all__:
         assert getattr(ondabatches, name) is getattr(ondabatches.serve, name)
