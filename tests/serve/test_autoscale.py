@@ -287,3 +287,60 @@ def test_the_auto_count_does_not_change_the_arrays():
     assert_same(outs[1][0], reference(scheme, 0, 25))
     assert outs[0][1] == 1 and outs[1][1] > 1
     np.testing.assert_array_equal(outs[0][0][-1][0][0], outs[1][0][-1][0][0])
+
+
+# -- Ray: actors added and retired -------------------------------------------------------
+
+
+@pytest.mark.ray
+def test_ray_actors_are_retired_and_added(ray_session, no_leaks):
+    scheme = ToyScheme()
+    with Batcher(scheme, backend="ray", workers=2, materialize=toy_materialize) as b:
+        b.start(0)
+        got = take_n_states(b, 0, 4)
+        pool = b._pool
+        b.resize(1)
+        got += take_n_states(b, got[-1][1], 6)
+        assert pool._retired == {1} and pool._dismissed == {1}  # killed once idle
+        assert pool._started == [0]
+        b.resize(2)  # a new actor, not the killed one
+        deadline = time.monotonic() + 20
+        while 2 not in pool._started and time.monotonic() < deadline:
+            got += take_n_states(b, got[-1][1], 1)
+        assert 2 in pool._started and len(pool._actors) == 3
+        got += take_n_states(b, got[-1][1], 4)
+    assert_same(got, reference(scheme, 0, len(got)))
+
+
+@pytest.mark.ray
+def test_ray_auto_adds_actors_while_the_consumer_waits(ray_session, no_leaks):
+    from ondabatches.serve import RayBatcher
+
+    scheme = slow_batches(0.03)
+    auto = AutoWorkers(min_workers=1, max_workers=2, interval=0.15, cpu_check=False)
+    with RayBatcher(scheme, workers=auto, materialize=toy_materialize) as b:
+        b.start(0)
+        got, state = [], 0
+        deadline = time.monotonic() + 30
+        while b.stats()["workers"] < 2 and time.monotonic() < deadline:
+            result = b.take(state)
+            got.append(result)
+            state = result[1]
+        stats = b.stats()
+    assert stats["workers"] == 2 and stats["worker_changes"][0]["workers_before"] == 1, stats
+    assert "the consumer waited" in stats["worker_changes"][0]["reason"]
+    # Through the actor, arrays arrive as read-only views of Ray's object store.
+    expected = reference(scheme, 0, len(got))
+    assert len(got) == len(expected)
+    for ((x, y), s), ((ex, ey), es) in zip(got, expected, strict=True):
+        assert s == es
+        np.testing.assert_array_equal(x, ex, strict=True)
+        np.testing.assert_array_equal(y, ey, strict=True)
+
+
+def take_n_states(batcher, state, n):
+    out = []
+    for _ in range(n):
+        out.append(batcher.take(state))
+        state = out[-1][1]
+    return out
