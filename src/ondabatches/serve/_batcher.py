@@ -567,7 +567,8 @@ class Batcher:
         >>> batches = SequentialBatches(labeled_table(1, duration=300 * 10**9), batch_size=2,
         ...                             batch_duration=30 * 10**9)
         >>> state = batches.initial_state()
-        >>> with Batcher(batches, backend="threads", workers=1) as batcher:
+        >>> with Batcher(batches, backend="threads", workers=1,
+        ...              materialize=lambda batch, dtype: ([0.0], [1])) as batcher:
         ...     batcher.start(state)
         ...     (x, _), state = batcher.take(state)
         ...     batcher.resize(3)
