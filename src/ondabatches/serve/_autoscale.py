@@ -184,8 +184,8 @@ class WorkerController:
                     patience = self._patience.get(workers + 1, 1)
                     self._patience[workers + 1] = min(2 * patience, _MAX_PATIENCE)
                 self._removed_from = None
-                # Up to doubling, as far as the idle cores go.
-                more = 1 if idle is None else max(1, min(workers, math.floor(idle)))
+                # Doubling, as far as the idle cores go (where they are known).
+                more = workers if idle is None else max(1, min(workers, math.floor(idle)))
                 return min(workers + more, self.max_workers)
         if m.full_fraction >= 1.0 and m.wait_fraction <= self.add_above:
             self._streak += 1
