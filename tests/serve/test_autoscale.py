@@ -12,6 +12,7 @@ import pytest
 
 from ondabatches.serve import AutoWorkers, Batcher
 from ondabatches.serve._autoscale import IdleCpus, Measurement, WorkerController
+from ondabatches.serve._stats import format_stats
 from tests.serve.test_batcher import assert_same, reference
 from tests.serve.toy import SteppingToyScheme, ToyScheme, toy_materialize
 
@@ -227,6 +228,7 @@ def test_auto_adds_workers_while_the_consumer_waits(backend, caplog, no_leaks):
     assert all(c["wait_fraction"] > 0.1 and "waited" in c["reason"] for c in changes)
     assert stats["min_workers"] == 1 and stats["max_workers"] == 4
     assert 0.0 <= stats["interval_wait_fraction"] <= 1.0
+    assert format_stats(stats).endswith(", 4 workers (auto)")
     lines = [r.getMessage() for r in caplog.records if "Batcher workers" in r.getMessage()]
     assert lines and lines[0].startswith("Batcher workers: 1 -> 2 (the consumer waited")
     assert all(r.levelno == logging.INFO for r in caplog.records if "workers:" in r.getMessage())

@@ -126,6 +126,8 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     ]
     if "worker_busy" in stats:
         parts.append(f"workers busy {100 * stats['worker_busy']:.0f}%")
+    if "min_workers" in stats:  # workers="auto": the count it chose
+        parts.append(f"{stats['workers']} workers (auto)")
     if stats.get("retries"):
         parts.append(f"{stats['retries']} retries")
     return ", ".join(parts)
