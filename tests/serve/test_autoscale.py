@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ondabatches.serve import AutoWorkers, Batcher
 from ondabatches.serve._autoscale import IdleCpus, Measurement, WorkerController
@@ -346,3 +348,42 @@ def take_n_states(batcher, state, n):
         out.append(batcher.take(state))
         state = out[-1][1]
     return out
+
+
+# -- properties ------------------------------------------------------------------------
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    plan=st.lists(st.tuples(st.integers(1, 5), st.integers(0, 4)), min_size=1, max_size=6),
+    start=st.integers(0, 50),
+)
+def test_any_resizes_between_any_takes_give_the_inline_batches(plan, start):
+    scheme = ToyScheme(batch_size=2, actions=((start + 1, ("sleep", 0.005)),))
+    with Batcher(scheme, backend="threads", workers=1, materialize=toy_materialize) as b:
+        b.start(start)
+        got, state = [], start
+        for workers, takes in plan:
+            b.resize(workers)
+            for _ in range(takes):
+                got.append(b.take(state))
+                state = got[-1][1]
+    assert_same(got, reference(scheme, start, len(got)))
+
+
+def test_a_worker_killed_while_it_retires_has_its_batch_retried(tmp_path, no_leaks):
+    # Three workers take batches breadth first (0, 1, 2, then 3, 4, 5); the first take
+    # waits for batches 1 and 2, the shrink to one worker then retires the second and
+    # third workers while the second runs batch 4, which kills it.
+    marker = tmp_path / "killed"
+    scheme = ToyScheme(actions=((1, ("sleep", 0.3)), (4, ("kill_once", str(marker)))))
+    with Batcher(
+        scheme, backend="processes", workers=3, materialize=toy_materialize, retries=1
+    ) as b:
+        b.start(0)
+        got = [b.take(0)]
+        b.resize(1)
+        got += take_n_states(b, got[-1][1], 7)
+        assert len(b._pool._workers) == 1
+    assert marker.exists()
+    assert_same(got, reference(ToyScheme(), 0, 8))
