@@ -629,6 +629,8 @@ class ProcessPool(PumpedPool):
                 return
             while len(self._workers) < workers:
                 self._workers.append(self._spawn())
+            # Free segments kept for reuse: about one per worker, as at the start.
+            self._segments._keep = max(self._segments._keep, workers + 2)
             while len(self._workers) > workers:
                 worker = self._workers.pop()
                 self._retiring.append(worker)
