@@ -43,3 +43,4 @@ def test_the_tour_and_the_pages_that_continue_it_run(
     assert tuple(namespace["x4"].shape) == (3, 1, 7680)
     assert namespace["edf_xs"].shape == (4, 2, 6000)
     assert namespace["got"][2] is None and namespace["x_ray"].shape == (3, 1, 7680)
+    assert namespace["auto_stats"]["worker_changes"][0]["reason"] == "resize() was called"

@@ -10,6 +10,10 @@ When the scheme can step through its states without drawing (``next_state``) and
 pool sends a callable to each worker only once (processes, Ray), the manager submits
 states and the workers draw the batches themselves: the manager's cost per batch then
 stays the same whatever the batch size.
+
+With ``workers="auto"`` (or an `AutoWorkers`), the manager measures the consumer's waits
+and the buffer between batches and resizes the pool (see ``_autoscale``); a resize
+changes who computes the batches, never which batches come out or in which order.
 """
 
 from __future__ import annotations
@@ -29,10 +33,17 @@ from typing import Any
 import numpy as np
 
 from .. import _errors
-from .._errors import ArgumentError, BatcherError, BatchTimeoutError, WorkerError
+from .._errors import (
+    ArgumentError,
+    ArgumentTypeError,
+    BatcherError,
+    BatchTimeoutError,
+    WorkerError,
+)
 from ..batches._state import BatchScheme, as_batch_scheme
 from ..transforms._base import Pipeline
 from ..transforms._scheme import TransformedBatches
+from ._autoscale import AutoWorkers, IdleCpus, Measurement, WorkerChange, WorkerController
 from ._pools import (
     _PERMANENT,
     _PREFETCH,
@@ -44,11 +55,11 @@ from ._pools import (
     TaskError,
     public_error_name,
     takes_allocate,
-    thread_pool,
 )
 from ._stats import DataPathMeter, IntervalLogger, nbytes
+from ._threads import ThreadPool
 
-__all__ = ["BatchScheme", "Batcher"]
+__all__ = ["AutoWorkers", "BatchScheme", "Batcher"]
 
 logger = logging.getLogger("ondabatches")
 
@@ -59,6 +70,9 @@ _SETTLE_SECONDS = 10.0
 
 #: The attribute a finished future carries its completion time in (perf_counter).
 _DONE_AT = "_ondabatches_done_at"
+
+#: How many changes of the worker count stats() lists (the latest ones).
+_MAX_CHANGES = 100
 
 
 @dataclass(slots=True)
@@ -75,6 +89,18 @@ class _Slot:
     attempts: int = 1
     retry_at: float | None = None
     submitted_at: float = 0.0
+
+
+@dataclass(slots=True)
+class _Window:
+    """What one interval of ``workers="auto"`` saw: from when, the consumer's wait
+    so far when it began, takes, and takes that found the buffer full of ready batches."""
+
+    started: float = 0.0
+    wait_s: float = 0.0
+    takes: int = 0
+    full: int = 0
+    settling: bool = False  # the first interval after a change: not judged
 
 
 class DrawAndMaterialize:
@@ -117,6 +143,29 @@ def _is_materialize_batch(fn: Any) -> bool:
     return getattr(fn, "func", fn) is materialize_batch
 
 
+def _auto_workers(workers: Any, backend: Any) -> AutoWorkers | None:
+    """The settings of ``workers="auto"``, or None for a fixed count."""
+    if isinstance(workers, str):
+        if workers != "auto":
+            raise ArgumentError(
+                f"workers must be an int, 'auto' or an AutoWorkers, got {workers!r}"
+            )
+        workers = AutoWorkers()
+    if not isinstance(workers, AutoWorkers):
+        return None
+    if backend not in _RESIZABLE:
+        shown = backend if isinstance(backend, str) else type(backend).__name__
+        raise ArgumentError(
+            f"workers='auto' needs a pool that the Batcher makes and resizes: backend "
+            f"{' or '.join(map(repr, _RESIZABLE))}, got {shown!r}"
+        )
+    return workers
+
+
+#: The backends whose pools resize (what ``workers="auto"`` needs).
+_RESIZABLE = ("threads", "processes", "ray")
+
+
 def _default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -137,7 +186,14 @@ class Batcher:
         of this machine. For ``"ray"``, how many worker actors (one CPU each) run
         batches across the cluster: pass the cluster's CPUs for batch work (e.g.
         ``int(ray.cluster_resources()["CPU"])``). Ignored for ``"inline"`` and for a
-        passed executor.
+        passed executor. ``"auto"`` (or an
+        [`AutoWorkers`][ondabatches.serve.AutoWorkers], which sets bounds and
+        thresholds): start with one worker, add workers while the consumer waits for
+        batches and CPUs are idle, remove them while the buffer stays full of ready
+        batches (threads, processes and Ray; each change is logged at INFO and listed in
+        [`stats`][ondabatches.serve.Batcher.stats]). The batches and their order are
+        the same whatever the count; [`resize`][ondabatches.serve.Batcher.resize]
+        changes it by hand.
     backend:
         ``"processes"`` (default: worker processes, arrays through shared memory),
         ``"threads"``, ``"inline"`` (no pool: the reference), ``"ray"`` (Ray actors,
@@ -145,7 +201,8 @@ class Batcher:
         views of Ray's object store, copy them to write), or any
         `concurrent.futures.Executor`, which the Batcher uses but never shuts down.
     buffer:
-        How many batches may be in flight or ready at once; default ``2 * workers``.
+        How many batches may be in flight or ready at once; default ``2 * workers``
+        (following the count when it changes).
     retries:
         How many times a failed batch is tried again (a raised exception or a dead
         worker) before [`WorkerError`][ondabatches._errors.WorkerError] surfaces.
@@ -203,7 +260,7 @@ class Batcher:
         self,
         batches: BatchScheme,
         *,
-        workers: int | None = None,
+        workers: int | str | AutoWorkers | None = None,
         backend: str | Executor = "processes",
         buffer: int | None = None,
         retries: int = 3,
@@ -219,9 +276,21 @@ class Batcher:
                 f"backend must be one of {sorted(_BACKENDS)} or a concurrent.futures.Executor, "
                 f"got {backend!r}"
             )
-        self.workers = _default_workers() if workers is None else workers
+        #: The settings of the automatic worker count (None: a fixed count).
+        self.auto: AutoWorkers | None = _auto_workers(workers, backend)
+        self._controller: WorkerController | None = None
+        if self.auto is not None:
+            self.workers = self.auto.min_workers
+        else:
+            self.workers = _default_workers() if workers is None else workers
+            if not isinstance(self.workers, int) or isinstance(self.workers, bool):
+                raise ArgumentTypeError(
+                    f"workers must be an int, 'auto' or an AutoWorkers, got "
+                    f"{type(self.workers).__name__} {self.workers!r}"
+                )
         if self.workers < 1:
             raise ArgumentError(f"workers must be at least 1, got {self.workers}")
+        self._buffer_follows = buffer is None  # 2 x workers, whatever their number
         self.buffer = 2 * self.workers if buffer is None else buffer
         if self.buffer < 1:
             raise ArgumentError(f"buffer must be at least 1, got {self.buffer}")
@@ -258,6 +327,10 @@ class Batcher:
         self._status: str | BaseException = "stopped"
         self._meter = DataPathMeter(self.workers)
         self._log = IntervalLogger(logger, log_interval, "Batcher")
+        self._changes: deque[WorkerChange] = deque(maxlen=_MAX_CHANGES)
+        self._window = _Window()  # what the current interval of "auto" saw so far
+        self._idle: IdleCpus | None = None
+        self._last_wait_fraction: float | None = None  # over the last interval of "auto"
         # take/start/stop from several threads must not interleave.
         self._lock = threading.RLock()
 
@@ -296,13 +369,24 @@ class Batcher:
             if isinstance(self._status, BaseException):
                 self._close_pool()  # an error may have left the pool unusable
             if self._pool is None:
+                if self.auto is not None and self._controller is None:
+                    self._controller = self.auto.controller(self._cpus())
                 self._pool = self._make_pool()
                 self._settling = True
                 self._meter.reset()
+                self._changes.clear()
+                if self.auto is not None:
+                    self._idle = IdleCpus() if self.auto.cpu_check else None
+                    self._next_window(settling=True)
                 logger.info(
-                    "Batcher started: %s backend, %d worker(s), buffer %d, at state %r",
+                    "Batcher started: %s backend, %s worker(s), buffer %d, at state %r",
                     self.backend if isinstance(self.backend, str) else type(self.backend).__name__,
-                    self.workers,
+                    self.workers
+                    if self._controller is None
+                    else (
+                        f"{self.workers} (auto, {self._controller.min_workers} to "
+                        f"{self._controller.max_workers})"
+                    ),
                     self.buffer,
                     state,
                 )
@@ -394,6 +478,8 @@ class Batcher:
                 self._status = "done"
                 return None
             slot = self._slots[0]
+            if self._controller is not None:
+                self._observe()
             began = time.perf_counter()
             deadline = None if timeout is None else time.monotonic() + timeout
             arrays = self._wait(slot, deadline)
@@ -417,6 +503,8 @@ class Batcher:
                     1e3 * (now - began),
                     slot.attempts,
                 )
+            if self._controller is not None and now >= self._window.started + self.auto.interval:
+                self._decide(now)
             if now >= self._log.next_at:
                 self._log.emit(now, self.stats)
             return arrays, slot.next_state
@@ -435,7 +523,12 @@ class Batcher:
         the manager, where a batch counts as finished when its result is received: exact
         for threads, an upper bound for worker processes, whose results are received
         when ``take`` waits); ``buffered`` (batches in flight or ready now),
-        ``workers``, ``retries``, ``repositions``.
+        ``workers`` (now), ``retries``, ``repositions``; ``worker_changes``: the latest
+        changes of the worker count, each a dict of ``at_s`` (seconds since start),
+        ``workers_before``, ``workers``, ``wait_fraction`` (the consumer's, over the
+        interval that decided it) and ``reason``. With ``workers="auto"`` also
+        ``min_workers``, ``max_workers`` and ``interval_wait_fraction`` (the consumer's
+        wait over the last interval measured).
 
         Examples
         --------
@@ -452,7 +545,122 @@ class Batcher:
         """
         stats = self._meter.snapshot()
         stats["buffered"] = len(self._slots)
+        stats["worker_changes"] = [change.as_dict() for change in self._changes]
+        if self._controller is not None:
+            stats["min_workers"] = self._controller.min_workers
+            stats["max_workers"] = self._controller.max_workers
+            stats["interval_wait_fraction"] = self._last_wait_fraction
         return stats
+
+    def resize(self, workers: int) -> None:
+        """Run ``workers`` workers from now on: started at once, or retired once they
+        have finished the batches they hold. The batches and their order do not change.
+
+        With ``workers="auto"`` the controller goes on from the new count. On the
+        ``"inline"`` backend (no workers) only the count changes; a passed executor
+        cannot be resized (`BatcherError`).
+
+        Examples
+        --------
+        >>> from ondabatches.batches import SequentialBatches
+        >>> from ondabatches.synthetic import labeled_table
+        >>> batches = SequentialBatches(labeled_table(1, duration=300 * 10**9), batch_size=2,
+        ...                             batch_duration=30 * 10**9)
+        >>> state = batches.initial_state()
+        >>> with Batcher(batches, backend="threads", workers=1,
+        ...              materialize=lambda batch, dtype: ([0.0], [1])) as batcher:
+        ...     batcher.start(state)
+        ...     (x, _), state = batcher.take(state)
+        ...     batcher.resize(3)
+        ...     (x, _), state = batcher.take(state)
+        ...     batcher.workers, batcher.stats()["worker_changes"][0]["reason"]
+        (3, 'resize() was called')
+        """
+        if not isinstance(workers, int) or isinstance(workers, bool):
+            raise ArgumentTypeError(
+                f"resize() takes an int, got {type(workers).__name__} {workers!r}"
+            )
+        if workers < 1:
+            raise ArgumentError(f"resize() needs at least 1 worker, got {workers}")
+        with self._lock:
+            self._resize(workers, None, "resize() was called")
+            if self._controller is not None:
+                self._next_window(settling=True)
+
+    def _resize(self, workers: int, wait_fraction: float | None, reason: str) -> None:
+        before = self.workers
+        if workers == before:
+            return
+        if self._pool is not None:
+            self._pool.resize(workers)
+        self.workers = workers
+        if self._buffer_follows:
+            self.buffer = 2 * workers
+        self._meter.resized(workers)
+        self._changes.append(
+            WorkerChange(
+                at_s=round(time.perf_counter() - self._meter.started, 3),
+                workers_before=before,
+                workers=workers,
+                wait_fraction=None if wait_fraction is None else round(wait_fraction, 3),
+                reason=reason,
+            )
+        )
+        logger.info("Batcher workers: %d -> %d (%s)", before, workers, reason)
+        if self._pool is not None and not self._pool.lazy:
+            self._fill()
+
+    # -- the automatic worker count -----------------------------------------------
+
+    def _cpus(self) -> int:
+        """The CPUs "auto" may fill by default: this machine's, or the Ray cluster's."""
+        if self.backend == "ray":
+            ray = _errors.require("ray", "ray")
+            if ray.is_initialized():
+                return max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return _default_workers()
+
+    def _next_window(self, *, settling: bool = False) -> None:
+        self._window = _Window(time.perf_counter(), self._meter.wait_s, settling=settling)
+
+    def _observe(self) -> None:
+        """Count one take, and whether every batch of the buffer was ready for it."""
+        self._pool.poll()
+        window = self._window
+        window.takes += 1
+        slots = self._slots
+        if (len(slots) >= self.buffer or self._exhausted) and all(
+            slot.retry_at is None and slot.future.done() for slot in slots
+        ):
+            window.full += 1
+
+    def _decide(self, now: float) -> None:
+        """At the end of an interval: let the controller set the worker count."""
+        window = self._window
+        elapsed = now - window.started
+        wait_fraction = min(max(self._meter.wait_s - window.wait_s, 0.0) / elapsed, 1.0)
+        self._last_wait_fraction = wait_fraction
+        idle = None if self._idle is None else self._idle.sample()
+        if window.settling or window.takes == 0:  # a change is taking effect
+            self._next_window()
+            return
+        full = window.full / window.takes
+        measured = Measurement(elapsed, window.takes, wait_fraction, full, idle)
+        target = self._controller.step(self.workers, measured)
+        if target == self.workers:
+            self._next_window()
+            return
+        if target > self.workers:
+            reason = f"the consumer waited {100 * wait_fraction:.0f}% of the last {elapsed:.2f} s"
+            if idle is not None:
+                reason += f", {idle:.1f} CPUs idle"
+        else:
+            reason = (
+                f"the buffer stayed full of ready batches, the consumer waited "
+                f"{100 * wait_fraction:.0f}% of the last {elapsed:.2f} s"
+            )
+        self._resize(target, wait_fraction, reason)
+        self._next_window(settling=True)
 
     def iterate(self, state: Any) -> Iterator[tuple[tuple[Any, Any], Any]]:
         """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
@@ -701,7 +909,7 @@ def _ray_pool(batcher: Batcher) -> Pool:
 
 _BACKENDS: dict[str, Callable[[Batcher], Pool]] = {
     "inline": lambda batcher: InlinePool(),
-    "threads": lambda batcher: thread_pool(batcher.workers),
+    "threads": lambda batcher: ThreadPool(batcher.workers),
     # Every batch the buffer allows goes to a worker at once: nothing waits in the
     # manager for the consumer's next take().
     "processes": lambda batcher: ProcessPool(

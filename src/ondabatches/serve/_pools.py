@@ -250,6 +250,16 @@ class Pool(ABC):
         by default nothing."""
         return None
 
+    def resize(self, workers: int) -> None:
+        """Run ``workers`` workers from now on, without losing a batch in flight (a pool
+        that cannot change raises `BatcherError`)."""
+        raise BatcherError(f"a {type(self).__name__} cannot change its number of workers")
+
+    def poll(self) -> None:
+        """Take in the results that have arrived, without waiting (for the futures'
+        ``done()``); by default nothing: the futures are resolved as results arrive."""
+        return None
+
 
 class InlinePool(Pool):
     """Materialize in the calling thread, at the moment the batch is needed."""
@@ -268,6 +278,9 @@ class InlinePool(Pool):
 
     def cancel(self, future: Future) -> None:
         pass
+
+    def resize(self, workers: int) -> None:
+        pass  # no workers: batches are made when taken
 
     def close(self) -> None:
         pass
@@ -543,6 +556,9 @@ class PumpedPool(Pool):
     def _receive_ready(self, timeout: float | None) -> None:
         raise NotImplementedError
 
+    def poll(self) -> None:
+        self._pump(0)
+
 
 class ProcessPool(PumpedPool):
     """Worker processes fed tasks ahead; arrays come back through shared memory.
@@ -594,6 +610,8 @@ class ProcessPool(PumpedPool):
         self._wake_reader, self._wake_writer = self._context.Pipe(duplex=False)
         self._selector.register(self._wake_reader, selectors.EVENT_READ, None)
         self._workers = [self._spawn() for _ in range(workers)]
+        # Workers taken out by resize(): no new tasks; each ends once its tasks are back.
+        self._retiring: list[_Worker] = []
 
     def _spawn(self) -> _Worker:
         parent, child = self._context.Pipe()
@@ -630,6 +648,32 @@ class ProcessPool(PumpedPool):
         # A pending task is dropped when it would be sent; a running one is
         # let finish (its arrays are read and freed as usual).
         future.cancel()
+
+    def resize(self, workers: int) -> None:
+        """Start workers, or retire the last ones: they get no new task, and end once
+        they have sent back the ones they hold."""
+        if workers < 1:
+            raise ArgumentError(f"a process pool needs at least 1 worker, got {workers}")
+        with self._lock:
+            if self._closed:
+                return
+            while len(self._workers) < workers:
+                self._workers.append(self._spawn())
+            # Free segments kept for reuse: about one per worker, as at the start.
+            self._segments._keep = max(self._segments._keep, workers + 2)
+            while len(self._workers) > workers:
+                worker = self._workers.pop()
+                self._retiring.append(worker)
+                if not worker.task_ids:
+                    self._dismiss(worker)
+            self._assign()
+
+    def _dismiss(self, worker: _Worker) -> None:
+        # Its sentinel then tells the receiving thread that it ended (see _replace).
+        try:
+            worker.conn.send(None)
+        except OSError:  # it died meanwhile: its sentinel reports that too
+            pass
 
     def _receive_ready(self, timeout: float | None) -> None:
         dead = []
@@ -689,6 +733,8 @@ class ProcessPool(PumpedPool):
         with self._lock:
             task = self._tasks.pop(task_id)
             worker.task_ids.remove(task_id)
+            if not worker.task_ids and worker in self._retiring:
+                self._dismiss(worker)
         if result[0] != "shm" and task.segment is not None:
             self._segments.abandon(task.segment[0])
         try:
@@ -700,10 +746,12 @@ class ProcessPool(PumpedPool):
         dead.process.join()
         dead.conn.close()
         with self._lock:
-            index = self._workers.index(dead)
             lost = [self._tasks.pop(i) for i in dead.task_ids if i in self._tasks]
-            if not self._closed:
-                self._workers[index] = self._spawn()
+            if dead in self._retiring:  # dismissed (or died while it retired)
+                self._retiring.remove(dead)
+                dead.process.close()
+            elif not self._closed:
+                self._workers[self._workers.index(dead)] = self._spawn()
         for task in lost:
             if task.segment is not None:
                 self._segments.abandon(task.segment[0])
@@ -722,6 +770,7 @@ class ProcessPool(PumpedPool):
         self._wake_writer.send_bytes(b"")  # a thread waiting for results lets go
         with self._pump_lock:
             # Workers may be blocked inside a task: kill them rather than wait.
+            self._workers += self._retiring
             for worker in self._workers:
                 worker.process.kill()
             for worker in self._workers:

@@ -261,7 +261,7 @@ class RayPool(PumpedPool):
     ):
         self._ray = require("ray", "ray")
         self._shipped: dict[int, tuple[Materialize, _Shipped]] = {}
-        actor_class = self._ray.remote(
+        self._actor_class = self._ray.remote(
             num_cpus=1,
             max_restarts=-1,
             # A call lost with its actor fails over to the Batcher's own retries, as a
@@ -285,8 +285,13 @@ class RayPool(PumpedPool):
         # An actor that sees this segment shares our machine's shared memory (the node
         # id alone would not tell, e.g. with Ray Client or separate containers).
         self._probe = self._segments.lease()[0] if shared_memory else None
-        settings = settings or current_settings()
-        self._actors = [actor_class.remote(user_formats(), settings) for _ in range(workers)]
+        self._settings = settings or current_settings()
+        self._actors = [
+            self._actor_class.remote(user_formats(), self._settings) for _ in range(workers)
+        ]
+        # Actors taken out by resize(): no new work; each is killed once it holds none.
+        self._retired: set[int] = set()
+        self._dismissed: set[int] = set()
         self._load = [0] * workers  # calls (or, over a channel, tasks) in flight per actor
         self._started: list[int] = []
         self._local: dict[int, int] = {}  # actors on this node: their process ids
@@ -329,7 +334,8 @@ class RayPool(PumpedPool):
     def _take_calls(self, index: int, pid: int | None) -> None:
         """Actor ``index`` gets Ray calls; ``pid`` if it shares our shared memory."""
         with self._lock:
-            if self._closed:
+            if self._closed or index in self._retired:
+                self._wake()  # a retired actor that came up: the receiving thread ends it
                 return
             self._started.append(index)
             if pid is not None:
@@ -338,7 +344,7 @@ class RayPool(PumpedPool):
 
     def _restarting(self, index: int, source: Future) -> bool:
         """Whether Ray is restarting actor ``index``: then it is asked again."""
-        if source.cancelled() or self._closed:
+        if source.cancelled() or self._closed or index in self._retired:
             return False
         # Right after an actor dies, Ray may still send it calls, which fail with this:
         # the restart comes soon after.
@@ -357,7 +363,8 @@ class RayPool(PumpedPool):
             self._take_calls(index, pid)
             return
         with self._lock:
-            if self._closed:
+            if self._closed or index in self._retired:
+                self._wake()
                 return
             self._serving.append(self._actors[index].serve.remote())
             # Connecting waits for the actor to accept: the receiving thread does it.
@@ -514,6 +521,8 @@ class RayPool(PumpedPool):
     # -- channels (actors on this node) -------------------------------------------------
 
     def _receive_ready(self, timeout: float | None) -> None:
+        if self._retired:
+            self._dismiss_idle()
         for key, _ in self._selector.select(timeout):
             if key.data is None:
                 os.read(self._wake_reader, 512)
@@ -551,6 +560,9 @@ class RayPool(PumpedPool):
                 if self._closed:
                     conn.close()
                     return
+                if index in self._retired:  # retired while it came up: it takes no work
+                    conn.close()
+                    continue
                 self._channels[index] = _Channel(conn)
                 self._selector.register(conn, selectors.EVENT_READ, index)
                 self._local[index] = pid
@@ -573,9 +585,49 @@ class RayPool(PumpedPool):
             target.set_exception(
                 WorkerLostError(f"Ray worker actor (process {pid}) died while it held a batch")
             )
-        if not closed:
+        if not closed and index not in self._retired:
             self._start(index)
         self._launch()
+
+    # -- resizing ------------------------------------------------------------------------
+
+    def resize(self, workers: int) -> None:
+        """Start actors, or retire the last ones: they get no new work, and are killed
+        once the batches they hold are back (by the thread that receives results)."""
+        with self._lock:
+            if self._closed:
+                return
+            active = [i for i in range(len(self._actors)) if i not in self._retired]
+            new = []
+            for _ in range(workers - len(active)):
+                self._actors.append(self._actor_class.remote(user_formats(), self._settings))
+                self._load.append(0)
+                new.append(len(self._actors) - 1)
+            for index in active[workers:] if workers < len(active) else ():
+                self._retired.add(index)
+                if index in self._started:
+                    self._started.remove(index)
+        for index in new:
+            self._start(index)
+        self._dismiss_idle()
+        self._launch()
+
+    def _dismiss_idle(self) -> None:
+        """Kill the retired actors that hold no batch (in the thread that receives)."""
+        with self._lock:
+            idle = [i for i in self._retired - self._dismissed if self._load[i] == 0]
+            channels = []
+            for index in idle:
+                self._dismissed.add(index)
+                self._local.pop(index, None)
+                channel = self._channels.pop(index, None)
+                if channel is not None:
+                    self._selector.unregister(channel.conn)
+                    channels.append(channel)
+        for channel in channels:
+            channel.conn.close()  # its serve() returns
+        for index in idle:
+            self._ray.kill(self._actors[index], no_restart=True)
 
     def cancel(self, future: Future) -> None:
         # A task still waiting here never runs; one sent to an actor runs to its end

@@ -35,6 +35,12 @@ class _BatcherActor:
     def status(self):
         return self._batcher.status
 
+    def stats(self) -> dict[str, Any]:
+        return self._batcher.stats()
+
+    def resize(self, workers: int) -> None:
+        self._batcher.resize(workers)
+
 
 class RayBatcher:
     """A [`Batcher`][ondabatches.serve.Batcher] running in a Ray actor, usable from anywhere.
@@ -100,6 +106,15 @@ class RayBatcher:
     def status(self):
         """The actor's Batcher's status: see ``Batcher.status``."""
         return self._call("status")
+
+    def stats(self) -> dict[str, Any]:
+        """The actor's Batcher's figures (worker count and its changes among them): see
+        ``Batcher.stats``."""
+        return self._call("stats")
+
+    def resize(self, workers: int) -> None:
+        """Change the number of worker actors: see ``Batcher.resize``."""
+        self._call("resize", workers)
 
     def shutdown(self) -> None:
         """Stop the Batcher and end the actor."""

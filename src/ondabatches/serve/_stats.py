@@ -58,6 +58,7 @@ class DataPathMeter:
 
     __slots__ = (
         "workers", "started", "batches", "bytes", "wait_s", "busy_s", "retries", "repositions",
+        "_worker_s", "_since",
     )  # fmt: skip
 
     def __init__(self, workers: int | None = None):
@@ -73,6 +74,17 @@ class DataPathMeter:
         self.busy_s = 0.0
         self.retries = 0
         self.repositions = 0
+        self._worker_s = 0.0  # worker-seconds before the count last changed
+        self._since = self.started
+
+    def resized(self, workers: int) -> None:
+        """The pool runs ``workers`` workers from now on (occupancy counts each count
+        for the time it lasted)."""
+        now = time.perf_counter()
+        if self.workers is not None:
+            self._worker_s += self.workers * (now - self._since)
+        self._since = now
+        self.workers = workers
 
     def took(self, arrays: Any, waited: float) -> None:
         """One batch reached the consumer after it waited ``waited`` seconds for it."""
@@ -100,7 +112,8 @@ class DataPathMeter:
         }
         if self.workers is not None:
             out["workers"] = self.workers
-            out["worker_busy"] = min(self.busy_s / (wall * self.workers), 1.0)
+            worker_s = self._worker_s + self.workers * (self.started + wall - self._since)
+            out["worker_busy"] = min(self.busy_s / max(worker_s, 1e-9), 1.0)
         return out
 
 
@@ -113,6 +126,8 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     ]
     if "worker_busy" in stats:
         parts.append(f"workers busy {100 * stats['worker_busy']:.0f}%")
+    if "min_workers" in stats:  # workers="auto": the count it chose
+        parts.append(f"{stats['workers']} workers (auto)")
     if stats.get("retries"):
         parts.append(f"{stats['retries']} retries")
     return ", ".join(parts)
