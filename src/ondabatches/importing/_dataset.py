@@ -655,6 +655,53 @@ def import_dataset(
     out = os.fspath(out)
     if "://" not in out:
         out = os.path.abspath(out)
+    past_end, cmap, with_mne = _options(
+        annotations_past_end, sleep_edf, channel_map, reader, in_place
+    )
+    pairs = _pairs(_input_files(inputs, out, with_mne), sleep_edf)
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "name": name,
+        "file_format": file_format,
+        "channel_map": cmap.to_dict(),
+        "sleep_edf": sleep_edf,
+        "annotations_past_end": past_end,
+        "block_bytes": block_bytes,
+    }
+    if in_place:  # only then: the manifests of earlier imports stay equal
+        manifest["in_place"] = True
+    tasks, sizes = _tasks(pairs, out, manifest, reader)
+    _check_output(out, manifest, {t.key for t in tasks})
+    _write_bytes(
+        _join(out, _IMPORT_DIR, "manifest.json"), json.dumps(manifest, sort_keys=True).encode()
+    )
+    reports: dict[str, FileReport] = {}
+    todo = []
+    for task, size in zip(tasks, sizes, strict=True):
+        done = _load_json(_parts(task)[2])
+        if done is not None and done.get("ukey") == task.ukey:
+            reports[task.key] = FileReport(**{**done["report"], "n_bytes": size, "skipped": True})
+        else:
+            todo.append((task, size))
+    _run(todo, reports, workers, progress)
+    signals_url, annotations_url = _assemble(out, name, _distinct(tasks, reports))
+    return ImportReport(
+        signals_url,
+        annotations_url,
+        tuple(reports[t.key] for t in tasks),
+        time.perf_counter() - started,
+    )
+
+
+def _options(
+    annotations_past_end: str | None,
+    sleep_edf: bool,
+    channel_map: Any,
+    reader: str,
+    in_place: bool,
+) -> tuple[str, ChannelMap, bool]:
+    """`import_dataset`'s options checked: the past-end policy, the channel map, and
+    whether MNE reads the files that pyedflib does not."""
     past_end = annotations_past_end or ("clip" if sleep_edf else "error")
     if past_end not in PAST_END_POLICIES:
         raise ArgumentError(
@@ -668,9 +715,14 @@ def import_dataset(
             "in_place serves EDF/BDF files read with reader 'edf' or 'auto', not 'mne'"
         )
     with_mne = not in_place and (reader == "mne" or (reader == "auto" and _has_mne()))
+    return past_end, cmap, with_mne
+
+
+def _input_files(inputs: Any, out: str, with_mne: bool) -> list[str]:
+    """The files to import: ``inputs`` expanded, less any under the output folder (an
+    output inside an input folder)."""
     suffixes = (*_EDF_SUFFIXES, *_MNE_SUFFIXES) if with_mne else _EDF_SUFFIXES
     folders = _MNE_FOLDER_SUFFIXES if with_mne else ()
-    # Files already under the output folder (an output inside an input folder) are not inputs.
     files = [
         f
         for f in expand_inputs(inputs, suffixes, folders)
@@ -683,23 +735,18 @@ def import_dataset(
             *(["NIRx folders"] * bool(folders)),
         )
         raise SampleFileNotFoundError(f"no files to import in {inputs!r} (looked for {looked})")
-    pairs = _pairs(files, sleep_edf)
+    return files
+
+
+def _tasks(
+    pairs: list[tuple[str, str | None]], out: str, manifest: dict[str, Any], reader: str
+) -> tuple[list[_Task], list[int]]:
+    """One conversion task per (recording, annotation file) pair, and its bytes."""
     stages = None
-    if sleep_edf:
+    if manifest["sleep_edf"]:
         from ._sleepedf import SLEEP_EDF_STAGES
 
         stages = dict(SLEEP_EDF_STAGES)
-    manifest = {
-        "version": MANIFEST_VERSION,
-        "name": name,
-        "file_format": file_format,
-        "channel_map": cmap.to_dict(),
-        "sleep_edf": sleep_edf,
-        "annotations_past_end": past_end,
-        "block_bytes": block_bytes,
-    }
-    if in_place:  # only then: the manifests of earlier imports stay equal
-        manifest["in_place"] = True
     stems = [_stem(src) for src, _ in pairs]
     tasks, sizes = [], []
     for (src, ann), stem in zip(pairs, stems, strict=True):
@@ -717,33 +764,24 @@ def import_dataset(
                 key,
                 stem,
                 out,
-                file_format,
-                cmap.to_dict(),
+                manifest["file_format"],
+                manifest["channel_map"],
                 reader,
-                block_bytes,
-                past_end,
+                manifest["block_bytes"],
+                manifest["annotations_past_end"],
                 stages,
                 ukey,
-                in_place,
+                bool(manifest.get("in_place")),
             )
         )
         sizes.append(size)
-    _check_output(out, manifest, {t.key for t in tasks})
-    _write_bytes(
-        _join(out, _IMPORT_DIR, "manifest.json"), json.dumps(manifest, sort_keys=True).encode()
-    )
+    return tasks, sizes
 
-    reports: dict[str, FileReport] = {}
-    todo = []
-    for task, size in zip(tasks, sizes, strict=True):
-        done = _load_json(_parts(task)[2])
-        if done is not None and done.get("ukey") == task.ukey:
-            reports[task.key] = FileReport(**{**done["report"], "n_bytes": size, "skipped": True})
-        else:
-            todo.append((task, size))
-    _run(todo, reports, workers, progress)
-    # Two files with the same bytes are one recording (ids come from the content): the
-    # dataset keeps the first; each later copy is named in a warning.
+
+def _distinct(tasks: list[_Task], reports: dict[str, FileReport]) -> list[_Task]:
+    """``tasks`` less the files whose content an earlier one has: two files with the
+    same bytes are one recording (ids come from the content), kept once, and each later
+    copy is named in a warning."""
     first_of: dict[str, str] = {}
     kept = []
     for task in tasks:
@@ -752,18 +790,12 @@ def import_dataset(
             warnings.warn(
                 f"{task.source} has the same content as {first_of[recording]} (recording "
                 f"{recording}): the dataset holds it once",
-                stacklevel=2,
+                stacklevel=3,
             )
             continue
         first_of[recording] = task.source
         kept.append(task)
-    signals_url, annotations_url = _assemble(out, name, kept)
-    return ImportReport(
-        signals_url,
-        annotations_url,
-        tuple(reports[t.key] for t in tasks),
-        time.perf_counter() - started,
-    )
+    return kept
 
 
 def _has_mne() -> bool:
