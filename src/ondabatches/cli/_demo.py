@@ -7,12 +7,15 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from .._errors import ArgumentError
 
 __all__ = ["add_parser", "run"]
 
 _NS = 10**9
+
+say = print  # the demo's output, step by step
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,18 +53,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from ..batches import RandomBatches
-    from ..labels import label_signals, sort_and_trim_spans, store_labels, write_labeled_signals
-    from ..materialize import Bipolar
-    from ..serve import Batcher
-    from ..synthetic import EPOCH, STAGE_ENCODING, make_dataset
-
     if args.recordings < 1 or args.hours <= 0 or args.batches < 1:
         raise ArgumentError("--recordings, --hours and --batches must be positive")
     root = args.dir or Path(tempfile.mkdtemp(prefix="ondabatches-demo-"))
-    say = print
+    ds = _synthesize(args, root)
+    labeled, labeled_path = _label(ds, root)
+    batches, state = _scheme(args, labeled)
+    state, summary = _stream(args, batches, state)
+    _report(args, root, ds, labeled_path, state, summary)
+    return 0
+
+
+def _synthesize(args: argparse.Namespace, root: Path) -> Any:
+    """Step 1: the synthetic recordings."""
+    from ..synthetic import make_dataset
 
     say(f"1/4 synthesizing {args.recordings} recordings x {args.hours:g} h in {root} ...")
     t0 = time.perf_counter()
@@ -82,6 +87,14 @@ def run(args: argparse.Namespace) -> int:
         f"in {time.perf_counter() - t0:.1f} s"
     )
 
+    return ds
+
+
+def _label(ds: Any, root: Path) -> tuple[Any, Path]:
+    """Step 2: the labeled signals, labels stored lazily."""
+    from ..labels import label_signals, sort_and_trim_spans, store_labels, write_labeled_signals
+    from ..synthetic import EPOCH, STAGE_ENCODING
+
     say("2/4 labeling the signals with 30 s sleep stages ...")
     annotations = sort_and_trim_spans(ds.annotations, epoch=EPOCH, by="recording")
     labeled = label_signals(
@@ -91,6 +104,14 @@ def run(args: argparse.Namespace) -> int:
     labeled_path = root / "labeled.arrow"
     write_labeled_signals(labeled_path, labeled)
     say(f"    {labeled.num_rows} labeled signals, labels stored lazily under {root / 'labels'}")
+
+    return labeled, labeled_path
+
+
+def _scheme(args: argparse.Namespace, labeled: Any) -> tuple[Any, Any]:
+    """Step 3: a montage's random batches and their first state."""
+    from ..batches import RandomBatches
+    from ..materialize import Bipolar
 
     batches = RandomBatches(
         labeled,
@@ -107,6 +128,16 @@ def run(args: argparse.Namespace) -> int:
         f"3/4 RandomBatches of a montage (EEG C3-M2, EOG left and right, ECG): "
         f"{args.batch_size} items x {args.duration} s per batch, seed {args.seed}"
     )
+
+    return batches, state
+
+
+def _stream(args: argparse.Namespace, batches: Any, state: Any) -> tuple[Any, dict[str, Any]]:
+    """Step 4: the batches from the Batcher, with a progress bar; the next state and what
+    was measured."""
+    from tqdm import tqdm
+
+    from ..serve import Batcher
 
     workers = 1 if args.backend == "inline" else args.workers
     say(f"4/4 streaming {args.batches} batches from {workers} {args.backend} worker(s) ...")
@@ -137,7 +168,27 @@ def run(args: argparse.Namespace) -> int:
         finally:
             bar.close()
         stats = batcher.stats()
-    elapsed = time.perf_counter() - t_start
+    summary = {
+        "elapsed": time.perf_counter() - t_start,
+        "first": t_first,
+        "n_bytes": n_bytes,
+        "stats": stats,
+        "x": x_shapes,
+        "y": y_shape,
+    }
+    return state, summary
+
+
+def _report(
+    args: argparse.Namespace,
+    root: Path,
+    ds: Any,
+    labeled_path: Path,
+    state: Any,
+    summary: dict[str, Any],
+) -> None:
+    elapsed, t_first, n_bytes = summary["elapsed"], summary["first"], summary["n_bytes"]
+    stats, x_shapes, y_shape = summary["stats"], summary["x"], summary["y"]
     say(
         f"    {args.batches} batches in {elapsed:.1f} s: {args.batches / elapsed:.1f} batches/s, "
         f"{n_bytes / 1e6 / elapsed:.0f} MB/s; first batch after {t_first:.2f} s"
@@ -161,4 +212,3 @@ def run(args: argparse.Namespace) -> int:
     say(f"  ondabatches plot {root} --seed {args.seed} --modalities eeg,eog,ecg --out item.png")
     say(f"  ondabatches demo --workers {max(1, (os.cpu_count() or 2))} --batches 500")
     say("  docs/tour.md: the same steps in Python, one at a time")
-    return 0
