@@ -214,6 +214,56 @@ def _write_sparse(path: Path, size: int, blocks: list[range], pattern, info: Sam
             os.pwrite(f.fileno(), data.tobytes(), rows.start * info.bytes_per_sample)
 
 
+def _known_blocks(
+    n_epochs: int, known_blocks: int, block_epochs: int, sample_rate: float
+) -> tuple[tuple[TimeSpan, ...], list[range]]:
+    """The spans of the blocks of known values, spread evenly from the first labeled
+    epoch to the last, and their sample rows."""
+    last = n_epochs - block_epochs
+    firsts = sorted({last * b // max(known_blocks - 1, 1) for b in range(known_blocks)})
+    known_spans = tuple(TimeSpan(e * EPOCH, (e + block_epochs) * EPOCH) for e in firsts)
+    block_rows = [
+        range(index_from_time(s.start, sample_rate), index_from_time(s.stop, sample_rate))
+        for s in known_spans
+    ]
+
+    return known_spans, block_rows
+
+
+def _scale_annotations(
+    rng: np.random.Generator,
+    canonical: np.ndarray,
+    n_epochs: int,
+    run_epochs: tuple[int, int],
+    span: TimeSpan,
+) -> pa.Table:
+    """Stage annotations of each recording (``canonical``: their ids' bytes) end to end,
+    built column-wise: ~200 runs per 10^8-sample recording."""
+    lengths = [_runs(rng, n_epochs, run_epochs) for _ in range(len(canonical))]
+    counts = np.array([len(x) for x in lengths])
+    owner = np.repeat(np.arange(len(canonical)), counts)
+    length_ns = np.concatenate(lengths).astype(np.int64) * EPOCH
+    ends = np.cumsum(length_ns)
+    group_end = np.cumsum(counts)
+    stops = ends - np.repeat(np.r_[0, ends[group_end[:-1] - 1]], counts)  # from each recording's 0
+    starts = stops - length_ns
+    stops[group_end - 1] = span.stop  # the last run ends with the signal, mid-epoch
+    stages = np.concatenate([_stage_codes(rng, int(c)) for c in counts])
+    stage_column = pa.DictionaryArray.from_arrays(
+        pa.array(stages, pa.int32()), pa.array(STAGES)
+    ).cast(pa.string())
+    return annotations_table(
+        pa.table(
+            {
+                "recording": uuid_array_from_bytes(canonical[owner]),
+                "id": uuid_array_from_bytes(_uuid_bytes(rng, len(owner))),
+                "span": timespan_array(starts, stops),
+                "stage": stage_column,
+            }
+        )
+    )
+
+
 def make_scale_dataset(
     root: str | os.PathLike[str],
     *,
@@ -291,13 +341,7 @@ def make_scale_dataset(
     if known_recordings is None:
         known_recordings = n_recordings
     known_recordings = min(known_recordings, n_recordings)
-    last = n_epochs - block_epochs
-    firsts = sorted({last * b // max(known_blocks - 1, 1) for b in range(known_blocks)})
-    known_spans = tuple(TimeSpan(e * EPOCH, (e + block_epochs) * EPOCH) for e in firsts)
-    block_rows = [
-        range(index_from_time(s.start, sample_rate), index_from_time(s.stop, sample_rate))
-        for s in known_spans
-    ]
+    known_spans, block_rows = _known_blocks(n_epochs, known_blocks, block_epochs, sample_rate)
 
     rng = np.random.default_rng(seed)
     canonical = _uuid_bytes(rng, n_recordings)
@@ -326,30 +370,7 @@ def make_scale_dataset(
         ]
     )
 
-    # Annotations, built column-wise: ~200 runs per 10^8-sample recording.
-    lengths = [_runs(rng, n_epochs, run_epochs) for _ in range(n_recordings)]
-    counts = np.array([len(x) for x in lengths])
-    owner = np.repeat(np.arange(n_recordings), counts)
-    length_ns = np.concatenate(lengths).astype(np.int64) * EPOCH
-    ends = np.cumsum(length_ns)
-    group_end = np.cumsum(counts)
-    stops = ends - np.repeat(np.r_[0, ends[group_end[:-1] - 1]], counts)  # from each recording's 0
-    starts = stops - length_ns
-    stops[group_end - 1] = span.stop  # the last run ends with the signal, mid-epoch
-    stages = np.concatenate([_stage_codes(rng, int(c)) for c in counts])
-    stage_column = pa.DictionaryArray.from_arrays(
-        pa.array(stages, pa.int32()), pa.array(STAGES)
-    ).cast(pa.string())
-    annotations = annotations_table(
-        pa.table(
-            {
-                "recording": uuid_array_from_bytes(canonical[owner]),
-                "id": uuid_array_from_bytes(_uuid_bytes(rng, len(owner))),
-                "span": timespan_array(starts, stops),
-                "stage": stage_column,
-            }
-        )
-    )
+    annotations = _scale_annotations(rng, canonical, n_epochs, run_epochs, span)
 
     signals_path, annotations_path = root / "signals.arrow", root / "annotations.arrow"
     write_signals(signals_path, signals)
