@@ -236,67 +236,20 @@ class RecordingArrays:
         self._missing_parts = self._missing_shapes(base, matches)
         kept, k_lo, k_hi, reasons = [], [], [], []
         for i, rec in enumerate(self.table_recordings):
-            first = order[rec][0]
-            start, stop = int(base.label_start[first]), int(base.label_stop[first])
-            epoch = int(base.epoch[first])
-            for r in order[rec][1:]:
-                if (int(base.label_start[r]), int(base.label_stop[r]), int(base.epoch[r])) != (
-                    start, stop, epoch,
-                ):  # fmt: skip
-                    raise BatchSpecError(
-                        f"recording {rec} has rows with different label timelines: "
-                        f"{base.file_paths[first]} has {TimeSpan(start, stop)} in {epoch} ns "
-                        f"epochs, {base.file_paths[r]} has "
-                        f"{TimeSpan(int(base.label_start[r]), int(base.label_stop[r]))} in "
-                        f"{int(base.epoch[r])} ns epochs (label all rows by recording)"
-                    )
-            if dur % epoch:
-                raise BatchSpecError(
-                    f"batch_duration of {dur} ns is not a whole number of label epochs: "
-                    f"recording {rec} has {epoch} ns epochs ({dur / epoch:g} epochs)"
-                )
-            n = (stop - start) // epoch
-            lo, hi = 0, n
-            rows = matches[i]
-            if missing == "exclude":
-                absent = [name for name, r in zip(self.names, rows, strict=True) if r < 0]
-                if absent:
-                    reasons.append((rec, f"lacks modality {', '.join(map(repr, absent))}"))
-                    continue
-                first_t = max(base.signal_spans[r].start for r in rows)
-                last_t = min(base.signal_spans[r].stop for r in rows)
-                lo = max(0, -(-(first_t - start) // epoch))
-                hi = min(n, (last_t - start) // epoch)
-            if hi - lo < dur // epoch:
-                where = "label span" + (
-                    " inside every signal's span" if missing == "exclude" else ""
-                )
-                reasons.append(
-                    (rec, f"has no window of {dur / NS_PER_S:g} s in its {where} "
-                          f"({max(hi - lo, 0)} epochs of {dur // epoch})")
-                )  # fmt: skip
+            window = self._window_range(base, order[rec], matches[i], rec)
+            if isinstance(window, str):
+                reasons.append((rec, window))
                 continue
             kept.append(i)
-            k_lo.append(lo)
-            k_hi.append(hi)
+            k_lo.append(window[0])
+            k_hi.append(window[1])
         if not kept:
             raise BatchSpecError(
                 f"no recording can be sampled with modalities {list(self.names)} "
                 f"(missing={missing!r}): " + "; ".join(f"recording {r} {why}" for r, why in reasons)
             )
         if reasons:
-            counts: dict[str, int] = {}
-            for _, why in reasons:
-                key = why.split(" (")[0]
-                counts[key] = counts.get(key, 0) + 1
-            warnings.warn(
-                f"{len(reasons)} of {len(self.table_recordings)} recordings are excluded from "
-                f"sampling with modalities {list(self.names)} (missing={missing!r}): "
-                + "; ".join(f"{n} {why}" for why, n in counts.items())
-                + f". First: recording {reasons[0][0]} {reasons[0][1]}",
-                ExcludedRecordingsWarning,
-                stacklevel=stacklevel,
-            )
+            self._warn_excluded(reasons, stacklevel + 1)
         self.kept = np.array(kept, dtype=np.int64)
         self.label_offset = np.array(k_lo, dtype=np.int64)
         first_rows = [order[self.table_recordings[i]][0] for i in kept]
@@ -316,6 +269,64 @@ class RecordingArrays:
         self.modality_rows = [matches[i] for i in kept]
         self.channels: list[Any] = [None] * self.n_rows
         self._segments = dur // self.epoch
+
+    def _window_range(
+        self, base: LabeledArrays, rows_of_rec: list[int], rows: Sequence[int], rec: uuid.UUID
+    ) -> tuple[int, int] | str:
+        """The label epochs ``[lo, hi)`` of recording ``rec`` that windows may cover (inside
+        every modality's signal when missing modalities exclude), or why it has none.
+
+        ``rows_of_rec`` are the recording's rows of the table, ``rows`` its row per
+        modality (-1 where absent)."""
+        dur, missing = self.duration, self.missing
+        first = rows_of_rec[0]
+        start, stop = int(base.label_start[first]), int(base.label_stop[first])
+        epoch = int(base.epoch[first])
+        for r in rows_of_rec[1:]:
+            if (int(base.label_start[r]), int(base.label_stop[r]), int(base.epoch[r])) != (
+                start, stop, epoch,
+            ):  # fmt: skip
+                raise BatchSpecError(
+                    f"recording {rec} has rows with different label timelines: "
+                    f"{base.file_paths[first]} has {TimeSpan(start, stop)} in {epoch} ns "
+                    f"epochs, {base.file_paths[r]} has "
+                    f"{TimeSpan(int(base.label_start[r]), int(base.label_stop[r]))} in "
+                    f"{int(base.epoch[r])} ns epochs (label all rows by recording)"
+                )
+        if dur % epoch:
+            raise BatchSpecError(
+                f"batch_duration of {dur} ns is not a whole number of label epochs: "
+                f"recording {rec} has {epoch} ns epochs ({dur / epoch:g} epochs)"
+            )
+        n = (stop - start) // epoch
+        lo, hi = 0, n
+        if missing == "exclude":
+            absent = [name for name, r in zip(self.names, rows, strict=True) if r < 0]
+            if absent:
+                return f"lacks modality {', '.join(map(repr, absent))}"
+            first_t = max(base.signal_spans[r].start for r in rows)
+            last_t = min(base.signal_spans[r].stop for r in rows)
+            lo = max(0, -(-(first_t - start) // epoch))
+            hi = min(n, (last_t - start) // epoch)
+        if hi - lo < dur // epoch:
+            where = "label span" + (" inside every signal's span" if missing == "exclude" else "")
+            return (f"has no window of {dur / NS_PER_S:g} s in its {where} "
+                    f"({max(hi - lo, 0)} epochs of {dur // epoch})")  # fmt: skip
+        return lo, hi
+
+    def _warn_excluded(self, reasons: list[tuple[uuid.UUID, str]], stacklevel: int) -> None:
+        counts: dict[str, int] = {}
+        for _, why in reasons:
+            key = why.split(" (")[0]
+            counts[key] = counts.get(key, 0) + 1
+        warnings.warn(
+            f"{len(reasons)} of {len(self.table_recordings)} recordings are excluded from "
+            f"sampling with modalities {list(self.names)} (missing={self.missing!r}): "
+            + "; ".join(f"{n} {why}" for why, n in counts.items())
+            + f". First: recording {reasons[0][0]} {reasons[0][1]}",
+            ExcludedRecordingsWarning,
+            stacklevel=stacklevel,
+        )
 
     def _match(
         self, base: LabeledArrays, table: pa.Table, order: dict[uuid.UUID, list[int]]
