@@ -25,7 +25,7 @@ from ondabatches.importing import (  # noqa: E402
     label_prefix,
     signal_names,
 )
-from ondabatches.importing._dataset import _MNE_FOLDER_SUFFIXES, _MNE_SUFFIXES  # noqa: E402
+from ondabatches.importing._discover import _MNE_FOLDER_SUFFIXES, _MNE_SUFFIXES  # noqa: E402
 from ondabatches.onda import iter_signals, load  # noqa: E402
 
 from .test_dataset import tables  # noqa: E402

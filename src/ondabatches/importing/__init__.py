@@ -20,9 +20,10 @@
   in place (no sample files).
 """
 
-from . import _channels, _dataset, _edf, _in_place, _mne, _single, _sleepedf
+from . import _channels, _dataset, _discover, _edf, _in_place, _mne, _single, _sleepedf
 from ._channels import *  # noqa: F403
 from ._dataset import *  # noqa: F403
+from ._discover import *  # noqa: F403
 from ._edf import *  # noqa: F403
 from ._in_place import *  # noqa: F403
 from ._mne import *  # noqa: F403
@@ -33,6 +34,7 @@ __all__ = sorted(
     {
         *_channels.__all__,
         *_dataset.__all__,
+        *_discover.__all__,
         *_edf.__all__,
         *_in_place.__all__,
         *_mne.__all__,
