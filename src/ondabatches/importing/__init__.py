@@ -20,13 +20,14 @@
   in place (no sample files).
 """
 
-from . import _channels, _dataset, _discover, _edf, _in_place, _mne, _single, _sleepedf
+from . import _channels, _dataset, _discover, _edf, _in_place, _mne, _report, _single, _sleepedf
 from ._channels import *  # noqa: F403
 from ._dataset import *  # noqa: F403
 from ._discover import *  # noqa: F403
 from ._edf import *  # noqa: F403
 from ._in_place import *  # noqa: F403
 from ._mne import *  # noqa: F403
+from ._report import *  # noqa: F403
 from ._single import *  # noqa: F403
 from ._sleepedf import *  # noqa: F403
 
@@ -38,6 +39,7 @@ __all__ = sorted(
         *_edf.__all__,
         *_in_place.__all__,
         *_mne.__all__,
+        *_report.__all__,
         *_single.__all__,
         *_sleepedf.__all__,
     }

@@ -26,11 +26,10 @@ import multiprocessing
 import os
 import posixpath
 import re
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -51,89 +50,25 @@ from ._discover import (
     _MNE_FOLDER_SUFFIXES,
     _MNE_SUFFIXES,
     _join,
+    _stem,
     _url,
-    _wanted,
     expand_inputs,
 )
+from ._report import FileReport, ImportReport
+from ._sources import (
+    _absolute,
+    _local_copy,
+    _open_source,
+    _read_annotation_file,
+    _sha256_of,
+)
 
-__all__ = ["FileReport", "ImportReport", "import_dataset"]
+__all__ = ["import_dataset"]
 
 MANIFEST_VERSION = 1
 _IMPORT_DIR = ".import"
 # Names of atomic_writer's temporary files (left behind only by a killed process).
 _STALE_TMP = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")
-
-
-@dataclass(frozen=True, slots=True)
-class FileReport:
-    """One imported file: its recording, its signals, and whether a resumed import skipped it."""
-
-    source: str
-    recording: str
-    signals: tuple[str, ...]
-    n_annotations: int
-    n_bytes: int
-    skipped: bool = False
-    annotation_source: str | None = None
-
-    def __post_init__(self) -> None:
-        # A report read back from a done-marker's JSON holds a list: a tuple, so that
-        # reports hash and compare the same whichever run made them.
-        object.__setattr__(self, "signals", tuple(self.signals))
-
-    def __str__(self) -> str:
-        state = "kept from an earlier run" if self.skipped else "imported"
-        extra = f" + {self.annotation_source}" if self.annotation_source else ""
-        return (
-            f"{self.source}{extra} -> recording {self.recording} ({state}): "
-            f"{'; '.join(self.signals)}; {self.n_annotations} annotation(s)"
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ImportReport:
-    """What [`import_dataset`][ondabatches.importing.import_dataset] wrote: the two
-    tables and one [`FileReport`][ondabatches.importing.FileReport] per file."""
-
-    signals: str
-    annotations: str
-    files: tuple[FileReport, ...] = field(default_factory=tuple)
-    seconds: float = 0.0
-
-    @property
-    def n_imported(self) -> int:
-        return sum(not f.skipped for f in self.files)
-
-    def groupings(self) -> dict[tuple[str, ...], int]:
-        """Each distinct channel grouping (its signals' descriptions) and how many files had it."""
-        out: dict[tuple[str, ...], int] = {}
-        for f in self.files:
-            out[f.signals] = out.get(f.signals, 0) + 1
-        return out
-
-    def __str__(self) -> str:
-        lines = [
-            f"{len(self.files)} file(s) ({self.n_imported} imported, "
-            f"{len(self.files) - self.n_imported} kept from an earlier run) "
-            f"in {self.seconds:.1f} s",
-            "channel groupings:",
-        ]
-        for signals, n in self.groupings().items():
-            lines.append(f"  {n} file(s): {'; '.join(signals)}")
-        lines.append(f"signals table:     {self.signals}")
-        lines.append(f"annotations table: {self.annotations}")
-        return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _stem(url: str) -> str:
-    name = posixpath.basename(url.rstrip("/"))
-    for suffix in (".fif.gz", *_EDF_SUFFIXES, *_MNE_SUFFIXES, *_MNE_FOLDER_SUFFIXES):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return os.path.splitext(name)[0]
 
 
 # ----------------------------------------------------------------------------- one file
@@ -156,96 +91,6 @@ class _Task:
     stages: dict[str, str | None] | None
     ukey: str
     in_place: bool = False
-
-
-def _sha256_of(path: str) -> str:
-    """SHA-256 of a file's bytes; of a folder recording, of its files' relative paths and bytes."""
-    digest = hashlib.sha256()
-    if os.path.isdir(path):
-        for rel, full in _folder_files(path):
-            digest.update(f"{rel}\0{os.path.getsize(full)}\0".encode())
-            _update(digest, full)
-        return digest.hexdigest()
-    _update(digest, path)
-    return digest.hexdigest()
-
-
-def _update(digest: Any, path: str) -> None:
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-
-
-def _folder_files(folder: str) -> list[tuple[str, str]]:
-    """``(relative path with "/", full path)`` of every file under a local folder, sorted."""
-    out = []
-    for root, _, names in os.walk(folder):
-        for name in names:
-            full = os.path.join(root, name)
-            out.append((os.path.relpath(full, folder).replace(os.sep, "/"), full))
-    return sorted(out)
-
-
-@contextlib.contextmanager
-def _local_copy(url: str) -> Iterator[str]:
-    """A local path holding ``url``'s bytes: the file itself, or a temporary download."""
-    fs, path = filesystem_for(url)
-    if is_local(fs):
-        if not os.path.exists(path):
-            raise SampleFileNotFoundError(f"file to import not found: {url}")
-        yield path
-        return
-    with tempfile.TemporaryDirectory(prefix="ondabatches-import-") as tmp:
-        name = posixpath.basename(path.rstrip("/"))
-        with storage_errors(url):
-            if fs.isdir(path):
-                # A folder recording (.mff, .ds, .mefd, NIRx) comes whole.
-                root = path.rstrip("/")
-                os.makedirs(os.path.join(tmp, name))
-                for remote in sorted(fs.find(root)):
-                    local = os.path.join(tmp, name, *posixpath.relpath(remote, root).split("/"))
-                    os.makedirs(os.path.dirname(local), exist_ok=True)
-                    fs.get_file(remote, local)
-                siblings = []
-            elif _wanted(name, _EDF_SUFFIXES):
-                siblings = [path]
-            else:
-                # BrainVision (.vhdr + .eeg + .vmrk), EEGLAB (.set + .fdt): the files
-                # sharing the stem come along.
-                folder = posixpath.dirname(path)
-                siblings = [
-                    e["name"] for e in fs.ls(folder, detail=True)
-                    if posixpath.basename(e["name"]).startswith(_stem(name) + ".")
-                    and e.get("type") == "file"
-                ] or [path]  # fmt: skip
-            for sibling in siblings:
-                fs.get_file(sibling, os.path.join(tmp, posixpath.basename(sibling)))
-        yield os.path.join(tmp, name)
-
-
-def _absolute(url: str) -> str:
-    """``url`` as a table written elsewhere can find it: a local path made absolute."""
-    return url if "://" in url else os.path.abspath(url)
-
-
-def _open_source(path: str, name: str, reader: str, channel_map: ChannelMap) -> Any:
-    if reader == "edf" or (reader == "auto" and _wanted(name, _EDF_SUFFIXES)):
-        from ._edf import EdfSource
-
-        return EdfSource(path, channel_map, name=name)
-    from ._mne import MneSource
-
-    return MneSource(path, channel_map, name=name)
-
-
-def _read_annotation_file(path: str, name: str) -> list[tuple[float, float, str]]:
-    from ._edf import EdfSource
-
-    source = EdfSource(path, name=name)
-    try:
-        return source.annotations()
-    finally:
-        source.close()
 
 
 def _parts(task: _Task) -> tuple[str, str, str]:

@@ -147,3 +147,11 @@ def expand_inputs(
             else:
                 raise SampleFileNotFoundError(f"input not found: {text}")
     return sorted(found)
+
+
+def _stem(url: str) -> str:
+    name = posixpath.basename(url.rstrip("/"))
+    for suffix in (".fif.gz", *_EDF_SUFFIXES, *_MNE_SUFFIXES, *_MNE_FOLDER_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return os.path.splitext(name)[0]

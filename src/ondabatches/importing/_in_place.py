@@ -64,7 +64,7 @@ def edf_signals(
     >>> annotations.num_rows
     2
     """
-    from ._dataset import _absolute, _local_copy, _open_source, _sha256_of
+    from ._sources import _absolute, _local_copy, _open_source, _sha256_of
 
     if annotations_past_end not in PAST_END_POLICIES:
         raise ArgumentError(

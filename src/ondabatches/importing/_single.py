@@ -11,8 +11,8 @@ import pyarrow as pa
 from ..onda import write_annotations, write_signals
 from ._channels import ChannelMap
 from ._convert import convert_source, recording_id
-from ._dataset import _sha256_of
 from ._edf import EdfSource
+from ._sources import _sha256_of
 
 __all__ = ["import_edf"]
 
