@@ -28,7 +28,8 @@ from .labels._labels import label_signals
 from .labels._stored import write_labeled_signals
 from .onda._arrow import timespan_array, uuid_array_from_bytes
 from .onda._samples import SamplesInfo, sample_dtype
-from .onda._tables import annotations_table, signals_table, write_annotations, write_signals
+from .onda._table_files import write_annotations, write_signals
+from .onda._tables import annotations_table, signals_table
 from .onda._timespan import TimeSpan, index_from_time, time_from_index
 from .synthetic import EPOCH, STAGE_ENCODING, STAGES
 

@@ -20,13 +20,10 @@ import pyarrow as pa
 
 from .onda._io import store
 from .onda._samples import Samples, SamplesInfo
+from .onda._table_files import read_annotations, read_signals, write_annotations, write_signals
 from .onda._tables import (
     annotations_table,
-    read_annotations,
-    read_signals,
     signals_table,
-    write_annotations,
-    write_signals,
 )
 from .onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds
 

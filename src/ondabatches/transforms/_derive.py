@@ -31,13 +31,10 @@ from ..onda._formats import get_format
 from ..onda._io import load_rows
 from ..onda._samples import SamplesInfo
 from ..onda._storage import atomic_writer, filesystem_for, storage_errors
+from ..onda._table_files import read_annotations, read_signals, write_annotations, write_signals
 from ..onda._tables import (
     iter_signals,
-    read_annotations,
-    read_signals,
     signals_table,
-    write_annotations,
-    write_signals,
 )
 from ..onda._timespan import TimeSpan, n_samples, time_from_index
 from ._base import Pipeline
