@@ -113,7 +113,7 @@ def _kernel_path() -> str:
     from ondabatches.onda import _kernels
 
     if _kernels.available():
-        return "compiled (numba)"
+        return "compiled (numba), loop order timed at first use per window shape"
     if not _kernels.ENABLED:
         return "numpy (ONDABATCHES_KERNELS=numpy)"
     return "numpy (numba not installed or not compiling)"

@@ -32,9 +32,10 @@ def _numpy_path(plan, encoded, index, dtype) -> np.ndarray:
     n=st.integers(0, 200),
     pick=st.one_of(st.none(), st.lists(st.integers(0, 19), min_size=1, max_size=12)),
     seed=st.integers(0, 2**16),
+    order=st.sampled_from([None, "rows", "steps"]),  # measured, or either loop forced
 )
 def test_select_equals_numpys_path(
-    sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed
+    sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed, order
 ):
     info = make_info(
         sample_type, n_channels, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
@@ -45,8 +46,12 @@ def test_select_equals_numpys_path(
     plan = decode_plan(info, dtype, fast)
     expected = _numpy_path(plan, encoded, index, dtype)
     out = np.empty(expected.shape, dtype=dtype)
-    with np.errstate(all="ignore"):
-        got = plan.select(encoded, index, out)
+    _kernels.FORCED = order
+    try:
+        with np.errstate(all="ignore"):
+            got = plan.select(encoded, index, out)
+    finally:
+        _kernels.FORCED = None
     assert got is out
     assert bitwise_equal(got, expected)
     if not fast:  # and both are Onda's decode, rounded once
@@ -95,6 +100,43 @@ def test_the_kernel_runs_for_the_everyday_window():
     assert bitwise_equal(
         picked, (encoded[[2, 0]].astype(np.float64) * 0.1 + 0.5).astype(np.float32)
     )
+
+
+def test_the_loop_order_is_measured_once_per_window_shape(monkeypatch):
+    pytest.importorskip("numba")
+    monkeypatch.setattr(_kernels, "_ROWS", {})
+    measured = []
+
+    def rows_faster(*args):
+        measured.append(args[-1].shape)
+        return len(measured) % 2 == 1  # rows for the first shape, time steps for the next
+
+    monkeypatch.setattr(_kernels, "_rows_faster", rows_faster)
+    encoded = _interleaved_view(np.arange(-950, 950, dtype=np.int16).reshape(19, 100))
+    expected = (encoded.astype(np.float64) * 0.1).astype(np.float32)
+    for window in (slice(None), slice(0, 40), slice(None)):  # a shorter one: the same shape
+        out = np.empty((19, 100), np.float32)[:, window].copy()
+        assert _kernels.decode_rows(encoded[:, window], slice(None), 0.1, 0.0, False, out)
+        assert bitwise_equal(out, expected[:, window])
+    assert measured == [(19, 100)]
+    picked = np.empty((9, 100), np.float32)  # another shape: measured, the other order
+    assert _kernels.decode_rows(encoded, list(range(9)), 0.1, 0.0, False, picked)
+    assert bitwise_equal(picked, expected[:9])
+    assert len(measured) == 2
+    assert sorted(_kernels.orders().values()) == ["rows", "time steps"]
+    # Fewer rows than _FEW are decoded one at a time, with nothing measured.
+    assert _kernels.decode_rows(encoded, [3, 1], 0.1, 0.0, False, picked[:2])
+    assert len(measured) == 2 and bitwise_equal(picked[:2], expected[[3, 1]])
+
+
+def test_measuring_the_loop_orders_gives_an_answer():
+    pytest.importorskip("numba")
+    assert _kernels.available()
+    src = np.zeros((50, 19), np.int16)
+    out = np.empty((19, 50), np.float32)
+    answer = _kernels._rows_faster(src, _kernels._NO_CHANNELS, True, False,
+                                   np.empty(19, np.float32), out)  # fmt: skip
+    assert answer in (True, False)
 
 
 def test_layouts_and_indices_the_kernel_does_not_take_fall_back(monkeypatch):

@@ -138,7 +138,7 @@ def test_fold_stops_where_folding_would_round_differently():
     assert noise_first.fold_item((0, 0), 0, 4, np.dtype(np.float32)) == (None, 0)
 
 
-def test_dropped_rows_keep_the_sign_of_the_flips_after_them():
+def test_dropped_rows_keep_the_sign_of_the_flips_after_them(monkeypatch):
     n = _kernels._FEW + 2  # enough rows for the kernel's many-channel loops
     fold = Fold(n, np.dtype(np.float32))
     fold.drop(np.arange(n) >= 1)
@@ -148,9 +148,11 @@ def test_dropped_rows_keep_the_sign_of_the_flips_after_them():
     assert np.isnan(fill[0]) and (fill[1:] == 0).all()
     assert np.signbit(fill[1]) and not np.signbit(fill[2:]).any()
     src = np.full((4, n), 3, np.int16)  # time x channels, as read
-    for kernels in (True, False):  # the same values, by the kernel and by numpy
+    # The same values by the kernel, in both of its loop orders, and by numpy.
+    for kernels in ("rows", "steps", None):
         out = np.empty((n, 4), np.float32)
         if kernels:
+            monkeypatch.setattr(_kernels, "FORCED", kernels)
             assert _kernels.decode_rows(src.T, slice(None), 0.5, 0.0, True, out, fold.gain,
                                         False, fill)  # fmt: skip
         else:

@@ -2,13 +2,15 @@
 
 A window read from interleaved LPCM is a time x channels array; a batch wants channels x
 time. numpy does that in two steps that each touch every sample (a strided gather, and
-a float64 pass when the exact values need one); a compiled loop does it in one: for
-many channels it decodes a time step's channels into a small buffer and scatters them
-to their rows, for a few it writes one row at a time from a strided read. With
-``numba`` (the ``fast`` extra) installed, `decode_rows` runs such a loop; without it
-(or with the settings' ``kernels="numpy"``, e.g. from ``ONDABATCHES_KERNELS=numpy``) it
-returns False and the caller takes numpy's
-path. Both give the same bits: the loop does the very operations numpy's path does
+a float64 pass when the exact values need one); a compiled loop does it in one, in
+either of two orders: one row at a time from a strided read of its channel, or by time
+steps (a step's channels decoded into a small buffer and scattered to their rows). Which
+is faster depends on the CPU and the window's shape, so for 8 rows and more both are
+timed on a small window of that shape at first use, in each process, and the faster is
+kept (`orders` tells which). With ``numba`` (the ``fast`` extra) installed, `decode_rows`
+runs such a loop; without it (or with the settings' ``kernels="numpy"``, e.g. from
+``ONDABATCHES_KERNELS=numpy``) it returns False and the caller takes numpy's path. Both
+give the same bits, in either order: the loop does the very operations numpy's path does
 (float64 multiply and add rounded once to the output dtype, or float32 arithmetic where
 the decode plan chose it), in the same order, with no contraction into fused
 multiply-adds; tests compare the two for every sample type.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +34,7 @@ import numpy as np
 
 from ._settings import Settings, current_settings, on_change
 
-__all__ = ["available", "decode_rows", "warm_up"]
+__all__ = ["available", "decode_rows", "orders", "warm_up"]
 
 #: Sample types the kernels take (in native byte order): every value converts to float64
 #: exactly, so the loop's float64 arithmetic is numpy's.
@@ -61,9 +64,21 @@ def _enabled() -> bool:
     return bool(ENABLED)
 
 
-#: Below this many channels, rows are decoded one at a time (measured: 1 to 6 channels
-#: 1.5-10x faster that way, 8 and more slower).
+#: Below this many rows, rows are decoded one at a time, on every CPU measured (1 to 6
+#: channels 1.5-10x faster that way). From it on, which loop order is faster depends on
+#: the CPU: on one (Intel) time steps were faster for 8 channels and more, on another
+#: (AMD EPYC) one row at a time was 1.7x faster for 19. So `_few` measures both at first
+#: use, per window shape and types, and keeps the faster; both give the same bits.
 _FEW = 8
+
+#: The loop order chosen for each key of `_few`: True for one row at a time.
+_ROWS: dict[tuple, bool] = {}
+
+#: "rows" or "steps" forces that order for every window (tests, benchmarks); None measures.
+FORCED: str | None = None
+
+#: Time steps of the window the two orders decode when `_few` measures them.
+_PROBE_STEPS = 2048
 
 _lock = threading.Lock()
 _compiled: Callable[..., None] | None = None
@@ -98,16 +113,15 @@ def _compile() -> Callable[..., None] | None:
 def _try(kernel: Callable[..., None]) -> None:
     """Run the kernel once on a tiny window (compiling it, or loading numba's cache)."""
     src = np.array([[-2, 3]], dtype=np.int16)
-    kernel(src, np.array([1, 0]), True, False, 0.1, 0.5, np.empty(2, "f4"), np.empty((2, 1), "f4"))
+    buf, dst = np.empty(2, "f4"), np.empty((2, 1), "f4")
+    kernel(src, np.array([1, 0]), True, False, 0.1, 0.5, buf, dst, _FEW)
 
 
 def _build() -> Callable[..., None]:
     import numba
 
-    few = _FEW
-
-    # Few channels (under _FEW): each output row is written in one go from a strided
-    # read of its channel. More: each time step's channels are decoded into ``buf``
+    # Under ``few`` rows (see `_few`): each output row is written in one go from a
+    # strided read of its channel. More: each time step's channels are decoded into ``buf``
     # (contiguous, vectorized) and then scattered to their rows. ``narrow`` computes in
     # float32 (a decode plan proved it exact, or exact=False asked for it), else in
     # float64; ``every`` reads all channels in order, else ``channels`` (an indirection
@@ -115,7 +129,7 @@ def _build() -> Callable[..., None]:
     # offset comes as -0.0, which leaves every value as it is (-0.0 included), as
     # numpy's path does by not adding. One function, so that a worker loads one
     # compiled kernel per sample type.
-    def decode(src, channels, every, narrow, res, off, buf, dst):  # pragma: no cover
+    def decode(src, channels, every, narrow, res, off, buf, dst, few):  # pragma: no cover
         n = buf.shape[0]
         r32, o32 = np.float32(res), np.float32(off)
         if n < few:
@@ -167,11 +181,9 @@ def _build_post() -> Callable[..., None]:
     # ``out *= gain`` after the decode does), written to time step ``t`` or, reversed, to
     # the mirror step, and rows ``j`` where ``keep[j]`` is 0 set to ``fill[j]`` (a
     # signed zero): a window's gain, time reversal and dropped channels for the price
-    # of its decode.
-    few = _FEW
-
+    # of its decode. ``few`` as in the plain kernel.
     def decode_post(
-        src, channels, every, narrow, res, off, buf, dst, gain, reverse, keep, fill
+        src, channels, every, narrow, res, off, buf, dst, gain, reverse, keep, fill, few
     ):  # pragma: no cover # noqa: E501
         n = buf.shape[0]
         last = src.shape[0] - 1
@@ -292,7 +304,8 @@ def decode_rows(
     off = float(offset) if offset != 0.0 else -0.0
     buf = np.empty(out.shape[0], dtype=out.dtype)
     if gain is None and not reverse and fill is None:
-        kernel(src, channels, every, narrow, float(resolution), off, buf, out)
+        kernel(src, channels, every, narrow, float(resolution), off, buf, out,
+               _few(src, channels, every, narrow, buf, out))  # fmt: skip
         return True
     post = _post_kernel()
     if post is None:
@@ -303,7 +316,7 @@ def decode_rows(
     else:
         keep, fill = np.isnan(fill).astype(np.uint8), fill.astype(out.dtype, copy=False)
     post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse),
-         keep, fill)  # fmt: skip
+         keep, fill, _few(src, channels, every, narrow, buf, out))  # fmt: skip
     return True
 
 
@@ -316,6 +329,45 @@ def _all_kept(rows: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     keep, fill = np.ones(rows, np.uint8), np.zeros(rows, dtype)
     keep.flags.writeable = fill.flags.writeable = False
     return keep, fill
+
+
+def _few(src, channels, every, narrow, buf, out) -> int:
+    """The kernels' ``few`` argument: under it, one row at a time; else by time steps."""
+    n = out.shape[0]
+    if n < _FEW:
+        return _FEW
+    if FORCED is not None:
+        return n + 1 if FORCED == "rows" else 0
+    key = (n, src.shape[1], src.dtype.char, out.dtype.char, narrow, every)
+    rows = _ROWS.get(key)
+    if rows is None:
+        rows = _ROWS[key] = _rows_faster(src, channels, every, narrow, buf, out)
+    return n + 1 if rows else 0
+
+
+def _rows_faster(src, channels, every, narrow, buf, out) -> bool:
+    """Time both loop orders on a window of this shape (a few ms at most), in turns."""
+    kernel = _compile()
+    probe = np.zeros((_PROBE_STEPS, src.shape[1]), dtype=src.dtype)
+    dst = np.empty((out.shape[0], _PROBE_STEPS), dtype=out.dtype)
+    best = {True: float("inf"), False: float("inf")}
+    for _ in range(3):
+        for rows in (True, False):
+            started = time.perf_counter()
+            kernel(probe, channels, every, narrow, 1.0, -0.0, buf, dst,
+                   out.shape[0] + 1 if rows else 0)  # fmt: skip
+            best[rows] = min(best[rows], time.perf_counter() - started)
+    faster = best[True] <= best[False]
+    log.debug("decode of %d rows of %d (%s to %s): %s first (%.3g vs %.3g ms)", out.shape[0],
+              src.shape[1], src.dtype, out.dtype, "rows" if faster else "time steps",
+              best[faster] * 1e3, best[not faster] * 1e3)  # fmt: skip
+    return faster
+
+
+def orders() -> dict[str, str]:
+    """The loop order measured for each window shape decoded so far in this process."""
+    return {f"{k[0]} of {k[1]} channels, {np.dtype(k[2])} to {np.dtype(k[3])}":
+            "rows" if v else "time steps" for k, v in _ROWS.items()}  # fmt: skip
 
 
 def _in_range(channels: np.ndarray, n: int) -> bool:
