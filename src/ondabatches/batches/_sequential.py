@@ -171,7 +171,7 @@ class SequentialBatches(BatchScheme):
 
     def initial_state(self, seed: int = 0) -> BatchState:
         """The state of the first batch (the seed is carried along but unused)."""
-        return BatchState(seed=seed, index=0, config=self._config)
+        return BatchState(seed=seed).bind(self._frozen_config)  # shares the scheme's pairs
 
     def next_state(self, state: BatchState) -> BatchState | None:
         """The state after ``state``, or None past the end, without making its batch."""

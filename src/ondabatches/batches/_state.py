@@ -117,6 +117,8 @@ class BatchState:
         """
         if config is self.config:
             return self
+        if type(config) is tuple and config == self.config:  # a scheme's equal pairs
+            return self
         frozen = _frozen_config(config)
         if not self.config or self.config == frozen:
             # Share the scheme's tuple, so that the next states take the fast path.

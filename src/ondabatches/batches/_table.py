@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import replace
 
@@ -124,11 +125,17 @@ class LabeledArrays:
             )
         return dur, segments
 
+    @functools.cached_property
+    def _ints(self) -> tuple[list[int], list[int]]:
+        # Label starts and epochs as Python ints: item() runs for every item of a batch.
+        return self.label_start.tolist(), self.epoch.tolist()
+
     def item(
         self, row: int, first: int, count: int, duration: int, channels, padding: bool = False
     ) -> BatchItem:
         """The item of ``count`` epochs from epoch ``first`` of ``row``."""
-        start = int(self.label_start[row]) + first * int(self.epoch[row])
+        starts, epochs = self._ints
+        start = starts[row] + first * epochs[row]
         window = TimeSpan(start, start + duration)
         labels = self.labels[row]
         if not isinstance(labels, StoredLabels):

@@ -28,6 +28,7 @@ from ..onda._samples import Samples, SamplesInfo
 from ..onda._timespan import NS_PER_S, _rate, window_sample_range
 from ..transforms._base import Pipeline
 from ..transforms._scheme import KeyedBatch
+from ._local import decode_local
 
 __all__ = ["materialize_batch", "materialize_batch_item"]
 
@@ -276,9 +277,9 @@ def materialize_batch(
         return kind[1](items, dtype, allocate, exact)
     if any(map(_is_remote, items)):
         return _materialize_concurrently(items, dtype, allocate, exact)
-    ys = [_y(it) for it in items]
-    if len({y.shape for y in ys}) > 1:
-        raise _shape_error(items, [y.shape for y in ys], "y")
+    codes = [it.label_codes() for it in items]
+    if len({c.shape for c in codes}) > 1:
+        raise _shape_error(items, [(1, *c.shape) for c in codes], "y")
     # Each item's rows and channel index, worked out once (they give the shapes too).
     plans = [(_rows(it), _channel_index(it)) for it in items]
     expected = [_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)]
@@ -289,19 +290,21 @@ def materialize_batch(
         shape = known.pop()
         _check_before_allocating(items, shape, dtype)
         x = allocate((len(items), *shape), dtype)
-        first = 0
+        # The local lpcm windows at once; the rest (if any) by the general path below.
+        left = decode_local(items, plans, [_n_total(it) for it in items], dtype, x, exact)
     else:
         x0 = _x_at(items[0], *plans[0], dtype, None, exact)
         x = allocate((len(items), *x0.shape), dtype)
         x[0] = x0
-        first = 1
-    for i in range(first, len(items)):
+        left = range(1, len(items))
+    for i in left:
         try:
             _x_at(items[i], *plans[i], dtype, x[i], exact)
         except BatchShapeError:
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
-    return x, np.stack(ys)
+    # A copy (in-memory codes are read-only views of the labeled table's buffer).
+    return x, np.stack(codes)[:, None, :]
 
 
 def _pipeline_of(

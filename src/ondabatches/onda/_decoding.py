@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
-from ._kernels import decode_rows
+from ._kernels import decode_rows, decoder
 from ._samples import SamplesInfo
 
 __all__ = ["FAST_MAX_ERROR", "DecodePlan", "decode_plan", "exact_decode"]
@@ -122,6 +123,12 @@ class DecodePlan:
             data = data[index]
         self(data, out)
         return post_decode(out, gain, reverse, fill)
+
+    def kernel_decoder(self, sample_type: np.dtype) -> Any:
+        """`select`'s compiled kernel for windows of ``sample_type``, its checks done
+        once (see `._kernels.decoder`); None where `select` takes numpy's path."""
+        res, off = (1.0, 0.0) if self.how == "cast" else (self.resolution, self.offset)
+        return decoder(sample_type, self.dtype, res, off, self.how == "native")
 
     def _float64_blocks(self, data: np.ndarray, out: np.ndarray) -> None:
         # Multiply and add in float64 a few rows at a time, so that the scratch stays in

@@ -34,7 +34,7 @@ import numpy as np
 
 from ._settings import Settings, current_settings, on_change
 
-__all__ = ["available", "decode_rows", "orders", "warm_up"]
+__all__ = ["available", "decode_rows", "decoder", "orders", "warm_up"]
 
 #: Sample types the kernels take (in native byte order): every value converts to float64
 #: exactly, so the loop's float64 arithmetic is numpy's.
@@ -321,6 +321,41 @@ def decode_rows(
 
 
 _NO_CHANNELS = np.empty(0, dtype=np.intp)
+
+
+def decoder(
+    sample_type: np.dtype, out_type: np.dtype, resolution: float, offset: float, native: bool
+) -> Callable[[np.ndarray, np.ndarray | None, np.ndarray], None] | None:
+    """`decode_rows` with its checks of the types done once, for many windows of a batch.
+
+    Returns ``decode(src, channels, out)`` or None where `decode_rows` would return
+    False for these types. ``src`` is a read window as it is laid out (time x channels,
+    C-ordered), ``channels`` None for every channel or an ``intp`` array of indices in
+    range, ``out`` C-ordered rows x time with as many time steps: the caller vouches for
+    all of it (`decode_rows` checks it for each window). The same values as
+    `decode_rows`.
+    """
+    sample_type, out_type = np.dtype(sample_type), np.dtype(out_type)
+    if sample_type not in _SAMPLE_TYPES or out_type not in _OUT_TYPES or not _enabled():
+        return None
+    kernel = _compile()
+    narrow = native and out_type == np.float32
+    if kernel is None or (narrow and sample_type.itemsize > 2):
+        return None
+    res, off = float(resolution), float(offset) if offset != 0.0 else -0.0
+    bufs: dict[int, np.ndarray] = {}
+
+    def decode(src: np.ndarray, channels: np.ndarray | None, out: np.ndarray) -> None:
+        n = out.shape[0]
+        buf = bufs.get(n)
+        if buf is None:
+            buf = bufs[n] = np.empty(n, dtype=out_type)
+        every = channels is None
+        channels = _NO_CHANNELS if every else channels
+        kernel(src, channels, every, narrow, res, off, buf, out,
+               _few(src, channels, every, narrow, buf, out))  # fmt: skip
+
+    return decode
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,169 @@
+"""The everyday case of `materialize_batch`, with its per-item work done once per batch.
+
+Windows of local ``lpcm`` files (a pread each, then the decode kernel) cost little, so
+what a batch pays per item beyond those two calls decides its speed. Here the items of
+one signal share, within a batch, the work the general path does for each item: the
+filesystem lookup and allow-list check, the descriptor and its ``stat`` (the size
+check), the decode plan and the kernel's type checks; each window is read into one
+scratch buffer of the thread and decoded from there into its slot of ``x``.
+
+Anything unusual (another format, a remote file, a selector object, a window outside
+the file, a read or check that fails) is left to the general path, item by item, so
+that its errors and values stay the general path's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..batches._item import BatchItem
+from ..onda._decoding import decode_plan
+from ..onda._descriptors import opened
+from ..onda._formats import get_format
+from ..onda._lpcm import LPCMFormat, check_lpcm_size
+from ..onda._storage import filesystem_for, is_local
+
+__all__ = ["decode_local"]
+
+#: A thread's scratch buffer is kept between batches up to this size (a 30 s window of
+#: 19 int16 channels at 256 Hz is 292 KB); larger ones are dropped after their batch.
+_KEEP_SCRATCH = 16 << 20
+
+_scratch = threading.local()
+
+Decode = Callable[[np.ndarray, Any, np.ndarray], None]
+
+
+class _Signal:
+    """What the items of one signal share within a batch."""
+
+    __slots__ = ("fd", "n_total", "bps", "n_cols", "dtype", "decode", "plan")
+
+    def __init__(self, fd: int, n_total: int, item: BatchItem, out_type: np.dtype, exact: bool):
+        info = item.info
+        self.fd, self.n_total = fd, n_total
+        self.bps, self.n_cols, self.dtype = info.bytes_per_sample, info.n_channels, info.dtype
+        self.plan = decode_plan(info, out_type, not exact)
+        self.decode: Decode | None = self.plan.kernel_decoder(info.dtype)
+
+    def read(self, rows: range, scratch: np.ndarray) -> np.ndarray | None:
+        """The window's samples, time x channels (a view of ``scratch``); None if short."""
+        n = len(rows) * self.bps
+        view = scratch[:n]
+        if n and os.preadv(self.fd, [view], rows.start * self.bps) != n:
+            return None  # the general path reads on, or names where the file ended
+        return view.view(self.dtype).reshape(-1, self.n_cols)
+
+    def decode_into(self, src: np.ndarray, index: Any, channels: Any, out: np.ndarray) -> None:
+        if self.decode is not None:
+            self.decode(src, channels, out)
+        else:
+            self.plan.select(src.T, index, out)
+
+
+def decode_local(
+    items: Sequence[BatchItem],
+    plans: Sequence[tuple[range, Any]],
+    n_totals: Sequence[int],
+    dtype: np.dtype,
+    x: np.ndarray,
+    exact: bool,
+) -> list[int]:
+    """Decode into ``x[i]`` each item that is a window of a local ``lpcm`` file.
+
+    ``plans`` holds each item's rows and channel index, ``n_totals`` its signal's
+    samples. Returns the positions of the items left for the general path.
+    """
+    if not x.flags.c_contiguous or type(get_format("lpcm")) is not LPCMFormat:
+        return list(range(len(items)))
+    left: list[int] = []
+    signals: dict[tuple, _Signal | None] = {}
+    channels: dict[tuple, np.ndarray] = {}
+    scratch = _scratch_for(items, plans)
+    with contextlib.ExitStack() as held:
+        for i, (item, (rows, index), n_total) in enumerate(
+            zip(items, plans, n_totals, strict=True)
+        ):
+            if type(item) is not BatchItem or item.file_format != "lpcm" or index is None:
+                left.append(i)
+                continue
+            key = (item.file_path, item.signal_span, item.info)
+            if key not in signals:
+                signals[key] = _open(item, n_total, dtype, exact, held)
+            signal = signals[key]
+            out = x[i]
+            if signal is None or not 0 <= rows.start <= rows.stop <= n_total:
+                left.append(i)
+                continue
+            picked = _channels(channels, index, signal.n_cols)
+            n_rows = signal.n_cols if picked is None else len(picked)
+            if picked is _INVALID or out.shape[0] != n_rows:
+                left.append(i)
+                continue
+            try:
+                src = signal.read(rows, scratch)
+                if src is None or out.shape[1] != src.shape[0]:
+                    left.append(i)
+                    continue
+                signal.decode_into(src, index, picked, out)
+            except Exception:  # the general path raises its own error for this item
+                left.append(i)
+    _keep_scratch(scratch)
+    return left
+
+
+def _open(
+    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
+) -> _Signal | None:
+    try:
+        fs, path = filesystem_for(item.file_path)
+        if not is_local(fs):
+            return None
+        fd, st = held.enter_context(opened(path))
+        check_lpcm_size(path, st.st_size, item.info, n_total)
+        return _Signal(fd, n_total, item, dtype, exact)
+    except Exception:  # refused, missing, the wrong size: the general path says so
+        return None
+
+
+#: `_channels` of an index the kernel must not take (out of range, or not all rows).
+_INVALID = np.empty(0, dtype=np.intp)
+
+
+def _channels(cache: dict[tuple, np.ndarray], index: Any, n_cols: int) -> np.ndarray | None:
+    """The kernel's channels of a channel index: None for every channel, else indices in
+    range (cached by identity within the batch: `_indices` hands out one list per
+    selector and signal layout, and ``plans`` holds it while the batch is read)."""
+    if isinstance(index, slice):
+        return None if index == slice(None) else _INVALID
+    key = (id(index), n_cols)
+    found = cache.get(key)
+    if found is None:
+        found = np.asarray(index, dtype=np.intp)
+        ok = found.ndim == 1 and (found.size == 0 or (found.min() >= 0 and found.max() < n_cols))
+        found = cache[key] = found if ok else _INVALID
+    return found
+
+
+def _scratch_for(items: Sequence[BatchItem], plans: Sequence[tuple[range, Any]]) -> np.ndarray:
+    need = max(
+        (
+            len(rows) * item.info.bytes_per_sample
+            for item, (rows, _) in zip(items, plans, strict=True)
+        ),
+        default=0,
+    )
+    scratch = getattr(_scratch, "buffer", None)
+    if scratch is None or scratch.size < need:
+        scratch = np.empty(need, dtype=np.uint8)
+    return scratch
+
+
+def _keep_scratch(scratch: np.ndarray) -> None:
+    _scratch.buffer = scratch if scratch.size <= _KEEP_SCRATCH else None

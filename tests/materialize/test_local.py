@@ -1,0 +1,135 @@
+"""The local lpcm path of materialize_batch: the general path's values and errors, faster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from ondabatches.batches import BatchState, RandomBatches
+from ondabatches.errors import SampleFileError, SampleFileNotFoundError
+from ondabatches.materialize import _local, _materialize, materialize_batch
+from tests.dataset import dataset, eeg_rows_at, labeled, lazy_labeled  # noqa: F401
+
+MIN = 60 * 10**9
+
+
+def _general(batch, dtype, exact) -> np.ndarray:
+    """Each item by the general path alone, stacked."""
+    return np.stack([_materialize._x(it, dtype, exact=exact) for it in batch])
+
+
+def _counting(monkeypatch) -> list:
+    calls: list = []
+    general = _materialize._x_at
+
+    def counted(item, *args, **kwargs):
+        calls.append(item.file_format)
+        return general(item, *args, **kwargs)
+
+    monkeypatch.setattr(_materialize, "_x_at", counted)
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("exact", [True, False])
+def test_batches_equal_the_general_path_item_by_item(labeled, dtype, exact, monkeypatch):  # noqa: F811
+    calls = _counting(monkeypatch)
+    for rate in sorted(set(labeled.column("sample_rate").to_pylist())):
+        table = eeg_rows_at(labeled, rate)  # lpcm and lpcm.zst rows, several encodings
+        for n_channels in (None, 2):  # every channel (a slice) and random subsets (indices)
+            spec = RandomBatches(table, n_channels=n_channels, batch_size=16, batch_duration=MIN)
+            if (
+                n_channels is None
+                and len({len(c) for c in table.column("channels").to_pylist()}) > 1
+            ):
+                continue  # layouts of different channel counts do not stack
+            for index in range(3):
+                batch, _ = spec.iterate_batch(spec.initial_state(seed=5).advance(index))
+                calls.clear()
+                x, y = materialize_batch(batch, dtype, exact=exact)
+                assert calls == [it.file_format for it in batch if it.file_format != "lpcm"]
+                np.testing.assert_array_equal(x, _general(batch, dtype, exact))
+                assert x.dtype == dtype and y.shape == (16, 1, 2)
+                np.testing.assert_array_equal(y[:, 0], [it.label_codes() for it in batch])
+                assert y.flags.writeable
+
+
+def test_every_item_went_the_local_way_for_an_lpcm_table(labeled, monkeypatch):  # noqa: F811
+    lpcm = labeled.filter(pc.equal(labeled.column("file_format"), "lpcm"))
+    table = eeg_rows_at(lpcm, lpcm.column("sample_rate")[0].as_py())
+    spec = RandomBatches(table, n_channels=3, batch_size=32, batch_duration=MIN)
+    calls = _counting(monkeypatch)
+    batch, _ = spec.iterate_batch(BatchState(2).bind(spec.initial_state().config))
+    x, _ = materialize_batch(batch)
+    assert calls == [] and len(batch) == 32
+    np.testing.assert_array_equal(x, _general(batch, np.float32, True))
+
+
+def _one_lpcm_batch(labeled, tmp_path, n=4):  # noqa: F811
+    """A batch whose items all read one copy of an lpcm file (ours to damage)."""
+    lpcm = labeled.filter(pc.equal(labeled.column("file_format"), "lpcm")).slice(0, 1)
+    copy = tmp_path / "copy.lpcm"
+    shutil.copyfile(lpcm.column("file_path")[0].as_py(), copy)
+    paths = pa.array([str(copy)])
+    table = lpcm.set_column(lpcm.schema.get_field_index("file_path"), "file_path", paths)
+    spec = RandomBatches(table, batch_size=n, batch_duration=MIN)
+    return spec.iterate_batch(spec.initial_state(seed=1))[0], copy
+
+
+def test_a_damaged_file_gets_the_general_paths_error(labeled, tmp_path, monkeypatch):  # noqa: F811
+    batch, copy = _one_lpcm_batch(labeled, tmp_path)
+    good, _ = materialize_batch(batch)
+    size = copy.stat().st_size
+    os.truncate(copy, size - 2)  # not the size its signal needs
+    calls = _counting(monkeypatch)
+    with pytest.raises(SampleFileError, match=rf"{copy}.*{size - 2} bytes.*expected {size}"):
+        materialize_batch(batch)
+    assert calls == ["lpcm"]  # the local path left it to the general one, which refused
+    os.truncate(copy, size)  # the right size again (zeros at the end): read as it is now
+    calls.clear()
+    again, _ = materialize_batch(batch)
+    assert calls == []
+    np.testing.assert_array_equal(again, _general(batch, np.float32, True))
+    copy.unlink()
+    with pytest.raises(SampleFileNotFoundError, match=f"not found: {copy}"):
+        materialize_batch(batch)
+    assert good.shape == again.shape
+
+
+def test_windows_outside_the_file_are_left_to_the_general_path(labeled, tmp_path):  # noqa: F811
+    batch, _ = _one_lpcm_batch(labeled, tmp_path, n=2)
+    plans = [(_materialize._rows(it), _materialize._channel_index(it)) for it in batch]
+    n_totals = [_materialize._n_total(it) for it in batch]
+    x = np.zeros((2, batch[0].info.n_channels, len(plans[0][0])), np.float32)
+    beyond = range(n_totals[1] - 3, n_totals[1] - 3 + len(plans[1][0]))
+    left = _local.decode_local(batch, [plans[0], (beyond, plans[1][1])], n_totals, x.dtype, x, True)
+    assert left == [1] and (x[1] == 0).all()
+    np.testing.assert_array_equal(x[0], _general(batch[:1], np.float32, True)[0])
+    # An x that is not C-ordered (an allocator's choice): nothing taken.
+    f_ordered = np.asfortranarray(x)
+    assert _local.decode_local(batch, plans, n_totals, x.dtype, f_ordered, True) == [0, 1]
+    # Channel indices out of range are never handed to the kernel.
+    bad = [(plans[0][0], [0, batch[0].info.n_channels])]
+    assert _local.decode_local(batch[:1], bad, n_totals[:1], x.dtype, x[:1, :2], True) == [0]
+
+
+def test_the_scratch_buffer_is_per_thread_and_bounded(labeled, tmp_path, monkeypatch):  # noqa: F811
+    batch, _ = _one_lpcm_batch(labeled, tmp_path)
+    materialize_batch(batch)
+    mine = _local._scratch.buffer
+    assert mine.size >= len(_materialize._rows(batch[0])) * batch[0].info.bytes_per_sample
+    seen = []
+    worker = threading.Thread(target=lambda: (materialize_batch(batch),
+                                              seen.append(_local._scratch.buffer)))  # fmt: skip
+    worker.start()
+    worker.join(30)
+    assert seen and seen[0] is not mine and _local._scratch.buffer is mine
+    monkeypatch.setattr(_local, "_KEEP_SCRATCH", 16)  # a window over it is not kept
+    materialize_batch(batch)
+    assert _local._scratch.buffer is None
