@@ -14,6 +14,7 @@ import pytest
 from ondabatches.batches import BatchState, RandomBatches
 from ondabatches.errors import SampleFileError, SampleFileNotFoundError
 from ondabatches.materialize import _local, _materialize, materialize_batch
+from ondabatches.onda._zst import parse_seek_table
 from tests.dataset import dataset, eeg_rows_at, labeled, lazy_labeled  # noqa: F401
 
 MIN = 60 * 10**9
@@ -53,7 +54,7 @@ def test_batches_equal_the_general_path_item_by_item(labeled, dtype, exact, monk
                 batch, _ = spec.iterate_batch(spec.initial_state(seed=5).advance(index))
                 calls.clear()
                 x, y = materialize_batch(batch, dtype, exact=exact)
-                assert calls == [it.file_format for it in batch if it.file_format != "lpcm"]
+                assert calls == []  # lpcm and lpcm.zst: all of them the local way
                 np.testing.assert_array_equal(x, _general(batch, dtype, exact))
                 assert x.dtype == dtype and y.shape == (16, 1, 2)
                 np.testing.assert_array_equal(y[:, 0], [it.label_codes() for it in batch])
@@ -71,10 +72,10 @@ def test_every_item_went_the_local_way_for_an_lpcm_table(labeled, monkeypatch): 
     np.testing.assert_array_equal(x, _general(batch, np.float32, True))
 
 
-def _one_lpcm_batch(labeled, tmp_path, n=4):  # noqa: F811
-    """A batch whose items all read one copy of an lpcm file (ours to damage)."""
-    lpcm = labeled.filter(pc.equal(labeled.column("file_format"), "lpcm")).slice(0, 1)
-    copy = tmp_path / "copy.lpcm"
+def _one_lpcm_batch(labeled, tmp_path, n=4, fmt="lpcm"):  # noqa: F811
+    """A batch whose items all read one copy of a ``fmt`` file (ours to damage)."""
+    lpcm = labeled.filter(pc.equal(labeled.column("file_format"), fmt)).slice(0, 1)
+    copy = tmp_path / f"copy.{fmt}"
     shutil.copyfile(lpcm.column("file_path")[0].as_py(), copy)
     paths = pa.array([str(copy)])
     table = lpcm.set_column(lpcm.schema.get_field_index("file_path"), "file_path", paths)
@@ -102,6 +103,23 @@ def test_a_damaged_file_gets_the_general_paths_error(labeled, tmp_path, monkeypa
     assert good.shape == again.shape
 
 
+def test_a_damaged_frame_gets_the_general_paths_error(labeled, tmp_path, monkeypatch):  # noqa: F811
+    batch, copy = _one_lpcm_batch(labeled, tmp_path, n=1, fmt="lpcm.zst")
+    materialize_batch(batch)
+    table = parse_seek_table(copy.stat().st_size, lambda a, b: copy.read_bytes()[a:b])
+    rows = _materialize._rows(batch[0])
+    bps = batch[0].info.bytes_per_sample
+    first, _ = table.frames_for(rows.start * bps, rows.stop * bps)
+    data = bytearray(copy.read_bytes())
+    at = int(table.compressed_offsets[first]) + 20  # inside the window's first frame
+    data[at : at + 8] = bytes(8)
+    copy.write_bytes(bytes(data))  # the same size: the seek table is parsed again (mtime)
+    calls = _counting(monkeypatch)
+    with pytest.raises(SampleFileError, match=rf"{copy} frame {first} .*not valid zstd"):
+        materialize_batch(batch)
+    assert calls == ["lpcm.zst"]
+
+
 def test_windows_outside_the_file_are_left_to_the_general_path(labeled, tmp_path):  # noqa: F811
     batch, _ = _one_lpcm_batch(labeled, tmp_path, n=2)
     plans = [(_materialize._rows(it), _materialize._channel_index(it)) for it in batch]
@@ -119,17 +137,20 @@ def test_windows_outside_the_file_are_left_to_the_general_path(labeled, tmp_path
     assert _local.decode_local(batch[:1], bad, n_totals[:1], x.dtype, x[:1, :2], True) == [0]
 
 
-def test_the_scratch_buffer_is_per_thread_and_bounded(labeled, tmp_path, monkeypatch):  # noqa: F811
+def test_the_scratch_buffers_are_per_thread_and_bounded(labeled, tmp_path, monkeypatch):  # noqa: F811
     batch, _ = _one_lpcm_batch(labeled, tmp_path)
     materialize_batch(batch)
-    mine = _local._scratch.buffer
-    assert mine.size >= len(_materialize._rows(batch[0])) * batch[0].info.bytes_per_sample
+    mine = _local._scratch.buffers
+    samples = mine.buffers[0]
+    assert samples.size >= len(_materialize._rows(batch[0])) * batch[0].info.bytes_per_sample
+    materialize_batch(batch)
+    assert mine.buffers[0] is samples  # kept: no new pages for the next batch
     seen = []
     worker = threading.Thread(target=lambda: (materialize_batch(batch),
-                                              seen.append(_local._scratch.buffer)))  # fmt: skip
+                                              seen.append(_local._scratch.buffers)))  # fmt: skip
     worker.start()
     worker.join(30)
-    assert seen and seen[0] is not mine and _local._scratch.buffer is mine
+    assert seen and seen[0] is not mine and _local._scratch.buffers is mine
     monkeypatch.setattr(_local, "_KEEP_SCRATCH", 16)  # a window over it is not kept
     materialize_batch(batch)
-    assert _local._scratch.buffer is None
+    assert mine.buffers[0] is None

@@ -1,11 +1,13 @@
 """The everyday case of `materialize_batch`, with its per-item work done once per batch.
 
-Windows of local ``lpcm`` files (a pread each, then the decode kernel) cost little, so
+Windows of local ``lpcm`` and seekable ``lpcm.zst`` files (a pread each, the frames'
+decompression, then the decode kernel) cost little, so
 what a batch pays per item beyond those two calls decides its speed. Here the items of
 one signal share, within a batch, the work the general path does for each item: the
 filesystem lookup and allow-list check, the descriptor and its ``stat`` (the size
-check), the decode plan and the kernel's type checks; each window is read into one
-scratch buffer of the thread and decoded from there into its slot of ``x``.
+check, or the seek table), the decode plan and the kernel's type checks; each window is
+read (and decompressed) into scratch buffers of the thread and decoded from there into
+its slot of ``x``.
 
 Anything unusual (another format, a remote file, a selector object, a window outside
 the file, a read or check that fails) is left to the general path, item by item, so
@@ -28,6 +30,7 @@ from ..onda._descriptors import opened
 from ..onda._formats import get_format
 from ..onda._lpcm import LPCMFormat, check_lpcm_size
 from ..onda._storage import filesystem_for, is_local
+from ..onda._zst import LPCMZstFormat, SeekTable, _frames_into, local_seek_table
 
 __all__ = ["decode_local"]
 
@@ -36,6 +39,10 @@ __all__ = ["decode_local"]
 _KEEP_SCRATCH = 16 << 20
 
 _scratch = threading.local()
+
+#: The formats read here, by name: each the built-in class (a user's re-registered
+#: format of one of these names takes the general path).
+_FORMATS = {"lpcm": LPCMFormat, "lpcm.zst": LPCMZstFormat}
 
 Decode = Callable[[np.ndarray, Any, np.ndarray], None]
 
@@ -52,19 +59,48 @@ class _Signal:
         self.plan = decode_plan(info, out_type, not exact)
         self.decode: Decode | None = self.plan.kernel_decoder(info.dtype)
 
-    def read(self, rows: range, scratch: np.ndarray) -> np.ndarray | None:
-        """The window's samples, time x channels (a view of ``scratch``); None if short."""
+    def read(self, rows: range, scratch: _Scratch) -> np.ndarray | None:
+        """The window's samples, time x channels (a view of scratch); None if short."""
         n = len(rows) * self.bps
-        view = scratch[:n]
+        view = scratch.get(0, n)
         if n and os.preadv(self.fd, [view], rows.start * self.bps) != n:
             return None  # the general path reads on, or names where the file ended
-        return view.view(self.dtype).reshape(-1, self.n_cols)
+        return self.samples(view)
+
+    def samples(self, buf: np.ndarray) -> np.ndarray:
+        return buf.view(self.dtype).reshape(-1, self.n_cols)
 
     def decode_into(self, src: np.ndarray, index: Any, channels: Any, out: np.ndarray) -> None:
         if self.decode is not None:
             self.decode(src, channels, out)
         else:
             self.plan.select(src.T, index, out)
+
+
+class _ZstSignal(_Signal):
+    """A local ``lpcm.zst`` file with a seek table: a window's frames, decompressed."""
+
+    __slots__ = ("table", "url")
+
+    def __init__(self, fd: int, n_total: int, item: BatchItem, out_type: np.dtype,
+                 exact: bool, table: SeekTable, url: str):  # fmt: skip
+        super().__init__(fd, n_total, item, out_type, exact)
+        self.table, self.url = table, url
+
+    def read(self, rows: range, scratch: _Scratch) -> np.ndarray | None:
+        start, stop = rows.start * self.bps, rows.stop * self.bps
+        if stop == start:
+            return self.samples(np.empty(0, dtype=np.uint8))
+        table = self.table
+        first, last = table.frames_for(start, stop)
+        a, b = int(table.compressed_offsets[first]), int(table.compressed_offsets[last])
+        compressed = scratch.get(1, b - a)
+        if os.preadv(self.fd, [compressed], a) != b - a:
+            return None
+        whole = scratch.get(0, table.frame_start(last) - table.frame_start(first))
+        buf = _frames_into(compressed, table, first, last, self.url, whole)
+        skip = start - table.frame_start(first)
+        return self.samples(buf[skip : skip + stop - start])
 
 
 def decode_local(
@@ -80,17 +116,17 @@ def decode_local(
     ``plans`` holds each item's rows and channel index, ``n_totals`` its signal's
     samples. Returns the positions of the items left for the general path.
     """
-    if not x.flags.c_contiguous or type(get_format("lpcm")) is not LPCMFormat:
+    if not x.flags.c_contiguous or any(type(get_format(f)) is not t for f, t in _FORMATS.items()):
         return list(range(len(items)))
     left: list[int] = []
     signals: dict[tuple, _Signal | None] = {}
     channels: dict[tuple, np.ndarray] = {}
-    scratch = _scratch_for(items, plans)
+    scratch = _Scratch.of_this_thread()
     with contextlib.ExitStack() as held:
         for i, (item, (rows, index), n_total) in enumerate(
             zip(items, plans, n_totals, strict=True)
         ):
-            if type(item) is not BatchItem or item.file_format != "lpcm" or index is None:
+            if type(item) is not BatchItem or item.file_format not in _FORMATS or index is None:
                 left.append(i)
                 continue
             key = (item.file_path, item.signal_span, item.info)
@@ -114,7 +150,7 @@ def decode_local(
                 signal.decode_into(src, index, picked, out)
             except Exception:  # the general path raises its own error for this item
                 left.append(i)
-    _keep_scratch(scratch)
+    scratch.keep()
     return left
 
 
@@ -126,8 +162,14 @@ def _open(
         if not is_local(fs):
             return None
         fd, st = held.enter_context(opened(path))
-        check_lpcm_size(path, st.st_size, item.info, n_total)
-        return _Signal(fd, n_total, item, dtype, exact)
+        if item.file_format == "lpcm":
+            check_lpcm_size(path, st.st_size, item.info, n_total)
+            return _Signal(fd, n_total, item, dtype, exact)
+        table = local_seek_table(fs, path, fd, st)
+        if table is None:  # a stream without a seek table: read from its start
+            return None
+        check_lpcm_size(path, table.decompressed_size, item.info, n_total, what="decompresses to")
+        return _ZstSignal(fd, n_total, item, dtype, exact, table, path)
     except Exception:  # refused, missing, the wrong size: the general path says so
         return None
 
@@ -151,19 +193,32 @@ def _channels(cache: dict[tuple, np.ndarray], index: Any, n_cols: int) -> np.nda
     return found
 
 
-def _scratch_for(items: Sequence[BatchItem], plans: Sequence[tuple[range, Any]]) -> np.ndarray:
-    need = max(
-        (
-            len(rows) * item.info.bytes_per_sample
-            for item, (rows, _) in zip(items, plans, strict=True)
-        ),
-        default=0,
-    )
-    scratch = getattr(_scratch, "buffer", None)
-    if scratch is None or scratch.size < need:
-        scratch = np.empty(need, dtype=np.uint8)
-    return scratch
+class _Scratch:
+    """A thread's scratch buffers (0: samples, 1: compressed bytes), kept between
+    batches while they stay under `_KEEP_SCRATCH` bytes, so that their pages are not
+    faulted in again for every window."""
 
+    __slots__ = ("buffers",)
 
-def _keep_scratch(scratch: np.ndarray) -> None:
-    _scratch.buffer = scratch if scratch.size <= _KEEP_SCRATCH else None
+    def __init__(self) -> None:
+        self.buffers: list[np.ndarray | None] = [None, None]
+
+    @classmethod
+    def of_this_thread(cls) -> _Scratch:
+        scratch = getattr(_scratch, "buffers", None)
+        if scratch is None:
+            scratch = _scratch.buffers = cls()
+        return scratch
+
+    def get(self, slot: int, n: int) -> np.ndarray:
+        """A writable uint8 array of ``n`` bytes (a view of the slot's buffer)."""
+        buf = self.buffers[slot]
+        if buf is None or buf.size < n:
+            buf = self.buffers[slot] = np.empty(max(n, 2 * (0 if buf is None else buf.size)),
+                                                dtype=np.uint8)  # fmt: skip
+        return buf[:n]
+
+    def keep(self) -> None:
+        for slot, buf in enumerate(self.buffers):
+            if buf is not None and buf.size > _KEEP_SCRATCH:
+                self.buffers[slot] = None

@@ -174,15 +174,36 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dctx
 
 
+def local_seek_table(
+    fs: fsspec.AbstractFileSystem, path: str, fd: int, st: os.stat_result
+) -> SeekTable | None:
+    """The seek table of local ``path`` (open as ``fd``, of stat ``st``), parsed once
+    for each size and mtime the file has; None for a stream without one."""
+    key = ("seek-table", st.st_size, st.st_mtime_ns)
+    return file_meta(
+        fs,
+        path,
+        key,
+        lambda: parse_seek_table(st.st_size, lambda a, b: read_at(fd, a, b - a, path)),
+    )
+
+
 def _frames_into(
-    compressed: np.ndarray, table: SeekTable, first: int, last: int, url: str
+    compressed: np.ndarray,
+    table: SeekTable,
+    first: int,
+    last: int,
+    url: str,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Decompress frames ``[first, last)`` (``compressed`` holds exactly them), each to
-    its end, checking that each gives the bytes the seek table says it holds."""
+    its end, checking that each gives the bytes the seek table says it holds; into the
+    start of ``out`` (uint8) if it is given and large enough."""
     c = table.compressed_offsets
     base = int(c[first])
     origin = table.frame_start(first)
-    buf = np.empty(table.frame_start(last) - origin, dtype=np.uint8)
+    size = table.frame_start(last) - origin
+    buf = out[:size] if out is not None and out.size >= size else np.empty(size, dtype=np.uint8)
     view = memoryview(buf)
     dctx = _decompressor()
     if _sizes_in_headers(compressed, table, first, last):
@@ -389,12 +410,7 @@ class LPCMZstFormat(SampleFormat):
         if is_local(fs):
             # One stat and a cached descriptor serve the seek table's key and the read.
             with opened(path) as (fd, st):
-                key = ("seek-table", st.st_size, st.st_mtime_ns)
-                table = file_meta(
-                    fs, path, key, lambda: parse_seek_table(
-                        st.st_size, lambda a, b: read_at(fd, a, b - a, path)
-                    )
-                )  # fmt: skip
+                table = local_seek_table(fs, path, fd, st)
                 if table is not None:
                     return self._frames(table, info, start, stop, n_total, path, fd=fd)
         else:
