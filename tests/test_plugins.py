@@ -195,9 +195,10 @@ def test_broken_plug_ins_fail_their_suites_naming_the_check():
         check_channel_selector(_NotTime())
 
 
-def test_a_plug_in_that_passes_works_on_every_backend(dataset, labeled, tmp_path, registry):  # noqa: F811
-    """A user's format (registered in this process only) and scheme, on inline,
-    threads and worker processes: the same batches as read inline."""
+def plugged_scheme(labeled, tmp_path):  # noqa: F811
+    """A user's format (registered here: in this process only) holding a copy of the
+    128 Hz EEG, and a user's scheme over it that passes `check_batch_scheme`; with the
+    first 3 batches as read inline from the original files, the copies and the table."""
     register_format("npy-plugin", NpyFormat())
     table = eeg_rows_at(labeled, 128.0)
     from ondabatches.onda import iter_signals, load_rows
@@ -217,10 +218,17 @@ def test_a_plug_in_that_passes_works_on_every_backend(dataset, labeled, tmp_path
     plain = Every(SequentialBatches(table, batch_size=4, batch_duration=60 * S), 3)
     scheme = Every(SequentialBatches(plugged, batch_size=4, batch_duration=60 * S), 3)
     check_batch_scheme(scheme, steps=3)
-    state = scheme.initial_state()
     want = [materialize_batch(plain.iterate_batch(plain.initial_state().advance(k))[0])
             for k in range(3)]  # fmt: skip
-    for backend in ("inline", "threads", "processes"):
+    return scheme, want, paths, plugged
+
+
+def test_a_plug_in_that_passes_works_on_every_backend(dataset, labeled, tmp_path, registry):  # noqa: F811
+    """A user's format (registered in this process only) and scheme, on inline,
+    threads and worker processes: the same batches as read inline."""
+    scheme, want, paths, plugged = plugged_scheme(labeled, tmp_path)
+    state = scheme.initial_state()
+    for backend in ("inline", "threads", "processes"):  # Ray: tests/serve/test_ray.py
         with Batcher(scheme, backend=backend, workers=2) as batcher:
             batcher.start(state)
             s = state

@@ -11,7 +11,9 @@ import pytest
 
 from ondabatches import Batcher, RayBatcher, WorkerError
 from ondabatches.serve._ray import RayPool
+from tests.dataset import dataset, labeled  # noqa: F401
 from tests.serve.toy import ToyScheme, toy_materialize
+from tests.test_plugins import plugged_scheme, registry  # noqa: F401
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(60)]
 
@@ -157,3 +159,30 @@ def test_an_actor_that_cannot_be_reached_on_its_channel_takes_ray_calls(
         assert not pool._channels and len(pool._local) == 1
     finally:
         pool.close()
+
+
+@pytest.mark.timeout(180)  # three Batchers' actors start, each importing the project
+def test_a_plug_in_that_passes_works_on_ray(ray_session, labeled, tmp_path, registry):  # noqa: F811
+    """The plug-in format and scheme of tests/test_plugins.py, on Ray actors (the
+    Batcher's ray backend and RayBatcher): the same batches as read inline, and the
+    format's own refusal of a damaged file reaches the trainer as its error."""
+    from ondabatches.errors import SampleFileError
+
+    scheme, want, paths, _ = plugged_scheme(labeled, tmp_path)
+    for make in (lambda: Batcher(scheme, backend="ray", workers=2),
+                 lambda: RayBatcher(scheme, workers=1)):  # fmt: skip
+        with make() as batcher:
+            state = scheme.initial_state()
+            batcher.start(state)
+            for k in range(3):
+                (x, y), state = batcher.take(state)
+                np.testing.assert_array_equal(x, want[k][0], err_msg=f"{batcher!r} batch {k}")
+                np.testing.assert_array_equal(y, want[k][1])
+    with open(paths[0], "r+b") as f:
+        f.truncate(os.path.getsize(paths[0]) // 2)
+    with Batcher(scheme, backend="ray", workers=1, retries=0) as batcher:
+        batcher.start(scheme.initial_state())
+        with pytest.raises(SampleFileError, match="not a whole .npy file"):
+            state = scheme.initial_state()
+            for _ in range(3):
+                _, state = batcher.take(state)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import require
+from ..onda._formats import install_formats, user_formats
 from ..onda._settings import Settings, current_settings, use_settings
 from ._batcher import Batcher
 
@@ -19,8 +20,15 @@ __all__ = ["RayBatcher"]
 class _BatcherActor:
     """The body of the actor behind [`RayBatcher`][ondabatches.serve.RayBatcher]."""
 
-    def __init__(self, batches: Any, kwargs: dict[str, Any], settings: Settings | None = None):
+    def __init__(
+        self,
+        batches: Any,
+        kwargs: dict[str, Any],
+        settings: Settings | None = None,
+        formats: dict[str, Any] | None = None,
+    ):
         use_settings(settings)  # the caller's, which the Batcher's workers then get
+        install_formats(formats)  # the caller's plug-in formats, for this actor and its workers
         self._batcher = Batcher(batches, **kwargs)
 
     def start(self, state: Any) -> None:
@@ -79,7 +87,7 @@ class RayBatcher:
         kwargs.setdefault("backend", "ray")
         # The manager is light: it must not hold a CPU that a batch task could use.
         actor_class = ray.remote(num_cpus=0)(_BatcherActor)
-        self._actor = actor_class.remote(batches, kwargs, current_settings())
+        self._actor = actor_class.remote(batches, kwargs, current_settings(), user_formats())
 
     def _call(self, method: str, *args: Any):
         ray = require("ray", "ray")
