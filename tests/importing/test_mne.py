@@ -116,3 +116,34 @@ def test_brainvision_from_s3_brings_its_sidecar_files(s3, tmp_path):
     assert [f.source for f in report.files] == [str(tmp_path / "bv" / "rec.vhdr")]
     again = import_dataset(tmp_path / "bv", tmp_path / "bv" / "onda", workers=1)
     assert again.n_imported == 0 and len(again.files) == 1
+
+
+def _write_bv(folder, seed):
+    pybv = pytest.importorskip("pybv")
+    data = np.random.default_rng(seed).integers(-100, 100, size=(2, 300)) * 1e-7
+    pybv.write_brainvision(data=data, sfreq=RATE, ch_names=["Fz", "Cz"], fname_base="rec",
+                           folder_out=str(folder), fmt="binary_int16", resolution=0.1,
+                           unit="µV", overwrite=True)  # fmt: skip
+    return folder / "rec.vhdr"
+
+
+def test_a_brainvision_recording_is_its_header_and_its_data(tmp_path):
+    """Two recordings with byte-identical headers (a template) are two recordings, and
+    new data under an unchanged header is imported again on a rerun."""
+    a, b = _write_bv(tmp_path / "in" / "a", 1), _write_bv(tmp_path / "in" / "b", 2)
+    assert a.read_bytes() == b.read_bytes()  # the headers alike, the .eeg files not
+    import_dataset(tmp_path / "in", tmp_path / "out", workers=1)
+    signals = tables(tmp_path / "out")[0]
+    assert len(set(signals.column("recording").to_pylist())) == 2
+    first = {str(s.recording): load(s, encoded=True).data for s in iter_signals(signals)}
+    again = import_dataset(tmp_path / "in", tmp_path / "out", workers=1)
+    assert again.n_imported == 0  # nothing changed: nothing to do
+    _write_bv(tmp_path / "in" / "a", 3)  # new data, the same header
+    assert a.read_bytes() == b.read_bytes()
+    rerun = import_dataset(tmp_path / "in", tmp_path / "out", workers=1)
+    assert rerun.n_imported == 1
+    signals = tables(tmp_path / "out")[0]
+    now = {str(s.recording): load(s, encoded=True).data for s in iter_signals(signals)}
+    in_file = np.fromfile(tmp_path / "in" / "a" / "rec.eeg", dtype="<i2").reshape(-1, 2).T
+    assert any(np.array_equal(d, in_file) for d in now.values())
+    assert not any(np.array_equal(d, in_file) for d in first.values())

@@ -61,6 +61,7 @@ from ._sources import (
     _open_source,
     _read_annotation_file,
     _sha256_of,
+    companions,
 )
 
 __all__ = ["import_dataset"]
@@ -268,17 +269,27 @@ def _ukey(url: str) -> tuple[str, int]:
             return hashlib.sha256("\n".join(keys).encode()).hexdigest(), total
         if not fs.isfile(path):
             raise SampleFileNotFoundError(f"file to import not found: {url}")
-        info = fs.info(path)
-        size = int(info.get("size") or fs.size(path))
-        # An object's version where the store gives one: s3fs's ukey hashes the whole
-        # info dict, whose fields differ between a HEAD and a cached listing, so that
-        # the same object got another key on a rerun (and was imported again).
-        version = next(
-            (str(info[k]) for k in ("ETag", "etag", "VersionId", "generation", "md5Hash")
-             if info.get(k)),
-            None,
-        )  # fmt: skip
-        return (f"{version}:{size}" if version else str(fs.ukey(path))), size
+        files = companions(fs, path)
+        if len(files) > 1:  # a header and its side files: the keys of them all
+            keys = {posixpath.basename(p): _file_ukey(fs, p) for p in files}
+            joined = "\n".join(f"{name}={key}" for name, (key, _) in keys.items())
+            return hashlib.sha256(joined.encode()).hexdigest(), sum(n for _, n in keys.values())
+        return _file_ukey(fs, path)
+
+
+def _file_ukey(fs: Any, path: str) -> tuple[str, int]:
+    """One file's key: its version (or fsspec's ukey) and size."""
+    info = fs.info(path)
+    size = int(info.get("size") or fs.size(path))
+    # An object's version where the store gives one: s3fs's ukey hashes the whole
+    # info dict, whose fields differ between a HEAD and a cached listing, so that
+    # the same object got another key on a rerun (and was imported again).
+    version = next(
+        (str(info[k]) for k in ("ETag", "etag", "VersionId", "generation", "md5Hash")
+         if info.get(k)),
+        None,
+    )  # fmt: skip
+    return (f"{version}:{size}" if version else str(fs.ukey(path))), size
 
 
 def _assemble(out: str, name: str, tasks: list[_Task]) -> tuple[str, str]:

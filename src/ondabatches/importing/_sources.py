@@ -17,16 +17,44 @@ from ..onda._storage import is_local, storage_errors
 from ._channels import ChannelMap
 from ._discover import _EDF_SUFFIXES, _stem, _wanted
 
+#: Header files whose recording goes on in files beside them that share their stem
+#: (BrainVision .vhdr/.ahdr + .eeg + .vmrk, EEGLAB .set + .fdt, Persyst .lay + .dat,
+#: Curry .cdt + .cdt.dpa): a copy brings those along, and the recording's digest and
+#: rerun key cover them, so that two headers alike (a template) are two recordings and
+#: new data under an old header is imported again.
+_SIDECAR_SUFFIXES = (".vhdr", ".ahdr", ".set", ".lay", ".cdt")
+
+
+def companions(fs: Any, path: str) -> list[str]:
+    """The files of the recording whose (header) file is ``path`` on ``fs``, ``path``
+    first: itself alone, or with its side files (`_SIDECAR_SUFFIXES`), sorted."""
+    name = posixpath.basename(path.rstrip("/"))
+    if not _wanted(name, _SIDECAR_SUFFIXES):
+        return [path]
+    prefix = _stem(name) + "."
+    others = sorted(
+        e["name"] for e in fs.ls(posixpath.dirname(path) or ".", detail=True)
+        if e.get("type") == "file" and posixpath.basename(e["name"]).startswith(prefix)
+        and posixpath.basename(e["name"]) != name
+    )  # fmt: skip
+    return [path, *others]
+
 
 def _sha256_of(path: str) -> str:
-    """SHA-256 of a file's bytes; of a folder recording, of its files' relative paths and bytes."""
+    """SHA-256 of a file's bytes; of a folder recording, or of a header with its side
+    files (`companions`), of its files' relative paths, sizes and bytes."""
     digest = hashlib.sha256()
     if os.path.isdir(path):
-        for rel, full in _folder_files(path):
-            digest.update(f"{rel}\0{os.path.getsize(full)}\0".encode())
-            _update(digest, full)
-        return digest.hexdigest()
-    _update(digest, path)
+        files = _folder_files(path)
+    else:
+        files = companions(filesystem_for(path)[0], path)
+        if len(files) == 1:  # one file: the digest of its bytes, as before side files
+            _update(digest, path)
+            return digest.hexdigest()
+        files = [(os.path.basename(f), f) for f in files]
+    for rel, full in files:
+        digest.update(f"{rel}\0{os.path.getsize(full)}\0".encode())
+        _update(digest, full)
     return digest.hexdigest()
 
 
@@ -67,17 +95,8 @@ def _local_copy(url: str) -> Iterator[str]:
                     os.makedirs(os.path.dirname(local), exist_ok=True)
                     fs.get_file(remote, local)
                 siblings = []
-            elif _wanted(name, _EDF_SUFFIXES):
-                siblings = [path]
             else:
-                # BrainVision (.vhdr + .eeg + .vmrk), EEGLAB (.set + .fdt): the files
-                # sharing the stem come along.
-                folder = posixpath.dirname(path)
-                siblings = [
-                    e["name"] for e in fs.ls(folder, detail=True)
-                    if posixpath.basename(e["name"]).startswith(_stem(name) + ".")
-                    and e.get("type") == "file"
-                ] or [path]  # fmt: skip
+                siblings = companions(fs, path)  # a header's side files come along
             for sibling in siblings:
                 fs.get_file(sibling, os.path.join(tmp, posixpath.basename(sibling)))
         yield os.path.join(tmp, name)
