@@ -147,3 +147,43 @@ def test_a_brainvision_recording_is_its_header_and_its_data(tmp_path):
     in_file = np.fromfile(tmp_path / "in" / "a" / "rec.eeg", dtype="<i2").reshape(-1, 2).T
     assert any(np.array_equal(d, in_file) for d in now.values())
     assert not any(np.array_equal(d, in_file) for d in first.values())
+
+
+def _write_mff(path, n_channels=33, n=2500, rate=250):
+    """An EGI MFF folder written by mffpy (the EGI package's own writer), read by MNE."""
+    import datetime
+
+    mffpy = pytest.importorskip("mffpy")
+    from mffpy.writer import BinWriter
+
+    writer = mffpy.Writer(str(path))
+    start = datetime.datetime(2020, 1, 2, 3, 4, 5, 123456, tzinfo=datetime.timezone.utc)
+    writer.addxml("fileInfo", recordTime=start)
+    writer.add_coordinates_and_sensor_layout("HydroCel GSN 32 1.0")
+    data = np.random.default_rng(4).normal(size=(n_channels, n)).astype(np.float32) * 20
+    block = BinWriter(sampling_rate=rate, data_type="EEG")
+    block.add_block(data, offset_us=0)
+    writer.addbin(block)
+    writer.write()
+    return data
+
+
+def test_an_egi_mff_folder_imports_with_mnes_values_and_a_clean_output(tmp_path, capfd):
+    data = _write_mff(tmp_path / "in" / "night.mff")
+    capfd.readouterr()
+    report = import_dataset(tmp_path / "in", tmp_path / "out", workers=1, block_bytes=4096)
+    assert capfd.readouterr().out == ""  # mffpy's notes ("categories.xml ...") kept out
+    assert [f.source for f in report.files] == [str(tmp_path / "in" / "night.mff")]
+    signals = tables(tmp_path / "out")[0]
+    (sig,) = iter_signals(signals)
+    raw = mne.io.read_raw(tmp_path / "in" / "night.mff", preload=True, verbose="error")
+    # MNE's names, in Onda's form (lower case, "Vertex Reference" as vertex_reference)
+    assert sig.channels == tuple(c.lower().replace(" ", "_") for c in raw.ch_names)
+    assert sig.info.sample_rate == 250 and sig.info.sample_unit == "microvolt"
+    decoded = load(sig).data  # MNE's values (volts) in the file's microvolts
+    np.testing.assert_allclose(decoded, raw.get_data() * 1e6, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(decoded, data, rtol=1e-6)  # and what mffpy was given
+    # The folder named directly: the same recording (its id is its files' digest).
+    import_dataset(tmp_path / "in" / "night.mff", tmp_path / "out2", workers=1)
+    again = tables(tmp_path / "out2")[0]
+    assert again.column("recording").to_pylist() == signals.column("recording").to_pylist()

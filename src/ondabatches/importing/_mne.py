@@ -15,7 +15,9 @@ Needs the optional extra ``mne``, imported on first use.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import os
 from typing import Any
 
@@ -117,7 +119,8 @@ class MneSource:
 
     def read(self, channels: list[SourceChannel], start: int, n: int) -> np.ndarray:
         picks = [ch.index for ch in channels]
-        data = self._raw.get_data(picks=picks, start=start, stop=start + n)
+        with contextlib.redirect_stdout(io.StringIO()):  # as in _read_raw
+            data = self._raw.get_data(picks=picks, start=start, stop=start + n)
         shift = np.array([self._shift[i] for i in picks])[:, None]
         scaled = (data - shift) / np.array([self._scale[i] for i in picks])[:, None]
         dtype = np.dtype(self._sample_type)
@@ -186,13 +189,19 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
                 f"{name} is a MEF3 recording: MNE reads it with pymef, which is not "
                 "installed; install it with: pip install pymef"
             ) from None
+    # Readers print what they notice (mffpy: "categories.xml not found ..."): not into the
+    # output of whatever imports (the CLI's report, a pipe); into the error if it fails.
+    printed = io.StringIO()
     try:
-        if folder and not path.rstrip("/\\").lower().endswith((".mff", ".ds", ".mefd")):
-            return mne.io.read_raw_nirx(path, preload=False, verbose="error")
-        return mne.io.read_raw(path, preload=False, verbose="error")
+        with contextlib.redirect_stdout(printed):
+            if folder and not path.rstrip("/\\").lower().endswith((".mff", ".ds", ".mefd")):
+                return mne.io.read_raw_nirx(path, preload=False, verbose="error")
+            return mne.io.read_raw(path, preload=False, verbose="error")
     except Exception as exc:  # MNE raises many kinds for a file it cannot read
         what = "folder" if folder else "file"
-        raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}") from None
+        said = " ".join(printed.getvalue().split())
+        said = f" (the reader printed: {said})" if said else ""
+        raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}{said}") from None
 
 
 def _edf_family_calibration(raw: Any) -> tuple[np.ndarray, np.ndarray, str] | None:
