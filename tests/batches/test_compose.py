@@ -13,6 +13,7 @@ import pytest
 
 from ondabatches.abc import BatchScheme, Layout, Sampler
 from ondabatches.batches import (
+    BatchState,
     ComposedBatches,
     EventSampler,
     ExcludedRecordingsWarning,
@@ -294,3 +295,106 @@ def test_a_sampler_is_left_as_it_is_and_composes_again():
     assert isinstance(a.layout, Layout) and isinstance(a.sampler, Sampler)
     with pytest.raises(ConformanceError):
         check_batch_scheme(object())  # type: ignore[arg-type]
+
+
+# States saved by RandomBatches and SequentialBatches before they were compositions
+# (ondabatches at 0296e80), and their configurations' keys in order.
+SAVED_RANDOM = {
+    "seed": 5,
+    "index": 2,
+    "version": 1,
+    "config": {
+        "batch_duration_ns": 60000000000,
+        "batch_size": 4,
+        "channels": None,
+        "digest.channels": "84870acb2df8b7b7",
+        "digest.encodings": "9ac2181c243a3cab",
+        "digest.labels": "2e58e860ac6ac3e9",
+        "digest.rates": "9590713154b8534c",
+        "digest.recordings": "0b64f478d99c825f",
+        "digest.spans": "d8afb3dc40537aab",
+        "digest.weights": "b30dd736627e3e25",
+        "n_channels": 2,
+        "n_rows": 3,
+        "scheme": "RandomBatches",
+    },
+}
+SAVED_SEQUENTIAL = {
+    "seed": 5,
+    "index": 2,
+    "version": 1,
+    "config": {
+        "batch_duration_ns": 60000000000,
+        "batch_size": 4,
+        "channels": "('c3',)",
+        "digest.channels": "84870acb2df8b7b7",
+        "digest.encodings": "9ac2181c243a3cab",
+        "digest.labels": "2e58e860ac6ac3e9",
+        "digest.rates": "9590713154b8534c",
+        "digest.recordings": "0b64f478d99c825f",
+        "digest.spans": "d8afb3dc40537aab",
+        "digest.weights": "e3b0c44298fc1c14",
+        "drop_last": False,
+        "n_rows": 3,
+        "scheme": "SequentialBatches",
+        "stride_ns": 30000000000,
+        "world_size": 2,
+    },
+}
+RANDOM_KEYS = [
+    "scheme",
+    "batch_size",
+    "batch_duration_ns",
+    "n_channels",
+    "channels",
+    "n_rows",
+    "digest.recordings",
+    "digest.spans",
+    "digest.channels",
+    "digest.rates",
+    "digest.encodings",
+    "digest.labels",
+    "digest.weights",
+]
+SEQUENTIAL_KEYS = [
+    "scheme",
+    "batch_size",
+    "batch_duration_ns",
+    "stride_ns",
+    "world_size",
+    "drop_last",
+    "channels",
+    "n_rows",
+    "digest.recordings",
+    "digest.spans",
+    "digest.channels",
+    "digest.rates",
+    "digest.encodings",
+    "digest.labels",
+    "digest.weights",
+]
+
+
+def test_states_saved_before_the_composition_still_bind_and_resume():
+    table = labeled_table(3, duration=600 * S)
+    sw, lw = class_balanced_weights(table)
+    layout = SignalLayout(table, 60 * S)
+    random = RandomBatches(table, batch_size=4, batch_duration=60 * S, n_channels=2,
+                           signal_weights=sw, label_weights=lw)  # fmt: skip
+    composed = compose(
+        RandomSampler(batch_size=4, n_channels=2, signal_weights=sw, label_weights=lw), layout
+    )
+    seq = SequentialBatches(table, batch_size=4, batch_duration=60 * S, stride=30 * S,
+                            world_size=2, rank=1, channels=["c3"])  # fmt: skip
+    share = Sharding(2, 1, mode="round-robin")
+    composed_seq = compose(SequentialSampler(batch_size=4, stride=30 * S, channels=["c3"]),
+                           layout, share)  # fmt: skip
+    for schemes, saved, keys in [
+        ((random, composed), SAVED_RANDOM, RANDOM_KEYS),
+        ((seq, composed_seq), SAVED_SEQUENTIAL, SEQUENTIAL_KEYS),
+    ]:
+        state = BatchState.from_dict(saved)
+        for scheme in schemes:
+            assert list(scheme.config) == keys
+            assert scheme.initial_state(5).advance(2) == state
+        assert schemes[0].iterate_batch(state) == schemes[1].iterate_batch(state)
