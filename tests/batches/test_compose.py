@@ -398,3 +398,28 @@ def test_states_saved_before_the_composition_still_bind_and_resume():
             assert list(scheme.config) == keys
             assert scheme.initial_state(5).advance(2) == state
         assert schemes[0].iterate_batch(state) == schemes[1].iterate_batch(state)
+
+
+@pytest.mark.timeout(120)
+def test_a_users_sampler_works_on_every_backend(labeled):  # noqa: F811
+    """A sampler written against ondabatches.abc, composed with a built-in layout, on
+    inline, threads and worker processes: the same arrays as materialized inline."""
+    from ondabatches.materialize import materialize_batch
+    from ondabatches.serve import Batcher
+    from tests.dataset import eeg_rows_at
+
+    scheme = compose(EveryOther(0), SignalLayout(eeg_rows_at(labeled, 128.0), 60 * S))
+    check_batch_scheme(scheme)
+    start = scheme.initial_state(seed=3)
+    n = len(scheme)
+    want = [materialize_batch(scheme.iterate_batch(start.advance(k))[0]) for k in range(n)]
+    assert n >= 1
+    for backend in ("inline", "threads", "processes"):
+        with Batcher(scheme, backend=backend, workers=1) as batcher:
+            batcher.start(start)
+            state = start
+            for k in range(n):
+                (x, y), state = batcher.take(state)
+                np.testing.assert_array_equal(x, want[k][0], err_msg=f"{backend} batch {k}")
+                np.testing.assert_array_equal(y, want[k][1])
+            assert batcher.take(state) is None
