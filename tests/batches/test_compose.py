@@ -231,8 +231,7 @@ def test_composed_schemes_pass_the_scheme_conformance_suite(psg_labeled, name):
         "interleaved": lambda: compose(SequentialSampler(batch_size=2), montage, Sharding(3, 2)),
     }[name]()  # fmt: skip
     check_batch_scheme(scheme, steps=6)
-    inner = scheme.batches if name == "interleaved" else scheme
-    assert isinstance(inner, ComposedBatches) and inner.steps_without_drawing
+    assert scheme.steps_without_drawing  # interleaved too: it steps through the inner states
     assert pickle.loads(pickle.dumps(scheme)).config == scheme.config
 
 
@@ -283,6 +282,8 @@ def test_windows_outside_the_layout_and_bad_parts_are_refused(psg_labeled):
         compose(RandomSampler(batch_size=1, n_channels=1), montage)
     with pytest.raises(BatchSpecError, match="selects the channels itself"):
         compose(SequentialSampler(batch_size=1, channels=["c3"]), montage)
+    with pytest.raises(BatchSpecError, match="windows take no channels"):
+        montage.check(Windows([0], [0], [["c3"]]), "a sampler")
 
 
 def test_a_sampler_is_left_as_it_is_and_composes_again():

@@ -240,5 +240,15 @@ class MontageLayout(RecordingArrays, Layout):
         windows' epochs."""
         return self.restrict_weights(signal_weights, label_weights)
 
+    def check(self, windows: Windows, where: str) -> None:
+        """As [`Layout.check`][ondabatches.abc.Layout.check], and refuse channel
+        selectors: each modality has its own."""
+        super().check(windows, where)
+        if windows.channels is not None and any(c is not None for c in windows.channels):
+            raise BatchSpecError(
+                f"{where}: a montage selects the channels of each modality itself; its "
+                "windows take no channels (give None)"
+            )
+
     def __repr__(self) -> str:
         return f"MontageLayout({self.n_rows} recordings, modalities {list(self.names)})"

@@ -163,18 +163,30 @@ class InterleavedBatches(BatchScheme):
         first = self.state_of(state, 0).index - state.index  # skipped to this rank's lattice
         return max(0, -(-(inner - first) // self.world_size))
 
+    @property
+    def steps_without_drawing(self) -> bool:  # type: ignore[override]
+        """As the wrapped scheme's: ``next_state`` steps through its states."""
+        return self.batches.steps_without_drawing
+
     def iterate_batch(self, state: BatchState) -> tuple[Any, BatchState] | None:
+        step = self.batches.iterate_batch(self._own(state))
+        if step is None:
+            return None
+        batch, next_state = step
+        return batch, next_state.advance(self.world_size - 1)
+
+    def next_state(self, state: BatchState) -> BatchState | None:
+        after = self.batches.next_state(self._own(state))
+        return None if after is None else after.advance(self.world_size - 1)
+
+    def _own(self, state: BatchState) -> BatchState:
+        """The first state at or after ``state`` on this rank's lattice."""
         if not isinstance(state, BatchState):
             raise StateError(
                 f"interleaving batches across ranks needs BatchState states, "
                 f"got {type(state).__name__}"
             )
-        skip = (self.rank - state.index) % self.world_size
-        step = self.batches.iterate_batch(state.advance(skip))
-        if step is None:
-            return None
-        batch, next_state = step
-        return batch, next_state.advance(self.world_size - 1)
+        return state.advance((self.rank - state.index) % self.world_size)
 
     def state_of(self, start: BatchState, k: int) -> BatchState:
         """The global state of this rank's ``k``-th batch from ``start`` (O(1))."""
