@@ -87,7 +87,7 @@ class ComposedBatches(BatchScheme):
 
     def initial_state(self, seed: int = 0) -> BatchState:
         """The state of the first batch of the stream seeded by ``seed``."""
-        return BatchState(seed=seed, index=0, config=self._config)
+        return BatchState(seed=seed).bind(self._frozen_config)  # shares the scheme's pairs
 
     def remaining(self, state: Any) -> int | None:
         """The batches from ``state`` on (None: endless)."""
