@@ -21,8 +21,22 @@ from ondabatches import (
     materialize_batch,
     register_format,
 )
-from ondabatches.abc import BatchScheme, ChannelSelector, Pool, SampleFormat, Transform
-from ondabatches.batches import InterleavedBatches
+from ondabatches.abc import (
+    BatchScheme,
+    ChannelSelector,
+    Layout,
+    Pool,
+    SampleFormat,
+    Sampler,
+    Transform,
+)
+from ondabatches.batches import (
+    InterleavedBatches,
+    MontageLayout,
+    RandomSampler,
+    SequentialSampler,
+    SignalLayout,
+)
 from ondabatches.materialize import Bipolar
 from ondabatches.onda import LPCMFormat, LPCMZstFormat, _formats
 from ondabatches.serve._pools import ExecutorPool, InlinePool, ProcessPool
@@ -106,11 +120,14 @@ def registry(monkeypatch):
 
 def test_abc_lists_the_interfaces_and_the_built_ins_implement_them():
     assert ondabatches.abc.__all__ == [
-        "BatchScheme", "ChannelSelector", "Pool", "SampleFormat", "Transform"]  # fmt: skip
+        "BatchScheme", "ChannelSelector", "Layout", "Pool", "SampleFormat", "Sampler",
+        "Transform"]  # fmt: skip
     assert isinstance(LPCMFormat(), SampleFormat) and isinstance(LPCMZstFormat(), SampleFormat)
     assert issubclass(RandomBatches, BatchScheme) and issubclass(SequentialBatches, BatchScheme)
     assert issubclass(TransformedBatches, BatchScheme)
     assert issubclass(InterleavedBatches, BatchScheme)
+    assert issubclass(RandomSampler, Sampler) and issubclass(SequentialSampler, Sampler)
+    assert issubclass(SignalLayout, Layout) and issubclass(MontageLayout, Layout)
     assert issubclass(ProcessPool, Pool) and issubclass(InlinePool, Pool)
     assert issubclass(Bandpass, Transform) and isinstance(Bipolar(["a-b"]), ChannelSelector)
 

@@ -15,6 +15,10 @@ change.
 - [`BatchScheme`][ondabatches.abc.BatchScheme]: state -> ``(batch, next state)``, with
   what the scheme can do declared (``steps_without_drawing``, ``next_state``,
   ``remaining``, ``config``, ``world_size`` and ``rank``);
+- [`Sampler`][ondabatches.abc.Sampler]: which windows of a layout each batch holds, and
+  [`Layout`][ondabatches.abc.Layout]: what the windows are of (one signal, a montage),
+  composed with sharding options into a scheme by
+  [`compose`][ondabatches.batches.compose];
 - [`Transform`][ondabatches.abc.Transform]: a featurization or augmentation step
   ([`register_transform`][ondabatches.transforms.register_transform]), run by ``materialize_batch``;
 - [`Pool`][ondabatches.abc.Pool]: an executor backend of the Batcher (``submit``, ``cancel``,
@@ -27,10 +31,20 @@ Objects that only quack like a [`BatchScheme`][ondabatches.abc.BatchScheme] or a
 
 from __future__ import annotations
 
+from .batches._layout import Layout
+from .batches._sampler import Sampler
 from .batches._selectors import ChannelSelector
 from .batches._state import BatchScheme
 from .onda._format_base import SampleFormat
 from .serve._pools import Pool
 from .transforms._base import Transform
 
-__all__ = ["BatchScheme", "ChannelSelector", "Pool", "SampleFormat", "Transform"]
+__all__ = [
+    "BatchScheme",
+    "ChannelSelector",
+    "Layout",
+    "Pool",
+    "SampleFormat",
+    "Sampler",
+    "Transform",
+]

@@ -1,4 +1,10 @@
-"""Endless pseudo-random batches (OndaBatches' ``RandomBatches``): batch k is f(seed, k)."""
+"""Endless pseudo-random batches (OndaBatches' ``RandomBatches``): batch k is f(seed, k).
+
+[`RandomBatches`][ondabatches.batches.RandomBatches] is the composition of a
+[`RandomSampler`][ondabatches.batches.RandomSampler] with a
+[`SignalLayout`][ondabatches.batches.SignalLayout] or, given ``modalities=``, a
+[`MontageLayout`][ondabatches.batches.MontageLayout].
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,18 @@ import numpy as np
 import pyarrow as pa
 
 from .._errors import BatchSpecError
-from ..labels._events import EventLabels
-from ..labels._labeled import StoredLabels
-from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan
+from ..onda._timespan import NS_PER_S, TimeLike
+from ._compose import ComposedBatches
 from ._item import BatchItem
+from ._layout import Layout, MontageLayout, SignalLayout, Windows
 from ._montage import RecordingArrays
 from ._multi_item import MultiBatchItem
+from ._sampler import Sampler
 from ._selectors import selector_fingerprint
-from ._state import BatchScheme, BatchState, _frozen_config
-from ._table import LabeledArrays
+from ._shard import Sharding
+from ._state import BatchState
 
-__all__ = [
-    "RandomBatches",
-    "class_balanced_weights",
-    "duration_weights",
-    "event_weights",
-    "inverse_frequency_label_weights",
-]
+__all__ = ["RandomBatches", "RandomSampler"]
 
 # The four sampling steps draw from four independent streams, so that item j of a
 # batch does not depend on the batch size (iterate_batch_item gives item 0).
@@ -77,7 +78,181 @@ def _cumulative(weights: Any, n: int, what: str) -> np.ndarray:
     return cum
 
 
-class RandomBatches(BatchScheme):
+def _count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        also = " or None" if name == "n_channels" else ""
+        raise BatchSpecError(f"{name} must be a positive integer{also}, got {value!r}")
+    return int(value)
+
+
+class RandomSampler(Sampler):
+    """Endless pseudo-random windows: the sampling of
+    [`RandomBatches`][ondabatches.batches.RandomBatches], over any layout.
+
+    Each item is drawn independently: (1) a row by ``signal_weights`` (uniform if None);
+    (2) a label epoch of that row by its ``label_weights`` (uniform if None); (3)
+    uniformly, a window on epoch boundaries inside the row's label span containing that
+    epoch; (4) ``n_channels`` of the row's channels without replacement (all, in their
+    order, if None), or the fixed selector ``channels``. Batch ``k`` depends only on
+    ``(seed, k)``: the four steps draw from four Philox streams keyed by the seed, with
+    the batch index and the step in the counter.
+
+    Parameters
+    ----------
+    batch_size:
+        Items per batch.
+    signal_weights, label_weights:
+        Per row of the layout's table (per recording, in table order, for a montage),
+        as for ``RandomBatches``.
+    n_channels, channels:
+        Drawn channels, or one fixed selector for every item (not with a layout that
+        selects channels itself, such as a montage).
+
+    Examples
+    --------
+    >>> from ondabatches.batches import SignalLayout, compose
+    >>> from ondabatches.synthetic import labeled_table
+    >>> layout = SignalLayout(labeled_table(2, duration=300 * 10**9), 60 * 10**9)
+    >>> sampler = compose(RandomSampler(batch_size=2, n_channels=1), layout).sampler
+    >>> sampler.windows(seed=1, index=0)
+    Windows(rows=array([0, 0]), firsts=array([4, 2]), channels=[('c3',), ('m2',)], padding=None)
+    """
+
+    name = "RandomBatches"
+
+    def __init__(
+        self,
+        *,
+        batch_size: int,
+        signal_weights: Sequence[float] | np.ndarray | None = None,
+        label_weights: Sequence[Sequence[float] | np.ndarray] | None = None,
+        n_channels: int | None = None,
+        channels: Any = None,
+    ) -> None:
+        if channels is not None and n_channels is not None:
+            raise BatchSpecError(
+                f"give either n_channels ({n_channels}) or a channels selector "
+                f"({channels!r}), not both"
+            )
+        self.batch_size = _count(batch_size, "batch_size")
+        self.n_channels = None if n_channels is None else _count(n_channels, "n_channels")
+        self.signal_weights, self.label_weights = signal_weights, label_weights
+        self._selector = channels  # as given: the configuration's fingerprint of it
+        self.channels = tuple(channels) if isinstance(channels, list) else channels
+        self._signal_cum: np.ndarray | None = None
+        self._label_cum: list[np.ndarray] | None = None
+        self._weights: tuple[np.ndarray | None, ...] = ()
+        self._row_channels: np.ndarray | None = None
+
+    def user_weights(self, layout: Layout) -> tuple[Any, Any]:
+        """``(signal_weights, label_weights)`` per row of ``layout`` (a subclass may
+        compute them from the rows: see [`EventSampler`][ondabatches.batches.EventSampler])."""
+        return layout.weights_of(self.signal_weights, self.label_weights)
+
+    def bind(self, layout: Layout, sharding: Sharding) -> RandomSampler:
+        """A copy over ``layout``, with the weights checked against its rows and their
+        cumulative sums precomputed."""
+        bound = super().bind(layout, sharding)
+        assert isinstance(bound, RandomSampler)
+        bound._prepare(layout)
+        return bound
+
+    def _prepare(self, layout: Layout) -> None:
+        if (self.n_channels is not None or self.channels is not None) and any(
+            c is None for c in layout.channels
+        ):
+            raise BatchSpecError(
+                f"{layout!r} selects the channels itself (a montage: per modality): give "
+                f"neither channels ({self.channels!r}) nor n_channels ({self.n_channels!r})"
+            )
+        signal_weights, label_weights = self.user_weights(layout)
+        if self.n_channels is not None:
+            self._row_channels = counts = np.array([len(c) for c in layout.channels])
+            bad = np.flatnonzero(counts < self.n_channels)
+            if len(bad):
+                i = int(bad[0])
+                raise BatchSpecError(
+                    f"n_channels={self.n_channels} but row {i} (recording "
+                    f"{layout.recordings[i]}) has only {int(counts[i])} channels "
+                    f"{list(layout.channels[i])}"
+                )
+        n = layout.n_rows
+        if signal_weights is not None:
+            self._signal_cum = _cumulative(signal_weights, n, "signal_weights")
+        if label_weights is not None:
+            if len(label_weights) != n:
+                raise BatchSpecError(f"label_weights has {len(label_weights)} entries for {n} rows")
+            self._label_cum = [
+                _cumulative(w, int(layout.n_labels[i]),
+                            f"label_weights of row {i} (recording {layout.recordings[i]})")
+                for i, w in enumerate(label_weights)
+            ]  # fmt: skip
+        self._weights = (
+            None if signal_weights is None else np.asarray(signal_weights, dtype=np.float64),
+            None if self._label_cum is None else np.concatenate(self._label_cum),
+        )
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "batch_duration_ns": self.layout.duration,
+            "n_channels": self.n_channels,
+            "channels": selector_fingerprint(self._selector),
+        }
+
+    def weights(self) -> tuple[np.ndarray | None, ...]:
+        return self._weights
+
+    def windows(self, seed: int, index: int) -> Windows:
+        return self.draw(seed, index, self.batch_size)
+
+    def draw(self, seed: int, index: int, size: int) -> Windows:
+        """The first ``size`` windows of batch ``index`` of ``seed``'s stream."""
+        rows = self.layout
+        g = _generator(seed, index, _ROWS)
+        if self._signal_cum is None:
+            picked = g.integers(0, rows.n_rows, size=size)
+        else:
+            total = self._signal_cum[-1]
+            picked = np.searchsorted(self._signal_cum, g.random(size) * total, side="right")
+            np.minimum(picked, rows.n_rows - 1, out=picked)
+        n_labels = rows.n_labels[picked]
+        g = _generator(seed, index, _EPOCHS)
+        if self._label_cum is None:
+            epochs = g.integers(0, n_labels)
+        else:
+            u = g.random(size)
+            epochs = np.empty(size, dtype=np.int64)
+            for j, r in enumerate(picked):
+                cum = self._label_cum[r]
+                epochs[j] = min(np.searchsorted(cum, u[j] * cum[-1], side="right"), len(cum) - 1)
+        segments = rows.window_epochs[picked]
+        low = np.maximum(0, epochs - segments + 1)
+        high = np.minimum(epochs, n_labels - segments)
+        starts = _generator(seed, index, _STARTS).integers(low, high + 1)
+        return Windows(picked, starts, self._channels_of(seed, index, picked))
+
+    def _channels_of(self, seed: int, index: int, picked: np.ndarray) -> list[Any]:
+        """Step (4): each item's channels."""
+        rows, size = self.layout, len(picked)
+        if self.channels is not None:
+            return [self.channels] * size
+        if self.n_channels is None:
+            return [rows.channels[r] for r in picked.tolist()]
+        n_ch = self._row_channels[picked]
+        keys = _generator(seed, index, _CHANNELS).random((size, int(n_ch.max())))
+        keys[np.arange(keys.shape[1]) >= n_ch[:, None]] = 2.0  # never among the first
+        chosen = np.argsort(keys, axis=1, kind="stable")[:, : self.n_channels].tolist()
+        return [
+            tuple(rows.channels[r][c] for c in cs)
+            for r, cs in zip(picked.tolist(), chosen, strict=True)
+        ]
+
+    def __repr__(self) -> str:
+        return f"RandomSampler(batch_size={self.batch_size}, n_channels={self.n_channels})"
+
+
+class RandomBatches(ComposedBatches):
     """Endless pseudo-random batches of labeled windows.
 
     Each item is drawn independently: (1) a row by ``signal_weights`` (uniform if
@@ -190,109 +365,49 @@ class RandomBatches(BatchScheme):
                 f"give either n_channels ({n_channels}) or a channels selector "
                 f"({channels!r}), not both"
             )
-        self.channels = tuple(channels) if isinstance(channels, list) else channels
-        rows: LabeledArrays | RecordingArrays
-        self._rows = rows = _rows_of(
+        layout = layout_of(
             labeled, modalities, missing, resample, batch_duration, channels, n_channels
         )
-        if isinstance(rows, RecordingArrays):
-            signal_weights, label_weights = rows.restrict_weights(signal_weights, label_weights)
-        if (
-            isinstance(batch_size, bool)
-            or not isinstance(batch_size, (int, np.integer))
-            or batch_size < 1
-        ):
-            raise BatchSpecError(f"batch_size must be a positive integer, got {batch_size!r}")
-        self.batch_size = int(batch_size)
-        self.batch_duration, self._segments = rows.segments(batch_duration)
-        if n_channels is not None:
-            if (
-                isinstance(n_channels, bool)
-                or not isinstance(n_channels, (int, np.integer))
-                or n_channels < 1
-            ):
-                raise BatchSpecError(
-                    f"n_channels must be a positive integer or None, got {n_channels!r}"
-                )
-            bad = np.flatnonzero(rows.n_channels < n_channels)
-            if len(bad):
-                i = int(bad[0])
-                raise BatchSpecError(
-                    f"n_channels={n_channels} but row {i} (recording {rows.recordings[i]}) has "
-                    f"only {int(rows.n_channels[i])} channels {list(rows.channels[i])}"
-                )
-            n_channels = int(n_channels)
-        self.n_channels = n_channels
-        self._signal_cum = (
-            None
-            if signal_weights is None
-            else _cumulative(signal_weights, rows.n_rows, "signal_weights")
+        sampler = RandomSampler(
+            batch_size=batch_size,
+            signal_weights=signal_weights,
+            label_weights=label_weights,
+            n_channels=n_channels,
+            channels=channels,
         )
-        self._label_cum: list[np.ndarray] | None = None
-        if label_weights is not None:
-            if len(label_weights) != rows.n_rows:
-                raise BatchSpecError(
-                    f"label_weights has {len(label_weights)} entries for {rows.n_rows} rows"
-                )
-            self._label_cum = [
-                _cumulative(
-                    w,
-                    int(rows.n_labels[i]),
-                    f"label_weights of row {i} (recording {rows.recordings[i]})",
-                )
-                for i, w in enumerate(label_weights)
-            ]
-        fingerprint = rows.fingerprint(
-            None if signal_weights is None else np.asarray(signal_weights, dtype=np.float64),
-            None if self._label_cum is None else np.concatenate(self._label_cum),
-        )
-        self._config = {
-            "scheme": "RandomBatches",
-            "batch_size": self.batch_size,
-            "batch_duration_ns": self.batch_duration,
-            "n_channels": self.n_channels,
-            "channels": selector_fingerprint(channels),
-            "n_rows": rows.n_rows,
-            **fingerprint,
-        }
-        if isinstance(rows, RecordingArrays):
-            # Only montage schemes carry these keys: single-signal fingerprints are unchanged.
-            self._config.update(rows.config())
-        self._frozen_config = _frozen_config(self._config)
-
-    steps_without_drawing = True
+        super().__init__(sampler, layout)
 
     @property
-    def config(self) -> dict[str, Any]:
-        """The configuration fingerprint that states are bound to."""
-        return dict(self._config)
+    def batch_size(self) -> int:
+        """Items per batch."""
+        return self.sampler.batch_size
 
-    def initial_state(self, seed: int = 0) -> BatchState:
-        """The state of the first batch of the stream seeded by ``seed``."""
-        return BatchState(seed=seed).bind(self._frozen_config)  # shares the scheme's pairs
+    @property
+    def batch_duration(self) -> int:
+        """The window duration in ns."""
+        return self.layout.duration
 
-    def iterate_batch(
-        self, state: BatchState
-    ) -> tuple[list[BatchItem] | list[MultiBatchItem], BatchState]:
-        """Batch ``state.index`` of ``state.seed``'s stream, and the next state.
+    @property
+    def n_channels(self) -> int | None:
+        """Drawn channels per item (None: all, or ``channels``)."""
+        return self.sampler.n_channels
 
-        Raises
-        ------
-        StateError
-            If ``state`` is bound to another configuration.
-        """
-        state = state.bind(self._frozen_config)
-        return self.draw(state.seed, state.index, self.batch_size), state.advance()
+    @property
+    def channels(self) -> Any:
+        """The fixed channel selector of every item (None: drawn or all)."""
+        return self.sampler.channels
 
-    def next_state(self, state: BatchState) -> BatchState:
-        """The state after ``state``, without drawing its batch (the stream is endless).
+    @property
+    def _rows(self) -> Layout:
+        return self.layout
 
-        Raises
-        ------
-        StateError
-            If ``state`` is bound to another configuration.
-        """
-        return state.bind(self._frozen_config).advance()
+    @property
+    def _signal_cum(self) -> np.ndarray | None:
+        return self.sampler._signal_cum
+
+    @property
+    def _label_cum(self) -> list[np.ndarray] | None:
+        return self.sampler._label_cum
 
     def iterate_batch_item(
         self, state: BatchState
@@ -303,60 +418,18 @@ class RandomBatches(BatchScheme):
 
     def draw(self, seed: int, index: int, size: int) -> list[Any]:
         """The first ``size`` items of batch ``index`` of ``seed``'s stream."""
-        rows = self._rows
-        g = _generator(seed, index, _ROWS)
-        if self._signal_cum is None:
-            picked = g.integers(0, rows.n_rows, size=size)
-        else:
-            total = self._signal_cum[-1]
-            picked = np.searchsorted(self._signal_cum, g.random(size) * total, side="right")
-            np.minimum(picked, rows.n_rows - 1, out=picked)
-        n_labels = rows.n_labels[picked]
-        g = _generator(seed, index, _EPOCHS)
-        if self._label_cum is None:
-            epochs = g.integers(0, n_labels)
-        else:
-            u = g.random(size)
-            epochs = np.empty(size, dtype=np.int64)
-            for j, r in enumerate(picked):
-                cum = self._label_cum[r]
-                epochs[j] = min(np.searchsorted(cum, u[j] * cum[-1], side="right"), len(cum) - 1)
-        segments = self._segments[picked]
-        low = np.maximum(0, epochs - segments + 1)
-        high = np.minimum(epochs, n_labels - segments)
-        starts = _generator(seed, index, _STARTS).integers(low, high + 1)
-        if self.channels is not None:
-            channels = [self.channels] * size
-        elif self.n_channels is None:
-            channels = [rows.channels[r] for r in picked.tolist()]
-        else:
-            n_ch = rows.n_channels[picked]
-            keys = _generator(seed, index, _CHANNELS).random((size, int(n_ch.max())))
-            keys[np.arange(keys.shape[1]) >= n_ch[:, None]] = 2.0  # never among the first
-            chosen = np.argsort(keys, axis=1, kind="stable")[:, : self.n_channels].tolist()
-            channels = [
-                tuple(rows.channels[r][c] for c in cs)
-                for r, cs in zip(picked.tolist(), chosen, strict=True)
-            ]
-        item = rows.item
-        duration = self.batch_duration
-        return [
-            item(r, s, n, duration, ch)
-            for r, s, n, ch in zip(
-                picked.tolist(), starts.tolist(), segments.tolist(), channels, strict=True
-            )
-        ]
+        return self.layout.items(self.sampler.draw(seed, index, size))
 
     def __repr__(self) -> str:
         return (
-            f"RandomBatches({self._rows.n_rows} "
-            f"{'recordings' if isinstance(self._rows, RecordingArrays) else 'rows'}, "
+            f"RandomBatches({self.layout.n_rows} "
+            f"{'recordings' if isinstance(self.layout, RecordingArrays) else 'rows'}, "
             f"batch_size={self.batch_size}, "
             f"batch_duration={self.batch_duration / NS_PER_S:g} s, n_channels={self.n_channels})"
         )
 
 
-def _rows_of(
+def layout_of(
     labeled: pa.Table,
     modalities: Mapping[str, Any] | None,
     missing: str,
@@ -364,188 +437,23 @@ def _rows_of(
     duration: TimeLike,
     channels: Any,
     n_channels: Any,
-) -> LabeledArrays | RecordingArrays:
-    """The rows a scheme draws from: the table's signals, or its recordings via a montage."""
+) -> SignalLayout | MontageLayout:
+    """The layout of a scheme built from a table: its signals, or its recordings through
+    a montage."""
     if modalities is None:
         if missing != "exclude" or resample is not None:
             raise BatchSpecError(
                 f"missing={missing!r} and resample={resample!r} apply to montages: "
                 "give modalities= too"
             )
-        rows = LabeledArrays(labeled)
-        rows.check_signal_spans()
-        return rows
+        return SignalLayout(labeled, duration)
     if channels is not None or n_channels is not None:
         raise BatchSpecError(
             "with modalities, each modality has its own channel selector: give neither "
             f"channels ({channels!r}) nor n_channels ({n_channels!r})"
         )
-    # stacklevel: the warning points at the user's call of the scheme.
-    return RecordingArrays(
-        labeled, modalities, missing=missing, duration=duration, resample=resample, stacklevel=4
-    )
-
-
-def _all_codes(labeled: pa.Table, by_recording: bool = False) -> list[np.ndarray]:
-    rows = LabeledArrays(labeled)
-    out = []
-    # A recording's rows share its labels: by recording, each is counted once.
-    firsts = _first_rows(rows.recordings) if by_recording else range(rows.n_rows)
-    for i in firsts:
-        labels = rows.labels[i]
-        if isinstance(labels, StoredLabels):
-            labels = labels.load(TimeSpan(int(rows.label_start[i]), int(rows.label_stop[i])))
-        out.append(np.asarray(labels))
-    return out
-
-
-def _first_rows(recordings: list) -> list[int]:
-    first: dict = {}
-    for i, rec in enumerate(recordings):
-        first.setdefault(rec, i)
-    return list(first.values())
-
-
-def inverse_frequency_label_weights(
-    labeled: pa.Table, *, by_recording: bool = False
-) -> list[np.ndarray]:
-    """Per row, a weight per label epoch of ``1 / (count of its code in the whole table)``.
-
-    With these as ``label_weights``, every code is equally likely *within* a row's
-    draw; use [`class_balanced_weights`][ondabatches.batches.class_balanced_weights] to
-    balance over the whole table. With ``by_recording``, one entry per recording (in
-    table order) for a scheme with ``modalities=``, each recording's labels counted
-    once.
-
-    Examples
-    --------
-    >>> from ondabatches.labels import iter_labeled_signals
-    >>> from ondabatches.synthetic import labeled_table
-    >>> labeled = labeled_table(1, duration=150 * 10**9)
-    >>> next(iter_labeled_signals(labeled)).label_codes().tolist()
-    [3, 4, 5, 6, 5]
-    >>> [w.tolist() for w in inverse_frequency_label_weights(labeled)]
-    [[1.0, 1.0, 0.5, 1.0, 0.5]]
-    """
-    codes = _all_codes(labeled, by_recording)
-    values, counts = np.unique(np.concatenate(codes), return_counts=True)
-    lookup = dict(zip(values.tolist(), (1.0 / counts).tolist(), strict=True))
-    return [np.array([lookup[c] for c in row.tolist()], dtype=np.float64) for row in codes]
-
-
-def class_balanced_weights(
-    labeled: pa.Table, *, by_recording: bool = False
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``(signal_weights, label_weights)`` under which every label code is equally likely.
-
-    The label weights are
-    [`inverse_frequency_label_weights`][ondabatches.batches.inverse_frequency_label_weights];
-    each row's signal weight is the sum of its label weights, so the chosen epoch's code
-    is uniform over the codes present in the table. With ``by_recording``, the weights are per
-    recording (table order), for a scheme with ``modalities=``; there only the epochs
-    of windows the montage can sample are drawn, so the balance holds over those.
-
-    Examples
-    --------
-    >>> from ondabatches.synthetic import labeled_table
-    >>> labeled = labeled_table(2, duration=150 * 10**9)
-    >>> sw, lw = class_balanced_weights(labeled)
-    >>> sw.round(2).tolist()
-    [2.83, 2.17]
-    >>> batches = RandomBatches(labeled, signal_weights=sw, label_weights=lw, batch_size=8,
-    ...                         batch_duration=30 * 10**9)
-    """
-    label_weights = inverse_frequency_label_weights(labeled, by_recording=by_recording)
-    return np.array([w.sum() for w in label_weights]), label_weights
-
-
-def duration_weights(labeled: pa.Table, *, by_recording: bool = False) -> np.ndarray:
-    """Per row, its labeled duration in seconds: every labeled second equally likely.
-
-    With ``by_recording``, per recording (table order), for a scheme with ``modalities=``.
-
-    Examples
-    --------
-    >>> from ondabatches.synthetic import labeled_table
-    >>> duration_weights(labeled_table(2, duration=300 * 10**9)).tolist()
-    [300.0, 300.0]
-    """
-    from ..onda._arrow import span_bounds
-
-    starts, stops = span_bounds(labeled.column("label_span"))
-    seconds = (stops - starts).astype(np.float64) / NS_PER_S
-    if by_recording:
-        from ..onda._arrow import uuids_from_array
-
-        seconds = seconds[_first_rows(uuids_from_array(labeled.column("recording")))]
-    return seconds
-
-
-def event_epochs(labeled: pa.Table, events: EventLabels, classes: Sequence[int] | None = None):
-    """Per row, whether each label epoch overlaps an event (of ``classes``, codes of
-    ``events.classes``; default all). An instant event marks the epoch holding it."""
-    rows = LabeledArrays(labeled)
-    out = []
-    for i in range(rows.n_rows):
-        start, stop, epoch = int(rows.label_start[i]), int(rows.label_stop[i]), int(rows.epoch[i])
-        n = int(rows.n_labels[i])
-        hit = np.zeros(n, dtype=bool)
-        on, off, cl = events.window(rows.recordings[i], start, stop)
-        if classes is not None:
-            keep = np.isin(cl, np.asarray(list(classes)))
-            on, off = on[keep], off[keep]
-        first = np.clip((on - start) // epoch, 0, n)
-        last = np.clip(-(-(off - start) // epoch), 0, n)  # exclusive
-        last = np.where(off == on, np.minimum(first + 1, n), last)
-        for a, b in zip(first.tolist(), last.tolist(), strict=True):
-            hit[a:b] = True
-        out.append(hit)
-    return out
-
-
-def event_weights(
-    labeled: pa.Table,
-    events: EventLabels,
-    *,
-    fraction: float = 0.5,
-    classes: Sequence[str] | None = None,
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``(signal_weights, label_weights)`` for
-    [`RandomBatches`][ondabatches.batches.RandomBatches] under which a ``fraction`` of
-    the drawn windows hold an event (of ``classes``, names of ``events.classes``;
-    default all), for rare-event training.
-
-    RandomBatches draws an epoch by these weights and then a window start uniformly
-    among the windows that hold it, so the event lands at a random position in its
-    window, not centred. Windows of several epochs may hold events besides the drawn
-    epoch's, so at least ``fraction`` of the windows hold one; the stream stays a pure
-    function of (seed, batch index) and resumes like any other. Evaluation passes
-    ([`SequentialBatches`][ondabatches.batches.SequentialBatches]) are unaffected: they
-    cover every window once.
-
-    Raises
-    ------
-    BatchSpecError
-        For a fraction outside [0, 1], unknown classes, or no epoch with an event.
-    """
-    if isinstance(fraction, bool) or not 0.0 <= float(fraction) <= 1.0:
-        raise BatchSpecError(f"fraction must be in [0, 1], got {fraction!r}")
-    codes = None
-    if classes is not None:
-        unknown = [c for c in classes if c not in events.classes]
-        if unknown:
-            raise BatchSpecError(f"unknown event classes {unknown}; the set has {events.classes}")
-        codes = [events.classes.index(c) for c in classes]
-    hits = event_epochs(labeled, events, codes)
-    n_hit = sum(int(h.sum()) for h in hits)
-    n_other = sum(int((~h).sum()) for h in hits)
-    if n_hit == 0 and fraction > 0:
-        raise BatchSpecError(
-            f"no label epoch of the table overlaps an event of {classes or events.classes}"
-        )
-    w_hit = fraction / n_hit if n_hit else 0.0
-    w_other = (1.0 - fraction) / n_other if n_other else 0.0
-    if n_other == 0:
-        w_hit = 1.0 / n_hit
-    label_weights = [np.where(h, w_hit, w_other) for h in hits]
-    return np.array([w.sum() for w in label_weights]), label_weights
+    # stacklevel: the warning points at the user's call of the scheme (4 frames up).
+    return MontageLayout(
+        labeled, modalities, batch_duration=duration, missing=missing, resample=resample,
+        stacklevel=4,
+    )  # fmt: skip

@@ -1,4 +1,9 @@
-"""A finite scheme for evaluation: every labeled window once, in order, sharded across ranks."""
+"""A finite scheme for evaluation: every labeled window once, in order, sharded across ranks.
+
+[`SequentialBatches`][ondabatches.batches.SequentialBatches] is the composition of a
+[`SequentialSampler`][ondabatches.batches.SequentialSampler] with a layout and a
+round-robin [`Sharding`][ondabatches.batches.Sharding].
+"""
 
 from __future__ import annotations
 
@@ -10,22 +15,122 @@ import pyarrow as pa
 
 from .._errors import BatchSpecError
 from ..onda._timespan import NS_PER_S, TimeLike, nanoseconds
-from ._item import BatchItem
-from ._montage import RecordingArrays
-from ._random import _rows_of
-from ._state import BatchScheme, BatchState, _frozen_config
-from ._table import LabeledArrays
+from ._compose import _SizedComposedBatches
+from ._layout import Layout, Windows
+from ._random import layout_of
+from ._sampler import Sampler, positive_int
+from ._shard import Sharding
 
-__all__ = ["SequentialBatches"]
-
-
-def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise BatchSpecError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
+__all__ = ["SequentialBatches", "SequentialSampler"]
 
 
-class SequentialBatches(BatchScheme):
+class SequentialSampler(Sampler):
+    """Every window of every row of a layout exactly once, in order: the sampling of
+    [`SequentialBatches`][ondabatches.batches.SequentialBatches]; finite.
+
+    Windows start at each row's label span start and every ``stride`` (the window
+    duration by default: back to back) while they fit; rows in order. It gives
+    round-robin shares ([`Sharding`][ondabatches.batches.Sharding]): global window
+    ``g`` to rank ``g % world_size``, padded or with the remainder dropped.
+
+    Parameters
+    ----------
+    batch_size:
+        Items per batch (a rank's last batch may hold fewer).
+    stride:
+        The step between window starts, a whole number of label epochs (None: the
+        window duration).
+    channels:
+        The channel selector of every item (None: all channels, in order).
+
+    Examples
+    --------
+    >>> from ondabatches.batches import SignalLayout, Sharding, compose
+    >>> from ondabatches.synthetic import labeled_table
+    >>> layout = SignalLayout(labeled_table(2, duration=300 * 10**9), 60 * 10**9)
+    >>> share = Sharding(world_size=2, rank=1, mode="round-robin")
+    >>> scheme = compose(SequentialSampler(batch_size=4), layout, share)
+    >>> len(scheme), scheme.sampler.n_windows, scheme.sampler.windows(0, 1).rows.tolist()
+    (2, 10, [1])
+    """
+
+    name = "SequentialBatches"
+    finite = True
+    round_robin = True
+
+    def __init__(
+        self, *, batch_size: int, stride: TimeLike | None = None, channels: Any = None
+    ) -> None:
+        self.batch_size = positive_int(batch_size, "batch_size")
+        self._stride = stride
+        self.channels = tuple(channels) if isinstance(channels, (list, tuple)) else channels
+
+    def bind(self, layout: Layout, sharding: Sharding) -> SequentialSampler:
+        """A copy over ``layout``'s windows, giving ``sharding``'s share of them."""
+        bound = super().bind(layout, sharding)
+        assert isinstance(bound, SequentialSampler)
+        bound._prepare(layout, sharding)
+        return bound
+
+    def _prepare(self, layout: Layout, sharding: Sharding) -> None:
+        self.stride = layout.duration if self._stride is None else nanoseconds(self._stride)
+        if self.stride <= 0:
+            raise BatchSpecError(f"stride must be positive, got {self.stride} ns")
+        bad = np.flatnonzero(self.stride % layout.epoch)
+        if len(bad):
+            i = int(bad[0])
+            raise BatchSpecError(
+                f"stride of {self.stride} ns is not a whole number of the "
+                f"{int(layout.epoch[i])} ns label epochs of row {i} (recording "
+                f"{layout.recordings[i]})"
+            )
+        self._stride_epochs = self.stride // layout.epoch
+        if isinstance(self.channels, tuple):
+            for i, available in enumerate(layout.channels):
+                if available is None:
+                    raise BatchSpecError(
+                        f"{layout!r} selects the channels itself (a montage: per modality): "
+                        f"give no channels ({self.channels!r})"
+                    )
+                missing = [c for c in self.channels if isinstance(c, str) and c not in available]
+                if missing:
+                    raise BatchSpecError(
+                        f"channels {missing} are not in row {i} (recording "
+                        f"{layout.recordings[i]}), which has {list(available)}"
+                    )
+        self._windows = (layout.n_labels - layout.window_epochs) // self._stride_epochs + 1
+        self._cum = np.cumsum(self._windows)
+        self.n_windows = int(self._cum[-1])
+        self.windows_per_rank = sharding.windows_per_rank(self.n_windows)
+        self._n_batches = -(-self.windows_per_rank // self.batch_size)
+
+    def n_batches(self) -> int:
+        return self._n_batches
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "batch_size": self.batch_size,
+            "batch_duration_ns": self.layout.duration,
+            "stride_ns": self.stride,
+            "world_size": self.sharding.world_size,
+            "drop_last": self.sharding.drop_last,
+            "channels": repr(self.channels),
+        }
+
+    def windows(self, seed: int, index: int) -> Windows:
+        lo = index * self.batch_size
+        hi = min(lo + self.batch_size, self.windows_per_rank)
+        g, padding = self.sharding.global_windows(lo, hi, self.n_windows)
+        row = np.searchsorted(self._cum, g, side="right")
+        local = g - (self._cum[row] - self._windows[row])
+        first = local * self._stride_epochs[row]
+        return Windows(row, first, [self.channels] * len(row), padding.tolist())
+
+    def __repr__(self) -> str:
+        return f"SequentialSampler(batch_size={self.batch_size})"
+
+
+class SequentialBatches(_SizedComposedBatches):
     """Every labeled window of every row exactly once, in order; finite.
 
     Windows of ``batch_duration`` start at each row's label span start and every
@@ -94,112 +199,26 @@ class SequentialBatches(BatchScheme):
         missing: str = "exclude",
         resample: Mapping[str, Any] | None = None,
     ) -> None:
-        rows: LabeledArrays | RecordingArrays
-        self._rows = rows = _rows_of(
-            labeled, modalities, missing, resample, batch_duration, channels, None
-        )
-        self.batch_size = _positive_int(batch_size, "batch_size")
-        self.world_size = _positive_int(world_size, "world_size")
-        self.rank = _positive_int(rank, "rank", minimum=0)
-        if self.rank >= self.world_size:
+        layout = layout_of(labeled, modalities, missing, resample, batch_duration, channels, None)
+        sampler = SequentialSampler(batch_size=batch_size, stride=stride, channels=channels)
+        world_size = positive_int(world_size, "world_size")
+        rank = positive_int(rank, "rank", minimum=0)
+        if rank >= world_size:
             raise BatchSpecError(f"rank {rank} is not below world_size {world_size}")
-        self.drop_last = bool(drop_last)
-        self.batch_duration, self._segments = rows.segments(batch_duration)
-        self.stride = self.batch_duration if stride is None else nanoseconds(stride)
-        if self.stride <= 0:
-            raise BatchSpecError(f"stride must be positive, got {self.stride} ns")
-        bad = np.flatnonzero(self.stride % rows.epoch)
-        if len(bad):
-            i = int(bad[0])
-            raise BatchSpecError(
-                f"stride of {self.stride} ns is not a whole number of the {int(rows.epoch[i])} ns "
-                f"label epochs of row {i} (recording {rows.recordings[i]})"
-            )
-        self._stride_epochs = self.stride // rows.epoch
-        if isinstance(channels, (list, tuple)):
-            channels = tuple(channels)
-            for i, available in enumerate(rows.channels):
-                missing = [c for c in channels if isinstance(c, str) and c not in available]
-                if missing:
-                    raise BatchSpecError(
-                        f"channels {missing} are not in row {i} (recording {rows.recordings[i]}), "
-                        f"which has {list(available)}"
-                    )
-        self.channels = channels
-        self._windows = (rows.n_labels - self._segments) // self._stride_epochs + 1
-        self._cum = np.cumsum(self._windows)
-        self.n_windows = int(self._cum[-1])
-        if self.drop_last:
-            self.windows_per_rank = self.n_windows // self.world_size
-            if self.windows_per_rank == 0:
-                raise BatchSpecError(
-                    f"drop_last leaves no window: {self.n_windows} windows for "
-                    f"{self.world_size} ranks"
-                )
-        else:
-            self.windows_per_rank = -(-self.n_windows // self.world_size)
-        self.n_batches = -(-self.windows_per_rank // self.batch_size)
-        self._config = {
-            "scheme": "SequentialBatches",
-            "batch_size": self.batch_size,
-            "batch_duration_ns": self.batch_duration,
-            "stride_ns": self.stride,
-            "world_size": self.world_size,
-            "drop_last": self.drop_last,
-            "channels": repr(self.channels),
-            "n_rows": rows.n_rows,
-            **rows.fingerprint(),
-        }
-        if isinstance(rows, RecordingArrays):
-            self._config.update(rows.config())
-        self._frozen_config = _frozen_config(self._config)
+        sharding = Sharding(world_size, rank, mode="round-robin", drop_last=bool(drop_last))
+        super().__init__(sampler, layout, sharding)
 
-    steps_without_drawing = True
-
-    def __len__(self) -> int:
-        """The number of batches of this rank (the same on every rank)."""
-        return self.n_batches
-
-    def remaining(self, state: BatchState) -> int | None:
-        """The batches of this rank from ``state`` on."""
-        return max(0, self.n_batches - state.index) if isinstance(state, BatchState) else None
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The configuration fingerprint that states are bound to (rank excluded)."""
-        return dict(self._config)
-
-    def initial_state(self, seed: int = 0) -> BatchState:
-        """The state of the first batch (the seed is carried along but unused)."""
-        return BatchState(seed=seed).bind(self._frozen_config)  # shares the scheme's pairs
-
-    def next_state(self, state: BatchState) -> BatchState | None:
-        """The state after ``state``, or None past the end, without making its batch."""
-        state = state.bind(self._frozen_config)
-        return None if state.index >= self.n_batches else state.advance()
-
-    def iterate_batch(self, state: BatchState) -> tuple[list[BatchItem], BatchState] | None:
-        """Batch ``state.index`` of this rank and the next state, or None past the end."""
-        state = state.bind(self._frozen_config)
-        if state.index >= self.n_batches:
-            return None
-        lo = state.index * self.batch_size
-        hi = min(lo + self.batch_size, self.windows_per_rank)
-        g = self.rank + self.world_size * np.arange(lo, hi, dtype=np.int64)
-        padding = g >= self.n_windows
-        g %= self.n_windows
-        row = np.searchsorted(self._cum, g, side="right")
-        local = g - (self._cum[row] - self._windows[row])
-        first = local * self._stride_epochs[row]
-        segments = self._segments[row]
-        item = self._rows.item
-        batch = [
-            item(r, f, n, self.batch_duration, self.channels, p)
-            for r, f, n, p in zip(
-                row.tolist(), first.tolist(), segments.tolist(), padding.tolist(), strict=True
-            )
-        ]
-        return batch, state.advance()
+    batch_size = property(lambda self: self.sampler.batch_size, doc="Items per batch.")
+    batch_duration = property(lambda self: self.layout.duration, doc="Window duration, ns.")
+    stride = property(lambda self: self.sampler.stride, doc="Step between windows, ns.")
+    channels = property(lambda self: self.sampler.channels, doc="Every item's selector.")
+    drop_last = property(lambda self: self.sampler.sharding.drop_last, doc="Drop, not pad.")
+    n_windows = property(lambda self: self.sampler.n_windows, doc="Windows of all ranks.")
+    windows_per_rank = property(
+        lambda self: self.sampler.windows_per_rank, doc="Windows of each rank, padding included."
+    )
+    n_batches = property(lambda self: self.sampler.n_batches(), doc="Batches of each rank.")
+    _rows = property(lambda self: self.layout)
 
     def __repr__(self) -> str:
         return (

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 from .._errors import ArgumentError, BatchSpecError, StateError
 from ._state import BatchScheme, BatchState, as_batch_scheme
 
-__all__ = ["InterleavedBatches", "shard_batches"]
+__all__ = ["InterleavedBatches", "Sharding", "shard_batches"]
 
 logger = logging.getLogger("ondabatches")
 
@@ -41,6 +42,76 @@ STATE_DICT_VERSION = 2
 
 #: How many of the last batches taken a checkpoint can step back over (``unconsumed``).
 RECENT = 64
+
+#: The ways a composed scheme is split among ranks ([`Sharding`][ondabatches.batches.Sharding]).
+SHARDING_MODES = ("interleave", "round-robin")
+
+
+@dataclass(frozen=True, slots=True)
+class Sharding:
+    """How [`compose`][ondabatches.batches.compose] splits a scheme among ``world_size``
+    data-parallel ranks, and which share is this ``rank``'s.
+
+    - ``mode="interleave"`` (any sampler): global batch ``g`` goes to rank
+      ``g % world_size`` ([`InterleavedBatches`][ondabatches.batches.InterleavedBatches]);
+      states count global batches, so checkpoints resume at any world size;
+    - ``mode="round-robin"`` (samplers that declare
+      [`round_robin`][ondabatches.abc.Sampler.round_robin], such as
+      [`SequentialSampler`][ondabatches.batches.SequentialSampler]): global *window*
+      ``g`` goes to rank ``g % world_size``, and every rank gets the same number of
+      batches of the same sizes, padded with repeats of the first windows (items with
+      ``padding=True``), or with the last ``n_windows % world_size`` windows dropped
+      (``drop_last=True``); checkpoints resume at this world size only.
+
+    Examples
+    --------
+    >>> share = Sharding(world_size=2, rank=1, mode="round-robin")
+    >>> share.windows_per_rank(5), share.global_windows(0, 3, 5)
+    (3, (array([1, 3, 0]), array([False, False,  True])))
+    """
+
+    world_size: int = 1
+    rank: int = 0
+    mode: str = "interleave"
+    drop_last: bool = False
+
+    def __post_init__(self) -> None:
+        check_rank(self.world_size, self.rank)
+        if self.mode not in SHARDING_MODES:
+            raise BatchSpecError(
+                f"Sharding mode must be one of {SHARDING_MODES}, got {self.mode!r}"
+            )
+        if not isinstance(self.drop_last, bool):
+            raise BatchSpecError(f"Sharding drop_last must be a bool, got {self.drop_last!r}")
+        if self.drop_last and self.mode != "round-robin":
+            raise BatchSpecError(
+                "drop_last applies to round-robin sharding of windows; interleaved ranks "
+                "take whole batches and drop nothing"
+            )
+
+    def windows_per_rank(self, n_windows: int) -> int:
+        """How many of ``n_windows`` global windows each rank serves (round-robin).
+
+        Raises
+        ------
+        BatchSpecError
+            If ``drop_last`` leaves no window.
+        """
+        if not self.drop_last:
+            return -(-n_windows // self.world_size)
+        per_rank = n_windows // self.world_size
+        if per_rank == 0:
+            raise BatchSpecError(
+                f"drop_last leaves no window: {n_windows} windows for {self.world_size} ranks"
+            )
+        return per_rank
+
+    def global_windows(self, lo: int, hi: int, n_windows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The global windows of this rank's windows ``lo`` to ``hi - 1`` (round-robin), and
+        which of them only pad the share (wrapped around to the first windows)."""
+        g = self.rank + self.world_size * np.arange(lo, hi, dtype=np.int64)
+        padding = g >= n_windows
+        return g % n_windows, padding
 
 
 class InterleavedBatches(BatchScheme):
@@ -92,18 +163,30 @@ class InterleavedBatches(BatchScheme):
         first = self.state_of(state, 0).index - state.index  # skipped to this rank's lattice
         return max(0, -(-(inner - first) // self.world_size))
 
+    @property
+    def steps_without_drawing(self) -> bool:  # type: ignore[override]
+        """As the wrapped scheme's: ``next_state`` steps through its states."""
+        return self.batches.steps_without_drawing
+
     def iterate_batch(self, state: BatchState) -> tuple[Any, BatchState] | None:
+        step = self.batches.iterate_batch(self._own(state))
+        if step is None:
+            return None
+        batch, next_state = step
+        return batch, next_state.advance(self.world_size - 1)
+
+    def next_state(self, state: BatchState) -> BatchState | None:
+        after = self.batches.next_state(self._own(state))
+        return None if after is None else after.advance(self.world_size - 1)
+
+    def _own(self, state: BatchState) -> BatchState:
+        """The first state at or after ``state`` on this rank's lattice."""
         if not isinstance(state, BatchState):
             raise StateError(
                 f"interleaving batches across ranks needs BatchState states, "
                 f"got {type(state).__name__}"
             )
-        skip = (self.rank - state.index) % self.world_size
-        step = self.batches.iterate_batch(state.advance(skip))
-        if step is None:
-            return None
-        batch, next_state = step
-        return batch, next_state.advance(self.world_size - 1)
+        return state.advance((self.rank - state.index) % self.world_size)
 
     def state_of(self, start: BatchState, k: int) -> BatchState:
         """The global state of this rank's ``k``-th batch from ``start`` (O(1))."""
