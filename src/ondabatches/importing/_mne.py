@@ -8,7 +8,8 @@ stored, exactly: formats of integers (``raw.orig_format`` ``"short"``/``"int"``,
 BrainVision int16 or Neuroscan) keep their integers with MNE's per-channel
 calibration as the Onda resolution; float formats (``"single"``, as FIF or
 BrainVision float32) are stored as float32, checked to lose nothing, and ``"double"``
-as float64. Voltages are stored in microvolts.
+as float64. MEF3 (reported ``"double"``) keeps its int32 samples. Voltages are stored in
+microvolts; fNIRS light intensities (volts to MNE) in the file's own units.
 
 Needs the optional extra ``mne``, imported on first use.
 """
@@ -37,6 +38,9 @@ __all__ = ["MneSource"]
 
 _SAMPLE_TYPES = {"short": "int16", "int": "int32", "single": "float32", "double": "float64"}
 _FIFF_UNIT_V = 107  # mne.io.constants.FIFF.FIFF_UNIT_V
+# MNE gives fNIRS continuous-wave amplitudes the unit V, but SNIRF and NIRx store light
+# intensities in the device's arbitrary units: kept as the file holds them, not as volts.
+_FIFFV_FNIRS_CH = 1100  # mne.io.constants.FIFF.FIFFV_FNIRS_CH
 
 
 class MneSource:
@@ -70,6 +74,9 @@ class MneSource:
         raw = self._raw
         fmt = getattr(raw, "orig_format", "double")
         self._sample_type = _SAMPLE_TYPES.get(fmt, "float64")
+        if type(raw).__name__ == "RawMEF":
+            # MEF3 holds 32-bit integers (MNE, through pymef, reports "double").
+            self._sample_type = "int32"
         calibration = _edf_family_calibration(raw)
         self._edf_family = calibration is not None
         if calibration is not None:
@@ -81,7 +88,7 @@ class MneSource:
         self._scale = []  # stored value = (data (SI) - shift) / scale
         self._shift = []
         for i, ch in enumerate(raw.info["chs"]):
-            volts = ch["unit"] == _FIFF_UNIT_V
+            volts = ch["unit"] == _FIFF_UNIT_V and ch["kind"] != _FIFFV_FNIRS_CH
             to_unit = 1e6 if volts else 1.0
             if calibration is not None:
                 cal, shift = float(calibration[0][i]), float(calibration[1][i])
@@ -126,7 +133,8 @@ class MneSource:
         dtype = np.dtype(self._sample_type)
         if dtype.kind == "i":
             out = np.rint(scaled)
-            bad = np.abs(scaled - out) > 1e-6 * np.maximum(1.0, np.abs(scaled))
+            off = np.abs(scaled - out) > 1e-6 * np.maximum(1.0, np.abs(scaled))
+            bad = off | ~np.isfinite(scaled)  # NaN (a gap) is no integer either
         else:
             out = scaled.astype(dtype)
             bad = np.abs(out - scaled) > np.finfo(dtype).eps * np.abs(scaled)
@@ -134,7 +142,7 @@ class MneSource:
             row, col = map(int, np.argwhere(bad)[0])
             raise SourceFileError(
                 f"{self.name}: channel {channels[row].label!r} sample {start + col} is "
-                f"{scaled[row, col]!r} in stored units, not exactly a {self._sample_type} "
+                f"{float(scaled[row, col])!r} in stored units, not exactly a {self._sample_type} "
                 f"({getattr(self._raw, 'orig_format', '?')} file): storing it would lose precision"
             )
         return out.astype(dtype)

@@ -1,0 +1,201 @@
+"""Formats MNE reads, each written here by its own writing library or by hand after its
+spec (MEF3 by pymef, SNIRF by h5py, ...), read back by MNE to prove the file is real,
+and imported with MNE's values, channels, rate and start, and a clean stdout."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import numpy as np
+import pytest
+
+mne = pytest.importorskip("mne")
+
+from ondabatches.cli import main  # noqa: E402
+from ondabatches.importing import import_dataset  # noqa: E402
+from ondabatches.onda import iter_signals, load  # noqa: E402
+
+from .test_dataset import tables  # noqa: E402
+
+START = dt.datetime(2020, 1, 2, 3, 4, 5, 123456, tzinfo=dt.timezone.utc)
+
+
+def _as_ns(when: dt.datetime) -> np.datetime64:
+    return np.datetime64(when.astimezone(dt.timezone.utc).replace(tzinfo=None), "ns")
+
+
+def import_as_mne_reads(tmp_path, capfd, path, names):
+    """Import the folder holding ``path`` (stdout kept clean) and check every channel
+    against MNE's own reading of ``path``; ``names`` maps each Onda channel name to
+    MNE's. Returns the imported signals by sensor label, and MNE's raw."""
+    capfd.readouterr()
+    report = import_dataset(path.parent, tmp_path / "out", workers=1, block_bytes=4096)
+    assert capfd.readouterr().out == ""  # the readers' notes kept out of the output
+    assert [f.source for f in report.files] == [str(path)]
+    signals = tables(tmp_path / "out")[0]
+    raw = mne.io.read_raw(path, preload=True, verbose="error")
+    rows = {s.sensor_label: s for s in iter_signals(signals)}
+    got = [c for s in rows.values() for c in s.channels]
+    assert sorted(got) == sorted(names) and sorted(names.values()) == sorted(raw.ch_names)
+    for sig in rows.values():
+        assert sig.info.sample_rate == raw.info["sfreq"]
+        scale = 1e6 if sig.info.sample_unit == "microvolt" else 1.0
+        picks = [raw.ch_names.index(names[c]) for c in sig.channels]
+        expected = raw.get_data(picks=picks) * scale
+        np.testing.assert_allclose(load(sig).data, expected, rtol=1e-12, atol=1e-15)
+    start = int(_as_ns(raw.info["meas_date"]).astype(np.int64))  # ns since the epoch
+    assert [t.value for t in signals.column("start_datetime")] == [start] * len(rows)
+    return rows, raw
+
+
+def _mef_sections(rate: float, n: int) -> tuple[dict, dict]:
+    """MEF3 time-series metadata sections 2 and 3, as pymef's own tests fill them."""
+    section_2 = {
+        "channel_description": "depth contact", "session_description": "written here",
+        "recording_duration": int(n * 1e6 / rate), "reference_description": "ref",
+        "acquisition_channel_number": 1, "sampling_frequency": rate,
+        "notch_filter_frequency_setting": 50.0, "low_frequency_filter_setting": 0.1,
+        "high_frequency_filter_setting": 100.0, "AC_line_frequency": 50,
+        "units_conversion_factor": 0.5, "units_description": "uV",
+        "maximum_native_sample_value": 0.0, "minimum_native_sample_value": 0.0,
+        "start_sample": 0, "number_of_blocks": 0, "maximum_block_bytes": 0,
+        "maximum_block_samples": 0, "maximum_difference_bytes": 0, "block_interval": 0,
+        "number_of_discontinuities": 1, "maximum_contiguous_blocks": 0,
+        "maximum_contiguous_block_bytes": 0, "maximum_contiguous_samples": 0,
+        "number_of_samples": 0,
+    }  # fmt: skip
+    section_3 = {
+        "recording_time_offset": 0, "DST_start_time": 0, "DST_end_time": 0, "GMT_offset": 0,
+        "subject_name_1": "a", "subject_name_2": "b", "subject_ID": "s1",
+        "recording_location": "here",
+    }  # fmt: skip
+    return section_2, section_3
+
+
+def write_mef(path, channels=("Fp1", "C3", "O1"), rate=256.0, n=2560):
+    """A MEF3 session folder written by pymef (MSEL's own writer): one segment per
+    channel of int32 samples, 0.5 uV each."""
+    pymef = pytest.importorskip("pymef")
+    session = pymef.mef_session.MefSession(str(path), "", new_session=True)
+    start = int(START.timestamp() * 10**6)  # MEF times are microseconds since the epoch
+    end = start + int(n * 1e6 / rate)
+    rng = np.random.default_rng(5)
+    written = {}
+    for name in channels:
+        section_2, section_3 = _mef_sections(rate, n)
+        session.write_mef_ts_segment_metadata(name, 0, "", "", start, end, section_2, section_3)
+        written[name] = rng.integers(-20000, 20000, n).astype(np.int32)
+        session.write_mef_ts_segment_data(name, 0, "", "", 256, written[name])
+    return written
+
+
+def test_a_mef3_session_written_by_pymef_imports_its_int32_samples(tmp_path, capfd):
+    path = tmp_path / "in" / "night.mefd"
+    written = write_mef(path)
+    names = {"fp1": "Fp1", "c3": "C3", "o1": "O1"}
+    rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
+    (sig,) = rows.values()
+    assert sig.info.sensor_type == "seeg"  # MNE's type for MEF3 channels
+    # MEF3 holds int32 samples: stored as they are, 0.5 uV (units_conversion_factor) each.
+    assert sig.info.sample_type == "int32" and sig.info.sample_unit == "microvolt"
+    assert sig.info.sample_resolution_in_unit == pytest.approx(0.5)
+    stored = load(sig, encoded=True).data
+    for row, channel in enumerate(sig.channels):
+        np.testing.assert_array_equal(stored[row], written[names[channel]])
+    assert raw.info["meas_date"] == START
+
+
+def write_snirf(path, rate=10.0, n=300):
+    """A continuous-wave SNIRF file written with h5py after the SNIRF 1.0 spec: two
+    sources, two detectors, three pairs at two wavelengths."""
+    h5py = pytest.importorskip("h5py")
+    pairs = [(1, 1), (1, 2), (2, 1)]
+    data = np.random.default_rng(6).uniform(0.5, 2.0, size=(n, 2 * len(pairs)))
+    tags = {"SubjectID": "sub01", "MeasurementDate": "2021-03-04",
+            "MeasurementTime": "05:06:07.25Z", "LengthUnit": "mm", "TimeUnit": "s",
+            "FrequencyUnit": "Hz"}  # fmt: skip
+    with h5py.File(path, "w") as f:
+        f["formatVersion"] = np.bytes_("1.0")
+        for key, value in tags.items():
+            f[f"nirs/metaDataTags/{key}"] = np.bytes_(value)
+        f["nirs/data1/dataTimeSeries"] = data
+        f["nirs/data1/time"] = np.arange(n) / rate
+        columns = [(s, d, w) for w in (1, 2) for s, d in pairs]
+        for k, (source, detector, wavelength) in enumerate(columns, 1):
+            m = f.create_group(f"nirs/data1/measurementList{k}")
+            m["sourceIndex"], m["detectorIndex"] = np.int32(source), np.int32(detector)
+            m["wavelengthIndex"] = np.int32(wavelength)
+            m["dataType"], m["dataTypeIndex"] = np.int32(1), np.int32(1)  # CW amplitude
+        f["nirs/probe/wavelengths"] = np.array([760.0, 850.0])
+        f["nirs/probe/sourcePos3D"] = np.array([[0.0, 0.0, 0.0], [30.0, 0.0, 0.0]])
+        f["nirs/probe/detectorPos3D"] = np.array([[0.0, 30.0, 0.0], [30.0, 30.0, 0.0]])
+    return data.T
+
+
+def test_a_snirf_file_written_after_the_spec_imports_its_float64_values(tmp_path, capfd):
+    path = tmp_path / "in" / "rec.snirf"
+    path.parent.mkdir()
+    written = write_snirf(path)
+    mne_names = [f"S{s}_D{d} {w}" for w in (760, 850) for s, d in [(1, 1), (1, 2), (2, 1)]]
+    names = {c.lower().replace(" ", "_"): c for c in mne_names}
+    rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
+    (sig,) = rows.values()
+    assert sig.info.sensor_type == "fnirs_cw_amplitude" and sig.info.sample_rate == 10.0
+    assert sig.channels == tuple(names)  # in the file's order
+    # Light intensities in the device's units, as the file holds them (MNE calls them
+    # volts): not scaled to microvolts.
+    assert sig.info.sample_unit == "unknown" and sig.info.sample_type == "float64"
+    np.testing.assert_array_equal(load(sig, encoded=True).data, written)
+    assert raw.info["meas_date"] == dt.datetime(2021, 3, 4, 5, 6, 7, 250000, dt.timezone.utc)
+
+
+WRITERS = {"mef": (write_mef, "night.mefd"), "snirf": (write_snirf, "rec.snirf")}
+
+
+@pytest.mark.parametrize("kind", sorted(WRITERS))
+def test_the_cli_prints_only_its_report(tmp_path, capfd, kind):
+    """``ondabatches import`` prints what the API's report says, and nothing of the
+    readers' own (pymef, h5py, MNE)."""
+    write, name = WRITERS[kind]
+    (tmp_path / "in").mkdir()
+    write(tmp_path / "in" / name)
+    report = import_dataset(tmp_path / "in", tmp_path / "api" / "out", workers=1)
+    capfd.readouterr()
+    out = tmp_path / "cli" / "out"
+    assert main(["import", str(tmp_path / "in"), "-o", str(out), "-j", "1", "--no-progress"]) == 0
+    printed = capfd.readouterr().out
+
+    def same(text: str, folder) -> str:
+        return re.sub(r" in [0-9.]+ s\b", " in T s", text.replace(str(folder), "OUT"))
+
+    expected = [
+        f"[1/1] {report.files[0]}",
+        str(report),
+        f"done: inspect the result with `ondabatches inspect {tmp_path / 'api' / 'out'}`",
+    ]  # noqa: E501
+    assert same(printed, out) == same("\n".join(expected) + "\n", tmp_path / "api" / "out")
+
+
+def test_a_nan_where_int32_samples_are_stored_is_refused(tmp_path, monkeypatch):
+    """A sample MNE reads as NaN (no integer) is refused, not stored as INT32_MIN."""
+    from ondabatches.errors import SourceFileError
+    from ondabatches.importing import MneSource
+
+    write_mef(tmp_path / "gap.mefd", channels=("Fp1",), n=512)
+    source = MneSource(tmp_path / "gap.mefd")
+    try:
+        (channel,) = source.channels
+        assert channel.sample_type == "int32"
+        real = source._raw.get_data
+
+        def with_a_gap(*args, **kwargs):
+            data = real(*args, **kwargs)
+            data[0, 1] = np.nan
+            return data
+
+        monkeypatch.setattr(source._raw, "get_data", with_a_gap)
+        with pytest.raises(SourceFileError, match=r"gap\.mefd.*'Fp1' sample 1 is nan"):
+            source.read([channel], 0, 4)
+    finally:
+        source.close()
