@@ -14,7 +14,7 @@ mne = pytest.importorskip("mne")
 
 from ondabatches.cli import main  # noqa: E402
 from ondabatches.importing import import_dataset  # noqa: E402
-from ondabatches.onda import iter_signals, load  # noqa: E402
+from ondabatches.onda import iter_annotations, iter_signals, load  # noqa: E402
 
 from .test_dataset import tables  # noqa: E402
 
@@ -150,7 +150,53 @@ def test_a_snirf_file_written_after_the_spec_imports_its_float64_values(tmp_path
     assert raw.info["meas_date"] == dt.datetime(2021, 3, 4, 5, 6, 7, 250000, dt.timezone.utc)
 
 
-WRITERS = {"mef": (write_mef, "night.mefd"), "snirf": (write_snirf, "rec.snirf")}
+def write_persyst(lay, names=("Fp1-Ref", "C3-Ref", "O1-Ref", "EKG-Ref"), n=1280):
+    """A Persyst recording written by hand after its layout: a ``.lay`` INI header
+    (FileInfo, Patient, ChannelMap, Comments) and a ``.dat`` of interleaved int16 samples,
+    0.1 uV each. The birth date has a four-digit year, as Persyst writes it, which MNE's
+    reader cannot parse: it prints so to stdout."""
+    ints = np.random.default_rng(7).integers(-3000, 3000, size=(n, len(names))).astype("<i2")
+    ints.tofile(lay.with_suffix(".dat"))
+    channel_map = "".join(f"{name}={i}\n" for i, name in enumerate(names, 1))
+    lay.write_text(
+        f"[FileInfo]\nFile={lay.stem}.dat\nFileType=Interleaved\nSamplingRate=256\n"
+        f"HeaderLength=0\nCalibration=0.1\nWaveformCount={len(names)}\nDataType=0\n"
+        "[Patient]\nFirst=Ada\nLast=L\nSex=F\nHand=R\nID=s01\nBirthDate=12/10/1815\n"
+        "TestDate=01/02/2020\nTestTime=03:04:05\n"
+        f"[ChannelMap]\n{channel_map}"
+        "[Comments]\n1.5,2.0,0,100,arousal\n3.25,0,0,100,spike\n"
+    )
+    return ints.T
+
+
+def test_a_persyst_recording_written_by_hand_imports_its_int16_samples(tmp_path, capfd):
+    lay = tmp_path / "in" / "night.lay"
+    lay.parent.mkdir()
+    written = write_persyst(lay)
+    mne.io.read_raw(lay, verbose="error")
+    assert "Unable to process birthdate" in capfd.readouterr().out  # MNE's own print
+    names = {"fp1": "FP1", "c3": "C3", "o1": "O1", "ekg": "EKG"}  # MNE's, upper case
+    rows, raw = import_as_mne_reads(tmp_path, capfd, lay, names)
+    (sig,) = rows.values()
+    assert sig.channels == ("fp1", "c3", "o1", "ekg") and sig.info.sample_rate == 256
+    # DataType=0: int16 samples, stored as they are, Calibration=0.1 uV each.
+    assert sig.info.sample_type == "int16" and sig.info.sample_unit == "microvolt"
+    assert sig.info.sample_resolution_in_unit == pytest.approx(0.1, rel=1e-12)
+    np.testing.assert_array_equal(load(sig, encoded=True).data, written)
+    assert raw.info["meas_date"] == dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    annotations = tables(tmp_path / "out")[1]
+    got = [(a.span.start, a.span.stop, a.extra["value"]) for a in iter_annotations(annotations)]
+    assert got == [
+        (1_500_000_000, 3_500_000_000, "arousal"),
+        (3_250_000_000, 3_250_000_001, "spike"),
+    ]
+
+
+WRITERS = {
+    "mef": (write_mef, "night.mefd"),
+    "snirf": (write_snirf, "rec.snirf"),
+    "persyst": (write_persyst, "night.lay"),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))

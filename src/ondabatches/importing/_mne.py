@@ -8,8 +8,8 @@ stored, exactly: formats of integers (``raw.orig_format`` ``"short"``/``"int"``,
 BrainVision int16 or Neuroscan) keep their integers with MNE's per-channel
 calibration as the Onda resolution; float formats (``"single"``, as FIF or
 BrainVision float32) are stored as float32, checked to lose nothing, and ``"double"``
-as float64. MEF3 (reported ``"double"``) keeps its int32 samples. Voltages are stored in
-microvolts; fNIRS light intensities (volts to MNE) in the file's own units.
+as float64. MEF3 and Persyst (reported ``"double"``) keep their integers. Voltages are
+stored in microvolts; fNIRS light intensities (volts to MNE) in the file's own units.
 
 Needs the optional extra ``mne``, imported on first use.
 """
@@ -73,10 +73,7 @@ class MneSource:
         self._raw = _read_raw(mne, path, self.name)
         raw = self._raw
         fmt = getattr(raw, "orig_format", "double")
-        self._sample_type = _SAMPLE_TYPES.get(fmt, "float64")
-        if type(raw).__name__ == "RawMEF":
-            # MEF3 holds 32-bit integers (MNE, through pymef, reports "double").
-            self._sample_type = "int32"
+        self._sample_type = _integer_type(raw) or _SAMPLE_TYPES.get(fmt, "float64")
         calibration = _edf_family_calibration(raw)
         self._edf_family = calibration is not None
         if calibration is not None:
@@ -210,6 +207,18 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
         said = " ".join(printed.getvalue().split())
         said = f" (the reader printed: {said})" if said else ""
         raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}{said}") from None
+
+
+def _integer_type(raw: Any) -> str | None:
+    """The integers of the readers that hold them but report ``orig_format`` "double":
+    MEF3 (int32, through pymef), Persyst (int16 or int32, its ``.lay``'s DataType)."""
+    kind = type(raw).__name__
+    if kind == "RawMEF":
+        return "int32"
+    if kind == "RawPersyst":
+        dtype = np.dtype(raw._raw_extras[0]["dtype"])
+        return f"int{8 * dtype.itemsize}" if dtype.kind == "i" else None
+    return None
 
 
 def _edf_family_calibration(raw: Any) -> tuple[np.ndarray, np.ndarray, str] | None:
