@@ -25,16 +25,17 @@ def _as_ns(when: dt.datetime) -> np.datetime64:
     return np.datetime64(when.astimezone(dt.timezone.utc).replace(tzinfo=None), "ns")
 
 
-def import_as_mne_reads(tmp_path, capfd, path, names):
+def import_as_mne_reads(tmp_path, capfd, path, names, read=None):
     """Import the folder holding ``path`` (stdout kept clean) and check every channel
     against MNE's own reading of ``path``; ``names`` maps each Onda channel name to
-    MNE's. Returns the imported signals by sensor label, and MNE's raw."""
+    MNE's; ``read`` is MNE's reader (``mne.io.read_raw``, by suffix, unless given).
+    Returns the imported signals by sensor label, and MNE's raw."""
     capfd.readouterr()
     report = import_dataset(path.parent, tmp_path / "out", workers=1, block_bytes=4096)
     assert capfd.readouterr().out == ""  # the readers' notes kept out of the output
     assert [f.source for f in report.files] == [str(path)]
     signals = tables(tmp_path / "out")[0]
-    raw = mne.io.read_raw(path, preload=True, verbose="error")
+    raw = (read or mne.io.read_raw)(path, preload=True, verbose="error")
     rows = {s.sensor_label: s for s in iter_signals(signals)}
     got = [c for s in rows.values() for c in s.channels]
     assert sorted(got) == sorted(names) and sorted(names.values()) == sorted(raw.ch_names)
@@ -192,10 +193,115 @@ def test_a_persyst_recording_written_by_hand_imports_its_int16_samples(tmp_path,
     ]
 
 
+# A NIRScout header as NIRStar 15.2 writes it (tabs inside the quoted matrices; the
+# "#...#" blocks are what keeps it from being an INI file).
+NIRX_HEADER = """[GeneralInfo]
+FileName="NIRS-2019-01-02_001"
+Date="Wed, Jan 02, 2019"
+Time="03:04:05.500"
+Device="NIRScout 16x16"
+Source="LED"
+Mod="Human Subject"
+APD="AD1"
+NIRStar="15.2"
+Subject=1
+
+[ImagingParameters]
+Sources=2
+Detectors=2
+ShortBundles=0
+ShortDetIndex="0"
+Steps=2
+Wavelengths="760\t850"
+TrigIns=4
+TrigOuts=0
+AnIns=0
+SamplingRate=7.812500
+Mod Amp="0.40\t0.40"
+Threshold="0.00\t0.00"
+
+[Paradigm]
+StimulusType="None"
+
+[ExperimentNotes]
+Notes=""
+
+[GainSettings]
+Gains="#
+6\t6
+6\t6
+#"
+
+[Markers]
+Events="#
+40\t1\t1
+#"
+
+[DataStructure]
+S-D-Key="1-1:1,1-2:2,2-1:3,2-2:4,"
+S-D-Mask="#
+1\t1
+1\t0
+#"
+"""
+
+
+def write_nirx(folder, n=200):
+    """A NIRScout recording folder written by hand after NIRStar 15.2's layout: the
+    header, the subject's .inf, .set/.tpl/config, the two wavelengths' text tables (one
+    column per source-detector pair of the S-D-Key), a trigger (.evt) and the probe
+    (_probeInfo.mat, written by scipy's MAT writer), three pairs of four in use."""
+    savemat = pytest.importorskip("scipy.io").savemat
+    folder.mkdir(parents=True)
+    stem = folder / folder.name
+    stem.with_suffix(".hdr").write_text(NIRX_HEADER)
+    stem.with_suffix(".inf").write_text(
+        '[Subject Demographics]\nName="Ada L"\nAge=30\nGender="F"\nContact Information=""\n'
+    )
+    stem.with_suffix(".set").write_text("6\t6\n6\t6\n")
+    stem.with_suffix(".tpl").write_text("1\t1\n1\t0\n")
+    (folder / f"{folder.name}_config.txt").write_text("SamplingRate=7.812500\nSources=2\n")
+    stem.with_suffix(".dat").write_text("".join(f"{i} 0\n" for i in range(n)))
+    stem.with_suffix(".evt").write_text("40\t1\t0\t0\t0\t0\t0\t0\t0\n")  # frame 40, code 1
+    rng = np.random.default_rng(8)
+    tables_ = {k: rng.uniform(0.01, 2.0, size=(n, 4)).round(6) for k in ("wl1", "wl2")}
+    for key, values in tables_.items():
+        rows = "".join(" ".join(f"{x:.6f}" for x in row) + "\n" for row in values)
+        stem.with_suffix(f".{key}").write_text(rows)
+    probes = {
+        "index_c": np.array([[1, 1], [1, 2], [2, 1]], float),
+        "coords_s3": np.array([[0.0, 5, 6], [3, 5, 6]]),
+        "coords_d3": np.array([[0.0, 8, 6], [3, 8, 6]]),
+        "coords_c3": np.array([[0.0, 6.5, 6], [1.5, 5, 6], [1.5, 8, 6]]),
+    }
+    savemat(folder / f"{folder.name}_probeInfo.mat", {"probeInfo": {"probes": probes}})
+    # MNE's order: pair by pair, 760 then 850 nm; pairs 1-1, 1-2, 2-1 (columns 0, 1, 2).
+    return np.stack([tables_[k][:, c] for c in range(3) for k in ("wl1", "wl2")])
+
+
+def test_a_nirx_folder_written_by_hand_imports_its_values_and_trigger(tmp_path, capfd):
+    folder = tmp_path / "in" / "NIRS-2019-01-02_001"
+    written = write_nirx(folder)
+    mne_names = [f"S{p} {w}" for p in ("1_D1", "1_D2", "2_D1") for w in (760, 850)]
+    names = {c.lower().replace(" ", "_"): c for c in mne_names}
+    rows, raw = import_as_mne_reads(tmp_path, capfd, folder, names, mne.io.read_raw_nirx)
+    (sig,) = rows.values()
+    assert sig.channels == tuple(names) and [names[c] for c in sig.channels] == raw.ch_names
+    assert sig.info.sensor_type == "fnirs_cw_amplitude" and sig.info.sample_rate == 7.8125
+    assert sig.info.sample_unit == "unknown" and sig.info.sample_type == "float64"
+    np.testing.assert_array_equal(load(sig, encoded=True).data, written)
+    assert raw.info["meas_date"] == dt.datetime(2019, 1, 2, 3, 4, 5, 500000, dt.timezone.utc)
+    # The trigger: frame 40 at 7.8125 Hz, code 1; MNE gives it 1 s.
+    (trigger,) = iter_annotations(tables(tmp_path / "out")[1])
+    assert (trigger.span.start, trigger.span.stop) == (5_120_000_000, 6_120_000_000)
+    assert trigger.extra["value"] == raw.annotations.description[0] == "1.0"
+
+
 WRITERS = {
     "mef": (write_mef, "night.mefd"),
     "snirf": (write_snirf, "rec.snirf"),
     "persyst": (write_persyst, "night.lay"),
+    "nirx": (write_nirx, "NIRS-2019-01-02_001"),
 }
 
 
