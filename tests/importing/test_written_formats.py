@@ -45,8 +45,12 @@ def import_as_mne_reads(tmp_path, capfd, path, names, read=None):
         picks = [raw.ch_names.index(names[c]) for c in sig.channels]
         expected = raw.get_data(picks=picks) * scale
         np.testing.assert_allclose(load(sig).data, expected, rtol=1e-12, atol=1e-15)
-    start = int(_as_ns(raw.info["meas_date"]).astype(np.int64))  # ns since the epoch
-    assert [t.value for t in signals.column("start_datetime")] == [start] * len(rows)
+    starts = signals.column("start_datetime")
+    if raw.info["meas_date"] is None:  # the format holds none: none made up
+        assert starts.null_count == len(rows)
+    else:
+        start = int(_as_ns(raw.info["meas_date"]).astype(np.int64))  # ns since the epoch
+        assert [t.value for t in starts] == [start] * len(rows)
     return rows, raw
 
 
@@ -297,11 +301,47 @@ def test_a_nirx_folder_written_by_hand_imports_its_values_and_trigger(tmp_path, 
     assert trigger.extra["value"] == raw.annotations.description[0] == "1.0"
 
 
+def write_eeglab(path):
+    """An EEGLAB ``.set`` written by MNE's exporter (eeglabio): five channels, two
+    annotations."""
+    pytest.importorskip("eeglabio")
+    info = mne.create_info(["Fp1", "Fp2", "C3", "EOG1", "ECG"], 250.0,
+                           ["eeg", "eeg", "eeg", "eog", "ecg"])  # fmt: skip
+    raw = mne.io.RawArray(
+        np.random.default_rng(9).normal(size=(5, 1000)) * 2e-5, info, verbose=False
+    )
+    raw.set_annotations(mne.Annotations([1.0, 2.5], [0.5, 0.0], ["arousal", "spike"]))
+    mne.export.export_raw(path, raw, fmt="eeglab", overwrite=True, verbose="error")
+    return raw.get_data()
+
+
+def test_an_eeglab_set_written_by_mnes_exporter_imports_with_its_events(tmp_path, capfd):
+    path = tmp_path / "in" / "rec.set"
+    path.parent.mkdir()
+    given = write_eeglab(path)
+    names = {"fp1": "Fp1", "fp2": "Fp2", "c3": "C3", "eog1": "EOG1", "ecg": "ECG"}
+    rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
+    (sig,) = rows.values()  # EEGLAB keeps no channel types: all EEG to MNE
+    assert sig.info.sensor_type == "eeg" and sig.channels == tuple(names)
+    assert sig.info.sample_rate == 250 and sig.info.sample_unit == "microvolt"
+    # What MNE was given, to the file's float32 precision.
+    np.testing.assert_allclose(load(sig).data, given * 1e6, rtol=1e-6, atol=1e-5)
+    got = [
+        (a.span.start, a.span.stop, a.extra["value"])
+        for a in iter_annotations(tables(tmp_path / "out")[1])
+    ]
+    assert got == [
+        (1_000_000_000, 1_500_000_000, "arousal"),
+        (2_500_000_000, 2_500_000_001, "spike"),
+    ]
+
+
 WRITERS = {
     "mef": (write_mef, "night.mefd"),
     "snirf": (write_snirf, "rec.snirf"),
     "persyst": (write_persyst, "night.lay"),
     "nirx": (write_nirx, "NIRS-2019-01-02_001"),
+    "eeglab": (write_eeglab, "rec.set"),
 }
 
 
