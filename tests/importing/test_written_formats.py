@@ -336,12 +336,72 @@ def test_an_eeglab_set_written_by_mnes_exporter_imports_with_its_events(tmp_path
     ]
 
 
+def _curry_header(n: int, names: list[str], positions: list[tuple[float, ...]]) -> str:
+    """A Curry 8 ``.cdt.dpa``: the data and device parameters, impedances, labels and
+    sensor positions, each a ``NAME START``/``END`` block (the lists ``START_LIST``)."""
+    rows = "\n".join("\t".join(["-1"] * len(names)) for _ in range(10))  # none measured
+    sensors = "\n".join("\t".join(f"{v:.2f}" for v in p) for p in positions)
+    labels = "\n".join(names)
+    return (
+        f"DATA_PARAMETERS START\nFileVersion\t=  804\nNumSamples\t=  {n}\n"
+        f"NumChannels\t=  {len(names)}\nNumTrials\t=  1\nSampleFreqHz\t=  500\n"
+        "TriggerOffsetUsec\t=  0\nDataFormat\t=  BINARY\nDataSampOrder\t=  SAMPLE\n"
+        "SampleTimeUsec\t=  2000\nStartYear\t=  2020\nStartMonth\t=  1\nStartDay\t=  2\n"
+        "StartHour\t=  3\nStartMin\t=  4\nStartSec\t=  5\nStartMillisec\t=  250\n"
+        "DataByteOrder\t=  LITTLE_ENDIAN\nAmplifierInfo\t=  SynAmps2 8050\n"
+        "DATA_PARAMETERS END\n\n"
+        f"DEVICE_PARAMETERS START\nNumChanThisGroup\t=  {len(names)}\nDataUnit\t=  uV\n"
+        "DEVICE_PARAMETERS END\n\n"
+        f"IMPEDANCE_VALUES START_LIST\n{rows}\nIMPEDANCE_VALUES END_LIST\n\n"
+        f"LABELS START\nNumLabels\t=  {len(names)}\nLABELS END\n"
+        f"LABELS START_LIST\n{labels}\nLABELS END_LIST\n\n"
+        f"SENSORS START\nNumSensorsThisGroup\t=  {len(names)}\nSENSORS END\n"
+        f"SENSORS START_LIST\n{sensors}\nSENSORS END_LIST\n"
+    )
+
+
+def write_curry(cdt, n=1000):
+    """A Curry 8 recording written by hand after its layout: ``.cdt`` float32 samples
+    (sample by sample, in uV), the ``.cdt.dpa`` header, one event in ``.cdt.ceo``."""
+    pytest.importorskip("curryreader")  # what MNE reads Curry's header with
+    names = ["Fp1", "Fp2", "Cz", "O1"]
+    data = (np.random.default_rng(10).normal(size=(n, len(names))) * 20).astype("<f4")
+    data.tofile(cdt)
+    positions = [(-30, 80, 30), (30, 80, 30), (0, 0, 100), (-30, -80, 30)]
+    cdt.with_name(f"{cdt.name}.dpa").write_text(_curry_header(n, names, positions))
+    event = "\t".join(["250", "0", "1", "0", "250", "250"] + ["0"] * 5)  # sample 250, type 1
+    cdt.with_name(f"{cdt.name}.ceo").write_text(
+        f"NUMBER_LIST START_LIST\n{event}\nNUMBER_LIST END_LIST\n\n"
+        "REMARK_LIST START_LIST\nspike\nREMARK_LIST END_LIST\n"
+    )
+    return data.T
+
+
+def test_a_curry_recording_written_by_hand_imports_its_float32_values(tmp_path, capfd):
+    cdt = tmp_path / "in" / "rec.cdt"
+    cdt.parent.mkdir()
+    written = write_curry(cdt)
+    names = {"fp1": "Fp1", "fp2": "Fp2", "cz": "Cz", "o1": "O1"}
+    rows, raw = import_as_mne_reads(tmp_path, capfd, cdt, names)
+    (sig,) = rows.values()
+    assert sig.channels == tuple(names) and sig.info.sample_rate == 500
+    # Curry's float32 samples (MNE says "int", and its calibration is in raw._cals, not
+    # in info["chs"]): stored as they are, in the header's uV.
+    assert sig.info.sample_type == "float32" and sig.info.sample_unit == "microvolt"
+    assert sig.info.sample_resolution_in_unit == pytest.approx(1.0)
+    np.testing.assert_array_equal(load(sig, encoded=True).data, written)
+    assert raw.info["meas_date"] == dt.datetime(2020, 1, 2, 3, 4, 5, 250000, dt.timezone.utc)
+    (event,) = iter_annotations(tables(tmp_path / "out")[1])
+    assert (event.span.start, event.extra["value"]) == (500_000_000, "spike")
+
+
 WRITERS = {
     "mef": (write_mef, "night.mefd"),
     "snirf": (write_snirf, "rec.snirf"),
     "persyst": (write_persyst, "night.lay"),
     "nirx": (write_nirx, "NIRS-2019-01-02_001"),
     "eeglab": (write_eeglab, "rec.set"),
+    "curry": (write_curry, "rec.cdt"),
 }
 
 

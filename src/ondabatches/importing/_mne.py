@@ -8,8 +8,9 @@ stored, exactly: formats of integers (``raw.orig_format`` ``"short"``/``"int"``,
 BrainVision int16 or Neuroscan) keep their integers with MNE's per-channel
 calibration as the Onda resolution; float formats (``"single"``, as FIF or
 BrainVision float32) are stored as float32, checked to lose nothing, and ``"double"``
-as float64. MEF3 and Persyst (reported ``"double"``) keep their integers. Voltages are
-stored in microvolts; fNIRS light intensities (volts to MNE) in the file's own units.
+as float64. MEF3 and Persyst (reported ``"double"``) keep their integers, Curry
+(reported ``"int"``) its float32 values. Voltages are stored in microvolts; fNIRS light
+intensities (volts to MNE) in the file's own units.
 
 Needs the optional extra ``mne``, imported on first use.
 """
@@ -73,7 +74,7 @@ class MneSource:
         self._raw = _read_raw(mne, path, self.name)
         raw = self._raw
         fmt = getattr(raw, "orig_format", "double")
-        self._sample_type = _integer_type(raw) or _SAMPLE_TYPES.get(fmt, "float64")
+        self._sample_type = _stored_type(raw) or _SAMPLE_TYPES.get(fmt, "float64")
         calibration = _edf_family_calibration(raw)
         self._edf_family = calibration is not None
         if calibration is not None:
@@ -90,9 +91,10 @@ class MneSource:
             if calibration is not None:
                 cal, shift = float(calibration[0][i]), float(calibration[1][i])
             else:
-                # MNE's data = stored value * cal * range: dividing gives back what the
+                # MNE's data = stored value * its calibration (cal * range, or what the
+                # reader set in its place: Curry's units): dividing gives back what the
                 # file holds (integers, or float32 values exactly), whatever its format.
-                cal, shift = float(ch["cal"]) * float(ch["range"]) or 1.0, 0.0
+                cal, shift = float(raw._cals[i]) or 1.0, 0.0
             mapped = channel_map.lookup(ch["ch_name"]) if channel_map is not None else None
             if mapped is not None:
                 sensor, channel, guessed = mapped[0], mapped[1], False
@@ -209,15 +211,18 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
         raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}{said}") from None
 
 
-def _integer_type(raw: Any) -> str | None:
-    """The integers of the readers that hold them but report ``orig_format`` "double":
-    MEF3 (int32, through pymef), Persyst (int16 or int32, its ``.lay``'s DataType)."""
+def _stored_type(raw: Any) -> str | None:
+    """What the file holds, for the readers whose ``orig_format`` says otherwise: MEF3
+    (int32, through pymef) and Persyst (int16 or int32, its ``.lay``'s DataType) say
+    "double"; Curry says "int" for its float32 samples (float64 for its ASCII ones)."""
     kind = type(raw).__name__
     if kind == "RawMEF":
         return "int32"
     if kind == "RawPersyst":
         dtype = np.dtype(raw._raw_extras[0]["dtype"])
         return f"int{8 * dtype.itemsize}" if dtype.kind == "i" else None
+    if kind == "RawCurry":
+        return "float64" if raw._raw_extras[0].get("is_ascii") else "float32"
     return None
 
 
