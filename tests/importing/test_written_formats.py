@@ -54,6 +54,15 @@ def import_as_mne_reads(tmp_path, capfd, path, names, read=None):
     return rows, raw
 
 
+def write_input(tmp_path, kind):
+    """The recording of ``kind`` (a key of WRITERS) written into ``tmp_path / "in"``:
+    its path, and what its writer returns (the values written)."""
+    write, name = WRITERS[kind]
+    path = tmp_path / "in" / name
+    path.parent.mkdir(exist_ok=True)
+    return path, write(path)
+
+
 def _mef_sections(rate: float, n: int) -> tuple[dict, dict]:
     """MEF3 time-series metadata sections 2 and 3, as pymef's own tests fill them."""
     section_2 = {
@@ -96,8 +105,7 @@ def write_mef(path, channels=("Fp1", "C3", "O1"), rate=256.0, n=2560):
 
 
 def test_a_mef3_session_written_by_pymef_imports_its_int32_samples(tmp_path, capfd):
-    path = tmp_path / "in" / "night.mefd"
-    written = write_mef(path)
+    path, written = write_input(tmp_path, "mef")
     names = {"fp1": "Fp1", "c3": "C3", "o1": "O1"}
     rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
     (sig,) = rows.values()
@@ -139,9 +147,7 @@ def write_snirf(path, rate=10.0, n=300):
 
 
 def test_a_snirf_file_written_after_the_spec_imports_its_float64_values(tmp_path, capfd):
-    path = tmp_path / "in" / "rec.snirf"
-    path.parent.mkdir()
-    written = write_snirf(path)
+    path, written = write_input(tmp_path, "snirf")
     mne_names = [f"S{s}_D{d} {w}" for w in (760, 850) for s, d in [(1, 1), (1, 2), (2, 1)]]
     names = {c.lower().replace(" ", "_"): c for c in mne_names}
     rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
@@ -175,9 +181,7 @@ def write_persyst(lay, names=("Fp1-Ref", "C3-Ref", "O1-Ref", "EKG-Ref"), n=1280)
 
 
 def test_a_persyst_recording_written_by_hand_imports_its_int16_samples(tmp_path, capfd):
-    lay = tmp_path / "in" / "night.lay"
-    lay.parent.mkdir()
-    written = write_persyst(lay)
+    lay, written = write_input(tmp_path, "persyst")
     mne.io.read_raw(lay, verbose="error")
     assert "Unable to process birthdate" in capfd.readouterr().out  # MNE's own print
     names = {"fp1": "FP1", "c3": "C3", "o1": "O1", "ekg": "EKG"}  # MNE's, upper case
@@ -284,8 +288,7 @@ def write_nirx(folder, n=200):
 
 
 def test_a_nirx_folder_written_by_hand_imports_its_values_and_trigger(tmp_path, capfd):
-    folder = tmp_path / "in" / "NIRS-2019-01-02_001"
-    written = write_nirx(folder)
+    folder, written = write_input(tmp_path, "nirx")
     mne_names = [f"S{p} {w}" for p in ("1_D1", "1_D2", "2_D1") for w in (760, 850)]
     names = {c.lower().replace(" ", "_"): c for c in mne_names}
     rows, raw = import_as_mne_reads(tmp_path, capfd, folder, names, mne.io.read_raw_nirx)
@@ -316,9 +319,7 @@ def write_eeglab(path):
 
 
 def test_an_eeglab_set_written_by_mnes_exporter_imports_with_its_events(tmp_path, capfd):
-    path = tmp_path / "in" / "rec.set"
-    path.parent.mkdir()
-    given = write_eeglab(path)
+    path, given = write_input(tmp_path, "eeglab")
     names = {"fp1": "Fp1", "fp2": "Fp2", "c3": "C3", "eog1": "EOG1", "ecg": "ECG"}
     rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
     (sig,) = rows.values()  # EEGLAB keeps no channel types: all EEG to MNE
@@ -378,9 +379,7 @@ def write_curry(cdt, n=1000):
 
 
 def test_a_curry_recording_written_by_hand_imports_its_float32_values(tmp_path, capfd):
-    cdt = tmp_path / "in" / "rec.cdt"
-    cdt.parent.mkdir()
-    written = write_curry(cdt)
+    cdt, written = write_input(tmp_path, "curry")
     names = {"fp1": "Fp1", "fp2": "Fp2", "cz": "Cz", "o1": "O1"}
     rows, raw = import_as_mne_reads(tmp_path, capfd, cdt, names)
     (sig,) = rows.values()
@@ -409,9 +408,7 @@ WRITERS = {
 def test_the_cli_prints_only_its_report(tmp_path, capfd, kind):
     """``ondabatches import`` prints what the API's report says, and nothing of the
     readers' own (pymef, h5py, MNE)."""
-    write, name = WRITERS[kind]
-    (tmp_path / "in").mkdir()
-    write(tmp_path / "in" / name)
+    write_input(tmp_path, kind)
     report = import_dataset(tmp_path / "in", tmp_path / "api" / "out", workers=1)
     capfd.readouterr()
     out = tmp_path / "cli" / "out"
