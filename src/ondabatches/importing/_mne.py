@@ -8,9 +8,9 @@ stored, exactly: formats of integers (``raw.orig_format`` ``"short"``/``"int"``,
 BrainVision int16 or Neuroscan) keep their integers with MNE's per-channel
 calibration as the Onda resolution; float formats (``"single"``, as FIF or
 BrainVision float32) are stored as float32, checked to lose nothing, and ``"double"``
-as float64. MEF3 and Persyst (reported ``"double"``) keep their integers, Curry
+as float64. MEF3, NEDF and Persyst (reported ``"double"``) keep their integers, Curry
 (reported ``"int"``) its float32 values. Voltages are stored in microvolts; fNIRS light
-intensities (volts to MNE) in the file's own units.
+intensities and trigger codes (volts to MNE) in the file's own units.
 
 Needs the optional extra ``mne``, imported on first use.
 """
@@ -39,9 +39,10 @@ __all__ = ["MneSource"]
 
 _SAMPLE_TYPES = {"short": "int16", "int": "int32", "single": "float32", "double": "float64"}
 _FIFF_UNIT_V = 107  # mne.io.constants.FIFF.FIFF_UNIT_V
-# MNE gives fNIRS continuous-wave amplitudes the unit V, but SNIRF and NIRx store light
-# intensities in the device's arbitrary units: kept as the file holds them, not as volts.
-_FIFFV_FNIRS_CH = 1100  # mne.io.constants.FIFF.FIFFV_FNIRS_CH
+# MNE gives the unit V to fNIRS continuous-wave amplitudes (SNIRF and NIRx store light
+# intensities in the device's arbitrary units) and to trigger channels (codes): kept as
+# the file holds them, not as volts. mne.io.constants.FIFF.FIFFV_FNIRS_CH, FIFFV_STIM_CH
+_NOT_VOLTS = (1100, 3)
 
 
 class MneSource:
@@ -86,7 +87,7 @@ class MneSource:
         self._scale = []  # stored value = (data (SI) - shift) / scale
         self._shift = []
         for i, ch in enumerate(raw.info["chs"]):
-            volts = ch["unit"] == _FIFF_UNIT_V and ch["kind"] != _FIFFV_FNIRS_CH
+            volts = ch["unit"] == _FIFF_UNIT_V and ch["kind"] not in _NOT_VOLTS
             to_unit = 1e6 if volts else 1.0
             if calibration is not None:
                 cal, shift = float(calibration[0][i]), float(calibration[1][i])
@@ -125,8 +126,12 @@ class MneSource:
 
     def read(self, channels: list[SourceChannel], start: int, n: int) -> np.ndarray:
         picks = [ch.index for ch in channels]
+        # MNE's NEDF reader (1.13) reads too few of the file's 5-sample blocks for a
+        # window that starts inside one block and ends past the next one (an
+        # AssertionError): the window is read from its first block's start.
+        lo = start - start % 5 if type(self._raw).__name__ == "RawNedf" else start
         with contextlib.redirect_stdout(io.StringIO()):  # as in _read_raw
-            data = self._raw.get_data(picks=picks, start=start, stop=start + n)
+            data = self._raw.get_data(picks=picks, start=lo, stop=start + n)[:, start - lo :]
         shift = np.array([self._shift[i] for i in picks])[:, None]
         scaled = (data - shift) / np.array([self._scale[i] for i in picks])[:, None]
         dtype = np.dtype(self._sample_type)
@@ -213,10 +218,11 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
 
 def _stored_type(raw: Any) -> str | None:
     """What the file holds, for the readers whose ``orig_format`` says otherwise: MEF3
-    (int32, through pymef) and Persyst (int16 or int32, its ``.lay``'s DataType) say
-    "double"; Curry says "int" for its float32 samples (float64 for its ASCII ones)."""
+    (int32, through pymef), NEDF (24-bit) and Persyst (int16 or int32, its ``.lay``'s
+    DataType) say "double"; Curry says "int" for its float32 samples (float64 for its
+    ASCII ones)."""
     kind = type(raw).__name__
-    if kind == "RawMEF":
+    if kind in ("RawMEF", "RawNedf"):  # NEDF: 24-bit samples, 32-bit trigger codes
         return "int32"
     if kind == "RawPersyst":
         dtype = np.dtype(raw._raw_extras[0]["dtype"])
