@@ -473,6 +473,32 @@ def test_nedf_windows_inside_its_5_sample_blocks_read_right(tmp_path):
         source.close()
 
 
+def write_eximia(path, n=2900):
+    """A Nexstim eXimia ``.nxe`` written by hand after its layout: no header, 64
+    channels of int16 samples interleaved, at the device's fixed 1450 Hz."""
+    ints = np.random.default_rng(12).integers(-30000, 30000, size=(n, 64)).astype("<i2")
+    ints.tofile(path)
+    return ints.T
+
+
+def test_an_eximia_file_written_by_hand_imports_its_int16_samples(tmp_path, capfd):
+    path, ints = write_input(tmp_path, "eximia")
+    mne_names = mne.io.read_raw(path, verbose="error").ch_names  # the device's fixed montage
+    names = {c.lower(): c for c in mne_names}
+    rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
+    assert set(rows) == {"eeg", "eog", "stim"} and rows["stim"].channels == (
+        "gatein",
+        "trig1",
+        "trig2",
+    )
+    assert {r.info.sample_type for r in rows.values()} == {"int16"}
+    assert rows["stim"].info.sample_unit == "unknown"  # trigger levels, not volts
+    for sig in rows.values():
+        picks = [mne_names.index(names[c]) for c in sig.channels]
+        np.testing.assert_array_equal(load(sig, encoded=True).data, ints[picks])
+    assert sig.info.sample_rate == 1450
+
+
 WRITERS = {
     "mef": (write_mef, "night.mefd"),
     "snirf": (write_snirf, "rec.snirf"),
@@ -481,6 +507,7 @@ WRITERS = {
     "eeglab": (write_eeglab, "rec.set"),
     "curry": (write_curry, "rec.cdt"),
     "nedf": (write_nedf, "rec.nedf"),
+    "eximia": (write_eximia, "rec.nxe"),
 }
 
 
