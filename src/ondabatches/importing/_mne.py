@@ -166,6 +166,9 @@ class MneSource:
         date: Any = self._raw.info.get("meas_date")
         if date is None:
             return None
+        if type(self._raw).__name__ == "RawNSX":
+            # MNE (1.13) puts an NSx header's milliseconds in the microseconds.
+            date = date.replace(microsecond=1000 * _nsx_milliseconds(self._path, self.name))
         start = date + dt.timedelta(seconds=self._raw.first_time)
         if start.tzinfo:
             start = start.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -214,6 +217,25 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
         said = " ".join(printed.getvalue().split())
         said = f" (the reader printed: {said})" if said else ""
         raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}{said}") from None
+
+
+# NSx 2.2+ basic header: file id (8 bytes), version (2), header bytes (4), label (16),
+# comment (256), period (4), clock (4), then the time origin as 8 uint16 (year, month,
+# weekday, day, hour, minute, second, millisecond).
+_NSX_MILLISECOND_AT = 8 + 2 + 4 + 16 + 256 + 4 + 4 + 7 * 2
+
+
+def _nsx_milliseconds(path: str, name: str) -> int:
+    """The milliseconds of an NSx file's time origin, from its header."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_NSX_MILLISECOND_AT)
+            field = f.read(2)
+    except OSError as exc:
+        raise SourceFileError(f"cannot read the start time of {name}: {exc}") from None
+    if len(field) != 2:
+        raise SourceFileError(f"{name}: the NSx header ends before its start time")
+    return int.from_bytes(field, "little")
 
 
 def _stored_type(raw: Any) -> str | None:
