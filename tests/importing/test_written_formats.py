@@ -277,3 +277,20 @@ def test_a_nan_where_int32_samples_are_stored_is_refused(tmp_path, monkeypatch):
             source.read([channel], 0, 4)
     finally:
         source.close()
+
+
+def test_a_fif_trigger_channel_keeps_its_codes(tmp_path, capfd):
+    """MNE gives a FIF's trigger channel (STI 014) the unit V: its codes are stored as
+    codes (unit "unknown", resolution 1), not as millions of microvolts."""
+    info = mne.create_info(["Fz", "STI 014"], 100.0, ["eeg", "stim"])
+    codes = np.zeros(500)
+    codes[[50, 320]] = [5, 12]
+    data = np.vstack([np.random.default_rng(14).normal(size=500) * 1e-5, codes])
+    path = tmp_path / "in" / "run_raw.fif"
+    path.parent.mkdir()
+    mne.io.RawArray(data, info, verbose=False).save(path, verbose=False)
+    rows, _ = import_as_mne_reads(tmp_path, capfd, path, {"fz": "Fz", "sti_014": "STI 014"})
+    stim = rows["stim"]
+    assert (stim.info.sample_unit, stim.info.sample_resolution_in_unit) == ("unknown", 1.0)
+    np.testing.assert_array_equal(load(stim).data[0], codes)
+    assert rows["eeg"].info.sample_unit == "microvolt"
