@@ -233,6 +233,23 @@ def test_a_blackrock_nsx_file_written_by_hand_imports_its_int16_samples(tmp_path
     assert raw.info["meas_date"] in {START.replace(microsecond=us) for us in (123, 123000)}
 
 
+def test_a_gdf_file_written_by_hand_imports_its_int16_samples_and_events(tmp_path, capfd):
+    path, ints = write_input(tmp_path, "gdf")
+    rows, raw = import_as_mne_reads(tmp_path, capfd, path, {"fp1": "Fp1", "fp2": "Fp2", "cz": "Cz"})
+    (sig,) = rows.values()
+    # Through the EDF family's calibration (MNE's cal 1 in info): int16, 0.1 uV a step.
+    assert sig.info.sample_type == "int16" and sig.info.sample_unit == "microvolt"
+    assert sig.info.sample_resolution_in_unit == pytest.approx(0.1, rel=1e-9)
+    np.testing.assert_array_equal(load(sig, encoded=True).data, ints)
+    got = [
+        (a.span.start, a.span.stop, a.extra["value"])
+        for a in iter_annotations(tables(tmp_path / "out")[1])
+    ]
+    assert got == [(1_000_000_000, 1_004_000_000, "768"), (4_000_000_000, 4_004_000_000, "769")]
+    # GDF's start is fixed-point days: to 2^-32 day (20 us) of the one written.
+    assert abs(raw.info["meas_date"] - START) < dt.timedelta(microseconds=20)
+
+
 @pytest.mark.parametrize("kind", sorted(WRITERS))
 def test_the_cli_prints_only_its_report(tmp_path, capfd, kind):
     """``ondabatches import`` prints what the API's report says, and nothing of the

@@ -324,6 +324,59 @@ def write_nsx(path, names=("chan1", "chan2", "chan3"), n=2000, first=250):
     return ints.T
 
 
+_GDF_FIXED = np.dtype([
+    ("version", "S8"), ("patient", "S66"), ("reserved", "S10"), ("health", "u1", (4,)),
+    ("recording", "S64"), ("location", "u1", (16,)), ("start", "<u8"), ("birthday", "<u8"),
+    ("header_blocks", "<u2"), ("reserved2", "S6"), ("equipment", "u1", (8,)),
+    ("ip", "u1", (6,)), ("head", "<u2", (3,)), ("ref", "<f4", (3,)), ("gnd", "<f4", (3,)),
+    ("n_records", "<i8"), ("duration", "<u4", (2,)), ("n_channels", "<u2"),
+    ("reserved3", "<u2"),
+])  # fmt: skip  # GDF 2.x's fixed header, 256 bytes
+
+
+def _gdf_channels(names, rate):
+    """GDF 2.20's variable header: 256 bytes a channel, field by field (int16 in uV,
+    0.1 uV a step)."""
+    nch = len(names)
+
+    def each(value, dtype):
+        return np.full(nch, value, dtype).tobytes()
+
+    return b"".join([
+        b"".join(n.encode().ljust(16, b"\0") for n in names), b"\0" * 80 * nch,
+        b"uV".ljust(6, b"\0") * nch, each(4275, "<u2"),  # physical dimension code: uV
+        each(-3276.8, "<f8"), each(3276.7, "<f8"), each(-32768, "<f8"), each(32767, "<f8"),
+        b"\0" * 68 * nch, each(100, "<f4"), each(0.1, "<f4"), each(50, "<f4"),
+        each(rate, "<i4"), each(3, "<i4"),  # samples a record; GDFTYP 3: int16
+        np.zeros(3 * nch, "<f4").tobytes(), np.zeros(5 * nch, "<f4").tobytes(),
+    ])  # fmt: skip
+
+
+def write_gdf(path, names=("Fp1", "Fp2", "Cz"), rate=250, n_records=10):
+    """A GDF 2.20 file written by hand after its spec: the fixed and variable headers,
+    1 s records of int16 samples channel by channel, and an event table (mode 1) of two
+    events; the start as GDF's fixed-point days (2^-32 day steps)."""
+    head = np.zeros(1, _GDF_FIXED)
+    days = (START - dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)) / dt.timedelta(days=1)
+    fields = {
+        "version": b"GDF 2.20", "patient": b"X sub01", "recording": b"written here",
+        "start": round((days + 367) * 2**32), "header_blocks": 1 + len(names),
+        "n_records": n_records, "duration": (1, 1), "n_channels": len(names),
+    }  # fmt: skip
+    for key, value in fields.items():
+        head[key] = value
+    rng = np.random.default_rng(15)
+    ints = rng.integers(-32768, 32768, size=(len(names), n_records * rate)).astype("<i2")
+    records = ints.reshape(len(names), n_records, rate).transpose(1, 0, 2).tobytes()
+    pos, typ = np.array([251, 1001], "<u4"), np.array([0x0300, 0x0301], "<u2")  # 1-based
+    events = b"\x01" + (2).to_bytes(3, "little") + np.float32(rate).tobytes()
+    path.write_bytes(
+        head.tobytes() + _gdf_channels(names, rate) + records + events + pos.tobytes()
+        + typ.tobytes()
+    )  # fmt: skip
+    return ints
+
+
 WRITERS = {
     "mef": (write_mef, "night.mefd"),
     "snirf": (write_snirf, "rec.snirf"),
@@ -334,6 +387,7 @@ WRITERS = {
     "nedf": (write_nedf, "rec.nedf"),
     "eximia": (write_eximia, "rec.nxe"),
     "nsx": (write_nsx, "rec.ns3"),
+    "gdf": (write_gdf, "rec.gdf"),
 }
 
 
