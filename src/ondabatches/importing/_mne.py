@@ -8,7 +8,9 @@ stored, exactly: formats of integers (``raw.orig_format`` ``"short"``/``"int"``,
 BrainVision int16 or Neuroscan) keep their integers with MNE's per-channel
 calibration as the Onda resolution; float formats (``"single"``, as FIF or
 BrainVision float32) are stored as float32, checked to lose nothing, and ``"double"``
-as float64. Voltages are stored in microvolts.
+as float64. MEF3, NEDF and Persyst (reported ``"double"``) keep their integers, Curry
+(reported ``"int"``) its float32 values. Voltages are stored in microvolts; fNIRS light
+intensities and trigger codes (volts to MNE) in the file's own units.
 
 Needs the optional extra ``mne``, imported on first use.
 """
@@ -37,6 +39,10 @@ __all__ = ["MneSource"]
 
 _SAMPLE_TYPES = {"short": "int16", "int": "int32", "single": "float32", "double": "float64"}
 _FIFF_UNIT_V = 107  # mne.io.constants.FIFF.FIFF_UNIT_V
+# MNE gives the unit V to fNIRS continuous-wave amplitudes (SNIRF and NIRx store light
+# intensities in the device's arbitrary units) and to trigger channels (codes): kept as
+# the file holds them, not as volts. mne.io.constants.FIFF.FIFFV_FNIRS_CH, FIFFV_STIM_CH
+_NOT_VOLTS = (1100, 3)
 
 
 class MneSource:
@@ -69,7 +75,7 @@ class MneSource:
         self._raw = _read_raw(mne, path, self.name)
         raw = self._raw
         fmt = getattr(raw, "orig_format", "double")
-        self._sample_type = _SAMPLE_TYPES.get(fmt, "float64")
+        self._sample_type = _stored_type(raw) or _SAMPLE_TYPES.get(fmt, "float64")
         calibration = _edf_family_calibration(raw)
         self._edf_family = calibration is not None
         if calibration is not None:
@@ -81,14 +87,15 @@ class MneSource:
         self._scale = []  # stored value = (data (SI) - shift) / scale
         self._shift = []
         for i, ch in enumerate(raw.info["chs"]):
-            volts = ch["unit"] == _FIFF_UNIT_V
+            volts = ch["unit"] == _FIFF_UNIT_V and ch["kind"] not in _NOT_VOLTS
             to_unit = 1e6 if volts else 1.0
             if calibration is not None:
                 cal, shift = float(calibration[0][i]), float(calibration[1][i])
             else:
-                # MNE's data = stored value * cal * range: dividing gives back what the
+                # MNE's data = stored value * its calibration (cal * range, or what the
+                # reader set in its place: Curry's units): dividing gives back what the
                 # file holds (integers, or float32 values exactly), whatever its format.
-                cal, shift = float(ch["cal"]) * float(ch["range"]) or 1.0, 0.0
+                cal, shift = float(raw._cals[i]) or 1.0, 0.0
             mapped = channel_map.lookup(ch["ch_name"]) if channel_map is not None else None
             if mapped is not None:
                 sensor, channel, guessed = mapped[0], mapped[1], False
@@ -119,14 +126,19 @@ class MneSource:
 
     def read(self, channels: list[SourceChannel], start: int, n: int) -> np.ndarray:
         picks = [ch.index for ch in channels]
+        # MNE's NEDF reader (1.13) reads too few of the file's 5-sample blocks for a
+        # window that starts inside one block and ends past the next one (an
+        # AssertionError): the window is read from its first block's start.
+        lo = start - start % 5 if type(self._raw).__name__ == "RawNedf" else start
         with contextlib.redirect_stdout(io.StringIO()):  # as in _read_raw
-            data = self._raw.get_data(picks=picks, start=start, stop=start + n)
+            data = self._raw.get_data(picks=picks, start=lo, stop=start + n)[:, start - lo :]
         shift = np.array([self._shift[i] for i in picks])[:, None]
         scaled = (data - shift) / np.array([self._scale[i] for i in picks])[:, None]
         dtype = np.dtype(self._sample_type)
         if dtype.kind == "i":
             out = np.rint(scaled)
-            bad = np.abs(scaled - out) > 1e-6 * np.maximum(1.0, np.abs(scaled))
+            off = np.abs(scaled - out) > 1e-6 * np.maximum(1.0, np.abs(scaled))
+            bad = off | ~np.isfinite(scaled)  # NaN (a gap) is no integer either
         else:
             out = scaled.astype(dtype)
             bad = np.abs(out - scaled) > np.finfo(dtype).eps * np.abs(scaled)
@@ -134,7 +146,7 @@ class MneSource:
             row, col = map(int, np.argwhere(bad)[0])
             raise SourceFileError(
                 f"{self.name}: channel {channels[row].label!r} sample {start + col} is "
-                f"{scaled[row, col]!r} in stored units, not exactly a {self._sample_type} "
+                f"{float(scaled[row, col])!r} in stored units, not exactly a {self._sample_type} "
                 f"({getattr(self._raw, 'orig_format', '?')} file): storing it would lose precision"
             )
         return out.astype(dtype)
@@ -154,6 +166,9 @@ class MneSource:
         date: Any = self._raw.info.get("meas_date")
         if date is None:
             return None
+        if type(self._raw).__name__ == "RawNSX":
+            # MNE (1.13) puts an NSx header's milliseconds in the microseconds.
+            date = date.replace(microsecond=1000 * _nsx_milliseconds(self._path, self.name))
         start = date + dt.timedelta(seconds=self._raw.first_time)
         if start.tzinfo:
             start = start.astimezone(dt.timezone.utc).replace(tzinfo=None)
@@ -202,6 +217,41 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
         said = " ".join(printed.getvalue().split())
         said = f" (the reader printed: {said})" if said else ""
         raise SourceFileError(f"{name} is not a {what} MNE can read: {exc}{said}") from None
+
+
+# NSx 2.2+ basic header: file id (8 bytes), version (2), header bytes (4), label (16),
+# comment (256), period (4), clock (4), then the time origin as 8 uint16 (year, month,
+# weekday, day, hour, minute, second, millisecond).
+_NSX_MILLISECOND_AT = 8 + 2 + 4 + 16 + 256 + 4 + 4 + 7 * 2
+
+
+def _nsx_milliseconds(path: str, name: str) -> int:
+    """The milliseconds of an NSx file's time origin, from its header."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_NSX_MILLISECOND_AT)
+            field = f.read(2)
+    except OSError as exc:
+        raise SourceFileError(f"cannot read the start time of {name}: {exc}") from None
+    if len(field) != 2:
+        raise SourceFileError(f"{name}: the NSx header ends before its start time")
+    return int.from_bytes(field, "little")
+
+
+def _stored_type(raw: Any) -> str | None:
+    """What the file holds, for the readers whose ``orig_format`` says otherwise: MEF3
+    (int32, through pymef), NEDF (24-bit) and Persyst (int16 or int32, its ``.lay``'s
+    DataType) say "double"; Curry says "int" for its float32 samples (float64 for its
+    ASCII ones)."""
+    kind = type(raw).__name__
+    if kind in ("RawMEF", "RawNedf"):  # NEDF: 24-bit samples, 32-bit trigger codes
+        return "int32"
+    if kind == "RawPersyst":
+        dtype = np.dtype(raw._raw_extras[0]["dtype"])
+        return f"int{8 * dtype.itemsize}" if dtype.kind == "i" else None
+    if kind == "RawCurry":
+        return "float64" if raw._raw_extras[0].get("is_ascii") else "float32"
+    return None
 
 
 def _edf_family_calibration(raw: Any) -> tuple[np.ndarray, np.ndarray, str] | None:
