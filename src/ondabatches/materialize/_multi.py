@@ -543,13 +543,11 @@ def _in_place(
     # The leading gains, signs, dropped channels and reversals of each modality, for
     # all items at once, done as its windows are decoded.
     n, steps = len(items), len(pipeline.item)
-    folds = []
-    for k, name in enumerate(first.names):
+    rows: list[int | None] = []
+    for k in range(len(first.names)):
         shape = _part_shape(first.parts[k], first.window.duration, targets[k])[0]
-        fold = None
-        if len(shape) == 2 and dtype.kind == "f":
-            fold = pipeline.fold_batch(key, n, shape[0], dtype, name)
-        folds.append(fold)
+        rows.append(shape[0] if len(shape) == 2 and dtype.kind == "f" else None)
+    folds = pipeline.fold_montage(key, n, rows, dtype, first.names)
     alloc = np.empty if pipeline.batch else allocate
     decoded = [None if f is None or f.trivial else f for f in folds]
     x, outs, y = _arrays(items, dtype, alloc, exact, decoded if any(decoded) else None)
@@ -557,15 +555,15 @@ def _in_place(
     ys: list[Any] = codes
     for k, name in enumerate(first.names):
         arr, fold, starts = outs[k], folds[k], codes
-        if fold is not None:
-            starts = [np.ascontiguousarray(c[..., ::-1]) if r else c
-                      for c, r in zip(codes, fold.reverse.tolist(), strict=True)]  # fmt: skip
-        if k == 0:  # transforms that move labels apply to every modality alike
-            ys = list(starts)
         # The items whose pipeline goes on past the fold (all of them without one).
         rest = np.flatnonzero(fold.done < steps).tolist() if fold is not None else range(n)
         if not steps:
             rest = []
+        if fold is not None and (k == 0 or rest):  # (the labels of modality 0 are kept)
+            starts = [np.ascontiguousarray(c[..., ::-1]) if r else c
+                      for c, r in zip(codes, fold.reverse.tolist(), strict=True)]  # fmt: skip
+        if k == 0:  # transforms that move labels apply to every modality alike
+            ys = list(starts)
         for i in rest:
             it, slot = items[i], arr[i]
             start = 0 if fold is None else int(fold.done[i])

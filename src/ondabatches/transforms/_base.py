@@ -100,6 +100,13 @@ class Transform:
     #: [`KeyedDraws`][ondabatches.transforms.KeyedDraws] in place of a generator (a coin
     #: without one; most items draw nothing else).
     keyed_draws: ClassVar[bool] = False
+    #: Whether its folds for all of a batch's windows (``_fold_items``) draw row by row:
+    #: row ``j``'s the same whatever the number of rows (the built-in augmentations),
+    #: so that a montage's modalities with fewer rows share the folds of the one with
+    #: most (see [`Pipeline.fold_montage`][ondabatches.transforms.Pipeline.fold_montage]);
+    #: read from the class itself, so that a subclass that folds otherwise does not
+    #: inherit it.
+    _rows_prefix: ClassVar[bool] = False
     #: The modalities of a multi-signal item it applies to (None: all); set by the
     #: ``modalities=`` keyword every transform's constructor takes.
     modalities: tuple[str, ...] | None = None
@@ -481,6 +488,14 @@ class BatchDraws:
         """Hash counters ``0 .. count - 1`` of items ``0 .. n - 1`` at each of
         ``positions`` in one go (at least as many as already kept)."""
         size = max(_BLOCK, 1 << (n - 1).bit_length())
+        kept_all = [self._blocks.get(p) for p in positions]
+        positions = [
+            p
+            for p, kept in zip(positions, kept_all, strict=True)
+            if kept is None or kept.shape[0] < n or kept.shape[1] < count
+        ]  # those kept large enough already are left as they are
+        if not positions:
+            return
         for p in positions:
             kept = self._blocks.get(p)
             if kept is not None:
@@ -530,6 +545,18 @@ class Folds:
         self.done = np.zeros(n, np.intp)
         self._items: list[tuple[Any, bool, Any, int]] | None = None
 
+    def head(self, rows: int) -> Folds:
+        """These folds for windows of the first ``rows`` of these rows (a fold that
+        draws row by row gives its first rows the same whatever the number of rows):
+        the per-window arrays shared, the rows' sliced."""
+        out = Folds.__new__(Folds)
+        out.rows, out._items = rows, None
+        out.gain, out.scaled, out.reverse = self.gain, self.scaled, self.reverse
+        out.active, out.done = self.active, self.done
+        out.zero = None if self.zero is None else self.zero[:, :rows]
+        out.zero_negative = None if self.zero_negative is None else self.zero_negative[:, :rows]
+        return out
+
     def negate(self, which: np.ndarray) -> None:
         """Negate the windows of mask ``which``."""
         self.gain[which] = -self.gain[which]
@@ -560,7 +587,8 @@ class Folds:
                 values = np.where(self.zero, signed, np.nan).astype(self.gain.dtype)
                 for j in np.flatnonzero(self.zero.any(axis=1)).tolist():
                     fills[j] = values[j]
-            gains = [None if g == 1 else g for g in self.gain]
+            ones = (self.gain == 1).tolist()
+            gains = [None if one else g for one, g in zip(ones, self.gain, strict=True)]
             self._items = list(
                 zip(gains, self.reverse.tolist(), fills, self.done.tolist(), strict=True)
             )
@@ -803,6 +831,43 @@ class Pipeline:
             if not t._fold_items(draws, i, folds):
                 return None
         return folds
+
+    def fold_montage(
+        self,
+        key: tuple[int, int] | None,
+        n: int,
+        rows: Sequence[int | None],
+        dtype: np.dtype,
+        modalities: Sequence[str],
+    ) -> list[Folds | None]:
+        """[`fold_batch`][ondabatches.transforms.Pipeline.fold_batch] of each of a
+        montage's ``modalities`` (of ``rows`` channels each; None: not folded), the same
+        values, computed once for the modalities that the same transforms apply to
+        when those draw row by row (`Transform._rows_prefix`): at the most rows among
+        them, the others' folds being its first rows."""
+        leading = [t for _, t in self.item]
+        shared = all(
+            type(t).__dict__.get("_rows_prefix", False)  # not a subclass's
+            for t in leading
+            if type(t).fold is not Transform.fold
+        )
+        groups: dict[Any, tuple[int, str]] = {}
+        for r, name in zip(rows, modalities, strict=True):
+            if r is None:
+                continue
+            group = tuple(t.applies_to(name) for t in leading) if shared else name
+            if group not in groups or groups[group][0] < r:
+                groups[group] = (r, name)
+        made = {g: self.fold_batch(key, n, r, dtype, name) for g, (r, name) in groups.items()}
+        out: list[Folds | None] = []
+        for r, name in zip(rows, modalities, strict=True):
+            if r is None:
+                out.append(None)
+                continue
+            group = tuple(t.applies_to(name) for t in leading) if shared else name
+            folds = made[group]
+            out.append(folds if folds is None or folds.rows == r else folds.head(r))
+        return out
 
     def apply_targets(self, y: Any, items: Sequence[Any]) -> Any:
         """The targets transforms' ``y`` of the batch's ``items`` (``y`` the stacked

@@ -427,6 +427,7 @@ class AmplitudeScale(_Augmentation):
     ``[low, high)``."""
 
     name = "amplitude_scale"
+    _rows_prefix = True
 
     def __init__(self, low: float = 0.5, high: float = 2.0, p: float = 0.5):
         self.low, self.high = _number(low, "low"), _number(high, "high")
@@ -470,6 +471,7 @@ class SignFlip(_Augmentation):
     """With probability ``p``, negate the window."""
 
     name = "sign_flip"
+    _rows_prefix = True
 
     def __init__(self, p: float = 0.5):
         self.p = _probability(p)
@@ -495,6 +497,7 @@ class TimeReverse(_Augmentation):
     with it (the label of the window's last epoch becomes the first)."""
 
     name = "time_reverse"
+    _rows_prefix = True
     moves_time = True
 
     def __init__(self, p: float = 0.5):
@@ -519,6 +522,7 @@ class ChannelDropout(_Augmentation):
     """With probability ``p``, zero each channel with probability ``p_channel``."""
 
     name = "channel_dropout"
+    _rows_prefix = True
 
     def __init__(self, p_channel: float = 0.2, p: float = 0.5):
         self.p_channel = _probability(p_channel, "p_channel")
@@ -547,6 +551,7 @@ class GaussianNoise(_Augmentation):
     (in the signal's unit)."""
 
     name = "gaussian_noise"
+    _rows_prefix = True
 
     def __init__(self, std: float, p: float = 0.5):
         self.std = _number(std, "std")
@@ -605,6 +610,7 @@ class TimeShift(_Augmentation):
     """
 
     name = "time_shift"
+    _rows_prefix = True
     moves_window = True
 
     def __init__(self, max_s: float, p: float = 0.5):
