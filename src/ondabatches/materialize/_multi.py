@@ -526,7 +526,7 @@ def _in_place(
     first = items[0]
     targets = first.rates or (None,) * len(first.names)
     checked: set[Any] = set()
-    for it in items:
+    for it in items if pipeline.checks_signals else ():
         for k, part in enumerate(it.parts):
             if isinstance(part, MissingModality):
                 continue
@@ -550,20 +550,17 @@ def _in_place(
     folds = pipeline.fold_montage(key, n, rows, dtype, first.names)
     alloc = np.empty if pipeline.batch else allocate
     decoded = [None if f is None or f.trivial else f for f in folds]
-    x, outs, y = _arrays(items, dtype, alloc, exact, decoded if any(decoded) else None)
-    codes = list(y)
-    ys: list[Any] = codes
+    x, outs, codes = _arrays(items, dtype, alloc, exact, decoded if any(decoded) else None)
+    y, ys = codes, None  # the labels (of modality 0), and a list of them where they change
     for k, name in enumerate(first.names):
-        arr, fold, starts = outs[k], folds[k], codes
+        arr, fold = outs[k], folds[k]
         # The items whose pipeline goes on past the fold (all of them without one).
         rest = np.flatnonzero(fold.done < steps).tolist() if fold is not None else range(n)
         if not steps:
             rest = []
-        if fold is not None and (k == 0 or rest):  # (the labels of modality 0 are kept)
-            starts = [np.ascontiguousarray(c[..., ::-1]) if r else c
-                      for c, r in zip(codes, fold.reverse.tolist(), strict=True)]  # fmt: skip
+        starts = _reversed(codes, fold) if k == 0 or rest else codes
         if k == 0:  # transforms that move labels apply to every modality alike
-            ys = list(starts)
+            y = starts
         for i in rest:
             it, slot = items[i], arr[i]
             start = 0 if fold is None else int(fold.done[i])
@@ -576,11 +573,13 @@ def _in_place(
             if out is not slot:
                 slot[...] = out
             if k == 0:
+                ys = list(starts) if ys is None else ys
                 ys[i] = y_i
         for i, it in enumerate(items):
             if isinstance(it.parts[k], MissingModality):
                 arr[i] = 0  # the modality stays zeros, as its mask says it is absent
-    y = _stack(items, ys)
+    if ys is not None:
+        y = _stack(items, ys)
     if pipeline.batch:
         if first.concatenate:
             x, y = pipeline.apply_batch(x, y, targets[0], key)
@@ -600,6 +599,15 @@ def _in_place(
                 x[name] = out
             y = y_out
     return _with_masks(x, items, allocate), y
+
+
+def _reversed(codes: np.ndarray, fold: Any) -> np.ndarray:
+    """The stacked labels ``codes`` with those of the windows ``fold`` reverses reversed."""
+    if fold is None or not fold.reverse.any():
+        return codes
+    out = codes.copy()
+    out[fold.reverse] = codes[fold.reverse][..., ::-1]
+    return out
 
 
 def _check_values(part: BatchItem, target: float | None) -> tuple[float, int, int]:

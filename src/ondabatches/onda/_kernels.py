@@ -165,9 +165,10 @@ def _build_post() -> Callable[..., None]:
     # The decode of the plain kernel's many-channel loops, then each value multiplied by
     # the gain (in the output dtype: the decoded value is rounded first, as numpy's
     # ``out *= gain`` after the decode does), written to time step ``t`` or, reversed, to
-    # the mirror step, and rows ``j`` where ``keep[j]`` is 0 set to ``fill[j]`` (a
-    # signed zero): a window's gain, time reversal and dropped channels for the price
-    # of its decode.
+    # the mirror step, and rows ``j`` where ``fill[j]`` is not NaN set to it (a signed
+    # zero): a window's gain, time reversal and dropped channels for the price of its
+    # decode. The gain comes as a Python float (numba types one faster than a numpy
+    # scalar) holding a value of the output dtype, and is made that dtype here.
     few = _FEW
     options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
 
@@ -205,14 +206,15 @@ def _build_post() -> Callable[..., None]:
         narrow_row, wide_row = numba.njit(**options)(row_narrow), numba.njit(**options)(row_wide)
 
     def decode_post(
-        src, channels, every, narrow, res, off, buf, dst, gain, reverse, keep, fill
+        src, channels, every, narrow, res, off, buf, dst, gain, reverse, fill
     ):  # pragma: no cover # noqa: E501
         n = buf.shape[0]
         last = src.shape[0] - 1
         r32, o32 = np.float32(res), np.float32(off)
+        gain = dst.dtype.type(gain)
         if n < few:
             for j in range(n):
-                if not keep[j]:
+                if fill[j] == fill[j]:  # not NaN: the row is set to it
                     for at in range(src.shape[0]):
                         dst[j, at] = fill[j]
                     continue
@@ -240,7 +242,7 @@ def _build_post() -> Callable[..., None]:
                 for j in range(n):
                     buf[j] = np.float64(src[t, channels[j]]) * res + off
             for j in range(n):
-                dst[j, at] = buf[j] * gain if keep[j] else fill[j]
+                dst[j, at] = buf[j] * gain if fill[j] != fill[j] else fill[j]
 
     try:
         return numba.njit(cache=True, **options)(decode_post)
@@ -317,13 +319,12 @@ def decode_rows(
     post = _post_kernel()
     if post is None:
         return False
-    gain = out.dtype.type(1 if gain is None else gain)
-    if fill is None:
-        keep, fill = _all_kept(out.shape[0], out.dtype)
-    else:
-        keep, fill = np.isnan(fill).astype(np.uint8), fill.astype(out.dtype, copy=False)
+    # The gain as a float of the value it has in out's dtype (made that dtype again in
+    # the kernel: exactly the same number).
+    gain = 1.0 if gain is None else float(out.dtype.type(gain))
+    fill = _no_fill(out.shape[0], out.dtype) if fill is None else fill.astype(out.dtype, copy=False)
     post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse),
-         keep, fill)  # fmt: skip
+         fill)  # fmt: skip
     return True
 
 
@@ -331,11 +332,11 @@ _NO_CHANNELS = np.empty(0, dtype=np.intp)
 
 
 @functools.lru_cache(maxsize=64)
-def _all_kept(rows: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``keep`` and ``fill`` of a window with no row set (read-only: shared)."""
-    keep, fill = np.ones(rows, np.uint8), np.zeros(rows, dtype)
-    keep.flags.writeable = fill.flags.writeable = False
-    return keep, fill
+def _no_fill(rows: int, dtype: np.dtype) -> np.ndarray:
+    """The ``fill`` of a window with no row set: NaNs (read-only: shared)."""
+    fill = np.full(rows, np.nan, dtype)
+    fill.flags.writeable = False
+    return fill
 
 
 def _in_range(channels: np.ndarray, n: int) -> bool:

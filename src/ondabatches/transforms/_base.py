@@ -642,6 +642,12 @@ class Pipeline:
         )
         self.batch = tuple((i, t) for i, t in enumerate(steps) if t.stage == "batch")
         self._contextual = _contextual_prefix(self.item)
+        #: Whether a transform checks the signals or reads context (else `check` and
+        #: `margin` need not be asked of each signal of a batch).
+        self.checks_signals = any(
+            type(t).check is not Transform.check or type(t).margin is not Transform.margin
+            for t in steps
+        )
 
     @classmethod
     def of(cls, transforms: Pipeline | Sequence[Any] | None) -> Pipeline | None:
