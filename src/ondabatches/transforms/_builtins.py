@@ -14,6 +14,7 @@ import numpy as np
 
 from .._errors import BatchSpecError, require
 from ._base import BatchDraws, Fold, Folds, KeyedDraws, Transform, register_transform
+from ._filtfilt import sosfiltfilt_rows
 
 __all__ = [
     "AmplitudeScale",
@@ -88,14 +89,23 @@ class _Filter(Transform):
         return _margin(self, sample_rate)
 
     def apply(self, x, y, rng, sample_rate):
+        # scipy's sosfiltfilt in float64, its result in x's dtype: compiled where numba
+        # runs (the same bits, see `._filtfilt`), else scipy's own.
         sos = _sos(self, sample_rate)
-        out = _scipy_signal().sosfiltfilt(sos, x.astype(np.float64, copy=False), axis=-1)
+        out = sosfiltfilt_rows(sos, x, _pad(self, sample_rate))
+        if out is None:
+            out = _scipy_signal().sosfiltfilt(sos, x.astype(np.float64, copy=False), axis=-1)
         return out.astype(x.dtype, copy=False), y
 
 
 @lru_cache(maxsize=256)
 def _sos(f: _Filter, sample_rate: float) -> np.ndarray:
     return f._design(sample_rate)
+
+
+@lru_cache(maxsize=256)
+def _pad(f: _Filter, sample_rate: float) -> int:
+    return _padlen(_sos(f, sample_rate))
 
 
 def _padlen(sos: np.ndarray) -> int:
