@@ -37,7 +37,7 @@ from ondabatches.transforms import (
     TransformedBatches,
     keyed_uniforms,
 )
-from ondabatches.transforms._base import Fold
+from ondabatches.transforms._folds import Fold
 
 S = 10**9
 EPOCH = 30 * S

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from .._errors import BatchSpecError, require
-from ._base import BatchDraws, Fold, Folds, KeyedDraws, Transform, register_transform
+from ._draws import BatchDraws, KeyedDraws
 from ._filtfilt import sosfiltfilt_rows
+from ._folds import Fold, Folds
+from ._transform import Transform, register_transform
 
 __all__ = [
     "AmplitudeScale",
