@@ -25,7 +25,19 @@
   [`EventList`][ondabatches.transforms.EventList]), ``y`` a dict of label sets.
 """
 
-from . import _base, _builtins, _derive, _draws, _folds, _scheme, _stats, _targets, _transform
+from . import (
+    _augment,
+    _base,
+    _builtins,
+    _derive,
+    _draws,
+    _folds,
+    _scheme,
+    _stats,
+    _targets,
+    _transform,
+)
+from ._augment import *  # noqa: F403
 from ._base import *  # noqa: F403
 from ._builtins import *  # noqa: F403
 from ._derive import *  # noqa: F403
@@ -38,6 +50,7 @@ from ._transform import *  # noqa: F403
 
 __all__ = sorted(
     {
+        *_augment.__all__,
         *_base.__all__,
         *_builtins.__all__,
         *_derive.__all__,
