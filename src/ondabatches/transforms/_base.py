@@ -32,7 +32,7 @@ modalities: the transform runs on its window whatever it names). It is part of t
 transform's [`to_dict`][ondabatches.abc.Transform.to_dict] (so of the state's config)
 when given. A multi-signal item gets each transform on each modality's array at that
 modality's rate, and every modality of an item draws from the same generator (a
-``TimeReverse`` reverses all of them, or none); see `ondabatches.materialize._multi`.
+``TimeReverse`` reverses all of them, or none); see `ondabatches.materialize._multi_transformed`.
 """
 
 from __future__ import annotations
