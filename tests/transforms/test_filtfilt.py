@@ -1,7 +1,8 @@
 """The compiled zero-phase filter gives scipy's ``sosfiltfilt`` to the bit: random designs
 (band-pass, high-pass, low-pass, notch, orders 1 to 8), channel counts (the vectorized
 loop's full vectors and remainders), lengths from just above the pad length up, float32
-and float64 rows; with the kernels turned off the filters run scipy."""
+and float64 rows, cut at the ends or not; with the kernels turned off the filters run
+scipy."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ondabatches.onda import _kernels  # noqa: E402
 from ondabatches.transforms import Bandpass, Highpass, Lowpass, Notch  # noqa: E402
 from ondabatches.transforms._builtins import _padlen  # noqa: E402
 from ondabatches.transforms._filtfilt import sosfiltfilt_rows  # noqa: E402
+from tests.dataset import dataset, labeled  # noqa: E402, F401
 
 
 def _random_filter(rng):
@@ -52,6 +54,11 @@ def test_compiled_filter_gives_scipys_bits(seed):
         assert got is not None, where
         assert got.dtype == dtype and got.shape == x.shape, where
         assert got.tobytes() == want.tobytes(), where
+        # Cut at both ends (the last filter of a pipeline): the same bits, sliced.
+        before = int(rng.integers(0, n // 2))
+        after = int(rng.integers(0, n - before))
+        cut = sosfiltfilt_rows(sos, x, pad, (before, after))
+        assert cut.tobytes() == want[:, before : n - after].tobytes(), (where, before, after)
 
 
 def test_filters_run_scipy_with_the_kernels_off(monkeypatch):
@@ -74,3 +81,29 @@ def test_rows_too_short_for_the_pad_are_refused_as_scipy_refuses_them():
     assert sosfiltfilt_rows(sos, x, _padlen(sos)) is None
     with pytest.raises(ValueError, match="padlen"):
         f.apply(x, None, None, 128.0)
+
+
+def test_filtered_batches_give_scipys_bits_on_the_windows_read_with_margins(labeled):  # noqa: F811
+    # A pipeline of two filters (the last one cut to the window as it filters): the
+    # bits of each window's rows read with the pipeline's margins, scipy's sosfiltfilt
+    # of each filter in turn (float64, the result in float32), and the window sliced.
+    from ondabatches import RandomBatches, materialize_batch
+    from ondabatches.materialize._materialize import _n_total, _rows, _x_at
+    from ondabatches.transforms import Pipeline
+
+    pipeline = Pipeline([Bandpass(0.5, 20.0), Notch(25.0)])
+    scheme = RandomBatches(labeled, n_channels=2, batch_size=6, batch_duration=30 * 10**9)
+    batch, _ = scheme.iterate_batch(scheme.initial_state(seed=5))
+    for i, item in enumerate(batch):  # (one at a time: the items' rates differ)
+        x, _ = materialize_batch([item], transforms=pipeline)
+        rate = item.info.sample_rate
+        margin, rows = pipeline.margin(rate), _rows(item)
+        first, stop = max(rows.start - margin, 0), min(rows.stop + margin, _n_total(item))
+        want = _x_at(item, range(first, stop), slice(None), np.dtype(np.float32), None)
+        want = want[[item.info.channels.index(c) for c in item.channels]]
+        for f in pipeline.transforms:
+            sos = f._design(rate)
+            want = scipy_signal.sosfiltfilt(sos, want.astype(np.float64), axis=-1)
+            want = want.astype(np.float32)
+        want = want[:, rows.start - first : rows.start - first + len(rows)]
+        assert x[0].tobytes() == want.tobytes(), (i, item.window)

@@ -236,8 +236,11 @@ class Pipeline:
                     x = x[..., before : x.shape[-1] - after]
                 continue
             rng = self._rng(t, key, position, i)
+            last = j + 1 == self._contextual and (before or after)
             if t.moves_window:
                 before, after = t.shift(before, after, rng, sample_rate)
+            elif last and (cut := t._apply_window(x, y, rng, sample_rate, (before, after))):
+                (x, y), before, after = cut, 0, 0  # transformed and cut at once
             else:
                 x, y = t.apply_to(x, y, rng, sample_rate, item)
             if j + 1 == self._contextual and (before or after):

@@ -75,6 +75,12 @@ class _Filter(Transform):
     def margin(self, sample_rate: float) -> int:
         return _margin(self, sample_rate)
 
+    def _apply_window(self, x, y, rng, sample_rate, cut):
+        if type(self).apply is not _Filter.apply or type(self).apply_to is not Transform.apply_to:
+            return None  # a subclass that filters otherwise
+        out = sosfiltfilt_rows(_sos(self, sample_rate), x, _pad(self, sample_rate), cut)
+        return None if out is None else (out, y)
+
     def apply(self, x, y, rng, sample_rate):
         # scipy's sosfiltfilt in float64, its result in x's dtype: compiled where numba
         # runs (the same bits, see `._filtfilt`), else scipy's own.

@@ -71,8 +71,9 @@ def _sections(w, sos, z0, z1, first, stop, step):  # pragma: no cover
 def _build() -> Callable[..., None]:
     sections = _jit(_sections)
 
-    def filtfilt(x, sos, zi, pad, w, z0, z1, out):  # pragma: no cover
-        # x: (channels, n) rows; w: (n + 2 pad, channels) float64 scratch; out like x.
+    def filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
+        # x: (channels, n) rows; w: (n + 2 pad, channels) float64 scratch; out: rows
+        # before .. before + out.shape[1] of the result, of x's dtype.
         channels, n = x.shape
         for t0 in range(0, n, _TILE):  # transposed a tile of time steps at a time
             t1 = min(t0 + _TILE, n)
@@ -93,12 +94,13 @@ def _build() -> Callable[..., None]:
             for c in range(channels):
                 z0[s, c] = zi[s, 0] * w[last, c]
                 z1[s, c] = zi[s, 1] * w[last, c]
-        sections(w, sos, z0, z1, last, pad - 1, -1)
-        for t0 in range(0, n, _TILE):
-            t1 = min(t0 + _TILE, n)
+        sections(w, sos, z0, z1, last, pad + before - 1, -1)  # down to the first kept
+        first, kept = pad + before, out.shape[1]
+        for t0 in range(0, kept, _TILE):
+            t1 = min(t0 + _TILE, kept)
             for c in range(channels):
                 for t in range(t0, t1):
-                    out[c, t] = w[pad + t, c]
+                    out[c, t] = w[first + t, c]
 
     return _jit(filtfilt)
 
@@ -122,12 +124,20 @@ def _zi(sos_bytes: bytes, sections: int) -> np.ndarray:
     return sosfilt_zi(np.frombuffer(sos_bytes).reshape(sections, 6))
 
 
-def sosfiltfilt_rows(sos: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray | None:
+def sosfiltfilt_rows(
+    sos: np.ndarray, x: np.ndarray, padlen: int, cut: tuple[int, int] = (0, 0)
+) -> np.ndarray | None:
     """``scipy.signal.sosfiltfilt(sos, x.astype(float64), axis=-1, padlen=padlen)`` in
-    ``x``'s dtype (float32 or float64 rows, channels x time), the same bits; None where
-    the kernel does not run (no numba, kernels off, another layout): call scipy."""
+    ``x``'s dtype (float32 or float64 rows, channels x time), the same bits, less
+    ``cut = (before, after)`` samples at its start and end (the backward pass stops at
+    the first sample kept); None where the kernel does not run (no numba, kernels off,
+    another layout): call scipy."""
+    before, after = cut
     if (
         x.ndim != 2
+        or before < 0
+        or after < 0
+        or before + after > x.shape[1]
         or x.dtype not in (np.float32, np.float64)
         or x.shape[1] <= padlen
         or sos.dtype != np.float64
@@ -142,6 +152,6 @@ def sosfiltfilt_rows(sos: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray 
     channels, n = x.shape
     w = np.empty((n + 2 * padlen, channels))
     z0, z1 = np.empty((len(sos), channels)), np.empty((len(sos), channels))
-    out = np.empty(x.shape, x.dtype)
-    kernel(np.ascontiguousarray(x), sos, zi, padlen, w, z0, z1, out)
+    out = np.empty((channels, n - before - after), x.dtype)
+    kernel(np.ascontiguousarray(x), sos, zi, padlen, w, z0, z1, out, before)
     return out

@@ -139,6 +139,15 @@ class Transform:
         override this one)."""
         return self.apply(x, y, rng, sample_rate)
 
+    def _apply_window(
+        self, x: np.ndarray, y: Any, rng: Any, sample_rate: float, cut: tuple[int, int]
+    ) -> tuple[np.ndarray, Any] | None:
+        """[`apply`][ondabatches.abc.Transform.apply] with the result cut to the window,
+        ``cut = (before, after)`` samples off its ends, where doing both at once is
+        faster (the last transform of a pipeline that reads context: a filter need not
+        compute what is cut off); None where it is not done so (the default)."""
+        return None
+
     def fold(self, rng: np.random.Generator | None, fold: Fold) -> bool:
         """Fold this transform into ``fold`` (what the window's decode will do to it)
         instead of applying it afterwards, drawing from ``rng`` exactly what
