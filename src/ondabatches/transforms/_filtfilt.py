@@ -19,6 +19,7 @@ With numba (the ``fast`` extra) missing or the kernels turned off (the settings'
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,9 @@ import numpy as np
 
 from ..onda import _kernels
 
-__all__ = ["sosfiltfilt_rows"]
+__all__: list[str] = []
+
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _compiled: Callable[..., None] | None = None
@@ -106,15 +109,30 @@ def _build() -> Callable[..., None]:
 
 
 def _kernel() -> Callable[..., None] | None:
+    """The compiled kernel (compiled, or loaded from numba's cache, on a tiny input the
+    first time), or None without numba or where it cannot compile it."""
     global _compiled, _failed
     if _compiled is None and not _failed:
         with _lock:
             if _compiled is None and not _failed:
                 try:
-                    _compiled = _build()
+                    kernel = _build()
+                    _try(kernel)
                 except ImportError:
                     _failed = True
+                except Exception as exc:  # a numba that cannot compile it: scipy's path
+                    _failed = True
+                    log.warning("compiled sosfiltfilt unavailable, using scipy's: %s", exc)
+                else:
+                    _compiled = kernel
     return _compiled
+
+
+def _try(kernel: Callable[..., None]) -> None:
+    sos = np.array([[1.0, 0.0, 0.0, 1.0, -0.5, 0.0]])
+    x, w = np.zeros((1, 4), np.float32), np.empty((6, 1))
+    z0, z1 = np.empty((1, 1)), np.empty((1, 1))
+    kernel(x, sos, np.zeros((1, 2)), 1, w, z0, z1, np.empty((1, 4), np.float32), 0)
 
 
 @functools.lru_cache(maxsize=256)
