@@ -159,95 +159,104 @@ def _build() -> Callable[..., None]:
         return numba.njit(**options)(decode)
 
 
-def _build_post() -> Callable[..., None]:
-    import numba
+# The decode of the plain kernel's many-channel loops, then each value multiplied by the
+# gain (in the output dtype: the decoded value is rounded first, as numpy's ``out *=
+# gain`` after the decode does), written to time step ``t`` or, reversed, to the mirror
+# step, and rows ``j`` where ``fill[j]`` is not NaN set to it (a signed zero): a
+# window's gain, time reversal and dropped channels for the price of its decode. The
+# gain comes as a Python float (numba types one faster than a numpy scalar) holding a
+# value of the output dtype, and is made that dtype here. Module-level functions, the
+# row ones called through globals that `_build_post` sets before the kernel compiles:
+# numba's cache keeps them all (a closure over a compiled function compiles again in
+# each process).
 
-    # The decode of the plain kernel's many-channel loops, then each value multiplied by
-    # the gain (in the output dtype: the decoded value is rounded first, as numpy's
-    # ``out *= gain`` after the decode does), written to time step ``t`` or, reversed, to
-    # the mirror step, and rows ``j`` where ``fill[j]`` is not NaN set to it (a signed
-    # zero): a window's gain, time reversal and dropped channels for the price of its
-    # decode. The gain comes as a Python float (numba types one faster than a numpy
-    # scalar) holding a value of the output dtype, and is made that dtype here.
-    few = _FEW
-    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
 
+def _row_narrow(src, c, r32, o32, row, gain, reverse):  # pragma: no cover
     # Few rows: each row in one go from a strided read of its channel, as the plain
     # kernel does, reversed written from its end; a function per row, whose loops LLVM
     # vectorizes as it does the plain kernel's (inlined in the kernel's branches, the
     # reversed ones ran at a third of the speed).
-    def row_narrow(src, c, r32, o32, row, gain, reverse):  # pragma: no cover
-        last = src.shape[0] - 1  # (float32 throughout, no rounding left)
-        if reverse:
-            for t in range(src.shape[0]):
-                row[last - t] = (np.float32(src[t, c]) * r32 + o32) * gain
-        else:
-            for t in range(src.shape[0]):
-                row[t] = (np.float32(src[t, c]) * r32 + o32) * gain
+    last = src.shape[0] - 1  # (float32 throughout, no rounding left)
+    if reverse:
+        for t in range(src.shape[0]):
+            row[last - t] = (np.float32(src[t, c]) * r32 + o32) * gain
+    else:
+        for t in range(src.shape[0]):
+            row[t] = (np.float32(src[t, c]) * r32 + o32) * gain
 
-    def row_wide(src, c, res, off, row, gain, reverse):  # pragma: no cover
-        # Decoded in float64 and rounded to the row's dtype as it is stored, then
-        # multiplied by the gain in that dtype.
-        last = src.shape[0] - 1
-        if reverse:
-            for t in range(src.shape[0]):
-                row[last - t] = np.float64(src[t, c]) * res + off
-        else:
-            for t in range(src.shape[0]):
-                row[t] = np.float64(src[t, c]) * res + off
-        if gain != 1:
-            for t in range(row.shape[0]):
-                row[t] = row[t] * gain
 
-    try:
-        narrow_row = numba.njit(cache=True, **options)(row_narrow)
-        wide_row = numba.njit(cache=True, **options)(row_wide)
-    except RuntimeError:  # no writable cache location: compile in each process
-        narrow_row, wide_row = numba.njit(**options)(row_narrow), numba.njit(**options)(row_wide)
+def _row_wide(src, c, res, off, row, gain, reverse):  # pragma: no cover
+    # Decoded in float64 and rounded to the row's dtype as it is stored, then
+    # multiplied by the gain in that dtype.
+    last = src.shape[0] - 1
+    if reverse:
+        for t in range(src.shape[0]):
+            row[last - t] = np.float64(src[t, c]) * res + off
+    else:
+        for t in range(src.shape[0]):
+            row[t] = np.float64(src[t, c]) * res + off
+    if gain != 1:
+        for t in range(row.shape[0]):
+            row[t] = row[t] * gain
 
-    def decode_post(
-        src, channels, every, narrow, res, off, buf, dst, gain, reverse, fill
-    ):  # pragma: no cover # noqa: E501
-        n = buf.shape[0]
-        last = src.shape[0] - 1
-        r32, o32 = np.float32(res), np.float32(off)
-        gain = dst.dtype.type(gain)
-        if n < few:
-            for j in range(n):
-                if fill[j] == fill[j]:  # not NaN: the row is set to it
-                    for at in range(src.shape[0]):
-                        dst[j, at] = fill[j]
-                    continue
-                c = j if every else channels[j]
-                if narrow:
-                    narrow_row(src, c, r32, o32, dst[j], gain, reverse)
-                else:
-                    wide_row(src, c, res, off, dst[j], gain, reverse)
-            return
-        # Output step ``at`` in order (its rows are written as streams, ascending), from
-        # input step ``t``: the mirror one when reversed (one stream read backwards).
-        # The branches stay out of the loops, as in the plain kernel.
-        for at in range(src.shape[0]):
-            t = last - at if reverse else at
-            if every and narrow:
-                for j in range(n):
-                    buf[j] = np.float32(src[t, j]) * r32 + o32
-            elif every:
-                for j in range(n):
-                    buf[j] = np.float64(src[t, j]) * res + off
-            elif narrow:
-                for j in range(n):
-                    buf[j] = np.float32(src[t, channels[j]]) * r32 + o32
+
+def _decode_post(
+    src, channels, every, narrow, res, off, buf, dst, gain, reverse, fill
+):  # pragma: no cover
+    n = buf.shape[0]
+    last = src.shape[0] - 1
+    r32, o32 = np.float32(res), np.float32(off)
+    gain = dst.dtype.type(gain)
+    if n < _FEW:
+        for j in range(n):
+            if fill[j] == fill[j]:  # not NaN: the row is set to it
+                for at in range(src.shape[0]):
+                    dst[j, at] = fill[j]
+                continue
+            c = j if every else channels[j]
+            if narrow:
+                _ROW_NARROW(src, c, r32, o32, dst[j], gain, reverse)
             else:
-                for j in range(n):
-                    buf[j] = np.float64(src[t, channels[j]]) * res + off
+                _ROW_WIDE(src, c, res, off, dst[j], gain, reverse)
+        return
+    # Output step ``at`` in order (its rows are written as streams, ascending), from
+    # input step ``t``: the mirror one when reversed (one stream read backwards). The
+    # branches stay out of the loops, as in the plain kernel.
+    for at in range(src.shape[0]):
+        t = last - at if reverse else at
+        if every and narrow:
             for j in range(n):
-                dst[j, at] = buf[j] * gain if fill[j] != fill[j] else fill[j]
+                buf[j] = np.float32(src[t, j]) * r32 + o32
+        elif every:
+            for j in range(n):
+                buf[j] = np.float64(src[t, j]) * res + off
+        elif narrow:
+            for j in range(n):
+                buf[j] = np.float32(src[t, channels[j]]) * r32 + o32
+        else:
+            for j in range(n):
+                buf[j] = np.float64(src[t, channels[j]]) * res + off
+        for j in range(n):
+            dst[j, at] = buf[j] * gain if fill[j] != fill[j] else fill[j]
 
+
+_ROW_NARROW: Callable[..., None] | None = None
+_ROW_WIDE: Callable[..., None] | None = None
+
+
+def _build_post() -> Callable[..., None]:
+    import numba
+
+    global _ROW_NARROW, _ROW_WIDE
+    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
     try:
-        return numba.njit(cache=True, **options)(decode_post)
-    except RuntimeError:
-        return numba.njit(**options)(decode_post)
+        _ROW_NARROW = numba.njit(cache=True, **options)(_row_narrow)
+        _ROW_WIDE = numba.njit(cache=True, **options)(_row_wide)
+        return numba.njit(cache=True, **options)(_decode_post)
+    except RuntimeError:  # no writable cache location: compile in each process
+        _ROW_NARROW = numba.njit(**options)(_row_narrow)
+        _ROW_WIDE = numba.njit(**options)(_row_wide)
+        return numba.njit(**options)(_decode_post)
 
 
 def _post_kernel() -> Callable[..., None] | None:

@@ -71,41 +71,47 @@ def _sections(w, sos, z0, z1, first, stop, step):  # pragma: no cover
                 row[c] = x_new
 
 
+def _filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
+    # x: (channels, n) rows; w: (n + 2 pad, channels) float64 scratch; out: rows
+    # before .. before + out.shape[1] of the result, of x's dtype. ``_SECTIONS`` is
+    # `_sections` compiled (a global, set before this compiles: numba's cache then
+    # keeps both, where a closure over it would compile again in each process).
+    channels, n = x.shape
+    for t0 in range(0, n, _TILE):  # transposed a tile of time steps at a time
+        t1 = min(t0 + _TILE, n)
+        for c in range(channels):
+            for t in range(t0, t1):
+                w[pad + t, c] = np.float64(x[c, t])
+    for j in range(pad):  # scipy's odd extension: 2 x[0] - x[pad - j], ...
+        for c in range(channels):
+            w[j, c] = 2.0 * w[pad, c] - w[2 * pad - j, c]
+            w[pad + n + j, c] = 2.0 * w[pad + n - 1, c] - w[pad + n - 2 - j, c]
+    last = n + 2 * pad - 1
+    for s in range(sos.shape[0]):
+        for c in range(channels):
+            z0[s, c] = zi[s, 0] * w[0, c]
+            z1[s, c] = zi[s, 1] * w[0, c]
+    _SECTIONS(w, sos, z0, z1, 0, last + 1, 1)
+    for s in range(sos.shape[0]):  # backward, from the forward pass's last value
+        for c in range(channels):
+            z0[s, c] = zi[s, 0] * w[last, c]
+            z1[s, c] = zi[s, 1] * w[last, c]
+    _SECTIONS(w, sos, z0, z1, last, pad + before - 1, -1)  # down to the first kept
+    first, kept = pad + before, out.shape[1]
+    for t0 in range(0, kept, _TILE):
+        t1 = min(t0 + _TILE, kept)
+        for c in range(channels):
+            for t in range(t0, t1):
+                out[c, t] = w[first + t, c]
+
+
+_SECTIONS: Callable[..., None] | None = None
+
+
 def _build() -> Callable[..., None]:
-    sections = _jit(_sections)
-
-    def filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
-        # x: (channels, n) rows; w: (n + 2 pad, channels) float64 scratch; out: rows
-        # before .. before + out.shape[1] of the result, of x's dtype.
-        channels, n = x.shape
-        for t0 in range(0, n, _TILE):  # transposed a tile of time steps at a time
-            t1 = min(t0 + _TILE, n)
-            for c in range(channels):
-                for t in range(t0, t1):
-                    w[pad + t, c] = np.float64(x[c, t])
-        for j in range(pad):  # scipy's odd extension: 2 x[0] - x[pad - j], ...
-            for c in range(channels):
-                w[j, c] = 2.0 * w[pad, c] - w[2 * pad - j, c]
-                w[pad + n + j, c] = 2.0 * w[pad + n - 1, c] - w[pad + n - 2 - j, c]
-        last = n + 2 * pad - 1
-        for s in range(sos.shape[0]):
-            for c in range(channels):
-                z0[s, c] = zi[s, 0] * w[0, c]
-                z1[s, c] = zi[s, 1] * w[0, c]
-        sections(w, sos, z0, z1, 0, last + 1, 1)
-        for s in range(sos.shape[0]):  # backward, from the forward pass's last value
-            for c in range(channels):
-                z0[s, c] = zi[s, 0] * w[last, c]
-                z1[s, c] = zi[s, 1] * w[last, c]
-        sections(w, sos, z0, z1, last, pad + before - 1, -1)  # down to the first kept
-        first, kept = pad + before, out.shape[1]
-        for t0 in range(0, kept, _TILE):
-            t1 = min(t0 + _TILE, kept)
-            for c in range(channels):
-                for t in range(t0, t1):
-                    out[c, t] = w[first + t, c]
-
-    return _jit(filtfilt)
+    global _SECTIONS
+    _SECTIONS = _jit(_sections)
+    return _jit(_filtfilt)
 
 
 def _kernel() -> Callable[..., None] | None:
