@@ -37,7 +37,7 @@ from ondabatches.transforms import (
     TransformedBatches,
     keyed_uniforms,
 )
-from ondabatches.transforms._base import Fold
+from ondabatches.transforms._folds import Fold
 
 S = 10**9
 EPOCH = 30 * S
@@ -237,6 +237,38 @@ def test_batch_folds_equal_each_items_fold(seed):
             assert (fill is None) == (want_fill is None), where
             if fill is not None:
                 assert fill.tobytes() == want_fill.tobytes(), where  # signed zeros, NaNs
+
+
+def _same_folds(a, b, where):
+    assert (a is None) == (b is None), where
+    if a is None:
+        return
+    for i in range(len(a.gain)):
+        (ga, ra, fa, da), (gb, rb, fb, db) = a.item(i), b.item(i)
+        assert (ra, da) == (rb, db), where
+        assert (ga is None) == (gb is None) and (ga is None or ga.tobytes() == gb.tobytes())
+        assert (fa is None) == (fb is None) and (fa is None or fa.tobytes() == fb.tobytes())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_montage_folds_equal_each_modalitys_folds(seed):
+    # The modalities that the same transforms apply to share the folds of the one with
+    # the most rows: the same values as each modality's own.
+    rng = np.random.default_rng(200 + seed)
+    names = ("eeg", "eog", "emg", "ecg")
+    for trial in range(10):
+        steps = list(_random_pipeline(rng).transforms)
+        if rng.random() < 0.5:  # some transforms on some modalities only
+            k = int(rng.integers(len(steps)))
+            t = steps[k]
+            steps[k] = type(t)(**t.params(), modalities=["eog", "ecg"])
+        pipeline = Pipeline(steps)
+        key, n = (seed, trial), int(rng.integers(1, 70))
+        rows = [int(rng.integers(1, 12)), int(rng.integers(1, 4)), 1, None]
+        got = pipeline.fold_montage(key, n, rows, np.dtype(np.float32), names)
+        for r, name, folds in zip(rows, names, got, strict=True):
+            want = None if r is None else pipeline.fold_batch(key, n, r, np.float32, name)
+            _same_folds(folds, want, f"{pipeline!r} key {key} {name} ({r} rows)")
 
 
 @pytest.mark.timeout(180)

@@ -396,7 +396,7 @@ def test_augmentations_in_place_give_the_bits_of_the_general_path(psg_labeled, m
     # Montages without context go through the plain batch, with the augmentations
     # folded per modality for all items at once: the same bits as each part
     # transformed alone (the general path), random pipelines on random batches.
-    from ondabatches.materialize import _multi
+    from ondabatches.materialize import _multi_transformed as _multi
 
     options = MONTAGES[montage]
     batches = _scheme(psg_labeled, batch_size=9, **options)

@@ -48,9 +48,7 @@ from ._materialize import (
     _channel_index,
     _is_remote,
     _is_remote_path,
-    _n_total,
     _rows,
-    _stack,
     _x,
     _x_at,
 )
@@ -239,11 +237,31 @@ def _arrays(
     [`Folds`][ondabatches.transforms.Folds] or None), each present part's window gets
     its fold as it is decoded (or resampled)."""
     first = _check_alike(items)
-    n = len(items)
     targets = first.rates or (None,) * len(first.names)
     plans = _plans(items, targets)
+    shapes = _shapes(items, plans)
+    x, outs = _allocated(first, len(items), shapes, dtype, allocate)
+    jobs, groups = _jobs(items, plans, outs, dtype, exact, folds)
+    buffers = _resampling_buffers(groups, shapes, targets, jobs)
+    codes = _run(items, jobs)
+    _resample(buffers, shapes, outs, folds)
+    if len({len(c) for c in codes}) > 1:
+        raise BatchShapeError(
+            "items of the batch have different y shapes:\n"
+            + "\n".join(
+                f"  item {i}: y (1, {len(c)}) ({_describe(it)})"
+                for i, (it, c) in enumerate(zip(items, codes, strict=True))
+            )
+        )
+    y = np.stack([np.asarray(c).reshape(1, -1) for c in codes])
+    return x, outs, y
+
+
+def _shapes(items: Sequence[MultiBatchItem], plans: list[list[Any]]) -> list[tuple[int, ...]]:
+    """Each modality's one shape of an item's array (an error naming every item's where
+    they differ)."""
     shapes = []
-    for k, name in enumerate(first.names):
+    for k, name in enumerate(items[0].names):
         kinds = {plan[k][0] for plan in plans}
         if len(kinds) > 1:
             lines = [
@@ -255,22 +273,43 @@ def _arrays(
                 + "\n".join(lines)
             )
         shapes.append(kinds.pop())
-    outs: list[np.ndarray]
+    return shapes
+
+
+def _allocated(
+    first: MultiBatchItem,
+    n: int,
+    shapes: list[tuple[int, ...]],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+) -> tuple[Any, list[np.ndarray]]:
+    """The batch's ``x`` (one array, or a dict of each modality's) and each modality's
+    array in it."""
     if first.concatenate:
         channels = [s[0] for s in shapes]
-        x: Any = allocate((n, sum(channels), shapes[0][-1]), dtype)
+        x = allocate((n, sum(channels), shapes[0][-1]), dtype)
         bounds = np.cumsum([0, *channels]).tolist()
-        outs = [x[:, bounds[k] : bounds[k + 1]] for k in range(len(shapes))]
-    else:
-        x = {
-            name: allocate((n, *shape), dtype)
-            for name, shape in zip(first.names, shapes, strict=True)
-        }
-        outs = list(x.values())
-    # Parts at their own rate (or missing) go straight into their slot. Resampled
-    # parts are read with margins into one float64 buffer per modality and ratio, which
-    # is filtered in one resample_poly call (one call per item costs far more).
-    jobs: list[tuple[Callable[..., None], tuple[Any, ...]]] = []
+        return x, [x[:, bounds[k] : bounds[k + 1]] for k in range(len(shapes))]
+    arrays = {
+        name: allocate((n, *shape), dtype) for name, shape in zip(first.names, shapes, strict=True)
+    }
+    return arrays, list(arrays.values())
+
+
+_Job = tuple[Callable[..., None], tuple[Any, ...]]
+
+
+def _jobs(
+    items: Sequence[MultiBatchItem],
+    plans: list[list[Any]],
+    outs: list[np.ndarray],
+    dtype: np.dtype,
+    exact: bool,
+    folds: Sequence[Any] | None,
+) -> tuple[list[_Job], dict[tuple[int, int, int], list[tuple[int, BatchItem]]]]:
+    """The reads of the parts at their own rate (or missing), straight into their slot,
+    and the resampled parts grouped by modality and ratio."""
+    jobs: list[_Job] = []
     groups: dict[tuple[int, int, int], list[tuple[int, BatchItem]]] = {}
     for i, it in enumerate(items):
         for k, part in enumerate(it.parts):
@@ -282,6 +321,19 @@ def _arrays(
                 jobs.append((_fill, (part, dtype, outs[k][i], exact)))
             else:
                 groups.setdefault((k, *ratio), []).append((i, part))
+    return jobs, groups
+
+
+def _resampling_buffers(
+    groups: dict[tuple[int, int, int], list[tuple[int, BatchItem]]],
+    shapes: list[tuple[int, ...]],
+    targets: Sequence[float | None],
+    jobs: list[_Job],
+) -> list[tuple[Any, ...]]:
+    """Resampled parts are read with margins into one float64 buffer per modality and
+    ratio (their reads added to ``jobs``), which is filtered in one resample_poly call
+    (one call per item costs far more): ``(modality, up, down, first output sample
+    kept of each, their items, buffer)``."""
     buffers = []
     for (k, up, down), members in groups.items():
         n_out = shapes[k][-1]
@@ -292,42 +344,50 @@ def _arrays(
             starts.append(k0)
             jobs.append((_read_extended, (part, ext[j], first_row)))
         buffers.append((k, up, down, starts, [i for i, _ in members], ext))
+    return buffers
+
+
+def _run(items: Sequence[MultiBatchItem], jobs: list[_Job]) -> list[Any]:
+    """Run the reads (all at once from a thread pool where a file is remote) and read
+    each item's label codes."""
     remote = any(
         isinstance(p, BatchItem) and _is_remote(p) for it in items for p in it.parts
     ) or any(_is_remote_path(getattr(it.labels, "file_path", "")) for it in items)
-    if remote:
-        # Every read of the batch in flight at once; leaving the block waits for all.
-        threads = min(MAX_CONCURRENT_READS, len(jobs) + n)
-        with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
-            y_jobs = [pool.submit(it.label_codes) for it in items]
-            x_jobs = [pool.submit(f, *args) for f, args in jobs]
-        codes = [j.result() for j in y_jobs]
-        for j in x_jobs:
-            j.result()
-    else:
+    if not remote:
         codes = [it.label_codes() for it in items]
         for f, args in jobs:
             f(*args)
-    if buffers:
-        signal = require("scipy.signal", "resample")
-        for k, up, down, starts, rows, ext in buffers:
-            resampled = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
-            n_out = shapes[k][-1]
-            fold = None if folds is None else folds[k]
-            for j, (i, k0) in enumerate(zip(rows, starts, strict=True)):
-                outs[k][i] = resampled[j, ..., k0 : k0 + n_out]
-                if fold is not None:
-                    post_decode(outs[k][i], *fold.item(i)[:3])
-    if len({len(c) for c in codes}) > 1:
-        raise BatchShapeError(
-            "items of the batch have different y shapes:\n"
-            + "\n".join(
-                f"  item {i}: y (1, {len(c)}) ({_describe(it)})"
-                for i, (it, c) in enumerate(zip(items, codes, strict=True))
-            )
-        )
-    y = np.stack([np.asarray(c).reshape(1, -1) for c in codes])
-    return x, outs, y
+        return codes
+    # Every read of the batch in flight at once; leaving the block waits for all.
+    threads = min(MAX_CONCURRENT_READS, len(jobs) + len(items))
+    with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
+        y_jobs = [pool.submit(it.label_codes) for it in items]
+        x_jobs = [pool.submit(f, *args) for f, args in jobs]
+    codes = [j.result() for j in y_jobs]
+    for j in x_jobs:
+        j.result()
+    return codes
+
+
+def _resample(
+    buffers: list[tuple[Any, ...]],
+    shapes: list[tuple[int, ...]],
+    outs: list[np.ndarray],
+    folds: Sequence[Any] | None,
+) -> None:
+    """Each buffer resampled in one call, each item's window cut into its slot (and its
+    fold applied)."""
+    if not buffers:
+        return
+    signal = require("scipy.signal", "resample")
+    for k, up, down, starts, rows, ext in buffers:
+        resampled = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
+        n_out = shapes[k][-1]
+        fold = None if folds is None else folds[k]
+        for j, (i, k0) in enumerate(zip(rows, starts, strict=True)):
+            outs[k][i] = resampled[j, ..., k0 : k0 + n_out]
+            if fold is not None:
+                post_decode(outs[k][i], *fold.item(i)[:3])
 
 
 def materialize_multi_item(
@@ -346,273 +406,6 @@ def _first(x: Any) -> Any:
 
 
 _ITEM_KINDS[MultiBatchItem] = (materialize_multi_item, materialize_multi_batch)
-
-
-# -- transforms -----------------------------------------------------------------------
-
-
-def _resampled_with_margin(
-    part: BatchItem, target: float, up: int, down: int, n_out: int, margin: int
-) -> tuple[np.ndarray, tuple[int, int]]:
-    """The resampled part's window with ``margin`` output samples each side (fewer at
-    the ends of the whole signal's resampled output), and the ``(before, after)`` cut."""
-    total_in = n_samples(part.signal_span.duration, part.info.sample_rate)
-    total_out = -(-total_in * up // down)
-    rel = part.window.translate(-part.signal_span.start)
-    j0 = window_sample_range(rel, target).start
-    lo = max(j0 - margin, 0) if j0 >= 0 else j0
-    hi = min(j0 + n_out + margin, total_out) if j0 + n_out <= total_out else j0 + n_out
-    first_row = (((lo * down) // up - _reach(up, down)) // down) * down
-    k0 = lo - (first_row // down) * up
-    shape = _part_shape(part, part.window.duration, target)[0]
-    ext = np.empty((*shape[:-1], _span_in(hi - lo, up, down)), dtype=np.float64)
-    _read_extended(part, ext, first_row)
-    signal = require("scipy.signal", "resample")
-    out = signal.resample_poly(ext, up, down, axis=-1, window=_filter(up, down))
-    return out[..., k0 : k0 + hi - lo], (j0 - lo, hi - j0 - n_out)
-
-
-def _part_transformed(
-    item: MultiBatchItem,
-    i: int,
-    k: int,
-    target: float | None,
-    dtype: np.dtype,
-    exact: bool,
-    pipeline: Any,
-    key: tuple[int, int] | None,
-    y: np.ndarray,
-) -> tuple[np.ndarray, Any]:
-    """Modality ``k`` of item ``i`` read with its transforms' context and transformed."""
-    name, part = item.names[k], item.parts[k]
-    shape, ratio = _part_shape(part, item.window.duration, target)
-    if isinstance(part, MissingModality):
-        # The transforms run on zeros for the shape (and the labels) they give; the
-        # modality stays zeros, as its mask says it is absent.
-        rate = part.sample_rate if target is None else target
-        x, y = pipeline.apply_item(np.zeros(shape, dtype), y, rate, (0, 0), key, i, item, name)
-        return np.zeros_like(x), y
-    where = f"modality {name!r} of {_describe(item)} ({part.file_path})"
-    if ratio is None:
-        rate = part.info.sample_rate
-        rows, n_total = _rows(part), _n_total(part)
-        pipeline.check(rate, len(rows), n_total, where, name)
-        margin = pipeline.margin(rate, name)
-        first = max(rows.start - margin, 0) if rows.start >= 0 else rows.start
-        stop = min(rows.stop + margin, n_total) if rows.stop <= n_total else rows.stop
-        x = _x_at(part, range(first, stop), _channel_index(part), dtype, None, exact)
-        cut = (rows.start - first, stop - rows.stop)
-    else:
-        rate = target
-        up, down = ratio
-        total = -(-n_samples(part.signal_span.duration, part.info.sample_rate) * up // down)
-        pipeline.check(rate, shape[-1], total, where, name)
-        x, cut = _resampled_with_margin(
-            part, target, up, down, shape[-1], pipeline.margin(rate, name)
-        )
-        x = x.astype(dtype, copy=False)
-    return pipeline.apply_item(x, y, rate, cut, key, i, item, name)
-
-
-def materialize_multi_transformed(
-    items: Sequence[Any],
-    dtype: np.dtype,
-    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
-    exact: bool,
-    pipeline: Any,
-    key: tuple[int, int] | None,
-) -> tuple[Any, Any]:
-    """Multi-signal items through ``pipeline``'s transforms of ``x``.
-
-    Each modality's array of each item gets the item transforms that apply to it
-    (``modalities=``, default all) at the rate of the array the batch holds: the
-    modality's own rate, or the target rate where the montage resamples, *after*
-    resampling, so that a filter's band and a spectrogram's frequencies are those of
-    the array returned and every item of a batch is filtered at one rate. Context is
-    read around each modality's window exactly as for a single-signal item (the
-    resampled signal's margin comes from resampling a longer stretch, so a window
-    equals the whole signal resampled, filtered and sliced). All modalities of an item
-    draw from one generator per transform position (a TimeReverse reverses all of
-    them and the labels together; GaussianNoise draws the same sequence for each).
-    Missing modalities (mask False) stay zeros. Batch transforms run on each
-    modality's stacked array (on the one array where modalities are concatenated),
-    with the same generator for every modality.
-    """
-    first = _check_alike(items)
-    pipeline.check_modalities(first.names, first.concatenate, _describe(first))
-    direct = _in_place(items, dtype, allocate, exact, pipeline, key)
-    if direct is not None:
-        return direct
-    targets = first.rates or (None,) * len(first.names)
-    codes = [np.asarray(it.label_codes()).reshape(1, -1) for it in items]
-    if len({c.shape for c in codes}) > 1:
-        raise BatchShapeError(
-            "items of the batch have different y shapes:\n"
-            + "\n".join(
-                f"  item {i}: y {c.shape} ({_describe(it)})"
-                for i, (it, c) in enumerate(zip(items, codes, strict=True))
-            )
-        )
-    per_modality: list[list[np.ndarray]] = [[] for _ in first.names]
-    ys = []
-    for i, it in enumerate(items):
-        y_item = None
-        for k in range(len(first.names)):
-            x_k, y_k = _part_transformed(
-                it, i, k, targets[k], dtype, exact, pipeline, key, codes[i]
-            )
-            per_modality[k].append(x_k)
-            if k == 0:  # transforms that move labels apply to every modality alike
-                y_item = y_k
-        ys.append(y_item)
-    shapes = []
-    for k, name in enumerate(first.names):
-        kinds = {a.shape for a in per_modality[k]}
-        if len(kinds) > 1:
-            raise BatchShapeError(
-                f"items of the batch have different shapes of modality {name!r} after the "
-                f"transforms:\n"
-                + "\n".join(
-                    f"  item {i}: {name} {a.shape} ({_describe(it)})"
-                    for i, (it, a) in enumerate(zip(items, per_modality[k], strict=True))
-                )
-            )
-        shapes.append(kinds.pop())
-    y = _stack(items, ys)
-    if first.concatenate:
-        if len({s[1:] for s in shapes}) > 1:
-            raise BatchShapeError(
-                "the montage concatenates its modalities into one array, but after the "
-                "transforms their shapes differ beyond the channel axis: "
-                + ", ".join(f"{nm} {s}" for nm, s in zip(first.names, shapes, strict=True))
-                + " (give shape-changing transforms all modalities, or do not concatenate)"
-            )
-        x: Any = np.concatenate([np.stack(a) for a in per_modality], axis=1)
-        x, y = pipeline.apply_batch(x, y, targets[0], key)
-        out = allocate(x.shape, x.dtype)
-        out[...] = x
-        x = out
-    else:
-        x = {}
-        y_out = y
-        for k, name in enumerate(first.names):
-            arr = np.stack(per_modality[k])
-            rate = targets[k] or _rate(items, k)
-            arr, y_k = pipeline.apply_batch(arr, y, rate, key, name)
-            if k == 0:
-                y_out = y_k
-            out = allocate(arr.shape, arr.dtype)
-            out[...] = arr
-            x[name] = out
-        y = y_out
-    return _with_masks(x, items, allocate), y
-
-
-def _in_place(
-    items: Sequence[MultiBatchItem],
-    dtype: np.dtype,
-    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
-    exact: bool,
-    pipeline: Any,
-    key: tuple[int, int] | None,
-) -> tuple[Any, Any] | None:
-    """`materialize_multi_transformed` where no transform of any modality needs context:
-    the plain batch (each modality read, or resampled, in one pass), then the item
-    transforms on each item's slots, the gains, signs, dropped channels and reversals
-    leading the pipeline for all items of a modality at once
-    ([`Pipeline.fold_batch`][ondabatches.transforms.Pipeline.fold_batch]: the values of
-    applying them one by one). None where that does not apply (context, a transform
-    that changes an item's shape): the general path."""
-    first = items[0]
-    targets = first.rates or (None,) * len(first.names)
-    checked: set[Any] = set()
-    for it in items:
-        for k, part in enumerate(it.parts):
-            if isinstance(part, MissingModality):
-                continue
-            seen = (k, id(part.info), it.window.duration, part.signal_span.duration)
-            if seen in checked:  # the checks depend on these only
-                continue
-            checked.add(seen)
-            name = first.names[k]
-            rate, window, total = _check_values(part, targets[k])
-            where = f"modality {name!r} of {_describe(it)} ({part.file_path})"
-            pipeline.check(rate, window, total, where, name)
-            if pipeline.margin(rate, name):
-                return None
-    # The leading gains, signs, dropped channels and reversals of each modality, for
-    # all items at once, done as its windows are decoded.
-    n, steps = len(items), len(pipeline.item)
-    folds = []
-    for k, name in enumerate(first.names):
-        shape = _part_shape(first.parts[k], first.window.duration, targets[k])[0]
-        fold = None
-        if len(shape) == 2 and dtype.kind == "f":
-            fold = pipeline.fold_batch(key, n, shape[0], dtype, name)
-        folds.append(fold)
-    alloc = np.empty if pipeline.batch else allocate
-    decoded = [None if f is None or f.trivial else f for f in folds]
-    x, outs, y = _arrays(items, dtype, alloc, exact, decoded if any(decoded) else None)
-    codes = list(y)
-    ys: list[Any] = codes
-    for k, name in enumerate(first.names):
-        arr, fold, starts = outs[k], folds[k], codes
-        if fold is not None:
-            starts = [np.ascontiguousarray(c[..., ::-1]) if r else c
-                      for c, r in zip(codes, fold.reverse.tolist(), strict=True)]  # fmt: skip
-        if k == 0:  # transforms that move labels apply to every modality alike
-            ys = list(starts)
-        # The items whose pipeline goes on past the fold (all of them without one).
-        rest = np.flatnonzero(fold.done < steps).tolist() if fold is not None else range(n)
-        if not steps:
-            rest = []
-        for i in rest:
-            it, slot = items[i], arr[i]
-            start = 0 if fold is None else int(fold.done[i])
-            rate = targets[k] or _rate([it], k)
-            out, y_i = pipeline.apply_item(
-                slot, starts[i], rate, (0, 0), key, i, it, name, start=start
-            )
-            if out.shape != slot.shape:
-                return None  # a transform that changes the shape: the general path
-            if out is not slot:
-                slot[...] = out
-            if k == 0:
-                ys[i] = y_i
-        for i, it in enumerate(items):
-            if isinstance(it.parts[k], MissingModality):
-                arr[i] = 0  # the modality stays zeros, as its mask says it is absent
-    y = _stack(items, ys)
-    if pipeline.batch:
-        if first.concatenate:
-            x, y = pipeline.apply_batch(x, y, targets[0], key)
-            out = allocate(x.shape, x.dtype)
-            out[...] = x
-            x = out
-        else:
-            y_out = y
-            for k, name in enumerate(first.names):
-                arr, y_k = pipeline.apply_batch(
-                    x[name], y, targets[k] or _rate(items, k), key, name
-                )
-                if k == 0:
-                    y_out = y_k
-                out = allocate(arr.shape, arr.dtype)
-                out[...] = arr
-                x[name] = out
-            y = y_out
-    return _with_masks(x, items, allocate), y
-
-
-def _check_values(part: BatchItem, target: float | None) -> tuple[float, int, int]:
-    """The rate, window and recording length (samples) a part's transforms are checked
-    at: its own, or the target rate's where it is resampled."""
-    shape, ratio = _part_shape(part, part.window.duration, target)
-    if ratio is None:
-        return part.info.sample_rate, len(_rows(part)), _n_total(part)
-    up, down = ratio
-    total = -(-n_samples(part.signal_span.duration, part.info.sample_rate) * up // down)
-    return target, shape[-1], total
 
 
 def _with_masks(

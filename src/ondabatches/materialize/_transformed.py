@@ -66,7 +66,7 @@ def materialize_transformed(
     if not (pipeline.item or pipeline.batch):
         return _plain(items, dtype, allocate, exact, pipeline)
     if type(items[0]) in _ITEM_KINDS:
-        from ._multi import materialize_multi_transformed
+        from ._multi_transformed import materialize_multi_transformed
 
         return materialize_multi_transformed(items, dtype, allocate, exact, pipeline, key)
     bad = [i for i, it in enumerate(items) if not isinstance(it, BatchItem)]

@@ -173,71 +173,105 @@ def _build() -> Callable[..., None]:
         return numba.njit(**options)(decode)
 
 
+# The decode of the plain kernel's many-channel loops, then each value multiplied by the
+# gain (in the output dtype: the decoded value is rounded first, as numpy's ``out *=
+# gain`` after the decode does), written to time step ``t`` or, reversed, to the mirror
+# step, and rows ``j`` where ``fill[j]`` is not NaN set to it (a signed zero): a
+# window's gain, time reversal and dropped channels for the price of its decode. The
+# gain comes as a Python float (numba types one faster than a numpy scalar) holding a
+# value of the output dtype, and is made that dtype here; ``few`` as in the plain
+# kernel (see `_few`). Module-level functions, the
+# row ones called through globals that `_build_post` sets before the kernel compiles:
+# numba's cache keeps them all (a closure over a compiled function compiles again in
+# each process).
+
+
+def _row_narrow(src, c, r32, o32, row, gain, reverse):  # pragma: no cover
+    # Few rows: each row in one go from a strided read of its channel, as the plain
+    # kernel does, reversed written from its end; a function per row, whose loops LLVM
+    # vectorizes as it does the plain kernel's (inlined in the kernel's branches, the
+    # reversed ones ran at a third of the speed).
+    last = src.shape[0] - 1  # (float32 throughout, no rounding left)
+    if reverse:
+        for t in range(src.shape[0]):
+            row[last - t] = (np.float32(src[t, c]) * r32 + o32) * gain
+    else:
+        for t in range(src.shape[0]):
+            row[t] = (np.float32(src[t, c]) * r32 + o32) * gain
+
+
+def _row_wide(src, c, res, off, row, gain, reverse):  # pragma: no cover
+    # Decoded in float64 and rounded to the row's dtype as it is stored, then
+    # multiplied by the gain in that dtype.
+    last = src.shape[0] - 1
+    if reverse:
+        for t in range(src.shape[0]):
+            row[last - t] = np.float64(src[t, c]) * res + off
+    else:
+        for t in range(src.shape[0]):
+            row[t] = np.float64(src[t, c]) * res + off
+    if gain != 1:
+        for t in range(row.shape[0]):
+            row[t] = row[t] * gain
+
+
+def _decode_post(
+    src, channels, every, narrow, res, off, buf, dst, gain, reverse, fill, few
+):  # pragma: no cover
+    n = buf.shape[0]
+    last = src.shape[0] - 1
+    r32, o32 = np.float32(res), np.float32(off)
+    gain = dst.dtype.type(gain)
+    if n < few:
+        for j in range(n):
+            if fill[j] == fill[j]:  # not NaN: the row is set to it
+                for at in range(src.shape[0]):
+                    dst[j, at] = fill[j]
+                continue
+            c = j if every else channels[j]
+            if narrow:
+                _ROW_NARROW(src, c, r32, o32, dst[j], gain, reverse)
+            else:
+                _ROW_WIDE(src, c, res, off, dst[j], gain, reverse)
+        return
+    # Output step ``at`` in order (its rows are written as streams, ascending), from
+    # input step ``t``: the mirror one when reversed (one stream read backwards). The
+    # branches stay out of the loops, as in the plain kernel.
+    for at in range(src.shape[0]):
+        t = last - at if reverse else at
+        if every and narrow:
+            for j in range(n):
+                buf[j] = np.float32(src[t, j]) * r32 + o32
+        elif every:
+            for j in range(n):
+                buf[j] = np.float64(src[t, j]) * res + off
+        elif narrow:
+            for j in range(n):
+                buf[j] = np.float32(src[t, channels[j]]) * r32 + o32
+        else:
+            for j in range(n):
+                buf[j] = np.float64(src[t, channels[j]]) * res + off
+        for j in range(n):
+            dst[j, at] = buf[j] * gain if fill[j] != fill[j] else fill[j]
+
+
+_ROW_NARROW: Callable[..., None] | None = None
+_ROW_WIDE: Callable[..., None] | None = None
+
+
 def _build_post() -> Callable[..., None]:
     import numba
 
-    # The decode of the plain kernel's many-channel loops, then each value multiplied by
-    # the gain (in the output dtype: the decoded value is rounded first, as numpy's
-    # ``out *= gain`` after the decode does), written to time step ``t`` or, reversed, to
-    # the mirror step, and rows ``j`` where ``keep[j]`` is 0 set to ``fill[j]`` (a
-    # signed zero): a window's gain, time reversal and dropped channels for the price
-    # of its decode. ``few`` as in the plain kernel.
-    def decode_post(
-        src, channels, every, narrow, res, off, buf, dst, gain, reverse, keep, fill, few
-    ):  # pragma: no cover # noqa: E501
-        n = buf.shape[0]
-        last = src.shape[0] - 1
-        r32, o32 = np.float32(res), np.float32(off)
-        if n < few:
-            # Few rows: each row in one go from a strided read of its channel, as the
-            # plain kernel does, rounded to ``buf``'s dtype before the gain; reversed,
-            # written from its end.
-            for j in range(n):
-                if not keep[j]:
-                    for at in range(src.shape[0]):
-                        dst[j, at] = fill[j]
-                    continue
-                c = j if every else channels[j]
-                if narrow and reverse:  # (narrow: float32 throughout, no rounding left)
-                    for t in range(src.shape[0]):
-                        dst[j, last - t] = (np.float32(src[t, c]) * r32 + o32) * gain
-                elif narrow:
-                    for t in range(src.shape[0]):
-                        dst[j, t] = (np.float32(src[t, c]) * r32 + o32) * gain
-                elif reverse:
-                    for t in range(src.shape[0]):
-                        buf[j] = np.float64(src[t, c]) * res + off
-                        dst[j, last - t] = buf[j] * gain
-                else:
-                    for t in range(src.shape[0]):
-                        buf[j] = np.float64(src[t, c]) * res + off
-                        dst[j, t] = buf[j] * gain
-            return
-        # Output step ``at`` in order (its rows are written as streams, ascending), from
-        # input step ``t``: the mirror one when reversed (one stream read backwards).
-        # The branches stay out of the loops, as in the plain kernel.
-        for at in range(src.shape[0]):
-            t = last - at if reverse else at
-            if every and narrow:
-                for j in range(n):
-                    buf[j] = np.float32(src[t, j]) * r32 + o32
-            elif every:
-                for j in range(n):
-                    buf[j] = np.float64(src[t, j]) * res + off
-            elif narrow:
-                for j in range(n):
-                    buf[j] = np.float32(src[t, channels[j]]) * r32 + o32
-            else:
-                for j in range(n):
-                    buf[j] = np.float64(src[t, channels[j]]) * res + off
-            for j in range(n):
-                dst[j, at] = buf[j] * gain if keep[j] else fill[j]
-
+    global _ROW_NARROW, _ROW_WIDE
     options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
     try:
-        return numba.njit(cache=True, **options)(decode_post)
-    except RuntimeError:
-        return numba.njit(**options)(decode_post)
+        _ROW_NARROW = numba.njit(cache=True, **options)(_row_narrow)
+        _ROW_WIDE = numba.njit(cache=True, **options)(_row_wide)
+        return numba.njit(cache=True, **options)(_decode_post)
+    except RuntimeError:  # no writable cache location: compile in each process
+        _ROW_NARROW = numba.njit(**options)(_row_narrow)
+        _ROW_WIDE = numba.njit(**options)(_row_wide)
+        return numba.njit(**options)(_decode_post)
 
 
 def _post_kernel() -> Callable[..., None] | None:
@@ -310,13 +344,12 @@ def decode_rows(
     post = _post_kernel()
     if post is None:
         return False
-    gain = out.dtype.type(1 if gain is None else gain)
-    if fill is None:
-        keep, fill = _all_kept(out.shape[0], out.dtype)
-    else:
-        keep, fill = np.isnan(fill).astype(np.uint8), fill.astype(out.dtype, copy=False)
+    # The gain as a float of the value it has in out's dtype (made that dtype again in
+    # the kernel: exactly the same number).
+    gain = 1.0 if gain is None else float(out.dtype.type(gain))
+    fill = _no_fill(out.shape[0], out.dtype) if fill is None else fill.astype(out.dtype, copy=False)
     post(src, channels, every, narrow, float(resolution), off, buf, out, gain, bool(reverse),
-         keep, fill, _few(src, channels, every, narrow, buf, out))  # fmt: skip
+         fill, _few(src, channels, every, narrow, buf, out))  # fmt: skip
     return True
 
 
@@ -359,11 +392,11 @@ def decoder(
 
 
 @functools.lru_cache(maxsize=64)
-def _all_kept(rows: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """``keep`` and ``fill`` of a window with no row set (read-only: shared)."""
-    keep, fill = np.ones(rows, np.uint8), np.zeros(rows, dtype)
-    keep.flags.writeable = fill.flags.writeable = False
-    return keep, fill
+def _no_fill(rows: int, dtype: np.dtype) -> np.ndarray:
+    """The ``fill`` of a window with no row set: NaNs (read-only: shared)."""
+    fill = np.full(rows, np.nan, dtype)
+    fill.flags.writeable = False
+    return fill
 
 
 def _few(src, channels, every, narrow, buf, out) -> int:

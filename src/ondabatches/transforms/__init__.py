@@ -25,21 +25,40 @@
   [`EventList`][ondabatches.transforms.EventList]), ``y`` a dict of label sets.
 """
 
-from . import _base, _builtins, _derive, _scheme, _stats, _targets
+from . import (
+    _augment,
+    _base,
+    _builtins,
+    _derive,
+    _draws,
+    _folds,
+    _scheme,
+    _stats,
+    _targets,
+    _transform,
+)
+from ._augment import *  # noqa: F403
 from ._base import *  # noqa: F403
 from ._builtins import *  # noqa: F403
 from ._derive import *  # noqa: F403
+from ._draws import *  # noqa: F403
+from ._folds import *  # noqa: F403
 from ._scheme import *  # noqa: F403
 from ._stats import *  # noqa: F403
 from ._targets import *  # noqa: F403
+from ._transform import *  # noqa: F403
 
 __all__ = sorted(
     {
+        *_augment.__all__,
         *_base.__all__,
         *_builtins.__all__,
         *_derive.__all__,
+        *_draws.__all__,
+        *_folds.__all__,
         *_scheme.__all__,
         *_stats.__all__,
         *_targets.__all__,
+        *_transform.__all__,
     }
 )

@@ -38,7 +38,8 @@ from ..onda._tables import (
 )
 from ..onda._timespan import TimeSpan, n_samples, time_from_index
 from ._base import Pipeline
-from ._builtins import _Filter
+from ._builtins import _Filter, _padlen
+from ._filtfilt import sosfiltfilt_rows
 
 __all__ = ["derive_dataset"]
 
@@ -74,8 +75,10 @@ def _blocks(
         if resample is not None:
             lo = lo // down * down
         x = np.asarray(load_rows(sig, range(lo, hi)).data, dtype=np.float64)
-        for _, t in filters.item:
-            x = scipy.sosfiltfilt(t._design(rate), x, axis=-1)
+        for _, t in filters.item:  # compiled where numba runs: the same bits as scipy's
+            sos = t._design(rate)
+            y = sosfiltfilt_rows(sos, x, _padlen(sos))
+            x = scipy.sosfiltfilt(sos, x, axis=-1) if y is None else y
         x = _reference(x, reference)
         if resample is None:
             yield x[:, a - lo : b - lo].astype(np.float32)

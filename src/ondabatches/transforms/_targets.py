@@ -18,7 +18,7 @@ import numpy as np
 
 from .._errors import BatchSpecError
 from ..labels._events import EventLabels, event_lists, event_masks, multi_hots
-from ._base import Transform, register_transform
+from ._transform import Transform, register_transform
 
 __all__ = ["EventList", "EventMask", "EventTargets", "MultiHot"]
 

@@ -1,0 +1,181 @@
+"""scipy's ``sosfiltfilt`` (odd padding, its default pad length) of a window's rows,
+compiled: the same operations in the same order on every value, all the rows at once.
+
+scipy runs each row's recursion one sample after the other, a row at a time, through
+Python-level padding, reversals and copies (about 25 ms for 19 channels of 65 s). The
+kernel here transposes the rows into a time-major buffer (padded as scipy pads them,
+in float64), runs each second-order section's recursion for every channel of a time
+step in one vectorizable loop, forward and then backward (backward only down to the
+first sample kept: scipy's values before it are cut off), and writes the result back
+as rows of the output dtype. Each channel's values are those of scipy's loop
+(``_sosfilt``: the same multiplies and adds, in the same order, rounded the same way;
+numba contracts no multiply-add without ``fastmath``), so the output is scipy's to the
+bit; tests compare the two.
+
+With numba (the ``fast`` extra) missing or the kernels turned off (the settings'
+``kernels="numpy"``), `sosfiltfilt_rows` returns None and the caller runs scipy.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..onda import _kernels
+
+__all__: list[str] = []
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+_compiled: Callable[..., None] | None = None
+_failed = False
+
+
+#: Time steps transposed at a time between the rows and the time-major scratch.
+_TILE = 64
+
+
+def _jit(f: Callable[..., None]) -> Callable[..., None]:
+    import numba
+
+    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(f)
+    except RuntimeError:  # no writable cache location: compile in each process
+        return numba.njit(**options)(f)
+
+
+def _sections(w, sos, z0, z1, first, stop, step):  # pragma: no cover
+    # The cascade of second-order sections (transposed direct form II, scipy's order of
+    # operations) over rows first, first + step, ... of ``w`` (time x channels), in
+    # place, from the states ``z0``, ``z1`` (sections x channels): the loop over the
+    # channels of one time step is the one that vectorizes.
+    channels = w.shape[1]
+    for t in range(first, stop, step):
+        row = w[t]
+        for s in range(sos.shape[0]):
+            b0, b1, b2 = sos[s, 0], sos[s, 1], sos[s, 2]
+            a1, a2 = sos[s, 4], sos[s, 5]
+            za, zb = z0[s], z1[s]
+            for c in range(channels):
+                x_cur = row[c]
+                x_new = b0 * x_cur + za[c]
+                za[c] = b1 * x_cur - a1 * x_new + zb[c]
+                zb[c] = b2 * x_cur - a2 * x_new
+                row[c] = x_new
+
+
+def _filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
+    # x: (channels, n) rows; w: (n + 2 pad, channels) float64 scratch; out: rows
+    # before .. before + out.shape[1] of the result, of x's dtype. ``_SECTIONS`` is
+    # `_sections` compiled (a global, set before this compiles: numba's cache then
+    # keeps both, where a closure over it would compile again in each process).
+    channels, n = x.shape
+    for t0 in range(0, n, _TILE):  # transposed a tile of time steps at a time
+        t1 = min(t0 + _TILE, n)
+        for c in range(channels):
+            for t in range(t0, t1):
+                w[pad + t, c] = np.float64(x[c, t])
+    for j in range(pad):  # scipy's odd extension: 2 x[0] - x[pad - j], ...
+        for c in range(channels):
+            w[j, c] = 2.0 * w[pad, c] - w[2 * pad - j, c]
+            w[pad + n + j, c] = 2.0 * w[pad + n - 1, c] - w[pad + n - 2 - j, c]
+    last = n + 2 * pad - 1
+    for s in range(sos.shape[0]):
+        for c in range(channels):
+            z0[s, c] = zi[s, 0] * w[0, c]
+            z1[s, c] = zi[s, 1] * w[0, c]
+    _SECTIONS(w, sos, z0, z1, 0, last + 1, 1)
+    for s in range(sos.shape[0]):  # backward, from the forward pass's last value
+        for c in range(channels):
+            z0[s, c] = zi[s, 0] * w[last, c]
+            z1[s, c] = zi[s, 1] * w[last, c]
+    _SECTIONS(w, sos, z0, z1, last, pad + before - 1, -1)  # down to the first kept
+    first, kept = pad + before, out.shape[1]
+    for t0 in range(0, kept, _TILE):
+        t1 = min(t0 + _TILE, kept)
+        for c in range(channels):
+            for t in range(t0, t1):
+                out[c, t] = w[first + t, c]
+
+
+_SECTIONS: Callable[..., None] | None = None
+
+
+def _build() -> Callable[..., None]:
+    global _SECTIONS
+    _SECTIONS = _jit(_sections)
+    return _jit(_filtfilt)
+
+
+def _kernel() -> Callable[..., None] | None:
+    """The compiled kernel (compiled, or loaded from numba's cache, on a tiny input the
+    first time), or None without numba or where it cannot compile it."""
+    global _compiled, _failed
+    if _compiled is None and not _failed:
+        with _lock:
+            if _compiled is None and not _failed:
+                try:
+                    kernel = _build()
+                    _try(kernel)
+                except ImportError:
+                    _failed = True
+                except Exception as exc:  # a numba that cannot compile it: scipy's path
+                    _failed = True
+                    log.warning("compiled sosfiltfilt unavailable, using scipy's: %s", exc)
+                else:
+                    _compiled = kernel
+    return _compiled
+
+
+def _try(kernel: Callable[..., None]) -> None:
+    sos = np.array([[1.0, 0.0, 0.0, 1.0, -0.5, 0.0]])
+    x, w = np.zeros((1, 4), np.float32), np.empty((6, 1))
+    z0, z1 = np.empty((1, 1)), np.empty((1, 1))
+    kernel(x, sos, np.zeros((1, 2)), 1, w, z0, z1, np.empty((1, 4), np.float32), 0)
+
+
+@functools.lru_cache(maxsize=256)
+def _zi(sos_bytes: bytes, sections: int) -> np.ndarray:
+    from scipy.signal import sosfilt_zi
+
+    return sosfilt_zi(np.frombuffer(sos_bytes).reshape(sections, 6))
+
+
+def sosfiltfilt_rows(
+    sos: np.ndarray, x: np.ndarray, padlen: int, cut: tuple[int, int] = (0, 0)
+) -> np.ndarray | None:
+    """``scipy.signal.sosfiltfilt(sos, x.astype(float64), axis=-1, padlen=padlen)`` in
+    ``x``'s dtype (float32 or float64 rows, channels x time), the same bits, less
+    ``cut = (before, after)`` samples at its start and end (the backward pass stops at
+    the first sample kept); None where the kernel does not run (no numba, kernels off,
+    another layout): call scipy."""
+    before, after = cut
+    if (
+        x.ndim != 2
+        or before < 0
+        or after < 0
+        or before + after > x.shape[1]
+        or x.dtype not in (np.float32, np.float64)
+        or x.shape[1] <= padlen
+        or sos.dtype != np.float64
+        or not _kernels._enabled()
+    ):
+        return None
+    kernel = _kernel()
+    if kernel is None:
+        return None
+    sos = np.ascontiguousarray(sos)
+    zi = _zi(sos.tobytes(), sos.shape[0])
+    channels, n = x.shape
+    w = np.empty((n + 2 * padlen, channels))
+    z0, z1 = np.empty((len(sos), channels)), np.empty((len(sos), channels))
+    out = np.empty((channels, n - before - after), x.dtype)
+    kernel(np.ascontiguousarray(x), sos, zi, padlen, w, z0, z1, out, before)
+    return out
