@@ -25,7 +25,8 @@ from ondabatches.abc import BatchScheme, ChannelSelector, Pool, SampleFormat, Tr
 from ondabatches.batches import InterleavedBatches
 from ondabatches.materialize import Bipolar
 from ondabatches.onda import LPCMFormat, LPCMZstFormat, _formats
-from ondabatches.serve._pools import ExecutorPool, InlinePool, ProcessPool
+from ondabatches.serve._pools import ExecutorPool, InlinePool
+from ondabatches.serve._processes import ProcessPool
 from ondabatches.testing import (
     ConformanceError,
     check_batch_scheme,

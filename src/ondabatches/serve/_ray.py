@@ -28,18 +28,10 @@ from typing import Any
 from .._errors import require
 from ..onda._formats import install_formats, user_formats
 from ..onda._settings import Settings, current_settings, use_settings
-from ._pools import (
-    _PREFETCH,
-    Materialize,
-    PumpedPool,
-    WorkerLostError,
-    _PumpedFuture,
-    run_task,
-    send_task,
-    serve_tasks,
-    unpack_result,
-)
+from ._pools import _PREFETCH
+from ._processes import PumpedPool, _PumpedFuture, send_task, serve_tasks
 from ._shm import SegmentPool, segment_exists
+from ._tasks import Materialize, WorkerLostError, run_task, unpack_result
 
 __all__: list[str] = []
 
