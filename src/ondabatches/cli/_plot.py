@@ -315,7 +315,8 @@ def _plot_modalities(
 
     from ..materialize import materialize_batch_item
     from ..onda import iter_signals, load
-    from ..plot import _window_events, plot_modalities
+    from ..plot import plot_modalities
+    from ..plot._draw import _window_events
 
     _, y = materialize_batch_item(item)
     window = item.window
