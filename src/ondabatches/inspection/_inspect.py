@@ -61,6 +61,48 @@ def inspect_dataset(
     if not signal_paths and not annotation_paths:
         problems.append(Problem("no_tables", f"{path} holds no Onda signals or annotations table"))
 
+    extent, by_sensor = _signal_extents(signals, problems)
+    if check_files and signals:
+        # One or two requests per file: on remote storage latency dominates, so overlap them.
+        with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
+            problems.extend(p for p in pool.map(_check_sample_file, signals) if p is not None)
+
+    sensors = _sensor_summaries(by_sensor)
+
+    column, counts, durations, n_annotations = None, {}, {}, 0
+    recordings = set(extent)
+    if annotations_tab is not None:
+        summary = summarize_annotations(
+            annotations_tab, extent if signals else None, annotation_paths
+        )
+        column, counts, durations, found, more = summary
+        n_annotations = annotations_tab.num_rows
+        recordings.update(found)
+        problems.extend(more)
+
+    # Sleep stages in their usual order (wake first), other labels sorted.
+    order = [label for label in label_encoding(counts) if label in counts]
+    return DatasetReport(
+        signal_tables=tuple(str(p) for p in signal_paths),
+        annotation_tables=tuple(str(p) for p in annotation_paths),
+        recordings=tuple(sorted(recordings)),
+        sensors=sensors,
+        n_signals=len(signals),
+        n_annotations=n_annotations,
+        recording_duration=sum(hi - lo for lo, hi in extent.values()),
+        label_column=column,
+        label_counts={label: counts[label] for label in order},
+        label_durations={label: durations[label] for label in order},
+        problems=tuple(problems),
+    )
+
+
+def _signal_extents(
+    signals: list[Signal], problems: list[Problem]
+) -> tuple[dict[str, tuple[int, int]], dict[str, list[Signal]]]:
+    """Each recording's extent (the union of its signals' spans) and the signals by
+    sensor type; a span starting before its recording or a repeated sensor label goes
+    to ``problems``."""
     extent: dict[str, tuple[int, int]] = {}
     by_sensor: dict[str, list[Signal]] = defaultdict(list)
     labels_seen: dict[str, set[str]] = defaultdict(set)
@@ -89,12 +131,11 @@ def inspect_dataset(
                 )
             )
         labels_seen[rec].add(sig.sensor_label)
-    if check_files and signals:
-        # One or two requests per file: on remote storage latency dominates, so overlap them.
-        with ThreadPoolExecutor(max_workers=_CONCURRENCY) as pool:
-            problems.extend(p for p in pool.map(_check_sample_file, signals) if p is not None)
+    return extent, by_sensor
 
-    sensors = tuple(
+
+def _sensor_summaries(by_sensor: dict[str, list[Signal]]) -> tuple[SensorSummary, ...]:
+    return tuple(
         SensorSummary(
             sensor_type=sensor,
             n_signals=len(sigs),
@@ -106,31 +147,4 @@ def inspect_dataset(
             duration=sum(s.span.duration for s in sigs),
         )
         for sensor, sigs in sorted(by_sensor.items())
-    )
-
-    column, counts, durations, n_annotations = None, {}, {}, 0
-    recordings = set(extent)
-    if annotations_tab is not None:
-        summary = summarize_annotations(
-            annotations_tab, extent if signals else None, annotation_paths
-        )
-        column, counts, durations, found, more = summary
-        n_annotations = annotations_tab.num_rows
-        recordings.update(found)
-        problems.extend(more)
-
-    # Sleep stages in their usual order (wake first), other labels sorted.
-    order = [label for label in label_encoding(counts) if label in counts]
-    return DatasetReport(
-        signal_tables=tuple(str(p) for p in signal_paths),
-        annotation_tables=tuple(str(p) for p in annotation_paths),
-        recordings=tuple(sorted(recordings)),
-        sensors=sensors,
-        n_signals=len(signals),
-        n_annotations=n_annotations,
-        recording_duration=sum(hi - lo for lo, hi in extent.values()),
-        label_column=column,
-        label_counts={label: counts[label] for label in order},
-        label_durations={label: durations[label] for label in order},
-        problems=tuple(problems),
     )
