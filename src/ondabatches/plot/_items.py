@@ -262,23 +262,9 @@ def _plot_stages(
         traces(axes[1], filtered, stages["filtered_name"])
         k = 2
     if spec is not None:
-        step = stages["spectrogram_step"]
-        scale = "log magnitude" if getattr(step, "log", False) else "magnitude"
-        # Each frame drawn over the hop around its centre (its window's middle) where
-        # the step says its window and hop; else the frames spread over the window.
-        window_s, hop_s = getattr(step, "window_s", None), getattr(step, "hop_s", None)
-        left, right = start, end
-        if window_s and hop_s:
-            left = start + window_s / 2 - hop_s / 2
-            right = left + spec.shape[-1] * hop_s
-        for channel, image in zip(channels, spec, strict=False):
-            axis = axes[k]
-            axis.imshow(image, origin="lower", aspect="auto", cmap="magma",
-                        extent=(left, right, 0.0, sample_rate / 2))  # fmt: skip
-            axis.set_ylabel("Hz", fontsize=8)
-            axis.set_title(f"spectrogram {channel}", fontsize=9, loc="left")
-            axis.text(1.0, 1.02, scale, transform=axis.transAxes, ha="right", fontsize=7)
-            k += 1
+        _draw_spectrograms(
+            axes[k:], spec, stages["spectrogram_step"], channels, sample_rate, start, end
+        )
     strip = axes[-1]
     edges = _hypnogram(strip, y, label_names, label_rate, start)
     strip.set_xlim(start, max(end, edges[-1]))
@@ -286,6 +272,32 @@ def _plot_stages(
     if path is not None:
         _save_png(figure, path)
     return figure
+
+
+def _draw_spectrograms(
+    axes: Sequence[Any],
+    spec: np.ndarray,
+    step: Any,
+    channels: Sequence[str],
+    sample_rate: float,
+    start: float,
+    end: float,
+) -> None:
+    """One panel per channel's spectrogram, frames placed in time as ``step`` made them."""
+    scale = "log magnitude" if getattr(step, "log", False) else "magnitude"
+    # Each frame drawn over the hop around its centre (its window's middle) where
+    # the step says its window and hop; else the frames spread over the window.
+    window_s, hop_s = getattr(step, "window_s", None), getattr(step, "hop_s", None)
+    left, right = start, end
+    if window_s and hop_s:
+        left = start + window_s / 2 - hop_s / 2
+        right = left + spec.shape[-1] * hop_s
+    for axis, channel, image in zip(axes, channels, spec, strict=False):
+        axis.imshow(image, origin="lower", aspect="auto", cmap="magma",
+                    extent=(left, right, 0.0, sample_rate / 2))  # fmt: skip
+        axis.set_ylabel("Hz", fontsize=8)
+        axis.set_title(f"spectrogram {channel}", fontsize=9, loc="left")
+        axis.text(1.0, 1.02, scale, transform=axis.transAxes, ha="right", fontsize=7)
 
 
 def plot_batch_item(
