@@ -205,43 +205,13 @@ class RandomBatches(BatchScheme):
             raise BatchSpecError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = int(batch_size)
         self.batch_duration, self._segments = rows.segments(batch_duration)
-        if n_channels is not None:
-            if (
-                isinstance(n_channels, bool)
-                or not isinstance(n_channels, (int, np.integer))
-                or n_channels < 1
-            ):
-                raise BatchSpecError(
-                    f"n_channels must be a positive integer or None, got {n_channels!r}"
-                )
-            bad = np.flatnonzero(rows.n_channels < n_channels)
-            if len(bad):
-                i = int(bad[0])
-                raise BatchSpecError(
-                    f"n_channels={n_channels} but row {i} (recording {rows.recordings[i]}) has "
-                    f"only {int(rows.n_channels[i])} channels {list(rows.channels[i])}"
-                )
-            n_channels = int(n_channels)
-        self.n_channels = n_channels
+        self.n_channels = _checked_n_channels(rows, n_channels)
         self._signal_cum = (
             None
             if signal_weights is None
             else _cumulative(signal_weights, rows.n_rows, "signal_weights")
         )
-        self._label_cum: list[np.ndarray] | None = None
-        if label_weights is not None:
-            if len(label_weights) != rows.n_rows:
-                raise BatchSpecError(
-                    f"label_weights has {len(label_weights)} entries for {rows.n_rows} rows"
-                )
-            self._label_cum = [
-                _cumulative(
-                    w,
-                    int(rows.n_labels[i]),
-                    f"label_weights of row {i} (recording {rows.recordings[i]})",
-                )
-                for i, w in enumerate(label_weights)
-            ]
+        self._label_cum = _label_cumulative(rows, label_weights)
         fingerprint = rows.fingerprint(
             None if signal_weights is None else np.asarray(signal_weights, dtype=np.float64),
             None if self._label_cum is None else np.concatenate(self._label_cum),
@@ -354,6 +324,46 @@ class RandomBatches(BatchScheme):
             f"batch_size={self.batch_size}, "
             f"batch_duration={self.batch_duration / NS_PER_S:g} s, n_channels={self.n_channels})"
         )
+
+
+def _checked_n_channels(rows: Any, n_channels: Any) -> int | None:
+    """``n_channels`` as an int, checked against every row's channels (None: all)."""
+    if n_channels is None:
+        return None
+    if (
+        isinstance(n_channels, bool)
+        or not isinstance(n_channels, (int, np.integer))
+        or n_channels < 1
+    ):
+        raise BatchSpecError(f"n_channels must be a positive integer or None, got {n_channels!r}")
+    bad = np.flatnonzero(rows.n_channels < n_channels)
+    if len(bad):
+        i = int(bad[0])
+        raise BatchSpecError(
+            f"n_channels={n_channels} but row {i} (recording {rows.recordings[i]}) has "
+            f"only {int(rows.n_channels[i])} channels {list(rows.channels[i])}"
+        )
+    return int(n_channels)
+
+
+def _label_cumulative(
+    rows: Any, label_weights: Sequence[Sequence[float] | np.ndarray] | None
+) -> list[np.ndarray] | None:
+    """Each row's cumulative label weights (None: uniform over its labels)."""
+    if label_weights is None:
+        return None
+    if len(label_weights) != rows.n_rows:
+        raise BatchSpecError(
+            f"label_weights has {len(label_weights)} entries for {rows.n_rows} rows"
+        )
+    return [
+        _cumulative(
+            w,
+            int(rows.n_labels[i]),
+            f"label_weights of row {i} (recording {rows.recordings[i]})",
+        )
+        for i, w in enumerate(label_weights)
+    ]
 
 
 def _rows_of(

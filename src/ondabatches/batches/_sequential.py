@@ -116,16 +116,7 @@ class SequentialBatches(BatchScheme):
                 f"label epochs of row {i} (recording {rows.recordings[i]})"
             )
         self._stride_epochs = self.stride // rows.epoch
-        if isinstance(channels, (list, tuple)):
-            channels = tuple(channels)
-            for i, available in enumerate(rows.channels):
-                missing = [c for c in channels if isinstance(c, str) and c not in available]
-                if missing:
-                    raise BatchSpecError(
-                        f"channels {missing} are not in row {i} (recording {rows.recordings[i]}), "
-                        f"which has {list(available)}"
-                    )
-        self.channels = channels
+        self.channels = _checked_channels(rows, channels)
         self._windows = (rows.n_labels - self._segments) // self._stride_epochs + 1
         self._cum = np.cumsum(self._windows)
         self.n_windows = int(self._cum[-1])
@@ -208,3 +199,19 @@ class SequentialBatches(BatchScheme):
             f"stride={self.stride / NS_PER_S:g} s, "
             f"rank {self.rank} of {self.world_size}, {self.n_batches} batches)"
         )
+
+
+def _checked_channels(rows: Any, channels: Any) -> Any:
+    """``channels`` (a list or tuple of names or indices as a tuple, or a selector as it
+    is), a name missing from a row being a ``BatchSpecError``."""
+    if not isinstance(channels, (list, tuple)):
+        return channels
+    channels = tuple(channels)
+    for i, available in enumerate(rows.channels):
+        missing = [c for c in channels if isinstance(c, str) and c not in available]
+        if missing:
+            raise BatchSpecError(
+                f"channels {missing} are not in row {i} (recording {rows.recordings[i]}), "
+                f"which has {list(available)}"
+            )
+    return channels
