@@ -40,7 +40,7 @@ from ..transforms._scheme import TransformedBatches
 from ._autoscale import AutoWorkers, IdleCpus, WorkerChange, WorkerController
 from ._pools import _PREFETCH, ExecutorPool, InlinePool, Pool
 from ._processes import ProcessPool
-from ._resizing import _auto_workers, _default_workers, _Resizing, _Window
+from ._resizing import _auto_workers, _first_worker_count, _Resizing, _Window
 from ._slots import (
     _DONE_AT,
     DrawAndMaterialize,
@@ -168,32 +168,14 @@ class Batcher(_Resizing, _SlotPipeline):
         #: The settings of the automatic worker count (None: a fixed count).
         self.auto: AutoWorkers | None = _auto_workers(workers, backend)
         self._controller: WorkerController | None = None
-        if self.auto is not None:
-            self.workers = self.auto.min_workers
-        else:
-            self.workers = _default_workers() if workers is None else workers
-            if not isinstance(self.workers, int) or isinstance(self.workers, bool):
-                raise ArgumentTypeError(
-                    f"workers must be an int, 'auto' or an AutoWorkers, got "
-                    f"{type(self.workers).__name__} {self.workers!r}"
-                )
-        if self.workers < 1:
-            raise ArgumentError(f"workers must be at least 1, got {self.workers}")
+        self.workers = _first_worker_count(workers, self.auto)
         self._buffer_follows = buffer is None  # 2 x workers, whatever their number
         self.buffer = 2 * self.workers if buffer is None else buffer
         if self.buffer < 1:
             raise ArgumentError(f"buffer must be at least 1, got {self.buffer}")
         if retries < 0 or backoff < 0:
             raise ArgumentError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
-        pipeline = Pipeline.of(transforms)
-        if pipeline is not None:
-            if materialize is not None and not _is_materialize_batch(materialize):
-                raise _errors.BatchSpecError(
-                    "transforms need the default materialize (or a functools.partial of "
-                    f"materialize_batch); got {materialize!r}: apply them in it instead"
-                )
-            batches = TransformedBatches(batches, pipeline)
-        self.batches = batches
+        self.batches = batches = _transformed(batches, transforms, materialize)
         self.backend = backend
         self.retries = retries
         self.backoff = backoff
@@ -501,6 +483,20 @@ class Batcher(_Resizing, _SlotPipeline):
         while (result := self.take(state)) is not None:
             yield result
             state = result[1]
+
+
+def _transformed(batches: Any, transforms: Any, materialize: Materialize | None) -> Any:
+    """The scheme, wrapped in `TransformedBatches` when there are ``transforms`` (which
+    need the default materialize: the pipeline runs inside it)."""
+    pipeline = Pipeline.of(transforms)
+    if pipeline is None:
+        return batches
+    if materialize is not None and not _is_materialize_batch(materialize):
+        raise _errors.BatchSpecError(
+            "transforms need the default materialize (or a functools.partial of "
+            f"materialize_batch); got {materialize!r}: apply them in it instead"
+        )
+    return TransformedBatches(batches, pipeline)
 
 
 def _ray_pool(batcher: Batcher) -> Pool:

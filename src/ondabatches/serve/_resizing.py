@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import _errors
-from .._errors import ArgumentError
+from .._errors import ArgumentError, ArgumentTypeError
 from ._autoscale import AutoWorkers, IdleCpus, Measurement, WorkerChange, WorkerController
 from ._pools import Pool
 from ._stats import DataPathMeter
@@ -60,6 +60,23 @@ def _auto_workers(workers: Any, backend: Any) -> AutoWorkers | None:
 
 #: The backends whose pools resize (what ``workers="auto"`` needs).
 _RESIZABLE = ("threads", "processes", "ray")
+
+
+def _first_worker_count(workers: Any, auto: AutoWorkers | None) -> int:
+    """The worker count a Batcher starts with: ``auto``'s least, or ``workers`` (default:
+    the usable CPUs), checked."""
+    if auto is not None:
+        count = auto.min_workers
+    else:
+        count = _default_workers() if workers is None else workers
+        if not isinstance(count, int) or isinstance(count, bool):
+            raise ArgumentTypeError(
+                f"workers must be an int, 'auto' or an AutoWorkers, got "
+                f"{type(count).__name__} {count!r}"
+            )
+    if count < 1:
+        raise ArgumentError(f"workers must be at least 1, got {count}")
+    return count
 
 
 def _default_workers() -> int:
