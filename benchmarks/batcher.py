@@ -44,8 +44,10 @@ from ondabatches.batches import RandomBatches
 from ondabatches.labels import label_signals, sort_and_trim_spans
 from ondabatches.materialize import materialize_batch
 from ondabatches.serve import Batcher
-from ondabatches.serve._pools import ExecutorPool, ProcessPool, run_task, unpack_result
+from ondabatches.serve._pools import ExecutorPool
+from ondabatches.serve._processes import ProcessPool
 from ondabatches.serve._shm import SegmentPool
+from ondabatches.serve._tasks import run_task, unpack_result
 from ondabatches.serve._tree import flatten
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 

@@ -39,7 +39,8 @@ from ondabatches.batches import (
 )
 from ondabatches.materialize import Bipolar
 from ondabatches.onda import LPCMFormat, LPCMZstFormat, _formats
-from ondabatches.serve._pools import ExecutorPool, InlinePool, ProcessPool
+from ondabatches.serve._pools import ExecutorPool, InlinePool
+from ondabatches.serve._processes import ProcessPool
 from ondabatches.testing import (
     ConformanceError,
     check_batch_scheme,

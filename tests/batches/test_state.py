@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from ondabatches import StateError
 from ondabatches.batches import BatchScheme, BatchState
+from ondabatches.onda import use_settings
 
 
 @settings(max_examples=50, deadline=None)
@@ -74,6 +75,18 @@ def test_states_derived_without_validation_equal_validated_ones():
 def test_malformed_json_is_a_state_error(text):
     with pytest.raises(StateError):
         BatchState.from_json(text)
+
+
+def test_the_longest_json_parsed_is_a_setting():
+    text = BatchState(seed=1, index=2).to_json()
+    padded = text[:-1] + " " * (3000 - len(text)) + "}"  # 3,000 characters, the same state
+    assert BatchState.from_json(padded) == BatchState(seed=1, index=2)
+    with use_settings(max_state_json=2048):
+        with pytest.raises(StateError, match="3000 characters long, more than the limit of 2048"):
+            BatchState.from_json(padded)
+        assert BatchState.from_json(text) == BatchState(seed=1, index=2)
+    with pytest.raises(StateError, match=f"the limit of {1 << 20}"):
+        BatchState.from_json(" " * ((1 << 20) + 1))
 
 
 class FixedList(BatchScheme):

@@ -35,6 +35,31 @@ def _manual(item: BatchItem, dtype=np.float64) -> np.ndarray:
     return whole[index, rows.start : rows.stop]
 
 
+def test_the_reads_in_flight_are_a_setting(labeled, monkeypatch):  # noqa: F811
+    from ondabatches.materialize import _materialize
+    from ondabatches.onda import use_settings
+
+    spec = RandomBatches(eeg_rows_at(labeled, 128.0), batch_size=12, batch_duration=MIN)
+    batch = spec.iterate_batch(BatchState(5))[0]
+    plain = materialize_batch(batch)
+    pools = []
+
+    class Recorded(_materialize.ThreadPoolExecutor):
+        def __init__(self, max_workers, **kw):
+            pools.append(max_workers)
+            super().__init__(max_workers, **kw)
+
+    # Local files read as remote ones are: all the batch's reads at once, in a pool.
+    monkeypatch.setattr(_materialize, "_is_remote", lambda item: True)
+    monkeypatch.setattr(_materialize, "ThreadPoolExecutor", Recorded)
+    for limit in (3, None):
+        with use_settings(**({} if limit is None else {"max_concurrent_reads": limit})):
+            x, y = materialize_batch(batch)
+        np.testing.assert_array_equal(x, plain[0])
+        np.testing.assert_array_equal(y, plain[1])
+    assert pools == [3, 24]  # the default, 32, is more than the 2 x 12 reads
+
+
 def test_item_values_equal_a_manual_load_and_slice(any_labeled):  # noqa: F811
     spec = RandomBatches(any_labeled, n_channels=2, batch_size=12, batch_duration=MIN)
     for item in spec.iterate_batch(BatchState(11))[0]:

@@ -12,7 +12,7 @@ import pytest
 
 from ondabatches.batches import RandomBatches
 from ondabatches.materialize import materialize_batch
-from ondabatches.onda import Samples, load, store
+from ondabatches.onda import Samples, load, store, use_settings
 from ondabatches.onda import _descriptors as descriptors
 from ondabatches.serve import Batcher
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
@@ -56,8 +56,15 @@ def _files(folder, n, info):
     return paths
 
 
-def test_descriptors_are_bounded_and_all_closed(tmp_path, fresh_cache, monkeypatch):
-    monkeypatch.setattr(descriptors, "MAX_OPEN", 4)
+@pytest.fixture
+def max_open():
+    """Set the settings' ``max_open`` for the test (those of before come back after)."""
+    with use_settings():
+        yield lambda n: use_settings(max_open=n)
+
+
+def test_descriptors_are_bounded_and_all_closed(tmp_path, fresh_cache, max_open):
+    max_open(4)
     info = make_info("int16", 2)
     paths = _files(tmp_path, 10, info)
     for i, path in enumerate(paths):
@@ -133,11 +140,11 @@ def test_no_descriptor_is_left_after_a_pool_closes(labeled):  # noqa: F811
 
 
 def test_threads_reading_more_files_than_are_kept_open_read_the_right_bytes(
-    tmp_path, fresh_cache, monkeypatch
+    tmp_path, fresh_cache, max_open
 ):
     # Evictions happen while other threads read: a descriptor is closed only once no
     # read uses it (a closed, reused number would read another file's bytes).
-    monkeypatch.setattr(descriptors, "MAX_OPEN", 3)
+    max_open(3)
     info = make_info("int16", 2)
     paths = _files(tmp_path, 12, info)
     expected = [random_encoded(info, 10, seed=i) for i in range(12)]

@@ -28,12 +28,16 @@ FULL = Settings(
     cache_directory="/tmp/ondabatches-cache",
     cache_max_bytes="64M",
     max_segment_bytes=1 << 30,
+    max_concurrent_reads=8,
+    max_open=16,
+    max_state_json=4096,
 )
 
 
 def test_defaults_are_no_restriction_and_no_cache():
     s = Settings()
     assert not s.allowed and s.cache_directory is None and s.kernels == "auto"
+    assert (s.max_concurrent_reads, s.max_open, s.max_state_json) == (32, 64, 1 << 20)
     assert s.to_env() == {} and repr(s) == "Settings()"
 
 
@@ -63,6 +67,9 @@ def test_round_trips_through_json_and_pickle():
 
 def test_the_environment_form_reads_back():
     env = FULL.to_env()
+    assert env["ONDABATCHES_MAX_CONCURRENT_READS"] == "8"
+    assert env["ONDABATCHES_MAX_OPEN"] == "16"
+    assert env["ONDABATCHES_MAX_STATE_JSON"] == "4096"
     assert env["ONDABATCHES_CACHE"] == f"/tmp/ondabatches-cache:{64 << 20}"
     assert json.loads(env["FSSPEC_S3"]) == {
         "anon": True,
@@ -86,6 +93,15 @@ def test_the_environment_form_reads_back():
         ({"storage_options": {"s3": 1}}, ArgumentTypeError, "map protocol names to mappings"),
         ({"storage_options": {"s3": {"f": object()}}}, ArgumentTypeError, "JSON-serializable"),
         ({"nope": 1}, ArgumentError, r"unknown settings \['nope'\]"),
+        (
+            {"max_concurrent_reads": 0},
+            ArgumentError,
+            "max_concurrent_reads must be a whole number from 1 to 1024, got 0",
+        ),  # fmt: skip
+        ({"max_open": 1 << 20}, ArgumentError, "max_open must be a whole number from 1 to 65536"),
+        ({"max_open": "4"}, ArgumentError, "from 1 to 65536, got '4'"),
+        ({"max_state_json": 100}, ArgumentError, f"from 1024 to {1 << 30}, got 100"),
+        ({"max_state_json": True}, ArgumentError, "got True"),
     ],
 )
 def test_bad_values_are_typed_errors(changes, error, message):
@@ -100,12 +116,32 @@ def test_bad_values_are_typed_errors(changes, error, message):
         ("ONDABATCHES_CACHE", "/tmp/c:many", CacheError),
         ("ONDABATCHES_MAX_SEGMENT_BYTES", "1.5", SizeLimitError),
         ("ONDABATCHES_KERNELS", "fast", ArgumentError),
+        ("ONDABATCHES_MAX_CONCURRENT_READS", "0", ArgumentError),
+        ("ONDABATCHES_MAX_OPEN", "many", ArgumentError),
+        ("ONDABATCHES_MAX_STATE_JSON", "1e6", ArgumentError),
     ],
 )
 def test_a_malformed_variable_names_itself_and_its_value(name, raw, error):
     with pytest.raises(error, match=name) as info:
         Settings.from_env({name: raw})
     assert repr(raw) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "least", "most"),
+    [
+        ("ONDABATCHES_MAX_CONCURRENT_READS", "max_concurrent_reads", 1, 1024),
+        ("ONDABATCHES_MAX_OPEN", "max_open", 1, 1 << 16),
+        ("ONDABATCHES_MAX_STATE_JSON", "max_state_json", 1 << 10, 1 << 30),
+    ],
+)
+def test_a_limit_variable_is_read_within_its_range(name, field, least, most):
+    for good in (least, most, " 1024 "):
+        assert getattr(Settings.from_env({name: str(good)}), field) == int(good)
+    for bad in (least - 1, most + 1):
+        with pytest.raises(ArgumentError, match=rf"{name} \({field}\) must be a whole number "
+                           rf"from {least} to {most}, got '{bad}'"):  # fmt: skip
+            Settings.from_env({name: str(bad)})
 
 
 def test_the_environment_is_read_once(monkeypatch):

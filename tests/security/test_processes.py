@@ -13,7 +13,7 @@ import pytest
 
 from ondabatches import SampleFileError
 from ondabatches.onda import load_rows
-from ondabatches.serve import _shm
+from ondabatches.serve import _shm, _shm_names
 
 from ..e2e.cluster import _session_processes
 from ..onda.samplefiles import make_info, make_signal
@@ -94,7 +94,7 @@ def test_the_sweep_leaves_segments_of_live_processes_and_other_names(tmp_path):
     old_style = shared_memory.SharedMemory(name=f"ondabatches_999999999_{'ab' * 8}", create=True,
                                            size=10)  # fmt: skip
     # A dead owner with this very name format: pid 2**22 + 1 is above any pid_max.
-    pid, tag = 2**22 + 1, _shm._owner_tag()
+    pid, tag = 2**22 + 1, _shm_names._owner_tag()
     dead = shared_memory.SharedMemory(name=f"ondabatches_{pid}_{tag}_{'cd' * 8}", create=True,
                                       size=10)  # fmt: skip
     # Reused pid: our own pid with another start time.

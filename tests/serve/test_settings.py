@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
+from functools import partial
 
 import pytest
 
-from ondabatches.onda import Settings, current_settings, set_cache, use_settings
+from ondabatches.onda import Samples, Settings, current_settings, set_cache, store, use_settings
 from ondabatches.serve import Batcher
-from tests.serve.toy import ToyScheme, report_settings
+from tests.onda.samplefiles import make_info, make_signal, random_encoded
+from tests.serve.toy import ToyScheme, report_limits, report_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -22,6 +24,9 @@ _VARIABLES = (
     "ONDABATCHES_KERNELS",
     "ONDABATCHES_CACHE",
     "ONDABATCHES_MAX_SEGMENT_BYTES",
+    "ONDABATCHES_MAX_CONCURRENT_READS",
+    "ONDABATCHES_MAX_OPEN",
+    "ONDABATCHES_MAX_STATE_JSON",
     "FSSPEC_MEMORY",
 )
 
@@ -39,6 +44,9 @@ def trainer_settings(tmp_path, monkeypatch):
         allowed_prefixes=[f"{tmp_path}/", "memory://ok/"],
         kernels="numpy",
         max_segment_bytes=1 << 30,
+        max_concurrent_reads=3,
+        max_open=5,
+        max_state_json=4096,
     ) as installed:
         assert not any(name in os.environ for name in _VARIABLES)
         yield installed.settings
@@ -65,6 +73,29 @@ def test_workers_run_with_the_trainer_settings(backend, trainer_settings, tmp_pa
         first = _seen(b.take(0))
     _check(first, trainer_settings, tmp_path)
     assert (first[2] == os.getpid()) == (backend != "processes")
+
+
+@pytest.mark.parametrize("backend", ["inline", "threads", "processes"])
+def test_a_changed_limit_takes_effect_in_the_workers(backend, tmp_path, no_leaks):
+    info = make_info("int16", 2)
+    signals = []
+    for i in range(6):
+        store(
+            tmp_path / f"s{i}.lpcm", Samples(random_encoded(info, 10, seed=i), info, encoded=True)
+        )
+        signals.append(make_signal(tmp_path / f"s{i}.lpcm", "lpcm", info, 10))
+    materialize = partial(report_limits, signals=signals)
+
+    def seen() -> dict:
+        with Batcher(ToyScheme(), backend=backend, workers=1, materialize=materialize) as b:
+            b.start(0)
+            (x, _), _ = b.take(0)
+        return json.loads(x.tobytes())
+
+    with use_settings(max_open=2, max_state_json=2048):
+        assert seen() == {"open": 2, "state_refused": True}
+    with use_settings(Settings()):  # the defaults: 64 files, 2**20 characters
+        assert seen() == {"open": 6, "state_refused": False}
 
 
 def test_an_executor_that_the_batcher_does_not_own_gets_them(

@@ -15,7 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 from ondabatches import Batcher, RandomBatches
 from ondabatches.errors import SharedMemoryError
-from ondabatches.serve._pools import InlinePool, ProcessPool, run_task
+from ondabatches.serve._pools import InlinePool
+from ondabatches.serve._processes import ProcessPool
 from ondabatches.serve._shm import (
     _SWEEP,
     SegmentPool,
@@ -23,6 +24,7 @@ from ondabatches.serve._shm import (
     new_segment_name,
     unlink_shared,
 )
+from ondabatches.serve._tasks import run_task
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 from tests.serve.conftest import our_segments
 

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from ondabatches import Batcher
-from ondabatches.serve._pools import run_task, unpack_result
 from ondabatches.serve._shm import SegmentPool, WorkerSegments
+from ondabatches.serve._tasks import run_task, unpack_result
 from ondabatches.serve._tree import flatten, map_leaves, unflatten
 from tests.serve.conftest import our_segments
 from tests.serve.toy import MODALITIES, SteppingToyScheme, ToyScheme, toy_dict_materialize

@@ -169,6 +169,30 @@ def toy_dict_materialize(batch, dtype, allocate=np.empty):
     return x, y
 
 
+def report_limits(batch, dtype, signals=()):
+    """What a worker's limits do, as a batch like `report_settings`'s: how many
+    descriptors it holds after loading ``signals`` (``max_open``), and whether it
+    refuses a state JSON of 3,000 characters for its length (``max_state_json``)."""
+    import json
+
+    from ondabatches.batches import BatchState
+    from ondabatches.errors import StateError
+    from ondabatches.onda import _descriptors, load
+
+    _descriptors.close_all()
+    for each in signals:
+        load(each, encoded=True)
+    held = _descriptors.open_count()
+    _descriptors.close_all()
+    try:
+        BatchState.from_json("{" + " " * 2998 + "}")
+    except StateError as exc:
+        refused = "more than the limit" in str(exc)
+    report = {"open": held, "state_refused": refused}
+    x = np.frombuffer(json.dumps(report, sort_keys=True).encode(), dtype=np.uint8)
+    return x[None, :].copy(), np.array([[os.getpid()]], dtype=np.int64)
+
+
 def report_settings(batch, dtype):
     """What a worker sees of its process's settings, as a batch: ``x`` the JSON of
     the settings and of what follows from them (the kernels' switch, the cache's

@@ -20,17 +20,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from .._errors import ArgumentTypeError, StateError
+from ..onda._settings import DEFAULT_MAX_STATE_JSON, current_settings
 
 __all__ = ["BatchScheme", "BatchState", "STATE_VERSION"]
 
 #: Version of the state's JSON layout; a state of another version is refused.
 STATE_VERSION = 1
 
-#: The longest state JSON that
+#: The default of the longest state JSON that
 #: [`BatchState.from_json`][ondabatches.batches.BatchState.from_json] parses, in
 #: characters (a real one is a few hundred; a checkpoint from elsewhere must not cost
-#: gigabytes).
-MAX_STATE_JSON = 1 << 20
+#: gigabytes): the settings' ``max_state_json`` (``ONDABATCHES_MAX_STATE_JSON``) is the
+#: limit.
+MAX_STATE_JSON = DEFAULT_MAX_STATE_JSON
 
 # How deep lists and mappings may nest in a config value (selectors are 2 or 3 deep).
 _MAX_DEPTH = 16
@@ -205,16 +207,19 @@ class BatchState:
         Raises
         ------
         StateError
-            For text over `MAX_STATE_JSON` characters, text that is not JSON (or
+            For text over the settings' ``max_state_json`` characters (default
+            `MAX_STATE_JSON`), text that is not JSON (or
             nests too deep, or holds integers of thousands of digits), or JSON that is
             not a state; the message names the key at fault.
         """
         if not isinstance(text, (str, bytes, bytearray)):
             raise StateError(f"batch state JSON must be str or bytes, got {type(text).__name__}")
-        if len(text) > MAX_STATE_JSON:
+        most = current_settings().max_state_json
+        if len(text) > most:
             raise StateError(
                 f"batch state JSON is {len(text)} characters long, more than the limit of "
-                f"{MAX_STATE_JSON} (MAX_STATE_JSON): not a state this library wrote"
+                f"{most} (settings' max_state_json, ONDABATCHES_MAX_STATE_JSON): not a state "
+                "this library wrote"
             )
         try:
             d = json.loads(text)

@@ -25,6 +25,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             "(s3://...)."
         ),
     )
+    _add_dataset_arguments(parser)
+    _add_run_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is imported, and into which dataset."""
     parser.add_argument(
         "inputs",
         nargs="+",
@@ -64,6 +71,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default="auto",
         help="file reader (default: auto)",
     )
+
+
+def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the import runs: workers, annotations past the end, in place, output."""
     parser.add_argument(
         "--workers", "-j", type=int, default=None, help="worker processes (default: CPU count)"
     )
@@ -85,7 +96,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--verbose", "-v", action="store_true", help="one line per file even for many files"
     )
-    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

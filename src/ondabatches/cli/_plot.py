@@ -35,6 +35,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         epilog="example: ondabatches plot DATASET_DIR --seed 0 --events DATASET_DIR/arousals "
         "--out item.png",
     )
+    _add_item_arguments(parser)
+    _add_drawing_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def _add_item_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which item (or overview) of which dataset, and where the picture goes."""
     parser.add_argument(
         "paths", nargs="+", metavar="PATH", help="folder(s) or table file(s) of the dataset"
     )
@@ -69,6 +76,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sensor", metavar="TYPE", help="only signals of this sensor type (e.g. eeg)"
     )
+
+
+def _add_drawing_arguments(parser: argparse.ArgumentParser) -> None:
+    """What is drawn with the item: other modalities, events, transforms, and how."""
     parser.add_argument(
         "--modalities",
         metavar="TYPES",
@@ -106,7 +117,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar=("WIDTH", "HEIGHT"),
         help="image size in pixels (default 1200 700 for an item)",
     )
-    parser.set_defaults(func=run)
 
 
 def _load_tables(paths: list[str], reroot: Any) -> tuple[Any, Any]:
@@ -193,10 +203,7 @@ def _load_transforms(text: str | None) -> Any:
 def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: str) -> str:
     import pyarrow.compute as pc
 
-    from ..batches import RandomBatches
-    from ..inspection import label_column
-    from ..labels import iter_labeled_signals, label_signals, sort_and_trim_spans
-    from ..plot import label_encoding, plot_batch_item
+    from ..plot import plot_batch_item
 
     if signals is None:
         raise SampleFileNotFoundError(f"no Onda signals table found in {', '.join(args.paths)}")
@@ -217,25 +224,7 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
         signals = signals.filter(pc.equal(signals.column("sensor_type"), args.sensor))
         if signals.num_rows == 0:
             raise ArgumentError(f"no signals of sensor type {args.sensor!r}")
-    column = args.label_column or label_column(annotations)
-    if column is None or column not in annotations.column_names:
-        raise ArgumentError(
-            f"no label column {column or '(stage or a text column)'} in the annotations; "
-            f"columns are {annotations.column_names}"
-        )
-    epoch = round(args.epoch * NS_PER_S)
-    encoding = label_encoding(str(v) for v in annotations.column(column).to_pylist())
-    trimmed = sort_and_trim_spans(annotations, epoch=epoch, by="recording")
-    labeled = label_signals(signals, trimmed, labels_column=column, epoch=epoch, encoding=encoding)
-    if args.duration is None:
-        shortest = min(row.n_labels for row in iter_labeled_signals(labeled))
-        duration = min(DEFAULT_EPOCHS, shortest) * epoch
-    else:
-        duration = round(args.duration * NS_PER_S)
-    batches = RandomBatches(
-        labeled, n_channels=args.channels, batch_size=1, batch_duration=duration
-    )
-    item = batches.draw(args.seed, args.index, 1)[0]
+    item, encoding = _drawn_item(args, signals, annotations)
     start, stop = item.window.start / NS_PER_S, item.window.stop / NS_PER_S
     title = (
         f"recording {item.recording} · {item.info.sensor_type} · {start:g}-{stop:g} s "
@@ -270,6 +259,36 @@ def _plot_item(args: argparse.Namespace, signals: Any, annotations: Any, out: st
         size=tuple(args.size) if args.size else default,
     )
     return f"item {args.index} of seed {args.seed}: {title}{counts}"
+
+
+def _drawn_item(args: argparse.Namespace, signals: Any, annotations: Any) -> tuple[Any, Any]:
+    """Item ``--index`` of the RandomBatches stream seeded by ``--seed`` over the signals
+    labeled with the annotations' label column, and the labels' encoding."""
+    from ..batches import RandomBatches
+    from ..inspection import label_column
+    from ..labels import iter_labeled_signals, label_signals, sort_and_trim_spans
+    from ..plot import label_encoding
+
+    column = args.label_column or label_column(annotations)
+    if column is None or column not in annotations.column_names:
+        raise ArgumentError(
+            f"no label column {column or '(stage or a text column)'} in the annotations; "
+            f"columns are {annotations.column_names}"
+        )
+    epoch = round(args.epoch * NS_PER_S)
+    encoding = label_encoding(str(v) for v in annotations.column(column).to_pylist())
+    trimmed = sort_and_trim_spans(annotations, epoch=epoch, by="recording")
+    labeled = label_signals(signals, trimmed, labels_column=column, epoch=epoch, encoding=encoding)
+    if args.duration is None:
+        shortest = min(row.n_labels for row in iter_labeled_signals(labeled))
+        duration = min(DEFAULT_EPOCHS, shortest) * epoch
+    else:
+        duration = round(args.duration * NS_PER_S)
+    batches = RandomBatches(
+        labeled, n_channels=args.channels, batch_size=1, batch_duration=duration
+    )
+    item = batches.draw(args.seed, args.index, 1)[0]
+    return item, encoding
 
 
 def _events_said(name: str, events: Any, item: Any) -> str:
@@ -315,7 +334,8 @@ def _plot_modalities(
 
     from ..materialize import materialize_batch_item
     from ..onda import iter_signals, load
-    from ..plot import _window_events, plot_modalities
+    from ..plot import plot_modalities
+    from ..plot._draw import _window_events
 
     _, y = materialize_batch_item(item)
     window = item.window

@@ -260,50 +260,14 @@ def _convert(
     signals, summaries = [], []
     duration = 0
     for group, sensor_label in zip(groups, sensor_labels, strict=True):
-        first = group[0]
-        info = SamplesInfo(
-            sensor_type=first.sensor_type,
-            channels=tuple(unique_names([ch.channel for ch in group])),
-            sample_unit=first.unit,
-            sample_resolution_in_unit=first.resolution,
-            sample_offset_in_unit=first.offset,
-            sample_type=first.sample_type,
-            sample_rate=first.sample_rate,
-        )
-        if in_place is not None:
-            # Nothing written: the signal reads its channels from the source file itself.
-            signal_format, numbers = source.in_place(in_place[1], group)  # type: ignore[attr-defined]
-            file_name = edf_signal_path(in_place[0], numbers)
-        else:
-            signal_format = file_format
-            file_name = f"{file_stem}_{sensor_label}.{file_format}"
-            url = f"{out_dir.rstrip('/')}/{file_name}"
-            fs, path = filesystem_for(url)
-            with storage_errors(url, action="write"), atomic_writer(fs, path) as file:
-                _write_blocks(file, _blocks(source, group, block_bytes), fmt, info)
-            written.append((fs, path))
-        stop = time_from_index(first.n_samples, first.sample_rate)
-        duration = max(duration, stop)
-        signals.append(
-            {
-                "recording": recording,
-                "file_path": file_name,
-                "file_format": signal_format,
-                "span": TimeSpan(0, stop),
-                "sensor_label": sensor_label,
-                **info.to_dict(),
-                "source_file": source_file or source.name,
-            }
-        )
-        summaries.append(
-            SignalSummary(
-                sensor_label,
-                info.channels,
-                tuple(ch.label for ch in group),
-                first.sample_rate,
-                first.sensor_type == GENERIC_SENSOR_TYPE and any(ch.guessed for ch in group),
-            )
-        )
+        row, summary = _signal_of(
+            source, group, sensor_label, recording, written, out_dir=out_dir,
+            file_stem=file_stem, file_format=file_format, fmt=fmt, block_bytes=block_bytes,
+            source_file=source_file, in_place=in_place,
+        )  # fmt: skip
+        duration = max(duration, row["span"].stop)
+        signals.append(row)
+        summaries.append(summary)
     rows = _annotation_rows(
         source.annotations() if annotations is None else annotations,
         recording,
@@ -322,3 +286,63 @@ def _convert(
     )
     annotation_table = annotations_table(rows or _empty_annotations(stages is not None))
     return signal_table, annotation_table, summaries
+
+
+def _signal_of(
+    source: Source,
+    group: list[Any],
+    sensor_label: str,
+    recording: uuid.UUID,
+    written: list[tuple[Any, str]],
+    *,
+    out_dir: str,
+    file_stem: str,
+    file_format: str,
+    fmt: Any,
+    block_bytes: int,
+    source_file: str | None,
+    in_place: tuple[str, str] | None,
+) -> tuple[dict[str, Any], SignalSummary]:
+    """One signal of the source (the channels of ``group``): its sample file written
+    (and added to ``written``), or, ``in_place``, its path into the source file; its
+    row of the signals table and its summary."""
+    first = group[0]
+    info = SamplesInfo(
+        sensor_type=first.sensor_type,
+        channels=tuple(unique_names([ch.channel for ch in group])),
+        sample_unit=first.unit,
+        sample_resolution_in_unit=first.resolution,
+        sample_offset_in_unit=first.offset,
+        sample_type=first.sample_type,
+        sample_rate=first.sample_rate,
+    )
+    if in_place is not None:
+        # Nothing written: the signal reads its channels from the source file itself.
+        signal_format, numbers = source.in_place(in_place[1], group)  # type: ignore[attr-defined]
+        file_name = edf_signal_path(in_place[0], numbers)
+    else:
+        signal_format = file_format
+        file_name = f"{file_stem}_{sensor_label}.{file_format}"
+        url = f"{out_dir.rstrip('/')}/{file_name}"
+        fs, path = filesystem_for(url)
+        with storage_errors(url, action="write"), atomic_writer(fs, path) as file:
+            _write_blocks(file, _blocks(source, group, block_bytes), fmt, info)
+        written.append((fs, path))
+    stop = time_from_index(first.n_samples, first.sample_rate)
+    row = {
+        "recording": recording,
+        "file_path": file_name,
+        "file_format": signal_format,
+        "span": TimeSpan(0, stop),
+        "sensor_label": sensor_label,
+        **info.to_dict(),
+        "source_file": source_file or source.name,
+    }
+    summary = SignalSummary(
+        sensor_label,
+        info.channels,
+        tuple(ch.label for ch in group),
+        first.sample_rate,
+        first.sensor_type == GENERIC_SENSOR_TYPE and any(ch.guessed for ch in group),
+    )
+    return row, summary

@@ -490,30 +490,60 @@ def label_signals(
     label_starts_ns = np.array(label_starts, dtype=np.int64)
     label_stops_ns = np.array(label_stops, dtype=np.int64)
     if store is not None:
-        recordings = uuids_from_array(kept.column("recording"))
-        paths = label_paths(
-            label_root(store),
-            recordings,
-            kept.column("file_path").to_pylist(),
-            store_format,
-            range(len(keep)),
-        )
-        # A few rows' labels at a time: the runs are encoded again as they are written.
-        digests: dict[str, str] = {}
-        write_label_files(
-            digesting(
-                ((path, np.repeat(values, counts), info)
-                 for path, (values, counts) in zip(paths, runs, strict=True)),
-                (stored_label_key(r, p) for r, p in zip(recordings, paths, strict=True)),
-                digests,
-            )
+        return _stored_table(
+            kept, runs, label_starts_ns, label_stops_ns, info, store=store,
+            store_format=store_format,
         )  # fmt: skip
-        table = with_label_columns(
-            kept,
-            timespan_array(label_starts_ns, label_stops_ns),
-            stored_labels_column(paths, store_format, label_starts_ns, label_stops_ns, info),
+    return _inline_table(kept, runs, label_starts_ns, label_stops_ns, info, dtype)
+
+
+def _stored_table(
+    kept: pa.Table,
+    runs: list[tuple[np.ndarray, np.ndarray]],
+    label_starts_ns: np.ndarray,
+    label_stops_ns: np.ndarray,
+    info: Any,
+    *,
+    store: Any,
+    store_format: str,
+) -> pa.Table:
+    """The labeled table whose labels are written to files under ``store`` as they are
+    expanded from their runs, a few rows at a time."""
+    recordings = uuids_from_array(kept.column("recording"))
+    paths = label_paths(
+        label_root(store),
+        recordings,
+        kept.column("file_path").to_pylist(),
+        store_format,
+        range(kept.num_rows),
+    )
+    # A few rows' labels at a time: the runs are encoded again as they are written.
+    digests: dict[str, str] = {}
+    write_label_files(
+        digesting(
+            ((path, np.repeat(values, counts), info)
+             for path, (values, counts) in zip(paths, runs, strict=True)),
+            (stored_label_key(r, p) for r, p in zip(recordings, paths, strict=True)),
+            digests,
         )
-        return with_label_digests(table, digests)
+    )  # fmt: skip
+    table = with_label_columns(
+        kept,
+        timespan_array(label_starts_ns, label_stops_ns),
+        stored_labels_column(paths, store_format, label_starts_ns, label_stops_ns, info),
+    )
+    return with_label_digests(table, digests)
+
+
+def _inline_table(
+    kept: pa.Table,
+    runs: list[tuple[np.ndarray, np.ndarray]],
+    label_starts_ns: np.ndarray,
+    label_stops_ns: np.ndarray,
+    info: Any,
+    dtype: Any,
+) -> pa.Table:
+    """The labeled table holding its labels, expanded from their runs."""
     lengths = np.array([counts.sum() for _, counts in runs], dtype=np.int64)
     # Expanded row by row into the one buffer the column will use: no concatenated
     # copies of the runs next to the labels.

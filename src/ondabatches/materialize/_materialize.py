@@ -25,6 +25,7 @@ from ..labels._labeled import StoredLabels
 from ..onda._decoding import decode_plan, post_decode
 from ..onda._io import check_rows, load_rows, read_encoded
 from ..onda._samples import Samples, SamplesInfo
+from ..onda._settings import DEFAULT_MAX_CONCURRENT_READS, current_settings
 from ..onda._timespan import NS_PER_S, _rate, window_sample_range
 from ..transforms._base import Pipeline
 from ..transforms._scheme import KeyedBatch
@@ -43,9 +44,10 @@ _ITEM_KINDS: dict[type, tuple[Callable[..., Any], Callable[..., Any]]] = {}
 #: transform pipeline; ``_transformed`` (which builds on this module) registers it.
 _TRANSFORMED: list[Callable[..., Any]] = []
 
-#: The most reads of one batch in flight at once (per materializing process or thread).
-#: s3:// filesystems get a connection pool at least this large (``max_pool_connections``).
-MAX_CONCURRENT_READS = 32
+#: The default of the most reads of one batch in flight at once (per materializing
+#: process or thread): the settings' ``max_concurrent_reads`` is the limit. s3://
+#: filesystems get a connection pool at least this large (``max_pool_connections``, 64).
+MAX_CONCURRENT_READS = DEFAULT_MAX_CONCURRENT_READS
 
 #: A batch's x above this many bytes is allocated only once every item's file has been
 #: checked to hold its window (see ``check_rows``): a table with a wrong sample_rate
@@ -365,7 +367,7 @@ def _materialize_concurrently(
     if shape is not None:
         _check_before_allocating(items, shape, dtype)
     x = allocate((len(items), *shape), dtype) if shape is not None else None
-    threads = min(MAX_CONCURRENT_READS, 2 * len(items))
+    threads = min(current_settings().max_concurrent_reads, 2 * len(items))
     # Leaving the block waits for every read: no thread may write into x afterwards.
     with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
         y_jobs = [pool.submit(_y, it) for it in items]

@@ -42,6 +42,7 @@ from ..batches._item import BatchItem
 from ..batches._montage import channel_shape, resample_ratio
 from ..batches._multi_item import MissingModality, MultiBatchItem
 from ..onda._decoding import post_decode
+from ..onda._settings import current_settings
 from ..onda._timespan import TimeSpan, n_samples, time_from_index, window_sample_range
 from ._materialize import (
     _ITEM_KINDS,
@@ -52,9 +53,6 @@ from ._materialize import (
     _x,
     _x_at,
 )
-
-#: The most reads of one batch in flight at once when a file is remote.
-MAX_CONCURRENT_READS = 32
 
 
 def _part_shape(part: BatchItem | MissingModality, duration: int, target: float | None):
@@ -359,7 +357,7 @@ def _run(items: Sequence[MultiBatchItem], jobs: list[_Job]) -> list[Any]:
             f(*args)
         return codes
     # Every read of the batch in flight at once; leaving the block waits for all.
-    threads = min(MAX_CONCURRENT_READS, len(jobs) + len(items))
+    threads = min(current_settings().max_concurrent_reads, len(jobs) + len(items))
     with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
         y_jobs = [pool.submit(it.label_codes) for it in items]
         x_jobs = [pool.submit(f, *args) for f, args in jobs]

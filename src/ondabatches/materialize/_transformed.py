@@ -16,11 +16,11 @@ import numpy as np
 
 from .._errors import BatchShapeError, BatchSpecError
 from ..batches._item import BatchItem
+from ..onda._settings import current_settings
 from ..transforms._base import Pipeline
 from ._materialize import (
     _ITEM_KINDS,
     _TRANSFORMED,
-    MAX_CONCURRENT_READS,
     _channel_index,
     _describe,
     _is_remote,
@@ -79,7 +79,7 @@ def materialize_transformed(
         if direct is not None:
             return direct
     if any(isinstance(it, BatchItem) and _is_remote(it) for it in items):
-        threads = min(MAX_CONCURRENT_READS, len(items))
+        threads = min(current_settings().max_concurrent_reads, len(items))
         with ThreadPoolExecutor(threads, thread_name_prefix="ondabatches-read") as pool:
             jobs = [
                 pool.submit(_item, it, i, dtype, exact, pipeline, key) for i, it in enumerate(items)

@@ -1,7 +1,8 @@
 """Open file descriptors of local sample files, kept between reads (a bounded LRU).
 
 Opening a file costs more than reading a 30 s window of it from the page cache, so a
-process keeps up to `MAX_OPEN` descriptors of the sample files it read last.
+process keeps up to the settings' ``max_open`` descriptors (``ONDABATCHES_MAX_OPEN``,
+default `MAX_OPEN`) of the sample files it read last.
 Every read still checks, with one ``stat`` of the path, that the path names the file
 the descriptor holds (same device and inode): a file replaced since (``store`` renames
 a new file over the old one) is opened again, so readers see what a fresh ``open``
@@ -23,13 +24,14 @@ import stat
 import threading
 from collections import OrderedDict
 
+from ._settings import DEFAULT_MAX_OPEN, current_settings
 from ._storage import check_regular
 
 __all__ = ["MAX_OPEN", "close_all", "forget", "open_count", "opened"]
 
-#: The most descriptors a process keeps open for sample files (those being read count
-#: until their reads end).
-MAX_OPEN = 64
+#: The default of the most descriptors a process keeps open for sample files (those
+#: being read count until their reads end): the settings' ``max_open`` is the limit.
+MAX_OPEN = DEFAULT_MAX_OPEN
 
 
 class _Held:
@@ -118,12 +120,13 @@ class opened:  # noqa: N801 - used as a context manager, like open()
             raise
         held = _Held(fd, st.st_dev, st.st_ino)
         held.users = 1
+        most = current_settings().max_open
         with _lock:
             stale = _open.pop(path, None)
             _open[path] = held
             if stale is not None:
                 _drop(stale)
-            while len(_open) > MAX_OPEN:
+            while len(_open) > most:
                 _drop(_open.popitem(last=False)[1])
         self.held = held
         return fd, st

@@ -3,9 +3,11 @@
 [`Settings`][ondabatches.onda.Settings] holds everything that configures ondabatches
 in a process and that its workers must agree on: storage options per protocol, the
 allow-list of [`allowed_storage`][ondabatches.onda.allowed_storage], the decode
-kernels, the node-local cache and the shared-memory ceiling. The first time anything
-asks for them ([`current_settings`][ondabatches.onda.current_settings]), they are read
-from the ``ONDABATCHES_*`` environment variables (`Settings.from_env`); after that the
+kernels, the node-local cache, the shared-memory ceiling and the limits (reads in
+flight per batch, sample files held open, the length of a batch state's JSON). The
+first time anything asks for them
+([`current_settings`][ondabatches.onda.current_settings]), they are read from the
+``ONDABATCHES_*`` environment variables (`Settings.from_env`); after that the
 environment is not read again. [`use_settings`][ondabatches.onda.use_settings] replaces
 them (for the process, or for a ``with`` block), and the older setters
 ([`set_storage_options`][ondabatches.onda.set_storage_options],
@@ -54,6 +56,30 @@ KERNELS_ENV = "ONDABATCHES_KERNELS"
 #: The environment variable that caps a batch's segment, in bytes (default: the size of
 #: the whole shared-memory filesystem, which no segment can outgrow).
 MAX_SEGMENT_ENV = "ONDABATCHES_MAX_SEGMENT_BYTES"
+
+#: The environment variable of the most reads of one batch in flight at once.
+MAX_CONCURRENT_READS_ENV = "ONDABATCHES_MAX_CONCURRENT_READS"
+
+#: The environment variable of the most sample files a process keeps open.
+MAX_OPEN_ENV = "ONDABATCHES_MAX_OPEN"
+
+#: The environment variable of the longest batch state JSON that is parsed, in characters.
+MAX_STATE_JSON_ENV = "ONDABATCHES_MAX_STATE_JSON"
+
+#: The defaults of the limits.
+DEFAULT_MAX_CONCURRENT_READS = 32
+DEFAULT_MAX_OPEN = 64
+DEFAULT_MAX_STATE_JSON = 1 << 20
+
+#: The limits: field -> (its environment variable, its default, the least and the most
+#: it may be).
+LIMITS: Mapping[str, tuple[str, int, int, int]] = MappingProxyType(
+    {
+        "max_concurrent_reads": (MAX_CONCURRENT_READS_ENV, DEFAULT_MAX_CONCURRENT_READS, 1, 1024),
+        "max_open": (MAX_OPEN_ENV, DEFAULT_MAX_OPEN, 1, 1 << 16),
+        "max_state_json": (MAX_STATE_JSON_ENV, DEFAULT_MAX_STATE_JSON, 1 << 10, 1 << 30),
+    }
+)
 
 _KERNELS = ("auto", "numpy")
 _DEFAULT_CACHE_BYTES = 10 << 30
@@ -107,6 +133,22 @@ def _frozen_options(options: Any) -> Mapping[str, Mapping[str, Any]]:
     return MappingProxyType({p: MappingProxyType(o) for p, o in plain.items() if o})
 
 
+def _limit(name: str, value: Any, variable: str | None = None) -> int:
+    """``value`` as the limit ``name``, or an ``ArgumentError`` naming the field (and the
+    environment variable whose text ``value`` is, if given) and the range."""
+    _, _, least, most = LIMITS[name]
+    number = value
+    if variable is not None:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if isinstance(number, bool) or not isinstance(number, int) or not least <= number <= most:
+        what = name if variable is None else f"{variable} ({name})"
+        raise ArgumentError(f"{what} must be a whole number from {least} to {most}, got {value!r}")
+    return number
+
+
 def _whole(value: Any, what: str, error: type[Exception] = ArgumentError) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise error(f"{what} must be a positive whole number of bytes, got {value!r}")
@@ -136,6 +178,17 @@ class Settings:
     max_segment_bytes:
         The most bytes one batch's shared-memory segment may take, or ``None`` for the
         size of ``/dev/shm``.
+    max_concurrent_reads:
+        The most reads of one batch in flight at once, per materializing process or
+        thread (1 to 1024; default 32). Above 64, raise the ``max_pool_connections`` of
+        ``s3://`` filesystems' ``config_kwargs`` too (64 by default).
+    max_open:
+        The most descriptors of local sample files a process keeps open between reads
+        (1 to 65536; default 64).
+    max_state_json:
+        The longest state JSON that
+        [`BatchState.from_json`][ondabatches.batches.BatchState.from_json] parses, in
+        characters (1024 to 2**30; default 2**20): a real one is a few hundred.
 
     Examples
     --------
@@ -155,6 +208,9 @@ class Settings:
     cache_directory: str | None = None
     cache_max_bytes: int = _DEFAULT_CACHE_BYTES
     max_segment_bytes: int | None = None
+    max_concurrent_reads: int = DEFAULT_MAX_CONCURRENT_READS
+    max_open: int = DEFAULT_MAX_OPEN
+    max_state_json: int = DEFAULT_MAX_STATE_JSON
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -178,6 +234,8 @@ class Settings:
         set_(self, "cache_max_bytes", _whole(size, "cache_max_bytes", CacheError))
         if self.max_segment_bytes is not None:
             _whole(self.max_segment_bytes, "max_segment_bytes", SizeLimitError)
+        for name in LIMITS:
+            _limit(name, getattr(self, name))
 
     def __repr__(self) -> str:
         # Only what differs from the defaults, as plain data.
@@ -235,7 +293,8 @@ class Settings:
 
         A malformed value is an error naming the variable, what it must be and what it
         holds: ``StorageError`` (storage options, allow-list), ``CacheError``,
-        ``ArgumentError`` (kernels), ``SizeLimitError`` (segment ceiling).
+        ``ArgumentError`` (kernels, the limits: with their range), ``SizeLimitError``
+        (segment ceiling).
         """
         env = os.environ if environ is None else environ
         changes: dict[str, Any] = {}
@@ -273,6 +332,10 @@ class Settings:
                 raise SizeLimitError(
                     f"{MAX_SEGMENT_ENV} must be a whole number of bytes, got {raw!r}"
                 ) from None
+        for name, (variable, *_) in LIMITS.items():
+            raw = env.get(variable)
+            if raw:
+                changes[name] = _limit(name, raw, variable)
         return cls(**changes)
 
     def to_env(self) -> dict[str, str]:
@@ -300,6 +363,9 @@ class Settings:
             env[CACHE_ENV] = f"{self.cache_directory}:{self.cache_max_bytes}"
         if self.max_segment_bytes is not None:
             env[MAX_SEGMENT_ENV] = str(self.max_segment_bytes)
+        for name, (variable, default, *_) in LIMITS.items():
+            if getattr(self, name) != default:
+                env[variable] = str(getattr(self, name))
         return env
 
 

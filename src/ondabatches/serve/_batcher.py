@@ -14,166 +14,55 @@ stays the same whatever the batch size.
 With ``workers="auto"`` (or an `AutoWorkers`), the manager measures the consumer's waits
 and the buffer between batches and resizes the pool (see ``_autoscale``); a resize
 changes who computes the batches, never which batches come out or in which order.
+
+The buffer of batches in flight (filling, retries, waiting) is in ``_slots``, the
+changes of the worker count in ``_resizing``, and how a failed batch reaches the
+trainer in ``_failures``; the Batcher combines them.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import CancelledError, Executor, Future
-from dataclasses import dataclass
+from concurrent.futures import Executor
 from typing import Any
 
 import numpy as np
 
 from .. import _errors
-from .._errors import (
-    ArgumentError,
-    ArgumentTypeError,
-    BatcherError,
-    BatchTimeoutError,
-    WorkerError,
-)
+from .._errors import ArgumentError, ArgumentTypeError, BatcherError
 from ..batches._state import BatchScheme, as_batch_scheme
 from ..transforms._base import Pipeline
 from ..transforms._scheme import TransformedBatches
-from ._autoscale import AutoWorkers, IdleCpus, Measurement, WorkerChange, WorkerController
-from ._pools import (
-    _PERMANENT,
-    _PREFETCH,
-    ExecutorPool,
-    InlinePool,
-    Materialize,
-    Pool,
-    ProcessPool,
-    TaskError,
-    public_error_name,
-    takes_allocate,
+from ._autoscale import AutoWorkers, IdleCpus, WorkerChange, WorkerController
+from ._pools import _PREFETCH, ExecutorPool, InlinePool, Pool
+from ._processes import ProcessPool
+from ._resizing import _auto_workers, _first_worker_count, _Resizing, _Window
+from ._slots import (
+    _DONE_AT,
+    DrawAndMaterialize,
+    _default_materialize,
+    _is_materialize_batch,
+    _Slot,
+    _SlotPipeline,
 )
 from ._stats import DataPathMeter, IntervalLogger, nbytes
+from ._tasks import Materialize
 from ._threads import ThreadPool
 
 __all__ = ["AutoWorkers", "BatchScheme", "Batcher"]
 
 logger = logging.getLogger("ondabatches")
 
-#: The longest wait between two attempts of one batch, whatever the backoff says.
-_MAX_BACKOFF = 30.0
-#: The most seconds a first take() waits for the other workers' first batches.
-_SETTLE_SECONDS = 10.0
-
-#: The attribute a finished future carries its completion time in (perf_counter).
-_DONE_AT = "_ondabatches_done_at"
 
 #: How many changes of the worker count stats() lists (the latest ones).
 _MAX_CHANGES = 100
 
 
-@dataclass(slots=True)
-class _Slot:
-    """One batch on its way: where it comes from, and its pending result.
-
-    ``batch`` is None when a worker draws the batch itself from ``state``.
-    """
-
-    state: Any
-    batch: Any
-    next_state: Any
-    future: Future
-    attempts: int = 1
-    retry_at: float | None = None
-    submitted_at: float = 0.0
-
-
-@dataclass(slots=True)
-class _Window:
-    """What one interval of ``workers="auto"`` saw: from when, the consumer's wait
-    so far when it began, takes, and takes that found the buffer full of ready batches."""
-
-    started: float = 0.0
-    wait_s: float = 0.0
-    takes: int = 0
-    full: int = 0
-    settling: bool = False  # the first interval after a change: not judged
-
-
-class DrawAndMaterialize:
-    """What a worker runs when it draws its batch itself: the scheme's batch at a state,
-    materialized.
-
-    Batch ``k`` is a pure function of its state, so a worker that draws it gets the
-    batch the manager would have drawn; the manager then only walks the states
-    (``next_state``), whatever the batch size.
-    """
-
-    def __init__(self, batches: Any, materialize: Materialize):
-        self.batches = batches
-        self.materialize = materialize
-
-    def __call__(self, state: Any, dtype: Any, allocate: Any = None):
-        step = self.batches.iterate_batch(state)
-        if step is None:
-            raise BatcherError(
-                f"the batch scheme has no batch at state {state!r}, although its "
-                f"next_state said it had"
-            )
-        if allocate is not None and takes_allocate(self.materialize):
-            return self.materialize(step[0], dtype, allocate=allocate)
-        return self.materialize(step[0], dtype)
-
-
-def _default_materialize(batch: Any, dtype: Any, *, allocate: Any = None) -> tuple[Any, Any]:
-    # Imported here: materialization pulls in storage and decoding, which a Batcher
-    # given its own ``materialize`` never needs. ``allocate`` is passed on so that a
-    # worker decodes straight into shared memory instead of copying the batch there.
-    from ..materialize import materialize_batch
-
-    return materialize_batch(batch, dtype, allocate=allocate)
-
-
-def _is_materialize_batch(fn: Any) -> bool:
-    from ..materialize import materialize_batch
-
-    return getattr(fn, "func", fn) is materialize_batch
-
-
-def _auto_workers(workers: Any, backend: Any) -> AutoWorkers | None:
-    """The settings of ``workers="auto"``, or None for a fixed count."""
-    if isinstance(workers, str):
-        if workers != "auto":
-            raise ArgumentError(
-                f"workers must be an int, 'auto' or an AutoWorkers, got {workers!r}"
-            )
-        workers = AutoWorkers()
-    if not isinstance(workers, AutoWorkers):
-        return None
-    if backend not in _RESIZABLE:
-        shown = backend if isinstance(backend, str) else type(backend).__name__
-        raise ArgumentError(
-            f"workers='auto' needs a pool that the Batcher makes and resizes: backend "
-            f"{' or '.join(map(repr, _RESIZABLE))}, got {shown!r}"
-        )
-    return workers
-
-
-#: The backends whose pools resize (what ``workers="auto"`` needs).
-_RESIZABLE = ("threads", "processes", "ray")
-
-
-def _default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
-class Batcher:
+class Batcher(_Resizing, _SlotPipeline):
     """Serve materialized batches of a batch scheme, in order, from a worker pool.
 
     Parameters
@@ -279,32 +168,14 @@ class Batcher:
         #: The settings of the automatic worker count (None: a fixed count).
         self.auto: AutoWorkers | None = _auto_workers(workers, backend)
         self._controller: WorkerController | None = None
-        if self.auto is not None:
-            self.workers = self.auto.min_workers
-        else:
-            self.workers = _default_workers() if workers is None else workers
-            if not isinstance(self.workers, int) or isinstance(self.workers, bool):
-                raise ArgumentTypeError(
-                    f"workers must be an int, 'auto' or an AutoWorkers, got "
-                    f"{type(self.workers).__name__} {self.workers!r}"
-                )
-        if self.workers < 1:
-            raise ArgumentError(f"workers must be at least 1, got {self.workers}")
+        self.workers = _first_worker_count(workers, self.auto)
         self._buffer_follows = buffer is None  # 2 x workers, whatever their number
         self.buffer = 2 * self.workers if buffer is None else buffer
         if self.buffer < 1:
             raise ArgumentError(f"buffer must be at least 1, got {self.buffer}")
         if retries < 0 or backoff < 0:
             raise ArgumentError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
-        pipeline = Pipeline.of(transforms)
-        if pipeline is not None:
-            if materialize is not None and not _is_materialize_batch(materialize):
-                raise _errors.BatchSpecError(
-                    "transforms need the default materialize (or a functools.partial of "
-                    f"materialize_batch); got {materialize!r}: apply them in it instead"
-                )
-            batches = TransformedBatches(batches, pipeline)
-        self.batches = batches
+        self.batches = batches = _transformed(batches, transforms, materialize)
         self.backend = backend
         self.retries = retries
         self.backoff = backoff
@@ -587,81 +458,6 @@ class Batcher:
             if self._controller is not None:
                 self._next_window(settling=True)
 
-    def _resize(self, workers: int, wait_fraction: float | None, reason: str) -> None:
-        before = self.workers
-        if workers == before:
-            return
-        if self._pool is not None:
-            self._pool.resize(workers)
-        self.workers = workers
-        if self._buffer_follows:
-            self.buffer = 2 * workers
-        self._meter.resized(workers)
-        self._changes.append(
-            WorkerChange(
-                at_s=round(time.perf_counter() - self._meter.started, 3),
-                workers_before=before,
-                workers=workers,
-                wait_fraction=None if wait_fraction is None else round(wait_fraction, 3),
-                reason=reason,
-            )
-        )
-        logger.info("Batcher workers: %d -> %d (%s)", before, workers, reason)
-        if self._pool is not None and not self._pool.lazy:
-            self._fill()
-
-    # -- the automatic worker count -----------------------------------------------
-
-    def _cpus(self) -> int:
-        """The CPUs "auto" may fill by default: this machine's, or the Ray cluster's."""
-        if self.backend == "ray":
-            ray = _errors.require("ray", "ray")
-            if ray.is_initialized():
-                return max(1, int(ray.cluster_resources().get("CPU", 1)))
-        return _default_workers()
-
-    def _next_window(self, *, settling: bool = False) -> None:
-        self._window = _Window(time.perf_counter(), self._meter.wait_s, settling=settling)
-
-    def _observe(self) -> None:
-        """Count one take, and whether every batch of the buffer was ready for it."""
-        self._pool.poll()
-        window = self._window
-        window.takes += 1
-        slots = self._slots
-        if (len(slots) >= self.buffer or self._exhausted) and all(
-            slot.retry_at is None and slot.future.done() for slot in slots
-        ):
-            window.full += 1
-
-    def _decide(self, now: float) -> None:
-        """At the end of an interval: let the controller set the worker count."""
-        window = self._window
-        elapsed = now - window.started
-        wait_fraction = min(max(self._meter.wait_s - window.wait_s, 0.0) / elapsed, 1.0)
-        self._last_wait_fraction = wait_fraction
-        idle = None if self._idle is None else self._idle.sample()
-        if window.settling or window.takes == 0:  # a change is taking effect
-            self._next_window()
-            return
-        full = window.full / window.takes
-        measured = Measurement(elapsed, window.takes, wait_fraction, full, idle)
-        target = self._controller.step(self.workers, measured)
-        if target == self.workers:
-            self._next_window()
-            return
-        if target > self.workers:
-            reason = f"the consumer waited {100 * wait_fraction:.0f}% of the last {elapsed:.2f} s"
-            if idle is not None:
-                reason += f", {idle:.1f} CPUs idle"
-        else:
-            reason = (
-                f"the buffer stayed full of ready batches, the consumer waited "
-                f"{100 * wait_fraction:.0f}% of the last {elapsed:.2f} s"
-            )
-        self._resize(target, wait_fraction, reason)
-        self._next_window(settling=True)
-
     def iterate(self, state: Any) -> Iterator[tuple[tuple[Any, Any], Any]]:
         """Yield ``((x, y), next_state)`` from ``state`` on, until a finite scheme ends.
 
@@ -688,210 +484,19 @@ class Batcher:
             yield result
             state = result[1]
 
-    # -- the pipeline --------------------------------------------------------------
 
-    def _reposition(self, state: Any) -> None:
-        self._discard_slots()
-        self._position = state
-        self._cursor = state
-        self._exhausted = False
-        self._status = "running"
-
-    def _discard_slots(self) -> None:
-        while self._slots:
-            slot = self._slots.popleft()
-            if self._pool is not None:
-                self._pool.cancel(slot.future)
-
-    def _draws_in_workers(self) -> bool:
-        return self._drawing is not None and self._pool is not None and self._pool.sends_once
-
-    def _submit(self, state: Any, batch: Any) -> Future:
-        """Materialize ``batch``, or, when it is None, let a worker draw ``state``'s batch."""
-        assert self._pool is not None
-        if batch is None:
-            future = self._pool.submit(self._drawing, state, self.dtype)
-        else:
-            future = self._pool.submit(self.materialize, batch, self.dtype)
-        future.add_done_callback(self._on_done)
-        return future
-
-    def _on_done(self, future: Future) -> None:
-        if not future.cancelled() and future.exception() is not None:
-            self._attention = True
-        # When the batch finished, for the workers' occupancy (read when it is taken);
-        # a foreign future without attributes only loses that figure.
-        try:
-            setattr(future, _DONE_AT, time.perf_counter())
-        except AttributeError:  # pragma: no cover - no such future among our pools
-            pass
-
-    def _batch_at(self, state: Any) -> Any:
-        """The batch of ``state`` (for an error report when a worker drew it)."""
-        try:
-            step = self.batches.iterate_batch(state)
-        except Exception:  # the report must not fail in turn
-            return None
-        return None if step is None else step[0]
-
-    def _fill(self) -> None:
-        """Retry failed batches whose backoff is over, then top the buffer up."""
-        if self._attention:
-            self._retry_due()
-        window = 1 if self._pool.lazy else self.buffer
-        remote = self._draws_in_workers()
-        while not self._exhausted and len(self._slots) < window:
-            if remote:  # no batch: the worker draws it
-                next_state = self.batches.next_state(self._cursor)
-                step = None if next_state is None else (None, next_state)
-            else:
-                step = self.batches.iterate_batch(self._cursor)
-            if step is None:
-                self._exhausted = True
-                break
-            batch, next_state = step
-            submitted_at = time.perf_counter()
-            future = self._submit(self._cursor, batch)
-            self._slots.append(
-                _Slot(self._cursor, batch, next_state, future, submitted_at=submitted_at)
-            )
-            self._cursor = next_state
-
-    def _retry_due(self) -> None:
-        # Cleared first: a batch failing meanwhile sets it again.
-        self._attention = False
-        now = time.monotonic()
-        for slot in self._slots:
-            if slot.retry_at is None and slot.future.done() and slot.future.exception():
-                exc = slot.future.exception()
-                if slot.attempts <= self.retries and not _permanent(exc):
-                    self._schedule_retry(slot, exc, now)
-            if slot.retry_at is not None and slot.retry_at <= now:
-                self._resubmit(slot)
-            if slot.retry_at is not None:
-                self._attention = True
-
-    def _schedule_retry(self, slot: _Slot, exc: BaseException, now: float) -> None:
-        delay = min(self.backoff * 2 ** (slot.attempts - 1), _MAX_BACKOFF)
-        slot.retry_at = now + delay
-        self._meter.retries += 1
-        logger.warning(
-            "batch for state %r failed (attempt %d of %d), retrying in %.2f s: %s",
-            slot.state,
-            slot.attempts,
-            self.retries + 1,
-            delay,
-            _summary(exc),
+def _transformed(batches: Any, transforms: Any, materialize: Materialize | None) -> Any:
+    """The scheme, wrapped in `TransformedBatches` when there are ``transforms`` (which
+    need the default materialize: the pipeline runs inside it)."""
+    pipeline = Pipeline.of(transforms)
+    if pipeline is None:
+        return batches
+    if materialize is not None and not _is_materialize_batch(materialize):
+        raise _errors.BatchSpecError(
+            "transforms need the default materialize (or a functools.partial of "
+            f"materialize_batch); got {materialize!r}: apply them in it instead"
         )
-
-    def _resubmit(self, slot: _Slot) -> None:
-        slot.retry_at = None
-        slot.attempts += 1
-        slot.submitted_at = time.perf_counter()
-        slot.future = self._submit(slot.state, slot.batch)
-
-    def _settle(self, deadline: float | None) -> None:
-        """The first take() of a new pool waits for every worker's first batch and lets
-        the pool prepare what the steady state uses (shared memory), so that it pays for
-        starting up rather than the batches after it, which then arrive at the steady
-        pace. Failures are left to the take() of their batch."""
-        self._settling = False
-        for slot in list(self._slots)[1 : self.workers]:
-            remaining = _SETTLE_SECONDS if deadline is None else deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                slot.future.exception(min(remaining, _SETTLE_SECONDS))
-            except (TimeoutError, CancelledError):
-                break
-        self._pool.settle()
-
-    def _wait(self, slot: _Slot, deadline: float | None):
-        while True:
-            if slot.retry_at is not None:
-                delay = slot.retry_at - time.monotonic()
-                if deadline is not None and time.monotonic() + delay > deadline:
-                    raise BatchTimeoutError(f"the batch for state {slot.state!r} is not ready")
-                time.sleep(max(delay, 0.0))
-                self._resubmit(slot)
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            try:
-                return slot.future.result(remaining)
-            except TimeoutError:
-                raise BatchTimeoutError(
-                    f"the batch for state {slot.state!r} was not ready within the timeout"
-                ) from None
-            except Exception as exc:
-                if slot.attempts > self.retries or _permanent(exc):
-                    error = _worker_error(exc)(
-                        f"the batch for state {slot.state!r} failed after "
-                        f"{slot.attempts} attempt(s)"
-                        f"{' (the data is wrong: not retried)' if _permanent(exc) else ''}: "
-                        f"{_summary(exc)}",
-                        state=slot.state,
-                        batch=slot.batch if slot.batch is not None else self._batch_at(slot.state),
-                        worker_traceback=_traceback_of(exc),
-                    )
-                    self._status = error
-                    self._discard_slots()
-                    raise error from exc
-                self._schedule_retry(slot, exc, time.monotonic())
-
-
-def _worker_error(exc: BaseException) -> type[WorkerError]:
-    """The class of the error a failed batch raises in the trainer:
-    [`WorkerError`][ondabatches._errors.WorkerError], combined with the public class the
-    worker raised when it raised one of ours, so that ``except UntrustedPathError``
-    catches a refusal made on a worker as it would one made inline (and ``except
-    WorkerError`` still catches every failed batch)."""
-    name = exc.error_class if isinstance(exc, TaskError) else public_error_name(exc)
-    if name is None or name == WorkerError.__name__:
-        return WorkerError
-    return _combined_worker_error(name)
-
-
-@functools.cache
-def _combined_worker_error(name: str) -> type[WorkerError]:
-    public = getattr(_errors, name)
-    if issubclass(public, WorkerError):
-        return public
-    if issubclass(WorkerError, public):  # OndaBatchesError, BatcherError: nothing to add
-        return WorkerError
-    return type(
-        name,
-        (WorkerError, public),
-        {
-            "__module__": __name__,
-            "__doc__": f"A {name} raised on a worker, re-raised as a WorkerError too.",
-            # Pickled by name (e.g. from a Ray actor's Batcher to its caller).
-            "__reduce__": lambda self: (_rebuild_worker_error, (name, self.args, self.__dict__)),
-        },
-    )
-
-
-def _rebuild_worker_error(name: str, args: tuple, attributes: dict) -> WorkerError:
-    error = _combined_worker_error(name)(*args)
-    error.__dict__.update(attributes)
-    return error
-
-
-def _permanent(exc: BaseException) -> bool:
-    """A failure no retry can mend (the data is wrong, a size over its ceiling): report
-    it at once."""
-    return (isinstance(exc, TaskError) and exc.permanent) or isinstance(exc, _PERMANENT)
-
-
-def _summary(exc: BaseException) -> str:
-    if isinstance(exc, TaskError):
-        lines = exc.worker_traceback.strip().splitlines()
-        return lines[-1] if lines else "materialize failed"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _traceback_of(exc: BaseException) -> str:
-    if isinstance(exc, TaskError):
-        return exc.worker_traceback
-    return "".join(traceback.format_exception(exc))
+    return TransformedBatches(batches, pipeline)
 
 
 def _ray_pool(batcher: Batcher) -> Pool:

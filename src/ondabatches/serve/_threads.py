@@ -14,7 +14,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from .._errors import ArgumentError
-from ._pools import ExecutorPool, Materialize, WorkerLostError, run_task, unpack_result
+from ._pools import ExecutorPool
+from ._tasks import Materialize, WorkerLostError, run_task, unpack_result
 
 __all__: list[str] = []
 
