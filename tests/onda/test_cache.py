@@ -257,3 +257,95 @@ def test_load_rows_through_the_cache(cache_dir, s3):
             got = load_rows(sig, range(500, 3100), encoded=True, storage_options=s3.storage_options)
             np.testing.assert_array_equal(got.data, enc[:, 500:3100])
     assert cache_stats().hits >= 2
+
+
+def _age(entry: str, seconds: float = 10.0) -> None:
+    """Make ``entry`` look written ``seconds`` ago (access and modification time)."""
+    then = os.stat(entry).st_mtime - seconds
+    os.utime(entry, (then, then))
+
+
+def _count_crcs(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = _cache.zlib.crc32
+
+    def counted(data, *args):
+        calls.append(len(data))
+        return real(data, *args)
+
+    monkeypatch.setattr(_cache.zlib, "crc32", counted)
+    return calls
+
+
+def test_checked_entry_is_served_without_its_crc_until_changed(cache_dir, remote, monkeypatch):
+    fs, path, payload, counter = remote
+    read_range(fs, path, 0, 5000)
+    (entry,) = _entries(cache_dir)
+    crcs = _count_crcs(monkeypatch)
+    read_range(fs, path, 0, 5000)  # fresh: checked, not remembered (the clock's tick)
+    assert crcs == [5000]
+    _age(entry)
+    read_range(fs, path, 0, 5000)  # checked and remembered
+    assert read_range(fs, path, 0, 5000).tobytes() == payload[:5000]
+    assert crcs == [5000, 5000]  # the last hit skipped the CRC
+    # A write in place, after the check, gives the entry a newer mtime: checked again.
+    with open(entry, "r+b") as file:
+        file.seek(-10, os.SEEK_END)
+        file.write(b"\xff" * 10)
+    assert read_range(fs, path, 0, 5000).tobytes() == payload[:5000]
+    assert len(counter.responses) == 2 and cache_stats().corrupt == 1
+    assert crcs[-1] == 5000
+
+
+@pytest.mark.parametrize("damage", ["truncate", "replace"])
+def test_changed_checked_entry_is_checked_again(cache_dir, remote, monkeypatch, damage):
+    fs, path, payload, counter = remote
+    read_range(fs, path, 0, 5000)
+    (entry,) = _entries(cache_dir)
+    _age(entry)
+    read_range(fs, path, 0, 5000)  # remembered as checked, its descriptor kept
+    with open(entry, "rb") as file:
+        raw = file.read()
+    if damage == "truncate":
+        os.truncate(entry, len(raw) - 1)
+    else:  # another file renamed over it, with the old times but a flipped byte
+        st = os.stat(entry)
+        tmp = entry + ".new"
+        with open(tmp, "wb") as file:
+            file.write(raw[:-1] + bytes([raw[-1] ^ 1]))
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, entry)
+    assert read_range(fs, path, 0, 5000).tobytes() == payload[:5000]
+    assert len(counter.responses) == 2 and cache_stats().corrupt == 1
+
+
+def test_hit_records_recency_in_access_time_only(cache_dir, remote):
+    fs, path, payload, _ = remote
+    read_range(fs, path, 0, 100)
+    (entry,) = _entries(cache_dir)
+    _age(entry)
+    before = os.stat(entry)
+    read_range(fs, path, 0, 100)
+    after = os.stat(entry)
+    assert after.st_mtime_ns == before.st_mtime_ns  # what the checked entries rely on
+    assert after.st_atime_ns > before.st_atime_ns  # what eviction orders by
+
+
+def test_eviction_keeps_the_entry_hit_last(tmp_path, remote):
+    fs, path, payload, counter = remote
+    set_cache(tmp_path / "lru", 40_000)
+    try:
+        for k in range(8):  # 8 x 4 KiB
+            read_range(fs, path, k * 4096, (k + 1) * 4096)
+        for entry in _entries(tmp_path / "lru"):
+            _age(entry, 100)
+        read_range(fs, path, 0, 4096)  # the oldest written, now the last used
+        for k in range(8, 12):  # past the bound: the least recently used go
+            read_range(fs, path, k * 4096, (k + 1) * 4096)
+        n = len(counter.responses)
+        read_range(fs, path, 0, 4096)
+        assert len(counter.responses) == n
+        read_range(fs, path, 4096, 2 * 4096)
+        assert len(counter.responses) == n + 1
+    finally:
+        set_cache(None)

@@ -147,10 +147,9 @@ def read_at(fd: int, offset: int, n: int, url: str) -> np.ndarray:
 
 def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) -> np.ndarray:
     """Bytes ``start:stop`` of a file, with one ranged read, as a writable uint8 array."""
-    url = url_of(fs, path)
     if is_local(fs):
         with opened(path) as (fd, _):
-            return read_at(fd, start, stop - start, url)
+            return read_at(fd, start, stop - start, path)
     if stop <= start:
         return np.empty(0, dtype=np.uint8)
     data = cached_range(  # keywords: s3fs takes version_id second
@@ -158,9 +157,12 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) 
     )
     if len(data) != stop - start:
         raise SampleFileError(
-            f"sample file {url} returned {len(data)} bytes for range {start}..{stop - 1}, "
-            f"expected {stop - start} (was it changed since it was first read?)"
+            f"sample file {url_of(fs, path)} returned {len(data)} bytes for range "
+            f"{start}..{stop - 1}, expected {stop - start} (was it changed since it was "
+            "first read?)"
         )
+    if isinstance(data, np.ndarray):
+        return data  # a cache hit, read into a new array
     if not isinstance(data, bytearray):
         data = bytearray(data)
     return np.frombuffer(data, dtype=np.uint8)
