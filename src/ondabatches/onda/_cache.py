@@ -24,7 +24,8 @@ How it stays correct
   clock's tick. (A change that then sets the old time back by hand is not noticed by
   a process that checked the entry before.) A hit reads the header and the payload
   with one ``preadv`` into the array it returns, through a descriptor kept open
-  (`opened`).
+  (`opened`); the space of an entry that another process deletes is freed when this
+  process next reads that entry or drops the descriptor from its bounded set.
 - Writers write a temporary file in the cache directory and rename it into place
   (``os.replace``, atomic), so readers see a whole entry or none, and a crash leaves
   at most a temporary file, which is ignored and removed once it is an hour old.
@@ -150,10 +151,10 @@ class RangeCache:
     def get(self, path: str, n: int) -> np.ndarray | None:
         """The payload of the entry at ``path`` if it is whole and has ``n`` bytes.
 
-        The descriptor stays open for the next hit (`opened`, which checks with one
-        ``stat`` that the path still names the same file)."""
+        The descriptor stays open for the next hit (`opened`, checked by its ``fstat``:
+        an entry deleted or renamed over has no link left)."""
         try:
-            with opened(path) as (fd, st):
+            with opened(path, by_descriptor=True) as (fd, st):
                 if st.st_size != _HEADER.size + n:
                     return self._drop(path)
                 head = bytearray(_HEADER.size)
