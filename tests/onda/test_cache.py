@@ -248,11 +248,12 @@ def test_concurrent_processes_get_correct_bytes(tmp_path, s3, remote):
 
 def test_load_rows_through_the_cache(cache_dir, s3):
     info = make_info("int16", 3)
-    enc = random_encoded(info, 4000)
+    n = 12_000  # 72 kB: above the size of lpcm files read whole (SMALL_WHOLE_BYTES)
+    enc = random_encoded(info, n)
     for suffix in (".lpcm", ".lpcm.zst"):
         url = s3.url(f"rec/c{suffix}")
         store(url, Samples(enc, info, encoded=True), storage_options=s3.storage_options)
-        sig = make_signal(url, suffix.lstrip("."), info, 4000)
+        sig = make_signal(url, suffix.lstrip("."), info, n)
         for _ in range(2):
             got = load_rows(sig, range(500, 3100), encoded=True, storage_options=s3.storage_options)
             np.testing.assert_array_equal(got.data, enc[:, 500:3100])

@@ -168,6 +168,23 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) 
     return np.frombuffer(data, dtype=np.uint8)
 
 
+#: A remote file of at most this many bytes (stored labels: a byte per 30 s epoch) is
+#: read whole once and kept with its metadata: a request costs the same CPU and round
+#: trip whatever its size, and a batch would otherwise spend one per item on labels.
+SMALL_WHOLE_BYTES = 64 << 10
+
+
+def read_small_whole(
+    fs: fsspec.AbstractFileSystem, path: str, size: int, start: int, stop: int
+) -> np.ndarray:
+    """Bytes ``start:stop`` of remote ``path`` of ``size`` bytes (a writable copy): from
+    the whole file, read once, if it is at most `SMALL_WHOLE_BYTES`."""
+    if size > SMALL_WHOLE_BYTES or not 0 <= start < stop <= size:
+        return read_range(fs, path, start, stop)
+    whole = file_meta(fs, path, ("whole", size), lambda: read_range(fs, path, 0, size))
+    return whole[start:stop].copy()
+
+
 def check_lpcm_size(
     url: str, size: int, info: SamplesInfo, n_total: int, what: str = "holds"
 ) -> None:
@@ -203,8 +220,10 @@ def interleaved_chunks(
 class LPCMFormat(SampleFormat):
     """Onda's ``"lpcm"``: uncompressed interleaved little-endian samples.
 
-    Reading a window reads only its bytes. The file's size is checked against the
-    signal on every read (free on local disk, cached for remote files).
+    Reading a window reads only its bytes, except that a remote file of at most
+    `SMALL_WHOLE_BYTES` is read whole once and kept (`read_small_whole`). The file's
+    size is checked against the signal on every read (free on local disk, cached for
+    remote files).
 
     Examples
     --------
@@ -226,8 +245,9 @@ class LPCMFormat(SampleFormat):
                 check_lpcm_size(path, st.st_size, info, n_total)
                 buf = read_at(fd, start, stop - start, path)
         else:
-            check_lpcm_size(url_of(fs, path), remote_size(fs, path), info, n_total)
-            buf = read_range(fs, path, start, stop)
+            size = remote_size(fs, path)
+            check_lpcm_size(url_of(fs, path), size, info, n_total)
+            buf = read_small_whole(fs, path, size, start, stop)
         return channels_by_time(buf, info)
 
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
