@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -260,10 +261,13 @@ def test_load_rows_through_the_cache(cache_dir, s3):
     assert cache_stats().hits >= 2
 
 
-def _age(entry: str, seconds: float = 10.0) -> None:
-    """Make ``entry`` look written ``seconds`` ago (access and modification time)."""
-    then = os.stat(entry).st_mtime - seconds
-    os.utime(entry, (then, then))
+def _age(entry: str, seconds: float = 10.0, whole: bool = False) -> None:
+    """Make ``entry`` look written ``seconds`` ago (access and modification time; in
+    whole seconds, as some file systems keep them, if ``whole``)."""
+    then = int((time.time() - seconds) * 1e9)
+    if whole:
+        then -= then % 10**9
+    os.utime(entry, ns=(then, then))
 
 
 def _count_crcs(monkeypatch) -> list[int]:
@@ -283,6 +287,8 @@ def test_checked_entry_is_served_without_its_crc_until_changed(cache_dir, remote
     read_range(fs, path, 0, 5000)
     (entry,) = _entries(cache_dir)
     crcs = _count_crcs(monkeypatch)
+    _age(entry, 1.0)
+    monkeypatch.setattr(_cache, "_SETTLE_S", 3.0)
     read_range(fs, path, 0, 5000)  # fresh: checked, not remembered (the clock's tick)
     assert crcs == [5000]
     _age(entry)
@@ -350,3 +356,18 @@ def test_eviction_keeps_the_entry_hit_last(tmp_path, remote):
         assert len(counter.responses) == n + 1
     finally:
         set_cache(None)
+
+
+def test_whole_second_mtimes_must_be_older_to_skip_the_crc(cache_dir, remote, monkeypatch):
+    fs, path, payload, _ = remote
+    read_range(fs, path, 0, 3000)
+    (entry,) = _entries(cache_dir)
+    crcs = _count_crcs(monkeypatch)
+    _age(entry, 0.5, whole=True)  # older than the tick, not than a whole second's
+    for _ in range(2):
+        assert read_range(fs, path, 0, 3000).tobytes() == payload[:3000]
+    assert crcs == [3000, 3000]
+    _age(entry, 5.0, whole=True)
+    for _ in range(2):
+        assert read_range(fs, path, 0, 3000).tobytes() == payload[:3000]
+    assert crcs == [3000] * 3

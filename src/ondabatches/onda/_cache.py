@@ -12,16 +12,17 @@ How it stays correct
 --------------------
 - An entry is keyed by the URL, the object's version and the byte range. The version
   is the ETag (S3), generation (GCS), or size and modification time from ``fs.info``,
-  fetched once per file per process and kept; a file whose info gives neither is not
-  cached. A changed object has a new version, so its old entries are never served.
+  fetched once per file per process and kept (and each range's entry name with it,
+  both until ``forget_file``); a file whose info gives neither is not cached. A changed
+  object has a new version, so its old entries are never served.
 - An entry is a header (magic, payload length, CRC-32 of the payload) and the payload.
   A read checks all three; a corrupted or truncated entry is deleted and the range
   fetched again, never served. The CRC costs more than the read itself, so a process
   remembers the entries it checked with their inode, size and modification time
   (`_Verified`), and skips the CRC of an entry that still has all three: entries are
-  never written in place, and one is remembered only if it was over a second old when
-  checked, so that any later write gives it a newer modification time whatever the
-  clock's tick. (A change that then sets the old time back by hand is not noticed by
+  never written in place, and one is remembered only if it was older than the tick of
+  file timestamps when checked (`_SETTLE_S`), so that any later write gives it a newer
+  modification time. (A change that then sets the old time back by hand is not noticed by
   a process that checked the entry before.) A hit reads the header and the payload
   with one ``preadv`` into the array it returns, through a descriptor kept open
   (`opened`); the space of an entry that another process deletes is freed when this
@@ -74,8 +75,11 @@ _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0
 _TOUCH_S = 1.0  # a hit touches an entry at most this often
 # An entry is trusted without its CRC only if it was already this old when checked, so
-# that any later write to it has a later modification time, whatever the clock's tick.
-_SETTLE_S = 1.0
+# that any later write to it has a later modification time: well over the tick of the
+# kernel's file timestamps (1 to 10 ms), or over 1 s where the file system keeps whole
+# seconds (seen as an mtime of whole seconds).
+_SETTLE_S = 0.05
+_SETTLE_WHOLE_SECONDS_S = 2.0
 _VERIFIED_MAX = 1 << 15  # entries a process remembers having checked
 
 
@@ -121,6 +125,10 @@ class RangeCache:
         self._since_scan = 0
         self._warned = False
         self._verified = _Verified()
+        # (filesystem token, path) -> {(start, stop): entry path}: what a hit would
+        # otherwise work out from the version and a hash; dropped by `forget_entries`.
+        self._names: dict[tuple[str, str], dict[tuple[int, int], str]] = {}
+        self._n_names = 0
         self._check_directory()
 
     def _check_directory(self) -> None:
@@ -147,6 +155,20 @@ class RangeCache:
 
     def entry_path(self, url: str, version: str, start: int, stop: int) -> str:
         return _entry_path(self.directory, url, version, start, stop)
+
+    def known_entry(self, token: str, path: str, start: int, stop: int) -> str | None:
+        ranges = self._names.get((token, path))
+        return None if ranges is None else ranges.get((start, stop))
+
+    def remember_entry(self, token: str, path: str, start: int, stop: int, entry: str) -> None:
+        if self._n_names >= _VERIFIED_MAX:
+            self._names.clear()
+            self._n_names = 0
+        self._names.setdefault((token, path), {})[(start, stop)] = entry
+        self._n_names += 1
+
+    def forget_names(self, token: str, path: str) -> None:
+        self._names.pop((token, path), None)
 
     def get(self, path: str, n: int) -> np.ndarray | None:
         """The payload of the entry at ``path`` if it is whole and has ``n`` bytes.
@@ -183,7 +205,8 @@ class RangeCache:
             return True
         if zlib.crc32(out) != crc:
             return False
-        if time.time() - st.st_mtime > _SETTLE_S:
+        settle = _SETTLE_WHOLE_SECONDS_S if st.st_mtime_ns % 10**9 == 0 else _SETTLE_S
+        if time.time_ns() - st.st_mtime_ns > settle * 1e9:
             self._verified.add(path, fingerprint)
         return True
 
@@ -378,6 +401,15 @@ def get_cache() -> RangeCache | None:
     return _configured[key]
 
 
+def forget_entries(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Forget the entry names worked out for ``path``'s version (`forget_file` calls it,
+    with the version itself): its next reads look the version up again."""
+    token = getattr(fs, "_fs_token", None)
+    for cache in list(_configured.values()):
+        if cache is not None and token is not None:
+            cache.forget_names(token, path)
+
+
 def _version(info: dict[str, Any]) -> str | None:
     for key in ("ETag", "etag", "generation", "VersionId", "md5Hash", "checksum"):
         value = info.get(key)
@@ -406,12 +438,20 @@ def cached_range(
     cache = get_cache()
     if cache is None or stop <= start:
         return fetch()
-    url, version = _meta()(
-        fs, path, ("cache-version",), lambda: (fs.unstrip_protocol(path), _version(fs.info(path)))
-    )
-    if version is None:
-        return fetch()
-    entry = cache.entry_path(url, version, start, stop)
+    token = getattr(fs, "_fs_token", None)
+    entry = None if token is None else cache.known_entry(token, path, start, stop)
+    if entry is None:
+        url, version = _meta()(
+            fs,
+            path,
+            ("cache-version",),
+            lambda: (fs.unstrip_protocol(path), _version(fs.info(path))),
+        )
+        if version is None:
+            return fetch()
+        entry = cache.entry_path(url, version, start, stop)
+        if token is not None:
+            cache.remember_entry(token, path, start, stop, entry)
     n = stop - start
     data = cache.get(entry, n)
     if data is not None:

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._errors import SampleFileError
 from ._cache import _FILE_META as _cache_file_meta
-from ._cache import cached_range
+from ._cache import cached_range, forget_entries
 from ._descriptors import forget, opened
 from ._format_base import SampleFormat
 from ._samples import SamplesInfo
@@ -117,6 +117,8 @@ def forget_file(fs: fsspec.AbstractFileSystem, path: str) -> None:
     scope = _scope(fs)
     if scope == "local":
         forget(path)
+    else:
+        forget_entries(fs, path)
     with _meta_lock:
         for key in [k for k in _meta if k[0] == scope and k[1] == path]:
             _meta_bytes -= _nbytes(_meta.pop(key))
