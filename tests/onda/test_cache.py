@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import multiprocessing
 import os
+import time
 
 import numpy as np
 import pytest
@@ -248,12 +249,127 @@ def test_concurrent_processes_get_correct_bytes(tmp_path, s3, remote):
 
 def test_load_rows_through_the_cache(cache_dir, s3):
     info = make_info("int16", 3)
-    enc = random_encoded(info, 4000)
+    n = 12_000  # 72 kB: above the size of lpcm files read whole (SMALL_WHOLE_BYTES)
+    enc = random_encoded(info, n)
     for suffix in (".lpcm", ".lpcm.zst"):
         url = s3.url(f"rec/c{suffix}")
         store(url, Samples(enc, info, encoded=True), storage_options=s3.storage_options)
-        sig = make_signal(url, suffix.lstrip("."), info, 4000)
+        sig = make_signal(url, suffix.lstrip("."), info, n)
         for _ in range(2):
             got = load_rows(sig, range(500, 3100), encoded=True, storage_options=s3.storage_options)
             np.testing.assert_array_equal(got.data, enc[:, 500:3100])
     assert cache_stats().hits >= 2
+
+
+def _age(entry: str, seconds: float = 10.0, whole: bool = False) -> None:
+    """Make ``entry`` look written ``seconds`` ago (access and modification time; in
+    whole seconds, as some file systems keep them, if ``whole``)."""
+    then = int((time.time() - seconds) * 1e9)
+    if whole:
+        then -= then % 10**9
+    os.utime(entry, ns=(then, then))
+
+
+def _count_crcs(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = _cache.zlib.crc32
+
+    def counted(data, *args):
+        calls.append(len(data))
+        return real(data, *args)
+
+    monkeypatch.setattr(_cache.zlib, "crc32", counted)
+    return calls
+
+
+def test_checked_entry_is_served_without_its_crc_until_changed(cache_dir, remote, monkeypatch):
+    fs, path, payload, counter = remote
+    read_range(fs, path, 0, 5000)
+    (entry,) = _entries(cache_dir)
+    crcs = _count_crcs(monkeypatch)
+    _age(entry, 1.0)
+    monkeypatch.setattr(_cache, "_SETTLE_S", 3.0)
+    read_range(fs, path, 0, 5000)  # fresh: checked, not remembered (the clock's tick)
+    assert crcs == [5000]
+    _age(entry)
+    read_range(fs, path, 0, 5000)  # checked and remembered
+    assert read_range(fs, path, 0, 5000).tobytes() == payload[:5000]
+    assert crcs == [5000, 5000]  # the last hit skipped the CRC
+    # A write in place, after the check, gives the entry a newer mtime: checked again.
+    with open(entry, "r+b") as file:
+        file.seek(-10, os.SEEK_END)
+        file.write(b"\xff" * 10)
+    assert read_range(fs, path, 0, 5000).tobytes() == payload[:5000]
+    assert len(counter.responses) == 2 and cache_stats().corrupt == 1
+    assert crcs[-1] == 5000
+
+
+@pytest.mark.parametrize("damage", ["truncate", "replace"])
+def test_changed_checked_entry_is_checked_again(cache_dir, remote, monkeypatch, damage):
+    fs, path, payload, counter = remote
+    read_range(fs, path, 0, 5000)
+    (entry,) = _entries(cache_dir)
+    _age(entry)
+    read_range(fs, path, 0, 5000)  # remembered as checked, its descriptor kept
+    with open(entry, "rb") as file:
+        raw = file.read()
+    if damage == "truncate":
+        os.truncate(entry, len(raw) - 1)
+    else:  # another file renamed over it, with the old times but a flipped byte
+        st = os.stat(entry)
+        tmp = entry + ".new"
+        with open(tmp, "wb") as file:
+            file.write(raw[:-1] + bytes([raw[-1] ^ 1]))
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, entry)
+    assert read_range(fs, path, 0, 5000).tobytes() == payload[:5000]
+    assert len(counter.responses) == 2 and cache_stats().corrupt == 1
+
+
+def test_hit_records_recency_in_access_time_only(cache_dir, remote):
+    fs, path, payload, _ = remote
+    read_range(fs, path, 0, 100)
+    (entry,) = _entries(cache_dir)
+    _age(entry)
+    before = os.stat(entry)
+    read_range(fs, path, 0, 100)
+    after = os.stat(entry)
+    assert after.st_mtime_ns == before.st_mtime_ns  # what the checked entries rely on
+    assert after.st_atime_ns > before.st_atime_ns  # what eviction orders by
+
+
+def test_eviction_keeps_the_entry_hit_last(tmp_path, remote):
+    fs, path, payload, counter = remote
+    set_cache(tmp_path / "lru", 40_000)
+    try:
+        seen: set[str] = set()
+        for k in range(8):  # 8 x 4 KiB, each older than the next
+            read_range(fs, path, k * 4096, (k + 1) * 4096)
+            (entry,) = set(_entries(tmp_path / "lru")) - seen
+            _age(entry, 200 - k)
+            seen.add(entry)
+        read_range(fs, path, 0, 4096)  # the oldest written, now the last used
+        for k in range(8, 12):  # past the bound: the least recently used go
+            read_range(fs, path, k * 4096, (k + 1) * 4096)
+        n = len(counter.responses)
+        read_range(fs, path, 0, 4096)
+        assert len(counter.responses) == n
+        read_range(fs, path, 4096, 2 * 4096)
+        assert len(counter.responses) == n + 1
+    finally:
+        set_cache(None)
+
+
+def test_whole_second_mtimes_must_be_older_to_skip_the_crc(cache_dir, remote, monkeypatch):
+    fs, path, payload, _ = remote
+    read_range(fs, path, 0, 3000)
+    (entry,) = _entries(cache_dir)
+    crcs = _count_crcs(monkeypatch)
+    _age(entry, 0.5, whole=True)  # older than the tick, not than a whole second's
+    for _ in range(2):
+        assert read_range(fs, path, 0, 3000).tobytes() == payload[:3000]
+    assert crcs == [3000, 3000]
+    _age(entry, 5.0, whole=True)
+    for _ in range(2):
+        assert read_range(fs, path, 0, 3000).tobytes() == payload[:3000]
+    assert crcs == [3000] * 3

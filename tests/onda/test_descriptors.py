@@ -176,3 +176,25 @@ def test_the_descriptor_of_a_deleted_file_is_closed_when_next_read(tmp_path, fre
     with pytest.raises(SampleFileNotFoundError, match="not found"):
         load(sig, encoded=True)
     assert descriptors.open_count() == 0
+
+
+def test_by_descriptor_sees_a_file_renamed_over_or_deleted(tmp_path, fresh_cache):
+    path = str(tmp_path / "entry")
+    with open(path, "wb") as file:
+        file.write(b"old")
+    with descriptors.opened(path, by_descriptor=True) as (fd, _):
+        assert os.pread(fd, 8, 0) == b"old"
+    with descriptors.opened(path, by_descriptor=True) as (fd, st):
+        assert os.pread(fd, 8, 0) == b"old" and st.st_nlink == 1  # the held one, kept
+    tmp = str(tmp_path / "new")
+    with open(tmp, "wb") as file:
+        file.write(b"new!")
+    os.replace(tmp, path)  # the old file has no link left: opened again
+    with descriptors.opened(path, by_descriptor=True) as (fd, st):
+        assert os.pread(fd, 8, 0) == b"new!" and st.st_size == 4
+    assert descriptors.open_count() == 1
+    os.unlink(path)
+    with pytest.raises(FileNotFoundError):  # a deleted file is noticed, its space freed
+        with descriptors.opened(path, by_descriptor=True):
+            pass
+    assert descriptors.open_count() == 0

@@ -11,6 +11,7 @@ import pytest
 from ondabatches import StorageError
 from ondabatches.errors import SampleFileNotFoundError, SpanError
 from ondabatches.onda import LPCMZstFormat, Samples, filesystem_for, load, load_rows, store
+from ondabatches.onda._lpcm import SMALL_WHOLE_BYTES
 from ondabatches.onda._zst import parse_seek_table
 
 from .samplefiles import lpcm_bytes, make_info, make_signal, random_encoded, single_frame_zst
@@ -76,6 +77,37 @@ def test_lpcm_window_transfers_only_its_bytes(s3, get_bytes):
     window_bytes = len(rows) * info.bytes_per_sample
     assert 0 < get_bytes.total <= window_bytes + 1024
     assert get_bytes.responses == [window_bytes]
+
+
+@pytest.mark.parametrize("n_channels", [1, 3])
+def test_small_lpcm_is_read_whole_once(s3, get_bytes, n_channels):
+    info = make_info("int16", n_channels)
+    n = SMALL_WHOLE_BYTES // info.bytes_per_sample  # at the threshold: read whole
+    enc = random_encoded(info, n)
+    url = s3.url(f"small{n_channels}.lpcm")
+    store(url, Samples(enc, info, encoded=True), storage_options=s3.storage_options)
+    sig = make_signal(url, "lpcm", info, n)
+    for rows in (range(10, 50), range(n - 7, n), range(0, n), range(300, 301)):
+        got = load_rows(sig, rows, encoded=True, storage_options=s3.storage_options)
+        np.testing.assert_array_equal(got.data, enc[:, rows.start : rows.stop])
+        got.data[:] = 0  # a copy: the kept file is untouched
+    assert get_bytes.responses == [n * info.bytes_per_sample]  # one GET, the whole file
+    changed = enc[::-1].copy()
+    store(url, Samples(changed, info, encoded=True), storage_options=s3.storage_options)
+    got = load_rows(sig, range(10, 50), encoded=True, storage_options=s3.storage_options)
+    np.testing.assert_array_equal(got.data, changed[:, 10:50])  # store() forgot the old
+
+
+def test_lpcm_above_the_small_size_reads_windows(s3, get_bytes):
+    info = make_info("int16", 1)
+    n = SMALL_WHOLE_BYTES // 2 + 1
+    enc = random_encoded(info, n)
+    url = s3.url("over.lpcm")
+    store(url, Samples(enc, info, encoded=True), storage_options=s3.storage_options)
+    sig = make_signal(url, "lpcm", info, n)
+    got = load_rows(sig, range(10, 50), encoded=True, storage_options=s3.storage_options)
+    np.testing.assert_array_equal(got.data, enc[:, 10:50])
+    assert get_bytes.responses == [80]
 
 
 def test_seekable_zst_window_reads_only_some_frames(s3, get_bytes):

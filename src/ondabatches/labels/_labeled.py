@@ -121,8 +121,11 @@ class StoredLabels:
     def load(self, window: TimeSpan) -> np.ndarray:
         """Label codes (1-D, ``info.dtype``) of ``window`` (relative to the recording).
 
-        Only the window's bytes are read. The window's start is rounded down to an
-        epoch and it holds exactly ``window.duration // epoch`` labels.
+        Only the window's bytes are read, except that a remote labels file of at most
+        64 KiB (22 days of one-byte 30 s labels) is read whole once per process and kept:
+        a request per item would cost as much as the item's samples. The window's start
+        is rounded down to an epoch and it holds exactly ``window.duration // epoch``
+        labels.
         """
         from ..onda._io import load_rows
 

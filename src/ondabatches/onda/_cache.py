@@ -12,16 +12,27 @@ How it stays correct
 --------------------
 - An entry is keyed by the URL, the object's version and the byte range. The version
   is the ETag (S3), generation (GCS), or size and modification time from ``fs.info``,
-  fetched once per file per process and kept; a file whose info gives neither is not
-  cached. A changed object has a new version, so its old entries are never served.
+  fetched once per file per process and kept (and each range's entry name with it,
+  both until ``forget_file``); a file whose info gives neither is not cached. A changed
+  object has a new version, so its old entries are never served.
 - An entry is a header (magic, payload length, CRC-32 of the payload) and the payload.
   A read checks all three; a corrupted or truncated entry is deleted and the range
-  fetched again, never served.
+  fetched again, never served. The CRC costs more than the read itself, so a process
+  remembers the entries it checked with their inode, size and modification time
+  (`_Verified`), and skips the CRC of an entry that still has all three: entries are
+  never written in place, and one is remembered only if it was older than the tick of
+  file timestamps when checked (`_SETTLE_S`), so that any later write gives it a newer
+  modification time. (A change that then sets the old time back by hand is not noticed by
+  a process that checked the entry before.) A hit reads the header and the payload
+  with one ``preadv`` into the array it returns, through a descriptor kept open
+  (`opened`); the space of an entry that another process deletes is freed when this
+  process next reads that entry or drops the descriptor from its bounded set.
 - Writers write a temporary file in the cache directory and rename it into place
   (``os.replace``, atomic), so readers see a whole entry or none, and a crash leaves
   at most a temporary file, which is ignored and removed once it is an hour old.
 - The size bound is kept by eviction of the entries least recently used (a hit
-  touches the entry's modification time): a process scans the directory when its
+  sets the entry's access time, at most once a second, and keeps its modification
+  time): a process scans the directory when its
   estimate of the total passes the bound, and after writing a sixteenth of the bound,
   so that the writes of other processes are counted too. Entries that vanish while
   being scanned, read or evicted (another process evicted them) are misses.
@@ -34,7 +45,9 @@ How it stays correct
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import os
 import struct
 import threading
@@ -47,8 +60,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import fsspec
+import numpy as np
 
 from .._errors import CacheError
+from ._descriptors import forget, opened
 from ._settings import CACHE_ENV, current_settings, parse_size, use_settings
 
 __all__ = ["CACHE_ENV", "cache_stats", "get_cache", "set_cache"]
@@ -59,6 +74,13 @@ _SUFFIX = ".entry"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0
 _TOUCH_S = 1.0  # a hit touches an entry at most this often
+# An entry is trusted without its CRC only if it was already this old when checked, so
+# that any later write to it has a later modification time: well over the tick of the
+# kernel's file timestamps (1 to 10 ms), or over 1 s where the file system keeps whole
+# seconds (seen as an mtime of whole seconds).
+_SETTLE_S = 0.05
+_SETTLE_WHOLE_SECONDS_S = 2.0
+_VERIFIED_MAX = 1 << 15  # entries a process remembers having checked
 
 
 @dataclass
@@ -102,6 +124,11 @@ class RangeCache:
         self._estimate: int | None = None
         self._since_scan = 0
         self._warned = False
+        self._verified = _Verified()
+        # (filesystem token, path) -> {(start, stop): entry path}: what a hit would
+        # otherwise work out from the version and a hash; dropped by `forget_entries`.
+        self._names: dict[tuple[str, str], dict[tuple[int, int], str]] = {}
+        self._n_names = 0
         self._check_directory()
 
     def _check_directory(self) -> None:
@@ -127,41 +154,72 @@ class RangeCache:
     # -- entries ---------------------------------------------------------------------
 
     def entry_path(self, url: str, version: str, start: int, stop: int) -> str:
-        digest = hashlib.blake2b(
-            f"{url}\0{version}\0{start}\0{stop}".encode(), digest_size=20
-        ).hexdigest()
-        return os.path.join(self.directory, digest[:2], digest + _SUFFIX)
+        return _entry_path(self.directory, url, version, start, stop)
 
-    def get(self, path: str, n: int) -> bytearray | None:
-        """The payload of the entry at ``path`` if it is whole and has ``n`` bytes."""
+    def known_entry(self, token: str, path: str, start: int, stop: int) -> str | None:
+        ranges = self._names.get((token, path))
+        return None if ranges is None else ranges.get((start, stop))
+
+    def remember_entry(self, token: str, path: str, start: int, stop: int, entry: str) -> None:
+        if self._n_names >= _VERIFIED_MAX:
+            self._names.clear()
+            self._n_names = 0
+        self._names.setdefault((token, path), {})[(start, stop)] = entry
+        self._n_names += 1
+
+    def forget_names(self, token: str, path: str) -> None:
+        self._names.pop((token, path), None)
+
+    def get(self, path: str, n: int) -> np.ndarray | None:
+        """The payload of the entry at ``path`` if it is whole and has ``n`` bytes.
+
+        The descriptor stays open for the next hit (`opened`, checked by its ``fstat``:
+        an entry deleted or renamed over has no link left)."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            with opened(path, by_descriptor=True) as (fd, st):
+                if st.st_size != _HEADER.size + n:
+                    return self._drop(path)
+                head = bytearray(_HEADER.size)
+                out = np.empty(n, dtype=np.uint8)
+                got = os.preadv(fd, [head, out], 0)
+                if got != _HEADER.size + n or not self._whole(path, st, head, out):
+                    return self._drop(path)
+                self._touch(fd, st)
+                return out
         except OSError:
             return None  # absent, or evicted by another process meanwhile
-        try:
-            st = os.fstat(fd)
-            buf = bytearray(_HEADER.size + n + 1)
-            got = os.preadv(fd, [buf], 0)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        if got == _HEADER.size + n:
-            magic, length, crc = _HEADER.unpack_from(buf)
-            payload = memoryview(buf)[_HEADER.size : _HEADER.size + n]
-            if magic == _MAGIC and length == n and zlib.crc32(payload) == crc:
-                if time.time() - st.st_mtime > _TOUCH_S:
-                    try:
-                        os.utime(path)  # the access time that eviction orders by
-                    except OSError:
-                        pass
-                del payload
-                del buf[: _HEADER.size]
-                del buf[n:]
-                return buf
+
+    @staticmethod
+    def _drop(path: str) -> None:
         _stats.corrupt += 1
-        _unlink(path)
-        return None
+        _forget_entry(path)
+
+    def _whole(self, path: str, st: os.stat_result, head: bytearray, out: np.ndarray) -> bool:
+        """Whether ``head`` and ``out`` are a whole entry: its CRC is checked unless this
+        process checked it before and the file is unchanged since (`_Verified`)."""
+        magic, length, crc = _HEADER.unpack(head)
+        if magic != _MAGIC or length != len(out):
+            return False
+        fingerprint = (st.st_ino, st.st_size, st.st_mtime_ns, crc)
+        if self._verified.get(path) == fingerprint:
+            return True
+        if zlib.crc32(out) != crc:
+            return False
+        settle = _SETTLE_WHOLE_SECONDS_S if st.st_mtime_ns % 10**9 == 0 else _SETTLE_S
+        if time.time_ns() - st.st_mtime_ns > settle * 1e9:
+            self._verified.add(path, fingerprint)
+        return True
+
+    @staticmethod
+    def _touch(fd: int, st: os.stat_result) -> None:
+        """Record a use in the access time (what eviction orders by), at most every
+        `_TOUCH_S`; the modification time is kept, since `_Verified` relies on it."""
+        now = time.time_ns()
+        if now - st.st_atime_ns > _TOUCH_S * 1e9:
+            try:
+                os.utime(fd, ns=(now, st.st_mtime_ns))
+            except OSError:
+                pass
 
     def put(self, path: str, data: bytes | bytearray | memoryview) -> None:
         """Store ``data`` at ``path`` atomically; a failure warns once and is forgotten."""
@@ -223,7 +281,7 @@ class RangeCache:
                     if now - st.st_mtime > _STALE_TMP_S:
                         _unlink(child.path)  # left by a crashed writer
                 elif child.name.endswith(_SUFFIX):
-                    entries.append((st.st_mtime_ns, st.st_size, child.path))
+                    entries.append((st.st_atime_ns, st.st_size, child.path))
         total = sum(size for _, size, _ in entries)
         if total <= self.max_bytes:
             return total
@@ -232,10 +290,42 @@ class RangeCache:
         for _, size, path in entries:
             if total <= target:
                 break
-            _unlink(path)
+            _forget_entry(path)
             total -= size
             _stats.evicted += 1
         return total
+
+
+class _Verified:
+    """The entries this process checked whole: path -> (inode, size, mtime, CRC).
+
+    Entries are never written in place (a writer renames a new file over the path), so
+    an entry whose inode, size and modification time are those it had when its CRC was
+    checked holds the bytes that were checked. Bounded: the oldest half is forgotten
+    when full.
+    """
+
+    def __init__(self, max_entries: int = _VERIFIED_MAX):
+        self._max = max_entries
+        self._known: dict[str, tuple[int, int, int, int]] = {}
+
+    def get(self, path: str) -> tuple[int, int, int, int] | None:
+        return self._known.get(path)
+
+    def add(self, path: str, fingerprint: tuple[int, int, int, int]) -> None:
+        known = self._known
+        if len(known) >= self._max:
+            for old in list(itertools.islice(known, self._max // 2)):
+                known.pop(old, None)
+        known[path] = fingerprint
+
+
+@functools.lru_cache(maxsize=_VERIFIED_MAX)
+def _entry_path(directory: str, url: str, version: str, start: int, stop: int) -> str:
+    digest = hashlib.blake2b(
+        f"{url}\0{version}\0{start}\0{stop}".encode(), digest_size=20
+    ).hexdigest()
+    return os.path.join(directory, digest[:2], digest + _SUFFIX)
 
 
 def _owner(st: os.stat_result) -> int:
@@ -246,6 +336,12 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     view = memoryview(data).cast("B")
     while view:
         view = view[os.write(fd, view) :]
+
+
+def _forget_entry(path: str) -> None:
+    """Delete an entry and close this process's descriptor of it (freeing its space)."""
+    _unlink(path)
+    forget(path)
 
 
 def _unlink(path: str) -> None:
@@ -305,6 +401,15 @@ def get_cache() -> RangeCache | None:
     return _configured[key]
 
 
+def forget_entries(fs: fsspec.AbstractFileSystem, path: str) -> None:
+    """Forget the entry names worked out for ``path``'s version (`forget_file` calls it,
+    with the version itself): its next reads look the version up again."""
+    token = getattr(fs, "_fs_token", None)
+    for cache in list(_configured.values()):
+        if cache is not None and token is not None:
+            cache.forget_names(token, path)
+
+
 def _version(info: dict[str, Any]) -> str | None:
     for key in ("ETag", "etag", "generation", "VersionId", "md5Hash", "checksum"):
         value = info.get(key)
@@ -326,16 +431,27 @@ def _meta() -> Any:
 
 def cached_range(
     fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int, fetch: Callable[[], bytes]
-) -> bytes | bytearray:
-    """Bytes ``start:stop`` of remote ``path``: from the cache if it holds them, else
-    ``fetch()`` (stored when it gives exactly ``stop - start`` bytes)."""
+) -> bytes | bytearray | np.ndarray:
+    """Bytes ``start:stop`` of remote ``path``: from the cache if it holds them (a new
+    writable uint8 array), else ``fetch()`` (stored when it gives exactly ``stop - start``
+    bytes)."""
     cache = get_cache()
     if cache is None or stop <= start:
         return fetch()
-    version = _meta()(fs, path, ("cache-version",), lambda: _version(fs.info(path)))
-    if version is None:
-        return fetch()
-    entry = cache.entry_path(fs.unstrip_protocol(path), version, start, stop)
+    token = getattr(fs, "_fs_token", None)
+    entry = None if token is None else cache.known_entry(token, path, start, stop)
+    if entry is None:
+        url, version = _meta()(
+            fs,
+            path,
+            ("cache-version",),
+            lambda: (fs.unstrip_protocol(path), _version(fs.info(path))),
+        )
+        if version is None:
+            return fetch()
+        entry = cache.entry_path(url, version, start, stop)
+        if token is not None:
+            cache.remember_entry(token, path, start, stop, entry)
     n = stop - start
     data = cache.get(entry, n)
     if data is not None:

@@ -83,19 +83,23 @@ class opened:  # noqa: N801 - used as a context manager, like open()
     """``with opened(path) as (fd, st):`` a read-only descriptor of local ``path``, its stat.
 
     The descriptor belongs to the cache and stays open after the block; it is never
-    closed while a block uses it. Raises what ``os.stat`` and ``os.open`` raise
-    (``FileNotFoundError``, ...).
+    closed while a block uses it. ``by_descriptor=True`` checks a held descriptor with
+    ``fstat`` instead of a ``stat`` of the path (see `_held_file`). Raises what
+    ``os.stat`` and ``os.open`` raise (``FileNotFoundError``, ...).
     """
 
-    __slots__ = ("held", "path")
+    __slots__ = ("by_descriptor", "held", "path")
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, by_descriptor: bool = False):
         self.path = path
+        self.by_descriptor = by_descriptor
 
     def __enter__(self) -> tuple[int, os.stat_result]:
         path = self.path
         if os.getpid() != _pid:
             _after_fork_in_child()
+        if self.by_descriptor and (found := self._held_file()) is not None:
+            return found
         try:
             st = os.stat(path)
         except FileNotFoundError:
@@ -130,6 +134,30 @@ class opened:  # noqa: N801 - used as a context manager, like open()
                 _drop(_open.popitem(last=False)[1])
         self.held = held
         return fd, st
+
+    def _held_file(self) -> tuple[int, os.stat_result] | None:
+        """The held descriptor and its ``fstat``, without a ``stat`` of the path (a walk
+        of every folder in it): the held file is still the path's while it has a link,
+        as long as nobody links it elsewhere. ``None`` if none is held or its file was
+        deleted or replaced (a rename over the path unlinks it; its space is freed)."""
+        path = self.path
+        with _lock:
+            held = _open.get(path)
+            if held is None:
+                return None
+            _open.move_to_end(path)
+            held.users += 1
+        self.held = held
+        try:
+            st = os.fstat(held.fd)
+        except BaseException:
+            self.__exit__()
+            raise
+        if st.st_nlink:
+            return held.fd, st
+        self.__exit__()
+        forget(path)
+        return None
 
     def __exit__(self, *exc: object) -> None:
         held = self.held

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._errors import SampleFileError
 from ._cache import _FILE_META as _cache_file_meta
-from ._cache import cached_range
+from ._cache import cached_range, forget_entries
 from ._descriptors import forget, opened
 from ._format_base import SampleFormat
 from ._samples import SamplesInfo
@@ -117,6 +117,8 @@ def forget_file(fs: fsspec.AbstractFileSystem, path: str) -> None:
     scope = _scope(fs)
     if scope == "local":
         forget(path)
+    else:
+        forget_entries(fs, path)
     with _meta_lock:
         for key in [k for k in _meta if k[0] == scope and k[1] == path]:
             _meta_bytes -= _nbytes(_meta.pop(key))
@@ -147,10 +149,9 @@ def read_at(fd: int, offset: int, n: int, url: str) -> np.ndarray:
 
 def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) -> np.ndarray:
     """Bytes ``start:stop`` of a file, with one ranged read, as a writable uint8 array."""
-    url = url_of(fs, path)
     if is_local(fs):
         with opened(path) as (fd, _):
-            return read_at(fd, start, stop - start, url)
+            return read_at(fd, start, stop - start, path)
     if stop <= start:
         return np.empty(0, dtype=np.uint8)
     data = cached_range(  # keywords: s3fs takes version_id second
@@ -158,12 +159,32 @@ def read_range(fs: fsspec.AbstractFileSystem, path: str, start: int, stop: int) 
     )
     if len(data) != stop - start:
         raise SampleFileError(
-            f"sample file {url} returned {len(data)} bytes for range {start}..{stop - 1}, "
-            f"expected {stop - start} (was it changed since it was first read?)"
+            f"sample file {url_of(fs, path)} returned {len(data)} bytes for range "
+            f"{start}..{stop - 1}, expected {stop - start} (was it changed since it was "
+            "first read?)"
         )
+    if isinstance(data, np.ndarray):
+        return data  # a cache hit, read into a new array
     if not isinstance(data, bytearray):
         data = bytearray(data)
     return np.frombuffer(data, dtype=np.uint8)
+
+
+#: A remote file of at most this many bytes (stored labels: a byte per 30 s epoch) is
+#: read whole once and kept with its metadata: a request costs the same CPU and round
+#: trip whatever its size, and a batch would otherwise spend one per item on labels.
+SMALL_WHOLE_BYTES = 64 << 10
+
+
+def read_small_whole(
+    fs: fsspec.AbstractFileSystem, path: str, size: int, start: int, stop: int
+) -> np.ndarray:
+    """Bytes ``start:stop`` of remote ``path`` of ``size`` bytes (a writable copy): from
+    the whole file, read once, if it is at most `SMALL_WHOLE_BYTES`."""
+    if size > SMALL_WHOLE_BYTES or not 0 <= start < stop <= size:
+        return read_range(fs, path, start, stop)
+    whole = file_meta(fs, path, ("whole", size), lambda: read_range(fs, path, 0, size))
+    return whole[start:stop].copy()
 
 
 def check_lpcm_size(
@@ -201,8 +222,10 @@ def interleaved_chunks(
 class LPCMFormat(SampleFormat):
     """Onda's ``"lpcm"``: uncompressed interleaved little-endian samples.
 
-    Reading a window reads only its bytes. The file's size is checked against the
-    signal on every read (free on local disk, cached for remote files).
+    Reading a window reads only its bytes, except that a remote file of at most
+    `SMALL_WHOLE_BYTES` is read whole once and kept (`read_small_whole`). The file's
+    size is checked against the signal on every read (free on local disk, cached for
+    remote files).
 
     Examples
     --------
@@ -224,8 +247,9 @@ class LPCMFormat(SampleFormat):
                 check_lpcm_size(path, st.st_size, info, n_total)
                 buf = read_at(fd, start, stop - start, path)
         else:
-            check_lpcm_size(url_of(fs, path), remote_size(fs, path), info, n_total)
-            buf = read_range(fs, path, start, stop)
+            size = remote_size(fs, path)
+            check_lpcm_size(url_of(fs, path), size, info, n_total)
+            buf = read_small_whole(fs, path, size, start, stop)
         return channels_by_time(buf, info)
 
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
