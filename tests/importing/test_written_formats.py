@@ -5,6 +5,7 @@ and imported with MNE's values, channels, rate and start, and a clean stdout."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 
 import numpy as np
@@ -91,12 +92,16 @@ def test_a_persyst_recording_written_by_hand_imports_its_int16_samples(tmp_path,
     assert "Unable to process birthdate" in capfd.readouterr().out  # MNE's own print
     names = {"fp1": "FP1", "c3": "C3", "o1": "O1", "ekg": "EKG"}  # MNE's, upper case
     rows, raw = import_as_mne_reads(tmp_path, capfd, lay, names)
-    (sig,) = rows.values()
-    assert sig.channels == ("fp1", "c3", "o1", "ekg") and sig.info.sample_rate == 256
-    # DataType=0: int16 samples, stored as they are, Calibration=0.1 uV each.
-    assert sig.info.sample_type == "int16" and sig.info.sample_unit == "microvolt"
-    assert sig.info.sample_resolution_in_unit == pytest.approx(0.1, rel=1e-12)
-    np.testing.assert_array_equal(load(sig, encoded=True).data, written)
+    # MNE calls every Persyst channel EEG; the label "EKG" says better.
+    assert set(raw.get_channel_types()) == {"eeg"}
+    assert sorted(rows) == ["ecg", "eeg"]
+    assert rows["eeg"].channels == ("fp1", "c3", "o1") and rows["ecg"].channels == ("ekg",)
+    for sig, rows_written in ((rows["eeg"], written[:3]), (rows["ecg"], written[3:])):
+        assert sig.info.sample_rate == 256
+        # DataType=0: int16 samples, stored as they are, Calibration=0.1 uV each.
+        assert sig.info.sample_type == "int16" and sig.info.sample_unit == "microvolt"
+        assert sig.info.sample_resolution_in_unit == pytest.approx(0.1, rel=1e-12)
+        np.testing.assert_array_equal(load(sig, encoded=True).data, rows_written)
     assert raw.info["meas_date"] == dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
     annotations = tables(tmp_path / "out")[1]
     got = [(a.span.start, a.span.stop, a.extra["value"]) for a in iter_annotations(annotations)]
@@ -127,11 +132,18 @@ def test_an_eeglab_set_written_by_mnes_exporter_imports_with_its_events(tmp_path
     path, given = write_input(tmp_path, "eeglab")
     names = {"fp1": "Fp1", "fp2": "Fp2", "c3": "C3", "eog1": "EOG1", "ecg": "ECG"}
     rows, raw = import_as_mne_reads(tmp_path, capfd, path, names)
-    (sig,) = rows.values()  # EEGLAB keeps no channel types: all EEG to MNE
-    assert sig.info.sensor_type == "eeg" and sig.channels == tuple(names)
-    assert sig.info.sample_rate == 250 and sig.info.sample_unit == "microvolt"
-    # What MNE was given, to the file's float32 precision.
-    np.testing.assert_allclose(load(sig).data, given * 1e6, rtol=1e-6, atol=1e-5)
+    # EEGLAB keeps no channel types (all EEG to MNE): the labels "EOG1", "ECG" say better.
+    assert set(raw.get_channel_types()) == {"eeg"}
+    assert {k: s.channels for k, s in rows.items()} == {
+        "eeg": ("fp1", "fp2", "c3"),
+        "eog": ("eog1",),
+        "ecg": ("ecg",),
+    }
+    for sig, picks in ((rows["eeg"], [0, 1, 2]), (rows["eog"], [3]), (rows["ecg"], [4])):
+        assert sig.info.sensor_type == sig.sensor_label
+        assert sig.info.sample_rate == 250 and sig.info.sample_unit == "microvolt"
+        # What MNE was given, to the file's float32 precision.
+        np.testing.assert_allclose(load(sig).data, given[picks] * 1e6, rtol=1e-6, atol=1e-5)
     got = [
         (a.span.start, a.span.stop, a.extra["value"])
         for a in iter_annotations(tables(tmp_path / "out")[1])
@@ -156,6 +168,17 @@ def test_a_curry_recording_written_by_hand_imports_its_float32_values(tmp_path, 
     assert raw.info["meas_date"] == dt.datetime(2020, 1, 2, 3, 4, 5, 250000, dt.timezone.utc)
     (event,) = iter_annotations(tables(tmp_path / "out")[1])
     assert (event.span.start, event.extra["value"]) == (500_000_000, "spike")
+
+
+def test_importing_a_curry_recording_leaves_the_root_logger_as_it_was(tmp_path, monkeypatch):
+    # curryreader (what MNE reads Curry's header with) calls logging.basicConfig on
+    # every read: with no root handler (a plain program, not pytest) it would add one.
+    cdt, _ = write_input(tmp_path, "curry")
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    import_dataset(cdt.parent, tmp_path / "out", workers=1)
+    assert root.handlers == [] and root.level == logging.WARNING
 
 
 def test_a_nedf_file_written_by_hand_imports_its_24_bit_samples_and_codes(tmp_path, capfd):

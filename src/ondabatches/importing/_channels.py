@@ -136,6 +136,28 @@ def sensor_type_and_channel(label: str, transducer: str = "") -> tuple[str, str]
     return GENERIC_SENSOR_TYPE, channel
 
 
+#: The sensor words that a label can open with, glued to a number or a reference
+#: ("EOG1", "EKG-Ref", "EMG_chin"), for labels of readers that call every channel EEG.
+_NOT_EEG_LABEL = re.compile(r"^(eog|emg|ecg|ekg|resp|spo2|sao2|pleth|snore)(?![a-z])", re.I)
+
+
+def _label_sensor_type(label: str) -> str | None:
+    """The sensor type that a label opening with a non-EEG sensor word names, else None.
+
+    Readers that keep no channel types (EEGLAB, Persyst) give every channel as EEG: a
+    label such as ``"ECG"``, ``"EOG1"`` or ``"EKG-Ref"`` says better.
+
+    Examples
+    --------
+    >>> _label_sensor_type("EOG1"), _label_sensor_type("EKG-Ref"), _label_sensor_type("Fp1")
+    ('eog', 'ecg', None)
+    >>> _label_sensor_type("Respiration") is None  # a word, not a sensor prefix
+    True
+    """
+    match = _NOT_EEG_LABEL.match(label.strip())
+    return None if match is None else _SENSOR_WORDS[match.group(1).lower()]
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelMap:
     """The user's names for channel labels: ``label -> (sensor type, channel name)``.

@@ -20,7 +20,9 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from ._channels import (
     ChannelMap,
     SourceChannel,
     _channel_name,
+    _label_sensor_type,
     sensor_type_and_channel,
 )
 from ._tal import edf_start_offset
@@ -104,6 +107,9 @@ class MneSource:
                 if sensor == GENERIC_SENSOR_TYPE:
                     # MNE gives no type: the label may name one ("ECG", "EEG Fpz-Cz").
                     sensor, channel = sensor_type_and_channel(ch["ch_name"])
+                elif sensor == "eeg":
+                    # EEGLAB and Persyst call every channel EEG: "ECG", "EOG1" say better.
+                    sensor = _label_sensor_type(ch["ch_name"]) or sensor
                 guessed = sensor == GENERIC_SENSOR_TYPE
             self._scale.append(cal)
             self._shift.append(shift)
@@ -130,7 +136,7 @@ class MneSource:
         # window that starts inside one block and ends past the next one (an
         # AssertionError): the window is read from its first block's start.
         lo = start - start % 5 if type(self._raw).__name__ == "RawNedf" else start
-        with contextlib.redirect_stdout(io.StringIO()):  # as in _read_raw
+        with _kept_quiet(io.StringIO()):  # as in _read_raw
             data = self._raw.get_data(picks=picks, start=lo, stop=start + n)[:, start - lo :]
         shift = np.array([self._shift[i] for i in picks])[:, None]
         scaled = (data - shift) / np.array([self._scale[i] for i in picks])[:, None]
@@ -192,6 +198,23 @@ class MneSource:
             self._raw = None
 
 
+@contextlib.contextmanager
+def _kept_quiet(printed: io.StringIO) -> Iterator[None]:
+    """Readers' prints go to ``printed``, and the root logger is left as it was: Curry's
+    reader (curryreader) calls ``logging.basicConfig`` on every read, which would give
+    the importing program a root handler and level it never asked for."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        with contextlib.redirect_stdout(printed):
+            yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+            handler.close()
+        root.setLevel(level)
+
+
 def _read_raw(mne: Any, path: str, name: str) -> Any:
     """``mne.io.read_raw`` (which picks the reader by suffix, folders included: EGI
     ``.mff``, CTF ``.ds``, MEF3 ``.mefd``); ``read_raw_nirx`` for a NIRx folder."""
@@ -208,7 +231,7 @@ def _read_raw(mne: Any, path: str, name: str) -> Any:
     # output of whatever imports (the CLI's report, a pipe); into the error if it fails.
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
+        with _kept_quiet(printed):
             if folder and not path.rstrip("/\\").lower().endswith((".mff", ".ds", ".mefd")):
                 return mne.io.read_raw_nirx(path, preload=False, verbose="error")
             return mne.io.read_raw(path, preload=False, verbose="error")
