@@ -19,6 +19,7 @@ from ..batches._item import BatchItem
 from ..onda._settings import current_settings
 from ..transforms._base import Pipeline
 from ..transforms._builtins import _Filter
+from ..transforms._transform import Transform
 from ._materialize import (
     _ITEM_KINDS,
     _TRANSFORMED,
@@ -208,20 +209,14 @@ def _filtered_in_pairs(
     if pipeline.batch or len(pipeline.item) != 1 or not all(type(it) is BatchItem for it in items):
         return None
     f = pipeline.item[0][1]
-    if not isinstance(f, _Filter) or f.random:
-        return None  # rows filtered one by one, independently, is what this relies on
-    plans = []
-    for item in items:
-        rate, rows, n_total = item.info.sample_rate, _rows(item), _n_total(item)
-        pipeline.check(rate, len(rows), n_total, _describe(item))
-        margin, index = pipeline.margin(rate), _channel_index(item)
-        if rows.start < 0 or rows.stop > n_total or not margin:
-            return None
-        first, stop = max(rows.start - margin, 0), min(rows.stop + margin, n_total)
-        shape = _shape_of(item, range(first, stop), index)
-        plans.append((range(first, stop), index, shape, (rows.start - first, stop - rows.stop)))
-    if len({(it.info.sample_rate, p[2][0] if p[2] else None, len(_rows(it))) for it, p in
-            zip(items, plans, strict=True)}) != 1 or plans[0][2] is None:  # fmt: skip
+    if (
+        not isinstance(f, _Filter)
+        or type(f).apply is not _Filter.apply
+        or type(f).apply_to is not Transform.apply_to
+    ):
+        return None  # the built-in filters' rows, filtered independently, only
+    plans = _plans(items, pipeline)
+    if plans is None:
         return None
     channels, window = plans[0][2][0], len(_rows(items[0]))
     x = allocate((len(items), channels, window), dtype)
@@ -249,6 +244,27 @@ def _filtered_in_pairs(
         x[i:j] = out[0].reshape(j - i, channels, window)
         i = j
     return x, _stack(items, [_y(it) for it in items])
+
+
+def _plans(items: Sequence[BatchItem], pipeline: Pipeline) -> list[tuple] | None:
+    """Each item's rows read with its margins, channel index, read shape and cut; None
+    unless all of them are inside their signals and their windows stack."""
+    plans = []
+    for item in items:
+        rate, rows, n_total = item.info.sample_rate, _rows(item), _n_total(item)
+        pipeline.check(rate, len(rows), n_total, _describe(item))
+        margin, index = pipeline.margin(rate), _channel_index(item)
+        if rows.start < 0 or rows.stop > n_total or not margin:
+            return None
+        first, stop = max(rows.start - margin, 0), min(rows.stop + margin, n_total)
+        shape = _shape_of(item, range(first, stop), index)
+        if shape is None:
+            return None
+        plans.append((range(first, stop), index, shape, (rows.start - first, stop - rows.stop)))
+    stacking = {
+        (it.info.sample_rate, p[2][0], len(_rows(it))) for it, p in zip(items, plans, strict=True)
+    }
+    return plans if len(stacking) == 1 else None
 
 
 def _rate_of(items: Sequence[BatchItem]) -> float:
