@@ -193,8 +193,10 @@ def test_without_numba_numpy_decodes_and_the_log_says_how_to_get_the_kernels(mon
     import sys
 
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
-    monkeypatch.setattr(_kernels, "_compiled", None)
-    monkeypatch.setattr(_kernels, "_failed", False)
+    monkeypatch.setattr(_kernels, "_compile", _kernels.CompileOnce(
+        _kernels._build, _kernels._try, "decode kernels", _kernels.log,
+        missing=_kernels._compile.missing,
+    ))  # fmt: skip
     with caplog.at_level(logging.INFO, logger=_kernels.__name__):
         assert not _kernels.available()
     assert "pip install 'ondabatches[fast]'" in caplog.text
@@ -206,3 +208,22 @@ def test_without_numba_numpy_decodes_and_the_log_says_how_to_get_the_kernels(mon
         plan.select(encoded, slice(None), out),
         exact_decode(encoded, make_info("int16", 3, sample_resolution_in_unit=0.1), np.dtype("f4")),
     )
+
+
+def test_a_kernel_that_cannot_compile_is_tried_once_then_none_with_a_warning(caplog):
+    import logging
+
+    calls = []
+
+    def build():
+        calls.append(1)
+        raise TypeError("no such typing")
+
+    once = _kernels.CompileOnce(build, lambda k: None, "test kernel", _kernels.log)
+    with caplog.at_level(logging.WARNING, logger=_kernels.__name__):
+        assert once() is None
+        assert once() is None
+    assert calls == [1]
+    assert "test kernel unavailable: no such typing" in caplog.text
+    ok = _kernels.CompileOnce(lambda: len, lambda k: None, "len", _kernels.log)
+    assert ok() is len and ok() is len

@@ -107,3 +107,39 @@ def test_filtered_batches_give_scipys_bits_on_the_windows_read_with_margins(labe
             want = want.astype(np.float32)
         want = want[:, rows.start - first : rows.start - first + len(rows)]
         assert x[0].tobytes() == want.tobytes(), (i, item.window)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["compiled", "scipy"])
+def test_a_batch_filtered_two_items_at_a_time_gives_each_windows_bits(
+    labeled,  # noqa: F811
+    monkeypatch,
+    kernels,
+):
+    # Items read with the same margins are filtered two at a time (one call over both
+    # windows' rows): each item has the bits of its window filtered alone by scipy,
+    # items at the signal's edges (other margins: other groups) among them.
+    import dataclasses
+
+    from ondabatches import RandomBatches, materialize_batch
+    from ondabatches.materialize._materialize import _n_total, _rows, _x_at
+    from ondabatches.onda import TimeSpan
+    from tests.dataset import eeg_rows_at
+
+    if not kernels:
+        monkeypatch.setattr(_kernels, "ENABLED", False)
+    f = Highpass(0.5)
+    scheme = RandomBatches(eeg_rows_at(labeled, 128.0), n_channels=3, batch_size=7,
+                           batch_duration=30 * 10**9)  # fmt: skip
+    batch, _ = scheme.iterate_batch(scheme.initial_state(seed=11))
+    span = batch[1].signal_span
+    batch[1] = dataclasses.replace(batch[1], window=TimeSpan(span.start, span.start + 30 * 10**9))
+    x, _ = materialize_batch(batch, transforms=[f])
+    assert x.shape[0] == 7
+    for i, item in enumerate(batch):
+        margin, rows = f.margin(128.0), _rows(item)
+        first, stop = max(rows.start - margin, 0), min(rows.stop + margin, _n_total(item))
+        want = _x_at(item, range(first, stop), slice(None), np.dtype(np.float32), None)
+        want = want[[item.info.channels.index(c) for c in item.channels]]
+        want = scipy_signal.sosfiltfilt(f._design(128.0), want.astype(np.float64), axis=-1)
+        want = want.astype(np.float32)[:, rows.start - first : rows.start - first + len(rows)]
+        assert x[i].tobytes() == want.tobytes(), (i, item.window)

@@ -18,6 +18,8 @@ from .._errors import BatchShapeError, BatchSpecError
 from ..batches._item import BatchItem
 from ..onda._settings import current_settings
 from ..transforms._base import Pipeline
+from ..transforms._builtins import _Filter
+from ..transforms._transform import Transform
 from ._materialize import (
     _ITEM_KINDS,
     _TRANSFORMED,
@@ -75,6 +77,9 @@ def materialize_transformed(
             f"item {bad[0]} is a {type(items[bad[0]]).__name__}: a batch mixes item kinds"
         )
     if not any(isinstance(it, BatchItem) and _is_remote(it) for it in items):
+        paired = _filtered_in_pairs(items, dtype, allocate, exact, pipeline)
+        if paired is not None:
+            return paired
         direct = _in_place(items, dtype, allocate, exact, pipeline, key)
         if direct is not None:
             return direct
@@ -183,6 +188,83 @@ def _in_place(
             slot[...] = out
         ys.append(y)
     return x, _stack(items, ys)
+
+
+#: Items filtered per call of the compiled sosfiltfilt: its loop over the rows of a time
+#: step runs twice as many of them (more independent recursions in flight), which was
+#: 1.45x faster per item for 19 channels; four items' scratch no longer fits the cache.
+_GROUP = 2
+
+
+def _filtered_in_pairs(
+    items: Sequence[Any],
+    dtype: np.dtype,
+    allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray],
+    exact: bool,
+    pipeline: Pipeline,
+) -> tuple[Any, Any] | None:
+    """A pipeline of one built-in filter: the windows of items read with the same
+    margins decoded into one array, two at a time, and filtered in one call (the same
+    values: each row's recursion is its own); None where that does not apply."""
+    if pipeline.batch or len(pipeline.item) != 1 or not all(type(it) is BatchItem for it in items):
+        return None
+    f = pipeline.item[0][1]
+    if (
+        not isinstance(f, _Filter)
+        or type(f).apply is not _Filter.apply
+        or type(f).apply_to is not Transform.apply_to
+    ):
+        return None  # the built-in filters' rows, filtered independently, only
+    plans = _plans(items, pipeline)
+    if plans is None:
+        return None
+    channels, window = plans[0][2][0], len(_rows(items[0]))
+    x = allocate((len(items), channels, window), dtype)
+    i = 0
+    while i < len(items):
+        j = i + 1  # a group: the next items whose reads have the same shape and cut
+        while j < min(i + _GROUP, len(items)) and plans[j][2:] == plans[i][2:]:
+            j += 1
+        read = np.empty(((j - i) * channels, plans[i][2][1]), dtype)
+        for k in range(i, j):
+            rows, index = plans[k][0], plans[k][1]
+            _x_at(
+                items[k],
+                rows,
+                index,
+                dtype,
+                read[(k - i) * channels : (k - i + 1) * channels],
+                exact,
+            )
+        rate, (before, after) = items[i].info.sample_rate, plans[i][3]
+        out = f._apply_window(read, None, None, rate, (before, after))
+        if out is None:  # scipy's (no compiled kernel), then cut, as apply_item does
+            full, _ = f.apply_to(read, None, None, rate, None)
+            out = (full[:, before : full.shape[1] - after], None)
+        x[i:j] = out[0].reshape(j - i, channels, window)
+        i = j
+    return x, _stack(items, [_y(it) for it in items])
+
+
+def _plans(items: Sequence[BatchItem], pipeline: Pipeline) -> list[tuple] | None:
+    """Each item's rows read with its margins, channel index, read shape and cut; None
+    unless all of them are inside their signals and their windows stack."""
+    plans = []
+    for item in items:
+        rate, rows, n_total = item.info.sample_rate, _rows(item), _n_total(item)
+        pipeline.check(rate, len(rows), n_total, _describe(item))
+        margin, index = pipeline.margin(rate), _channel_index(item)
+        if rows.start < 0 or rows.stop > n_total or not margin:
+            return None
+        first, stop = max(rows.start - margin, 0), min(rows.stop + margin, n_total)
+        shape = _shape_of(item, range(first, stop), index)
+        if shape is None:
+            return None
+        plans.append((range(first, stop), index, shape, (rows.start - first, stop - rows.stop)))
+    stacking = {
+        (it.info.sample_rate, p[2][0], len(_rows(it))) for it, p in zip(items, plans, strict=True)
+    }
+    return plans if len(stacking) == 1 else None
 
 
 def _rate_of(items: Sequence[BatchItem]) -> float:

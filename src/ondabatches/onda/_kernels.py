@@ -81,33 +81,64 @@ FORCED: str | None = None
 _PROBE_STEPS = 2048
 
 _lock = threading.Lock()
-_compiled: Callable[..., None] | None = None
-_failed = False
 _post: Callable[..., None] | None = None
 
 
-def _compile() -> Callable[..., None] | None:
-    """numba's compiled kernels (compiled lazily per type), or None without numba."""
-    global _compiled, _failed
-    if _compiled is not None or _failed:
-        return _compiled
-    with _lock:
-        if _compiled is None and not _failed:
-            try:
-                kernel = _build()
-                _try(kernel)
-            except ImportError:
-                _failed = True
-                log.info(
-                    "numba is not installed: windows are decoded with numpy, about 1.4x "
-                    "slower for 30 s windows (pip install 'ondabatches[fast]')"
-                )
-            except Exception as exc:  # a numba that cannot compile them: numpy's path
-                _failed = True
-                log.warning("compiled decode kernels unavailable, using numpy's: %s", exc)
-            else:
-                _compiled = kernel
-    return _compiled
+def jit(f: Callable[..., None]) -> Callable[..., None]:
+    """``f`` compiled by numba as every kernel here is (no GIL, no bounds checks, numpy's
+    error model, no fastmath: no contraction into fused multiply-adds), cached on disk
+    where a cache can be written; ImportError without numba."""
+    import numba
+
+    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
+    try:
+        return numba.njit(cache=True, **options)(f)
+    except RuntimeError:  # no writable cache location: compile in each process
+        return numba.njit(**options)(f)
+
+
+class CompileOnce:
+    """A compiled kernel built and tried once per process, or None where it cannot be.
+
+    Calling it returns ``build()``'s kernel once ``attempt(kernel)`` ran it on a tiny
+    input (compiling it, or loading numba's cache), or None: without numba (an
+    ImportError, logged at INFO as ``missing`` says, if given) or where numba cannot
+    compile it (logged as a warning naming ``what``); it then stays None, and callers
+    take their numpy or scipy path. Thread-safe: one thread builds, the others wait.
+    """
+
+    def __init__(
+        self,
+        build: Callable[[], Callable[..., None]],
+        attempt: Callable[[Callable[..., None]], None],
+        what: str,
+        logger: logging.Logger,
+        missing: str | None = None,
+    ):
+        self.build, self.attempt, self.what = build, attempt, what
+        self.logger, self.missing = logger, missing
+        self.kernel: Callable[..., None] | None = None
+        self.failed = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Callable[..., None] | None:
+        if self.kernel is not None or self.failed:
+            return self.kernel
+        with self._lock:
+            if self.kernel is None and not self.failed:
+                try:
+                    kernel = self.build()
+                    self.attempt(kernel)
+                except ImportError:
+                    self.failed = True
+                    if self.missing:
+                        self.logger.info(self.missing)
+                except Exception as exc:  # a numba that cannot compile it
+                    self.failed = True
+                    self.logger.warning("%s unavailable: %s", self.what, exc)
+                else:
+                    self.kernel = kernel
+        return self.kernel
 
 
 def _try(kernel: Callable[..., None]) -> None:
@@ -118,8 +149,6 @@ def _try(kernel: Callable[..., None]) -> None:
 
 
 def _build() -> Callable[..., None]:
-    import numba
-
     # Under ``few`` rows (see `_few`): each output row is written in one go from a
     # strided read of its channel. More: each time step's channels are decoded into ``buf``
     # (contiguous, vectorized) and then scattered to their rows. ``narrow`` computes in
@@ -166,11 +195,18 @@ def _build() -> Callable[..., None]:
                 for j in range(n):
                     dst[j, t] = buf[j]
 
-    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
-    try:
-        return numba.njit(cache=True, **options)(decode)
-    except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(**options)(decode)
+    return jit(decode)
+
+
+#: numba's compiled decode kernels (compiled lazily per type), or None without numba.
+_compile = CompileOnce(
+    _build,
+    _try,
+    "compiled decode kernels (windows are decoded with numpy)",
+    log,
+    missing="numba is not installed: windows are decoded with numpy, about 1.4x slower "
+    "for 30 s windows (pip install 'ondabatches[fast]')",
+)
 
 
 # The decode of the plain kernel's many-channel loops, then each value multiplied by the
@@ -260,18 +296,9 @@ _ROW_WIDE: Callable[..., None] | None = None
 
 
 def _build_post() -> Callable[..., None]:
-    import numba
-
     global _ROW_NARROW, _ROW_WIDE
-    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
-    try:
-        _ROW_NARROW = numba.njit(cache=True, **options)(_row_narrow)
-        _ROW_WIDE = numba.njit(cache=True, **options)(_row_wide)
-        return numba.njit(cache=True, **options)(_decode_post)
-    except RuntimeError:  # no writable cache location: compile in each process
-        _ROW_NARROW = numba.njit(**options)(_row_narrow)
-        _ROW_WIDE = numba.njit(**options)(_row_wide)
-        return numba.njit(**options)(_decode_post)
+    _ROW_NARROW, _ROW_WIDE = jit(_row_narrow), jit(_row_wide)
+    return jit(_decode_post)
 
 
 def _post_kernel() -> Callable[..., None] | None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
@@ -32,23 +30,9 @@ __all__: list[str] = []
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_compiled: Callable[..., None] | None = None
-_failed = False
-
 
 #: Time steps transposed at a time between the rows and the time-major scratch.
 _TILE = 64
-
-
-def _jit(f: Callable[..., None]) -> Callable[..., None]:
-    import numba
-
-    options: dict[str, Any] = dict(nogil=True, boundscheck=False, error_model="numpy")
-    try:
-        return numba.njit(cache=True, **options)(f)
-    except RuntimeError:  # no writable cache location: compile in each process
-        return numba.njit(**options)(f)
 
 
 def _sections(w, sos, z0, z1, first, stop, step):  # pragma: no cover
@@ -110,28 +94,8 @@ _SECTIONS: Callable[..., None] | None = None
 
 def _build() -> Callable[..., None]:
     global _SECTIONS
-    _SECTIONS = _jit(_sections)
-    return _jit(_filtfilt)
-
-
-def _kernel() -> Callable[..., None] | None:
-    """The compiled kernel (compiled, or loaded from numba's cache, on a tiny input the
-    first time), or None without numba or where it cannot compile it."""
-    global _compiled, _failed
-    if _compiled is None and not _failed:
-        with _lock:
-            if _compiled is None and not _failed:
-                try:
-                    kernel = _build()
-                    _try(kernel)
-                except ImportError:
-                    _failed = True
-                except Exception as exc:  # a numba that cannot compile it: scipy's path
-                    _failed = True
-                    log.warning("compiled sosfiltfilt unavailable, using scipy's: %s", exc)
-                else:
-                    _compiled = kernel
-    return _compiled
+    _SECTIONS = _kernels.jit(_sections)
+    return _kernels.jit(_filtfilt)
 
 
 def _try(kernel: Callable[..., None]) -> None:
@@ -139,6 +103,11 @@ def _try(kernel: Callable[..., None]) -> None:
     x, w = np.zeros((1, 4), np.float32), np.empty((6, 1))
     z0, z1 = np.empty((1, 1)), np.empty((1, 1))
     kernel(x, sos, np.zeros((1, 2)), 1, w, z0, z1, np.empty((1, 4), np.float32), 0)
+
+
+#: The compiled kernel (compiled, or loaded from numba's cache, on a tiny input the
+#: first time), or None without numba or where it cannot compile it.
+_kernel = _kernels.CompileOnce(_build, _try, "compiled sosfiltfilt (filters run scipy's)", log)
 
 
 @functools.lru_cache(maxsize=256)
