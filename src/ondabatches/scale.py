@@ -31,7 +31,7 @@ from .onda._samples import SamplesInfo, sample_dtype
 from .onda._table_files import write_annotations, write_signals
 from .onda._tables import annotations_table, signals_table
 from .onda._timespan import TimeSpan, index_from_time, time_from_index
-from .synthetic import EPOCH, STAGE_ENCODING, STAGES
+from .synthetic import EPOCH, STAGE_ENCODING, STAGES, _eeg_rows
 
 __all__ = ["ScaleDataset", "known_pattern", "make_scale_dataset"]
 
@@ -265,6 +265,64 @@ def _scale_annotations(
     )
 
 
+def _check_scale_size(n_recordings: int, n_channels: int) -> None:
+    if n_recordings < 1 or n_channels < 1:
+        raise ArgumentError(
+            f"need at least one recording and channel, got {n_recordings} and {n_channels}"
+        )
+
+
+def _check_scale_epochs(n_epochs: int, n_samples: int, sample_rate: float, least: int) -> None:
+    if n_epochs < least:
+        raise ArgumentError(
+            f"{n_samples} samples at {sample_rate} Hz hold {n_epochs} epochs of 30 s; "
+            f"need at least {least}"
+        )
+
+
+def _write_scale_signals(
+    root: Path,
+    recordings: tuple[uuid.UUID, ...],
+    info: SamplesInfo,
+    n_samples: int,
+    span: TimeSpan,
+    block_rows: list[range],
+    known_recordings: int,
+) -> pa.Table:
+    """Write each recording's sparse ``eeg.lpcm`` (known blocks in the first
+    ``known_recordings``) and return their signals table."""
+    n_channels = len(info.channels)
+    for i, rec in enumerate(recordings):
+        (root / str(rec)).mkdir(exist_ok=True)
+        blocks = block_rows if i < known_recordings else []
+        _write_sparse(
+            root / str(rec) / "eeg.lpcm",
+            n_samples * info.bytes_per_sample,
+            blocks,
+            lambda rows, i=i: known_pattern(i, n_channels, rows),
+            info,
+        )
+    return signals_table(_eeg_rows(recordings, span, info))
+
+
+def _write_scale_tables(
+    root: Path, signals: pa.Table, annotations: pa.Table
+) -> tuple[Path, Path, Path, Path]:
+    """Write the signals and annotations tables, label the signals with their labels
+    stored under ``root / "labels"``, and write the labeled table; return the paths."""
+    signals_path, annotations_path = root / "signals.arrow", root / "annotations.arrow"
+    write_signals(signals_path, signals)
+    write_annotations(annotations_path, annotations)
+    labels_root = root / "labels"
+    labeled = label_signals(
+        signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING,
+        store=labels_root,
+    )  # fmt: skip
+    labeled_path = root / "labeled.arrow"
+    write_labeled_signals(labeled_path, labeled)
+    return signals_path, annotations_path, labeled_path, labels_root
+
+
 def make_scale_dataset(
     root: str | os.PathLike[str],
     *,
@@ -321,10 +379,7 @@ def make_scale_dataset(
     >>> ds.sample_path(0).stat().st_size == 10**6 * 19 * 2
     True
     """
-    if n_recordings < 1 or n_channels < 1:
-        raise ArgumentError(
-            f"need at least one recording and channel, got {n_recordings} and {n_channels}"
-        )
+    _check_scale_size(n_recordings, n_channels)
     info = SamplesInfo(
         "eeg", _channel_names(n_channels), "microvolt", 0.5, 0.0, sample_type, sample_rate
     )
@@ -334,55 +389,23 @@ def make_scale_dataset(
     root.mkdir(parents=True, exist_ok=True)
     span = TimeSpan(0, time_from_index(n_samples, sample_rate))
     n_epochs = span.duration // EPOCH
-    if n_epochs < max(run_epochs[0], block_epochs):
-        raise ArgumentError(
-            f"{n_samples} samples at {sample_rate} Hz hold {n_epochs} epochs of 30 s; "
-            f"need at least {max(run_epochs[0], block_epochs)}"
-        )
-    if known_recordings is None:
-        known_recordings = n_recordings
-    known_recordings = min(known_recordings, n_recordings)
+    _check_scale_epochs(n_epochs, n_samples, sample_rate, max(run_epochs[0], block_epochs))
+    known_recordings = min(
+        n_recordings if known_recordings is None else known_recordings, n_recordings
+    )
     known_spans, block_rows = _known_blocks(n_epochs, known_blocks, block_epochs, sample_rate)
 
     rng = np.random.default_rng(seed)
     canonical = _uuid_bytes(rng, n_recordings)
     recordings = tuple(uuid.UUID(bytes=bytes(row)) for row in canonical)
-    for i, rec in enumerate(recordings):
-        (root / str(rec)).mkdir(exist_ok=True)
-        blocks = block_rows if i < known_recordings else []
-        _write_sparse(
-            root / str(rec) / "eeg.lpcm",
-            n_samples * info.bytes_per_sample,
-            blocks,
-            lambda rows, i=i: known_pattern(i, n_channels, rows),
-            info,
-        )
-    signals = signals_table(
-        [
-            dict(
-                recording=rec,
-                file_path=f"{rec}/eeg.lpcm",
-                file_format="lpcm",
-                span=span,
-                sensor_label="eeg",
-                **info.to_dict(),
-            )
-            for rec in recordings
-        ]
+    signals = _write_scale_signals(
+        root, recordings, info, n_samples, span, block_rows, known_recordings
     )
-
     annotations = _scale_annotations(rng, canonical, n_epochs, run_epochs, span)
 
-    signals_path, annotations_path = root / "signals.arrow", root / "annotations.arrow"
-    write_signals(signals_path, signals)
-    write_annotations(annotations_path, annotations)
-    labels_root = root / "labels"
-    labeled = label_signals(
-        signals, annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING,
-        store=labels_root,
-    )  # fmt: skip
-    labeled_path = root / "labeled.arrow"
-    write_labeled_signals(labeled_path, labeled)
+    signals_path, annotations_path, labeled_path, labels_root = _write_scale_tables(
+        root, signals, annotations
+    )
     dataset = ScaleDataset(
         root=root,
         signals_path=signals_path,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -245,43 +245,13 @@ def make_dataset(
         span = TimeSpan(start, start + seconds * NS_PER_S)
         annotations = _annotations(rng, recording, span)
         annotation_rows.extend(annotations)
-        eeg = _EEG_LAYOUTS[(i if eeg_layout is None else eeg_layout) % len(_EEG_LAYOUTS)]
-        if sample_rate is not None:
-            eeg = (eeg[0], float(sample_rate), *eeg[2:])
-        layouts = [("eeg", eeg)]
-        if eog_every and i % eog_every == 0:
-            layouts.append(("eog", _EOG))
-        if ecg_every and i % ecg_every == 0:
-            layouts.append(("ecg", _ECG))
-        if emg_every and i % emg_every == 0:
-            layouts.append(("emg", _EMG))
+        layouts = _recording_layouts(i, eeg_layout, sample_rate, eog_every, ecg_every, emg_every)
         for kind, layout in layouts:
-            channels, rate, sample_type, res, offset, fmt, absolute = layout
-            if rates and kind in rates:
-                rate = float(rates[kind])
-            if formats and kind in formats:
-                fmt = formats[kind]
             later = nanoseconds((offsets or {}).get(kind, 0))
             signal_span = TimeSpan(span.start + later, span.stop)
-            info = SamplesInfo(kind, channels, "microvolt", res, offset, sample_type, rate)
-            n = int(signal_span.duration * rate // NS_PER_S)
-            stage = _stage_of_sample(annotations, signal_span, n, rate)
-            if kind == "ecg":
-                values = _ecg(rng, n, rate, stage)
-            elif kind == "emg":
-                values = (rng.normal(0.0, 1.0, n) * _EMG_RMS[stage])[np.newaxis, :]
-            else:
-                values = _eeg(rng, channels, n, rate, stage, kind)
-            relative = f"{recording}/{kind}.{fmt}"
-            store(root / relative, Samples(values, info).encode())
             signal_rows.append(
-                dict(
-                    recording=recording,
-                    file_path=str(root / relative) if absolute else relative,
-                    file_format=fmt,
-                    span=signal_span,
-                    sensor_label=kind,
-                    **info.to_dict(),
+                _write_signal(
+                    root, rng, recording, annotations, signal_span, kind, layout, rates, formats
                 )
             )
     signals_path, annotations_path = root / "signals.arrow", root / "annotations.arrow"
@@ -295,6 +265,85 @@ def make_dataset(
         read_signals(signals_path),
         read_annotations(annotations_path),
     )
+
+
+def _recording_layouts(
+    i: int,
+    eeg_layout: int | None,
+    sample_rate: float | None,
+    eog_every: int,
+    ecg_every: int,
+    emg_every: int,
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """The (kind, layout) of each signal of recording ``i``, EEG first."""
+    eeg = _EEG_LAYOUTS[(i if eeg_layout is None else eeg_layout) % len(_EEG_LAYOUTS)]
+    if sample_rate is not None:
+        eeg = (eeg[0], float(sample_rate), *eeg[2:])
+    layouts: list[tuple[str, tuple[Any, ...]]] = [("eeg", eeg)]
+    if eog_every and i % eog_every == 0:
+        layouts.append(("eog", _EOG))
+    if ecg_every and i % ecg_every == 0:
+        layouts.append(("ecg", _ECG))
+    if emg_every and i % emg_every == 0:
+        layouts.append(("emg", _EMG))
+    return layouts
+
+
+def _write_signal(
+    root: Path,
+    rng: np.random.Generator,
+    recording: uuid.UUID,
+    annotations: list[dict[str, Any]],
+    signal_span: TimeSpan,
+    kind: str,
+    layout: tuple[Any, ...],
+    rates: Mapping[str, float] | None,
+    formats: Mapping[str, str] | None,
+) -> dict[str, Any]:
+    """Draw one signal's samples (shaped by the stage of each sample), store them under
+    ``root`` and return its signals-table row; ``rates`` and ``formats`` override the
+    layout's per kind."""
+    channels, rate, sample_type, res, offset, fmt, absolute = layout
+    if rates and kind in rates:
+        rate = float(rates[kind])
+    if formats and kind in formats:
+        fmt = formats[kind]
+    info = SamplesInfo(kind, channels, "microvolt", res, offset, sample_type, rate)
+    n = int(signal_span.duration * rate // NS_PER_S)
+    stage = _stage_of_sample(annotations, signal_span, n, rate)
+    if kind == "ecg":
+        values = _ecg(rng, n, rate, stage)
+    elif kind == "emg":
+        values = (rng.normal(0.0, 1.0, n) * _EMG_RMS[stage])[np.newaxis, :]
+    else:
+        values = _eeg(rng, channels, n, rate, stage, kind)
+    relative = f"{recording}/{kind}.{fmt}"
+    store(root / relative, Samples(values, info).encode())
+    return dict(
+        recording=recording,
+        file_path=str(root / relative) if absolute else relative,
+        file_format=fmt,
+        span=signal_span,
+        sensor_label=kind,
+        **info.to_dict(),
+    )
+
+
+def _eeg_rows(
+    recordings: Sequence[uuid.UUID], span: TimeSpan, info: SamplesInfo
+) -> list[dict[str, Any]]:
+    """Signals-table rows of one ``<recording>/eeg.lpcm`` per recording over ``span``."""
+    return [
+        dict(
+            recording=rec,
+            file_path=f"{rec}/eeg.lpcm",
+            file_format="lpcm",
+            span=span,
+            sensor_label="eeg",
+            **info.to_dict(),
+        )
+        for rec in recordings
+    ]
 
 
 def labeled_table(
@@ -326,17 +375,7 @@ def labeled_table(
     recordings = [uuid.UUID(int=(seed << 64) + i + 1) for i in range(n_recordings)]
     label_span = TimeSpan(EPOCH, EPOCH + n_epochs * EPOCH)
     signal_span = TimeSpan(0, label_span.stop + EPOCH)
-    rows = [
-        dict(
-            recording=rec,
-            file_path=f"{rec}/eeg.lpcm",
-            file_format="lpcm",
-            span=signal_span,
-            sensor_label="eeg",
-            **info.to_dict(),
-        )
-        for rec in recordings
-    ]
+    rows = _eeg_rows(recordings, signal_span, info)
     labels_info = label_info(EPOCH)
     return _with_labels(
         signals_table(rows),

@@ -35,6 +35,7 @@ from ondabatches.errors import ArgumentTypeError, BatchSpecError, StateError
 from ondabatches.labels import label_events
 from ondabatches.onda import annotations_table, iter_signals
 from ondabatches.testing import ConformanceError, check_batch_scheme, labeled_table
+from tests.batches.config_keys import RANDOM_KEYS, SEQUENTIAL_KEYS
 from tests.dataset import dataset, labeled  # noqa: F401
 from tests.psg import MONTAGE
 
@@ -299,21 +300,24 @@ def test_a_sampler_is_left_as_it_is_and_composes_again():
 
 
 # States saved by RandomBatches and SequentialBatches before they were compositions
-# (ondabatches at 0296e80), and their configurations' keys in order.
+# (ondabatches at 0296e80); their configurations' keys in order are in config_keys.
+# What both share: the state, the batch's size and the table's digests.
+SAVED_AT = {"seed": 5, "index": 2, "version": 1}
+SAVED_CONFIG = {
+    "batch_duration_ns": 60000000000,
+    "batch_size": 4,
+    "digest.channels": "84870acb2df8b7b7",
+    "digest.encodings": "9ac2181c243a3cab",
+    "digest.labels": "2e58e860ac6ac3e9",
+    "digest.rates": "9590713154b8534c",
+    "digest.recordings": "0b64f478d99c825f",
+    "digest.spans": "d8afb3dc40537aab",
+}
 SAVED_RANDOM = {
-    "seed": 5,
-    "index": 2,
-    "version": 1,
+    **SAVED_AT,
     "config": {
-        "batch_duration_ns": 60000000000,
-        "batch_size": 4,
+        **SAVED_CONFIG,
         "channels": None,
-        "digest.channels": "84870acb2df8b7b7",
-        "digest.encodings": "9ac2181c243a3cab",
-        "digest.labels": "2e58e860ac6ac3e9",
-        "digest.rates": "9590713154b8534c",
-        "digest.recordings": "0b64f478d99c825f",
-        "digest.spans": "d8afb3dc40537aab",
         "digest.weights": "b30dd736627e3e25",
         "n_channels": 2,
         "n_rows": 3,
@@ -321,19 +325,10 @@ SAVED_RANDOM = {
     },
 }
 SAVED_SEQUENTIAL = {
-    "seed": 5,
-    "index": 2,
-    "version": 1,
+    **SAVED_AT,
     "config": {
-        "batch_duration_ns": 60000000000,
-        "batch_size": 4,
+        **SAVED_CONFIG,
         "channels": "('c3',)",
-        "digest.channels": "84870acb2df8b7b7",
-        "digest.encodings": "9ac2181c243a3cab",
-        "digest.labels": "2e58e860ac6ac3e9",
-        "digest.rates": "9590713154b8534c",
-        "digest.recordings": "0b64f478d99c825f",
-        "digest.spans": "d8afb3dc40537aab",
         "digest.weights": "e3b0c44298fc1c14",
         "drop_last": False,
         "n_rows": 3,
@@ -342,38 +337,6 @@ SAVED_SEQUENTIAL = {
         "world_size": 2,
     },
 }
-RANDOM_KEYS = [
-    "scheme",
-    "batch_size",
-    "batch_duration_ns",
-    "n_channels",
-    "channels",
-    "n_rows",
-    "digest.recordings",
-    "digest.spans",
-    "digest.channels",
-    "digest.rates",
-    "digest.encodings",
-    "digest.labels",
-    "digest.weights",
-]
-SEQUENTIAL_KEYS = [
-    "scheme",
-    "batch_size",
-    "batch_duration_ns",
-    "stride_ns",
-    "world_size",
-    "drop_last",
-    "channels",
-    "n_rows",
-    "digest.recordings",
-    "digest.spans",
-    "digest.channels",
-    "digest.rates",
-    "digest.encodings",
-    "digest.labels",
-    "digest.weights",
-]
 
 
 def test_states_saved_before_the_composition_still_bind_and_resume():

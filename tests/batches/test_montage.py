@@ -26,6 +26,7 @@ from ondabatches.errors import BatchSpecError, SpanError
 from ondabatches.labels import sort_and_trim_spans
 from ondabatches.materialize import Bipolar
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING
+from tests.batches.config_keys import RANDOM_KEYS
 from tests.psg import MONTAGE, S
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -231,21 +232,7 @@ def test_items_round_trip_and_single_signal_config_is_unchanged(psg_labeled):
     assert config["missing"] == "zero-fill" and config["resample"]["rates"] == [128.0] * 4
     single = RandomBatches(psg_labeled.filter(psg_labeled.column("sensor_type").to_numpy(
         zero_copy_only=False) == "eeg"), batch_size=4, batch_duration=60 * S)  # fmt: skip
-    assert set(single.config) == {
-        "scheme",
-        "batch_size",
-        "batch_duration_ns",
-        "n_channels",
-        "channels",
-        "n_rows",
-        "digest.recordings",
-        "digest.spans",
-        "digest.channels",
-        "digest.rates",
-        "digest.encodings",
-        "digest.labels",
-        "digest.weights",
-    }  # fmt: skip (no montage keys for a single-signal scheme)
+    assert set(single.config) == set(RANDOM_KEYS)  # no montage keys for a single signal
     assert {"modalities", "missing", "resample", "digest.montage"} <= set(config)
     with pytest.raises(StateError, match="missing"):
         single.iterate_batch(batches.initial_state(seed=2))

@@ -15,7 +15,15 @@ from ondabatches.batches import BatchState, RandomBatches
 from ondabatches.errors import SampleFileError, SampleFileNotFoundError
 from ondabatches.materialize import _local, _materialize, materialize_batch
 from ondabatches.onda._zst import parse_seek_table
-from tests.dataset import dataset, eeg_rows_at, labeled, lazy_labeled  # noqa: F401
+from ondabatches.synthetic import make_dataset
+from tests.dataset import (  # noqa: F401
+    DURATION,
+    dataset,
+    eeg_rows_at,
+    labeled,
+    lazy_labeled,
+    make_labeled,
+)
 
 MIN = 60 * 10**9
 
@@ -37,19 +45,39 @@ def _counting(monkeypatch) -> list:
     return calls
 
 
+def _per_channel_count(table):
+    """``table``'s rows split by channel count, one table per count."""
+    counts = pa.array([len(c) for c in table.column("channels").to_pylist()])
+    return [table.filter(pc.equal(counts, n)) for n in sorted(set(counts.to_pylist()))]
+
+
+@pytest.fixture(scope="module")
+def one_rate(tmp_path_factory):
+    """Every EEG layout at 128 Hz: rows of one rate whose channel counts differ."""
+    ds = make_dataset(
+        tmp_path_factory.mktemp("one_rate"), n_recordings=4, duration=DURATION,
+        sample_rate=128.0, eog_every=0,
+    )  # fmt: skip
+    return make_labeled(ds)
+
+
+def test_one_rate_has_layouts_of_different_channel_counts(one_rate):
+    assert len(_per_channel_count(one_rate)) > 1
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("exact", [True, False])
-def test_batches_equal_the_general_path_item_by_item(labeled, dtype, exact, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("source", ["labeled", "one_rate"])
+def test_batches_equal_the_general_path_item_by_item(request, source, dtype, exact, monkeypatch):
+    table_of_source = request.getfixturevalue(source)
     calls = _counting(monkeypatch)
-    for rate in sorted(set(labeled.column("sample_rate").to_pylist())):
-        table = eeg_rows_at(labeled, rate)  # lpcm and lpcm.zst rows, several encodings
-        for n_channels in (None, 2):  # every channel (a slice) and random subsets (indices)
-            spec = RandomBatches(table, n_channels=n_channels, batch_size=16, batch_duration=MIN)
-            if (
-                n_channels is None
-                and len({len(c) for c in table.column("channels").to_pylist()}) > 1
-            ):
-                continue  # layouts of different channel counts do not stack
+    for rate in sorted(set(table_of_source.column("sample_rate").to_pylist())):
+        table = eeg_rows_at(table_of_source, rate)  # lpcm and lpcm.zst rows, several encodings
+        # Every channel (a slice), per layout since layouts of different channel counts
+        # do not stack, and random subsets (indices) of the whole table.
+        cases = [(layout, None) for layout in _per_channel_count(table)] + [(table, 2)]
+        for rows, n_channels in cases:
+            spec = RandomBatches(rows, n_channels=n_channels, batch_size=16, batch_duration=MIN)
             for index in range(3):
                 batch, _ = spec.iterate_batch(spec.initial_state(seed=5).advance(index))
                 calls.clear()

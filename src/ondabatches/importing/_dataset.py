@@ -118,39 +118,46 @@ def _read_table(url: str) -> pa.Table:
         return pa.ipc.open_file(pa.py_buffer(fs.cat_file(path))).read_all()
 
 
+def _convert_source_file(task: _Task, samples_dir: str) -> tuple[Any, ...]:
+    """Convert ``task``'s source (and annotation) file: its digest, recording id, signals,
+    annotations and channel summaries."""
+    with _local_copy(task.source) as local:
+        digest = _sha256_of(local)
+        annotations = None
+        annotation_digest = ""
+        if task.annotation_source is not None:
+            with _local_copy(task.annotation_source) as ann_local:
+                annotation_digest = _sha256_of(ann_local)
+                annotations = _read_annotation_file(ann_local, task.annotation_source)
+        recording = recording_id(digest)
+        source = _open_source(local, task.source, task.reader, ChannelMap(task.channel_map))
+        try:
+            signals, anns, summaries = convert_source(
+                source,
+                samples_dir,
+                task.stem,
+                recording,
+                file_format=task.file_format,
+                block_bytes=task.block_bytes,
+                annotations=annotations,
+                annotation_seed=f"{digest}:{annotation_digest}",
+                annotations_past_end=task.annotations_past_end,
+                stages=task.stages,
+                source_file=task.source,
+                annotations_from=task.annotation_source,
+                in_place=(_absolute(task.source), local) if task.in_place else None,
+            )
+        finally:
+            source.close()
+    return digest, recording, signals, anns, summaries
+
+
 def _convert_task(task: _Task) -> dict[str, Any]:
     """Convert one file and write its parts and marker; on failure remove what it wrote."""
     samples_dir = _join(task.out, "samples")
     written: list[str] = []
     try:
-        with _local_copy(task.source) as local:
-            digest = _sha256_of(local)
-            annotations = None
-            annotation_digest = ""
-            if task.annotation_source is not None:
-                with _local_copy(task.annotation_source) as ann_local:
-                    annotation_digest = _sha256_of(ann_local)
-                    annotations = _read_annotation_file(ann_local, task.annotation_source)
-            recording = recording_id(digest)
-            source = _open_source(local, task.source, task.reader, ChannelMap(task.channel_map))
-            try:
-                signals, anns, summaries = convert_source(
-                    source,
-                    samples_dir,
-                    task.stem,
-                    recording,
-                    file_format=task.file_format,
-                    block_bytes=task.block_bytes,
-                    annotations=annotations,
-                    annotation_seed=f"{digest}:{annotation_digest}",
-                    annotations_past_end=task.annotations_past_end,
-                    stages=task.stages,
-                    source_file=task.source,
-                    annotations_from=task.annotation_source,
-                    in_place=(_absolute(task.source), local) if task.in_place else None,
-                )
-            finally:
-                source.close()
+        digest, recording, signals, anns, summaries = _convert_source_file(task, samples_dir)
         if not task.in_place:
             written = [_join(samples_dir, p) for p in signals.column("file_path").to_pylist()]
             # file_path relative to the dataset tables, which live in task.out.

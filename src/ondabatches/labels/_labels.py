@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -274,6 +274,49 @@ def _encode_group(
     return span, values, counts
 
 
+def _group_encoder(
+    signals: pa.Table,
+    annotations: pa.Table,
+    columns: list[str],
+    labels_column: str,
+    encoding: Mapping[Any, int],
+    dtype: str,
+    *,
+    epoch: int,
+    roundto: int | None,
+    fill: int | None,
+) -> tuple[np.ndarray, np.ndarray, Callable[[int], tuple[TimeSpan, np.ndarray, np.ndarray]]]:
+    """The group code of each signal row, the bounds of each group's annotations, and a
+    function that encodes one group's annotations as ``(label span, values, counts)``."""
+    sig_codes, ann_codes = _group_codes(
+        [(signals, "signals"), (annotations, "annotations")], columns
+    )
+    n_groups = int(max(sig_codes.max(initial=-1), ann_codes.max(initial=-1))) + 1
+    order, bounds = _members(ann_codes, n_groups)
+    starts, stops = span_bounds(annotations.column("span"))
+    distinct, label_index = _distinct_labels(annotations, labels_column)
+    # Each distinct label is looked up once; unknown ones only matter for signals' groups.
+    known = np.array([label in encoding for label in distinct], dtype=bool)
+    lut = np.array([encoding.get(label, 0) for label in distinct], dtype=dtype)
+
+    def encode(group: int) -> tuple[TimeSpan, np.ndarray, np.ndarray]:
+        lo, hi = int(bounds[group]), int(bounds[group + 1])
+        idx = slice(lo, hi) if order is None else order[lo:hi]
+        name = _key_name(columns, annotations, lo if order is None else int(order[lo]))
+        unknown = np.flatnonzero(~known[label_index[idx]])
+        if len(unknown):
+            raise LabelError(
+                f"label {distinct[label_index[idx][unknown[0]]]!r} of {name} is not in the "
+                f"encoding {dict(encoding)}"
+            )
+        return _encode_group(
+            name, starts[idx], stops[idx], lut[label_index[idx]],
+            epoch=epoch, roundto=roundto, fill=fill, dtype=dtype,
+        )  # fmt: skip
+
+    return sig_codes, bounds, encode
+
+
 def _label_runs(
     signals: pa.Table,
     annotations: pa.Table,
@@ -299,33 +342,11 @@ def _label_runs(
     Without it, the runs are recomputed row by row as the caller iterates, so that
     those of all rows are never held at once (the per-annotation arrays are).
     """
-    sig_codes, ann_codes = _group_codes(
-        [(signals, "signals"), (annotations, "annotations")], columns
-    )
-    n_groups = int(max(sig_codes.max(initial=-1), ann_codes.max(initial=-1))) + 1
-    order, bounds = _members(ann_codes, n_groups)
-    starts, stops = span_bounds(annotations.column("span"))
-    distinct, label_index = _distinct_labels(annotations, labels_column)
-    # Each distinct label is looked up once; unknown ones only matter for signals' groups.
-    known = np.array([label in encoding for label in distinct], dtype=bool)
-    lut = np.array([encoding.get(label, 0) for label in distinct], dtype=dtype)
+    sig_codes, bounds, encode = _group_encoder(
+        signals, annotations, columns, labels_column, encoding, dtype,
+        epoch=epoch, roundto=roundto, fill=fill,
+    )  # fmt: skip
     sig_starts, sig_stops = span_bounds(signals.column("span"))
-
-    def encode(group: int) -> tuple[TimeSpan, np.ndarray, np.ndarray]:
-        lo, hi = int(bounds[group]), int(bounds[group + 1])
-        idx = slice(lo, hi) if order is None else order[lo:hi]
-        name = _key_name(columns, annotations, lo if order is None else int(order[lo]))
-        unknown = np.flatnonzero(~known[label_index[idx]])
-        if len(unknown):
-            raise LabelError(
-                f"label {distinct[label_index[idx][unknown[0]]]!r} of {name} is not in the "
-                f"encoding {dict(encoding)}"
-            )
-        return _encode_group(
-            name, starts[idx], stops[idx], lut[label_index[idx]],
-            epoch=epoch, roundto=roundto, fill=fill, dtype=dtype,
-        )  # fmt: skip
-
     spans: dict[int, TimeSpan] = {}
     held: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     keep, groups, label_starts, label_stops, missing = [], [], [], [], []

@@ -161,14 +161,7 @@ def plot_item(
         )  # fmt: skip
     fig, traces, strip, below = _panels(fig, ax, size, len(events or {}))
     t = start + np.arange(x.shape[1]) / sample_rate
-    n = x.shape[0]
-    ticks = []
-    for row, (name, values) in enumerate(zip(channels, x, strict=True)):
-        level = n - 1 - row  # row 0 at the top
-        half = _trace(traces, t, values, level, "k")
-        ticks.append((level, f"{name}\n±{half:.3g} {unit}".rstrip()))
-    traces.set_yticks([lvl for lvl, _ in ticks], [text for _, text in ticks], fontsize=8)
-    traces.set_ylim(-0.6, n - 0.4)
+    _draw_traces(traces, t, x, channels, unit)
     if title:
         traces.set_title(title)
 
@@ -180,6 +173,32 @@ def plot_item(
     if path is not None:
         _save_png(fig, path)
     return fig
+
+
+def _draw_traces(
+    axis: Any, t: np.ndarray, values: np.ndarray, channels: Sequence[str], unit: str
+) -> None:
+    """One trace per channel, the first at the top, each labeled with its name and scale."""
+    n, ticks = values.shape[0], []
+    for row, (name, v) in enumerate(zip(channels, values, strict=True)):
+        level = n - 1 - row  # row 0 at the top
+        half = _trace(axis, t, v, level, "k")
+        ticks.append((level, f"{name}\n±{half:.3g} {unit}".rstrip()))
+    axis.set_yticks([lvl for lvl, _ in ticks], [text for _, text in ticks], fontsize=8)
+    axis.set_ylim(-0.6, n - 0.4)
+
+
+def _stage_axes(fig: Any, size: tuple[int, int], filtered: bool, n_spectrograms: int) -> list:
+    """The stacked axes of a picture with transforms (raw, filtered, one per spectrogram,
+    the hypnogram), on ``fig`` or a new figure of ``size``."""
+    heights = [3.0] + ([3.0] if filtered else [])
+    heights += [1.5] * n_spectrograms
+    heights.append(1.0)
+    target = fig if fig is not None else _figure(*size)
+    grid = target.subplots(
+        len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights}, squeeze=False
+    )
+    return list(grid[:, 0])
 
 
 def _batch_stages(
@@ -227,25 +246,14 @@ def _plot_stages(
         raise ArgumentError("with transforms, plot_item draws several panels: give fig=, not ax=")
     filtered, spec = stages["filtered"], stages["spectrogram"]
     x, y = np.asarray(x), np.asarray(y).reshape(-1)
-    heights = [3.0] + ([3.0] if filtered is not None else [])
-    heights += [1.5] * (0 if spec is None else spec.shape[0])
-    heights.append(1.0)
-    target = fig if fig is not None else _figure(*size)
-    grid = target.subplots(
-        len(heights), 1, sharex=True, gridspec_kw={"height_ratios": heights}, squeeze=False
-    )
-    axes = list(grid[:, 0])
+    axes = _stage_axes(fig, size, filtered is not None, 0 if spec is None else spec.shape[0])
     figure = axes[0].get_figure(root=True)
     end = start + x.shape[-1] / sample_rate
 
     def traces(axis: Any, values: np.ndarray, name: str) -> None:
-        t = start + np.arange(values.shape[-1]) / sample_rate
-        n, ticks = values.shape[0], []
-        for row, (channel, v) in enumerate(zip(channels, values, strict=True)):
-            half = _trace(axis, t, v, n - 1 - row, "k")
-            ticks.append((n - 1 - row, f"{channel}\n±{half:.3g} {unit}".rstrip()))
-        axis.set_yticks([lvl for lvl, _ in ticks], [text for _, text in ticks], fontsize=8)
-        axis.set_ylim(-0.6, n - 0.4)
+        _draw_traces(
+            axis, start + np.arange(values.shape[-1]) / sample_rate, values, channels, unit
+        )
         axis.set_title(name, fontsize=9, loc="left")
         if events:
             _draw_events(axis, None, events, event_classes, start)

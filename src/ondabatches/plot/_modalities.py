@@ -98,6 +98,27 @@ def plot_modalities(
     mask = x.get("mask", None)
     arrays = {name: np.asarray(a) for name, a in x.items() if name != "mask"}
     y = np.asarray(y).reshape(-1)
+    _check_modalities(arrays, sample_rates, channels)
+    fig, traces, strip, below = _panels(fig, ax, size, len(events or {}))
+    end = _draw_modalities(traces, arrays, mask, sample_rates, channels, units)
+    if title:
+        traces.set_title(title)
+    edges = _hypnogram(strip, y, label_names, label_rate, 0.0)
+    if events:
+        _draw_events(traces, below, events, event_classes, 0.0)
+    strip.set_xlim(0.0, max(end, edges[-1]))
+    (below or strip).set_xlabel("time (s from the window's start)")
+    if path is not None:
+        _save_png(fig, path)
+    return fig
+
+
+def _check_modalities(
+    arrays: Mapping[str, np.ndarray],
+    sample_rates: Mapping[str, float],
+    channels: Mapping[str, Sequence[str]] | None,
+) -> None:
+    """Every modality channels x samples, with as many names as channels and a rate."""
     missing = sorted(set(arrays) - set(sample_rates))
     for name, a in arrays.items():
         if a.ndim != 2:
@@ -113,7 +134,18 @@ def plot_modalities(
         raise ArgumentError(
             f"no sample rate for modalities {missing}; rates are {dict(sample_rates)}"
         )
-    fig, traces, strip, below = _panels(fig, ax, size, len(events or {}))
+
+
+def _draw_modalities(
+    traces: Any,
+    arrays: Mapping[str, np.ndarray],
+    mask: Any,
+    sample_rates: Mapping[str, float],
+    channels: Mapping[str, Sequence[str]] | None,
+    units: Mapping[str, str] | None,
+) -> float:
+    """Each modality's rows on ``traces`` in its own colour (grey where ``mask`` says it is
+    absent), top to bottom; return the end of the longest, in seconds."""
     n = sum(a.shape[0] for a in arrays.values())
     ticks, level, end = [], n - 1, 0.0
     for (name, a), color in zip(arrays.items(), _colors(len(arrays)), strict=True):
@@ -131,13 +163,4 @@ def plot_modalities(
             level -= 1
     traces.set_yticks([lvl for lvl, _ in ticks], [text for _, text in ticks], fontsize=8)
     traces.set_ylim(-0.6, n - 0.4)
-    if title:
-        traces.set_title(title)
-    edges = _hypnogram(strip, y, label_names, label_rate, 0.0)
-    if events:
-        _draw_events(traces, below, events, event_classes, 0.0)
-    strip.set_xlim(0.0, max(end, edges[-1]))
-    (below or strip).set_xlabel("time (s from the window's start)")
-    if path is not None:
-        _save_png(fig, path)
-    return fig
+    return end

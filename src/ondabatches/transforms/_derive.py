@@ -162,19 +162,7 @@ def derive_dataset(
         rate = sig.info.sample_rate
         n = n_samples(sig.span.duration, rate)
         pipeline.check(rate, n, n, f"signal {i} ({sig.file_path})")
-        ratio = None
-        if resample_hz is not None:
-            ratio = Fraction(resample_hz).limit_denominator(10_000) / Fraction(
-                rate
-            ).limit_denominator(10_000)
-            if (
-                abs(float(ratio) * rate - resample_hz) > 1e-9 * resample_hz
-                or ratio.numerator > 1000
-            ):
-                raise BatchSpecError(
-                    f"resample_hz={resample_hz} is not a small rational ratio of signal {i}'s "
-                    f"rate {rate} Hz"
-                )
+        ratio = None if resample_hz is None else _resample_ratio(resample_hz, rate, i)
         file_name = f"{sig.recording}_{sig.sensor_label}_{i}.{file_format}"
         task = {
             "row": _row(sig), "filters": pipeline.config, "reference": reference,
@@ -187,6 +175,34 @@ def derive_dataset(
     fs, root = filesystem_for(out)
     with storage_errors(out, action="write"):
         fs.makedirs(f"{root}/.derive", exist_ok=True)
+    _run_tasks(tasks, workers, progress)
+    signals_out = f"{out}/{name}.onda.signal.arrow"
+    write_signals(signals_out, signals_table(_derived_rows(rows, tasks, file_format)))
+    annotations_out = None
+    if annotations is not None:
+        annotations_out = f"{out}/{name}.onda.annotation.arrow"
+        write_annotations(annotations_out, read_annotations(annotations))
+    fs, path = filesystem_for(f"{out}/derived.json")
+    with storage_errors(out, action="write"), atomic_writer(fs, path) as f:
+        f.write(json.dumps({**config, "key": key}, sort_keys=True, indent=1).encode())
+    return signals_out, annotations_out
+
+
+def _resample_ratio(resample_hz: float, rate: float, i: int) -> Fraction:
+    """The ratio of ``resample_hz`` to signal ``i``'s ``rate``: a small rational or an error."""
+    ratio = Fraction(resample_hz).limit_denominator(10_000) / Fraction(rate).limit_denominator(
+        10_000
+    )
+    if abs(float(ratio) * rate - resample_hz) > 1e-9 * resample_hz or ratio.numerator > 1000:
+        raise BatchSpecError(
+            f"resample_hz={resample_hz} is not a small rational ratio of signal {i}'s "
+            f"rate {rate} Hz"
+        )
+    return ratio
+
+
+def _run_tasks(tasks: list[dict[str, Any]], workers: int, progress: bool) -> None:
+    """Derive the signals not already written, on ``workers`` processes where more than one."""
     todo = [t for t in tasks if _done(t) is None]
     bar = _progress(len(tasks), len(tasks) - len(todo), progress)
     if workers > 1 and len(todo) > 1:
@@ -198,6 +214,12 @@ def derive_dataset(
             _derive_one(t)
             bar.update(1)
     bar.close()
+
+
+def _derived_rows(
+    rows: list[tuple[Any, str]], tasks: list[dict[str, Any]], file_format: str
+) -> list[dict[str, Any]]:
+    """The derived signals' rows, from the source rows and the markers their tasks wrote."""
     out_rows = []
     for (sig, file_name), task in zip(rows, tasks, strict=True):
         done = _done(task)
@@ -208,16 +230,7 @@ def derive_dataset(
             {**_row(sig), **info.to_dict(), "file_path": file_name, "file_format": file_format,
              "span": span}
         )  # fmt: skip
-    signals_out = f"{out}/{name}.onda.signal.arrow"
-    write_signals(signals_out, signals_table(out_rows))
-    annotations_out = None
-    if annotations is not None:
-        annotations_out = f"{out}/{name}.onda.annotation.arrow"
-        write_annotations(annotations_out, read_annotations(annotations))
-    fs, path = filesystem_for(f"{out}/derived.json")
-    with storage_errors(out, action="write"), atomic_writer(fs, path) as f:
-        f.write(json.dumps({**config, "key": key}, sort_keys=True, indent=1).encode())
-    return signals_out, annotations_out
+    return out_rows
 
 
 def _row(sig: Any) -> dict[str, Any]:
