@@ -28,6 +28,7 @@ from ondabatches.onda import filesystem_for, read_annotations, read_signals, set
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
 from ._proxy import Faults, FaultyProxy
+from ._rawget import RawGetter, batch_ranges
 from ._report import Result, script_main
 from .s3 import _BUCKET, _at_rate, s3_behind_proxy
 
@@ -37,6 +38,7 @@ __all__ = ["run"]
 _BANDWIDTH = 20e6
 _LATENCIES = (0.02, 0.05)
 _WORKERS = 2
+_BATCH_SIZE = 32
 
 
 def _labeled(root: str, reroot: dict[str, str] | None, labels_root: str) -> pa.Table:
@@ -80,6 +82,16 @@ def run(quick: bool) -> list[Result]:
             set_storage_options("s3")
 
 
+def _specs(batches: RandomBatches, seed: int, n: int) -> list[list]:
+    """The specs of the ``n`` timed batches of `_take` (after its 2 warm-up batches)."""
+    state = batches.initial_state(seed)
+    out = []
+    for _ in range(n + 2):
+        batch, state = batches.iterate_batch(state)
+        out.append(batch)
+    return out[2:]
+
+
 def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
     fs, _ = filesystem_for(f"s3://{_BUCKET}/")
     fs.mkdir(_BUCKET)
@@ -91,38 +103,53 @@ def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
         "local": _labeled(local, None, f"{tmp}/labels"),
         "s3": _labeled(remote, {local: remote}, f"{remote}/labels"),
     }
-    batch_size = 32
     n = 10 if quick else 25
-    runs = 2 if quick else 3
     schemes = {
         where: RandomBatches(
-            _at_rate(t, "lpcm"), n_channels=2, batch_size=batch_size, batch_duration=60 * 10**9
+            _at_rate(t, "lpcm"), n_channels=2, batch_size=_BATCH_SIZE, batch_duration=60 * 10**9
         )
         for where, t in tables.items()
     }
-    rates: dict[float, list[float]] = {lat: [] for lat in _LATENCIES}
-    delivered: dict[float, list[float]] = {lat: [] for lat in _LATENCIES}
-    for r in range(runs):
-        reference = None
-        for latency in _LATENCIES:  # interleaved: 20, 50, 20, 50, ...
-            proxy.faults = Faults(latency=latency, bandwidth=_BANDWIDTH)
-            got, seconds, body = _take(schemes["s3"], r, n, proxy)
-            rates[latency].append(body / seconds)
-            delivered[latency].append(sum(x.nbytes + y.nbytes for x, y in got[2:]) / seconds)
-            if reference is None:
-                proxy.faults = Faults()
-                reference, _, _ = _take(schemes["local"], r, n, None)
-            for (xa, ya), (xb, yb) in zip(got, reference, strict=True):
-                assert np.array_equal(xa, xb) and np.array_equal(ya, yb), "S3 batch != local"
+    figures: dict[str, dict[float, list[float]]] = {
+        k: {lat: [] for lat in _LATENCIES} for k in ("ours", "raw", "delivered")
+    }
+    with RawGetter(proxy.endpoint, _WORKERS, _BATCH_SIZE) as raw:
+        for r in range(2 if quick else 3):
+            _one_run(proxy, schemes, raw, r, n, figures)
     proxy.faults = Faults()
+    return _results(figures)
+
+
+def _one_run(proxy, schemes, raw: RawGetter, r: int, n: int, figures) -> None:
+    """Ours then the raw floor at each latency (interleaved), batches checked."""
+    ranges = raw.prepare(batch_ranges(_specs(schemes["s3"], r, n)))
+    raw.run(ranges[:2])  # warm-up: processes, connections
+    reference = None
+    for latency in _LATENCIES:  # interleaved: 20, 50, 20, 50, ...
+        proxy.faults = Faults(latency=latency, bandwidth=_BANDWIDTH)
+        got, seconds, body = _take(schemes["s3"], r, n, proxy)
+        figures["ours"][latency].append(body / seconds)
+        figures["delivered"][latency].append(sum(x.nbytes + y.nbytes for x, y in got[2:]) / seconds)
+        raw_body, raw_seconds = raw.run(ranges)
+        figures["raw"][latency].append(raw_body / raw_seconds)
+        if reference is None:
+            proxy.faults = Faults()
+            reference, _, _ = _take(schemes["local"], r, n, None)
+        for (xa, ya), (xb, yb) in zip(got, reference, strict=True):
+            assert np.array_equal(xa, xb) and np.array_equal(ya, yb), "S3 batch != local"
+
+
+def _results(figures: dict[str, dict[float, list[float]]]) -> list[Result]:
     results = []
     for latency in _LATENCIES:
         ms = f"{latency * 1000:.0f} ms"
+        ours = statistics.median(figures["ours"][latency])
+        raw = statistics.median(figures["raw"][latency])
         results += [
             Result(
                 f"S3 body B/s over a {_BANDWIDTH / 1e6:.0f} MB/s link, {ms} per request "
-                f"({_WORKERS} process workers, {batch_size} items, lpcm; batches == local)",
-                statistics.median(rates[latency]),
+                f"({_WORKERS} process workers, {_BATCH_SIZE} items, lpcm; batches == local)",
+                ours,
                 _BANDWIDTH,
                 "B/s",
                 goal=1.25,
@@ -130,8 +157,25 @@ def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
                 floor_is="the link's bandwidth limit (goal: at least 0.8 of it)",
             ),
             Result(
+                f"raw ranged GETs of the same bytes, {ms} per request ({_WORKERS} processes "
+                f"x {_BATCH_SIZE} in flight, presigned http.client, a batch at a time)",
+                raw,
+                _BANDWIDTH,
+                "B/s",
+                higher_is_better=True,
+                floor_is="the link's bandwidth limit: what this machine allows",
+            ),
+            Result(
+                f"S3 body B/s, ours against the raw ranged GETs, {ms} per request",
+                ours,
+                raw,
+                "B/s",
+                higher_is_better=True,
+                floor_is="the raw ranged GETs of the same bytes (median of each)",
+            ),
+            Result(
                 f"float32 x + y B/s delivered to the consumer, {ms} per request",
-                statistics.median(delivered[latency]),
+                statistics.median(figures["delivered"][latency]),
                 None,
                 "B/s",
             ),

@@ -373,3 +373,20 @@ def test_whole_second_mtimes_must_be_older_to_skip_the_crc(cache_dir, remote, mo
     for _ in range(2):
         assert read_range(fs, path, 0, 3000).tobytes() == payload[:3000]
     assert crcs == [3000] * 3
+
+
+def test_get_cache_follows_set_cache_and_settings(tmp_path):
+    # get_cache remembers its last answer per settings object: a new set_cache of the
+    # same folder and size, or settings without a cache, must not see the old one.
+    set_cache(tmp_path / "a", "1M")
+    first = get_cache()
+    assert get_cache() is first
+    set_cache(tmp_path / "a", "1M")
+    second = get_cache()
+    assert second is not first and second.directory == first.directory
+    use_settings(cache_directory=None)
+    assert get_cache() is None
+    set_cache(tmp_path / "b", "2M")
+    assert get_cache().directory == str(tmp_path / "b")
+    set_cache(None)
+    assert get_cache() is None

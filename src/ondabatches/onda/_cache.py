@@ -354,6 +354,9 @@ def _unlink(path: str) -> None:
 # -- configuration ---------------------------------------------------------------------
 
 _configured: dict[tuple[str, int], RangeCache | None] = {}
+# (settings, cache) of the last `get_cache`: a hit then skips the lookup by key (the
+# settings are frozen, so the same object means the same cache until `set_cache`).
+_last: tuple[Any, RangeCache | None] = (None, None)
 
 
 def set_cache(directory: str | os.PathLike[str] | None, max_bytes: int | str = "10G") -> None:
@@ -376,6 +379,7 @@ def set_cache(directory: str | os.PathLike[str] | None, max_bytes: int | str = "
     >>> get_cache() is None
     True
     """
+    global _last
     if directory is None:
         use_settings(cache_directory=None)
         return
@@ -383,12 +387,17 @@ def set_cache(directory: str | os.PathLike[str] | None, max_bytes: int | str = "
     folder = os.path.abspath(os.fspath(directory))
     cache = RangeCache(folder, size)  # raises CacheError on a bad directory
     _configured[(folder, size)] = cache
+    _last = (None, None)
     use_settings(cache_directory=folder, cache_max_bytes=size)
 
 
 def get_cache() -> RangeCache | None:
     """The cache this process uses (its settings' ``cache_directory``), or ``None`` when off."""
+    global _last
     settings = current_settings()
+    last_settings, last_cache = _last
+    if settings is last_settings:
+        return last_cache
     if settings.cache_directory is None:
         return None
     key = (settings.cache_directory, settings.cache_max_bytes)
@@ -398,7 +407,8 @@ def get_cache() -> RangeCache | None:
         except CacheError as exc:
             _configured[key] = None
             warnings.warn(f"{exc}; reading uncached", RuntimeWarning, stacklevel=3)
-    return _configured[key]
+    _last = (settings, _configured[key])
+    return _last[1]
 
 
 def forget_entries(fs: fsspec.AbstractFileSystem, path: str) -> None:
