@@ -69,7 +69,7 @@ def _ranges(batches: SequentialBatches) -> list[tuple[str, int, int]]:
 def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
     set_storage_options("s3", client_kwargs={"endpoint_url": proxy.endpoint})
     fs, _ = filesystem_for(f"s3://{_BUCKET}/")
-    fs.mkdir(_BUCKET)
+    fs.makedirs(_BUCKET, exist_ok=True)
     table = _at_rate(_upload_and_label(fs, tmp, "dataset", quick), "lpcm")
     batches = SequentialBatches(table, batch_size=16, batch_duration=60 * 10**9)
     proxy.faults = Faults()

@@ -47,7 +47,9 @@ from ._report import Result, script_main
 
 __all__ = ["run"]
 
-_BUCKET = "ondabatches-bench"
+# Each benchmark its own bucket: moto keeps buckets per process, and `ondabatches bench`
+# runs cache, s3 and s3link in one.
+_BUCKET = "ondabatches-bench-s3"
 _RATES = {"lpcm": 128.0, "lpcm.zst": 256.0}
 _LARGE_FRAMES = 1 << 20
 _LATENCY = 0.02
@@ -103,12 +105,17 @@ def s3_behind_proxy() -> Iterator[tuple[FaultyProxy, str]]:
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # fsspec keeps s3fs instances per process by their arguments, not the environment:
+    # one made against an earlier benchmark's server would be handed out again.
+    s3fs = require("s3fs", "s3")
+    s3fs.S3FileSystem.clear_instance_cache()
     try:
         with FaultyProxy(f"http://{host}:{port}") as proxy, tempfile.TemporaryDirectory() as tmp:
             _fake_aws_env(proxy.endpoint)
             yield proxy, tmp
     finally:
         server.stop()
+        s3fs.S3FileSystem.clear_instance_cache()
         os.environ.clear()
         os.environ.update(saved_env)
 
@@ -139,7 +146,7 @@ def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
     from ondabatches.onda import filesystem_for
 
     fs, _ = filesystem_for(f"s3://{_BUCKET}/")
-    fs.mkdir(_BUCKET)
+    fs.makedirs(_BUCKET, exist_ok=True)
     t = time.perf_counter()
     lazy = _upload_and_label(fs, tmp, "dataset", quick)
     store_seconds = time.perf_counter() - t

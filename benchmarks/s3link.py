@@ -30,7 +30,7 @@ from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 from ._proxy import Faults, FaultyProxy
 from ._rawget import RawGetter, batch_ranges
 from ._report import Result, script_main
-from .s3 import _BUCKET, _at_rate, s3_behind_proxy
+from .s3 import _at_rate, s3_behind_proxy
 
 __all__ = ["run"]
 
@@ -92,9 +92,14 @@ def _specs(batches: RandomBatches, seed: int, n: int) -> list[list]:
     return out[2:]
 
 
+#: Its own bucket: moto keeps buckets per process, and `ondabatches bench` runs cache,
+#: s3 and s3link in one.
+_BUCKET = "ondabatches-bench-s3link"
+
+
 def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
     fs, _ = filesystem_for(f"s3://{_BUCKET}/")
-    fs.mkdir(_BUCKET)
+    fs.makedirs(_BUCKET, exist_ok=True)
     local = f"{tmp}/dataset"
     remote = f"s3://{_BUCKET}/dataset"
     make_dataset(local, n_recordings=8, duration=20 * 60 * 10**9)
