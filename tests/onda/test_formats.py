@@ -59,7 +59,9 @@ def test_builtin_formats_are_registered():
 
 
 def test_unknown_format_lists_the_known_ones():
-    with pytest.raises(UnknownFormatError, match=r"'flac'.*\['bdf', 'edf', 'lpcm', 'lpcm.zst'"):
+    with pytest.raises(
+        UnknownFormatError, match=r"'flac'.*\['bdf', 'dbp', 'edf', 'lpcm', 'lpcm.zst'"
+    ):
         get_format("flac")
 
 

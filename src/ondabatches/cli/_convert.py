@@ -11,18 +11,18 @@ __all__ = ["add_parser", "run"]
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "convert",
-        help="rewrite a signals table's sample files as pco, lpcm or lpcm.zst",
+        help="rewrite a signals table's sample files as dbp, pco, lpcm or lpcm.zst",
         description=(
             "Write every signal of the signals table SRC to OUT/<recording>/<sensor_label>.EXT "
             "in FORMAT (samples copied bit for bit) and OUT/signals.arrow pointing at them: "
-            "pco (pcodec, smaller; this package only) to lpcm or lpcm.zst for Onda.jl, or back."
+            "dbp or pco (smaller; this package only) to lpcm or lpcm.zst for Onda.jl, or back."
         ),
         epilog="example: ondabatches convert DATA/signals.arrow OUT --format lpcm.zst",
     )
     parser.add_argument("src", metavar="SRC", help="signals table (local path)")
     parser.add_argument("out", metavar="OUT", help="output folder (must not hold signals.arrow)")
     parser.add_argument("--format", dest="file_format", required=True,
-                        choices=["pco", "lpcm", "lpcm.zst"])  # fmt: skip
+                        choices=["dbp", "pco", "lpcm", "lpcm.zst"])  # fmt: skip
     parser.set_defaults(func=run)
 
 

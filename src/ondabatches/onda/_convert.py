@@ -1,9 +1,9 @@
-"""Conversion of a signal's sample file between formats (``pco`` <-> ``lpcm``/``lpcm.zst``).
+"""Conversion of a signal's sample file between formats (``dbp``, ``pco``, ``lpcm``...).
 
-Onda.jl reads ``lpcm`` and ``lpcm.zst``; ``pco`` files (`._pco`) are smaller and
-read only by this package. `convert_signal` writes a signal's samples in another
-format, exactly (encoded samples are copied, never decoded), and returns the signal
-that points at the new file.
+Onda.jl reads ``lpcm`` and ``lpcm.zst``; ``dbp`` (`._dbp`) and ``pco`` (`._pco`)
+files are smaller and read only by this package. `convert_signal` writes a signal's
+samples in another format, exactly (encoded samples are copied, never decoded), and
+returns the signal that points at the new file.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def convert_signal(
     that reads them from there (same recording, span, channels and encoding).
 
     ``file_format`` defaults to the one named by ``path``'s extension (``.lpcm``,
-    ``.lpcm.zst``, ``.pco``). The encoded samples are copied bit for bit.
+    ``.lpcm.zst``, ``.dbp``, ``.pco``). The encoded samples are copied bit for bit.
     """
     path = os.fspath(path)
     file_format = file_format or format_from_path(path)

@@ -5,7 +5,9 @@ A format is a [`SampleFormat`][ondabatches.abc.SampleFormat] (``read``, ``write`
 ([`LPCMFormat`][ondabatches.onda.LPCMFormat]), ``"lpcm.zst"``
 ([`LPCMZstFormat`][ondabatches.onda.LPCMZstFormat]) and ``"edf"``/``"bdf"``
 ([`EdfFormat`][ondabatches.onda.EdfFormat]: EDF/BDF files served in place, read-only),
-``"pco"`` (`PcoFormat`: pcodec frames with an index; needs pcodec);
+``"dbp"`` (`DbpFormat`: frames of bit-packed second differences with an index, the
+smallest fast one for integer biosignals) and ``"pco"`` (`PcoFormat`: pcodec frames
+with an index; needs pcodec);
 [`register_format`][ondabatches.onda.register_format] adds others, which
 [`load`][ondabatches.onda.load] and [`store`][ondabatches.onda.store] then use for
 signals of that ``file_format``.
@@ -18,6 +20,7 @@ import pickle
 import threading
 
 from .._errors import ArgumentError, UnknownFormatError
+from ._dbp import DbpFormat
 from ._edf import EdfFormat
 from ._format_base import SampleFormat, as_sample_format
 from ._lpcm import LPCMFormat
@@ -39,6 +42,7 @@ _FORMATS: dict[str, SampleFormat] = {
     "lpcm": LPCMFormat(),
     "lpcm.zst": LPCMZstFormat(),
     "pco": PcoFormat(),
+    "dbp": DbpFormat(),
     "edf": EdfFormat("edf"),
     "bdf": EdfFormat("bdf"),
 }

@@ -1,4 +1,4 @@
-"""The ``pco`` sample format: pcodec frames with an index and a CRC-32 per frame."""
+"""The framed sample formats ``dbp`` and ``pco``: frames with an index and a CRC-32 each."""
 
 from __future__ import annotations
 
@@ -11,14 +11,28 @@ import pytest
 
 from ondabatches._errors import MissingDependencyError, SampleFileError
 from ondabatches.onda import get_format, load_rows, store
-from ondabatches.onda._pco import PcoFormat, parse_index
+from ondabatches.onda._dbp import DbpFormat
+from ondabatches.onda._framed import parse_index
+from ondabatches.onda._pco import PcoFormat
 from ondabatches.onda._samples import Samples
 
 from .samplefiles import make_info, make_signal
 
-pytest.importorskip("pcodec", reason="the pco format needs pcodec (the codecs extra)")
-
 FRAME = 64
+_NO_PCODEC = pytest.mark.skipif(
+    __import__("importlib").util.find_spec("pcodec") is None,
+    reason="the pco format needs pcodec (the codecs extra)",
+)
+FORMATS = [pytest.param(DbpFormat, id="dbp"), pytest.param(PcoFormat, id="pco", marks=_NO_PCODEC)]
+
+
+@pytest.fixture(params=FORMATS)
+def fmt_cls(request):
+    return request.param
+
+
+def _index(fmt_cls, raw, url):
+    return parse_index(len(raw), lambda a, b: raw[a:b], url, fmt_cls.MAGIC, fmt_cls.NAME)
 
 
 def _eeg_like(n: int, channels: int, seed: int = 0) -> np.ndarray:
@@ -27,29 +41,30 @@ def _eeg_like(n: int, channels: int, seed: int = 0) -> np.ndarray:
     return np.clip(walk, -32768, 32767).astype(np.int16)
 
 
-def _written(tmp_path, n=FRAME * 5 + 17, channels=3):
+def _written(tmp_path, fmt_cls, n=FRAME * 5 + 17, channels=3):
     info = make_info("int16", n_channels=channels)
     data = _eeg_like(n, channels)
-    path = tmp_path / "x.pco"
+    path = tmp_path / f"x.{fmt_cls.NAME}"
     with open(path, "wb") as f:
-        PcoFormat(frame_samples=FRAME).write(f, data, info)
+        fmt_cls(frame_samples=FRAME).write(f, data, info)
     return path, info, data
 
 
-def test_pco_is_registered_and_stores_by_extension(tmp_path):
-    assert isinstance(get_format("pco"), PcoFormat)
+def test_the_format_is_registered_and_stores_by_extension(tmp_path, fmt_cls):
+    name = fmt_cls.NAME
+    assert isinstance(get_format(name), fmt_cls)
     info = make_info("int16")
     data = _eeg_like(5000, 3)
-    store(tmp_path / "s.pco", Samples(data, info, encoded=True))
-    sig = make_signal(tmp_path / "s.pco", "pco", info, 5000)
+    store(tmp_path / f"s.{name}", Samples(data, info, encoded=True))
+    sig = make_signal(tmp_path / f"s.{name}", name, info, 5000)
     assert np.array_equal(load_rows(sig, range(0, 5000), encoded=True).data, data)
 
 
-def test_exact_round_trip_at_random_starts_boundaries_and_last_frame(tmp_path):
-    path, info, data = _written(tmp_path)
+def test_exact_round_trip_at_random_starts_boundaries_and_last_frame(tmp_path, fmt_cls):
+    path, info, data = _written(tmp_path, fmt_cls)
     n = data.shape[1]
     fs = fsspec.filesystem("file")
-    fmt = PcoFormat(frame_samples=FRAME)
+    fmt = fmt_cls(frame_samples=FRAME)
     rng = np.random.default_rng(1)
     starts = [0, FRAME - 1, FRAME, 2 * FRAME, n - 17, n - 1, *rng.integers(0, n, 20)]
     for a in starts:
@@ -61,31 +76,31 @@ def test_exact_round_trip_at_random_starts_boundaries_and_last_frame(tmp_path):
     assert os.path.getsize(path) < 0.8 * data.nbytes  # it compresses
 
 
-def test_one_ranged_read_per_window(tmp_path, monkeypatch):
-    path, info, data = _written(tmp_path)
+def test_one_ranged_read_per_window(tmp_path, monkeypatch, fmt_cls):
+    path, info, data = _written(tmp_path, fmt_cls)
     fs = fsspec.filesystem("file")
-    fmt = PcoFormat(frame_samples=FRAME)
+    fmt = fmt_cls(frame_samples=FRAME)
     fmt.check_size(fs, str(path), info, data.shape[1])  # the index, cached
-    from ondabatches.onda import _pco
+    from ondabatches.onda import _framed
 
     calls = []
-    real = _pco.read_range
-    monkeypatch.setattr(_pco, "read_range", lambda *a: calls.append(a[2:]) or real(*a))
+    real = _framed.read_range
+    monkeypatch.setattr(_framed, "read_range", lambda *a: calls.append(a[2:]) or real(*a))
     fmt.read(fs, str(path), info, range(FRAME - 3, 3 * FRAME + 5), data.shape[1])
     assert len(calls) == 1
     a, b = calls[0]
-    index = parse_index(os.path.getsize(path), lambda s, e: path.read_bytes()[s:e], str(path))
+    index = _index(fmt_cls, path.read_bytes(), str(path))
     assert (a, b) == (index.offsets[0], index.offsets[4])  # frames 0..3 and no more
 
 
-def test_a_corrupted_frame_is_an_error_naming_the_file_and_frame(tmp_path):
-    path, info, data = _written(tmp_path)
+def test_a_corrupted_frame_is_an_error_naming_the_file_and_frame(tmp_path, fmt_cls):
+    path, info, data = _written(tmp_path, fmt_cls)
     raw = bytearray(path.read_bytes())
-    index = parse_index(len(raw), lambda a, b: raw[a:b], str(path))
+    index = _index(fmt_cls, raw, str(path))
     raw[int(index.offsets[2]) + 5] ^= 0x10
     path.write_bytes(bytes(raw))
     fs = fsspec.filesystem("file")
-    fmt = PcoFormat(frame_samples=FRAME)
+    fmt = fmt_cls(frame_samples=FRAME)
     n = data.shape[1]
     assert np.array_equal(fmt.read(fs, str(path), info, range(0, 2 * FRAME), n),
                           data[:, : 2 * FRAME])  # fmt: skip
@@ -94,19 +109,28 @@ def test_a_corrupted_frame_is_an_error_naming_the_file_and_frame(tmp_path):
 
 
 @pytest.mark.parametrize("cut", [1, 10, 200])
-def test_a_truncated_file_is_refused_naming_it(tmp_path, cut):
-    path, info, data = _written(tmp_path)
+def test_a_truncated_file_is_refused_naming_it(tmp_path, cut, fmt_cls):
+    path, info, data = _written(tmp_path, fmt_cls)
     path.write_bytes(path.read_bytes()[:-cut])
     with pytest.raises(SampleFileError, match=str(path)):
-        PcoFormat().read(fsspec.filesystem("file"), str(path), info, range(0, 10), data.shape[1])
+        fmt_cls().read(fsspec.filesystem("file"), str(path), info, range(0, 10), data.shape[1])
 
 
-def test_a_file_of_other_samples_is_refused(tmp_path):
-    path, info, data = _written(tmp_path)
+def test_a_file_of_other_samples_is_refused(tmp_path, fmt_cls):
+    path, info, data = _written(tmp_path, fmt_cls)
     with pytest.raises(SampleFileError, match="expected 10 samples"):
-        PcoFormat().check_size(fsspec.filesystem("file"), str(path), info, 10)
+        fmt_cls().check_size(fsspec.filesystem("file"), str(path), info, 10)
 
 
+def test_a_file_of_the_other_framed_format_is_refused_naming_its_magic(tmp_path, fmt_cls):
+    path, info, data = _written(tmp_path, DbpFormat)
+    other = PcoFormat.MAGIC if fmt_cls is DbpFormat else DbpFormat.MAGIC
+    path.write_bytes(path.read_bytes()[:-4] + other)  # the footer ends with the magic
+    with pytest.raises(SampleFileError, match=rf"{path}.*{other!r}.*{fmt_cls.MAGIC!r}"):
+        fmt_cls().check_size(fsspec.filesystem("file"), str(path), info, data.shape[1])
+
+
+@_NO_PCODEC
 def test_without_pcodec_the_error_says_what_to_install(tmp_path, monkeypatch):
     real = builtins.__import__
 
@@ -124,22 +148,22 @@ def test_without_pcodec_the_error_says_what_to_install(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("other", ["lpcm", "lpcm.zst"])
-def test_convert_between_pco_and_onda_jl_formats_both_ways(tmp_path, other):
+def test_convert_between_framed_and_onda_jl_formats_both_ways(tmp_path, other, fmt_cls):
     from ondabatches.onda._convert import convert_signal
 
     info = make_info("int16")
     data = _eeg_like(3000, 3)
     store(tmp_path / f"a.{other}", Samples(data, info, encoded=True))
     sig = make_signal(tmp_path / f"a.{other}", other, info, 3000)
-    pco = convert_signal(sig, tmp_path / "b.pco")
-    assert pco.file_format == "pco" and pco.span == sig.span
+    pco = convert_signal(sig, tmp_path / f"b.{fmt_cls.NAME}")
+    assert pco.file_format == fmt_cls.NAME and pco.span == sig.span
     assert np.array_equal(load_rows(pco, range(0, 3000), encoded=True).data, data)
     back = convert_signal(pco, tmp_path / f"c.{other}")
     assert back.file_format == other
     assert (tmp_path / f"c.{other}").read_bytes() == (tmp_path / f"a.{other}").read_bytes()
 
 
-def test_materialize_batch_reads_pco_like_lpcm(tmp_path):
+def test_materialize_batch_reads_framed_files_like_lpcm(tmp_path, fmt_cls):
     from ondabatches.batches import RandomBatches
     from ondabatches.labels import label_signals, sort_and_trim_spans
     from ondabatches.materialize import materialize_batch
@@ -151,10 +175,11 @@ def test_materialize_batch_reads_pco_like_lpcm(tmp_path):
     ds = make_dataset(tmp_path / "ds", n_recordings=2, duration=300 * 10**9, eeg_layout=0,
                       eog_every=0)  # fmt: skip
     rows = [Signal.from_row(r) for r in ds.signals.to_pylist()]
-    converted = [convert_signal(s, tmp_path / f"{k}.pco") for k, s in enumerate(rows)]
-    write_signals(tmp_path / "pco.arrow", signals_table(converted))
-    tables = {"lpcm": ds.signals, "pco": read_signals(tmp_path / "pco.arrow")}
-    assert set(tables["pco"].column("file_format").to_pylist()) == {"pco"}
+    name = fmt_cls.NAME
+    converted = [convert_signal(s, tmp_path / f"{k}.{name}") for k, s in enumerate(rows)]
+    write_signals(tmp_path / "framed.arrow", signals_table(converted))
+    tables = {"lpcm": ds.signals, "pco": read_signals(tmp_path / "framed.arrow")}
+    assert set(tables["pco"].column("file_format").to_pylist()) == {name}
     annotations = sort_and_trim_spans(ds.annotations, epoch=EPOCH, by="recording")
     out = {}
     for name, table in tables.items():
