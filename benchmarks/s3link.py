@@ -1,7 +1,9 @@
 """S3 over a slow link: a Batcher's throughput with latency and a bandwidth limit.
 
 A local S3 server (moto, ``pip install 'ondabatches[test]'``) sits behind
-:class:`~benchmarks._proxy.FaultyProxy`, which adds 20 ms, then 50 ms, to every
+:class:`~benchmarks._proxy.FaultyProxy`, both in a process of their own (see
+:mod:`benchmarks._s3server`: in this one they would compete with the consumer for its
+interpreter lock), which adds 20 ms, then 50 ms, to every
 request and limits the bytes it sends back to one shared link of ``_BANDWIDTH``
 bytes/s. A :class:`~ondabatches.Batcher` with 2 worker processes serves batches of
 ``s3://`` recordings; the figure is the bytes of S3 response bodies per second while
@@ -27,10 +29,11 @@ from ondabatches.labels import label_signals, sort_and_trim_spans, store_labels
 from ondabatches.onda import filesystem_for, read_annotations, read_signals, set_storage_options
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset
 
-from ._proxy import Faults, FaultyProxy
+from ._proxy import Faults
 from ._rawget import RawGetter, batch_ranges
 from ._report import Result, script_main
-from .s3 import _at_rate, s3_behind_proxy
+from ._s3server import RemoteProxy, s3_behind_proxy_process
+from .s3 import _at_rate
 
 __all__ = ["run"]
 
@@ -52,7 +55,7 @@ def _labeled(root: str, reroot: dict[str, str] | None, labels_root: str) -> pa.T
     return store_labels(labeled, labels_root)
 
 
-def _take(batches: RandomBatches, seed: int, n: int, proxy: FaultyProxy | None):
+def _take(batches: RandomBatches, seed: int, n: int, proxy: RemoteProxy | None):
     """``n`` batches from a 2-worker Batcher; ``(batches, seconds, body bytes)`` after 2."""
     out = []
     state = batches.initial_state(seed)
@@ -74,7 +77,7 @@ def _take(batches: RandomBatches, seed: int, n: int, proxy: FaultyProxy | None):
 
 def run(quick: bool) -> list[Result]:
     """The link benchmark rows (see the module documentation)."""
-    with s3_behind_proxy() as (proxy, tmp):
+    with s3_behind_proxy_process() as (proxy, tmp):
         set_storage_options("s3", client_kwargs={"endpoint_url": proxy.endpoint})
         try:
             return _run(proxy, tmp, quick)
@@ -97,7 +100,7 @@ def _specs(batches: RandomBatches, seed: int, n: int) -> list[list]:
 _BUCKET = "ondabatches-bench-s3link"
 
 
-def _run(proxy: FaultyProxy, tmp: str, quick: bool) -> list[Result]:
+def _run(proxy: RemoteProxy, tmp: str, quick: bool) -> list[Result]:
     fs, _ = filesystem_for(f"s3://{_BUCKET}/")
     fs.makedirs(_BUCKET, exist_ok=True)
     local = f"{tmp}/dataset"

@@ -63,6 +63,20 @@ def _act(action) -> None:
                 f.write("x")
                 f.flush()
                 raise OSError(f"transient toy failure {seen + 1} of {n}")
+    elif kind == "meet":
+        # Wait (up to `wait` s) for another batch of this process to start too, then
+        # record when this one ran ("span-<pid>-<mark>": start and end, time.time()).
+        folder, mark, wait = Path(arg[0]), arg[1], arg[2]
+        start = time.time()
+        (folder / f"running-{os.getpid()}-{mark}").write_text("")
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            started = {q.name[8:] for q in folder.glob(f"running-{os.getpid()}-*")}
+            ended = {q.name[5:] for q in folder.glob(f"span-{os.getpid()}-*")}
+            if len(started - ended) > 1:
+                break
+            time.sleep(0.01)
+        (folder / f"span-{os.getpid()}-{mark}").write_text(f"{start} {time.time()}")
     elif kind == "kill_once":
         # Kill this very worker process the first time, to simulate a crash mid-batch.
         marker = Path(arg)

@@ -66,6 +66,9 @@ MAX_OPEN_ENV = "ONDABATCHES_MAX_OPEN"
 #: The environment variable of the longest batch state JSON that is parsed, in characters.
 MAX_STATE_JSON_ENV = "ONDABATCHES_MAX_STATE_JSON"
 
+#: The environment variable of the most batches a worker process materializes at once.
+WORKER_TASKS_ENV = "ONDABATCHES_WORKER_TASKS"
+
 #: The defaults of the limits.
 DEFAULT_MAX_CONCURRENT_READS = 32
 DEFAULT_MAX_OPEN = 64
@@ -78,6 +81,7 @@ LIMITS: Mapping[str, tuple[str, int, int, int]] = MappingProxyType(
         "max_concurrent_reads": (MAX_CONCURRENT_READS_ENV, DEFAULT_MAX_CONCURRENT_READS, 1, 1024),
         "max_open": (MAX_OPEN_ENV, DEFAULT_MAX_OPEN, 1, 1 << 16),
         "max_state_json": (MAX_STATE_JSON_ENV, DEFAULT_MAX_STATE_JSON, 1 << 10, 1 << 30),
+        "worker_tasks": (WORKER_TASKS_ENV, 1, 1, 16),
     }
 )
 
@@ -189,6 +193,13 @@ class Settings:
         The longest state JSON that
         [`BatchState.from_json`][ondabatches.batches.BatchState.from_json] parses, in
         characters (1024 to 2**30; default 2**20): a real one is a few hundred.
+    worker_tasks:
+        The most batches one worker process (processes backend) materializes at once,
+        each in a thread of its own (1 to 16; default 1). Over a slow link (S3 with tens
+        of ms per request), 2 or more let a worker issue the reads of its next batch
+        while the current one is still waiting for its last bytes or being decoded; each
+        batch in flight holds its own shared-memory segment. The Batcher sends each
+        worker at least one more batch than this ahead.
 
     Examples
     --------
@@ -211,6 +222,7 @@ class Settings:
     max_concurrent_reads: int = DEFAULT_MAX_CONCURRENT_READS
     max_open: int = DEFAULT_MAX_OPEN
     max_state_json: int = DEFAULT_MAX_STATE_JSON
+    worker_tasks: int = 1
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__

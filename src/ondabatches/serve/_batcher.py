@@ -38,7 +38,7 @@ from ..batches._state import BatchScheme, as_batch_scheme
 from ..transforms._base import Pipeline
 from ..transforms._scheme import TransformedBatches
 from ._autoscale import AutoWorkers, IdleCpus, WorkerChange, WorkerController
-from ._pools import _PREFETCH, ExecutorPool, InlinePool, Pool
+from ._pools import _PREFETCH, ExecutorPool, InlinePool, Pool, per_worker
 from ._processes import ProcessPool
 from ._resizing import _auto_workers, _first_worker_count, _Resizing, _Window
 from ._slots import (
@@ -90,7 +90,8 @@ class Batcher(_Resizing, _SlotPipeline):
         views of Ray's object store, copy them to write), or any
         `concurrent.futures.Executor`, which the Batcher uses but never shuts down.
     buffer:
-        How many batches may be in flight or ready at once; default ``2 * workers``
+        How many batches may be in flight or ready at once; default ``2 * workers``, or
+        ``(worker_tasks + 1) * workers`` with the settings' ``worker_tasks`` above 1
         (following the count when it changes).
     retries:
         How many times a failed batch is tried again (a raised exception or a dead
@@ -170,7 +171,7 @@ class Batcher(_Resizing, _SlotPipeline):
         self._controller: WorkerController | None = None
         self.workers = _first_worker_count(workers, self.auto)
         self._buffer_follows = buffer is None  # 2 x workers, whatever their number
-        self.buffer = 2 * self.workers if buffer is None else buffer
+        self.buffer = per_worker() * self.workers if buffer is None else buffer
         if self.buffer < 1:
             raise ArgumentError(f"buffer must be at least 1, got {self.buffer}")
         if retries < 0 or backoff < 0:

@@ -34,6 +34,14 @@ __all__: list[str] = []
 #: Tasks sent ahead to each worker process (see ProcessPool._assign).
 _PREFETCH = 2
 
+
+def per_worker() -> int:
+    """Batches in flight or ready per worker when the Batcher's buffer is not given: 2,
+    or one more than the settings' ``worker_tasks`` (so a worker always has a batch
+    waiting while it materializes that many)."""
+    return max(_PREFETCH, current_settings().worker_tasks + 1)
+
+
 #: Longest wait, in seconds, for another thread to finish receiving results.
 _TURN = 0.05
 

@@ -20,7 +20,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
@@ -103,33 +103,52 @@ def serve_tasks(conn: multiprocessing.connection.Connection) -> None:
     A message is ``("install", key, pickled)``: a materialize callable, pickled apart so
     that a callable that cannot be unpickled here fails its tasks rather than this
     loop (each arrives once, see ``ProcessPool._send_next``);
-    ``(task_id, segment, key, batch, dtype)``; or None to stop.
+    ``(task_id, segment, key, batch, dtype)``; or None to stop. With the settings'
+    ``worker_tasks`` above 1, up to that many tasks run at once, each in a thread of
+    its own, and each result goes back as soon as it is done (the manager matches
+    results to tasks by id).
     """
     installed: dict[Any, Materialize] = {}
     broken: dict[Any, str] = {}  # keys whose callable could not be unpickled: why
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):  # the manager went away
-            return
-        if message is None:
-            return
-        if message[0] == "install":
-            try:
-                installed[message[1]] = pickle.loads(message[2])
-            except Exception:
-                broken[message[1]] = traceback.format_exc()
-            continue
-        task_id, segment, key, batch, dtype = message
+    at_once = current_settings().worker_tasks
+    pool = None if at_once == 1 else ThreadPoolExecutor(at_once, "ondabatches-task")
+    send_lock = threading.Lock()
+
+    def run(task_id: Any, key: Any, batch: Any, dtype: Any, segment: Any) -> bool:
         if key in broken:
             why = f"the materialize callable could not be unpickled in the worker:\n{broken[key]}"
             result: Any = ("error", why, True)
         else:
             result = run_task(installed[key], batch, dtype, segment)
         try:
-            conn.send((task_id, result))
+            with send_lock:
+                conn.send((task_id, result))
         except OSError:  # the manager went away meanwhile
-            return
+            return False
+        return True
+
+    try:
+        while True:
+            try:
+                message = conn.recv()
+            except (EOFError, OSError):  # the manager went away
+                return
+            if message is None:
+                return
+            if message[0] == "install":
+                try:
+                    installed[message[1]] = pickle.loads(message[2])
+                except Exception:
+                    broken[message[1]] = traceback.format_exc()
+                continue
+            task_id, segment, key, batch, dtype = message
+            if pool is not None:
+                pool.submit(run, task_id, key, batch, dtype, segment)
+            elif not run(task_id, key, batch, dtype, segment):
+                return
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def send_task(

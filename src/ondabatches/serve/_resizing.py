@@ -19,7 +19,7 @@ from typing import Any
 from .. import _errors
 from .._errors import ArgumentError, ArgumentTypeError
 from ._autoscale import AutoWorkers, IdleCpus, Measurement, WorkerChange, WorkerController
-from ._pools import Pool
+from ._pools import Pool, per_worker
 from ._stats import DataPathMeter
 
 __all__: list[str] = []
@@ -112,7 +112,7 @@ class _Resizing:
             self._pool.resize(workers)
         self.workers = workers
         if self._buffer_follows:
-            self.buffer = 2 * workers
+            self.buffer = per_worker() * workers
         self._meter.resized(workers)
         self._changes.append(
             WorkerChange(

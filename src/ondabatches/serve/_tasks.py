@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import threading
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -85,8 +86,17 @@ class WorkerLostError(Exception):
     """A worker process died while it held a batch."""
 
 
-# A worker process's mappings of the manager's segments (created on its first task).
-_worker_segments: WorkerSegments | None = None
+# Each thread's mappings of the manager's segments (created on its first task there).
+_local = threading.local()
+
+
+def _worker_segments() -> WorkerSegments:
+    """This thread's mappings of the manager's segments (a worker with ``worker_tasks``
+    above 1 runs tasks in several threads, each writing its own segment)."""
+    segments = getattr(_local, "segments", None)
+    if segments is None:
+        segments = _local.segments = WorkerSegments()
+    return segments
 
 
 @functools.lru_cache(maxsize=64)
@@ -110,16 +120,14 @@ def run_task(
     ``x`` and ``y`` are arrays or trees of them (dicts, tuples, lists: see ``_tree``),
     which travel as one segment of arrays and their structure.
     """
-    global _worker_segments
     try:
         if segment is None:
             result = materialize(batch, dtype)
         else:
-            if _worker_segments is None:
-                _worker_segments = WorkerSegments()
-            _worker_segments.begin(*segment)
+            segments = _worker_segments()
+            segments.begin(*segment)
             if takes_allocate(materialize):
-                result = materialize(batch, dtype, allocate=_worker_segments.allocate)
+                result = materialize(batch, dtype, allocate=segments.allocate)
             else:
                 result = materialize(batch, dtype)
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -132,7 +140,7 @@ def run_task(
             arrays, tree = (np.asarray(result[0]), np.asarray(result[1])), None
         if segment is None:
             return ("ok", *(arrays if tree is None else unflatten(tree, arrays)))
-        return ("shm", _worker_segments.finish(arrays, tree))
+        return ("shm", _worker_segments().finish(arrays, tree))
     except Exception as exc:
         return (
             "error",
