@@ -36,33 +36,32 @@ def _decode(
 ):  # pragma: no cover
     # ``buf`` holds the window's records from the first selected byte of the first one:
     # int16 samples for EDF (``rec`` and ``offsets`` counted in samples), bytes for BDF
-    # (counted in bytes). The record loop is outside, so each run is a plain loop.
+    # (counted in bytes). Each run of a signal in a record is a pair of 1-d slices, in
+    # and out, which LLVM vectorizes (indexing the 2-d arrays in the loop ran 4x slower).
     n = dst.shape[1]
     r32, o32 = np.float32(res), np.float32(off)
+    step = 3 if width == 3 else 1  # elements of buf per sample
     for j in range(dst.shape[0]):
         base = offsets[j if every else channels[j]]
-        t, r, s = 0, skip // spr, skip % spr
+        row = dst[j]
+        t, r, s = 0, 0, skip
         while t < n:
             m = min(spr - s, n - t)
-            if width == 2:
-                p = r * rec + base + s
-                if narrow:
-                    for q in range(m):
-                        dst[j, t + q] = np.float32(buf[p + q]) * r32 + o32
-                else:
-                    for q in range(m):
-                        dst[j, t + q] = np.float64(buf[p + q]) * res + off
-            else:
-                p = r * rec + base + 3 * s
+            out = row[t : t + m]
+            p = r * rec + base + s * step
+            seg = buf[p : p + m * step]
+            if width == 3:
                 for q in range(m):
-                    a = p + 3 * q
-                    v = (
-                        np.int32(buf[a])
-                        | (np.int32(buf[a + 1]) << 8)
-                        | (np.int32(buf[a + 2]) << 16)
-                    )
+                    v = np.int32(seg[3 * q]) | (np.int32(seg[3 * q + 1]) << 8)
+                    v |= np.int32(seg[3 * q + 2]) << 16
                     v -= (v & 0x800000) << 1
-                    dst[j, t + q] = np.float64(v) * res + off
+                    out[q] = np.float64(v) * res + off
+            elif narrow:
+                for q in range(m):
+                    out[q] = np.float32(seg[q]) * r32 + o32
+            else:
+                for q in range(m):
+                    out[q] = np.float64(seg[q]) * res + off
             t += m
             r += 1
             s = 0
