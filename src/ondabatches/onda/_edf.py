@@ -29,6 +29,10 @@ window reads only those records, and in each only the bytes from its first selec
 signal to the end of its last: one ranged read where the gaps between records are
 small (always on local disk), else ranges merged by
 `fsspec.utils.merge_offset_ranges` and fetched with ``cat_ranges``.
+`materialize_batch` reads the windows of local files a batch at a time instead (one
+``preadv`` of each window's records, every check once per signal), and decodes each
+straight from the records into its output rows with one compiled pass
+(`._edf_kernels`): the same values as this format's `read` followed by the decode.
 
 Values
 ------
