@@ -31,6 +31,7 @@ from ..onda._formats import get_format
 from ..onda._lpcm import LPCMFormat, check_lpcm_size
 from ..onda._storage import filesystem_for, is_local
 from ..onda._zst import LPCMZstFormat, SeekTable, _frames_into, local_seek_table
+from ._local_edf import decode_edf
 
 __all__ = ["decode_local"]
 
@@ -117,7 +118,7 @@ def decode_local(
     samples. Returns the positions of the items left for the general path.
     """
     if not x.flags.c_contiguous or any(type(get_format(f)) is not t for f, t in _FORMATS.items()):
-        return list(range(len(items)))
+        return decode_edf(range(len(items)), items, plans, n_totals, x, dtype, exact)
     left: list[int] = []
     signals: dict[tuple, _Signal | None] = {}
     channels: dict[tuple, np.ndarray] = {}
@@ -151,7 +152,7 @@ def decode_local(
             except Exception:  # the general path raises its own error for this item
                 left.append(i)
     scratch.keep()
-    return left
+    return decode_edf(left, items, plans, n_totals, x, dtype, exact)  # EDF/BDF in place
 
 
 def _open(

@@ -29,6 +29,10 @@ window reads only those records, and in each only the bytes from its first selec
 signal to the end of its last: one ranged read where the gaps between records are
 small (always on local disk), else ranges merged by
 `fsspec.utils.merge_offset_ranges` and fetched with ``cat_ranges``.
+`materialize_batch` reads the windows of local files a batch at a time instead (one
+``preadv`` of each window's records, every check once per signal), and decodes each
+straight from the records into its output rows with one compiled pass
+(`._edf_kernels`): the same values as this format's `read` followed by the decode.
 
 Values
 ------
@@ -369,48 +373,42 @@ class EdfFormat(SampleFormat):
 
     # ------------------------------------------------------------------ the interface
 
+    def prepare(
+        self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int
+    ) -> tuple[str, str, EdfLayout, _Selection]:
+        """The file, its URL, its layout and the signal's selection, every check done:
+        [`SampleFileError`][ondabatches._errors.SampleFileError] for a file that is not
+        its header plus its records, or whose records hold fewer than ``n_total``
+        samples of the signal's EDF signals."""
+        file, signals = split_edf_path(path)
+        url = url_of(fs, file)
+        layout, size = self.layout(fs, file)
+        sel = self._select(layout, signals, info, url)
+        self._check_records(layout, size, sel.spr, n_total, url)
+        return file, url, layout, sel
+
     def check_size(
         self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, n_total: int
     ) -> None:
         """Refuse a file that is not its header plus its records, or whose records hold
         fewer than ``n_total`` samples of the signal's EDF signals."""
-        file, signals = split_edf_path(path)
-        url = url_of(fs, file)
-        layout, size = self.layout(fs, file)
-        sel = self._select(layout, signals, info, url)
-        self._check_records(layout, size, sel.spr, n_total, url)
+        self.prepare(fs, path, info, n_total)
 
     def read(
         self, fs: fsspec.AbstractFileSystem, path: str, info: SamplesInfo, rows: range, n_total: int
     ) -> np.ndarray:
-        file, signals = split_edf_path(path)
-        url = url_of(fs, file)
-        layout, size = self.layout(fs, file)
-        sel = self._select(layout, signals, info, url)
-        self._check_records(layout, size, sel.spr, n_total, url)
+        file, url, layout, sel = self.prepare(fs, path, info, n_total)
         n = len(rows)
         if n == 0 or sel.spr == 0:
             return np.empty((info.n_channels, n), dtype=info.dtype)
-        spr, rec = sel.spr, layout.record_bytes
-        first, last = rows.start // spr, (rows.stop - 1) // spr + 1
-        n_rec = last - first
-        span = sel.hi - sel.lo
-        start = layout.header_bytes + first * rec + sel.lo
-        stop = layout.header_bytes + (last - 1) * rec + sel.hi
+        start, stop, n_rec = window_bytes(layout, sel, rows)
         if is_local(fs):
             with opened(file) as (fd, _):
                 buf = read_at(fd, start, stop - start, url)
         else:
-            buf = _read_remote(fs, file, url, start, stop, rec, span, n_rec)
-        out = np.empty((info.n_channels, n_rec, spr), dtype=info.dtype)
-        width = layout.width
-        for c, offset in enumerate(sel.offsets.tolist()):
-            if width == 2:
-                out[c] = np.ndarray((n_rec, spr), "<i2", buf, offset, (rec, 2))
-            else:
-                _bdf_into(out[c], np.ndarray((n_rec, spr, 3), np.uint8, buf, offset, (rec, 3, 1)))
-        skip = rows.start - first * spr
-        return out.reshape(info.n_channels, n_rec * spr)[:, skip : skip + n]
+            span = sel.hi - sel.lo
+            buf = _read_remote(fs, file, url, start, stop, layout.record_bytes, span, n_rec)
+        return deinterleave(buf, layout, sel, rows, info.dtype)
 
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
         """Refused: EDF and BDF files are served as they are, never written by Onda."""
@@ -418,6 +416,33 @@ class EdfFormat(SampleFormat):
             f"file_format {self.kind!r} serves existing {self.kind.upper()} files in place and "
             "does not write them; store the samples as 'lpcm' or 'lpcm.zst'"
         )
+
+
+def window_bytes(layout: EdfLayout, sel: _Selection, rows: range) -> tuple[int, int, int]:
+    """The bytes ``start:stop`` of the file that hold rows ``rows`` (not empty) of the
+    selected signals, and how many records they cover: from the first selected byte of
+    the first record to the last of the last."""
+    first, last = rows.start // sel.spr, (rows.stop - 1) // sel.spr + 1
+    start = layout.header_bytes + first * layout.record_bytes + sel.lo
+    stop = layout.header_bytes + (last - 1) * layout.record_bytes + sel.hi
+    return start, stop, last - first
+
+
+def deinterleave(
+    buf: np.ndarray, layout: EdfLayout, sel: _Selection, rows: range, dtype: np.dtype
+) -> np.ndarray:
+    """The encoded samples (channels x time, of ``dtype``) of rows ``rows`` from the bytes
+    `window_bytes` names, ``buf``."""
+    spr, rec = sel.spr, layout.record_bytes
+    n_rec = (rows.stop - 1) // spr + 1 - rows.start // spr
+    out = np.empty((len(sel.offsets), n_rec, spr), dtype=dtype)
+    for c, offset in enumerate(sel.offsets.tolist()):
+        if layout.width == 2:
+            out[c] = np.ndarray((n_rec, spr), "<i2", buf, offset, (rec, 2))
+        else:
+            _bdf_into(out[c], np.ndarray((n_rec, spr, 3), np.uint8, buf, offset, (rec, 3, 1)))
+    skip = rows.start % spr
+    return out.reshape(len(sel.offsets), n_rec * spr)[:, skip : skip + len(rows)]
 
 
 def _read_upto(fd: int, start: int, stop: int, url: str) -> np.ndarray:
