@@ -122,3 +122,54 @@ def test_a_file_written_by_numpy_reads_with_the_compiled_path(tmp_path):
     with use_settings(kernels="auto"):
         got = DbpFormat(frame_samples=700).read(fs, path, info, range(650, 4321), 5000)
     assert np.array_equal(got, data[:, 650:4321])
+
+
+def _rewrite_frame(path, k: int, change) -> None:
+    """Change frame ``k``'s bytes with ``change`` and give the index its new CRC-32."""
+    import zlib
+
+    from ondabatches.onda._framed import parse_index
+
+    raw = bytearray(path.read_bytes())
+    index = parse_index(len(raw), lambda a, b: raw[a:b], str(path), b"OBDP", "dbp")
+    a, b = int(index.offsets[k]), int(index.offsets[k + 1])
+    piece = bytearray(raw[a:b])
+    change(piece)
+    raw[a:b] = piece
+    at = int(index.offsets[-1]) + 8 * k  # frame k's index entry: size, CRC-32
+    raw[at + 4 : at + 8] = zlib.crc32(bytes(piece)).to_bytes(4, "little")
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("kernels", ["auto", "numpy"])
+def test_a_frame_whose_crc_holds_but_whose_widths_do_not_fit_is_refused(tmp_path, kernels):
+    info = make_info("int16", n_channels=3)
+    data = _block("int16", "walk", (3, 1000), seed=5)
+    path = tmp_path / "x.dbp"
+    with open(path, "wb") as f:
+        DbpFormat(frame_samples=200).write(f, data, info)
+    _rewrite_frame(path, 2, lambda piece: piece.__setitem__(0, piece[0] + 1))
+    fs = fsspec.filesystem("file")
+    with use_settings(kernels=kernels):
+        fmt = DbpFormat(frame_samples=200)
+        assert np.array_equal(fmt.read(fs, str(path), info, range(0, 400), 1000), data[:, :400])
+        with pytest.raises(SampleFileError, match=rf"{path} frame 2 holds \d+ bytes"):
+            fmt.read(fs, str(path), info, range(150, 650), 1000)
+
+
+def test_windows_at_random_starts_read_the_same_with_either_path(tmp_path):
+    info = make_info("uint16", n_channels=5)
+    data = _block("uint16", "walk", (5, 9000), seed=9)
+    path = str(tmp_path / "x.dbp")
+    with open(path, "wb") as f:
+        DbpFormat(frame_samples=512).write(f, data, info)
+    fs, rng = fsspec.filesystem("file"), np.random.default_rng(4)
+    for a in [0, 511, 512, 8999, *rng.integers(0, 9000, 25)]:
+        b = int(min(9000, a + rng.integers(1, 3000)))
+        got = {}
+        for kernels in ("auto", "numpy"):
+            with use_settings(kernels=kernels):
+                got[kernels] = DbpFormat(frame_samples=512).read(fs, path, info, range(a, b), 9000)
+        assert np.array_equal(got["auto"], data[:, a:b]) and np.array_equal(
+            got["numpy"], got["auto"]
+        )

@@ -34,7 +34,7 @@ import numpy as np
 
 from .._errors import SampleFileError
 from . import _kernels
-from ._framed import FramedFormat
+from ._framed import FramedFormat, FrameIndex
 
 __all__ = ["DbpFormat", "decode_frame_numpy", "encode_frame_numpy"]
 
@@ -100,24 +100,41 @@ def _or_sorted(words: np.ndarray, index: np.ndarray, values: np.ndarray) -> None
     words[index[first]] |= np.bitwise_or.reduceat(values, first)
 
 
+def _frame_error(piece: np.ndarray, channels: int, n: int, url: str, k: int) -> SampleFileError:
+    head = _header_bytes(channels, -(-n // BLOCK))
+    return SampleFileError(
+        f"sample file {url} frame {k} holds {len(piece)} bytes that are not a dbp frame of "
+        f"{channels} channels x {n} samples (block widths over {MAX_WIDTH} bits or a size "
+        f"other than {head} + 8 x the widths' sum)"
+    )
+
+
+def _split(piece: np.ndarray, channels: int, n: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """A frame's widths (channels x blocks) and words, or None if its size cannot fit."""
+    nb = -(-n // BLOCK)
+    head = _header_bytes(channels, nb)
+    if len(piece) < head or (len(piece) - head) % 8:
+        return None
+    words = piece[head:].view("<u8")
+    if not words.flags.aligned:
+        words = words.copy()
+    return piece[: channels * nb].reshape(channels, nb), words
+
+
 def _frame_parts(
     piece: np.ndarray, channels: int, n: int, url: str, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """A frame's widths (channels x blocks) and words, checked to fit each other."""
-    nb = -(-n // BLOCK)
-    head = _header_bytes(channels, nb)
-    widths = piece[: channels * nb].reshape(channels, nb) if len(piece) >= head else None
-    total = int(widths.sum(dtype=np.int64)) if widths is not None else -1
-    if widths is None or len(piece) != head + 8 * total or int(widths.max(initial=0)) > MAX_WIDTH:
-        raise SampleFileError(
-            f"sample file {url} frame {k} holds {len(piece)} bytes that are not a dbp frame of "
-            f"{channels} channels x {n} samples (block widths over {MAX_WIDTH} bits or a size "
-            f"other than {head} + 8 x the widths' sum)"
-        )
-    words = piece[head:].view("<u8")
-    if not words.flags.aligned:
-        words = words.copy()
-    return widths, words
+    parts = _split(piece, channels, n)
+    if parts is None or not _fits(*parts):
+        raise _frame_error(piece, channels, n, url, k)
+    return parts
+
+
+def _fits(widths: np.ndarray, words: np.ndarray) -> bool:
+    """Whether ``words`` holds exactly the words that ``widths`` give, none too wide
+    (the compiled kernel checks the same before it decodes)."""
+    return int(widths.sum(dtype=np.int64)) == len(words) and int(widths.max(initial=0)) <= MAX_WIDTH
 
 
 def decode_frame_numpy(widths: np.ndarray, words: np.ndarray, n: int) -> np.ndarray:
@@ -141,8 +158,8 @@ def decode_frame_numpy(widths: np.ndarray, words: np.ndarray, n: int) -> np.ndar
     return np.cumsum(np.cumsum(e, axis=1), axis=1)
 
 
-def _decode_channel(widths, words, hi, out):  # pragma: no cover - compiled by numba
-    # Samples 0:hi of one channel, whose blocks' words start at words[0], into out: per
+def _decode_channel(widths, words, hi, out, dst):  # pragma: no cover - compiled by numba
+    # Samples 0:hi of one channel, whose blocks' words start at words[0], into out[dst:]: per
     # block, each value's bits (spilling into the next word where they cross one),
     # zigzag undone, two running sums. Returns the number of the channel's words.
     # (Its words come as a slice starting at 0: numba's loop is then 1.3x faster than
@@ -158,7 +175,7 @@ def _decode_channel(widths, words, hi, out):  # pragma: no cover - compiled by n
         if w == 0:
             for i in range(stop):
                 p1 += p2
-                out[base + i] = p1
+                out[dst + base + i] = p1
         else:
             for i in range(stop):
                 bit = i * w
@@ -170,16 +187,58 @@ def _decode_channel(widths, words, hi, out):  # pragma: no cover - compiled by n
                 zi = np.int64(z & mask)
                 p2 += (zi >> 1) ^ -(zi & 1)
                 p1 += p2
-                out[base + i] = p1
+                out[dst + base + i] = p1
         pos += w
     return pos
 
 
-def _decode(widths, words, hi, out):  # pragma: no cover - compiled by numba
-    # Samples 0:hi of each channel into out (channels x hi).
+def _fits_compiled(widths, n_words):  # pragma: no cover - compiled by numba
+    total = 0
+    for c in range(widths.shape[0]):
+        for b in range(widths.shape[1]):
+            if widths[c, b] > MAX_WIDTH:
+                return False
+            total += widths[c, b]
+    return total == n_words
+
+
+def _decode(widths, words, hi, out, dst):  # pragma: no cover - compiled by numba
+    # Samples 0:hi of each channel into out[:, dst:], once the widths are checked to fit
+    # the words (`_fits`); False, with nothing decoded, where they do not.
+    if not _FITS(widths, words.shape[0]):
+        return False
     pos = 0
     for c in range(widths.shape[0]):
-        pos += _CHANNEL(widths[c], words[pos:], hi, out[c])
+        pos += _CHANNEL(widths[c], words[pos:], hi, out[c], dst)
+    return True
+
+
+def _decode_window(encoded, offsets, frame, n_samples, first, start, stop, out):  # pragma: no cover
+    # Samples start:stop of the frames first.. whose bytes are encoded[offsets[j]:
+    # offsets[j + 1]] (frame j is frame first + j) into out (channels x stop - start), in
+    # one call; -1, or the number of the first frame that is not a dbp frame.
+    channels = out.shape[0]
+    for j in range(offsets.shape[0] - 1):
+        k = first + j
+        a = k * frame
+        n = min(frame, n_samples - a)
+        nb = (n + 63) // 64
+        head = (channels * nb + 7) // 8 * 8
+        piece = encoded[offsets[j] : offsets[j + 1]]
+        if piece.shape[0] < head or (piece.shape[0] - head) % 8:
+            return k
+        widths = piece[: channels * nb].reshape((channels, nb))
+        words = piece[head:].view(np.uint64)
+        s, e = max(a, start), min(a + n, stop)
+        if s == a:
+            ok = _FRAME(widths, words, e - a, out, a - start)
+        else:  # the samples before s are decoded too (each depends on those before it)
+            into = np.empty((channels, e - a), out.dtype)
+            ok = _FRAME(widths, words, e - a, into, 0)
+            out[:, : e - s] = into[:, s - a :]
+        if not ok:
+            return k
+    return -1
 
 
 def _encode(block, widths, words, buf):  # pragma: no cover - compiled by numba
@@ -222,14 +281,19 @@ def _encode(block, widths, words, buf):  # pragma: no cover - compiled by numba
     return pos
 
 
-#: The compiled `_decode_channel`, which `_decode` calls (set before it compiles).
+#: The compiled `_decode_channel`, `_fits_compiled` and `_decode`, which the kernels
+#: call (set before they compile).
 _CHANNEL: Callable[..., int] | None = None
+_FITS: Callable[..., bool] | None = None
+_FRAME: Callable[..., bool] | None = None
 
 
 def _build_decode() -> Callable[..., None]:
-    global _CHANNEL
+    global _CHANNEL, _FITS, _FRAME
     _CHANNEL = _kernels.jit(_decode_channel)  # type: ignore[arg-type]
-    return _kernels.jit(_decode)
+    _FITS = _kernels.jit(_fits_compiled)  # type: ignore[arg-type]
+    _FRAME = _kernels.jit(_decode)  # type: ignore[arg-type]
+    return _kernels.jit(_decode_window)
 
 
 def _build_encode() -> Callable[..., None]:
@@ -237,7 +301,10 @@ def _build_encode() -> Callable[..., None]:
 
 
 def _try_decode(kernel: Callable[..., None]) -> None:
-    kernel(np.ones((1, 1), np.uint8), np.ones(1, np.uint64), 1, np.empty((1, 1), np.int16))
+    # One frame of one zero sample: a width of 0 (and 7 bytes of padding), no words.
+    offsets = np.array([0, 8], dtype=np.int64)
+    if kernel(np.zeros(8, np.uint8), offsets, 1, 1, 0, 0, 1, np.empty((1, 1), np.int16)) != -1:
+        raise RuntimeError("the compiled dbp decoder refused a valid frame")
 
 
 def _try_encode(kernel: Callable[..., None]) -> None:
@@ -287,13 +354,25 @@ class DbpFormat(FramedFormat):
     def decode_into(
         self, piece: np.ndarray, out: np.ndarray, lo: int, hi: int, n: int, url: str, k: int
     ) -> None:
-        widths, words = _frame_parts(piece, out.shape[0], n, url, k)
         kernel = _compiled(_decoder)
         if kernel is None:
+            widths, words = _frame_parts(piece, out.shape[0], n, url, k)
             out[:] = decode_frame_numpy(widths, words, n)[:, lo:hi]
-        elif lo == 0:
-            kernel(widths, words, hi, out)
-        else:  # the samples before lo are decoded too (each depends on those before it)
-            head = np.empty((out.shape[0], hi), dtype=out.dtype)
-            kernel(widths, words, hi, head)
-            out[:] = head[:, lo:]
+        elif kernel(piece, np.array([0, len(piece)]), n, n, 0, lo, hi, out) != -1:
+            raise _frame_error(piece, out.shape[0], n, url, k)
+
+    def decode_frames(
+        self, encoded: np.ndarray, offsets: np.ndarray, index: FrameIndex, first: int,
+        rows: range, out: np.ndarray, url: str,
+    ) -> None:  # fmt: skip
+        kernel = _compiled(_decoder)
+        if kernel is None or not encoded.flags.aligned:
+            FramedFormat.decode_frames(self, encoded, offsets, index, first, rows, out, url)
+            return
+        frame, n_samples = index.frame_samples, index.n_samples
+        bad = kernel(encoded, offsets, frame, n_samples, first, rows.start, rows.stop, out)
+        if bad != -1:
+            j = bad - first
+            n = min(frame, n_samples - bad * frame)
+            piece = encoded[offsets[j] : offsets[j + 1]]
+            raise _frame_error(piece, out.shape[0], n, url, bad)

@@ -166,19 +166,32 @@ class FramedFormat(SampleFormat):
         first, last = rows.start // frame, -(-rows.stop // frame)
         base = int(index.offsets[first])
         encoded = read_range(fs, path, base, int(index.offsets[last]))
-        for k in range(first, last):
-            lo, hi = int(index.offsets[k]) - base, int(index.offsets[k + 1]) - base
-            piece = encoded[lo:hi]
+        offsets = index.offsets[first : last + 1] - base
+        for j, k in enumerate(range(first, last)):
+            piece = encoded[offsets[j] : offsets[j + 1]]
             if zlib.crc32(piece) != int(index.crcs[k]):
                 raise SampleFileError(
-                    f"sample file {url} frame {k} (bytes {lo + base}..{hi + base - 1}) fails its "
-                    "CRC-32 check: the file is damaged"
+                    f"sample file {url} frame {k} (bytes {offsets[j] + base}.."
+                    f"{offsets[j + 1] + base - 1}) fails its CRC-32 check: the file is damaged"
                 )
+        self.decode_frames(encoded, offsets, index, first, rows, out, url)
+        return out
+
+    def decode_frames(
+        self, encoded: np.ndarray, offsets: np.ndarray, index: FrameIndex, first: int,
+        rows: range, out: np.ndarray, url: str,
+    ) -> None:  # fmt: skip
+        """Samples ``rows`` of the frames ``first``.. (their bytes ``encoded``, frame
+        ``first + j`` at ``offsets[j]:offsets[j + 1]``, CRC-checked) into ``out``
+        (channels x ``len(rows)``): by default `decode_into` for each frame."""
+        frame = index.frame_samples
+        for j in range(len(offsets) - 1):
+            k = first + j
             a, b = k * frame, min((k + 1) * frame, index.n_samples)
             s, e = max(a, rows.start), min(b, rows.stop)
+            piece = encoded[offsets[j] : offsets[j + 1]]
             self.decode_into(piece, out[:, s - rows.start : e - rows.start], s - a, e - a,
                              b - a, url, k)  # fmt: skip
-        return out
 
     def write(self, file: BinaryIO, data: np.ndarray, info: SamplesInfo) -> None:
         dtype = str(info.dtype)
