@@ -15,8 +15,8 @@ from ..labels._schema import check_labeled
 from ..labels._stored import label_digest, label_digests, stored_label_key
 from ..onda._arrow import span_bounds, spans_from_array, uuids_from_array
 from ..onda._samples import SamplesInfo, sample_dtype
-from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds
-from ._item import BatchItem
+from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds, span_of_ints
+from ._item import BatchItem, new_item
 
 
 class LabeledArrays:
@@ -136,11 +136,14 @@ class LabeledArrays:
         """The item of ``count`` epochs from epoch ``first`` of ``row``."""
         starts, epochs = self._ints
         start = starts[row] + first * epochs[row]
-        window = TimeSpan(start, start + duration)
+        if type(start) is int and type(duration) is int and duration >= 0:
+            window = span_of_ints(start, start + duration)
+        else:
+            window = TimeSpan(start, start + duration)
         labels = self.labels[row]
         if not isinstance(labels, StoredLabels):
             labels = labels[first : first + count]
-        return BatchItem(
+        return new_item(
             self.recordings[row],
             self.file_paths[row],
             self.file_formats[row],
