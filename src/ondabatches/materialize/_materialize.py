@@ -304,8 +304,9 @@ def materialize_batch(
         except BatchShapeError:
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
-    # A copy (in-memory codes are read-only views of the labeled table's buffer).
-    return x, np.stack(codes)[:, None, :]
+    # A copy (in-memory codes are read-only views of the labeled table's buffer): the
+    # codes of equal shapes, end to end, are np.stack's array in one call.
+    return x, np.concatenate(codes).reshape(len(codes), 1, *codes[0].shape)
 
 
 def _plan(
