@@ -8,7 +8,8 @@ the median ratio:
 - inline, one core, no pool: ``iterate_batch`` + ``materialize_batch`` (exact values:
   Onda's decode in float64 rounded once to float32) against the floor of the same
   windows' bytes read with ``os.preadv`` from descriptors opened beforehand (for
-  ``lpcm.zst``: the window's frames read and decompressed) plus one float32 multiply
+  ``lpcm.zst``: the window's frames read and decompressed, each to its end, where zstd
+  checks its checksum) plus one float32 multiply
   into ``(batch, channels, time)``; goal at most 1.15x;
 - the same with ``exact=False`` (float32 arithmetic, the floor's own operation, within
   ``2**-21`` relative of the exact values): the exact values need float64 arithmetic
@@ -162,8 +163,11 @@ class _RawFloor:
             c = table.compressed_offsets
             compressed = os.pread(fd, int(c[last] - c[first]), int(c[first]))
             skip = start - table.frame_start(first)
+            # The frames decompressed whole, as the bytes read are: zstd checks a frame's
+            # checksum (which the library's reads check for every frame) at its end.
+            whole = table.frame_start(last) - table.frame_start(first)
             reader = self.dctx.stream_reader(compressed, read_across_frames=True)
-            buf = np.frombuffer(reader.read(skip + stop - start), dtype=np.uint8)[skip:]
+            buf = np.frombuffer(reader.read(whole), dtype=np.uint8)[skip : skip + stop - start]
         return buf.view(info.dtype).reshape(-1, info.n_channels).T
 
     def batch(self, batch: list) -> tuple[np.ndarray, np.ndarray]:
@@ -247,7 +251,7 @@ def _inline(
         floor.close()
     ratio = statistics.median(a / b for a, b in zip(t_ours, t_floor, strict=True))
     mo, mf = statistics.median(t_ours), statistics.median(t_floor)
-    what = "preadv" if fmt == "lpcm" else "preadv of the frames + zstd"
+    what = "preadv" if fmt == "lpcm" else "preadv of the frames + zstd of each whole"
     how = "exact" if exact else "exact=False"
     own = []
     if kernels:

@@ -236,6 +236,23 @@ def test_composed_schemes_pass_the_scheme_conformance_suite(psg_labeled, name):
     assert pickle.loads(pickle.dumps(scheme)).config == scheme.config
 
 
+def test_a_signal_layout_subclass_makes_items_with_its_own_item():
+    # SignalLayout makes a batch's items in one loop of its own, except where a
+    # subclass says how to make an item.
+    class Padded(SignalLayout):
+        def item(self, row, first, count, duration, channels, padding=False):
+            return super().item(row, first, count, duration, channels, True)
+
+    table = labeled_table(3, duration=300 * S)
+    plain, padded = SignalLayout(table, 60 * S), Padded(table, 60 * S)
+    windows = Windows([0, 2, 1], [3, 0, 1], [None, ("c3",), None])
+    items = plain.items(windows)
+    assert [it.padding for it in items] == [False] * 3
+    assert [it.padding for it in padded.items(windows)] == [True] * 3
+    assert items == [plain.item(r, f, 2, 60 * S, ch) for r, f, ch in [(0, 3, None),
+                     (2, 0, ("c3",)), (1, 1, None)]]  # fmt: skip
+
+
 def test_a_users_sampler_declares_its_length_config_and_state_binding():
     table = labeled_table(5, duration=300 * S)
     scheme = compose(EveryOther(0), SignalLayout(table, 60 * S))

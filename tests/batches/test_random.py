@@ -55,6 +55,22 @@ def test_items_are_well_formed(any_labeled):  # noqa: F811
         assert len(item.label_codes()) == 2
 
 
+def test_items_equal_items_made_by_the_dataclass(labeled):  # noqa: F811
+    # The layouts set the slots of items and windows directly: the very objects that
+    # BatchItem(...) and TimeSpan(...) make, every field set, hashes and pickles alike.
+    import pickle
+    from dataclasses import fields
+
+    for item in _spec(labeled).iterate_batch(BatchState(3, 5))[0]:
+        values = {f.name: getattr(item, f.name) for f in fields(BatchItem)}
+        values["window"] = TimeSpan(item.window.start, item.window.stop)
+        plain = BatchItem(**values)
+        assert item == plain and repr(item) == repr(plain)
+        assert hash(item.window) == hash(plain.window) and item.window == plain.window
+        assert pickle.loads(pickle.dumps(item)) == plain
+        assert item.to_dict() == plain.to_dict()
+
+
 def test_iterate_batch_item_is_the_first_item_of_the_batch(labeled):  # noqa: F811
     spec = _spec(labeled)
     state = spec.initial_state(1337)

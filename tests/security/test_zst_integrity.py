@@ -117,10 +117,8 @@ def test_onda_jl_single_frame_files_still_read():
     )
 
 
-def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypatch):
-    info, enc, path, _ = _written(tmp_path)
-    sig = make_signal(path, "lpcm.zst", info, 10_000)
-    load_rows(sig, range(1), encoded=True)  # caches the seek table
+def _count_readers(monkeypatch) -> list:
+    """The ``read_across_frames`` of every zstd stream reader opened from now on."""
     readers = []
     real = zstandard.ZstdDecompressor.stream_reader
 
@@ -129,7 +127,29 @@ def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypat
         return real(self, source, *args, **kwargs)
 
     monkeypatch.setattr(zstandard.ZstdDecompressor, "stream_reader", counting)
+    return readers
+
+
+def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypatch):
+    info, enc, path, _ = _written(tmp_path)
+    sig = make_signal(path, "lpcm.zst", info, 10_000)
+    load_rows(sig, range(1), encoded=True)  # caches the seek table
+    readers = _count_readers(monkeypatch)
     got = load_rows(sig, range(2500, 6500), encoded=True).data  # frames 2..6
     np.testing.assert_array_equal(got, enc[:, 2500:6500])
     # Sizes declared in the frame headers (zstd holds each frame to its own): one pass.
+    assert readers == [True]
+
+
+@pytest.mark.parametrize("rows", [range(9800, 10_500), range(10_000, 10_500), range(0, 10_500)])
+def test_a_window_reaching_a_short_last_frame_is_one_pass(tmp_path, monkeypatch, rows):
+    # The file's last frame holds less than the others: the header check expects its
+    # own size there, and only there.
+    info, enc, path, table = _written(tmp_path, n=10_500)
+    assert table.frame_size == 4000 and table.decompressed_size == 42_000
+    sig = make_signal(path, "lpcm.zst", info, 10_500)
+    load_rows(sig, range(1), encoded=True)  # caches the seek table
+    readers = _count_readers(monkeypatch)
+    got = load_rows(sig, rows, encoded=True).data
+    np.testing.assert_array_equal(got, enc[:, rows.start : rows.stop])
     assert readers == [True]

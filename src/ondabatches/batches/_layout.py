@@ -118,22 +118,25 @@ class Layout(ABC):
 
     def items(self, windows: Windows) -> list[Any]:
         """The items of ``windows``, each ``window_epochs`` of its row long."""
-        rows = np.asarray(windows.rows, dtype=np.int64)
-        n = len(rows)
-        channels = [None] * n if windows.channels is None else windows.channels
-        padding = [False] * n if windows.padding is None else windows.padding
+        rows, firsts, counts, channels, padding = self.item_columns(windows)
         item, duration = self.item, self.duration
         return [
             item(r, f, c, duration, ch, p)
-            for r, f, c, ch, p in zip(
-                rows.tolist(),
-                np.asarray(windows.firsts, dtype=np.int64).tolist(),
-                self.window_epochs[rows].tolist(),
-                channels,
-                padding,
-                strict=True,
-            )
+            for r, f, c, ch, p in zip(rows, firsts, counts, channels, padding, strict=True)
         ]
+
+    def item_columns(self, windows: Windows) -> tuple[list[int], list[int], list[int], Any, Any]:
+        """Per item of ``windows``: its row, first epoch and epochs (plain ints), its
+        channel selector and padding flag."""
+        rows = np.asarray(windows.rows, dtype=np.int64)
+        n = len(rows)
+        return (
+            rows.tolist(),
+            np.asarray(windows.firsts, dtype=np.int64).tolist(),
+            self.window_epochs[rows].tolist(),
+            [None] * n if windows.channels is None else windows.channels,
+            [False] * n if windows.padding is None else windows.padding,
+        )
 
     def check(self, windows: Windows, where: str) -> None:
         """Refuse windows of rows that do not exist or that do not fit in their row."""
@@ -184,6 +187,14 @@ class SignalLayout(LabeledArrays, Layout):
         super().__init__(labeled)
         self.check_signal_spans()
         self.duration, self.window_epochs = self.segments(batch_duration)
+
+    def items(self, windows: Windows) -> list[Any]:
+        """The items of ``windows``, each ``window_epochs`` of its row long (in one loop,
+        unless a subclass makes its own `item`)."""
+        if type(self).item is not LabeledArrays.item:
+            return super().items(windows)
+        rows, firsts, counts, channels, padding = self.item_columns(windows)
+        return self.items_of(rows, firsts, counts, self.duration, channels, padding)
 
     def __repr__(self) -> str:
         return f"SignalLayout({self.n_rows} rows, {self.duration} ns windows)"

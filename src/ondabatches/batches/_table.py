@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -15,8 +17,8 @@ from ..labels._schema import check_labeled
 from ..labels._stored import label_digest, label_digests, stored_label_key
 from ..onda._arrow import span_bounds, spans_from_array, uuids_from_array
 from ..onda._samples import SamplesInfo, sample_dtype
-from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds
-from ._item import BatchItem
+from ..onda._timespan import NS_PER_S, TimeLike, TimeSpan, nanoseconds, span_of_ints
+from ._item import BatchItem, new_item
 
 
 class LabeledArrays:
@@ -134,23 +136,49 @@ class LabeledArrays:
         self, row: int, first: int, count: int, duration: int, channels, padding: bool = False
     ) -> BatchItem:
         """The item of ``count`` epochs from epoch ``first`` of ``row``."""
+        return self.items_of([row], [first], [count], duration, [channels], [padding])[0]
+
+    def items_of(
+        self,
+        rows: Sequence[int],
+        firsts: Sequence[int],
+        counts: Sequence[int],
+        duration: int,
+        channels: Sequence[Any],
+        padding: Sequence[bool],
+    ) -> list[BatchItem]:
+        """`item` of each ``(rows[j], firsts[j], counts[j], channels[j], padding[j])``, in
+        one loop (it runs for every item of every batch)."""
         starts, epochs = self._ints
-        start = starts[row] + first * epochs[row]
-        window = TimeSpan(start, start + duration)
-        labels = self.labels[row]
-        if not isinstance(labels, StoredLabels):
-            labels = labels[first : first + count]
-        return BatchItem(
-            self.recordings[row],
-            self.file_paths[row],
-            self.file_formats[row],
-            self.signal_spans[row],
-            self.infos[row],
-            window,
-            channels,
-            labels,
-            padding,
-        )
+        recordings, paths, formats = self.recordings, self.file_paths, self.file_formats
+        spans, infos, labels_of = self.signal_spans, self.infos, self.labels
+        ints = type(duration) is int and duration >= 0
+        out = []
+        for row, first, count, selector, pad in zip(
+            rows, firsts, counts, channels, padding, strict=True
+        ):
+            start = starts[row] + first * epochs[row]
+            if ints and type(start) is int:
+                window = span_of_ints(start, start + duration)
+            else:
+                window = TimeSpan(start, start + duration)
+            labels = labels_of[row]
+            if not isinstance(labels, StoredLabels):
+                labels = labels[first : first + count]
+            out.append(
+                new_item(
+                    recordings[row],
+                    paths[row],
+                    formats[row],
+                    spans[row],
+                    infos[row],
+                    window,
+                    selector,
+                    labels,
+                    pad,
+                )  # fmt: skip
+            )
+        return out
 
     def fingerprint(self, *extra: np.ndarray | None) -> dict[str, str]:
         """Configuration entries identifying the data by content, one digest per component.

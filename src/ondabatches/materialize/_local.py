@@ -120,7 +120,7 @@ def decode_local(
     if not x.flags.c_contiguous or any(type(get_format(f)) is not t for f, t in _FORMATS.items()):
         return decode_edf(range(len(items)), items, plans, n_totals, x, dtype, exact)
     left: list[int] = []
-    signals: dict[tuple, _Signal | None] = {}
+    signals: dict[tuple, Any] = {}
     channels: dict[tuple, np.ndarray] = {}
     scratch = _Scratch.of_this_thread()
     with contextlib.ExitStack() as held:
@@ -130,10 +130,12 @@ def decode_local(
             if type(item) is not BatchItem or item.file_format not in _FORMATS or index is None:
                 left.append(i)
                 continue
-            key = (item.file_path, item.signal_span, item.info)
-            if key not in signals:
-                signals[key] = _open(item, n_total, dtype, exact, held)
-            signal = signals[key]
+            # By identity (the items hold the objects; a row's items share them): an
+            # equal signal of other objects only opens its own entry.
+            key = (id(item.file_path), id(item.signal_span), id(item.info))
+            signal = signals.get(key, _UNSEEN)
+            if signal is _UNSEEN:
+                signal = signals[key] = _open(item, n_total, dtype, exact, held)
             out = x[i]
             if signal is None or not 0 <= rows.start <= rows.stop <= n_total:
                 left.append(i)
@@ -174,6 +176,8 @@ def _open(
     except Exception:  # refused, missing, the wrong size: the general path says so
         return None
 
+
+_UNSEEN = object()
 
 #: `_channels` of an index the kernel must not take (out of range, or not all rows).
 _INVALID = np.empty(0, dtype=np.intp)

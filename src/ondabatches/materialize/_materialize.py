@@ -283,8 +283,7 @@ def materialize_batch(
     if len({c.shape for c in codes}) > 1:
         raise _shape_error(items, [(1, *c.shape) for c in codes], "y")
     # Each item's rows and channel index, worked out once (they give the shapes too).
-    plans = [(_rows(it), _channel_index(it)) for it in items]
-    expected = [_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)]
+    plans, expected, n_totals = _plan(items)
     known = {s for s in expected if s is not None}
     if len(known) > 1:
         raise _shape_error(items, [s if s is not None else ("?",) for s in expected], "x")
@@ -293,7 +292,7 @@ def materialize_batch(
         _check_before_allocating(items, shape, dtype)
         x = allocate((len(items), *shape), dtype)
         # The local lpcm windows at once; the rest (if any) by the general path below.
-        left = decode_local(items, plans, [_n_total(it) for it in items], dtype, x, exact)
+        left = decode_local(items, plans, n_totals, dtype, x, exact)
     else:
         x0 = _x_at(items[0], *plans[0], dtype, None, exact)
         x = allocate((len(items), *x0.shape), dtype)
@@ -305,8 +304,39 @@ def materialize_batch(
         except BatchShapeError:
             shapes = [_x(it, dtype).shape for it in items]
             raise _shape_error(items, shapes, "x") from None
-    # A copy (in-memory codes are read-only views of the labeled table's buffer).
-    return x, np.stack(codes)[:, None, :]
+    # A copy (in-memory codes are read-only views of the labeled table's buffer): the
+    # codes of equal shapes, end to end, are np.stack's array in one call.
+    return x, np.concatenate(codes).reshape(len(codes), 1, *codes[0].shape)
+
+
+def _plan(
+    items: Sequence[BatchItem],
+) -> tuple[list[tuple[range, Any]], list[tuple | None], list[int]]:
+    """Each item's ``(rows, channel index)``, x shape and signal samples: `_rows`,
+    `_channel_index`, `_shape_of` and `_n_total`, with what the items of one signal and
+    selector share worked out once per batch (by identity: the items hold the objects,
+    and a batch's items of one row share them)."""
+    plans, shapes, totals = [], [], []
+    selectors: dict[tuple[int, int], tuple[Any, int | None]] = {}
+    signals: dict[tuple[int, int], int] = {}
+    for it in items:
+        info, span = it.info, it.signal_span
+        key = (id(info), id(it.channels))
+        found = selectors.get(key)
+        if found is None:
+            index = _channel_index(it)
+            n = None if index is None else _shape_of(it, range(0), index)[0]
+            found = selectors[key] = (index, n)
+        index, n = found
+        rows = _rows(it)
+        plans.append((rows, index))
+        shapes.append(None if n is None else (n, len(rows)))
+        key = (id(info), id(span))
+        total = signals.get(key)
+        if total is None:
+            total = signals[key] = _n_total(it)
+        totals.append(total)
+    return plans, shapes, totals
 
 
 def _pipeline_of(

@@ -403,17 +403,20 @@ def decoder(
     if kernel is None or (narrow and sample_type.itemsize > 2):
         return None
     res, off = float(resolution), float(offset) if offset != 0.0 else -0.0
-    bufs: dict[int, np.ndarray] = {}
+    # Per window shape: the kernel's buffer and its loop order (`_few`), worked out at
+    # the first window of that shape (the decoder serves one batch's windows of a signal).
+    shapes: dict[tuple[int, int, bool], tuple[np.ndarray, int]] = {}
 
     def decode(src: np.ndarray, channels: np.ndarray | None, out: np.ndarray) -> None:
-        n = out.shape[0]
-        buf = bufs.get(n)
-        if buf is None:
-            buf = bufs[n] = np.empty(n, dtype=out_type)
         every = channels is None
         channels = _NO_CHANNELS if every else channels
-        kernel(src, channels, every, narrow, res, off, buf, out,
-               _few(src, channels, every, narrow, buf, out))  # fmt: skip
+        key = (out.shape[0], src.shape[1], every)
+        found = shapes.get(key)
+        if found is None:
+            buf = np.empty(out.shape[0], dtype=out_type)
+            found = shapes[key] = (buf, _few(src, channels, every, narrow, buf, out))
+        buf, few = found
+        kernel(src, channels, every, narrow, res, off, buf, out, few)
 
     return decode
 

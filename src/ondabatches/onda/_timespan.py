@@ -150,6 +150,19 @@ class TimeSpan:
         return f"TimeSpan({_fmt(self.start)}, {_fmt(self.stop)})"
 
 
+_NEW = object.__new__
+_SET_START, _SET_STOP = TimeSpan.start.__set__, TimeSpan.stop.__set__  # type: ignore[attr-defined]
+
+
+def span_of_ints(start: int, stop: int) -> TimeSpan:
+    """``TimeSpan(start, stop)`` of plain ints known to be in order, without the
+    conversion and the check (the layouts make one for every item of every batch)."""
+    span = _NEW(TimeSpan)
+    _SET_START(span, start)
+    _SET_STOP(span, stop)
+    return span
+
+
 def _fmt(ns: int) -> str:
     if ns % NS_PER_S == 0:
         return f"{ns // NS_PER_S} s"

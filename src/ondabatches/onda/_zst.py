@@ -253,24 +253,26 @@ def _frames_into(
 def _sizes_in_headers(compressed: np.ndarray, table: SeekTable, first: int, last: int) -> bool:
     """Whether every frame ``[first, last)`` declares, in its header, the content size that
     the seek table gives it (what our writer does; earlier files declare none)."""
-    # Plain ints, converted once: this runs for every frame of every window read.
-    offsets = table.compressed_offsets[first : last + 1].tolist()
+    # Plain ints, converted once: this runs for every window read.
+    offsets = table.compressed_offsets[first:last].tolist()
     if table.varying is not None:
         starts = table.varying[first : last + 1].tolist()
-    else:
+        sizes = [b - a for a, b in zip(starts[:-1], starts[1:], strict=True)]
+    else:  # every frame of frame_size bytes but the file's last, which holds the rest
         size, total = table.frame_size, table.decompressed_size
-        starts = [min(frame * size, total) for frame in range(first, last + 1)]
+        sizes = [size] * (last - first)
+        if sizes and last == len(table.compressed_offsets) - 1:
+            sizes[-1] = total - (last - 1) * size
     base = offsets[0]
     data = memoryview(compressed)
     size_of = zstandard.frame_content_size
-    for k in range(last - first):
-        start = offsets[k] - base
-        try:
-            size = size_of(data[start : start + _FRAME_HEADER_MAX])
-        except zstandard.ZstdError:
-            return False
-        if size != starts[k + 1] - starts[k]:
-            return False
+    try:
+        for offset, size in zip(offsets, sizes, strict=True):
+            start = offset - base
+            if size_of(data[start : start + _FRAME_HEADER_MAX]) != size:
+                return False
+    except zstandard.ZstdError:
+        return False
     return True
 
 
