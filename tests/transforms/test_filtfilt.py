@@ -59,6 +59,19 @@ def test_compiled_filter_gives_scipys_bits(seed):
         after = int(rng.integers(0, n - before))
         cut = sosfiltfilt_rows(sos, x, pad, (before, after))
         assert cut.tobytes() == want[:, before : n - after].tobytes(), (where, before, after)
+        # Into given rows (a batch's slots): the same bits, written there.
+        into = np.full(cut.shape, np.nan, dtype)
+        assert sosfiltfilt_rows(sos, x, pad, (before, after), into) is into, where
+        assert into.tobytes() == cut.tobytes(), where
+
+
+def test_rows_to_write_into_of_another_shape_type_or_layout_are_refused():
+    sos = Bandpass(0.5, 30.0)._design(256.0)
+    x = np.random.default_rng(3).standard_normal((4, 3000)).astype(np.float32)
+    pad = _padlen(sos)
+    for bad in (np.empty((4, 2999), np.float32), np.empty((4, 3000), np.float64),
+                np.empty((3000, 4), np.float32).T):  # fmt: skip
+        assert sosfiltfilt_rows(sos, x, pad, (0, 0), bad) is None, (bad.shape, bad.dtype)
 
 
 def test_filters_run_scipy_with_the_kernels_off(monkeypatch):

@@ -220,12 +220,14 @@ def _filtered_in_pairs(
         return None
     channels, window = plans[0][2][0], len(_rows(items[0]))
     x = allocate((len(items), channels, window), dtype)
-    i = 0
+    i, read = 0, None
     while i < len(items):
         j = i + 1  # a group: the next items whose reads have the same shape and cut
         while j < min(i + _GROUP, len(items)) and plans[j][2:] == plans[i][2:]:
             j += 1
-        read = np.empty(((j - i) * channels, plans[i][2][1]), dtype)
+        shape = ((j - i) * channels, plans[i][2][1])
+        if read is None or read.shape != shape:  # one buffer for the groups of a shape
+            read = np.empty(shape, dtype)
         for k in range(i, j):
             rows, index = plans[k][0], plans[k][1]
             _x_at(
@@ -237,11 +239,16 @@ def _filtered_in_pairs(
                 exact,
             )
         rate, (before, after) = items[i].info.sample_rate, plans[i][3]
-        out = f._apply_window(read, None, None, rate, (before, after))
-        if out is None:  # scipy's (no compiled kernel), then cut, as apply_item does
-            full, _ = f.apply_to(read, None, None, rate, None)
-            out = (full[:, before : full.shape[1] - after], None)
-        x[i:j] = out[0].reshape(j - i, channels, window)
+        # The group's slots of the batch as rows, filtered into with no copy (a reshape
+        # of a batch that is not C-ordered would be a copy: filtered, then assigned).
+        slots = x[i:j].reshape((j - i) * channels, window) if x.flags.c_contiguous else None
+        done = slots is not None and f._filter_into(read, rate, (before, after), slots)
+        if not done:
+            got = f._apply_window(read, None, None, rate, (before, after))
+            if got is None:  # scipy's (no compiled kernel), then cut, as apply_item does
+                full, _ = f.apply_to(read, None, None, rate, None)
+                got = (full[:, before : full.shape[1] - after], None)
+            x[i:j] = got[0].reshape(j - i, channels, window)
         i = j
     return x, _stack(items, [_y(it) for it in items])
 

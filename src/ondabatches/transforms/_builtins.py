@@ -81,6 +81,15 @@ class _Filter(Transform):
         out = sosfiltfilt_rows(_sos(self, sample_rate), x, _pad(self, sample_rate), cut)
         return None if out is None else (out, y)
 
+    def _filter_into(
+        self, x: np.ndarray, sample_rate: float, cut: tuple[int, int], out: np.ndarray
+    ) -> bool:
+        """`_apply_window`'s values written into ``out`` (C-ordered rows: a view into
+        the batch, no copy); False where the compiled kernel does not run (or ``out``
+        is not such rows): nothing was written."""
+        sos, pad = _sos(self, sample_rate), _pad(self, sample_rate)
+        return sosfiltfilt_rows(sos, x, pad, cut, out) is not None
+
     def apply(self, x, y, rng, sample_rate):
         # scipy's sosfiltfilt in float64, its result in x's dtype: compiled where numba
         # runs (the same bits, see `._filtfilt`), else scipy's own.

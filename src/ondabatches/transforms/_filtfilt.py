@@ -31,7 +31,7 @@ __all__: list[str] = []
 log = logging.getLogger(__name__)
 
 
-#: Time steps transposed at a time between the rows and the time-major scratch.
+#: Time steps transposed at a time from the time-major scratch to the output rows.
 _TILE = 64
 
 
@@ -60,12 +60,12 @@ def _filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
     # before .. before + out.shape[1] of the result, of x's dtype. ``_SECTIONS`` is
     # `_sections` compiled (a global, set before this compiles: numba's cache then
     # keeps both, where a closure over it would compile again in each process).
+    # Transposed one time step at a time (contiguous writes, a read from each row):
+    # 2-3x faster than by tiles of time steps, which wrote w a column at a time.
     channels, n = x.shape
-    for t0 in range(0, n, _TILE):  # transposed a tile of time steps at a time
-        t1 = min(t0 + _TILE, n)
+    for t in range(n):
         for c in range(channels):
-            for t in range(t0, t1):
-                w[pad + t, c] = np.float64(x[c, t])
+            w[pad + t, c] = np.float64(x[c, t])
     for j in range(pad):  # scipy's odd extension: 2 x[0] - x[pad - j], ...
         for c in range(channels):
             w[j, c] = 2.0 * w[pad, c] - w[2 * pad - j, c]
@@ -118,14 +118,24 @@ def _zi(sos_bytes: bytes, sections: int) -> np.ndarray:
 
 
 def sosfiltfilt_rows(
-    sos: np.ndarray, x: np.ndarray, padlen: int, cut: tuple[int, int] = (0, 0)
+    sos: np.ndarray,
+    x: np.ndarray,
+    padlen: int,
+    cut: tuple[int, int] = (0, 0),
+    out: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """``scipy.signal.sosfiltfilt(sos, x.astype(float64), axis=-1, padlen=padlen)`` in
     ``x``'s dtype (float32 or float64 rows, channels x time), the same bits, less
     ``cut = (before, after)`` samples at its start and end (the backward pass stops at
-    the first sample kept); None where the kernel does not run (no numba, kernels off,
-    another layout): call scipy."""
+    the first sample kept), written into ``out`` if given (C-ordered, of that shape and
+    dtype: a batch's slots, with no copy); None where the kernel does not run (no
+    numba, kernels off, another layout): call scipy."""
     before, after = cut
+    shape = (x.shape[0], x.shape[-1] - before - after)
+    if out is not None and (
+        out.shape != shape or out.dtype != x.dtype or not out.flags.c_contiguous
+    ):
+        return None
     if (
         x.ndim != 2
         or before < 0
@@ -145,6 +155,6 @@ def sosfiltfilt_rows(
     channels, n = x.shape
     w = np.empty((n + 2 * padlen, channels))
     z0, z1 = np.empty((len(sos), channels)), np.empty((len(sos), channels))
-    out = np.empty((channels, n - before - after), x.dtype)
+    out = np.empty(shape, x.dtype) if out is None else out
     kernel(np.ascontiguousarray(x), sos, zi, padlen, w, z0, z1, out, before)
     return out
