@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import BatchSpecError, require
-from ._filtfilt import sosfiltfilt_rows
+from ._filtfilt import decode_filtfilt_into, sosfiltfilt_rows
 from ._transform import Transform, register_transform
 
 __all__ = ["Bandpass", "Highpass", "Lowpass", "Normalize", "Notch", "Spectrogram"]
@@ -89,6 +89,15 @@ class _Filter(Transform):
         is not such rows): nothing was written."""
         sos, pad = _sos(self, sample_rate), _pad(self, sample_rate)
         return sosfiltfilt_rows(sos, x, pad, cut, out) is not None
+
+    def _decode_filter_into(
+        self, reads: list, sample_rate: float, cut: tuple[int, int], out: np.ndarray
+    ) -> bool:
+        """`_filter_into` of windows decoded from their reads, decoded straight into the
+        filter's scratch (see `decode_filtfilt_into`: the same bits); False where the
+        compiled kernel does not run: nothing was written."""
+        sos, pad = _sos(self, sample_rate), _pad(self, sample_rate)
+        return decode_filtfilt_into(sos, pad, reads, cut, out)
 
     def apply(self, x, y, rng, sample_rate):
         # scipy's sosfiltfilt in float64, its result in x's dtype: compiled where numba
