@@ -34,16 +34,21 @@ def _random_filter(rng):
     return Notch(float(rng.uniform(5, rate / 2.5)), float(rng.uniform(5, 50))), rate
 
 
+def _random_case(rng, longest):
+    """A random filter, its rate, design and pad, a length above the pad and a dtype."""
+    f, rate = _random_filter(rng)
+    sos = f._design(rate)
+    pad = _padlen(sos)
+    n = int(rng.integers(pad + 1, pad + longest))
+    return f, rate, sos, pad, n, np.dtype(rng.choice([np.float32, np.float64]))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_compiled_filter_gives_scipys_bits(seed):
     rng = np.random.default_rng(seed)
     for _ in range(12):
-        f, rate = _random_filter(rng)
-        sos = f._design(rate)
-        pad = _padlen(sos)
+        f, rate, sos, pad, n, dtype = _random_case(rng, 5000)
         channels = int(rng.choice([1, 2, 3, 4, 5, 8, 19, 33]))
-        n = int(rng.integers(pad + 1, pad + 5000))
-        dtype = np.dtype(rng.choice([np.float32, np.float64]))
         # A drift and an offset, as EEG has, on noise.
         t = np.arange(n)
         x = (rng.standard_normal((channels, n)) * 40 + rng.uniform(-500, 500, (channels, 1))
@@ -59,6 +64,19 @@ def test_compiled_filter_gives_scipys_bits(seed):
         after = int(rng.integers(0, n - before))
         cut = sosfiltfilt_rows(sos, x, pad, (before, after))
         assert cut.tobytes() == want[:, before : n - after].tobytes(), (where, before, after)
+        # Into given rows (a batch's slots): the same bits, written there.
+        into = np.full(cut.shape, np.nan, dtype)
+        assert sosfiltfilt_rows(sos, x, pad, (before, after), into) is into, where
+        assert into.tobytes() == cut.tobytes(), where
+
+
+def test_rows_to_write_into_of_another_shape_type_or_layout_are_refused():
+    sos = Bandpass(0.5, 30.0)._design(256.0)
+    x = np.random.default_rng(3).standard_normal((4, 3000)).astype(np.float32)
+    pad = _padlen(sos)
+    for bad in (np.empty((4, 2999), np.float32), np.empty((4, 3000), np.float64),
+                np.empty((3000, 4), np.float32).T):  # fmt: skip
+        assert sosfiltfilt_rows(sos, x, pad, (0, 0), bad) is None, (bad.shape, bad.dtype)
 
 
 def test_filters_run_scipy_with_the_kernels_off(monkeypatch):
@@ -140,6 +158,83 @@ def test_a_batch_filtered_two_items_at_a_time_gives_each_windows_bits(
         first, stop = max(rows.start - margin, 0), min(rows.stop + margin, _n_total(item))
         want = _x_at(item, range(first, stop), slice(None), np.dtype(np.float32), None)
         want = want[[item.info.channels.index(c) for c in item.channels]]
+        want = scipy_signal.sosfiltfilt(f._design(128.0), want.astype(np.float64), axis=-1)
+        want = want.astype(np.float32)[:, rows.start - first : rows.start - first + len(rows)]
+        assert x[i].tobytes() == want.tobytes(), (i, item.window)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_reads_decoded_into_the_filter_give_the_bits_of_decoding_then_filtering(seed):
+    # Reads of 8 and 16-bit samples, all channels or some, float64 or float32
+    # arithmetic (native), zero offset or not, into float32 or float64 rows: the bits of
+    # DecodePlan.select's decode, the rows stacked, then sosfiltfilt_rows (scipy's).
+    from ondabatches.onda._decoding import DecodePlan
+    from ondabatches.transforms._filtfilt import decode_filtfilt_into
+
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        f, rate, sos, pad, n, dtype = _random_case(rng, 3000)
+        reads, parts = [], []
+        for _ in range(int(rng.integers(1, 4))):
+            stype = np.dtype(rng.choice(["i1", "u1", "i2", "u2"]))
+            info = np.iinfo(stype)
+            width = int(rng.integers(1, 20))
+            encoded = rng.integers(info.min, info.max, (n, width), endpoint=True).astype(stype)
+            if rng.random() < 0.5:
+                channels = None
+            else:
+                channels = rng.permutation(width)[: int(rng.integers(1, width + 1))]
+            res, off = float(rng.choice([0.25, 0.1, 1.0])), float(rng.choice([0.0, -8.5]))
+            how = "native" if rng.random() < 0.5 else "float64"
+            plan = DecodePlan(how, res, off, dtype)
+            rows = width if channels is None else len(channels)
+            part = np.empty((rows, n), dtype)
+            plan.select(encoded.T, slice(None) if channels is None else list(channels), part)
+            parts.append(part)
+            index = None if channels is None else channels.astype(np.intp)
+            reads.append((encoded, index, res, off, how == "native"))
+        before = int(rng.integers(0, n // 2))
+        after = int(rng.integers(0, n - before))
+        want = sosfiltfilt_rows(sos, np.concatenate(parts), pad, (before, after))
+        got = np.full(want.shape, np.nan, dtype)
+        where = f"{f!r} at {rate} Hz, {[r[0].dtype for r in reads]} {dtype} {n}"
+        assert decode_filtfilt_into(sos, pad, reads, (before, after), got), where
+        assert got.tobytes() == want.tobytes(), where
+        # A read of another length, or rows of another shape: refused, nothing written.
+        short = [(reads[0][0][1:], *reads[0][1:]), *reads[1:]]
+        assert not decode_filtfilt_into(sos, pad, short, (before, after), got), where
+        assert not decode_filtfilt_into(sos, pad, reads, (before, after + 1), got), where
+        assert got.tobytes() == want.tobytes(), where
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_filtered_batches_decode_their_reads_into_the_filter(labeled, monkeypatch, exact):  # noqa: F811
+    # The batch path decodes the reads straight into the filter's scratch (every group
+    # of items, here), with the bits of each window decoded, then filtered by scipy.
+    from ondabatches import RandomBatches, materialize_batch
+    from ondabatches.materialize._materialize import _n_total, _rows, _x_at
+    from ondabatches.transforms import _builtins
+    from tests.dataset import eeg_rows_at
+
+    calls = []
+
+    def counted(*args):
+        calls.append(_builtins_decode(*args))
+        return calls[-1]
+
+    _builtins_decode = _builtins.decode_filtfilt_into
+    monkeypatch.setattr(_builtins, "decode_filtfilt_into", counted)
+    f = Bandpass(0.5, 20.0)
+    scheme = RandomBatches(eeg_rows_at(labeled, 128.0), n_channels=2, batch_size=5,
+                           batch_duration=30 * 10**9)  # fmt: skip
+    batch, _ = scheme.iterate_batch(scheme.initial_state(seed=2))
+    x, _ = materialize_batch(batch, transforms=[f], exact=exact)
+    assert calls and all(calls), calls
+    for i, item in enumerate(batch):
+        margin, rows = f.margin(128.0), _rows(item)
+        first, stop = max(rows.start - margin, 0), min(rows.stop + margin, _n_total(item))
+        index = [item.info.channels.index(c) for c in item.channels]
+        want = _x_at(item, range(first, stop), index, np.dtype(np.float32), None, exact)
         want = scipy_signal.sosfiltfilt(f._design(128.0), want.astype(np.float64), axis=-1)
         want = want.astype(np.float32)[:, rows.start - first : rows.start - first + len(rows)]
         assert x[i].tobytes() == want.tobytes(), (i, item.window)

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._errors import BatchShapeError, BatchSpecError
 from ..batches._item import BatchItem
+from ..onda._decoding import decode_plan
 from ..onda._settings import current_settings
 from ..transforms._base import Pipeline
 from ..transforms._builtins import _Filter
@@ -27,6 +28,7 @@ from ._materialize import (
     _describe,
     _is_remote,
     _n_total,
+    _read,
     _rows,
     _shape_error,
     _shape_of,
@@ -205,7 +207,9 @@ def _filtered_in_pairs(
 ) -> tuple[Any, Any] | None:
     """A pipeline of one built-in filter: the windows of items read with the same
     margins decoded into one array, two at a time, and filtered in one call (the same
-    values: each row's recursion is its own); None where that does not apply."""
+    values: each row's recursion is its own), written into the batch; with the compiled
+    kernel the reads are decoded straight into its time-major scratch (no decoded
+    array, no transposes: the same bits). None where that does not apply."""
     if pipeline.batch or len(pipeline.item) != 1 or not all(type(it) is BatchItem for it in items):
         return None
     f = pipeline.item[0][1]
@@ -220,30 +224,53 @@ def _filtered_in_pairs(
         return None
     channels, window = plans[0][2][0], len(_rows(items[0]))
     x = allocate((len(items), channels, window), dtype)
-    i = 0
+    i, read = 0, None
     while i < len(items):
         j = i + 1  # a group: the next items whose reads have the same shape and cut
         while j < min(i + _GROUP, len(items)) and plans[j][2:] == plans[i][2:]:
             j += 1
-        read = np.empty(((j - i) * channels, plans[i][2][1]), dtype)
-        for k in range(i, j):
-            rows, index = plans[k][0], plans[k][1]
-            _x_at(
-                items[k],
-                rows,
-                index,
-                dtype,
-                read[(k - i) * channels : (k - i + 1) * channels],
-                exact,
-            )
-        rate, (before, after) = items[i].info.sample_rate, plans[i][3]
-        out = f._apply_window(read, None, None, rate, (before, after))
-        if out is None:  # scipy's (no compiled kernel), then cut, as apply_item does
-            full, _ = f.apply_to(read, None, None, rate, None)
-            out = (full[:, before : full.shape[1] - after], None)
-        x[i:j] = out[0].reshape(j - i, channels, window)
+        rate, cut = items[i].info.sample_rate, plans[i][3]
+        # The group's slots of the batch as rows, filtered into with no copy (a reshape
+        # of a batch that is not C-ordered would be a copy: filtered, then assigned).
+        slots = x[i:j].reshape((j - i) * channels, window) if x.flags.c_contiguous else None
+        reads = [(_read(items[k], plans[k][0]), plans[k][1]) for k in range(i, j)]
+        if slots is None or not f._decode_filter_into(
+            [_decoding(items[k], e, index, dtype, exact)
+             for k, (e, index) in zip(range(i, j), reads, strict=True)],
+            rate, cut, slots,
+        ):  # fmt: skip
+            shape = ((j - i) * channels, plans[i][2][1])
+            if read is None or read.shape != shape:  # one buffer for the groups of a shape
+                read = np.empty(shape, dtype)
+            for k, (encoded, index) in zip(range(i, j), reads, strict=True):
+                part = read[(k - i) * channels : (k - i + 1) * channels]
+                decode_plan(items[k].info, dtype, not exact).select(encoded, index, part)
+            _filter_group(f, read, rate, cut, slots, x, i, j)
         i = j
     return x, _stack(items, [_y(it) for it in items])
+
+
+def _decoding(
+    item: BatchItem, encoded: np.ndarray, index: list[int] | slice, dtype: np.dtype, exact: bool
+) -> tuple[np.ndarray, np.ndarray | None, float, float, bool]:
+    """A read's decode as `decode_filtfilt_into` takes it: what `DecodePlan.select`
+    does with it (the same resolution, offset and arithmetic)."""
+    plan = decode_plan(item.info, dtype, not exact)
+    res, off = (1.0, 0.0) if plan.how == "cast" else (plan.resolution, plan.offset)
+    channels = None if isinstance(index, slice) else np.asarray(index, dtype=np.intp)
+    return encoded.T, channels, res, off, plan.how == "native"
+
+
+def _filter_group(f, read, rate, cut, slots, x, i, j) -> None:
+    """The group's decoded rows filtered into its slots of the batch (``slots``, or
+    ``x[i:j]`` where there are none)."""
+    if slots is not None and f._filter_into(read, rate, cut, slots):
+        return
+    got = f._apply_window(read, None, None, rate, cut)
+    if got is None:  # scipy's (no compiled kernel), then cut, as apply_item does
+        full, _ = f.apply_to(read, None, None, rate, None)
+        got = (full[:, cut[0] : full.shape[1] - cut[1]], None)
+    x[i:j] = got[0].reshape(x[i:j].shape)
 
 
 def _plans(items: Sequence[BatchItem], pipeline: Pipeline) -> list[tuple] | None:

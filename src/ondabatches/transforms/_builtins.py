@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import BatchSpecError, require
-from ._filtfilt import sosfiltfilt_rows
+from ._filtfilt import decode_filtfilt_into, sosfiltfilt_rows
 from ._transform import Transform, register_transform
 
 __all__ = ["Bandpass", "Highpass", "Lowpass", "Normalize", "Notch", "Spectrogram"]
@@ -80,6 +80,24 @@ class _Filter(Transform):
             return None  # a subclass that filters otherwise
         out = sosfiltfilt_rows(_sos(self, sample_rate), x, _pad(self, sample_rate), cut)
         return None if out is None else (out, y)
+
+    def _filter_into(
+        self, x: np.ndarray, sample_rate: float, cut: tuple[int, int], out: np.ndarray
+    ) -> bool:
+        """`_apply_window`'s values written into ``out`` (C-ordered rows: a view into
+        the batch, no copy); False where the compiled kernel does not run (or ``out``
+        is not such rows): nothing was written."""
+        sos, pad = _sos(self, sample_rate), _pad(self, sample_rate)
+        return sosfiltfilt_rows(sos, x, pad, cut, out) is not None
+
+    def _decode_filter_into(
+        self, reads: list, sample_rate: float, cut: tuple[int, int], out: np.ndarray
+    ) -> bool:
+        """`_filter_into` of windows decoded from their reads, decoded straight into the
+        filter's scratch (see `decode_filtfilt_into`: the same bits); False where the
+        compiled kernel does not run: nothing was written."""
+        sos, pad = _sos(self, sample_rate), _pad(self, sample_rate)
+        return decode_filtfilt_into(sos, pad, reads, cut, out)
 
     def apply(self, x, y, rng, sample_rate):
         # scipy's sosfiltfilt in float64, its result in x's dtype: compiled where numba
