@@ -93,6 +93,7 @@ class EventList(Target):
             "onset": (n, np.dtype(np.float32)),
             "offset": (n, np.dtype(np.float32)),
             "valid": (n, np.dtype(bool)),
+            "count": ((), np.dtype(np.int32)),
         }
 
     def compute(self, found, starts, stops, n_classes: int) -> dict[str, np.ndarray]:
