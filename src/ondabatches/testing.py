@@ -366,6 +366,21 @@ def _same_on_workers(scheme: Any, what: str, backend: str, workers: int, **kwarg
     )
 
 
+def _json_round_trip(plugin: Any, interface: type, from_dict: Callable[[Any], Any]) -> Any:
+    """``plugin`` rebuilt from the JSON of its ``to_dict`` (which must give it again)."""
+    name = type(plugin).__name__
+    _require(isinstance(plugin, interface), f"{name} does not subclass abc.{interface.__name__}")
+    try:
+        again = from_dict(json.loads(json.dumps(plugin.to_dict())))
+    except Exception as exc:
+        raise ConformanceError(f"{name}: to_dict does not round-trip through JSON: {exc}") from exc
+    _require(
+        again.to_dict() == plugin.to_dict(),
+        f"{name}: {from_dict.__name__}(to_dict()) gave {again!r}",
+    )
+    return again
+
+
 def check_transform(
     transform: Transform, *, modalities: bool = True, backend: str = "processes", workers: int = 2
 ) -> None:
@@ -384,12 +399,7 @@ def check_transform(
     from .transforms import transform_from_dict
 
     name = type(transform).__name__
-    _require(isinstance(transform, Transform), f"{name} does not subclass abc.Transform")
-    try:
-        again = transform_from_dict(json.loads(json.dumps(transform.to_dict())))
-    except Exception as exc:
-        raise ConformanceError(f"{name}: to_dict does not round-trip through JSON: {exc}") from exc
-    _require(again == transform, f"{name}: transform_from_dict(to_dict()) gave {again!r}")
+    again = _json_round_trip(transform, Transform, transform_from_dict)
     with tempfile.TemporaryDirectory() as root:
         single, multi, _ = _plugin_schemes(root)
         for scheme, where in [(single, "single-signal")] + [(multi, "multi-signal")] * modalities:
@@ -470,12 +480,7 @@ def check_target(target: Target, *, backend: str = "processes", workers: int = 2
     from .transforms import EventTargets, target_from_dict
 
     name = type(target).__name__
-    _require(isinstance(target, Target), f"{name} does not subclass abc.Target")
-    try:
-        again = target_from_dict(json.loads(json.dumps(target.to_dict())))
-    except Exception as exc:
-        raise ConformanceError(f"{name}: to_dict does not round-trip through JSON: {exc}") from exc
-    _require(again.to_dict() == target.to_dict(), f"{name}: target_from_dict gave {again!r}")
+    _json_round_trip(target, Target, target_from_dict)
     with tempfile.TemporaryDirectory() as root:
         single, _, signals = _plugin_schemes(root)
         events = _events_of(signals, root)
