@@ -42,7 +42,7 @@ from ondabatches.transforms import (
 pytestmark = pytest.mark.timeout(600)
 
 BUILT_IN_TRANSFORMS = [
-    Bandpass(0.5, 30.0), Highpass(0.5), Lowpass(30.0), Notch(50.0), Normalize(),
+    Bandpass(0.5, 30.0), Highpass(0.5), Lowpass(30.0), Notch(20.0), Normalize(),
     Spectrogram(2.0, 1.0), AmplitudeScale(), SignFlip(), TimeReverse(), ChannelDropout(),
     GaussianNoise(0.1), Mixup(), TimeShift(1.0),
 ]  # fmt: skip
