@@ -168,3 +168,31 @@ def test_a_user_materializer_passes_and_a_broken_one_fails():
     check_materializer(Doubled())
     with pytest.raises(ConformanceError, match="allocates"):
         check_materializer(Copying())
+
+
+def _plain(batch, dtype, allocate=None):
+    assert allocate is None, "a plain function declares nothing: it never gets allocate"
+    return np.full((len(batch), 1, 4), 1.5, dtype), np.zeros((len(batch), 1, 1), np.uint8)
+
+
+def test_a_plain_function_is_still_served_with_a_deprecation_warning():
+    from ondabatches.batches import SequentialBatches
+    from ondabatches.errors import ArgumentTypeError, BatchSpecError
+    from ondabatches.materialize import FunctionMaterializer
+    from ondabatches.serve import Batcher
+    from ondabatches.synthetic import labeled_table
+
+    scheme = SequentialBatches(labeled_table(1, duration=120 * 10**9), batch_size=2,
+                               batch_duration=30 * 10**9)  # fmt: skip
+    with pytest.warns(DeprecationWarning, match="FunctionMaterializer"):
+        batcher = Batcher(scheme, backend="inline", materialize=_plain)
+    assert batcher.materialize == FunctionMaterializer(_plain)
+    assert not batcher.materialize.allocates and not batcher.materialize.runs_transforms
+    with batcher:
+        batcher.start(scheme.initial_state())
+        (x, _), _ = batcher.take(scheme.initial_state())
+    np.testing.assert_array_equal(x, np.full((2, 1, 4), 1.5, np.float32), strict=True)
+    with pytest.raises(ArgumentTypeError, match="Materializer"):
+        Batcher(scheme, backend="inline", materialize=3)
+    with pytest.raises(BatchSpecError, match="runs_transforms"):
+        Batcher(scheme, materialize=FunctionMaterializer(_plain), transforms=[SignFlip()])
