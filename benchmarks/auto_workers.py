@@ -30,6 +30,7 @@ import time
 import numpy as np
 
 from ondabatches.abc import BatchScheme
+from ondabatches.materialize import FunctionMaterializer
 from ondabatches.serve import AutoWorkers, Batcher
 
 from ._report import Result, script_main
@@ -72,7 +73,9 @@ def _rate(
 ) -> tuple[float, int, float]:
     """Batches/s reaching a consumer that pauses ``pause`` s per batch, after ``warm``
     seconds; the final count, and when (seconds from start) it last changed."""
-    with Batcher(Counting(), backend=backend, workers=workers, materialize=materialize) as b:
+    with Batcher(
+        Counting(), backend=backend, workers=workers, materialize=FunctionMaterializer(materialize)
+    ) as b:
         b.start(0)
         _, state = b.take(0)
         began = time.perf_counter()

@@ -37,7 +37,7 @@ from ondabatches.batches import (
     SequentialSampler,
     SignalLayout,
 )
-from ondabatches.materialize import Bipolar
+from ondabatches.materialize import BatchMaterializer, Bipolar
 from ondabatches.onda import LPCMFormat, LPCMZstFormat, _formats
 from ondabatches.serve._pools import ExecutorPool, InlinePool
 from ondabatches.serve._processes import ProcessPool
@@ -121,8 +121,8 @@ def registry(monkeypatch):
 
 def test_abc_lists_the_interfaces_and_the_built_ins_implement_them():
     assert ondabatches.abc.__all__ == [
-        "BatchScheme", "ChannelSelector", "Layout", "Pool", "SampleFormat", "Sampler",
-        "Transform"]  # fmt: skip
+        "BatchScheme", "ChannelSelector", "Layout", "Materializer", "Pool", "SampleFormat",
+        "Sampler", "Target", "Transform"]  # fmt: skip
     assert isinstance(LPCMFormat(), SampleFormat) and isinstance(LPCMZstFormat(), SampleFormat)
     assert issubclass(RandomBatches, BatchScheme) and issubclass(SequentialBatches, BatchScheme)
     assert issubclass(TransformedBatches, BatchScheme)
@@ -296,7 +296,10 @@ def test_materialize_partial_still_serves_a_plug_in_scheme(labeled):  # noqa: F8
     table = eeg_rows_at(labeled, 128.0)
     scheme = Every(SequentialBatches(table, batch_size=4, batch_duration=60 * S), 2)
     fast = functools.partial(materialize_batch, exact=False)
-    with Batcher(scheme, backend="threads", workers=2, materialize=fast) as batcher:
+    with pytest.warns(DeprecationWarning, match="BatchMaterializer"):
+        batcher = Batcher(scheme, backend="threads", workers=2, materialize=fast)
+    assert batcher.materialize == BatchMaterializer(exact=False)
+    with batcher:
         batcher.start(scheme.initial_state())
         (x, _), _ = batcher.take(scheme.initial_state())
     assert x.shape[0] == 2

@@ -21,12 +21,22 @@ change.
   [`compose`][ondabatches.batches.compose];
 - [`Transform`][ondabatches.abc.Transform]: a featurization or augmentation step
   ([`register_transform`][ondabatches.transforms.register_transform]), run by ``materialize_batch``;
+- [`Materializer`][ondabatches.abc.Materializer]: a batch -> ``(x, y)`` arrays, with
+  ``allocates`` and ``runs_transforms`` declared (the built-in one is
+  [`BatchMaterializer`][ondabatches.materialize.BatchMaterializer]; a plain function
+  declares them through
+  [`FunctionMaterializer`][ondabatches.materialize.FunctionMaterializer]);
+- [`Target`][ondabatches.abc.Target]: what an event label set makes of each window's
+  events in [`EventTargets`][ondabatches.transforms.EventTargets], with its output shape
+  and dtype declared
+  ([`register_target`][ondabatches.transforms.register_target]);
 - [`Pool`][ondabatches.abc.Pool]: an executor backend of the Batcher (``submit``, ``cancel``,
   ``close``, ``settle``; ``lazy`` and ``sends_once`` declared).
 
 Objects that only quack like a [`BatchScheme`][ondabatches.abc.BatchScheme] or a
-[`SampleFormat`][ondabatches.abc.SampleFormat] are still accepted, with a
-``DeprecationWarning``, through their required methods alone.
+[`SampleFormat`][ondabatches.abc.SampleFormat], and plain functions given as a
+materializer, are still accepted, with a ``DeprecationWarning``, through their required
+methods alone.
 """
 
 from __future__ import annotations
@@ -35,16 +45,20 @@ from .batches._layout import Layout
 from .batches._sampler import Sampler
 from .batches._selectors import ChannelSelector
 from .batches._state import BatchScheme
+from .materialize._materializer import Materializer
 from .onda._format_base import SampleFormat
 from .serve._pools import Pool
 from .transforms._base import Transform
+from .transforms._target import Target
 
 __all__ = [
     "BatchScheme",
     "ChannelSelector",
     "Layout",
+    "Materializer",
     "Pool",
     "SampleFormat",
     "Sampler",
+    "Target",
     "Transform",
 ]

@@ -29,7 +29,15 @@ import fsspec
 import numpy as np
 
 from ._errors import OndaBatchesError, SampleFileError
-from .abc import BatchScheme, ChannelSelector, Pool, SampleFormat
+from .abc import (
+    BatchScheme,
+    ChannelSelector,
+    Materializer,
+    Pool,
+    SampleFormat,
+    Target,
+    Transform,
+)
 from .batches._selectors import _REGISTRY, selector_from_dict, selector_to_dict
 from .batches._state import BatchState
 from .onda._samples import Samples, SamplesInfo
@@ -39,8 +47,11 @@ __all__ = [
     "ConformanceError",
     "check_batch_scheme",
     "check_channel_selector",
+    "check_materializer",
     "check_pool",
     "check_sample_format",
+    "check_target",
+    "check_transform",
     "labeled_table",
     "make_dataset",
 ]
@@ -283,3 +294,265 @@ def check_pool(make_pool: Callable[[], Pool], *, timeout: float = 60.0) -> None:
     finally:
         pool.close()
     pool.close()
+
+
+def _leaves(tree: Any) -> tuple[list[np.ndarray], Any]:
+    from .serve._tree import flatten
+
+    return flatten(tree)
+
+
+def _bits(a: Any, b: Any) -> bool:
+    """The same trees of arrays, bit for bit (shapes and dtypes included)."""
+    (la, ta), (lb, tb) = _leaves(a), _leaves(b)
+    return ta == tb and all(
+        x.shape == y.shape and x.dtype == y.dtype and x.tobytes() == y.tobytes()
+        for x, y in zip(la, lb, strict=True)
+    )
+
+
+def _rows_differ(x: Any) -> bool:
+    return any(not np.array_equal(a[0], a[1]) for a in _leaves(x)[0])
+
+
+_MINUTE = 60 * 10**9  # the batch duration of the suites' schemes
+
+
+def _plugin_schemes(root: str) -> tuple[BatchScheme, BatchScheme, Any]:
+    """A single-signal scheme (EEG) and a multi-signal one (EEG and EOG) over a small
+    synthetic dataset written under ``root``, and its signals table."""
+    import warnings
+
+    import pyarrow.compute as pc
+
+    from .batches import ExcludedRecordingsWarning, RandomBatches
+    from .labels import label_signals
+    from .synthetic import EPOCH, STAGE_ENCODING
+
+    ds = make_dataset(root, n_recordings=2, duration=4 * 60 * 10**9, eog_every=1, sample_rate=128.0)
+    labeled = label_signals(
+        ds.signals, ds.annotations, labels_column="stage", epoch=EPOCH, encoding=STAGE_ENCODING
+    )
+    eeg = labeled.filter(pc.equal(labeled["sensor_type"], "eeg"))
+    single = RandomBatches(eeg, n_channels=2, batch_size=3, batch_duration=60 * 10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExcludedRecordingsWarning)
+        multi = RandomBatches(
+            labeled, modalities={"eeg": "eeg", "eog": "eog"}, batch_size=3,
+            batch_duration=60 * 10**9,
+        )  # fmt: skip
+    return single, multi, ds.signals
+
+
+def _served(scheme: Any, backend: str, workers: int, steps: int, **kwargs: Any) -> list:
+    from .serve import Batcher
+
+    out = []
+    with Batcher(scheme, backend=backend, workers=workers, **kwargs) as batcher:
+        state = batcher.batches.initial_state(seed=0)
+        batcher.start(state)
+        for _ in range(steps):
+            result, state = batcher.take(state)
+            out.append(result)
+    return out
+
+
+def _same_on_workers(scheme: Any, what: str, backend: str, workers: int, **kwargs: Any) -> None:
+    inline = _served(scheme, "inline", 1, 2, **kwargs)
+    served = _served(scheme, backend, workers, 2, **kwargs)
+    _require(
+        all(_bits(a, b) for a, b in zip(inline, served, strict=True)),
+        f"{what}: a {backend} Batcher with {workers} workers served other bits than inline",
+    )
+
+
+def _json_round_trip(plugin: Any, interface: type, from_dict: Callable[[Any], Any]) -> Any:
+    """``plugin`` rebuilt from the JSON of its ``to_dict`` (which must give it again)."""
+    name = type(plugin).__name__
+    _require(isinstance(plugin, interface), f"{name} does not subclass abc.{interface.__name__}")
+    try:
+        again = from_dict(json.loads(json.dumps(plugin.to_dict())))
+    except Exception as exc:
+        raise ConformanceError(f"{name}: to_dict does not round-trip through JSON: {exc}") from exc
+    _require(
+        again.to_dict() == plugin.to_dict(),
+        f"{name}: {from_dict.__name__}(to_dict()) gave {again!r}",
+    )
+    return again
+
+
+def check_transform(
+    transform: Transform, *, modalities: bool = True, backend: str = "processes", workers: int = 2
+) -> None:
+    """Check a [`Transform`][ondabatches.abc.Transform] on small synthetic batches.
+
+    - it subclasses the interface, is registered, and its ``to_dict`` survives a JSON
+      round trip through
+      [`transform_from_dict`][ondabatches.transforms.transform_from_dict];
+    - materialized twice with the same key, a batch gives the same bits; ``x`` keeps
+      the batch's length, float32 and finite values, and another batch the same shapes;
+    - a random one draws differently for other keys and, an item transform, for the
+      same item at two positions of a batch;
+    - the same on a multi-signal batch (``modalities=False`` skips it);
+    - a ``backend`` Batcher with ``workers`` workers serves the bits served inline.
+    """
+    from .transforms import transform_from_dict
+
+    name = type(transform).__name__
+    again = _json_round_trip(transform, Transform, transform_from_dict)
+    with tempfile.TemporaryDirectory() as root:
+        single, multi, _ = _plugin_schemes(root)
+        for scheme, where in [(single, "single-signal")] + [(multi, "multi-signal")] * modalities:
+            _check_transform_on(transform, scheme, f"{name} on a {where} batch", again)
+        _same_on_workers(single, name, backend, workers, transforms=[transform])
+
+
+def _check_transform_on(transform: Transform, scheme: Any, what: str, again: Transform) -> None:
+    from .materialize import materialize_batch
+
+    batch, _ = scheme.iterate_batch(scheme.initial_state(seed=0))
+    other, _ = scheme.iterate_batch(scheme.initial_state(seed=1))
+    run = lambda b, k: materialize_batch(b, transforms=[transform], key=(0, k))  # noqa: E731
+    first = run(batch, 0)
+    _require(_bits(first, run(batch, 0)), f"{what}: the same key gave other bits")
+    rebuilt = materialize_batch(batch, transforms=[again], key=(0, 0))
+    _require(_bits(first, rebuilt), f"{what}: transform_from_dict(to_dict()) makes other bits")
+    xs = _leaves(first[0])[0]
+    for x in xs:
+        _require(x.shape[:1] == (len(batch),), f"{what}: x of {x.shape} for {len(batch)} items")
+        if x.dtype.kind == "f":
+            _require(x.dtype == np.float32, f"{what}: x is {x.dtype}, float32 was asked for")
+            _require(bool(np.isfinite(x).all()), f"{what}: x has non-finite values")
+    shapes = [x.shape for x in xs]
+    _require(
+        [x.shape for x in _leaves(run(other, 0)[0])[0]] == shapes,
+        f"{what}: another batch gave other shapes than {shapes}",
+    )
+    if not transform.random:
+        return
+    _require(
+        any(not _bits(first, run(batch, k)) for k in range(1, 9)),
+        f"{what}: keys (0, 1)..(0, 8) drew the same as key (0, 0)",
+    )
+    if transform.stage == "item":
+        twins = [batch[0], batch[0]]
+        _require(
+            any(_rows_differ(run(twins, k)[0]) for k in range(8)),
+            f"{what}: the same item at positions 0 and 1 drew the same for 8 keys",
+        )
+
+
+def _events_of(signals: Any, root: str) -> Any:
+    """Events of 2 classes (long ones and instants) on every recording of ``signals``."""
+    import uuid
+    import warnings
+
+    from .labels import EventsWarning, label_events
+    from .onda import annotations_table, iter_signals
+
+    rows, seen = [], set()
+    for sig in iter_signals(signals):
+        if sig.recording in seen:
+            continue
+        seen.add(sig.recording)
+        for k in range(12):
+            on = (k * 17 + 3) * 10**9 % (sig.span.stop - 20 * 10**9)
+            span = (on, on + (k % 3) * 7 * 10**9)  # every third an instant
+            rows.append(dict(recording=sig.recording, id=uuid.uuid4(), span=span,
+                             event="ab"[k % 2]))  # fmt: skip
+    with warnings.catch_warnings():  # an event past a shorter signal's end: dropped
+        warnings.simplefilter("ignore", EventsWarning)
+        return label_events(signals, annotations_table(rows), column="event",
+                            classes=["a", "b"], out=os.path.join(root, "events"))  # fmt: skip
+
+
+def check_target(target: Target, *, backend: str = "processes", workers: int = 2) -> None:
+    """Check an event [`Target`][ondabatches.abc.Target].
+
+    - it subclasses the interface, is registered, and its ``to_dict`` survives a JSON
+      round trip through [`target_from_dict`][ondabatches.transforms.target_from_dict];
+    - in an [`EventTargets`][ondabatches.transforms.EventTargets] of a batch, it makes
+      per item what its ``output`` declares (shape and dtype), the same bits twice, and
+      zeros-shaped the same where a window has no events;
+    - a ``backend`` Batcher with ``workers`` workers serves the bits served inline.
+    """
+    from .materialize import materialize_batch
+    from .transforms import EventTargets, target_from_dict
+
+    name = type(target).__name__
+    _json_round_trip(target, Target, target_from_dict)
+    with tempfile.TemporaryDirectory() as root:
+        single, _, signals = _plugin_schemes(root)
+        events = _events_of(signals, root)
+        made = EventTargets({"t": (events, target)})
+        batch, _ = single.iterate_batch(single.initial_state(seed=0))
+        y = materialize_batch(batch, transforms=[made])[1]
+        _require(_bits(y, materialize_batch(batch, transforms=[made])[1]), f"{name}: other bits")
+        _check_output(target, y["t"], len(batch), _MINUTE, name)
+        found = tuple(np.zeros(0, dtype=np.int64) for _ in range(4))
+        starts = np.array([0, 60 * 10**9], dtype=np.int64)
+        empty = target.compute(found, starts, starts + _MINUTE, 2)
+        _check_output(target, empty, 2, _MINUTE, f"{name} with no events")
+        _same_on_workers(single, name, backend, workers, transforms=[made])
+
+
+def _check_output(target: Target, made: Any, n: int, duration: int, what: str) -> None:
+    declared = target.output(int(duration), 2)
+    if isinstance(declared, dict):
+        _require(isinstance(made, dict) and set(made) == set(declared),
+                 f"{what}: made {sorted(made) if isinstance(made, dict) else type(made)}, "
+                 f"declared {sorted(declared)}")  # fmt: skip
+        pairs = [(made[k], declared[k], k) for k in sorted(declared)]
+    else:
+        pairs = [(made, declared, "")]
+    for array, (shape, dtype), key in pairs:
+        want = ((n, *shape), np.dtype(dtype))
+        got = (getattr(array, "shape", None), getattr(array, "dtype", None))
+        _require(got == want, f"{what}{key and ' ' + key}: made {got}, output() declared {want}")
+
+
+def check_materializer(
+    materializer: Materializer,
+    scheme: BatchScheme | None = None,
+    *,
+    backend: str = "processes",
+    workers: int = 2,
+) -> None:
+    """Check a [`Materializer`][ondabatches.abc.Materializer] on ``scheme``'s batches
+    (by default, a small synthetic single-signal scheme).
+
+    - it subclasses the interface and survives a pickle round trip (the same bits after);
+    - it returns ``(x, y)``, both with the batch's length, the same bits twice;
+    - declaring ``allocates``, it writes ``x`` into the arrays ``allocate`` gives, the
+      same bits as without;
+    - a ``backend`` Batcher with ``workers`` workers serves the bits served inline.
+    """
+    name = type(materializer).__name__
+    _require(isinstance(materializer, Materializer), f"{name} does not subclass abc.Materializer")
+    with tempfile.TemporaryDirectory() as root:
+        if scheme is None:
+            scheme = _plugin_schemes(root)[0]
+        batch, _ = scheme.iterate_batch(scheme.initial_state(seed=0))
+        first = materializer(batch, np.float32)
+        _require(isinstance(first, tuple) and len(first) == 2, f"{name}: returned {type(first)}")
+        for part, which in zip(first, "xy", strict=True):
+            for leaf in _leaves(part)[0]:
+                _require(leaf.shape[:1] == (len(batch),),
+                         f"{name}: {which} of {leaf.shape} for {len(batch)} items")  # fmt: skip
+        _require(_bits(first, materializer(batch, np.float32)), f"{name}: other bits twice")
+        copy = pickle.loads(pickle.dumps(materializer))
+        _require(_bits(first, copy(batch, np.float32)), f"{name}: other bits after a pickle")
+        if materializer.allocates:
+            made: list[np.ndarray] = []
+
+            def allocate(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+                array = np.full(shape, 7, dtype=dtype)  # not zeros: unwritten shows
+                made.append(array)
+                return array
+
+            second = materializer(batch, np.float32, allocate=allocate)
+            _require(_bits(first, second), f"{name}: other bits with allocate=")
+            xs = _leaves(second[0])[0]
+            placed = all(any(np.shares_memory(x, m) for m in made) for x in xs)
+            _require(placed, f"{name}: declares allocates but x is not in the allocated arrays")
+        _same_on_workers(scheme, name, backend, workers, materialize=materializer)

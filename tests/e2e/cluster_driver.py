@@ -18,6 +18,7 @@ from pathlib import Path
 import ray
 
 from ondabatches import Batcher
+from ondabatches.abc import Materializer
 from ondabatches.labels import read_labeled_signals
 from ondabatches.materialize import materialize_batch
 from ondabatches.onda import storage_env
@@ -27,7 +28,7 @@ from .pipeline import Finite, scheme
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class RecordNode:
+class RecordNode(Materializer):
     """``materialize_batch``, noting in a folder which node and process ran it."""
 
     def __init__(self, folder: str):

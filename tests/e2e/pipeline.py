@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ondabatches.abc import BatchScheme
+from ondabatches.abc import BatchScheme, Materializer
 from ondabatches.batches import RandomBatches
 from ondabatches.labels import label_signals, sort_and_trim_spans, store_labels
 from ondabatches.materialize import materialize_batch
@@ -106,7 +106,7 @@ def n_identical(got, want) -> int:
     )
 
 
-class DieOnce:
+class DieOnce(Materializer):
     """A materializer that kills its own worker process midway through one batch, once.
 
     The first call anywhere (a marker file decides, atomically) materializes half of the

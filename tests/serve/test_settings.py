@@ -11,6 +11,7 @@ from functools import partial
 
 import pytest
 
+from ondabatches.materialize import FunctionMaterializer
 from ondabatches.onda import Samples, Settings, current_settings, set_cache, store, use_settings
 from ondabatches.serve import Batcher
 from tests.onda.samplefiles import make_info, make_signal, random_encoded
@@ -68,7 +69,9 @@ def _check(seen: tuple[Settings, dict, int], expected: Settings, tmp_path) -> No
 
 @pytest.mark.parametrize("backend", ["inline", "threads", "processes"])
 def test_workers_run_with_the_trainer_settings(backend, trainer_settings, tmp_path, no_leaks):
-    with Batcher(ToyScheme(), backend=backend, workers=1, materialize=report_settings) as b:
+    with Batcher(
+        ToyScheme(), backend=backend, workers=1, materialize=FunctionMaterializer(report_settings)
+    ) as b:
         b.start(0)
         first = _seen(b.take(0))
     _check(first, trainer_settings, tmp_path)
@@ -84,7 +87,7 @@ def test_a_changed_limit_takes_effect_in_the_workers(backend, tmp_path, no_leaks
             tmp_path / f"s{i}.lpcm", Samples(random_encoded(info, 10, seed=i), info, encoded=True)
         )
         signals.append(make_signal(tmp_path / f"s{i}.lpcm", "lpcm", info, 10))
-    materialize = partial(report_limits, signals=signals)
+    materialize = FunctionMaterializer(partial(report_limits, signals=signals))
 
     def seen() -> dict:
         with Batcher(ToyScheme(), backend=backend, workers=1, materialize=materialize) as b:
@@ -102,7 +105,12 @@ def test_an_executor_that_the_batcher_does_not_own_gets_them(
     loky_executor, trainer_settings, tmp_path, no_leaks
 ):
     # loky's workers started before the settings were made: the tasks carry them.
-    with Batcher(ToyScheme(), backend=loky_executor, workers=2, materialize=report_settings) as b:
+    with Batcher(
+        ToyScheme(),
+        backend=loky_executor,
+        workers=2,
+        materialize=FunctionMaterializer(report_settings),
+    ) as b:
         b.start(0)
         seen = _seen(b.take(0))
     assert seen[2] != os.getpid()
@@ -119,7 +127,8 @@ def _replaced(batcher, dead: int, start: int) -> tuple[Settings, dict, int]:
 
 
 def _kill_and_check(backend: str, expected: Settings, tmp_path) -> None:
-    with Batcher(ToyScheme(), backend=backend, workers=1, materialize=report_settings,
+    report = FunctionMaterializer(report_settings)
+    with Batcher(ToyScheme(), backend=backend, workers=1, materialize=report,
                  backoff=0.01) as b:  # fmt: skip
         b.start(0)
         first = _seen(b.take(0))
@@ -149,7 +158,9 @@ def test_ray_actors_and_a_restarted_actor_get_the_same_settings(
 def test_a_ray_batcher_passes_them_on(ray_session, trainer_settings, tmp_path):
     from ondabatches.serve import RayBatcher
 
-    with RayBatcher(ToyScheme(), materialize=report_settings, workers=1, buffer=2) as b:
+    with RayBatcher(
+        ToyScheme(), materialize=FunctionMaterializer(report_settings), workers=1, buffer=2
+    ) as b:
         b.start(0)
         seen = _seen(b.take(0))
     _check(seen, trainer_settings, tmp_path)

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ondabatches.abc import BatchScheme
+from ondabatches.abc import BatchScheme, Materializer
 from ondabatches.errors import UntrustedPathError
+from ondabatches.materialize import FunctionMaterializer
 
 Item = tuple  # (seed, shape, action)
 
@@ -85,7 +86,7 @@ def _act(action) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def toy_materialize(batch, dtype):
+def _toy_materialize(batch, dtype):
     """Stack the items of ``batch`` on a new leading axis."""
     xs, ys = [], []
     for seed, shape, action in batch:
@@ -94,6 +95,9 @@ def toy_materialize(batch, dtype):
         xs.append(x)
         ys.append(y)
     return np.stack(xs), np.stack(ys)
+
+
+toy_materialize = FunctionMaterializer(_toy_materialize)
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def _refuse_to_load():
     raise RuntimeError("this materializer cannot be loaded in a worker")
 
 
-class UnloadableMaterialize:
+class UnloadableMaterialize(Materializer):
     """``toy_materialize`` that pickles, but whose unpickling raises (in a worker)."""
 
     def __call__(self, batch, dtype):
@@ -157,7 +161,7 @@ class UnloadableMaterialize:
 MODALITIES = {"eeg": (2, 16), "eog": (1, 8), "emg": (1, 32)}
 
 
-def toy_dict_materialize(batch, dtype, allocate=np.empty):
+def _toy_dict_materialize(batch, dtype, allocate=np.empty):
     """The multi-signal batch layout: ``x`` a dict of arrays ``(batch, channels, samples)``,
     one per modality with its own number of samples, and a ``mask`` dict of bool
     ``(batch,)`` arrays; ``y`` as :func:`toy_materialize`'s.
@@ -181,6 +185,9 @@ def toy_dict_materialize(batch, dtype, allocate=np.empty):
         y[i] = rng.integers(0, 6, size=(1, 2))
     x["mask"] = mask
     return x, y
+
+
+toy_dict_materialize = FunctionMaterializer(_toy_dict_materialize, allocates=True)
 
 
 def report_limits(batch, dtype, signals=()):

@@ -20,6 +20,7 @@ from ondabatches import (
     materialize_batch,
 )
 from ondabatches.errors import BatchSpecError
+from ondabatches.materialize import FunctionMaterializer
 from ondabatches.torch import BatchDataset, InterleavedBatches, shard_batches
 from tests.dataset import eeg_rows_at
 
@@ -78,7 +79,9 @@ def test_tensors_share_memory_with_the_arrays(scheme):
         arrays.append(materialize_batch(batch, dtype))
         return arrays[-1]
 
-    with BatchDataset(scheme, scheme.initial_state(), backend="inline", materialize=keep) as ds:
+    with BatchDataset(
+        scheme, scheme.initial_state(), backend="inline", materialize=FunctionMaterializer(keep)
+    ) as ds:
         x, y = next(iter(ds))
     assert np.shares_memory(x.numpy(), arrays[0][0]) and np.shares_memory(y.numpy(), arrays[0][1])
 
@@ -92,7 +95,9 @@ def _read_only(batch, dtype):
 def test_read_only_arrays_become_tensors_without_warning(scheme):
     # A RayBatcher hands back Ray's read-only zero-copy arrays; torch must not warn.
     state = scheme.initial_state()
-    with BatchDataset(scheme, state, backend="inline", materialize=_read_only) as ds:
+    with BatchDataset(
+        scheme, state, backend="inline", materialize=FunctionMaterializer(_read_only)
+    ) as ds:
         got = first(ds, 2)
     for k, g in enumerate(got):
         assert_tensors_equal(g, expected(scheme, k))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ondabatches.materialize import FunctionMaterializer
 from ondabatches.serve._tree import flatten
 from ondabatches.torch import BatchDataset
 from tests.serve.test_trees import assert_in_segments, reference
@@ -60,7 +61,9 @@ def _read_only(batch, dtype):
 def test_read_only_dict_arrays_become_tensors_without_warning_through_a_dataloader():
     # As a RayBatcher's arrays from Ray's object store: copied, since tensors are writable.
     scheme = ToyScheme()
-    with BatchDataset(scheme, 0, backend="inline", materialize=_read_only) as dataset:
+    with BatchDataset(
+        scheme, 0, backend="inline", materialize=FunctionMaterializer(_read_only)
+    ) as dataset:
         loader = torch.utils.data.DataLoader(dataset, batch_size=None)
         got = list(itertools.islice(iter(loader), 2))
     for (x, y), ((wx, wy), _) in zip(got, reference(scheme, 0, 2), strict=True):

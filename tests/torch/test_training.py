@@ -25,8 +25,9 @@ from ondabatches import (
     StateError,
     materialize_batch,
 )
-from ondabatches.abc import BatchScheme
+from ondabatches.abc import BatchScheme, Materializer
 from ondabatches.errors import BatchSpecError
+from ondabatches.materialize import FunctionMaterializer
 from ondabatches.torch import BatchDataset, BatchMapDataset, DeviceFeed, InterleavedBatches
 from tests.dataset import dataset, eeg_rows_at, labeled  # noqa: F401
 
@@ -149,7 +150,7 @@ def test_dataloader_workers_pinned_and_persistent(scheme, no_leaked_workers):
     gc.collect()
 
 
-class _MaterializeUnder:
+class _MaterializeUnder(Materializer):
     """``materialize_batch``, refusing to run unless the process's settings are ``want``."""
 
     def __init__(self, want):
@@ -294,7 +295,9 @@ def test_labels_as_classes_or_another_dtype(scheme):
         x, y = materialize_batch(batch, dtype)
         return x, np.zeros_like(y)
 
-    ds = BatchMapDataset(scheme, state, length=1, labels="classes", materialize=zero_codes)
+    ds = BatchMapDataset(
+        scheme, state, length=1, labels="classes", materialize=FunctionMaterializer(zero_codes)
+    )
     with pytest.raises(LabelError, match="holds code 0"):
         ds[0]
 

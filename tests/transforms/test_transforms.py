@@ -14,6 +14,7 @@ scipy_signal = pytest.importorskip("scipy.signal")
 
 from ondabatches import Batcher, BatchState, RandomBatches, StateError, materialize_batch  # noqa: E402
 from ondabatches.errors import BatchSpecError  # noqa: E402
+from ondabatches.materialize import FunctionMaterializer  # noqa: E402
 from ondabatches.onda import iter_signals, load  # noqa: E402
 from ondabatches.onda._timespan import TimeSpan, window_sample_range  # noqa: E402
 from ondabatches.transforms import (  # noqa: E402
@@ -269,8 +270,8 @@ def test_bad_parameters_are_typed_errors_before_workers_start(labeled):  # noqa:
         Pipeline([SignFlip(), Bandpass(0.3, 30.0)])
     with pytest.raises(BatchSpecError, match="before batch transforms"):
         Pipeline([Mixup(), SignFlip()])
-    with pytest.raises(BatchSpecError, match="default materialize"):
-        Batcher(scheme, materialize=lambda b, d: b, transforms=[SignFlip()])
+    with pytest.raises(BatchSpecError, match="runs_transforms"):
+        Batcher(scheme, materialize=FunctionMaterializer(lambda b, d: b), transforms=[SignFlip()])
 
 
 @register_transform

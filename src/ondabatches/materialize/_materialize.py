@@ -234,7 +234,8 @@ def materialize_batch(
     (a few float32 ulps). Resolutions for which float32 arithmetic is exact
     for every possible 8- or 16-bit sample (powers of two, say) take that fast path
     either way. A Batcher takes the option as
-    ``materialize=functools.partial(materialize_batch, exact=False)``.
+    ``materialize=BatchMaterializer(exact=False)`` (see
+    [`BatchMaterializer`][ondabatches.materialize.BatchMaterializer]).
 
     ``transforms`` (a list of `ondabatches.transforms` or a
     [`Pipeline`][ondabatches.transforms.Pipeline]) runs each item's transforms on its window

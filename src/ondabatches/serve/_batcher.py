@@ -35,6 +35,7 @@ import numpy as np
 from .. import _errors
 from .._errors import ArgumentError, ArgumentTypeError, BatcherError
 from ..batches._state import BatchScheme, as_batch_scheme
+from ..materialize._materializer import Materializer, as_materializer
 from ..transforms._base import Pipeline
 from ..transforms._scheme import TransformedBatches
 from ._autoscale import AutoWorkers, IdleCpus, WorkerChange, WorkerController
@@ -44,13 +45,10 @@ from ._resizing import _auto_workers, _first_worker_count, _Resizing, _Window
 from ._slots import (
     _DONE_AT,
     DrawAndMaterialize,
-    _default_materialize,
-    _is_materialize_batch,
     _Slot,
     _SlotPipeline,
 )
 from ._stats import DataPathMeter, IntervalLogger, nbytes
-from ._tasks import Materialize
 from ._threads import ThreadPool
 
 __all__ = ["AutoWorkers", "BatchScheme", "Batcher"]
@@ -99,14 +97,18 @@ class Batcher(_Resizing, _SlotPipeline):
     backoff:
         Seconds before the first retry; each further retry waits twice as long.
     materialize:
-        A picklable ``materialize(batch, dtype) -> (x, y)``; default
-        [`ondabatches.materialize_batch`][ondabatches.materialize.materialize_batch].
-        ``x`` (or ``y``) may also be a dict of arrays, one per modality (with a nested
-        ``mask`` dict, say), or any nesting of dicts, tuples and lists of arrays: it
-        comes back with the same structure, its arrays through shared memory as a single
-        array's are. One that accepts an ``allocate`` keyword gets ``allocate(shape,
-        dtype)``, to call once per array it makes, so that worker processes decode
-        straight into shared memory.
+        A picklable [`Materializer`][ondabatches.abc.Materializer] (``materializer(batch,
+        dtype) -> (x, y)``); default
+        [`BatchMaterializer()`][ondabatches.materialize.BatchMaterializer], which runs
+        [`materialize_batch`][ondabatches.materialize.materialize_batch]. ``x`` (or
+        ``y``) may also be a dict of arrays, one per modality (with a nested ``mask``
+        dict, say), or any nesting of dicts, tuples and lists of arrays: it comes back
+        with the same structure, its arrays through shared memory as a single array's
+        are. One that declares ``allocates`` gets ``allocate(shape, dtype)``, to call
+        once per array it makes, so that worker processes decode straight into shared
+        memory. A plain function is still accepted (``DeprecationWarning``), called as
+        ``fn(batch, dtype)``: wrap it in
+        [`FunctionMaterializer`][ondabatches.materialize.FunctionMaterializer].
     dtype:
         The dtype passed to ``materialize``.
     log_interval:
@@ -117,8 +119,8 @@ class Batcher(_Resizing, _SlotPipeline):
         [`Pipeline`][ondabatches.transforms.Pipeline]) run in the workers on each batch:
         the scheme is wrapped in [`TransformedBatches`][ondabatches.transforms.TransformedBatches]
         (so states name the pipeline) and its parameters are checked against the first
-        batch's signals here. Needs the default ``materialize`` (or a
-        ``functools.partial`` of [`materialize_batch`][ondabatches.materialize.materialize_batch]).
+        batch's signals here. Needs a ``materialize`` that declares ``runs_transforms``
+        (the default does).
 
     Notes
     -----
@@ -155,7 +157,7 @@ class Batcher(_Resizing, _SlotPipeline):
         buffer: int | None = None,
         retries: int = 3,
         backoff: float = 0.1,
-        materialize: Materialize | None = None,
+        materialize: Materializer | None = None,
         dtype: Any = np.float32,
         log_interval: float | None = None,
         transforms: Pipeline | list[Any] | None = None,
@@ -176,11 +178,11 @@ class Batcher(_Resizing, _SlotPipeline):
             raise ArgumentError(f"buffer must be at least 1, got {self.buffer}")
         if retries < 0 or backoff < 0:
             raise ArgumentError(f"retries and backoff must be >= 0, got {retries} and {backoff}")
+        self.materialize = materialize = as_materializer(materialize, "Batcher")
         self.batches = batches = _transformed(batches, transforms, materialize)
         self.backend = backend
         self.retries = retries
         self.backoff = backoff
-        self.materialize = materialize or _default_materialize
         self.dtype = dtype
         # Workers draw the batches when the scheme can step through its states
         # without drawing and the pool sends a callable to each worker only once.
@@ -408,7 +410,9 @@ class Batcher(_Resizing, _SlotPipeline):
         >>> from ondabatches.synthetic import labeled_table
         >>> batches = RandomBatches(labeled_table(2, duration=300 * 10**9), batch_size=2,
         ...                         batch_duration=30 * 10**9)
-        >>> batcher = Batcher(batches, backend="inline", materialize=lambda b, d: ([0.0], [1]))
+        >>> from ondabatches.materialize import FunctionMaterializer
+        >>> constant = FunctionMaterializer(lambda b, d: ([0.0], [1]))
+        >>> batcher = Batcher(batches, backend="inline", materialize=constant)
         >>> batcher.start(batches.initial_state())
         >>> _ = batcher.take(batches.initial_state())
         >>> stats = batcher.stats()
@@ -435,12 +439,13 @@ class Batcher(_Resizing, _SlotPipeline):
         Examples
         --------
         >>> from ondabatches.batches import SequentialBatches
+        >>> from ondabatches.materialize import FunctionMaterializer
         >>> from ondabatches.synthetic import labeled_table
         >>> batches = SequentialBatches(labeled_table(1, duration=300 * 10**9), batch_size=2,
         ...                             batch_duration=30 * 10**9)
         >>> state = batches.initial_state()
         >>> with Batcher(batches, backend="threads", workers=1,
-        ...              materialize=lambda batch, dtype: ([0.0], [1])) as batcher:
+        ...              materialize=FunctionMaterializer(lambda b, d: ([0.0], [1]))) as batcher:
         ...     batcher.start(state)
         ...     (x, _), state = batcher.take(state)
         ...     batcher.resize(3)
@@ -486,16 +491,16 @@ class Batcher(_Resizing, _SlotPipeline):
             state = result[1]
 
 
-def _transformed(batches: Any, transforms: Any, materialize: Materialize | None) -> Any:
+def _transformed(batches: Any, transforms: Any, materialize: Materializer) -> Any:
     """The scheme, wrapped in `TransformedBatches` when there are ``transforms`` (which
-    need the default materialize: the pipeline runs inside it)."""
+    need a materializer that declares ``runs_transforms``: the pipeline runs inside it)."""
     pipeline = Pipeline.of(transforms)
     if pipeline is None:
         return batches
-    if materialize is not None and not _is_materialize_batch(materialize):
+    if not materialize.runs_transforms:
         raise _errors.BatchSpecError(
-            "transforms need the default materialize (or a functools.partial of "
-            f"materialize_batch); got {materialize!r}: apply them in it instead"
+            "transforms need a materializer that runs them (runs_transforms, as the "
+            f"default BatchMaterializer); got {materialize!r}: apply them in it instead"
         )
     return TransformedBatches(batches, pipeline)
 

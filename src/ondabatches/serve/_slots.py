@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import BatcherError, BatchTimeoutError
+from ..materialize._materializer import Materializer
 from ._failures import _permanent, _summary, _traceback_of, _worker_error
 from ._pools import Pool
 from ._stats import DataPathMeter
-from ._tasks import Materialize, takes_allocate
 
 __all__: list[str] = []
 
@@ -53,7 +53,7 @@ class _Slot:
     submitted_at: float = 0.0
 
 
-class DrawAndMaterialize:
+class DrawAndMaterialize(Materializer):
     """What a worker runs when it draws its batch itself: the scheme's batch at a state,
     materialized.
 
@@ -62,42 +62,30 @@ class DrawAndMaterialize:
     (``next_state``), whatever the batch size.
     """
 
-    def __init__(self, batches: Any, materialize: Materialize):
+    allocates = True
+
+    def __init__(self, batches: Any, materialize: Materializer):
         self.batches = batches
         self.materialize = materialize
 
-    def __call__(self, state: Any, dtype: Any, allocate: Any = None):
+    def __call__(self, state: Any, dtype: Any = None, **options: Any):
+        allocate = options.get("allocate")
         step = self.batches.iterate_batch(state)
         if step is None:
             raise BatcherError(
                 f"the batch scheme has no batch at state {state!r}, although its "
                 f"next_state said it had"
             )
-        if allocate is not None and takes_allocate(self.materialize):
+        if allocate is not None and self.materialize.allocates:
             return self.materialize(step[0], dtype, allocate=allocate)
         return self.materialize(step[0], dtype)
-
-
-def _default_materialize(batch: Any, dtype: Any, *, allocate: Any = None) -> tuple[Any, Any]:
-    # Imported here: materialization pulls in storage and decoding, which a Batcher
-    # given its own ``materialize`` never needs. ``allocate`` is passed on so that a
-    # worker decodes straight into shared memory instead of copying the batch there.
-    from ..materialize import materialize_batch
-
-    return materialize_batch(batch, dtype, allocate=allocate)
-
-
-def _is_materialize_batch(fn: Any) -> bool:
-    from ..materialize import materialize_batch
-
-    return getattr(fn, "func", fn) is materialize_batch
 
 
 class _SlotPipeline:
     """Filling, retrying and waiting on the buffer of a Batcher (a mixin of it)."""
 
     batches: Any
-    materialize: Materialize
+    materialize: Materializer
     dtype: Any
     workers: int
     buffer: int

@@ -8,8 +8,6 @@ segment; `unpack_result` turns what came back into ``(x, y)`` in the manager, or
 
 from __future__ import annotations
 
-import functools
-import inspect
 import threading
 import traceback
 from collections.abc import Callable
@@ -20,6 +18,7 @@ import numpy as np
 
 from .. import _errors
 from .._errors import ArgumentTypeError
+from ..materialize._materializer import Materializer
 from ..onda._settings import Settings, adopt_settings
 from ._shm import SegmentPool, SharedArrays, WorkerSegments
 from ._tree import flatten, is_tree, unflatten
@@ -99,12 +98,11 @@ def _worker_segments() -> WorkerSegments:
     return segments
 
 
-@functools.lru_cache(maxsize=64)
 def takes_allocate(materialize: Materialize) -> bool:
-    try:
-        return "allocate" in inspect.signature(materialize).parameters
-    except (TypeError, ValueError):  # builtins and other callables without a signature
-        return False
+    """Whether ``materialize`` declares that it takes ``allocate=`` (a
+    [`Materializer`][ondabatches.abc.Materializer] whose ``allocates`` is True; pools
+    also run plain functions, which never get it)."""
+    return isinstance(materialize, Materializer) and materialize.allocates
 
 
 def run_task(
@@ -115,8 +113,8 @@ def run_task(
     Returns ``("ok", x, y)``, ``("shm", SharedArrays)`` when ``segment`` (a name and
     the size the manager knows of it) names a shared memory segment to write into, or
     ``("error", traceback)``: exceptions travel as text because a user's exception
-    type may not unpickle in the manager. A materializer that takes an ``allocate``
-    keyword decodes straight into the segment (calling it once per array it makes).
+    type may not unpickle in the manager. A materializer that declares ``allocates``
+    decodes straight into the segment (calling it once per array it makes).
     ``x`` and ``y`` are arrays or trees of them (dicts, tuples, lists: see ``_tree``),
     which travel as one segment of arrays and their structure.
     """

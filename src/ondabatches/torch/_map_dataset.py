@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,8 @@ import numpy as np
 from .._errors import ArgumentTypeError, BatchSpecError, OutOfRangeError, StateError, require
 from ..batches._shard import STATE_DICT_VERSION, InterleavedBatches
 from ..batches._state import BatchState, as_batch_scheme
+from ..materialize._materializer import Materializer, as_materializer
 from ..onda._settings import adopt_settings, current_settings
-from ..serve._batcher import _default_materialize
 from ..serve._stats import DataPathMeter
 from ._tensors import check_labels, labels_as, tensor, tensors
 
@@ -86,16 +86,20 @@ class BatchMapDataset(torch.utils.data.Dataset):
         *,
         length: int | None = None,
         dtype: Any = np.float32,
-        materialize: Callable[[Any, Any], Any] | None = None,
+        materialize: Materializer | None = None,
         labels: str = "codes",
         label_dtype: Any = None,
         transforms: Any = None,
     ):
+        materialize = as_materializer(materialize, "BatchMapDataset")
         if transforms:
             from ..transforms import TransformedBatches
 
-            if materialize is not None:
-                raise BatchSpecError("give transforms or materialize, not both")
+            if not materialize.runs_transforms:
+                raise BatchSpecError(
+                    f"transforms need a materializer that runs them (runs_transforms); got "
+                    f"{materialize!r}"
+                )
             batches = TransformedBatches(batches, transforms)
         batches = as_batch_scheme(batches, "BatchMapDataset")
         if not isinstance(state, BatchState):
@@ -123,7 +127,7 @@ class BatchMapDataset(torch.utils.data.Dataset):
             )
         self.length = int(left if length is None else length)
         self.dtype = dtype
-        self.materialize = materialize or _default_materialize
+        self.materialize = materialize
         self.labels = labels
         self.label_dtype = label_dtype
         self._meter = DataPathMeter()

@@ -22,7 +22,12 @@
 - [`EventTargets`][ondabatches.transforms.EventTargets]: sparse event label sets as
   targets ([`EventMask`][ondabatches.transforms.EventMask],
   [`MultiHot`][ondabatches.transforms.MultiHot],
-  [`EventList`][ondabatches.transforms.EventList]), ``y`` a dict of label sets.
+  [`EventList`][ondabatches.transforms.EventList], or one's own
+  [`Target`][ondabatches.transforms.Target] registered with
+  [`register_target`][ondabatches.transforms.register_target] and rebuilt by
+  [`target_from_dict`][ondabatches.transforms.target_from_dict],
+  [`registered_targets`][ondabatches.transforms.registered_targets]), ``y`` a dict of
+  label sets.
 """
 
 from . import (
@@ -34,6 +39,7 @@ from . import (
     _folds,
     _scheme,
     _stats,
+    _target,
     _targets,
     _transform,
 )
@@ -45,6 +51,7 @@ from ._draws import *  # noqa: F403
 from ._folds import *  # noqa: F403
 from ._scheme import *  # noqa: F403
 from ._stats import *  # noqa: F403
+from ._target import *  # noqa: F403
 from ._targets import *  # noqa: F403
 from ._transform import *  # noqa: F403
 
@@ -58,6 +65,7 @@ __all__ = sorted(
         *_folds.__all__,
         *_scheme.__all__,
         *_stats.__all__,
+        *_target.__all__,
         *_targets.__all__,
         *_transform.__all__,
     }

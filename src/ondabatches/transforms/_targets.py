@@ -11,13 +11,15 @@ checkpoint resumed over changed events is refused.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .._errors import BatchSpecError
 from ..labels._events import EventLabels, event_lists, event_masks, multi_hots
+from ..onda._timespan import n_samples
+from ._target import Target, register_target, target_from_dict
 from ._transform import Transform, register_transform
 
 __all__ = ["EventList", "EventMask", "EventTargets", "MultiHot"]
@@ -25,14 +27,20 @@ __all__ = ["EventList", "EventMask", "EventTargets", "MultiHot"]
 _NS = 10**9
 
 
+@register_target
 @dataclass(frozen=True)
-class EventMask:
+class EventMask(Target):
     """A ``(classes, time)`` mask at ``rate_hz`` (at most the signal's rate): 1 where an
     event contains the label sample's centre (``min_overlap`` None) or covers at least
     ``min_overlap`` of it (see [`event_mask`][ondabatches.labels.event_mask])."""
 
+    name = "mask"
+
     rate_hz: float
     min_overlap: float | None = None
+
+    def output(self, duration: int, n_classes: int) -> tuple[tuple[int, ...], np.dtype]:
+        return (n_classes, n_samples(duration, self.rate_hz)), np.dtype(np.uint8)
 
     def compute(self, found, starts, stops, n_classes: int) -> np.ndarray:
         return event_masks(found, starts, stops, n_classes, self.rate_hz, self.min_overlap)
@@ -44,14 +52,20 @@ class EventMask:
             )
 
 
+@register_target
 @dataclass(frozen=True)
-class MultiHot:
+class MultiHot(Target):
     """An ``(epochs, classes)`` multi-hot target: 1 where the class's events cover at
     least ``min_overlap`` of the epoch of ``epoch_s`` seconds (see
     [`multi_hot`][ondabatches.labels.multi_hot])."""
 
+    name = "multi_hot"
+
     epoch_s: float
     min_overlap: float = 0.5
+
+    def output(self, duration: int, n_classes: int) -> tuple[tuple[int, ...], np.dtype]:
+        return (duration // round(self.epoch_s * _NS), n_classes), np.dtype(np.uint8)
 
     def compute(self, found, starts, stops, n_classes: int) -> np.ndarray:
         return multi_hots(found, starts, stops, n_classes, round(self.epoch_s * _NS),
@@ -62,12 +76,25 @@ class MultiHot:
             raise BatchSpecError(f"{self!r}: epoch_s must be > 0 and min_overlap in [0, 1]")
 
 
+@register_target
 @dataclass(frozen=True)
-class EventList:
+class EventList(Target):
     """Up to ``max_events`` events per window as padded arrays (see
     [`event_list`][ondabatches.labels.event_list])."""
 
+    name = "list"
+
     max_events: int
+
+    def output(self, duration: int, n_classes: int) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        n = (self.max_events,)
+        return {
+            "class": (n, np.dtype(np.int16)),
+            "onset": (n, np.dtype(np.float32)),
+            "offset": (n, np.dtype(np.float32)),
+            "valid": (n, np.dtype(bool)),
+            "count": ((), np.dtype(np.int32)),
+        }
 
     def compute(self, found, starts, stops, n_classes: int) -> dict[str, np.ndarray]:
         return event_lists(found, starts, stops, self.max_events)
@@ -81,25 +108,6 @@ class EventList:
             raise BatchSpecError(f"{self!r}: max_events must be a positive int")
 
 
-_KINDS = {"mask": EventMask, "multi_hot": MultiHot, "list": EventList}
-_KIND_OF = {v: k for k, v in _KINDS.items()}
-
-
-def _target_dict(target: Any) -> dict[str, Any]:
-    return {"kind": _KIND_OF[type(target)], **asdict(target)}
-
-
-def _target_from(value: Any) -> Any:
-    if type(value) in _KIND_OF:
-        return value
-    if isinstance(value, Mapping) and value.get("kind") in _KINDS:
-        params = {k: v for k, v in value.items() if k != "kind"}
-        return _KINDS[value["kind"]](**params)
-    raise BatchSpecError(
-        f"a target is an EventMask, MultiHot or EventList (or its dict), got {value!r}"
-    )
-
-
 @register_transform
 class EventTargets(Transform):
     """Event label sets as targets (an item transform; see the module documentation).
@@ -110,7 +118,8 @@ class EventTargets(Transform):
         Label-set name -> ``(EventLabels, target)``, the target an
         [`EventMask`][ondabatches.transforms.EventMask],
         [`MultiHot`][ondabatches.transforms.MultiHot] or
-        [`EventList`][ondabatches.transforms.EventList] (or the dict forms in a config).
+        [`EventList`][ondabatches.transforms.EventList], or a registered
+        [`Target`][ondabatches.abc.Target] of one's own (or the dict forms in a config).
     dense:
         The key of the item's dense per-epoch label codes in ``y``.
     """
@@ -135,13 +144,13 @@ class EventTargets(Transform):
                 raise BatchSpecError(
                     f"targets[{key!r}]'s events must be EventLabels, got {events!r}"
                 )
-            self.targets[str(key)] = (events, _target_from(target))
+            self.targets[str(key)] = (events, target_from_dict(target))
         self.dense = str(dense)
 
     def params(self):
         return {
             "targets": {
-                k: {"events": ev.to_dict(), "target": _target_dict(t)}
+                k: {"events": ev.to_dict(), "target": t.to_dict()}
                 for k, (ev, t) in sorted(self.targets.items())
             },
             "dense": self.dense,

@@ -206,18 +206,24 @@ def register_transform(cls: type[Transform]) -> type[Transform]:
     """Register a [`Transform`][ondabatches.abc.Transform] subclass under its
     [`name`][ondabatches.abc.Transform.name] (a decorator); a config or state naming it
     then rebuilds it in any process that has imported the module defining it."""
-    if not (isinstance(cls, type) and issubclass(cls, Transform)):
-        raise ArgumentTypeError(f"register_transform takes a Transform subclass, got {cls!r}")
+    if isinstance(cls, type) and issubclass(cls, Transform) and cls.stage not in ("item", "batch"):
+        raise BatchSpecError(f"{cls.__name__}.stage must be 'item' or 'batch', got {cls.stage!r}")
+    return register_in(_REGISTRY, cls, Transform, "transform")
+
+
+def register_in(registry: dict[str, Any], cls: Any, base: type, what: str) -> Any:
+    """Register ``cls``, a subclass of ``base``, in ``registry`` under its ``name``
+    (shared by the registries of transforms and targets)."""
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ArgumentTypeError(f"register_{what} takes a {base.__name__} subclass, got {cls!r}")
     if not cls.name or not isinstance(cls.name, str):
         raise BatchSpecError(f"{cls.__name__} must set a non-empty string name to be registered")
-    if cls.stage not in ("item", "batch"):
-        raise BatchSpecError(f"{cls.__name__}.stage must be 'item' or 'batch', got {cls.stage!r}")
-    known = _REGISTRY.get(cls.name)
+    known = registry.get(cls.name)
     if known is not None and known is not cls:
         raise BatchSpecError(
-            f"a transform named {cls.name!r} is already registered ({known.__qualname__})"
+            f"a {what} named {cls.name!r} is already registered ({known.__qualname__})"
         )
-    _REGISTRY[cls.name] = cls
+    registry[cls.name] = cls
     return cls
 
 
