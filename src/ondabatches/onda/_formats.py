@@ -111,7 +111,7 @@ def registered_formats() -> list[str]:
     Examples
     --------
     >>> registered_formats()[:4]
-    ['bdf', 'edf', 'lpcm', 'lpcm.zst']
+    ['bdf', 'dbp', 'edf', 'lpcm']
     """
     return sorted(_FORMATS)
 
