@@ -304,7 +304,7 @@ def _try_decode(kernel: Callable[..., None]) -> None:
     # One frame of one zero sample: a width of 0 (and 7 bytes of padding), no words.
     offsets = np.array([0, 8], dtype=np.int64)
     if kernel(np.zeros(8, np.uint8), offsets, 1, 1, 0, 0, 1, np.empty((1, 1), np.int16)) != -1:
-        raise RuntimeError("the compiled dbp decoder refused a valid frame")
+        raise SampleFileError("the compiled dbp decoder refused a valid test frame: numpy decodes")
 
 
 def _try_encode(kernel: Callable[..., None]) -> None:
