@@ -209,7 +209,9 @@ def _filtered_in_pairs(
     margins decoded into one array, two at a time, and filtered in one call (the same
     values: each row's recursion is its own), written into the batch; with the compiled
     kernel the reads are decoded straight into its time-major scratch (no decoded
-    array, no transposes: the same bits). None where that does not apply."""
+    array, no transposes), and windows with whole margins filter only their own rows,
+    from the states the margins leave (scipy's values to rounding, see
+    `decode_filtfilt_into`). None where that does not apply."""
     if pipeline.batch or len(pipeline.item) != 1 or not all(type(it) is BatchItem for it in items):
         return None
     f = pipeline.item[0][1]

@@ -94,8 +94,9 @@ class _Filter(Transform):
         self, reads: list, sample_rate: float, cut: tuple[int, int], out: np.ndarray
     ) -> bool:
         """`_filter_into` of windows decoded from their reads, decoded straight into the
-        filter's scratch (see `decode_filtfilt_into`: the same bits); False where the
-        compiled kernel does not run: nothing was written."""
+        filter's scratch (see `decode_filtfilt_into`: the same bits, or to rounding for
+        windows with whole margins); False where the compiled kernel does not run:
+        nothing was written."""
         sos, pad = _sos(self, sample_rate), _pad(self, sample_rate)
         return decode_filtfilt_into(sos, pad, reads, cut, out)
 

@@ -15,7 +15,16 @@ bit; tests compare the two.
 `decode_filtfilt_into` goes one step further for a batch's windows: it decodes their
 reads (time x channels, as LPCM stores them) straight into that time-major buffer, with
 the very arithmetic of `._kernels`' decode, so no decoded array is made and neither
-transpose is needed; the bits are those of decoding, then filtering (tested).
+transpose is needed; the bits are those of decoding, then filtering (tested). Where a
+window is read with as many rows of margin on each side (more than the pad: inside its
+recording, as a batch reads it), the margins are not filtered at all: they enter the
+result only through the states they leave at the window's edges (the forward pass's at
+its start, the backward pass's at its end), which are linear maps of them, computed
+once per filter and margin (`_margin_states`); only the window's rows then run the
+recursion (about half of the samples, and of the scratch, of a read with 15 s margins
+around 30 s). That is scipy's result to rounding (a few units in the last place of
+float32 rows, tested), not to the bit: the states are sums over the margins rather
+than the recursion's own.
 
 With numba (the ``fast`` extra) missing or the kernels turned off (the settings'
 ``kernels="numpy"``), `sosfiltfilt_rows` returns None and the caller runs scipy.
@@ -25,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -45,19 +55,32 @@ def _sections(w, sos, z0, z1, first, stop, step):  # pragma: no cover
     # operations) over rows first, first + step, ... of ``w`` (time x channels), in
     # place, from the states ``z0``, ``z1`` (sections x channels): the loop over the
     # channels of one time step is the one that vectorizes.
-    channels = w.shape[1]
+    # Sections whose b0 and b2 are 1 (all but the first of a Butterworth design) skip
+    # those two products: x * 1.0 is x, so the values are the same.
+    channels, sections = w.shape[1], sos.shape[0]
+    unit = np.empty(sections, np.bool_)
+    for s in range(sections):
+        unit[s] = sos[s, 0] == 1.0 and sos[s, 2] == 1.0
     for t in range(first, stop, step):
         row = w[t]
-        for s in range(sos.shape[0]):
+        for s in range(sections):
             b0, b1, b2 = sos[s, 0], sos[s, 1], sos[s, 2]
             a1, a2 = sos[s, 4], sos[s, 5]
             za, zb = z0[s], z1[s]
-            for c in range(channels):
-                x_cur = row[c]
-                x_new = b0 * x_cur + za[c]
-                za[c] = b1 * x_cur - a1 * x_new + zb[c]
-                zb[c] = b2 * x_cur - a2 * x_new
-                row[c] = x_new
+            if unit[s]:
+                for c in range(channels):
+                    x_cur = row[c]
+                    x_new = x_cur + za[c]
+                    za[c] = b1 * x_cur - a1 * x_new + zb[c]
+                    zb[c] = x_cur - a2 * x_new
+                    row[c] = x_new
+            else:
+                for c in range(channels):
+                    x_cur = row[c]
+                    x_new = b0 * x_cur + za[c]
+                    za[c] = b1 * x_cur - a1 * x_new + zb[c]
+                    zb[c] = b2 * x_cur - a2 * x_new
+                    row[c] = x_new
 
 
 def _filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
@@ -126,16 +149,182 @@ def _decode(src, channels, every, narrow, res, off, wide, pad, w, col):  # pragm
                 at[col + j] = np.float64(np.float32(np.float64(row[c]) * res + off))
 
 
+def _states(w, k, first, acc):  # pragma: no cover
+    # acc (states x channels) = k (states x m) @ w[first : first + m] (time x channels):
+    # each channel's sum in the same order whatever the others, vectorized over them.
+    for i in range(acc.shape[0]):
+        for c in range(acc.shape[1]):
+            acc[i, c] = 0.0
+    for j in range(k.shape[1]):
+        row = w[first + j]
+        for i in range(0, k.shape[0], 2):  # two states a loop: half the loops, the loads
+            c0, c1 = k[i, j], k[i + 1, j]
+            a0, a1 = acc[i], acc[i + 1]
+            if c0 != 0.0 or c1 != 0.0:  # (zeros: weights too small to count)
+                for c in range(row.shape[0]):
+                    x = row[c]
+                    a0[c] += c0 * x
+                    a1[c] += c1 * x
+
+
+def _windowed(sos, k1, k2, p, before, window, w, work, z0, z1, acc, out):  # pragma: no cover
+    # The filter of w's rows before .. before + window (a read decoded time-major, its
+    # margins around them), scipy's sosfiltfilt of the whole read up to rounding: the
+    # margins enter only through the states they leave, linear in them (`_operators`):
+    # the forward pass's at the window's start (``k1`` of the rows before), the
+    # backward pass's at its end (``k2`` of the rows after, plus ``p`` of the forward
+    # pass's state there). Only the window's own rows run the recursion, in ``work``
+    # (window x channels, float64; w may hold float32 values, exactly the decode's).
+    sections, channels = sos.shape[0], w.shape[1]
+    _STATES(w, k1, 0, acc)
+    for s in range(sections):
+        for c in range(channels):
+            z0[s, c] = acc[2 * s, c]
+            z1[s, c] = acc[2 * s + 1, c]
+    for t in range(window):
+        row, at = w[before + t], work[t]
+        for c in range(channels):
+            at[c] = row[c]
+    _SECTIONS(work, sos, z0, z1, 0, window, 1)
+    _STATES(w, k2, before + window, acc)
+    for i in range(2 * sections):
+        a = acc[i]
+        for s in range(sections):
+            pa, pb = p[i, 2 * s], p[i, 2 * s + 1]
+            za, zb = z0[s], z1[s]
+            for c in range(channels):
+                a[c] += pa * za[c] + pb * zb[c]
+    for s in range(sections):
+        for c in range(channels):
+            z0[s, c] = acc[2 * s, c]
+            z1[s, c] = acc[2 * s + 1, c]
+    _SECTIONS(work, sos, z0, z1, window - 1, -1, -1)
+    for t0 in range(0, window, _TILE):
+        t1 = min(t0 + _TILE, window)
+        for c in range(channels):
+            for t in range(t0, t1):
+                out[c, t] = work[t, c]
+
+
+def _margin_states(sos, zi, pad, before, after, k1, k2, p):  # pragma: no cover
+    # The states scipy's sosfiltfilt of a read (odd extension of ``pad``, each pass from
+    # ``sosfilt_zi`` times its first value) leaves at the edges of the window that
+    # ``before`` and ``after`` rows of margin surround (both above ``pad``), as linear
+    # maps of the margins (the cascade, the padding and the initial states are linear):
+    # k1 (states x before) gives the forward pass's state at the window's first row
+    # from the rows before; k2 (states x after) and p (states x states) give the
+    # backward pass's at its last row from the rows after and the forward pass's state
+    # there. States are z0, z1 of each section in turn. Plain loops, no BLAS: the same
+    # rounding on every machine, so the same bits.
+    sections = sos.shape[0]
+    n = 2 * sections
+    a, c, b = np.zeros((n, n)), np.zeros(n), np.zeros(n)
+    z = np.empty(n)
+    for col in range(n + 1):  # one step from each unit state, and from an input of 1
+        z[:] = 0.0
+        x = 0.0
+        if col < n:
+            z[col] = 1.0
+        else:
+            x = 1.0
+        for s in range(sections):
+            y = sos[s, 0] * x + z[2 * s]
+            z[2 * s] = sos[s, 1] * x - sos[s, 4] * y + z[2 * s + 1]
+            z[2 * s + 1] = sos[s, 2] * x - sos[s, 5] * y
+            x = y
+        if col < n:
+            c[col] = x
+            a[:, col] = z
+        else:
+            b[:] = z
+    steps = pad + max(before, after)
+    phi = np.empty((steps, n))  # phi[k]: the state k steps after a unit impulse
+    phi[0] = b
+    for k in range(1, steps):
+        for i in range(n):
+            v = 0.0
+            for j in range(n):
+                v += a[i, j] * phi[k - 1, j]
+            phi[k, i] = v
+    # Forward: the state after pad + before values, 2 x[0] - x[pad - j] (j < pad) then
+    # x[0 .. before), from zi times the first.
+    m = pad + before
+    free = _POWER(a, zi, m)
+    for r in range(n):
+        k1[r, :] = 0.0
+        for i in range(before):
+            k1[r, i] += phi[before - 1 - i, r]
+        for j in range(pad):
+            k1[r, 0] += 2.0 * phi[m - 1 - j, r]
+            k1[r, pad - j] -= phi[m - 1 - j, r]
+        k1[r, 0] += 2.0 * free[r]
+        k1[r, pad] -= free[r]
+    # Backward: the forward outputs y[0 .. m) after the window (of its state there and
+    # of e = x[0 .. after), then 2 x[-1] - x[-2 - j]) run backward from zi times the
+    # last leave the state sum_k weight[k] y[k].
+    m = pad + after
+    weight = phi[:m].copy()
+    free = _POWER(a, zi, m)
+    for r in range(n):
+        weight[m - 1, r] += free[r]
+    p[:, :] = 0.0
+    row = c.copy()  # c A^k: y[k] of each forward state
+    for k in range(m):
+        for i in range(n):
+            for j in range(n):
+                p[i, j] += weight[k, i] * row[j]
+        nxt = np.zeros(n)
+        for j in range(n):
+            for i in range(n):
+                nxt[j] += row[i] * a[i, j]
+        row = nxt
+    # e[i] weighs sum_{k >= i} weight[k] h[k - i] (h the impulse response): weight
+    # reversed, filtered by the cascade, read backward.
+    u = np.empty((m, n))
+    for j in range(m):
+        u[j] = weight[m - 1 - j]
+    z0, z1 = np.zeros((sections, n)), np.zeros((sections, n))
+    _SECTIONS(u, sos, z0, z1, 0, m, 1)
+    for r in range(n):
+        for i in range(after):
+            k2[r, i] = u[m - 1 - i, r]
+        for j in range(pad):
+            e = u[m - 1 - after - j, r]
+            k2[r, after - 1] += 2.0 * e
+            k2[r, after - 2 - j] -= e
+
+
+def _power(a, v, m):  # pragma: no cover
+    # a^m v by m products.
+    n = v.shape[0]
+    out = v.copy()
+    for _ in range(m):
+        nxt = np.zeros(n)
+        for i in range(n):
+            for j in range(n):
+                nxt[i] += a[i, j] * out[j]
+        out = nxt
+    return out
+
+
 _SECTIONS: Callable[..., None] | None = None
 _SCRATCH: Callable[..., None] | None = None
 _DECODE: Callable[..., None] | None = None
+_STATES: Callable[..., None] | None = None
+_WINDOWED: Callable[..., None] | None = None
+_POWER: Callable[..., None] | None = None
+_OPERATORS: Callable[..., None] | None = None
 
 
 def _build() -> Callable[..., None]:
-    global _SECTIONS, _SCRATCH, _DECODE
+    global _SECTIONS, _SCRATCH, _DECODE, _STATES, _WINDOWED, _POWER, _OPERATORS
     _SECTIONS = _kernels.jit(_sections)
     _SCRATCH = _kernels.jit(_scratch)
     _DECODE = _kernels.jit(_decode)
+    _STATES = _kernels.jit(_states)
+    _WINDOWED = _kernels.jit(_windowed)
+    _POWER = _kernels.jit(_power)
+    _OPERATORS = _kernels.jit(_margin_states)
     return _kernels.jit(_filtfilt)
 
 
@@ -144,6 +333,10 @@ def _try(kernel: Callable[..., None]) -> None:
     x, w = np.zeros((1, 4), np.float32), np.empty((6, 1))
     z0, z1 = np.empty((1, 1)), np.empty((1, 1))
     kernel(x, sos, np.zeros((1, 2)), 1, w, z0, z1, np.empty((1, 4), np.float32), 0)
+    k1, k2, p = _operators(sos.tobytes(), 1, 1, 2, 2)
+    for out in (np.empty((1, 2), np.float32), np.empty((1, 2))):
+        w, acc = np.zeros((6, 1), out.dtype), np.empty((2, 1))
+        _WINDOWED(sos, k1, k2, p, 2, 2, w, np.empty((2, 1)), z0, z1, acc, out)
 
 
 #: The compiled kernel (compiled, or loaded from numba's cache, on a tiny input the
@@ -156,6 +349,28 @@ def _zi(sos_bytes: bytes, sections: int) -> np.ndarray:
     from scipy.signal import sosfilt_zi
 
     return sosfilt_zi(np.frombuffer(sos_bytes).reshape(sections, 6))
+
+
+@functools.lru_cache(maxsize=32)
+def _operators(
+    sos_bytes: bytes, sections: int, pad: int, before: int, after: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_margin_states`' maps for a cut (compiled: the same bits on every machine)."""
+    sos = np.frombuffer(sos_bytes).reshape(sections, 6).copy()
+    n = 2 * sections
+    k1, k2, p = np.empty((n, before)), np.empty((n, after)), np.empty((n, n))
+    _OPERATORS(sos, _zi(sos_bytes, sections).reshape(-1), pad, before, after, k1, k2, p)
+    for m in (k1, k2, p):
+        # A fast section's weights decay to subnormal numbers far from the window, whose
+        # products take a microcode assist each (12.9 instead of 3.6 ms for two 30 s
+        # windows with 15 s margins): zeros instead, which change no sum by a unit in
+        # its last place (they are below 1e-200, sums of samples are far above).
+        m[np.abs(m) < _NEGLIGIBLE] = 0.0
+    return k1, k2, p
+
+
+#: Weights of the margins' states at or below which they are taken as zero.
+_NEGLIGIBLE = 1e-200
 
 
 def sosfiltfilt_rows(
@@ -215,7 +430,10 @@ def decode_filtfilt_into(
     """`sosfiltfilt_rows` of windows decoded from their reads, into ``out``: the bits
     of decoding each read to ``out``'s dtype as `._kernels` does (channels x time),
     stacking their rows and filtering them, with no decoded array and no transpose
-    (decoded straight into the time-major scratch).
+    (decoded straight into the time-major scratch); where ``cut`` is as many rows on
+    each side, more than ``padlen`` (a window inside its recording, with its margins),
+    that to rounding, the margins entering through the states they leave (see the
+    module's docstring).
 
     Each read is ``(encoded, channels, resolution, offset, native)``: a time x channels
     window as read (C-ordered, 8 or 16-bit samples), the ``intp`` indices of its
@@ -249,23 +467,51 @@ def decode_filtfilt_into(
     ):
         return False
     sos = np.ascontiguousarray(sos)
-    zi = _zi(sos.tobytes(), sos.shape[0])
-    w = np.empty((n + 2 * padlen, rows))
+    # Margins as a batch reads them inside a recording (as many rows each side, more
+    # than the pad): only the window is filtered, from the states the margins leave.
+    windowed = before == after > padlen
     col, wide = 0, out.dtype == np.float64
+    pad = 0 if windowed else padlen
+    # Decoded float32 values are kept as such (exactly; half the bytes) where the
+    # window is filtered from a float64 copy of its rows.
+    w = _buffer(0, (n + 2 * pad, rows), np.float32 if windowed and not wide else np.float64)
     for (encoded, channels, res, off, native), width in zip(reads, widths, strict=True):
         every = channels is None
         index = _NO_CHANNELS if every else channels
         narrow = native and not wide
         # -0.0 + x == x for every x: a zero offset changes nothing (numpy adds none)
         off = float(off) if off != 0.0 else -0.0
-        _DECODE(encoded, index, every, narrow, float(res), off, wide, padlen, w, col)
+        _DECODE(encoded, index, every, narrow, float(res), off, wide, pad, w, col)
         col += width
     z0, z1 = np.empty((len(sos), rows)), np.empty((len(sos), rows))
-    _SCRATCH(sos, zi, padlen, w, z0, z1, out, before)
+    if windowed:
+        k1, k2, p = _operators(sos.tobytes(), len(sos), padlen, before, after)
+        work = _buffer(1, (n - before - after, rows), np.float64)
+        acc = np.empty((2 * len(sos), rows))
+        _WINDOWED(sos, k1, k2, p, before, work.shape[0], w, work, z0, z1, acc, out)
+    else:
+        _SCRATCH(sos, _zi(sos.tobytes(), len(sos)), padlen, w, z0, z1, out, before)
     return True
 
 
 _NO_CHANNELS = np.empty(0, dtype=np.intp)
+
+#: Each thread's scratch buffers, kept from one call to the next: a fresh one of a few
+#: MB costs its page faults at every call (about a millisecond per pair of windows).
+_held = threading.local()
+
+
+def _buffer(slot: int, shape: tuple[int, int], dtype: type) -> np.ndarray:
+    """Thread ``slot``'s scratch of ``shape`` and ``dtype`` (uninitialized), grown as
+    needed."""
+    size = shape[0] * shape[1] * np.dtype(dtype).itemsize
+    buffers = getattr(_held, "buffers", None)
+    if buffers is None:
+        buffers = _held.buffers = {}
+    held = buffers.get(slot)
+    if held is None or held.size < size:
+        held = buffers[slot] = np.empty(size, np.uint8)
+    return held[:size].view(dtype).reshape(shape)
 
 
 def _in_range(channels: np.ndarray, n: int) -> bool:
