@@ -412,7 +412,9 @@ def sosfiltfilt_rows(
     w = np.empty((n + 2 * padlen, channels))
     z0, z1 = np.empty((len(sos), channels)), np.empty((len(sos), channels))
     out = np.empty(shape, x.dtype) if out is None else out
-    kernel(np.ascontiguousarray(x), sos, zi, padlen, w, z0, z1, out, before)
+    # F-ordered rows (a decoded window: time-major) are read as they lie: no copy
+    x = x if x.flags.c_contiguous or x.flags.f_contiguous else np.ascontiguousarray(x)
+    kernel(x, sos, zi, padlen, w, z0, z1, out, before)
     return out
 
 
