@@ -238,16 +238,23 @@ def _row_narrow(src, c, r32, o32, row, gain, reverse):  # pragma: no cover
 
 def _row_wide(src, c, res, off, row, gain, reverse):  # pragma: no cover
     # Decoded in float64 and rounded to the row's dtype as it is stored, then
-    # multiplied by the gain in that dtype.
+    # multiplied by the gain in that dtype: the stored value read back (LLVM forwards
+    # the store, so one pass and one store per value, with the rounding of two).
     last = src.shape[0] - 1
-    if reverse:
+    if gain == 1:
+        if reverse:
+            for t in range(src.shape[0]):
+                row[last - t] = np.float64(src[t, c]) * res + off
+        else:
+            for t in range(src.shape[0]):
+                row[t] = np.float64(src[t, c]) * res + off
+    elif reverse:
         for t in range(src.shape[0]):
             row[last - t] = np.float64(src[t, c]) * res + off
+            row[last - t] = row[last - t] * gain
     else:
         for t in range(src.shape[0]):
             row[t] = np.float64(src[t, c]) * res + off
-    if gain != 1:
-        for t in range(row.shape[0]):
             row[t] = row[t] * gain
 
 
@@ -384,8 +391,13 @@ _NO_CHANNELS = np.empty(0, dtype=np.intp)
 
 
 def decoder(
-    sample_type: np.dtype, out_type: np.dtype, resolution: float, offset: float, native: bool
-) -> Callable[[np.ndarray, np.ndarray | None, np.ndarray], None] | None:
+    sample_type: np.dtype,
+    out_type: np.dtype,
+    resolution: float,
+    offset: float,
+    native: bool,
+    folded: bool = False,
+) -> Callable[..., None] | None:
     """`decode_rows` with its checks of the types done once, for many windows of a batch.
 
     Returns ``decode(src, channels, out)`` or None where `decode_rows` would return
@@ -393,7 +405,9 @@ def decoder(
     C-ordered), ``channels`` None for every channel or an ``intp`` array of indices in
     range, ``out`` C-ordered rows x time with as many time steps: the caller vouches for
     all of it (`decode_rows` checks it for each window). The same values as
-    `decode_rows`.
+    `decode_rows`. ``folded=True`` returns ``decode(src, channels, out, gain, reverse,
+    fill)`` instead: `decode_rows` with those arguments (a window's folded gain, time
+    reversal and dropped rows), by the same kernel, so the same bits.
     """
     sample_type, out_type = np.dtype(sample_type), np.dtype(out_type)
     if sample_type not in _SAMPLE_TYPES or out_type not in _OUT_TYPES or not _enabled():
@@ -402,23 +416,47 @@ def decoder(
     narrow = native and out_type == np.float32
     if kernel is None or (narrow and sample_type.itemsize > 2):
         return None
+    post = _post_kernel() if folded else None
+    if folded and post is None:
+        return None
     res, off = float(resolution), float(offset) if offset != 0.0 else -0.0
     # Per window shape: the kernel's buffer and its loop order (`_few`), worked out at
     # the first window of that shape (the decoder serves one batch's windows of a signal).
     shapes: dict[tuple[int, int, bool], tuple[np.ndarray, int]] = {}
 
-    def decode(src: np.ndarray, channels: np.ndarray | None, out: np.ndarray) -> None:
-        every = channels is None
-        channels = _NO_CHANNELS if every else channels
+    def prepared(src: np.ndarray, channels: np.ndarray, every: bool, out: np.ndarray):
         key = (out.shape[0], src.shape[1], every)
         found = shapes.get(key)
         if found is None:
             buf = np.empty(out.shape[0], dtype=out_type)
             found = shapes[key] = (buf, _few(src, channels, every, narrow, buf, out))
-        buf, few = found
+        return found
+
+    def decode(src: np.ndarray, channels: np.ndarray | None, out: np.ndarray) -> None:
+        every = channels is None
+        channels = _NO_CHANNELS if every else channels
+        buf, few = prepared(src, channels, every, out)
         kernel(src, channels, every, narrow, res, off, buf, out, few)
 
-    return decode
+    def decode_folded(
+        src: np.ndarray,
+        channels: np.ndarray | None,
+        out: np.ndarray,
+        gain: np.floating | None,
+        reverse: bool,
+        fill: np.ndarray | None,
+    ) -> None:
+        every = channels is None
+        channels = _NO_CHANNELS if every else channels
+        buf, few = prepared(src, channels, every, out)
+        # As decode_rows passes them: the gain as a float of its value in out's dtype.
+        g = 1.0 if gain is None else float(out_type.type(gain))
+        fill = (
+            _no_fill(out.shape[0], out_type) if fill is None else fill.astype(out_type, copy=False)
+        )
+        post(src, channels, every, narrow, res, off, buf, out, g, bool(reverse), fill, few)
+
+    return decode_folded if folded else decode
 
 
 @functools.lru_cache(maxsize=64)
