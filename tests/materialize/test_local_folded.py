@@ -114,7 +114,7 @@ def test_a_damaged_or_missing_file_gets_the_general_paths_error(labeled, tmp_pat
     (good, _), calls = _counted(batch, transforms=pipeline, key=(0, 0))
     assert calls == []
     size = copy.stat().st_size
-    os.truncate(copy, size - 2)
+    os.truncate(copy, size - 2 if fmt == "lpcm" else size // 3)  # zst: frames lost too
     with pytest.raises(OndaBatchesError) as local:
         _counted(batch, transforms=pipeline, key=(0, 0))
     with pytest.raises(OndaBatchesError) as general:

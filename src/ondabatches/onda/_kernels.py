@@ -162,14 +162,20 @@ def _build() -> Callable[..., None]:
         n = buf.shape[0]
         r32, o32 = np.float32(res), np.float32(off)
         if n < few:
+            # A row's channel copied out of the window first (the strided reads alone),
+            # then decoded from there in a loop that vectorizes: 1.2x faster for 19
+            # int16 channels than decoding from the strided reads.
+            tmp = np.empty(src.shape[0], dtype=src.dtype)
             for j in range(n):
                 c = j if every else channels[j]
+                for t in range(src.shape[0]):
+                    tmp[t] = src[t, c]
                 if narrow:
                     for t in range(src.shape[0]):
-                        dst[j, t] = np.float32(src[t, c]) * r32 + o32
+                        dst[j, t] = np.float32(tmp[t]) * r32 + o32
                 else:
                     for t in range(src.shape[0]):
-                        dst[j, t] = np.float64(src[t, c]) * res + off
+                        dst[j, t] = np.float64(tmp[t]) * res + off
         elif every and narrow:
             for t in range(src.shape[0]):
                 for c in range(src.shape[1]):
@@ -222,40 +228,36 @@ _compile = CompileOnce(
 # each process).
 
 
-def _row_narrow(src, c, r32, o32, row, gain, reverse):  # pragma: no cover
-    # Few rows: each row in one go from a strided read of its channel, as the plain
-    # kernel does, reversed written from its end; a function per row, whose loops LLVM
-    # vectorizes as it does the plain kernel's (inlined in the kernel's branches, the
-    # reversed ones ran at a third of the speed).
-    last = src.shape[0] - 1  # (float32 throughout, no rounding left)
+def _row_narrow(src, c, r32, o32, row, gain, reverse, tmp):  # pragma: no cover
+    # Few rows: each row in one go, as the plain kernel does: its channel copied out of
+    # the window (reversed, if it is) into ``tmp``, then decoded from there in a loop
+    # that vectorizes (the gain then costs next to nothing); a function per row, whose
+    # loops LLVM vectorizes as it does the plain kernel's.
+    _STAGE(src, c, reverse, tmp)
+    for t in range(src.shape[0]):  # (float32 throughout, no rounding left)
+        row[t] = (np.float32(tmp[t]) * r32 + o32) * gain
+
+
+def _row_wide(src, c, res, off, row, gain, reverse, tmp):  # pragma: no cover
+    # Decoded in float64 and rounded to the row's dtype, then multiplied by the gain in
+    # that dtype (two roundings, as numpy's ``out *= gain`` after the decode).
+    _STAGE(src, c, reverse, tmp)
+    if gain == 1:
+        for t in range(src.shape[0]):
+            row[t] = np.float64(tmp[t]) * res + off
+    else:
+        for t in range(src.shape[0]):
+            row[t] = row.dtype.type(np.float64(tmp[t]) * res + off) * gain
+
+
+def _stage(src, c, reverse, tmp):  # pragma: no cover
+    last = src.shape[0] - 1
     if reverse:
         for t in range(src.shape[0]):
-            row[last - t] = (np.float32(src[t, c]) * r32 + o32) * gain
+            tmp[last - t] = src[t, c]
     else:
         for t in range(src.shape[0]):
-            row[t] = (np.float32(src[t, c]) * r32 + o32) * gain
-
-
-def _row_wide(src, c, res, off, row, gain, reverse):  # pragma: no cover
-    # Decoded in float64 and rounded to the row's dtype as it is stored, then
-    # multiplied by the gain in that dtype: the stored value read back (LLVM forwards
-    # the store, so one pass and one store per value, with the rounding of two).
-    last = src.shape[0] - 1
-    if gain == 1:
-        if reverse:
-            for t in range(src.shape[0]):
-                row[last - t] = np.float64(src[t, c]) * res + off
-        else:
-            for t in range(src.shape[0]):
-                row[t] = np.float64(src[t, c]) * res + off
-    elif reverse:
-        for t in range(src.shape[0]):
-            row[last - t] = np.float64(src[t, c]) * res + off
-            row[last - t] = row[last - t] * gain
-    else:
-        for t in range(src.shape[0]):
-            row[t] = np.float64(src[t, c]) * res + off
-            row[t] = row[t] * gain
+            tmp[t] = src[t, c]
 
 
 def _decode_post(
@@ -266,6 +268,7 @@ def _decode_post(
     r32, o32 = np.float32(res), np.float32(off)
     gain = dst.dtype.type(gain)
     if n < few:
+        tmp = np.empty(src.shape[0], dtype=src.dtype)
         for j in range(n):
             if fill[j] == fill[j]:  # not NaN: the row is set to it
                 for at in range(src.shape[0]):
@@ -273,9 +276,9 @@ def _decode_post(
                 continue
             c = j if every else channels[j]
             if narrow:
-                _ROW_NARROW(src, c, r32, o32, dst[j], gain, reverse)
+                _ROW_NARROW(src, c, r32, o32, dst[j], gain, reverse, tmp)
             else:
-                _ROW_WIDE(src, c, res, off, dst[j], gain, reverse)
+                _ROW_WIDE(src, c, res, off, dst[j], gain, reverse, tmp)
         return
     # Output step ``at`` in order (its rows are written as streams, ascending), from
     # input step ``t``: the mirror one when reversed (one stream read backwards). The
@@ -302,8 +305,12 @@ _ROW_NARROW: Callable[..., None] | None = None
 _ROW_WIDE: Callable[..., None] | None = None
 
 
+_STAGE: Callable[..., None] | None = None
+
+
 def _build_post() -> Callable[..., None]:
-    global _ROW_NARROW, _ROW_WIDE
+    global _ROW_NARROW, _ROW_WIDE, _STAGE
+    _STAGE = jit(_stage)
     _ROW_NARROW, _ROW_WIDE = jit(_row_narrow), jit(_row_wide)
     return jit(_decode_post)
 
