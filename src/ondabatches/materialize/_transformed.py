@@ -212,11 +212,53 @@ def _folded_in_place(
     the general path, item by item, in order (its errors, raised where it raised them);
     then the item transforms left after the folds, on the items that have some."""
     n, steps = len(items), len(pipeline.item)
-    per_item = [
-        folds.item(i) if it.info.dtype.kind in "iu" else _UNFOLDED for i, it in enumerate(items)
-    ]
+    per_item = folds.items()
+    kinds = {id(it.info): it.info for it in items}  # a batch's items share a few infos
+    if any(info.dtype.kind not in "iu" for info in kinds.values()):
+        per_item = [f if it.info.dtype.kind in "iu" else _UNFOLDED
+                    for f, it in zip(per_item, items, strict=True)]  # fmt: skip
     decoded = [None if g is None and not r and f is None else (g, r, f) for g, r, f, _ in per_item]
-    left = set(decode_local(items, plans, n_totals, dtype, x, exact, decoded))
+    left = decode_local(items, plans, n_totals, dtype, x, exact, decoded)
+    if not left and all(done >= steps for *_, done in per_item):
+        codes = [it.label_codes() for it in items]  # the usual case: every window folded
+        rest: dict[int, Any] = {}
+    else:
+        codes, rest = _rest(items, plans, x, dtype, exact, pipeline, key, per_item, set(left))
+        if rest is None:
+            return None  # a transform that changes the shape: the general path
+    sizes = [c.size for c in codes]
+    if len(set(sizes)) > 1:
+        raise _shape_error(items, [(1, s) for s in sizes], "y")
+    # A copy (in-memory codes are read-only views of the labeled table's buffer).
+    y = np.concatenate([c if c.ndim == 1 else np.ravel(c) for c in codes])
+    y = y.reshape(n, 1, sizes[0])
+    flipped = [i for i, (_, r, _, _) in enumerate(per_item) if r]
+    if flipped:
+        y[flipped] = y[flipped][..., ::-1]
+    if not rest:
+        return x, y
+    ys = list(y)
+    for i, y_i in rest.items():
+        ys[i] = y_i
+    return x, _stack(items, ys)
+
+
+def _rest(
+    items: Sequence[BatchItem],
+    plans: list[tuple[range, Any]],
+    x: np.ndarray,
+    dtype: np.dtype,
+    exact: bool,
+    pipeline: Pipeline,
+    key: tuple[int, int] | None,
+    per_item: list[tuple],
+    left: set[int],
+) -> tuple[list[np.ndarray], dict[int, Any] | None]:
+    """The items ``left`` by the local path read by the general path, and the item
+    transforms left after the folds, item by item in order (the general path's errors
+    where it raised them); each item's label codes, and the labels of the items that
+    had transforms left (None if one changed a window's shape)."""
+    steps = len(pipeline.item)
     codes, rest = [], {}
     for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
         gain, reverse, fill, done = per_item[i]
@@ -234,22 +276,9 @@ def _folded_in_place(
             )
             if out is not slot:
                 if out.shape != slot.shape:
-                    return None  # a transform that changes the shape: the general path
+                    return codes, None
                 slot[...] = out
-    sizes = [np.size(c) for c in codes]
-    if len(set(sizes)) > 1:
-        raise _shape_error(items, [(1, s) for s in sizes], "y")
-    # A copy (in-memory codes are read-only views of the labeled table's buffer).
-    y = np.concatenate([np.ravel(c) for c in codes]).reshape(n, 1, sizes[0])
-    if folds.reverse.any():
-        flipped = [i for i, (_, r, _, _) in enumerate(per_item) if r]
-        y[flipped] = y[flipped][..., ::-1]
-    if not rest:
-        return x, y
-    ys = list(y)
-    for i, y_i in rest.items():
-        ys[i] = y_i
-    return x, _stack(items, ys)
+    return codes, rest
 
 
 #: `Folds.item` of a window that is not folded (its samples are not integers).
