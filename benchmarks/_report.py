@@ -77,11 +77,14 @@ class Result:
         )  # fmt: skip
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name, "ours": self.ours, "floor": self.floor, "unit": self.unit,
             "ratio": self.ratio, "goal": self.goal, "ok": self.ok, "floor_is": self.floor_is,
-            "higher_is_better": self.higher_is_better, "paired": self.paired,
+            "higher_is_better": self.higher_is_better,
         }  # fmt: skip
+        if self.paired is not None:  # (pages written before it render as they were)
+            out["paired"] = self.paired
+        return out
 
 
 def _num(x: float | None) -> str:
