@@ -36,7 +36,10 @@ class Result:
     better (times) and ``floor / ours`` when higher is better (rates), so a ratio of 1.0
     always means "as fast as the floor" and larger means slower. ``goal`` bounds the
     ratio (``ratio <= goal`` passes); ``floor`` may be ``None`` for figures that only
-    report (memory, say).
+    report (memory, say). ``paired``, where given, is the ratio: the median of the
+    ratios of runs measured in pairs (ours, floor, ours, floor, ...), which a noisy
+    machine moves less than the ratio of the two medians, and which the benchmark's
+    printed figure line shows, so that its line and its table agree.
     """
 
     name: str
@@ -46,9 +49,12 @@ class Result:
     goal: float | None = None
     higher_is_better: bool = False
     floor_is: str = ""
+    paired: float | None = None
 
     @property
     def ratio(self) -> float | None:
+        if self.paired is not None:
+            return self.paired
         if self.floor is None or self.floor == 0:
             return None
         if self.ours == 0:
@@ -67,14 +73,18 @@ class Result:
         return cls(
             d["name"], d["ours"], d["floor"], d["unit"], goal=d.get("goal"),
             higher_is_better=d.get("higher_is_better", False), floor_is=d.get("floor_is", ""),
+            paired=d.get("paired"),
         )  # fmt: skip
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name, "ours": self.ours, "floor": self.floor, "unit": self.unit,
             "ratio": self.ratio, "goal": self.goal, "ok": self.ok, "floor_is": self.floor_is,
             "higher_is_better": self.higher_is_better,
         }  # fmt: skip
+        if self.paired is not None:  # (pages written before it render as they were)
+            out["paired"] = self.paired
+        return out
 
 
 def _num(x: float | None) -> str:

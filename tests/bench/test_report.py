@@ -62,6 +62,20 @@ def test_every_figure_is_a_row_with_its_verdict() -> None:
     assert sum("**MISSED**" in r for r in rows) == 2
 
 
+def test_a_paired_ratio_is_the_tables_ratio_and_survives_the_page() -> None:
+    # Medians 1.2 / 1.0 would say 1.2; the runs' paired ratios had the median 1.05.
+    paired = Result("paired figure", 1.2, 1.0, "ms", goal=1.1, paired=1.05)
+    assert paired.ratio == 1.05 and paired.ok
+    assert Result("unpaired", 1.2, 1.0, "ms", goal=1.1).ok is False
+    page = format_markdown([("b", "", [paired])], command="c", machine=MACHINE, when=WHEN)
+    assert _rows(page, "b")[0][4:7] == ["1.05", "1.1", "ok"]
+    (again,) = parse_markdown(page)["sections"][0][2]
+    assert again == paired
+    assert (
+        Result.from_dict({k: v for k, v in paired.to_dict().items() if k != "paired"}).ok is False
+    )
+
+
 def test_the_machine_block_lists_every_entry() -> None:
     page = format_markdown([], command="cmd", machine=MACHINE, when=WHEN)
     block = page.split("| machine | |\n| --- | --- |\n", 1)[1].split("\n\n", 1)[0]

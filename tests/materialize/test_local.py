@@ -69,24 +69,31 @@ def test_one_rate_has_layouts_of_different_channel_counts(one_rate):
 @pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("source", ["labeled", "one_rate"])
 def test_batches_equal_the_general_path_item_by_item(request, source, dtype, exact, monkeypatch):
-    table_of_source = request.getfixturevalue(source)
     calls = _counting(monkeypatch)
+    for _, batch in local_batches(request.getfixturevalue(source), 16, 3, seed=5):
+        calls.clear()
+        x, y = materialize_batch(batch, dtype, exact=exact)
+        assert calls == []  # lpcm and lpcm.zst: all of them the local way
+        np.testing.assert_array_equal(x, _general(batch, dtype, exact))
+        assert x.dtype == dtype and y.shape == (16, 1, 2)
+        np.testing.assert_array_equal(y[:, 0], [it.label_codes() for it in batch])
+        assert y.flags.writeable
+
+
+def local_batches(table_of_source, batch_size: int, per_case: int, seed: int):
+    """``(where, batch)`` of ``per_case`` batches of every case the local path takes:
+    each sample rate's lpcm and lpcm.zst rows (several encodings), every channel (a
+    slice) per layout, since layouts of different channel counts do not stack, and
+    random subsets (indices) of the whole table."""
     for rate in sorted(set(table_of_source.column("sample_rate").to_pylist())):
-        table = eeg_rows_at(table_of_source, rate)  # lpcm and lpcm.zst rows, several encodings
-        # Every channel (a slice), per layout since layouts of different channel counts
-        # do not stack, and random subsets (indices) of the whole table.
+        table = eeg_rows_at(table_of_source, rate)
         cases = [(layout, None) for layout in _per_channel_count(table)] + [(table, 2)]
         for rows, n_channels in cases:
-            spec = RandomBatches(rows, n_channels=n_channels, batch_size=16, batch_duration=MIN)
-            for index in range(3):
-                batch, _ = spec.iterate_batch(spec.initial_state(seed=5).advance(index))
-                calls.clear()
-                x, y = materialize_batch(batch, dtype, exact=exact)
-                assert calls == []  # lpcm and lpcm.zst: all of them the local way
-                np.testing.assert_array_equal(x, _general(batch, dtype, exact))
-                assert x.dtype == dtype and y.shape == (16, 1, 2)
-                np.testing.assert_array_equal(y[:, 0], [it.label_codes() for it in batch])
-                assert y.flags.writeable
+            spec = RandomBatches(rows, n_channels=n_channels, batch_size=batch_size,
+                                 batch_duration=MIN)  # fmt: skip
+            for index in range(per_case):
+                batch, _ = spec.iterate_batch(spec.initial_state(seed=seed).advance(index))
+                yield f"rate {rate}, {n_channels} channels, batch {index}", batch
 
 
 def test_every_item_went_the_local_way_for_an_lpcm_table(labeled, monkeypatch):  # noqa: F811

@@ -227,3 +227,59 @@ def test_a_kernel_that_cannot_compile_is_tried_once_then_none_with_a_warning(cap
     assert "test kernel unavailable: no such typing" in caplog.text
     ok = _kernels.CompileOnce(lambda: len, lambda k: None, "len", _kernels.log)
     assert ok() is len and ok() is len
+
+
+@SETTINGS
+@given(
+    sample_type=st.sampled_from(["int8", "uint8", "int16", "uint16", "int32", "uint32"]),
+    dtype=st.sampled_from([np.float32, np.float64]),
+    resolution=resolutions,
+    offset=offsets,
+    fast=st.booleans(),
+    n_channels=st.integers(1, 20),  # under and over _FEW: both loop orders
+    n=st.integers(1, 200),
+    pick=st.one_of(st.none(), st.lists(st.integers(0, 19), min_size=1, max_size=12)),
+    gain=st.one_of(st.none(), st.floats(-4, 4, allow_nan=False, width=32)),
+    reverse=st.booleans(),
+    dropped=st.one_of(
+        st.none(), st.lists(st.sampled_from([0.0, -0.0, np.nan]), min_size=20, max_size=20)
+    ),  # fmt: skip
+    seed=st.integers(0, 2**16),
+    order=st.sampled_from([None, "rows", "steps"]),
+)
+def test_the_folded_decoder_gives_selects_bits(
+    sample_type, dtype, resolution, offset, fast, n_channels, n, pick, gain, reverse, dropped,
+    seed, order,
+):  # fmt: skip
+    """`decoder(folded=True)` (the local path's, its checks done once per batch) against
+    `DecodePlan.select` with the same gain, reversal and zeroed rows (the general path's),
+    and both against numpy's decode followed by `post_decode`."""
+    from ondabatches.onda._decoding import post_decode
+
+    info = make_info(
+        sample_type, n_channels, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+    )
+    dtype = np.dtype(dtype)
+    encoded = _interleaved_view(random_encoded(info, n, seed=seed))
+    index = slice(None) if pick is None else [i % n_channels for i in pick]
+    plan = decode_plan(info, dtype, fast)
+    rows = n_channels if pick is None else len(pick)
+    g = None if gain is None else dtype.type(gain)
+    fill = None if dropped is None else np.array(dropped[:rows], dtype)
+    with np.errstate(all="ignore"):
+        expected = post_decode(_numpy_path(plan, encoded, index, dtype), g, reverse, fill)
+    _kernels.FORCED = order
+    try:
+        with np.errstate(all="ignore"):
+            general = plan.select(encoded, index, np.empty_like(expected), g, reverse, fill)
+            decode = plan.kernel_decoder(info.dtype, folded=True)
+            if decode is not None:
+                local = np.empty_like(expected)
+                channels = None if pick is None else np.asarray(index, dtype=np.intp)
+                decode(encoded.T, channels, local, g, reverse, fill)
+                assert bitwise_equal(local, expected)
+    finally:
+        _kernels.FORCED = None
+    assert bitwise_equal(general, expected)
+    narrow = plan.how == "native" and dtype == np.float32 and info.dtype.itemsize > 2
+    assert (decode is None) == (not _kernels.available() or narrow)

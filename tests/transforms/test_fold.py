@@ -298,3 +298,28 @@ def test_folded_batches_identical_on_every_backend_and_resume(tables):
                 if k == 1:  # resume from JSON in the middle
                     s = BatchState.from_json(json.loads(json.dumps(s.to_json())))
                     b.start(s)
+
+
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernel", "numpy"])
+def test_a_batchs_hashed_block_is_keyed_uniforms_of_each_key(kernels, monkeypatch):
+    """`BatchDraws`' block (a compiled loop where numba runs) against `keyed_uniforms`
+    of the same keys in numpy, bit for bit."""
+    from ondabatches.transforms import _draws
+
+    monkeypatch.setattr(_kernels, "ENABLED", kernels)
+    if kernels:  # numba is installed here: the compiled loop runs
+        assert _kernels.available() and _draws._block_kernel() is not None
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        key = (int(rng.integers(0, 2**62)), int(rng.integers(0, 2**40)))
+        positions = sorted({int(p) for p in rng.integers(0, 50, 4)})
+        size, count = int(rng.integers(1, 70)), int(rng.integers(1, 25))
+        got = _draws._hashed_block(key, positions, size, count)
+        want = keyed_uniforms(*key, np.arange(size)[None, :, None],
+                              np.asarray(positions)[:, None, None],
+                              np.arange(count)[None, None, :])  # fmt: skip
+        assert got.shape == (len(positions), size, count)
+        assert got.tobytes() == want.tobytes(), (key, positions, size, count)
+        draws = BatchDraws(*key)
+        block = draws.uniforms(positions[0], count, size)
+        np.testing.assert_array_equal(block, want[0])

@@ -12,6 +12,11 @@ its slot of ``x``.
 Anything unusual (another format, a remote file, a selector object, a window outside
 the file, a read or check that fails) is left to the general path, item by item, so
 that its errors and values stay the general path's own.
+
+A batch whose leading augmentations fold into the decode (a transform pipeline's gains,
+signs, reversals and dropped channels: `Folds`) takes this path too, each window's fold
+done by the compiled kernel that `DecodePlan.select` runs for it on the general path
+(the same bits).
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ Decode = Callable[[np.ndarray, Any, np.ndarray], None]
 class _Signal:
     """What the items of one signal share within a batch."""
 
-    __slots__ = ("fd", "n_total", "bps", "n_cols", "dtype", "decode", "plan")
+    __slots__ = ("fd", "n_total", "bps", "n_cols", "dtype", "decode", "plan", "folded")
 
     def __init__(self, fd: int, n_total: int, item: BatchItem, out_type: np.dtype, exact: bool):
         info = item.info
@@ -59,6 +64,7 @@ class _Signal:
         self.bps, self.n_cols, self.dtype = info.bytes_per_sample, info.n_channels, info.dtype
         self.plan = decode_plan(info, out_type, not exact)
         self.decode: Decode | None = self.plan.kernel_decoder(info.dtype)
+        self.folded: Any = _UNSEEN  # the folding kernel, made at the first folded window
 
     def read(self, rows: range, scratch: _Scratch) -> np.ndarray | None:
         """The window's samples, time x channels (a view of scratch); None if short."""
@@ -76,6 +82,16 @@ class _Signal:
             self.decode(src, channels, out)
         else:
             self.plan.select(src.T, index, out)
+
+    def decode_folded(self, src: np.ndarray, index: Any, channels: Any, out: np.ndarray,
+                      fold: tuple) -> None:  # fmt: skip
+        """`decode_into` with a window's ``(gain, reverse, fill)`` (see `DecodePlan.select`)."""
+        if self.folded is _UNSEEN:
+            self.folded = self.plan.kernel_decoder(self.dtype, folded=True)
+        if self.folded is not None:
+            self.folded(src, channels, out, *fold)
+        else:
+            self.plan.select(src.T, index, out, *fold)
 
 
 class _ZstSignal(_Signal):
@@ -111,14 +127,17 @@ def decode_local(
     dtype: np.dtype,
     x: np.ndarray,
     exact: bool,
+    folds: Sequence[tuple | None] | None = None,
 ) -> list[int]:
     """Decode into ``x[i]`` each item that is a window of a local ``lpcm`` file.
 
     ``plans`` holds each item's rows and channel index, ``n_totals`` its signal's
-    samples. Returns the positions of the items left for the general path.
+    samples; ``folds``, if given, each item's ``(gain, reverse, fill)`` for the decode
+    (None: the plain decode). Returns the positions of the items left for the general
+    path.
     """
     if not x.flags.c_contiguous or any(type(get_format(f)) is not t for f, t in _FORMATS.items()):
-        return decode_edf(range(len(items)), items, plans, n_totals, x, dtype, exact)
+        return _edf(range(len(items)), items, plans, n_totals, x, dtype, exact, folds)
     left: list[int] = []
     signals: dict[tuple, Any] = {}
     channels: dict[tuple, np.ndarray] = {}
@@ -150,11 +169,25 @@ def decode_local(
                 if src is None or out.shape[1] != src.shape[0]:
                     left.append(i)
                     continue
-                signal.decode_into(src, index, picked, out)
+                fold = None if folds is None else folds[i]
+                if fold is None:
+                    signal.decode_into(src, index, picked, out)
+                else:
+                    signal.decode_folded(src, index, picked, out, fold)
             except Exception:  # the general path raises its own error for this item
                 left.append(i)
     scratch.keep()
-    return decode_edf(left, items, plans, n_totals, x, dtype, exact)  # EDF/BDF in place
+    return _edf(left, items, plans, n_totals, x, dtype, exact, folds)
+
+
+def _edf(todo, items, plans, n_totals, x, dtype, exact, folds) -> list[int]:
+    """`decode_edf` of the items ``todo`` (EDF/BDF in place) that have no fold; the
+    positions left for the general path, in order."""
+    if folds is None:
+        return decode_edf(todo, items, plans, n_totals, x, dtype, exact)
+    folded = [i for i in todo if folds[i] is not None]
+    plain = [i for i in todo if folds[i] is None]
+    return sorted(folded + decode_edf(plain, items, plans, n_totals, x, dtype, exact))
 
 
 def _open(

@@ -20,7 +20,9 @@ from ..onda._decoding import decode_plan
 from ..onda._settings import current_settings
 from ..transforms._base import Pipeline
 from ..transforms._builtins import _Filter
+from ..transforms._folds import Folds
 from ..transforms._transform import Transform
+from ._local import decode_local
 from ._materialize import (
     _ITEM_KINDS,
     _TRANSFORMED,
@@ -28,6 +30,7 @@ from ._materialize import (
     _describe,
     _is_remote,
     _n_total,
+    _plan,
     _read,
     _rows,
     _shape_error,
@@ -149,34 +152,35 @@ def _in_place(
     where that does not apply (context, a selector object, shapes that differ)."""
     if not all(isinstance(it, BatchItem) for it in items) or pipeline.batch:
         return None
-    plans = [(_rows(it), _channel_index(it)) for it in items]
-    shapes = {_shape_of(it, rows, index) for it, (rows, index) in zip(items, plans, strict=True)}
+    # Each item's rows and channel index, shape and signal samples, what the items of a
+    # signal share worked out once (as for the plain batch).
+    plans, expected, n_totals = _plan(items)
+    shapes = set(expected)
     if len(shapes) != 1 or None in shapes:
         return None
     # Checked first: a filter's margin at a rate its band does not fit is a design error.
     checked = set()
-    for item, (rows, _) in zip(items, plans, strict=True):
-        checks = (item.info.sample_rate, len(rows), _n_total(item))
+    for item, (rows, _), n_total in zip(items, plans, n_totals, strict=True):
+        checks = (item.info.sample_rate, len(rows), n_total)
         if checks not in checked:  # the checks depend on these only: once per batch each
             pipeline.check(*checks, _describe(item))
             checked.add(checks)
-    if any(pipeline.margin(it.info.sample_rate) for it in items):
+    if any(pipeline.margin(rate) for rate in {c[0] for c in checked}):
         return None
     x = allocate((len(items), *shapes.pop()), dtype)
     # Gains, signs and time reversal leading the pipeline are done by the decode: drawn
     # for every item at once, or item by item for a transform that folds only so.
     folds = pipeline.fold_batch(key, len(items), x.shape[1], x.dtype) if x.ndim == 3 else None
+    if folds is not None:
+        return _folded_in_place(items, plans, n_totals, x, dtype, exact, pipeline, key, folds)
     ys = []
     for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
         gain, reverse, fill, done = None, False, None, 0
         if x.ndim == 3 and item.info.dtype.kind in "iu":
-            if folds is not None:
-                gain, reverse, fill, done = folds.item(i)
-            else:
-                fold, done = pipeline.fold_item(key, i, x.shape[1], x.dtype)
-                if fold is not None:
-                    gain = None if fold.gain == 1 else fold.gain
-                    reverse, fill = fold.reverse, fold.fill
+            fold, done = pipeline.fold_item(key, i, x.shape[1], x.dtype)
+            if fold is not None:
+                gain = None if fold.gain == 1 else fold.gain
+                reverse, fill = fold.reverse, fold.fill
         slot = _x_at(item, rows, index, dtype, x[i], exact, gain, reverse, fill)
         y = _y(item)
         if reverse:
@@ -190,6 +194,95 @@ def _in_place(
             slot[...] = out
         ys.append(y)
     return x, _stack(items, ys)
+
+
+def _folded_in_place(
+    items: Sequence[BatchItem],
+    plans: list[tuple[range, Any]],
+    n_totals: list[int],
+    x: np.ndarray,
+    dtype: np.dtype,
+    exact: bool,
+    pipeline: Pipeline,
+    key: tuple[int, int] | None,
+    folds: Folds,
+) -> tuple[Any, Any] | None:
+    """`_in_place` with the batch's folds: the windows of local ``lpcm`` files decoded
+    with their folds by the plain batch's local path (`decode_local`), the others by
+    the general path, item by item, in order (its errors, raised where it raised them);
+    then the item transforms left after the folds, on the items that have some."""
+    n, steps = len(items), len(pipeline.item)
+    per_item = folds.items()
+    kinds = {id(it.info): it.info for it in items}  # a batch's items share a few infos
+    if any(info.dtype.kind not in "iu" for info in kinds.values()):
+        per_item = [f if it.info.dtype.kind in "iu" else _UNFOLDED
+                    for f, it in zip(per_item, items, strict=True)]  # fmt: skip
+    decoded = [None if g is None and not r and f is None else (g, r, f) for g, r, f, _ in per_item]
+    left = decode_local(items, plans, n_totals, dtype, x, exact, decoded)
+    if not left and all(done >= steps for *_, done in per_item):
+        codes = [it.label_codes() for it in items]  # the usual case: every window folded
+        rest: dict[int, Any] = {}
+    else:
+        codes, rest = _rest(items, plans, x, dtype, exact, pipeline, key, per_item, set(left))
+        if rest is None:
+            return None  # a transform that changes the shape: the general path
+    sizes = [c.size for c in codes]
+    if len(set(sizes)) > 1:
+        raise _shape_error(items, [(1, s) for s in sizes], "y")
+    # A copy (in-memory codes are read-only views of the labeled table's buffer).
+    y = np.concatenate([c if c.ndim == 1 else np.ravel(c) for c in codes])
+    y = y.reshape(n, 1, sizes[0])
+    flipped = [i for i, (_, r, _, _) in enumerate(per_item) if r]
+    if flipped:
+        y[flipped] = y[flipped][..., ::-1]
+    if not rest:
+        return x, y
+    ys = list(y)
+    for i, y_i in rest.items():
+        ys[i] = y_i
+    return x, _stack(items, ys)
+
+
+def _rest(
+    items: Sequence[BatchItem],
+    plans: list[tuple[range, Any]],
+    x: np.ndarray,
+    dtype: np.dtype,
+    exact: bool,
+    pipeline: Pipeline,
+    key: tuple[int, int] | None,
+    per_item: list[tuple],
+    left: set[int],
+) -> tuple[list[np.ndarray], dict[int, Any] | None]:
+    """The items ``left`` by the local path read by the general path, and the item
+    transforms left after the folds, item by item in order (the general path's errors
+    where it raised them); each item's label codes, and the labels of the items that
+    had transforms left (None if one changed a window's shape)."""
+    steps = len(pipeline.item)
+    codes, rest = [], {}
+    for i, (item, (rows, index)) in enumerate(zip(items, plans, strict=True)):
+        gain, reverse, fill, done = per_item[i]
+        slot = x[i]
+        if i in left:
+            _x_at(item, rows, index, dtype, slot, exact, gain, reverse, fill)
+        code = item.label_codes()
+        codes.append(code)
+        if done < steps:
+            y = np.array(code).reshape(1, -1)
+            if reverse:
+                y = np.ascontiguousarray(y[..., ::-1])
+            out, rest[i] = pipeline.apply_item(
+                slot, y, item.info.sample_rate, (0, 0), key, i, item, start=done
+            )
+            if out is not slot:
+                if out.shape != slot.shape:
+                    return codes, None
+                slot[...] = out
+    return codes, rest
+
+
+#: `Folds.item` of a window that is not folded (its samples are not integers).
+_UNFOLDED = (None, False, None, 0)
 
 
 #: Items filtered per call of the compiled sosfiltfilt: its loop over the rows of a time

@@ -124,11 +124,12 @@ class DecodePlan:
         self(data, out)
         return post_decode(out, gain, reverse, fill)
 
-    def kernel_decoder(self, sample_type: np.dtype) -> Any:
+    def kernel_decoder(self, sample_type: np.dtype, folded: bool = False) -> Any:
         """`select`'s compiled kernel for windows of ``sample_type``, its checks done
-        once (see `._kernels.decoder`); None where `select` takes numpy's path."""
+        once (see `._kernels.decoder`; ``folded``: the one that takes ``gain``,
+        ``reverse`` and ``fill``); None where `select` takes numpy's path."""
         res, off = (1.0, 0.0) if self.how == "cast" else (self.resolution, self.offset)
-        return decoder(sample_type, self.dtype, res, off, self.how == "native")
+        return decoder(sample_type, self.dtype, res, off, self.how == "native", folded)
 
     def _float64_blocks(self, data: np.ndarray, out: np.ndarray) -> None:
         # Multiply and add in float64 a few rows at a time, so that the scratch stays in

@@ -326,13 +326,18 @@ class Pipeline:
                 groups[group] = (r, name)
         made = {g: self.fold_batch(key, n, r, dtype, name) for g, (r, name) in groups.items()}
         out: list[Folds | None] = []
+        heads: dict[tuple[Any, int], Folds] = {}  # one per group and rows: modalities share it
         for r, name in zip(rows, modalities, strict=True):
             if r is None:
                 out.append(None)
                 continue
             group = tuple(t.applies_to(name) for t in leading) if shared else name
             folds = made[group]
-            out.append(folds if folds is None or folds.rows == r else folds.head(r))
+            if folds is not None and folds.rows != r:
+                if (group, r) not in heads:
+                    heads[group, r] = folds.head(r)
+                folds = heads[group, r]
+            out.append(folds)
         return out
 
     def apply_targets(self, y: Any, items: Sequence[Any]) -> Any:

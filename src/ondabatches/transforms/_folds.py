@@ -117,6 +117,10 @@ class Folds:
     def item(self, i: int) -> tuple[np.floating | None, bool, np.ndarray | None, int]:
         """Window ``i``'s ``(gain, reverse, fill, done)`` for the decode (gain None for
         1, fill None for no row set), as [`Fold`][ondabatches.transforms.Fold] gives."""
+        return self.items()[i]
+
+    def items(self) -> list[tuple[np.floating | None, bool, np.ndarray | None, int]]:
+        """[`item`][ondabatches.transforms.Folds.item] of every window, in order."""
         if self._items is None:  # every window's, worked out once (asked once each)
             fills: list[Any] = [None] * len(self.gain)
             if self.zero is not None:
@@ -129,4 +133,4 @@ class Folds:
             self._items = list(
                 zip(gains, self.reverse.tolist(), fills, self.done.tolist(), strict=True)
             )
-        return self._items[i]
+        return self._items
