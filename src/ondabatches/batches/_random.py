@@ -206,6 +206,16 @@ class RandomSampler(Sampler):
     def windows(self, seed: int, index: int) -> Windows:
         return self.draw(seed, index, self.batch_size)
 
+    def _windows_in_layout(self) -> bool:
+        # Rows below n_rows, epochs below their n_labels and starts between the bounds
+        # of `draw`, which a window of window_epochs fits: unless a subclass draws its own.
+        cls = type(self)
+        return (
+            cls.windows is RandomSampler.windows
+            and cls.draw is RandomSampler.draw
+            and cls._channels_of is RandomSampler._channels_of
+        )
+
     def draw(self, seed: int, index: int, size: int) -> Windows:
         """The first ``size`` windows of batch ``index`` of ``seed``'s stream."""
         rows = self.layout
