@@ -95,19 +95,23 @@ class _ZstSignal(_Signal):
         self.table, self.url = table, url
 
     def read(self, rows: range, scratch: _Scratch) -> np.ndarray | None:
-        start, stop = rows.start * self.bps, rows.stop * self.bps
+        bps = self.bps
+        start, stop = rows.start * bps, rows.stop * bps
         if stop == start:
             return self.samples(np.empty(0, dtype=np.uint8))
         table = self.table
         first, last = table.frames_for(start, stop)
-        a, b = int(table.compressed_offsets[first]), int(table.compressed_offsets[last])
+        c = table.compressed_offsets
+        a, b = int(c[first]), int(c[last])
         compressed = scratch.get(1, b - a)
         if os.preadv(self.fd, [compressed], a) != b - a:
             return None
-        whole = scratch.get(0, table.frame_start(last) - table.frame_start(first))
-        buf = _frames_into(compressed, table, first, last, self.url, whole)
-        skip = start - table.frame_start(first)
-        return self.samples(buf[skip : skip + stop - start])
+        origin = table.frame_start(first)
+        size = table.frame_start(last) - origin
+        buf = _frames_into(compressed, table, first, last, self.url, scratch.get(0, size),
+                           at=(a, origin, size))  # fmt: skip
+        skip = start - origin
+        return buf[skip : skip + stop - start].view(self.dtype).reshape(-1, self.n_cols)
 
 
 def decode_local(
