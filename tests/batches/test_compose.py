@@ -83,6 +83,26 @@ def test_random_batches_are_a_random_sampler_over_a_signal_layout(case):
     composed = compose(RandomSampler(**kwargs), SignalLayout(table, duration))
     _same_scheme(composed, existing, seed=int(rng.integers(0, 2**63)))
     assert existing.draw(5, 3, 2) == composed.layout.items(composed.sampler.draw(5, 3, 2))
+    # The scheme does not check the random draws' windows: they fit by construction.
+    assert existing._unchecked and composed._unchecked
+    for index in rng.integers(0, 2**62, size=20).tolist():
+        existing.layout.check(existing.sampler.windows(case, index), "draw")
+
+
+class _OwnDraws(RandomSampler):
+    """Random windows, then the first ones moved past the end of their row."""
+
+    def draw(self, seed, index, size):
+        windows = super().draw(seed, index, size)
+        return Windows(windows.rows, windows.firsts + 100, windows.channels)
+
+
+def test_a_random_sampler_that_draws_its_own_windows_is_checked():
+    table = labeled_table(2, duration=300 * S)
+    scheme = compose(_OwnDraws(batch_size=2), SignalLayout(table, 60 * S))
+    assert not scheme._unchecked
+    with pytest.raises(BatchSpecError, match="_OwnDraws batch 0: item 0 starts at epoch 1"):
+        scheme.iterate_batch(scheme.initial_state())
 
 
 @pytest.mark.parametrize("case", range(8))

@@ -12,8 +12,9 @@ import pyarrow.compute as pc
 import pytest
 
 from ondabatches.batches import BatchState, RandomBatches
-from ondabatches.errors import SampleFileError, SampleFileNotFoundError
+from ondabatches.errors import SampleFileError, SampleFileNotFoundError, UntrustedPathError
 from ondabatches.materialize import _local, _materialize, materialize_batch
+from ondabatches.onda import Samples, allowed_storage, load_rows, store
 from ondabatches.onda._zst import parse_seek_table
 from ondabatches.synthetic import make_dataset
 from tests.dataset import (  # noqa: F401
@@ -189,3 +190,51 @@ def test_the_scratch_buffers_are_per_thread_and_bounded(labeled, tmp_path, monke
     monkeypatch.setattr(_local, "_KEEP_SCRATCH", 16)  # a window over it is not kept
     materialize_batch(batch)
     assert mine.buffers[0] is None
+
+
+@pytest.mark.parametrize("fmt", ["lpcm", "lpcm.zst"])
+def test_a_file_replaced_between_batches_is_read_anew(labeled, tmp_path, fmt, monkeypatch):  # noqa: F811
+    batch, copy = _one_lpcm_batch(labeled, tmp_path, fmt=fmt)
+    before, _ = materialize_batch(batch)
+    # The same samples reversed in time, moved over the path with the old file's
+    # mtime: for lpcm (the same size) only the inode tells the files apart.
+    item = batch[0]
+    samples = load_rows(item.signal(), range(_materialize._n_total(item)), encoded=True)
+    new = tmp_path / f"new.{fmt}"
+    store(new, Samples(np.ascontiguousarray(samples.data[:, ::-1]), item.info, encoded=True))
+    st = copy.stat()
+    os.utime(new, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(new, copy)
+    calls = _counting(monkeypatch)
+    after, _ = materialize_batch(batch)
+    assert calls == []  # the local path, with the new file's seek table
+    assert not np.array_equal(after, before)
+    np.testing.assert_array_equal(after, _general(batch, np.float32, True))
+
+
+def test_new_settings_apply_to_the_next_batch(labeled, tmp_path):  # noqa: F811
+    batch, copy = _one_lpcm_batch(labeled, tmp_path)
+    materialize_batch(batch)
+    with allowed_storage(protocols=["file"], prefixes=[f"{tmp_path}/elsewhere/"]):
+        with pytest.raises(UntrustedPathError, match=str(copy)):
+            materialize_batch(batch)
+    materialize_batch(batch)
+
+
+def test_kept_signals_are_per_thread_and_bounded(labeled, tmp_path, monkeypatch):  # noqa: F811
+    batch, _ = _one_lpcm_batch(labeled, tmp_path)
+    _local._kept_signals().clear()
+    materialize_batch(batch)
+    mine = _local._kept_signals()
+    assert len(mine) == 1  # one signal: its items' entry
+    seen = []
+    worker = threading.Thread(target=lambda: (materialize_batch(batch),
+                                              seen.append(_local._kept_signals())))  # fmt: skip
+    worker.start()
+    worker.join(30)
+    assert seen and seen[0] is not mine and len(seen[0]) == 1
+    monkeypatch.setattr(_local, "_KEEP_SIGNALS", 1)
+    (tmp_path / "other").mkdir()
+    other, _ = _one_lpcm_batch(labeled, tmp_path / "other")
+    materialize_batch(other)
+    assert len(_local._kept_signals()) == 1

@@ -93,6 +93,11 @@ class Sampler(ABC):
         """How many batches a finite sampler gives (None: endless)."""
         return None
 
+    def _windows_in_layout(self) -> bool:
+        """Whether every window it gives is in its layout by construction, so that the
+        scheme need not check them (the built-in random draws); False by default."""
+        return False
+
     def config(self) -> dict[str, Any]:
         """What its batches depend on, as JSON (the scheme's configuration holds it)."""
         return {}

@@ -9,6 +9,10 @@ check, or the seek table), the decode plan and the kernel's type checks; each wi
 read (and decompressed) into scratch buffers of the thread and decoded from there into
 its slot of ``x``.
 
+What a signal's items share is also kept for the thread's next batches (see `_open`):
+each batch still looks the path up in the descriptor cache, whose ``stat`` says
+whether it is still the same file, of the same size and mtime.
+
 Anything unusual (another format, a remote file, a selector object, a window outside
 the file, a read or check that fails) is left to the general path, item by item, so
 that its errors and values stay the general path's own.
@@ -34,6 +38,7 @@ from ..onda._decoding import decode_plan
 from ..onda._descriptors import opened
 from ..onda._formats import get_format
 from ..onda._lpcm import LPCMFormat, check_lpcm_size
+from ..onda._settings import on_change
 from ..onda._storage import filesystem_for, is_local
 from ..onda._zst import LPCMZstFormat, SeekTable, _frames_into, local_seek_table
 from ._local_edf import decode_edf
@@ -54,13 +59,14 @@ Decode = Callable[[np.ndarray, Any, np.ndarray], None]
 
 
 class _Signal:
-    """What the items of one signal share within a batch."""
+    """What the items of one signal share within a batch (and, for the same file
+    unchanged, the thread's later batches: `_open`)."""
 
-    __slots__ = ("fd", "n_total", "bps", "n_cols", "dtype", "decode", "plan", "folded")
+    __slots__ = ("fd", "n_total", "bps", "n_cols", "dtype", "decode", "plan", "folded", "path")
 
     def __init__(self, fd: int, n_total: int, item: BatchItem, out_type: np.dtype, exact: bool):
         info = item.info
-        self.fd, self.n_total = fd, n_total
+        self.fd, self.n_total, self.path = fd, n_total, ""
         self.bps, self.n_cols, self.dtype = info.bytes_per_sample, info.n_channels, info.dtype
         self.plan = decode_plan(info, out_type, not exact)
         self.decode: Decode | None = self.plan.kernel_decoder(info.dtype)
@@ -105,19 +111,23 @@ class _ZstSignal(_Signal):
         self.table, self.url = table, url
 
     def read(self, rows: range, scratch: _Scratch) -> np.ndarray | None:
-        start, stop = rows.start * self.bps, rows.stop * self.bps
+        bps = self.bps
+        start, stop = rows.start * bps, rows.stop * bps
         if stop == start:
             return self.samples(np.empty(0, dtype=np.uint8))
         table = self.table
         first, last = table.frames_for(start, stop)
-        a, b = int(table.compressed_offsets[first]), int(table.compressed_offsets[last])
+        c = table.compressed_offsets
+        a, b = int(c[first]), int(c[last])
         compressed = scratch.get(1, b - a)
         if os.preadv(self.fd, [compressed], a) != b - a:
             return None
-        whole = scratch.get(0, table.frame_start(last) - table.frame_start(first))
-        buf = _frames_into(compressed, table, first, last, self.url, whole)
-        skip = start - table.frame_start(first)
-        return self.samples(buf[skip : skip + stop - start])
+        origin = table.frame_start(first)
+        size = table.frame_start(last) - origin
+        buf = _frames_into(compressed, table, first, last, self.url, scratch.get(0, size),
+                           at=(a, origin, size))  # fmt: skip
+        skip = start - origin
+        return buf[skip : skip + stop - start].view(self.dtype).reshape(-1, self.n_cols)
 
 
 def decode_local(
@@ -194,20 +204,80 @@ def _open(
     item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
 ) -> _Signal | None:
     try:
-        fs, path = filesystem_for(item.file_path)
-        if not is_local(fs):
+        key = (id(item.file_path), id(item.signal_span), id(item.info), dtype, exact, n_total)
+        kept = _kept_signals().get(key)
+        if kept is not None:
+            # The same objects (the entry holds them: their ids are not reused), the
+            # same settings (a change empties every thread's entries): the file is
+            # the one checked if its stat says so.
+            url, file_format, span, info, identity, signal = kept
+            if (
+                url is item.file_path and span is item.signal_span and info is item.info
+                and file_format == item.file_format
+            ):  # fmt: skip
+                fd, st = held.enter_context(opened(signal.path))
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
+                    signal.fd = fd
+                    return signal
+        opened_signal = _new_signal(item, n_total, dtype, exact, held)
+        if opened_signal is None:
             return None
-        fd, st = held.enter_context(opened(path))
-        if item.file_format == "lpcm":
-            check_lpcm_size(path, st.st_size, item.info, n_total)
-            return _Signal(fd, n_total, item, dtype, exact)
+        signal, st = opened_signal
+        _keep(key, item, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), signal)
+        return signal
+    except Exception:  # refused, missing, the wrong size: the general path says so
+        return None
+
+
+def _new_signal(
+    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
+) -> tuple[_Signal, os.stat_result] | None:
+    """The item's signal, looked up, opened and checked, and the stat it was checked at."""
+    fs, path = filesystem_for(item.file_path)
+    if not is_local(fs):
+        return None
+    fd, st = held.enter_context(opened(path))
+    signal: _Signal
+    if item.file_format == "lpcm":
+        check_lpcm_size(path, st.st_size, item.info, n_total)
+        signal = _Signal(fd, n_total, item, dtype, exact)
+    else:
         table = local_seek_table(fs, path, fd, st)
         if table is None:  # a stream without a seek table: read from its start
             return None
         check_lpcm_size(path, table.decompressed_size, item.info, n_total, what="decompresses to")
-        return _ZstSignal(fd, n_total, item, dtype, exact, table, path)
-    except Exception:  # refused, missing, the wrong size: the general path says so
-        return None
+        signal = _ZstSignal(fd, n_total, item, dtype, exact, table, path)
+    signal.path = path
+    return signal, st
+
+
+#: Signals kept per thread for its next batches, at most this many (then emptied).
+_KEEP_SIGNALS = 1024
+
+# Bumped by every change of the settings (allowed roots, kernels): kept signals of an
+# earlier generation are dropped.
+_generation = [0]
+
+
+def _settings_changed(_settings: Any) -> None:
+    _generation[0] += 1
+
+
+on_change(_settings_changed)
+
+
+def _kept_signals() -> dict[tuple, tuple]:
+    kept = getattr(_scratch, "signals", None)
+    if kept is None or kept[0] != _generation[0]:
+        kept = _scratch.signals = (_generation[0], {})
+    return kept[1]
+
+
+def _keep(key: tuple, item: BatchItem, identity: tuple, signal: _Signal) -> None:
+    kept = _kept_signals()
+    if len(kept) >= _KEEP_SIGNALS:
+        kept.clear()
+    kept[key] = (item.file_path, item.file_format, item.signal_span, item.info, identity, signal)
 
 
 _UNSEEN = object()

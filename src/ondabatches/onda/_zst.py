@@ -30,7 +30,7 @@ import os
 import struct
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import fsspec
@@ -80,13 +80,16 @@ class SeekTable:
 
     Frames of the same decompressed size (all but the last, as our writer makes them)
     keep only their compressed offsets: 8 bytes per frame, in every worker that caches
-    the table.
+    the table, and one byte that marks the frame's header checked (see
+    `_sizes_in_headers`).
     """
 
     compressed_offsets: np.ndarray  # n_frames + 1 int64, the last one = end of the frames
     decompressed_size: int
     frame_size: int  # decompressed bytes of every frame but the last; 0 when they vary
     varying: np.ndarray | None = None  # n_frames + 1 decompressed offsets, when they vary
+    # Per frame, 1 once its header was seen to declare the size this table gives it.
+    headers_seen: bytearray = field(default_factory=bytearray, compare=False, repr=False)
 
     @classmethod
     def from_sizes(cls, compressed: np.ndarray, decompressed: np.ndarray) -> SeekTable:
@@ -97,15 +100,16 @@ class SeekTable:
         total = int(decompressed.sum(dtype=np.int64))
         first = int(decompressed[0]) if n else 0
         if first and (decompressed[:-1] == first).all() and 0 < decompressed[-1] <= first:
-            return cls(offsets, total, first)
+            return cls(offsets, total, first, None, bytearray(n))
         varying = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(decompressed, out=varying[1:])
-        return cls(offsets, total, 0, varying)
+        return cls(offsets, total, 0, varying, bytearray(n))
 
     @property
     def nbytes(self) -> int:
         """Memory held by the table's arrays."""
-        return self.compressed_offsets.nbytes + (0 if self.varying is None else self.varying.nbytes)
+        varying = 0 if self.varying is None else self.varying.nbytes
+        return self.compressed_offsets.nbytes + varying + len(self.headers_seen)
 
     @property
     def decompressed_offsets(self) -> np.ndarray:
@@ -195,14 +199,19 @@ def _frames_into(
     last: int,
     url: str,
     out: np.ndarray | None = None,
+    at: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Decompress frames ``[first, last)`` (``compressed`` holds exactly them), each to
     its end, checking that each gives the bytes the seek table says it holds; into the
-    start of ``out`` (uint8) if it is given and large enough."""
+    start of ``out`` (uint8) if it is given and large enough. ``at``, if given, is the
+    table's ``(compressed offset of first, frame_start(first), frame_start(last) -
+    frame_start(first))``, worked out by the caller already."""
     c = table.compressed_offsets
-    base = int(c[first])
-    origin = table.frame_start(first)
-    size = table.frame_start(last) - origin
+    if at is None:
+        base, origin = int(c[first]), table.frame_start(first)
+        size = table.frame_start(last) - origin
+    else:
+        base, origin, size = at
     buf = out[:size] if out is not None and out.size >= size else np.empty(size, dtype=np.uint8)
     view = memoryview(buf)
     dctx = _decompressor()
@@ -252,7 +261,16 @@ def _frames_into(
 
 def _sizes_in_headers(compressed: np.ndarray, table: SeekTable, first: int, last: int) -> bool:
     """Whether every frame ``[first, last)`` declares, in its header, the content size that
-    the seek table gives it (what our writer does; earlier files declare none)."""
+    the seek table gives it (what our writer does; earlier files declare none).
+
+    A frame found to do so is marked in the table, and not looked at again: the table
+    is parsed once per file size and mtime (`local_seek_table`), and so are the headers
+    it vouches for. Every read still has zstd hold each frame to its header's size and
+    checksum, and the window to the table's size.
+    """
+    seen = table.headers_seen
+    if len(seen) >= last and 0 not in seen[first:last]:
+        return True
     # Plain ints, converted once: this runs for every window read.
     offsets = table.compressed_offsets[first:last].tolist()
     if table.varying is not None:
@@ -273,6 +291,8 @@ def _sizes_in_headers(compressed: np.ndarray, table: SeekTable, first: int, last
                 return False
     except zstandard.ZstdError:
         return False
+    if len(seen) >= last:
+        seen[first:last] = b"\1" * (last - first)
     return True
 
 
