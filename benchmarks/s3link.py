@@ -3,8 +3,8 @@
 A local S3 server (moto, ``pip install 'ondabatches[test]'``) sits behind
 :class:`~benchmarks._proxy.FaultyProxy`, each in a process of its own (see
 :mod:`benchmarks._s3server`: in this one they would compete with the consumer for its
-interpreter lock, and together with each other). The proxy adds 20 ms, then 50 ms, to every request and limits the
-bytes it sends back to one shared link of ``_BANDWIDTH`` bytes/s. A
+interpreter lock, and together with each other). The proxy adds 20 ms, then 50 ms, to
+every request and limits the bytes it sends back to one shared link of ``_BANDWIDTH`` bytes/s. A
 :class:`~ondabatches.Batcher` with 2 worker processes, each materializing 2 batches at
 once (``worker_tasks=2``), serves batches of ``s3://`` recordings; the figure is the
 bytes of S3 response bodies per second while the consumer takes batches, against the
