@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import threading
 
@@ -237,4 +238,26 @@ def test_kept_signals_are_per_thread_and_bounded(labeled, tmp_path, monkeypatch)
     (tmp_path / "other").mkdir()
     other, _ = _one_lpcm_batch(labeled, tmp_path / "other")
     materialize_batch(other)
+    assert len(_local._kept_signals()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["lpcm", "lpcm.zst"])
+def test_an_unpickled_batch_finds_the_signals_kept_for_it(
+    labeled,  # noqa: F811
+    tmp_path,
+    fmt,
+    monkeypatch,
+):
+    # A worker's batches arrive unpickled: new objects for the same signals each time.
+    batch, _ = _one_lpcm_batch(labeled, tmp_path, fmt=fmt)
+    _local._kept_signals().clear()
+    want, _ = materialize_batch(batch)
+    opened = []
+    new_signal = _local._new_signal
+    monkeypatch.setattr(_local, "_new_signal", lambda *a: opened.append(a) or new_signal(*a))
+    again = pickle.loads(pickle.dumps(batch))
+    assert again[0].info is not batch[0].info and again[0].info == batch[0].info
+    got, _ = materialize_batch(again)
+    assert opened == []  # kept by value: nothing looked up, opened or checked anew
+    np.testing.assert_array_equal(got, want)
     assert len(_local._kept_signals()) == 1

@@ -204,26 +204,23 @@ def _open(
     item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
 ) -> _Signal | None:
     try:
-        key = (id(item.file_path), id(item.signal_span), id(item.info), dtype, exact, n_total)
+        # By value, not identity: a worker's batches arrive unpickled, new objects
+        # each time, for the same signals. The same settings (a change empties every
+        # thread's entries): the file is the one checked if its stat says so.
+        key = (item.file_path, item.file_format, item.signal_span, item.info, dtype, exact,
+               n_total)  # fmt: skip
         kept = _kept_signals().get(key)
         if kept is not None:
-            # The same objects (the entry holds them: their ids are not reused), the
-            # same settings (a change empties every thread's entries): the file is
-            # the one checked if its stat says so.
-            url, file_format, span, info, identity, signal = kept
-            if (
-                url is item.file_path and span is item.signal_span and info is item.info
-                and file_format == item.file_format
-            ):  # fmt: skip
-                fd, st = held.enter_context(opened(signal.path))
-                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
-                    signal.fd = fd
-                    return signal
+            identity, signal = kept
+            fd, st = held.enter_context(opened(signal.path))
+            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
+                signal.fd = fd
+                return signal
         opened_signal = _new_signal(item, n_total, dtype, exact, held)
         if opened_signal is None:
             return None
         signal, st = opened_signal
-        _keep(key, item, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), signal)
+        _keep(key, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), signal)
         return signal
     except Exception:  # refused, missing, the wrong size: the general path says so
         return None
@@ -273,11 +270,11 @@ def _kept_signals() -> dict[tuple, tuple]:
     return kept[1]
 
 
-def _keep(key: tuple, item: BatchItem, identity: tuple, signal: _Signal) -> None:
+def _keep(key: tuple, identity: tuple, signal: _Signal) -> None:
     kept = _kept_signals()
     if len(kept) >= _KEEP_SIGNALS:
         kept.clear()
-    kept[key] = (item.file_path, item.file_format, item.signal_span, item.info, identity, signal)
+    kept[key] = (identity, signal)
 
 
 _UNSEEN = object()

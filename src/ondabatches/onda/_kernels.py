@@ -68,7 +68,8 @@ def _enabled() -> bool:
 #: channels 1.5-10x faster that way). From it on, which loop order is faster depends on
 #: the CPU: on one (Intel) time steps were faster for 8 channels and more, on another
 #: (AMD EPYC) one row at a time was 1.7x faster for 19. So `_few` measures both at first
-#: use, per window shape and types, and keeps the faster; both give the same bits.
+#: use, per window shape and types, and keeps the faster (rows only when clearly so:
+#: `_ROWS_MARGIN`); both give the same bits.
 _FEW = 8
 
 #: The loop order chosen for each key of `_few`: True for one row at a time.
@@ -77,8 +78,18 @@ _ROWS: dict[tuple, bool] = {}
 #: "rows" or "steps" forces that order for every window (tests, benchmarks); None measures.
 FORCED: str | None = None
 
-#: Time steps of the window the two orders decode when `_few` measures them.
-_PROBE_STEPS = 2048
+#: Time steps of the window the two orders decode when `_few` measures them: the first
+#: window's own, within these bounds. A fixed 2048 misled: output rows 8 KiB apart (a
+#: power of two) make every time step's writes fall in one set of the cache, which
+#: slowed the time-steps order 5-7x on that probe alone (Intel Xeon: 0.13 vs 0.019 ms),
+#: while on real 30 s windows (7680 steps) the two orders were even.
+_PROBE_STEPS = (256, 16384)
+
+#: One row at a time is kept only when it is at least this much faster than time
+#: steps: on even terms, time steps read each window once, in order, which held up
+#: where two worker processes share a core's caches (2 workers: 329 vs 279 batches/s
+#: with rows, Intel Xeon), and gave inline batches the same time.
+_ROWS_MARGIN = 1.2
 
 _lock = threading.Lock()
 _post: Callable[..., None] | None = None
@@ -489,10 +500,12 @@ def _few(src, channels, every, narrow, buf, out) -> int:
 
 
 def _rows_faster(src, channels, every, narrow, buf, out) -> bool:
-    """Time both loop orders on a window of this shape (a few ms at most), in turns."""
+    """Time both loop orders on a window of this shape and length (a few ms at most), in
+    turns: whether one row at a time is clearly faster (`_ROWS_MARGIN`)."""
     kernel = _compile()
-    probe = np.zeros((_PROBE_STEPS, src.shape[1]), dtype=src.dtype)
-    dst = np.empty((out.shape[0], _PROBE_STEPS), dtype=out.dtype)
+    steps = min(max(src.shape[0], _PROBE_STEPS[0]), _PROBE_STEPS[1])
+    probe = np.zeros((steps, src.shape[1]), dtype=src.dtype)
+    dst = np.empty((out.shape[0], steps), dtype=out.dtype)
     best = {True: float("inf"), False: float("inf")}
     for _ in range(3):
         for rows in (True, False):
@@ -500,7 +513,7 @@ def _rows_faster(src, channels, every, narrow, buf, out) -> bool:
             kernel(probe, channels, every, narrow, 1.0, -0.0, buf, dst,
                    out.shape[0] + 1 if rows else 0)  # fmt: skip
             best[rows] = min(best[rows], time.perf_counter() - started)
-    faster = best[True] <= best[False]
+    faster = best[True] * _ROWS_MARGIN <= best[False]
     log.debug("decode of %d rows of %d (%s to %s): %s first (%.3g vs %.3g ms)", out.shape[0],
               src.shape[1], src.dtype, out.dtype, "rows" if faster else "time steps",
               best[faster] * 1e3, best[not faster] * 1e3)  # fmt: skip
