@@ -20,6 +20,18 @@ def _numpy_path(plan, encoded, index, dtype) -> np.ndarray:
         return plan(selected, np.empty(selected.shape, dtype=dtype))
 
 
+def _case(sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed):
+    """A random window's info, output dtype, encoded samples (a read's layout), channel
+    index and decode plan."""
+    info = make_info(
+        sample_type, n_channels, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+    )
+    dtype = np.dtype(dtype)
+    encoded = _interleaved_view(random_encoded(info, n, seed=seed))
+    index = slice(None) if pick is None else [i % n_channels for i in pick]
+    return info, dtype, encoded, index, decode_plan(info, dtype, fast)
+
+
 @SETTINGS
 @given(
     sample_type=st.sampled_from(sorted(SAMPLE_TYPES)),
@@ -37,13 +49,9 @@ def _numpy_path(plan, encoded, index, dtype) -> np.ndarray:
 def test_select_equals_numpys_path(
     sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed, order
 ):
-    info = make_info(
-        sample_type, n_channels, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+    info, dtype, encoded, index, plan = _case(
+        sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed
     )
-    dtype = np.dtype(dtype)
-    encoded = _interleaved_view(random_encoded(info, n, seed=seed))
-    index = slice(None) if pick is None else [i % n_channels for i in pick]
-    plan = decode_plan(info, dtype, fast)
     expected = _numpy_path(plan, encoded, index, dtype)
     out = np.empty(expected.shape, dtype=dtype)
     _kernels.FORCED = order
@@ -256,13 +264,9 @@ def test_the_folded_decoder_gives_selects_bits(
     and both against numpy's decode followed by `post_decode`."""
     from ondabatches.onda._decoding import post_decode
 
-    info = make_info(
-        sample_type, n_channels, sample_resolution_in_unit=resolution, sample_offset_in_unit=offset
+    info, dtype, encoded, index, plan = _case(
+        sample_type, dtype, resolution, offset, fast, n_channels, n, pick, seed
     )
-    dtype = np.dtype(dtype)
-    encoded = _interleaved_view(random_encoded(info, n, seed=seed))
-    index = slice(None) if pick is None else [i % n_channels for i in pick]
-    plan = decode_plan(info, dtype, fast)
     rows = n_channels if pick is None else len(pick)
     g = None if gain is None else dtype.type(gain)
     fill = None if dropped is None else np.array(dropped[:rows], dtype)

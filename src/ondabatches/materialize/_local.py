@@ -124,8 +124,7 @@ class _ZstSignal(_Signal):
             return None
         origin = table.frame_start(first)
         size = table.frame_start(last) - origin
-        buf = _frames_into(compressed, table, first, last, self.url, scratch.get(0, size),
-                           at=(a, origin, size))  # fmt: skip
+        buf = _frames_into(compressed, table, first, last, self.url, scratch.get(0, size))
         skip = start - origin
         return buf[skip : skip + stop - start].view(self.dtype).reshape(-1, self.n_cols)
 

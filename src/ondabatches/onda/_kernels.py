@@ -314,8 +314,6 @@ def _decode_post(
 
 _ROW_NARROW: Callable[..., None] | None = None
 _ROW_WIDE: Callable[..., None] | None = None
-
-
 _STAGE: Callable[..., None] | None = None
 
 

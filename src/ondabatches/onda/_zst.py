@@ -199,19 +199,13 @@ def _frames_into(
     last: int,
     url: str,
     out: np.ndarray | None = None,
-    at: tuple[int, int, int] | None = None,
 ) -> np.ndarray:
     """Decompress frames ``[first, last)`` (``compressed`` holds exactly them), each to
     its end, checking that each gives the bytes the seek table says it holds; into the
-    start of ``out`` (uint8) if it is given and large enough. ``at``, if given, is the
-    table's ``(compressed offset of first, frame_start(first), frame_start(last) -
-    frame_start(first))``, worked out by the caller already."""
+    start of ``out`` (uint8) if it is given and large enough."""
     c = table.compressed_offsets
-    if at is None:
-        base, origin = int(c[first]), table.frame_start(first)
-        size = table.frame_start(last) - origin
-    else:
-        base, origin, size = at
+    base, origin = int(c[first]), table.frame_start(first)
+    size = table.frame_start(last) - origin
     buf = out[:size] if out is not None and out.size >= size else np.empty(size, dtype=np.uint8)
     view = memoryview(buf)
     dctx = _decompressor()
