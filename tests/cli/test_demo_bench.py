@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 import subprocess
 import sys
@@ -92,3 +94,47 @@ def test_the_old_bench_package_is_a_deprecated_stand_in_for_benchmarks() -> None
         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2],
     )  # fmt: skip
     assert old.returncode == 0 and old.stdout.strip() == "True", old.stderr
+
+
+def _fake_benchmarks(tmp_path: Path) -> dict[str, str]:
+    """A benchmarks folder of two sections: ``pid`` (its process id as a figure) and
+    ``boom`` (raises), on the real folder's report helpers."""
+    root = Path(__file__).resolve().parents[2]
+    folder = tmp_path / "fakebench"
+    folder.mkdir()
+    (folder / "__init__.py").write_text(
+        f"import sys\nsys.path.insert(0, {str(root)!r})\n"
+        "from benchmarks import Result, format_results, machine_line, write_markdown\n"
+    )
+    (folder / "pid.py").write_text(
+        '"""Process id."""\nimport os\nfrom . import Result\n\n\n'
+        "def run(quick=False):\n"
+        '    return [Result("process id", float(os.getpid()), 1.0, "pid")]\n'
+    )
+    (folder / "boom.py").write_text(
+        '"""Fails."""\n\n\ndef run(quick=False):\n    raise RuntimeError("boom here")\n'
+    )
+    return {"ONDABATCHES_BENCHMARKS": str(folder)}
+
+
+def _pids(stdout: str) -> list[str]:
+    return [ln.split()[2] for ln in stdout.splitlines() if ln.startswith("process id")]
+
+
+@pytest.mark.timeout(120)
+def test_bench_runs_each_benchmark_in_a_fresh_process_unless_told(tmp_path: Path) -> None:
+    env = {**os.environ, **_fake_benchmarks(tmp_path)}
+    run = functools.partial(subprocess.run, capture_output=True, text=True, env=env)
+    apart = run([sys.executable, "-m", "ondabatches", "bench", "pid", "pid"])
+    assert apart.returncode == 0, apart.stderr
+    pids = _pids(apart.stdout)
+    assert len(pids) == 2 and pids[0] != pids[1], apart.stdout
+    together = run([sys.executable, "-m", "ondabatches", "bench", "pid", "pid", "--same-process"])
+    assert together.returncode == 0, together.stderr
+    pids = _pids(together.stdout)
+    assert len(pids) == 2 and pids[0] == pids[1], together.stdout
+    # A section that fails: its traceback (the child's stderr), then one line naming it.
+    failed = run([sys.executable, "-m", "ondabatches", "bench", "boom"])
+    assert failed.returncode == 1
+    assert "boom here" in failed.stderr
+    assert "benchmark 'boom' failed in its own process (exit status 1" in failed.stderr
