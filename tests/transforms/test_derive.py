@@ -12,7 +12,7 @@ scipy_signal = pytest.importorskip("scipy.signal")
 
 from ondabatches import label_signals  # noqa: E402
 from ondabatches.errors import BatchSpecError  # noqa: E402
-from ondabatches.onda import iter_signals, load, read_annotations, read_signals  # noqa: E402
+from ondabatches.onda import _kernels, iter_signals, load, read_annotations, read_signals  # noqa: E402
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset  # noqa: E402
 from ondabatches.transforms import Bandpass, Notch, SignFlip, derive_dataset  # noqa: E402
 
@@ -40,8 +40,13 @@ def _expected(sig, filters, reference, up, down):
     return x
 
 
+@pytest.mark.parametrize("kernels", [True, False])
 @pytest.mark.parametrize("resample_hz", [None, 100.0])
-def test_derived_signals_equal_the_whole_recording_processed(source, tmp_path, resample_hz):
+def test_derived_signals_equal_the_whole_recording_processed(
+    source, tmp_path, resample_hz, kernels, monkeypatch
+):
+    if not kernels:  # scipy's calls, block by block
+        monkeypatch.setattr(_kernels, "ENABLED", False)
     signals, annotations = source
     filters = [Bandpass(0.5, 25.0), Notch(16.0)]  # below the 64 Hz EOG's Nyquist
     # Small blocks: many block edges inside each recording.
@@ -73,6 +78,35 @@ def test_derived_signals_equal_the_whole_recording_processed(source, tmp_path, r
         epoch=EPOCH, encoding=STAGE_ENCODING,
     )  # fmt: skip
     assert labeled.num_rows == len(derived)
+
+
+@pytest.mark.parametrize("block", [997, 4096, 20_011, 1 << 20])
+def test_the_compiled_resample_gives_the_whole_recordings_bits_at_any_block(
+    source, tmp_path, block
+):
+    pytest.importorskip("numba")
+    signals, _ = source
+    out, _ = derive_dataset(str(signals), None, str(tmp_path / "out"), resample_hz=100.0,
+                            block_samples=block)  # fmt: skip
+    derived = list(iter_signals(read_signals(out)))
+    for sig, orig in zip(derived, iter_signals(read_signals(signals)), strict=True):
+        g = np.gcd(100, int(orig.info.sample_rate))
+        up, down = 100 // g, int(orig.info.sample_rate) // g
+        want = scipy_signal.resample_poly(load(orig).data.astype(np.float64), up, down, axis=-1)
+        got = load(sig).data.astype(np.float32)  # float32 stored: exact
+        assert got.tobytes() == want.astype(np.float32).tobytes(), (block, orig)
+
+
+def test_filters_over_one_block_give_scipys_bits(source, tmp_path):
+    pytest.importorskip("numba")
+    signals, _ = source
+    filters = [Bandpass(0.5, 25.0), Notch(16.0)]
+    out, _ = derive_dataset(str(signals), None, str(tmp_path / "out"), filters=filters,
+                            block_samples=1 << 24)  # fmt: skip
+    for sig, orig in zip(iter_signals(read_signals(out)), iter_signals(read_signals(signals)),
+                         strict=True):  # fmt: skip
+        want = _expected(orig, filters, None, 1, 1).astype(np.float32)
+        assert load(sig).data.astype(np.float32).tobytes() == want.tobytes(), orig
 
 
 def test_rerun_skips_finished_signals_and_bad_input(source, tmp_path):

@@ -15,7 +15,7 @@ pytest.importorskip("numba")
 from ondabatches.onda import _kernels  # noqa: E402
 from ondabatches.transforms import Bandpass, Highpass, Lowpass, Notch  # noqa: E402
 from ondabatches.transforms._builtins import _padlen  # noqa: E402
-from ondabatches.transforms._filtfilt import sosfiltfilt_rows  # noqa: E402
+from ondabatches.transforms._filtfilt import sosfiltfilt_rows, sosfiltfilt_steps  # noqa: E402
 from tests.dataset import dataset, labeled  # noqa: E402, F401
 
 
@@ -270,3 +270,44 @@ def test_filtered_batches_decode_their_reads_into_the_filter(labeled, monkeypatc
         want = want.astype(np.float32)[:, rows.start - first : rows.start - first + len(rows)]
         interior = rows.start - first == stop - rows.stop == margin
         _assert_scipys(x[i], want, interior, (i, item.window))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_filters_back_to_back_in_one_time_major_buffer_give_scipys_bits(seed):
+    rng = np.random.default_rng([11, seed])
+    for _ in range(6):
+        f, rate = _random_filter(rng)
+        filters = [f]
+        while len(filters) < 3:  # up to 3 filters of one rate
+            f, other = _random_filter(rng)
+            if other == rate:
+                filters.append(f)
+        filters = filters[: int(rng.integers(1, 4))]
+        cascade = [(f, f._design(rate), _padlen(f._design(rate))) for f in filters]
+        pad = max(p for *_, p in cascade)
+        n = int(rng.integers(pad + 1, pad + 4000))
+        channels = int(rng.choice([1, 3, 4, 19, 20]))
+        x = rng.standard_normal((n, channels)) * 40 + rng.uniform(-500, 500, channels)
+        extra = int(rng.integers(0, 3))  # rows of the buffer beyond the pad: left alone
+        w = np.full((n + 2 * (pad + extra), channels), 7.0)
+        w[pad + extra : pad + extra + n] = x
+        want = x
+        for f, sos, p in cascade:
+            assert sosfiltfilt_steps(sos, p, w, pad + extra, n), f
+            want = scipy_signal.sosfiltfilt(sos, want, axis=0, padlen=p)
+        got = w[pad + extra : pad + extra + n]
+        assert got.tobytes() == want.tobytes(), (cascade, n, channels)
+        assert (w[:extra] == 7.0).all() and (w[len(w) - extra :] == 7.0).all()
+
+
+def test_filters_in_a_time_major_buffer_are_refused_off_kernel_or_out_of_shape(monkeypatch):
+    sos = Bandpass(0.5, 30.0)._design(256.0)
+    pad = _padlen(sos)
+    w = np.zeros((3000, 4))
+    assert not sosfiltfilt_steps(sos, pad, w, pad - 1, 1000)  # no room for the pad
+    assert not sosfiltfilt_steps(sos, pad, w, pad, 3000 - pad)
+    assert not sosfiltfilt_steps(sos, pad, w, pad, pad)  # as short as the pad
+    assert not sosfiltfilt_steps(sos, pad, w.astype(np.float32), pad, 1000)
+    assert not sosfiltfilt_steps(sos, pad, np.zeros((4, 3000)).T, pad, 1000)
+    monkeypatch.setattr(_kernels, "ENABLED", False)
+    assert not sosfiltfilt_steps(sos, pad, w, pad, 1000)
