@@ -15,7 +15,11 @@ pytest.importorskip("numba")
 from ondabatches.onda import _kernels  # noqa: E402
 from ondabatches.transforms import Bandpass, Highpass, Lowpass, Notch  # noqa: E402
 from ondabatches.transforms._builtins import _padlen  # noqa: E402
-from ondabatches.transforms._filtfilt import sosfiltfilt_rows, sosfiltfilt_steps  # noqa: E402
+from ondabatches.transforms._filtfilt import (  # noqa: E402
+    decode_steps,
+    sosfiltfilt_rows,
+    sosfiltfilt_steps,
+)
 from tests.dataset import dataset, labeled  # noqa: E402, F401
 
 
@@ -311,3 +315,32 @@ def test_filters_in_a_time_major_buffer_are_refused_off_kernel_or_out_of_shape(m
     assert not sosfiltfilt_steps(sos, pad, np.zeros((4, 3000)).T, pad, 1000)
     monkeypatch.setattr(_kernels, "ENABLED", False)
     assert not sosfiltfilt_steps(sos, pad, w, pad, 1000)
+
+
+@pytest.mark.parametrize("sample_type", ["int8", "uint8", "int16", "uint16"])
+def test_reads_decoded_into_a_time_major_buffer_give_decode_intos_bits(sample_type):
+    from ondabatches.onda import SamplesInfo
+    from ondabatches.onda._io import decode_into
+
+    rng = np.random.default_rng(list(sample_type.encode()))
+    limits = np.iinfo(sample_type)
+    for offset in (0.0, -3.25):
+        info = SamplesInfo("eeg", ("a", "b", "c"), "uV", 0.1, offset, sample_type, 256.0)
+        encoded = rng.integers(limits.min, limits.max, (1000, 3), endpoint=True,
+                               dtype=sample_type)  # fmt: skip
+        w = np.full((1004, 3), np.nan)
+        assert decode_steps(encoded, 0.1, offset, w, 2)
+        want = decode_into(encoded.T, info).T
+        assert w[2:1002].tobytes() == np.ascontiguousarray(want).tobytes(), offset
+        assert np.isnan(w[:2]).all() and np.isnan(w[1002:]).all()
+
+
+def test_reads_of_other_types_or_layouts_are_not_decoded_into_the_buffer(monkeypatch):
+    w = np.zeros((100, 3))
+    encoded = np.zeros((100, 3), np.int16)
+    assert not decode_steps(encoded.astype(np.float32), 1.0, 0.0, w, 0)
+    assert not decode_steps(np.zeros((3, 100), np.int16).T, 1.0, 0.0, w, 0)
+    assert not decode_steps(encoded, 1.0, 0.0, np.zeros((100, 4)), 0)
+    assert not decode_steps(encoded, 1.0, 0.0, w, 1)  # past the buffer's end
+    monkeypatch.setattr(_kernels, "ENABLED", False)
+    assert not decode_steps(encoded, 1.0, 0.0, w, 0)

@@ -35,7 +35,7 @@ import pyarrow as pa
 from .._errors import BatchSpecError, require
 from ..onda import _kernels
 from ..onda._formats import get_format
-from ..onda._io import load_rows
+from ..onda._io import decode_into, load_rows
 from ..onda._samples import SamplesInfo
 from ..onda._storage import atomic_writer, filesystem_for, storage_errors
 from ..onda._table_files import read_annotations, read_signals, write_annotations, write_signals
@@ -46,8 +46,8 @@ from ..onda._tables import (
 from ..onda._timespan import TimeSpan, n_samples, time_from_index
 from . import _filtfilt, _resample
 from ._base import Pipeline
-from ._builtins import _Filter, _padlen
-from ._filtfilt import sosfiltfilt_rows, sosfiltfilt_steps
+from ._builtins import _Filter, _pad, _padlen, _sos
+from ._filtfilt import decode_steps, sosfiltfilt_rows, sosfiltfilt_steps
 from ._resample import input_rows, resample_steps
 
 __all__ = ["derive_dataset"]
@@ -85,7 +85,7 @@ def _time_major_blocks(
     rate = sig.info.sample_rate
     n = n_samples(sig.span.duration, rate)
     margin = filters.margin(rate) if filters else 0
-    designs = [(t._design(rate), _padlen(t._design(rate))) for _, t in filters.item]
+    designs = [(_sos(t, rate), _pad(t, rate)) for _, t in filters.item]
     pad = max((p for _, p in designs), default=0)
     ratio = None if resample is None else (resample.numerator, resample.denominator)
     up, down = ratio or (1, 1)
@@ -99,7 +99,10 @@ def _time_major_blocks(
         lo, hi = max(lo - margin, 0), min(hi + margin, n)
         w = _filtfilt._buffer(2, (hi - lo + 2 * pad, channels), np.float64)
         x = w[pad : pad + hi - lo]
-        x[...] = load_rows(sig, range(lo, hi)).data.T
+        encoded = load_rows(sig, range(lo, hi), encoded=True).data  # channels x time
+        res, off = sig.info.sample_resolution_in_unit, sig.info.sample_offset_in_unit
+        if not decode_steps(encoded.T, res, off, w, pad):  # straight into the buffer
+            x[...] = decode_into(encoded, sig.info).T
         for sos, p in designs:
             if not sosfiltfilt_steps(sos, p, w, pad, hi - lo):
                 x[...] = require("scipy.signal", "transforms").sosfiltfilt(sos, x, axis=0)

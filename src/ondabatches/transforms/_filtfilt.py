@@ -458,6 +458,32 @@ def sosfiltfilt_steps(sos: np.ndarray, padlen: int, w: np.ndarray, first: int, n
     return True
 
 
+def decode_steps(encoded: np.ndarray, resolution: float, offset: float, w: np.ndarray,
+                 first: int) -> bool:  # fmt: skip
+    """``encoded`` (time x channels, as LPCM stores them: 8 or 16-bit, C-ordered)
+    decoded as `ondabatches.onda.decode_into` decodes it to float64, into rows
+    ``first ..`` of ``w`` (time x channels, float64, C-ordered, as many columns): the
+    same bits, with no decoded array between. False, with nothing written, where the
+    kernel does not run or the types or layouts differ: decode, then copy."""
+    if (
+        encoded.ndim != 2
+        or encoded.dtype not in _SAMPLE_TYPES
+        or not encoded.flags.c_contiguous
+        or w.ndim != 2
+        or w.dtype != np.float64
+        or not w.flags.c_contiguous
+        or w.shape[1] != encoded.shape[1]
+        or not 0 <= first <= w.shape[0] - encoded.shape[0]
+        or not _kernels._enabled()
+        or _kernel() is None
+    ):
+        return False
+    # -0.0 + x == x for every x: a zero offset changes nothing (numpy adds none)
+    off = float(offset) if offset != 0.0 else -0.0
+    _DECODE(encoded, _NO_CHANNELS, True, False, float(resolution), off, True, first, w, 0)
+    return True
+
+
 #: Sample types `decode_filtfilt_into` decodes (native byte order; as `._kernels`).
 _SAMPLE_TYPES = frozenset(np.dtype(t) for t in ("i1", "u1", "i2", "u2"))
 
