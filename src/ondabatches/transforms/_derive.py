@@ -9,7 +9,7 @@ the same blocks with its own margin, aligned to the whole signal's. Where the co
 kernels run, a block is decoded into one time-major buffer where the filters run back
 to back, then referenced and resampled there (`._resample`: the whole signal's
 outputs, whatever the block's boundaries), each step the bits of scipy's, and written
-as float32 time steps with no transpose or copy (2.06 -> 1.12 s for an hour of 19
+as float32 time steps with no transpose or copy (2.06 -> 0.47-0.49 s for an hour of 19
 channels at 256 Hz, band-pass, notch and a resample to 100 Hz, on an AMD EPYC, one
 process). The samples are
 stored as float32 (``lpcm`` or ``lpcm.zst``); the annotations are copied, so that
