@@ -328,11 +328,12 @@ def test_reads_decoded_into_a_time_major_buffer_give_decode_intos_bits(sample_ty
         info = SamplesInfo("eeg", ("a", "b", "c"), "uV", 0.1, offset, sample_type, 256.0)
         encoded = rng.integers(limits.min, limits.max, (1000, 3), endpoint=True,
                                dtype=sample_type)  # fmt: skip
-        w = np.full((1004, 3), np.nan)
+        w = np.full((1004, 4), np.nan)  # a column more: left as it is
         assert decode_steps(encoded, 0.1, offset, w, 2)
         want = decode_into(encoded.T, info).T
-        assert w[2:1002].tobytes() == np.ascontiguousarray(want).tobytes(), offset
-        assert np.isnan(w[:2]).all() and np.isnan(w[1002:]).all()
+        got = np.ascontiguousarray(w[2:1002, :3])
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes(), offset
+        assert np.isnan(w[:2]).all() and np.isnan(w[1002:]).all() and np.isnan(w[:, 3]).all()
 
 
 def test_reads_of_other_types_or_layouts_are_not_decoded_into_the_buffer(monkeypatch):
@@ -340,7 +341,7 @@ def test_reads_of_other_types_or_layouts_are_not_decoded_into_the_buffer(monkeyp
     encoded = np.zeros((100, 3), np.int16)
     assert not decode_steps(encoded.astype(np.float32), 1.0, 0.0, w, 0)
     assert not decode_steps(np.zeros((3, 100), np.int16).T, 1.0, 0.0, w, 0)
-    assert not decode_steps(encoded, 1.0, 0.0, np.zeros((100, 4)), 0)
+    assert not decode_steps(encoded, 1.0, 0.0, np.zeros((100, 2)), 0)  # too narrow
     assert not decode_steps(encoded, 1.0, 0.0, w, 1)  # past the buffer's end
     monkeypatch.setattr(_kernels, "ENABLED", False)
     assert not decode_steps(encoded, 1.0, 0.0, w, 0)

@@ -462,8 +462,9 @@ def decode_steps(encoded: np.ndarray, resolution: float, offset: float, w: np.nd
                  first: int) -> bool:  # fmt: skip
     """``encoded`` (time x channels, as LPCM stores them: 8 or 16-bit, C-ordered)
     decoded as `ondabatches.onda.decode_into` decodes it to float64, into rows
-    ``first ..`` of ``w`` (time x channels, float64, C-ordered, as many columns): the
-    same bits, with no decoded array between. False, with nothing written, where the
+    ``first ..`` of ``w`` (time x channels, float64, C-ordered; its first columns, where
+    it has more): the same bits, with no decoded array between. False, with nothing
+    written, where the
     kernel does not run or the types or layouts differ: decode, then copy."""
     if (
         encoded.ndim != 2
@@ -472,7 +473,7 @@ def decode_steps(encoded: np.ndarray, resolution: float, offset: float, w: np.nd
         or w.ndim != 2
         or w.dtype != np.float64
         or not w.flags.c_contiguous
-        or w.shape[1] != encoded.shape[1]
+        or w.shape[1] < encoded.shape[1]
         or not 0 <= first <= w.shape[0] - encoded.shape[0]
         or not _kernels._enabled()
         or _kernel() is None

@@ -69,11 +69,10 @@ def _polyphase(w, base, n_in, taps, up, down, skip, out):  # pragma: no cover
             at[c] = acc[c]
 
 
-def _reference(w, first, stop):  # pragma: no cover
-    # Rows first .. stop of w less their mean over the channels, numpy's way
-    # (x - x.mean(axis=0) of channels x time rows): the sum in channel order, divided
-    # by the count.
-    channels = w.shape[1]
+def _reference(w, first, stop, channels):  # pragma: no cover
+    # Rows first .. stop of w's first ``channels`` columns less their mean over them,
+    # numpy's way (x - x.mean(axis=0) of channels x time rows): the sum in channel
+    # order, divided by the count.
     for t in range(first, stop):
         row = w[t]
         s = row[0]
@@ -96,7 +95,7 @@ def _build() -> Callable[..., None]:
 def _try(kernel: Callable[..., None]) -> None:
     w = np.zeros((2, 1))
     kernel(w, 0, 2, np.ones((1, 1)), 1, 1, 0, np.empty((2, 1), np.float32))
-    _REFERENCE(w, 0, 2)
+    _REFERENCE(w, 0, 2, 1)
 
 
 #: The compiled kernel (compiled, or loaded from numba's cache, on a tiny input the
@@ -159,9 +158,10 @@ def resample_steps(
     ``x`` of ``n_in`` time steps whose rows ``base .. base + len(w)`` are ``w`` (time x
     channels, float64, C-ordered; they must hold every row those outputs reach, see
     `input_rows`), written to ``out`` (time x channels, float32, C-ordered) as float32:
-    the bits of scipy's result so rounded. ``reference = (lo, hi)`` first subtracts
-    their mean over the channels from rows ``lo .. hi`` of ``w`` (indices into ``w``),
-    in place. False, with nothing written, where the kernel does not run: call scipy."""
+    the bits of scipy's result so rounded. Columns of ``w`` beyond ``out``'s are left
+    out (padding). ``reference = (lo, hi)`` first subtracts their mean over the
+    channels from rows ``lo .. hi`` of ``w`` (indices into ``w``), in place. False, with
+    nothing written, where the kernel does not run: call scipy."""
     if (
         w.ndim != 2
         or w.dtype != np.float64
@@ -187,6 +187,6 @@ def resample_steps(
     if len(out) and (lo < base or hi > base + len(w)):
         raise ArgumentError(f"rows {base}..{base + len(w)} do not hold the rows {lo}..{hi} needed")
     if reference is not None:
-        _REFERENCE(w, *reference)
+        _REFERENCE(w, *reference, out.shape[1])
     kernel(w, base, n_in, taps, up, down, drop + first, out)
     return True
