@@ -80,11 +80,18 @@ def test_derived_signals_equal_the_whole_recording_processed(
     assert labeled.num_rows == len(derived)
 
 
+def _compiled():
+    """Skip where the kernels do not run (the bits below are the compiled path's)."""
+    pytest.importorskip("numba")
+    if not _kernels._enabled():
+        pytest.skip("kernels turned off")
+
+
 @pytest.mark.parametrize(("block", "padding"), [(997, 0), (4096, 3), (20_011, 1), (1 << 20, 0)])
 def test_the_compiled_resample_gives_the_whole_recordings_bits_at_any_block(
     source, tmp_path, block, padding, monkeypatch
 ):
-    pytest.importorskip("numba")
+    _compiled()
     # Columns of zeros beside the channels (as 19 channels get 20) change none of them.
     monkeypatch.setattr(_derive, "_columns", lambda channels: channels + padding)
     signals, _ = source
@@ -101,7 +108,7 @@ def test_the_compiled_resample_gives_the_whole_recordings_bits_at_any_block(
 
 @pytest.mark.parametrize("padding", [0, 2])
 def test_filters_over_one_block_give_scipys_bits(source, tmp_path, padding, monkeypatch):
-    pytest.importorskip("numba")
+    _compiled()
     monkeypatch.setattr(_derive, "_columns", lambda channels: channels + padding)
     signals, _ = source
     filters = [Bandpass(0.5, 25.0), Notch(16.0)]
