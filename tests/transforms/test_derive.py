@@ -12,9 +12,9 @@ scipy_signal = pytest.importorskip("scipy.signal")
 
 from ondabatches import label_signals  # noqa: E402
 from ondabatches.errors import BatchSpecError  # noqa: E402
-from ondabatches.onda import iter_signals, load, read_annotations, read_signals  # noqa: E402
+from ondabatches.onda import _kernels, iter_signals, load, read_annotations, read_signals  # noqa: E402
 from ondabatches.synthetic import EPOCH, STAGE_ENCODING, make_dataset  # noqa: E402
-from ondabatches.transforms import Bandpass, Notch, SignFlip, derive_dataset  # noqa: E402
+from ondabatches.transforms import Bandpass, Notch, SignFlip, _derive, derive_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,13 @@ def _expected(sig, filters, reference, up, down):
     return x
 
 
+@pytest.mark.parametrize("kernels", [True, False])
 @pytest.mark.parametrize("resample_hz", [None, 100.0])
-def test_derived_signals_equal_the_whole_recording_processed(source, tmp_path, resample_hz):
+def test_derived_signals_equal_the_whole_recording_processed(
+    source, tmp_path, resample_hz, kernels, monkeypatch
+):
+    if not kernels:  # scipy's calls, block by block
+        monkeypatch.setattr(_kernels, "ENABLED", False)
     signals, annotations = source
     filters = [Bandpass(0.5, 25.0), Notch(16.0)]  # below the 64 Hz EOG's Nyquist
     # Small blocks: many block edges inside each recording.
@@ -73,6 +78,60 @@ def test_derived_signals_equal_the_whole_recording_processed(source, tmp_path, r
         epoch=EPOCH, encoding=STAGE_ENCODING,
     )  # fmt: skip
     assert labeled.num_rows == len(derived)
+
+
+def _compiled():
+    """Skip where the kernels do not run (the bits below are the compiled path's)."""
+    pytest.importorskip("numba")
+    if not _kernels._enabled():
+        pytest.skip("kernels turned off")
+
+
+@pytest.mark.parametrize(("block", "padding"), [(997, 0), (4096, 3), (20_011, 1), (1 << 20, 0)])
+def test_the_compiled_resample_gives_the_whole_recordings_bits_at_any_block(
+    source, tmp_path, block, padding, monkeypatch
+):
+    _compiled()
+    # Columns of zeros beside the channels (as 19 channels get 20) change none of them.
+    monkeypatch.setattr(_derive, "_columns", lambda channels: channels + padding)
+    signals, _ = source
+    out, _ = derive_dataset(str(signals), None, str(tmp_path / "out"), resample_hz=100.0,
+                            block_samples=block)  # fmt: skip
+    derived = list(iter_signals(read_signals(out)))
+    for sig, orig in zip(derived, iter_signals(read_signals(signals)), strict=True):
+        g = np.gcd(100, int(orig.info.sample_rate))
+        up, down = 100 // g, int(orig.info.sample_rate) // g
+        want = scipy_signal.resample_poly(load(orig).data.astype(np.float64), up, down, axis=-1)
+        got = load(sig).data.astype(np.float32)  # float32 stored: exact
+        assert got.tobytes() == want.astype(np.float32).tobytes(), (block, orig)
+
+
+@pytest.mark.parametrize("padding", [0, 2])
+def test_filters_over_one_block_give_scipys_bits(source, tmp_path, padding, monkeypatch):
+    _compiled()
+    monkeypatch.setattr(_derive, "_columns", lambda channels: channels + padding)
+    signals, _ = source
+    filters = [Bandpass(0.5, 25.0), Notch(16.0)]
+    out, _ = derive_dataset(str(signals), None, str(tmp_path / "out"), filters=filters,
+                            block_samples=1 << 24)  # fmt: skip
+    for sig, orig in zip(iter_signals(read_signals(out)), iter_signals(read_signals(signals)),
+                         strict=True):  # fmt: skip
+        want = _expected(orig, filters, None, 1, 1).astype(np.float32)
+        assert load(sig).data.astype(np.float32).tobytes() == want.tobytes(), orig
+    # Referenced: numpy's mean over the channels alone, not the padding's zeros.
+    out, _ = derive_dataset(str(signals), None, str(tmp_path / "ref"), filters=filters,
+                            reference="average", block_samples=1 << 24)  # fmt: skip
+    for sig, orig in zip(iter_signals(read_signals(out)), iter_signals(read_signals(signals)),
+                         strict=True):  # fmt: skip
+        want = _expected(orig, filters, "average", 1, 1)
+        got = load(sig).data
+        assert np.max(np.abs(got - want)) <= 1e-6 * np.sqrt(np.mean(want**2)), orig
+
+
+def test_buffer_columns_pad_to_whole_vectors_where_that_adds_little():
+    assert [_derive._columns(c) for c in (1, 2, 6, 7, 8, 11, 18, 19, 20, 25, 64)] == [
+        1, 2, 6, 7, 8, 12, 20, 20, 20, 28, 64,
+    ]  # fmt: skip
 
 
 def test_rerun_skips_finished_signals_and_bad_input(source, tmp_path):

@@ -15,7 +15,11 @@ pytest.importorskip("numba")
 from ondabatches.onda import _kernels  # noqa: E402
 from ondabatches.transforms import Bandpass, Highpass, Lowpass, Notch  # noqa: E402
 from ondabatches.transforms._builtins import _padlen  # noqa: E402
-from ondabatches.transforms._filtfilt import sosfiltfilt_rows  # noqa: E402
+from ondabatches.transforms._filtfilt import (  # noqa: E402
+    decode_steps,
+    sosfiltfilt_rows,
+    sosfiltfilt_steps,
+)
 from tests.dataset import dataset, labeled  # noqa: E402, F401
 
 
@@ -270,3 +274,74 @@ def test_filtered_batches_decode_their_reads_into_the_filter(labeled, monkeypatc
         want = want.astype(np.float32)[:, rows.start - first : rows.start - first + len(rows)]
         interior = rows.start - first == stop - rows.stop == margin
         _assert_scipys(x[i], want, interior, (i, item.window))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_filters_back_to_back_in_one_time_major_buffer_give_scipys_bits(seed):
+    rng = np.random.default_rng([11, seed])
+    for _ in range(6):
+        f, rate = _random_filter(rng)
+        filters = [f]
+        while len(filters) < 3:  # up to 3 filters of one rate
+            f, other = _random_filter(rng)
+            if other == rate:
+                filters.append(f)
+        filters = filters[: int(rng.integers(1, 4))]
+        cascade = [(f, f._design(rate), _padlen(f._design(rate))) for f in filters]
+        pad = max(p for *_, p in cascade)
+        n = int(rng.integers(pad + 1, pad + 4000))
+        channels = int(rng.choice([1, 3, 4, 19, 20]))
+        x = rng.standard_normal((n, channels)) * 40 + rng.uniform(-500, 500, channels)
+        extra = int(rng.integers(0, 3))  # rows of the buffer beyond the pad: left alone
+        w = np.full((n + 2 * (pad + extra), channels), 7.0)
+        w[pad + extra : pad + extra + n] = x
+        want = x
+        for f, sos, p in cascade:
+            assert sosfiltfilt_steps(sos, p, w, pad + extra, n), f
+            want = scipy_signal.sosfiltfilt(sos, want, axis=0, padlen=p)
+        got = w[pad + extra : pad + extra + n]
+        assert got.tobytes() == want.tobytes(), (cascade, n, channels)
+        assert (w[:extra] == 7.0).all() and (w[len(w) - extra :] == 7.0).all()
+
+
+def test_filters_in_a_time_major_buffer_are_refused_off_kernel_or_out_of_shape(monkeypatch):
+    sos = Bandpass(0.5, 30.0)._design(256.0)
+    pad = _padlen(sos)
+    w = np.zeros((3000, 4))
+    assert not sosfiltfilt_steps(sos, pad, w, pad - 1, 1000)  # no room for the pad
+    assert not sosfiltfilt_steps(sos, pad, w, pad, 3000 - pad)
+    assert not sosfiltfilt_steps(sos, pad, w, pad, pad)  # as short as the pad
+    assert not sosfiltfilt_steps(sos, pad, w.astype(np.float32), pad, 1000)
+    assert not sosfiltfilt_steps(sos, pad, np.zeros((4, 3000)).T, pad, 1000)
+    monkeypatch.setattr(_kernels, "ENABLED", False)
+    assert not sosfiltfilt_steps(sos, pad, w, pad, 1000)
+
+
+@pytest.mark.parametrize("sample_type", ["int8", "uint8", "int16", "uint16"])
+def test_reads_decoded_into_a_time_major_buffer_give_decode_intos_bits(sample_type):
+    from ondabatches.onda import SamplesInfo
+    from ondabatches.onda._io import decode_into
+
+    rng = np.random.default_rng(list(sample_type.encode()))
+    limits = np.iinfo(sample_type)
+    for offset in (0.0, -3.25):
+        info = SamplesInfo("eeg", ("a", "b", "c"), "uV", 0.1, offset, sample_type, 256.0)
+        encoded = rng.integers(limits.min, limits.max, (1000, 3), endpoint=True,
+                               dtype=sample_type)  # fmt: skip
+        w = np.full((1004, 4), np.nan)  # a column more: left as it is
+        assert decode_steps(encoded, 0.1, offset, w, 2)
+        want = decode_into(encoded.T, info).T
+        got = np.ascontiguousarray(w[2:1002, :3])
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes(), offset
+        assert np.isnan(w[:2]).all() and np.isnan(w[1002:]).all() and np.isnan(w[:, 3]).all()
+
+
+def test_reads_of_other_types_or_layouts_are_not_decoded_into_the_buffer(monkeypatch):
+    w = np.zeros((100, 3))
+    encoded = np.zeros((100, 3), np.int16)
+    assert not decode_steps(encoded.astype(np.float32), 1.0, 0.0, w, 0)
+    assert not decode_steps(np.zeros((3, 100), np.int16).T, 1.0, 0.0, w, 0)
+    assert not decode_steps(encoded, 1.0, 0.0, np.zeros((100, 2)), 0)  # too narrow
+    assert not decode_steps(encoded, 1.0, 0.0, w, 1)  # past the buffer's end
+    monkeypatch.setattr(_kernels, "ENABLED", False)
+    assert not decode_steps(encoded, 1.0, 0.0, w, 0)

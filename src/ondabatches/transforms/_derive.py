@@ -5,7 +5,13 @@ Each signal is streamed in blocks, each read with the context its filters need (
 window is, see `ondabatches.transforms`), so the result equals the filters run
 over the whole recording (within 1e-3 of the RMS), with memory bounded by the block
 size whatever the recording's length. Resampling (scipy's ``resample_poly``) runs on
-the same blocks with its own margin, aligned to the whole signal's. The samples are
+the same blocks with its own margin, aligned to the whole signal's. Where the compiled
+kernels run, a block is decoded into one time-major buffer where the filters run back
+to back, then referenced and resampled there (`._resample`: the whole signal's
+outputs, whatever the block's boundaries), each step the bits of scipy's, and written
+as float32 time steps with no transpose or copy (2.06 -> 0.47-0.49 s for an hour of 19
+channels at 256 Hz, band-pass, notch and a resample to 100 Hz, on an AMD EPYC, one
+process). The samples are
 stored as float32 (``lpcm`` or ``lpcm.zst``); the annotations are copied, so that
 labeling works on the result; ``derived.json`` beside the tables records the source
 tables' digest and the pipeline (provenance). Recordings run in parallel worker
@@ -27,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 
 from .._errors import BatchSpecError, require
+from ..onda import _kernels
 from ..onda._formats import get_format
-from ..onda._io import load_rows
+from ..onda._io import decode_into, load_rows
 from ..onda._samples import SamplesInfo
 from ..onda._storage import atomic_writer, filesystem_for, storage_errors
 from ..onda._table_files import read_annotations, read_signals, write_annotations, write_signals
@@ -37,9 +44,11 @@ from ..onda._tables import (
     signals_table,
 )
 from ..onda._timespan import TimeSpan, n_samples, time_from_index
+from . import _filtfilt, _resample
 from ._base import Pipeline
-from ._builtins import _Filter, _padlen
-from ._filtfilt import sosfiltfilt_rows
+from ._builtins import _Filter, _pad, _padlen, _sos
+from ._filtfilt import decode_steps, sosfiltfilt_rows, sosfiltfilt_steps
+from ._resample import input_rows, resample_steps
 
 __all__ = ["derive_dataset"]
 
@@ -58,7 +67,65 @@ def _reference(x: np.ndarray, reference: str | None) -> np.ndarray:
 def _blocks(
     sig: Any, filters: Pipeline, reference: str | None, resample: Fraction | None, block: int
 ) -> Iterator[np.ndarray]:
-    """The derived signal in blocks (channels x time, float32)."""
+    """The derived signal in blocks (channels x time, float32): compiled, in one
+    time-major buffer a block, where the kernels run, else by scipy's calls."""
+    if _kernels._enabled() and _filtfilt._kernel() is not None and _resample._kernel():
+        return _time_major_blocks(sig, filters, reference, resample, block)
+    return _scipy_blocks(sig, filters, reference, resample, block)
+
+
+def _time_major_blocks(
+    sig: Any, filters: Pipeline, reference: str | None, resample: Fraction | None, block: int
+) -> Iterator[np.ndarray]:
+    """`_blocks` by the kernels: a block's rows (with its filters' margin and the rows
+    its resampled outputs reach) decoded into a time-major float64 buffer, the filters
+    run there back to back (`sosfiltfilt_steps`), then the reference and the resample
+    (`resample_steps`: the whole signal's outputs, whatever the block's boundaries)
+    written as float32 time steps, which the LPCM writer takes with no copy."""
+    rate = sig.info.sample_rate
+    n = n_samples(sig.span.duration, rate)
+    margin = filters.margin(rate) if filters else 0
+    designs = [(_sos(t, rate), _pad(t, rate)) for _, t in filters.item]
+    pad = max((p for _, p in designs), default=0)
+    ratio = None if resample is None else (resample.numerator, resample.denominator)
+    up, down = ratio or (1, 1)
+    channels = len(sig.info.channels)
+    columns = _columns(channels)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        first, stop = -(-a * up // down), -(-b * up // down)
+        if first == stop:
+            continue
+        lo, hi = (a, b) if ratio is None else input_rows(up, down, n, first, stop)
+        lo, hi = max(lo - margin, 0), min(hi + margin, n)
+        w = _filtfilt._buffer(2, (hi - lo + 2 * pad, columns), np.float64)
+        w[:, channels:] = 0.0  # zeros filter to zeros: the padding changes no channel
+        x = w[pad : pad + hi - lo]
+        encoded = load_rows(sig, range(lo, hi), encoded=True).data  # channels x time
+        res, off = sig.info.sample_resolution_in_unit, sig.info.sample_offset_in_unit
+        if not decode_steps(encoded.T, res, off, w, pad):  # straight into the buffer
+            x[:, :channels] = decode_into(encoded, sig.info).T
+        for sos, p in designs:
+            if not sosfiltfilt_steps(sos, p, w, pad, hi - lo):
+                x[...] = require("scipy.signal", "transforms").sosfiltfilt(sos, x, axis=0)
+        out = np.empty((stop - first, channels), np.float32)
+        resample_steps(x, lo, n, ratio, first, out, None if reference is None else (0, hi - lo))
+        yield out.T
+
+
+def _columns(channels: int) -> int:
+    """The time-major buffer's columns for ``channels``: a multiple of 4 (AVX2's
+    float64 vectors) where that adds at most an eighth, so that the filters' loop over
+    a time step's channels has no scalar remainder (19 channels as 20: the sections'
+    pass 13.1 -> 10.8 ms for 140k steps, on an AMD EPYC)."""
+    more = -channels % 4
+    return channels + more if 8 * more <= channels else channels
+
+
+def _scipy_blocks(
+    sig: Any, filters: Pipeline, reference: str | None, resample: Fraction | None, block: int
+) -> Iterator[np.ndarray]:
+    """`_blocks` by scipy's calls, each block with its own margin for the resample."""
     scipy = require("scipy.signal", "transforms")
     rate = sig.info.sample_rate
     n = n_samples(sig.span.duration, rate)
@@ -206,6 +273,7 @@ def _run_tasks(tasks: list[dict[str, Any]], workers: int, progress: bool) -> Non
     todo = [t for t in tasks if _done(t) is None]
     bar = _progress(len(tasks), len(tasks) - len(todo), progress)
     if workers > 1 and len(todo) > 1:
+        _warm_up()
         with ProcessPoolExecutor(workers) as pool:
             for _ in pool.map(_derive_one, todo):
                 bar.update(1)
@@ -214,6 +282,18 @@ def _run_tasks(tasks: list[dict[str, Any]], workers: int, progress: bool) -> Non
             _derive_one(t)
             bar.update(1)
     bar.close()
+
+
+def _warm_up() -> None:
+    """Load the compiled kernels here, before the workers fork, where they fork: each
+    then starts with them (loading numba and its cache takes about 2 s a process,
+    more than the work on a few recordings: 2 workers took 1.06 s for 4 x 10 min of 19
+    channels, one process 0.37 s, on a 2-core AMD EPYC)."""
+    import multiprocessing
+
+    if multiprocessing.get_start_method() == "fork" and _kernels._enabled():
+        _filtfilt._kernel()
+        _resample._kernel()
 
 
 def _derived_rows(

@@ -101,6 +101,21 @@ def _filtfilt(x, sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
 def _scratch(sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
     # The filter of w's rows pad .. pad + n (time-major, filled by the caller), padded
     # here, its rows before .. before + out.shape[1] written to ``out`` (channels x time).
+    _PASSES(sos, zi, pad, w, z0, z1, before)
+    channels = w.shape[1]
+    first, kept = pad + before, out.shape[1]
+    for t0 in range(0, kept, _TILE):
+        t1 = min(t0 + _TILE, kept)
+        for c in range(channels):
+            for t in range(t0, t1):
+                out[c, t] = w[first + t, c]
+
+
+def _passes(sos, zi, pad, w, z0, z1, before):  # pragma: no cover
+    # scipy's sosfiltfilt of w's rows pad .. pad + n (time-major), in place: the odd
+    # extension written to the ``pad`` rows on either side, the forward pass, the
+    # backward pass down to row pad + before (the first kept: scipy's values before it
+    # are cut off).
     channels, n = w.shape[1], w.shape[0] - 2 * pad
     for j in range(pad):  # scipy's odd extension: 2 x[0] - x[pad - j], ...
         for c in range(channels):
@@ -117,12 +132,6 @@ def _scratch(sos, zi, pad, w, z0, z1, out, before):  # pragma: no cover
             z0[s, c] = zi[s, 0] * w[last, c]
             z1[s, c] = zi[s, 1] * w[last, c]
     _SECTIONS(w, sos, z0, z1, last, pad + before - 1, -1)  # down to the first kept
-    first, kept = pad + before, out.shape[1]
-    for t0 in range(0, kept, _TILE):
-        t1 = min(t0 + _TILE, kept)
-        for c in range(channels):
-            for t in range(t0, t1):
-                out[c, t] = w[first + t, c]
 
 
 def _decode(src, channels, every, narrow, res, off, wide, pad, w, col):  # pragma: no cover
@@ -309,6 +318,7 @@ def _power(a, v, m):  # pragma: no cover
 
 _SECTIONS: Callable[..., None] | None = None
 _SCRATCH: Callable[..., None] | None = None
+_PASSES: Callable[..., None] | None = None
 _DECODE: Callable[..., None] | None = None
 _STATES: Callable[..., None] | None = None
 _WINDOWED: Callable[..., None] | None = None
@@ -317,8 +327,9 @@ _OPERATORS: Callable[..., None] | None = None
 
 
 def _build() -> Callable[..., None]:
-    global _SECTIONS, _SCRATCH, _DECODE, _STATES, _WINDOWED, _POWER, _OPERATORS
+    global _SECTIONS, _SCRATCH, _PASSES, _DECODE, _STATES, _WINDOWED, _POWER, _OPERATORS
     _SECTIONS = _kernels.jit(_sections)
+    _PASSES = _kernels.jit(_passes)
     _SCRATCH = _kernels.jit(_scratch)
     _DECODE = _kernels.jit(_decode)
     _STATES = _kernels.jit(_states)
@@ -418,6 +429,62 @@ def sosfiltfilt_rows(
     return out
 
 
+def _runs(sos: np.ndarray, n: int, padlen: int) -> bool:
+    """Whether the kernel runs a design on ``n`` rows (more than the pad, as scipy
+    wants)."""
+    return n > padlen and sos.dtype == np.float64 and _kernels._enabled() and _kernel() is not None
+
+
+def sosfiltfilt_steps(sos: np.ndarray, padlen: int, w: np.ndarray, first: int, n: int) -> bool:
+    """``scipy.signal.sosfiltfilt(sos, x, axis=0, padlen=padlen)`` of the rows
+    ``x = w[first : first + n]`` of ``w`` (time x channels, float64, C-ordered), in
+    place, the same bits: a cascade of filters runs back to back in one time-major
+    buffer, with no transpose. The ``padlen`` rows on either side (which must be in
+    ``w``) are overwritten as scratch. False, with nothing written, where the kernel
+    does not run (no numba, kernels off, another layout): call scipy."""
+    if (
+        w.ndim != 2
+        or w.dtype != np.float64
+        or not w.flags.c_contiguous
+        or first < padlen
+        or first + n + padlen > w.shape[0]
+        or not _runs(sos, n, padlen)
+    ):
+        return False
+    sos = np.ascontiguousarray(sos)
+    zi = _zi(sos.tobytes(), sos.shape[0])
+    z0, z1 = np.empty((len(sos), w.shape[1])), np.empty((len(sos), w.shape[1]))
+    _PASSES(sos, zi, padlen, w[first - padlen : first + n + padlen], z0, z1, 0)
+    return True
+
+
+def decode_steps(encoded: np.ndarray, resolution: float, offset: float, w: np.ndarray,
+                 first: int) -> bool:  # fmt: skip
+    """``encoded`` (time x channels, as LPCM stores them: 8 or 16-bit, C-ordered)
+    decoded as `ondabatches.onda.decode_into` decodes it to float64, into rows
+    ``first ..`` of ``w`` (time x channels, float64, C-ordered; its first columns, where
+    it has more): the same bits, with no decoded array between. False, with nothing
+    written, where the
+    kernel does not run or the types or layouts differ: decode, then copy."""
+    if (
+        encoded.ndim != 2
+        or encoded.dtype not in _SAMPLE_TYPES
+        or not encoded.flags.c_contiguous
+        or w.ndim != 2
+        or w.dtype != np.float64
+        or not w.flags.c_contiguous
+        or w.shape[1] < encoded.shape[1]
+        or not 0 <= first <= w.shape[0] - encoded.shape[0]
+        or not _kernels._enabled()
+        or _kernel() is None
+    ):
+        return False
+    # -0.0 + x == x for every x: a zero offset changes nothing (numpy adds none)
+    off = float(offset) if offset != 0.0 else -0.0
+    _DECODE(encoded, _NO_CHANNELS, True, False, float(resolution), off, True, first, w, 0)
+    return True
+
+
 #: Sample types `decode_filtfilt_into` decodes (native byte order; as `._kernels`).
 _SAMPLE_TYPES = frozenset(np.dtype(t) for t in ("i1", "u1", "i2", "u2"))
 
@@ -462,10 +529,7 @@ def decode_filtfilt_into(
     if (
         out.shape != (rows, n - before - after)
         or min(before, after) < 0
-        or n <= padlen
-        or sos.dtype != np.float64
-        or not _kernels._enabled()
-        or _kernel() is None
+        or not _runs(sos, n, padlen)
     ):
         return False
     sos = np.ascontiguousarray(sos)
