@@ -25,7 +25,6 @@ done by the compiled kernel that `DecodePlan.select` runs for it on the general 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..batches._item import BatchItem
 from ..onda._decoding import decode_plan
-from ..onda._descriptors import opened
+from ..onda._descriptors import Holds
 from ..onda._formats import get_format
 from ..onda._lpcm import LPCMFormat, check_lpcm_size
 from ..onda._settings import on_change
@@ -151,7 +150,7 @@ def decode_local(
     signals: dict[tuple, Any] = {}
     channels: dict[tuple, np.ndarray] = {}
     scratch = _Scratch.of_this_thread()
-    with contextlib.ExitStack() as held:
+    with Holds() as held:
         for i, (item, (rows, index), n_total) in enumerate(
             zip(items, plans, n_totals, strict=True)
         ):
@@ -200,39 +199,44 @@ def _edf(todo, items, plans, n_totals, x, dtype, exact, folds) -> list[int]:
 
 
 def _open(
-    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
+    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: Holds
 ) -> _Signal | None:
     try:
         # By value, not identity: a worker's batches arrive unpickled, new objects
         # each time, for the same signals. The same settings (a change empties every
-        # thread's entries): the file is the one checked if its stat says so.
-        key = (item.file_path, item.file_format, item.signal_span, item.info, dtype, exact,
-               n_total)  # fmt: skip
+        # thread's entries): the file is the one checked if its stat says so. Keyed by
+        # what hashes cheaply (a path's hash is kept by the string); the span and the
+        # samples info, compared (by identity first) on a hit.
+        key = (item.file_path, item.file_format, dtype, exact, n_total)
         kept = _kept_signals().get(key)
         if kept is not None:
-            identity, signal = kept
-            fd, st = held.enter_context(opened(signal.path))
-            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
-                signal.fd = fd
-                return signal
+            identity, signal, span, info = kept
+            if (span is item.signal_span or span == item.signal_span) and (
+                info is item.info or info == item.info
+            ):
+                fd, st = held.hold(signal.path)
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
+                    signal.fd = fd
+                    return signal
         opened_signal = _new_signal(item, n_total, dtype, exact, held)
         if opened_signal is None:
             return None
         signal, st = opened_signal
-        _keep(key, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), signal)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        _keep(key, (identity, signal, item.signal_span, item.info))
         return signal
     except Exception:  # refused, missing, the wrong size: the general path says so
         return None
 
 
 def _new_signal(
-    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
+    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: Holds
 ) -> tuple[_Signal, os.stat_result] | None:
     """The item's signal, looked up, opened and checked, and the stat it was checked at."""
     fs, path = filesystem_for(item.file_path)
     if not is_local(fs):
         return None
-    fd, st = held.enter_context(opened(path))
+    fd, st = held.hold(path)
     signal: _Signal
     if item.file_format == "lpcm":
         check_lpcm_size(path, st.st_size, item.info, n_total)
@@ -269,11 +273,11 @@ def _kept_signals() -> dict[tuple, tuple]:
     return kept[1]
 
 
-def _keep(key: tuple, identity: tuple, signal: _Signal) -> None:
+def _keep(key: tuple, entry: tuple) -> None:
     kept = _kept_signals()
     if len(kept) >= _KEEP_SIGNALS:
         kept.clear()
-    kept[key] = (identity, signal)
+    kept[key] = entry
 
 
 _UNSEEN = object()
