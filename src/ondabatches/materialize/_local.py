@@ -148,44 +148,71 @@ def decode_local(
         return _edf(range(len(items)), items, plans, n_totals, x, dtype, exact, folds)
     left: list[int] = []
     signals: dict[tuple, Any] = {}
+    # Per signal and channel index: the signal (None: left to the general path) and the
+    # kernel's channels, worked out at the signal's first item.
+    shared: dict[tuple, tuple[_Signal | None, Any]] = {}
     channels: dict[tuple, np.ndarray] = {}
     scratch = _Scratch.of_this_thread()
+    n_out, n_steps = x.shape[1:] if x.ndim == 3 else (-1, -1)
     with Holds() as held:
         for i, (item, (rows, index), n_total) in enumerate(
             zip(items, plans, n_totals, strict=True)
         ):
-            if type(item) is not BatchItem or item.file_format not in _FORMATS or index is None:
+            if type(item) is not BatchItem or index is None:
                 left.append(i)
                 continue
             # By identity (the items hold the objects; a row's items share them): an
             # equal signal of other objects only opens its own entry.
-            key = (id(item.file_path), id(item.signal_span), id(item.info))
-            signal = signals.get(key, _UNSEEN)
-            if signal is _UNSEEN:
-                signal = signals[key] = _open(item, n_total, dtype, exact, held)
-            out = x[i]
+            key = (id(item.file_path), id(item.file_format), id(item.signal_span), id(item.info),
+                   id(index))  # fmt: skip
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = _shared(item, n_total, index, dtype, exact, held, signals,
+                                              channels, n_out)  # fmt: skip
+            signal, picked = found
             if signal is None or not 0 <= rows.start <= rows.stop <= n_total:
-                left.append(i)
-                continue
-            picked = _channels(channels, index, signal.n_cols)
-            n_rows = signal.n_cols if picked is None else len(picked)
-            if picked is _INVALID or out.shape[0] != n_rows:
                 left.append(i)
                 continue
             try:
                 src = signal.read(rows, scratch)
-                if src is None or out.shape[1] != src.shape[0]:
+                if src is None or src.shape[0] != n_steps:
                     left.append(i)
                     continue
-                fold = None if folds is None else folds[i]
-                if fold is None:
-                    signal.decode_into(src, index, picked, out)
+                if folds is None or folds[i] is None:
+                    signal.decode_into(src, index, picked, x[i])
                 else:
-                    signal.decode_folded(src, index, picked, out, fold)
+                    signal.decode_folded(src, index, picked, x[i], folds[i])
             except Exception:  # the general path raises its own error for this item
                 left.append(i)
     scratch.keep()
     return _edf(left, items, plans, n_totals, x, dtype, exact, folds)
+
+
+def _shared(
+    item: BatchItem,
+    n_total: int,
+    index: Any,
+    dtype: np.dtype,
+    exact: bool,
+    held: Holds,
+    signals: dict[tuple, Any],
+    channels: dict[tuple, np.ndarray],
+    n_out: int,
+) -> tuple[_Signal | None, Any]:
+    """What a batch's items of one signal and channel index share: the signal (None if
+    the general path reads them) and the kernel's channels (`_channels`)."""
+    if item.file_format not in _FORMATS:
+        return None, None
+    key = (id(item.file_path), id(item.signal_span), id(item.info))
+    signal = signals.get(key, _UNSEEN)
+    if signal is _UNSEEN:
+        signal = signals[key] = _open(item, n_total, dtype, exact, held)
+    if signal is None:
+        return None, None
+    picked = _channels(channels, index, signal.n_cols)
+    if picked is _INVALID or n_out != (signal.n_cols if picked is None else len(picked)):
+        return None, None
+    return signal, picked
 
 
 def _edf(todo, items, plans, n_totals, x, dtype, exact, folds) -> list[int]:

@@ -244,7 +244,7 @@ def _frames_into(
     its end, checking that each gives the bytes the seek table says it holds; into the
     start of ``out`` (uint8) if it is given and large enough."""
     c = table.compressed_offsets
-    base, origin = int(c[first]), table.frame_start(first)
+    base, origin = c.item(first), table.frame_start(first)
     size = table.frame_start(last) - origin
     buf = out[:size] if out is not None and out.size >= size else np.empty(size, dtype=np.uint8)
     # zstd itself holds each frame to the content size in its header (and to its
