@@ -117,7 +117,7 @@ class _ZstSignal(_Signal):
         table = self.table
         first, last = table.frames_for(start, stop)
         c = table.compressed_offsets
-        a, b = int(c[first]), int(c[last])
+        a, b = c.item(first), c.item(last)
         compressed = scratch.get(1, b - a)
         if os.preadv(self.fd, [compressed], a) != b - a:
             return None
