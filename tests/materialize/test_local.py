@@ -261,3 +261,21 @@ def test_an_unpickled_batch_finds_the_signals_kept_for_it(
     assert opened == []  # kept by value: nothing looked up, opened or checked anew
     np.testing.assert_array_equal(got, want)
     assert len(_local._kept_signals()) == 1
+
+
+@pytest.mark.parametrize("fmt", ["lpcm", "lpcm.zst"])
+def test_a_file_read_with_another_encoding_is_decoded_with_it(labeled, tmp_path, fmt):  # noqa: F811
+    """Signals are kept by path, format and size, and held to the item's span and
+    samples info: the same file under another resolution is decoded with that one, and
+    the first resolution again afterwards."""
+    from dataclasses import replace
+
+    batch, _ = _one_lpcm_batch(labeled, tmp_path, fmt=fmt)
+    first, _ = materialize_batch(batch)
+    info = batch[0].info
+    other = replace(info, sample_resolution_in_unit=info.sample_resolution_in_unit * 3)
+    rescaled = [replace(it, info=other) for it in batch]
+    got, _ = materialize_batch(rescaled)
+    np.testing.assert_array_equal(got, _general(rescaled, np.float32, True))
+    assert not np.array_equal(got, first)
+    np.testing.assert_array_equal(materialize_batch(batch)[0], first)

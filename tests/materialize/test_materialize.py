@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ondabatches.batches import BatchItem, BatchState, RandomBatches, SequentialBatches
-from ondabatches.errors import BatchShapeError, BatchSpecError
+from ondabatches.errors import ArgumentError, BatchShapeError, BatchSpecError
 from ondabatches.materialize import (
     Bipolar,
     ChannelSelector,
@@ -223,3 +223,32 @@ def test_batches_are_the_same_with_and_without_compiled_kernels(
     for batch, x in zip(batches, with_kernels, strict=True):
         plain = materialize_batch(batch, exact=exact)[0]
         assert plain.dtype == x.dtype and plain.tobytes() == x.tobytes()
+
+
+def test_plan_gives_each_items_rows_and_samples_as_the_item_functions_do(labeled):  # noqa: F811
+    """`_plan`'s inline rows (whole nanoseconds from the signal's start) and what it
+    shares per signal equal `_rows`, `_n_total` and `_channel_index` of every item; a
+    window that starts before its signal takes `_rows` itself, and its error."""
+    from ondabatches.materialize import _materialize
+    from ondabatches.onda import TimeSpan
+
+    spec = RandomBatches(labeled, batch_size=16, batch_duration=60 * 10**9)
+    items = list(spec.iterate_batch(spec.initial_state(seed=3))[0])
+    first = items[0]
+    base = first.signal_span.start + 10 * 10**9
+    window = TimeSpan(base, base + 10**9)
+    for shift in (0, 1, 7 * 10**9 + 3):  # odd nanoseconds from the signal's start
+        span = TimeSpan(base - shift, first.signal_span.stop)
+        items.append(replace(first, window=window, signal_span=span))
+    before = replace(first, window=window, signal_span=TimeSpan(base + 1, base + 10**10))
+    with pytest.raises(ArgumentError, match="time must be >= 0 ns"):
+        _materialize._rows(before)
+    with pytest.raises(ArgumentError, match="time must be >= 0 ns"):  # the same error
+        _materialize._plan([*items, before])
+    plans, shapes, totals = _materialize._plan(items)
+    for item, (rows, index), shape, total in zip(items, plans, shapes, totals, strict=True):
+        assert rows == _materialize._rows(item)
+        assert index == _materialize._channel_index(item)
+        assert total == _materialize._n_total(item)
+        assert shape == (len(range(item.info.n_channels)[index]) if isinstance(index, slice)
+                         else len(index), len(rows))  # fmt: skip

@@ -198,3 +198,23 @@ def test_by_descriptor_sees_a_file_renamed_over_or_deleted(tmp_path, fresh_cache
         with descriptors.opened(path, by_descriptor=True):
             pass
     assert descriptors.open_count() == 0
+
+
+def test_holds_keep_every_descriptor_open_until_the_block_ends(tmp_path, fresh_cache):
+    """A batch's descriptors (`Holds`): the same descriptor as `opened` for a path, none
+    closed while held even when the cache drops it, all closed once released."""
+    paths = [str(tmp_path / f"f{k}") for k in range(3)]
+    for k, path in enumerate(paths):
+        with open(path, "wb") as f:
+            f.write(bytes([k]) * 10)
+    with use_settings(max_open=1):
+        with descriptors.Holds() as holds:
+            held = [holds.hold(path) for path in paths]  # the cache keeps only the last
+            assert descriptors.open_count() == 1
+            for k, (fd, st) in enumerate(held):
+                assert os.pread(fd, 10, 0) == bytes([k]) * 10 and st.st_size == 10
+            with descriptors.opened(paths[-1]) as (fd, _):
+                assert fd == held[-1][0]
+        assert len(open_fds() - fresh_cache) == 1  # the cached one, open for the next read
+        with pytest.raises(FileNotFoundError), descriptors.Holds() as holds:
+            holds.hold(str(tmp_path / "missing"))

@@ -11,12 +11,24 @@ import pyzstd
 import zstandard
 
 from ondabatches import SampleFileError
-from ondabatches.onda import LPCMZstFormat, load_rows
+from ondabatches.onda import LPCMZstFormat, _zst, load_rows
 from ondabatches.onda._zst import parse_seek_table
 
 from ..onda.samplefiles import lpcm_bytes, make_info, make_signal, random_encoded
 
 FIXTURES = Path("/work/shared/fixtures/julia-onda")
+
+
+@pytest.fixture(autouse=True, params=["one-shot", "stream"])
+def one_pass(request, monkeypatch):
+    """Every test with each one-pass decompression of a window's frames: zstd's
+    one-shot call (zstandard's cffi backend) and, as where that backend is missing,
+    ``stream_reader``; both must give the same bytes and the same errors."""
+    if request.param == "stream":
+        monkeypatch.setattr(_zst, "_one_shot", lambda: None)
+    elif _zst._one_shot() is None:
+        pytest.skip("zstandard's cffi backend is not installed here")
+    return request.param
 
 
 def _written(tmp_path, n=10_000, frame_bytes=4000):
@@ -118,7 +130,8 @@ def test_onda_jl_single_frame_files_still_read():
 
 
 def _count_readers(monkeypatch) -> list:
-    """The ``read_across_frames`` of every zstd stream reader opened from now on."""
+    """Each pass across frames from now on: ``"one-shot"`` for zstd's one-shot call,
+    else the ``read_across_frames`` of the zstd stream reader opened."""
     readers = []
     real = zstandard.ZstdDecompressor.stream_reader
 
@@ -127,10 +140,18 @@ def _count_readers(monkeypatch) -> list:
         return real(self, source, *args, **kwargs)
 
     monkeypatch.setattr(zstandard.ZstdDecompressor, "stream_reader", counting)
+    one_shot = _zst._one_shot()
+    if one_shot is not None:
+
+        def counted(compressed, out):
+            readers.append("one-shot")
+            return one_shot(compressed, out)
+
+        monkeypatch.setattr(_zst, "_one_shot", lambda: counted)
     return readers
 
 
-def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypatch):
+def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypatch, one_pass):
     info, enc, path, _ = _written(tmp_path)
     sig = make_signal(path, "lpcm.zst", info, 10_000)
     load_rows(sig, range(1), encoded=True)  # caches the seek table
@@ -138,11 +159,11 @@ def test_a_window_of_our_files_is_one_pass_across_its_frames(tmp_path, monkeypat
     got = load_rows(sig, range(2500, 6500), encoded=True).data  # frames 2..6
     np.testing.assert_array_equal(got, enc[:, 2500:6500])
     # Sizes declared in the frame headers (zstd holds each frame to its own): one pass.
-    assert readers == [True]
+    assert readers == ["one-shot" if one_pass == "one-shot" else True]
 
 
 @pytest.mark.parametrize("rows", [range(9800, 10_500), range(10_000, 10_500), range(0, 10_500)])
-def test_a_window_reaching_a_short_last_frame_is_one_pass(tmp_path, monkeypatch, rows):
+def test_a_window_reaching_a_short_last_frame_is_one_pass(tmp_path, monkeypatch, rows, one_pass):
     # The file's last frame holds less than the others: the header check expects its
     # own size there, and only there.
     info, enc, path, table = _written(tmp_path, n=10_500)
@@ -152,4 +173,26 @@ def test_a_window_reaching_a_short_last_frame_is_one_pass(tmp_path, monkeypatch,
     readers = _count_readers(monkeypatch)
     got = load_rows(sig, rows, encoded=True).data
     np.testing.assert_array_equal(got, enc[:, rows.start : rows.stop])
-    assert readers == [True]
+    assert readers == ["one-shot" if one_pass == "one-shot" else True]
+
+
+def test_one_pass_gives_exactly_the_frames_bytes_or_false(tmp_path, one_pass):
+    """A window's one pass: True only for frames that give exactly the buffer's bytes
+    (then written there); short, long or damaged frames give False (the frame by
+    frame pass then names the frame)."""
+    info, enc, path, table = _written(tmp_path)
+    raw = np.frombuffer(path.read_bytes(), dtype=np.uint8)
+    c = table.compressed_offsets
+    frames = raw[int(c[2]) : int(c[5])]  # frames 2, 3, 4: 12,000 bytes
+    one_shot = _zst._one_shot()
+    run = one_shot if one_shot is not None else _zst._one_pass
+    out = np.zeros(12_000, dtype=np.uint8)
+    assert run(frames, out)
+    assert out.tobytes() == lpcm_bytes(enc, info)[8000:20_000]
+    assert not run(frames, np.zeros(11_999, dtype=np.uint8))  # more than fits
+    assert not run(frames, np.zeros(12_001, dtype=np.uint8))  # fewer than expected
+    if one_pass == "one-shot":  # the stream reader ends a cut checksum quietly
+        assert not run(frames[:-1], out)
+    damaged = frames.copy()
+    damaged[len(damaged) // 2 : len(damaged) // 2 + 8] ^= 0xFF
+    assert not run(damaged, out)

@@ -25,7 +25,6 @@ done by the compiled kernel that `DecodePlan.select` runs for it on the general 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -35,7 +34,7 @@ import numpy as np
 
 from ..batches._item import BatchItem
 from ..onda._decoding import decode_plan
-from ..onda._descriptors import opened
+from ..onda._descriptors import Holds
 from ..onda._formats import get_format
 from ..onda._lpcm import LPCMFormat, check_lpcm_size
 from ..onda._settings import on_change
@@ -118,7 +117,7 @@ class _ZstSignal(_Signal):
         table = self.table
         first, last = table.frames_for(start, stop)
         c = table.compressed_offsets
-        a, b = int(c[first]), int(c[last])
+        a, b = c.item(first), c.item(last)
         compressed = scratch.get(1, b - a)
         if os.preadv(self.fd, [compressed], a) != b - a:
             return None
@@ -149,44 +148,71 @@ def decode_local(
         return _edf(range(len(items)), items, plans, n_totals, x, dtype, exact, folds)
     left: list[int] = []
     signals: dict[tuple, Any] = {}
+    # Per signal and channel index: the signal (None: left to the general path) and the
+    # kernel's channels, worked out at the signal's first item.
+    shared: dict[tuple, tuple[_Signal | None, Any]] = {}
     channels: dict[tuple, np.ndarray] = {}
     scratch = _Scratch.of_this_thread()
-    with contextlib.ExitStack() as held:
+    n_out, n_steps = x.shape[1:] if x.ndim == 3 else (-1, -1)
+    with Holds() as held:
         for i, (item, (rows, index), n_total) in enumerate(
             zip(items, plans, n_totals, strict=True)
         ):
-            if type(item) is not BatchItem or item.file_format not in _FORMATS or index is None:
+            if type(item) is not BatchItem or index is None:
                 left.append(i)
                 continue
             # By identity (the items hold the objects; a row's items share them): an
             # equal signal of other objects only opens its own entry.
-            key = (id(item.file_path), id(item.signal_span), id(item.info))
-            signal = signals.get(key, _UNSEEN)
-            if signal is _UNSEEN:
-                signal = signals[key] = _open(item, n_total, dtype, exact, held)
-            out = x[i]
+            key = (id(item.file_path), id(item.file_format), id(item.signal_span), id(item.info),
+                   id(index))  # fmt: skip
+            found = shared.get(key)
+            if found is None:
+                found = shared[key] = _shared(item, n_total, index, dtype, exact, held, signals,
+                                              channels, n_out)  # fmt: skip
+            signal, picked = found
             if signal is None or not 0 <= rows.start <= rows.stop <= n_total:
-                left.append(i)
-                continue
-            picked = _channels(channels, index, signal.n_cols)
-            n_rows = signal.n_cols if picked is None else len(picked)
-            if picked is _INVALID or out.shape[0] != n_rows:
                 left.append(i)
                 continue
             try:
                 src = signal.read(rows, scratch)
-                if src is None or out.shape[1] != src.shape[0]:
+                if src is None or src.shape[0] != n_steps:
                     left.append(i)
                     continue
-                fold = None if folds is None else folds[i]
-                if fold is None:
-                    signal.decode_into(src, index, picked, out)
+                if folds is None or folds[i] is None:
+                    signal.decode_into(src, index, picked, x[i])
                 else:
-                    signal.decode_folded(src, index, picked, out, fold)
+                    signal.decode_folded(src, index, picked, x[i], folds[i])
             except Exception:  # the general path raises its own error for this item
                 left.append(i)
     scratch.keep()
     return _edf(left, items, plans, n_totals, x, dtype, exact, folds)
+
+
+def _shared(
+    item: BatchItem,
+    n_total: int,
+    index: Any,
+    dtype: np.dtype,
+    exact: bool,
+    held: Holds,
+    signals: dict[tuple, Any],
+    channels: dict[tuple, np.ndarray],
+    n_out: int,
+) -> tuple[_Signal | None, Any]:
+    """What a batch's items of one signal and channel index share: the signal (None if
+    the general path reads them) and the kernel's channels (`_channels`)."""
+    if item.file_format not in _FORMATS:
+        return None, None
+    key = (id(item.file_path), id(item.signal_span), id(item.info))
+    signal = signals.get(key, _UNSEEN)
+    if signal is _UNSEEN:
+        signal = signals[key] = _open(item, n_total, dtype, exact, held)
+    if signal is None:
+        return None, None
+    picked = _channels(channels, index, signal.n_cols)
+    if picked is _INVALID or n_out != (signal.n_cols if picked is None else len(picked)):
+        return None, None
+    return signal, picked
 
 
 def _edf(todo, items, plans, n_totals, x, dtype, exact, folds) -> list[int]:
@@ -200,39 +226,44 @@ def _edf(todo, items, plans, n_totals, x, dtype, exact, folds) -> list[int]:
 
 
 def _open(
-    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
+    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: Holds
 ) -> _Signal | None:
     try:
         # By value, not identity: a worker's batches arrive unpickled, new objects
         # each time, for the same signals. The same settings (a change empties every
-        # thread's entries): the file is the one checked if its stat says so.
-        key = (item.file_path, item.file_format, item.signal_span, item.info, dtype, exact,
-               n_total)  # fmt: skip
+        # thread's entries): the file is the one checked if its stat says so. Keyed by
+        # what hashes cheaply (a path's hash is kept by the string); the span and the
+        # samples info, compared (by identity first) on a hit.
+        key = (item.file_path, item.file_format, dtype, exact, n_total)
         kept = _kept_signals().get(key)
         if kept is not None:
-            identity, signal = kept
-            fd, st = held.enter_context(opened(signal.path))
-            if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
-                signal.fd = fd
-                return signal
+            identity, signal, span, info = kept
+            if (span is item.signal_span or span == item.signal_span) and (
+                info is item.info or info == item.info
+            ):
+                fd, st = held.hold(signal.path)
+                if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) == identity:
+                    signal.fd = fd
+                    return signal
         opened_signal = _new_signal(item, n_total, dtype, exact, held)
         if opened_signal is None:
             return None
         signal, st = opened_signal
-        _keep(key, (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), signal)
+        identity = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        _keep(key, (identity, signal, item.signal_span, item.info))
         return signal
     except Exception:  # refused, missing, the wrong size: the general path says so
         return None
 
 
 def _new_signal(
-    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: contextlib.ExitStack
+    item: BatchItem, n_total: int, dtype: np.dtype, exact: bool, held: Holds
 ) -> tuple[_Signal, os.stat_result] | None:
     """The item's signal, looked up, opened and checked, and the stat it was checked at."""
     fs, path = filesystem_for(item.file_path)
     if not is_local(fs):
         return None
-    fd, st = held.enter_context(opened(path))
+    fd, st = held.hold(path)
     signal: _Signal
     if item.file_format == "lpcm":
         check_lpcm_size(path, st.st_size, item.info, n_total)
@@ -269,11 +300,11 @@ def _kept_signals() -> dict[tuple, tuple]:
     return kept[1]
 
 
-def _keep(key: tuple, identity: tuple, signal: _Signal) -> None:
+def _keep(key: tuple, entry: tuple) -> None:
     kept = _kept_signals()
     if len(kept) >= _KEEP_SIGNALS:
         kept.clear()
-    kept[key] = (identity, signal)
+    kept[key] = entry
 
 
 _UNSEEN = object()

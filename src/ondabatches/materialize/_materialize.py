@@ -318,24 +318,28 @@ def _plan(
     selector share worked out once per batch (by identity: the items hold the objects,
     and a batch's items of one row share them)."""
     plans, shapes, totals = [], [], []
-    selectors: dict[tuple[int, int], tuple[Any, int | None]] = {}
-    signals: dict[tuple[int, int], int] = {}
+    # Per signal and selector: the channel index, its row count, the signal's start,
+    # the rate's parts (see `_rows`) and the signal's samples.
+    shared: dict[tuple[int, int, int], tuple[Any, int | None, Any, int, int, int]] = {}
     for it in items:
-        info, span = it.info, it.signal_span
-        key = (id(info), id(it.channels))
-        found = selectors.get(key)
+        key = (id(it.info), id(it.signal_span), id(it.channels))
+        found = shared.get(key)
         if found is None:
             index = _channel_index(it)
             n = None if index is None else _shape_of(it, range(0), index)[0]
-            found = selectors[key] = (index, n)
-        index, n = found
-        rows = _rows(it)
+            num, den = _rate_parts(it.info.sample_rate)
+            found = shared[key] = (index, n, it.signal_span.start, num, den, _n_total(it))
+        index, n, origin, num, den, total = found
+        # `_rows`, its everyday case inline: whole nanoseconds from the signal's start.
+        window = it.window
+        start = window.start - origin
+        if start >= 0 and type(start) is int:
+            first = start * num // den
+            rows = range(first, first + (window.stop - window.start) * num // den)
+        else:
+            rows = _rows(it)
         plans.append((rows, index))
         shapes.append(None if n is None else (n, len(rows)))
-        key = (id(info), id(span))
-        total = signals.get(key)
-        if total is None:
-            total = signals[key] = _n_total(it)
         totals.append(total)
     return plans, shapes, totals
 

@@ -27,7 +27,7 @@ from collections import OrderedDict
 from ._settings import DEFAULT_MAX_OPEN, current_settings
 from ._storage import check_regular
 
-__all__ = ["MAX_OPEN", "close_all", "forget", "open_count", "opened"]
+__all__ = ["MAX_OPEN", "Holds", "close_all", "forget", "open_count", "opened"]
 
 #: The default of the most descriptors a process keeps open for sample files (those
 #: being read count until their reads end): the settings' ``max_open`` is the limit.
@@ -95,45 +95,13 @@ class opened:  # noqa: N801 - used as a context manager, like open()
         self.by_descriptor = by_descriptor
 
     def __enter__(self) -> tuple[int, os.stat_result]:
-        path = self.path
-        if os.getpid() != _pid:
-            _after_fork_in_child()
-        if self.by_descriptor and (found := self._held_file()) is not None:
-            return found
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            forget(path)  # a deleted file's space is freed once its descriptor closes
-            raise
-        with _lock:
-            held = _open.get(path)
-            if held is not None and held.dev == st.st_dev and held.ino == st.st_ino:
-                _open.move_to_end(path)
-                held.users += 1
-                self.held = held
-                return held.fd, st
-        if stat.S_ISDIR(st.st_mode):  # os.open would open it; open() refuses, as we do
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
-        # Without blocking: a FIFO would block here forever; check_regular refuses it.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
-        try:
-            st = os.fstat(fd)  # the file opened, should the path have been replaced since
-            check_regular(path, st)
-        except BaseException:
-            os.close(fd)
-            raise
-        held = _Held(fd, st.st_dev, st.st_ino)
-        held.users = 1
-        most = current_settings().max_open
-        with _lock:
-            stale = _open.pop(path, None)
-            _open[path] = held
-            if stale is not None:
-                _drop(stale)
-            while len(_open) > most:
-                _drop(_open.popitem(last=False)[1])
-        self.held = held
-        return fd, st
+        if self.by_descriptor:
+            if os.getpid() != _pid:
+                _after_fork_in_child()
+            if (found := self._held_file()) is not None:
+                return found
+        self.held, st = _acquire(self.path)
+        return self.held.fd, st
 
     def _held_file(self) -> tuple[int, os.stat_result] | None:
         """The held descriptor and its ``fstat``, without a ``stat`` of the path (a walk
@@ -160,11 +128,80 @@ class opened:  # noqa: N801 - used as a context manager, like open()
         return None
 
     def __exit__(self, *exc: object) -> None:
-        held = self.held
         with _lock:
-            held.users -= 1
-            if held.dropped and held.users == 0:
-                _close_quietly(held.fd)
+            _release(self.held)
+
+
+class Holds:
+    """``with Holds() as holds:`` descriptors held until the block ends: ``holds.hold(path)``
+    is ``opened(path)``'s ``(fd, stat)``, for as many paths as a batch reads, all
+    released at the end under one lock."""
+
+    __slots__ = ("helds",)
+
+    def __init__(self) -> None:
+        self.helds: list[_Held] = []
+
+    def __enter__(self) -> Holds:
+        return self
+
+    def hold(self, path: str) -> tuple[int, os.stat_result]:
+        """A read-only descriptor of local ``path`` and its stat, as `opened` gives."""
+        held, st = _acquire(path)
+        self.helds.append(held)
+        return held.fd, st
+
+    def __exit__(self, *exc: object) -> None:
+        with _lock:
+            for held in self.helds:
+                _release(held)
+        self.helds.clear()
+
+
+def _release(held: _Held) -> None:
+    """One use of ``held`` ends (under the lock); closed if it was dropped meanwhile."""
+    held.users -= 1
+    if held.dropped and held.users == 0:
+        _close_quietly(held.fd)
+
+
+def _acquire(path: str) -> tuple[_Held, os.stat_result]:
+    """The held descriptor of local ``path`` (opened if none is held, or if it holds
+    another file than the path names now), its use counted, and the path's stat."""
+    if os.getpid() != _pid:
+        _after_fork_in_child()
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        forget(path)  # a deleted file's space is freed once its descriptor closes
+        raise
+    with _lock:
+        held = _open.get(path)
+        if held is not None and held.dev == st.st_dev and held.ino == st.st_ino:
+            _open.move_to_end(path)
+            held.users += 1
+            return held, st
+    if stat.S_ISDIR(st.st_mode):  # os.open would open it; open() refuses, as we do
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    # Without blocking: a FIFO would block here forever; check_regular refuses it.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        st = os.fstat(fd)  # the file opened, should the path have been replaced since
+        check_regular(path, st)
+    except BaseException:
+        os.close(fd)
+        raise
+    held = _Held(fd, st.st_dev, st.st_ino)
+    held.users = 1
+    most = current_settings().max_open
+    with _lock:
+        stale = _open.pop(path, None)
+        _open[path] = held
+        if stale is not None:
+            _drop(stale)
+        while len(_open) > most:
+            _drop(_open.popitem(last=False)[1])
+    return held, st
 
 
 def forget(path: str) -> None:

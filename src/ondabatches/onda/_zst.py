@@ -5,8 +5,10 @@ size, other writers several frames or skippable frames, so decompression always 
 across frames. Writing uses the zstd *seekable format* (independent frames of
 32 KiB of samples followed by a seek table in a skippable frame), which the ``zstd``
 command-line tool decompresses like any other file. When a file has a seek table, a
-window decompresses only the frames it overlaps, fetched with one ranged read;
-otherwise the stream is decompressed from its start up to the window's end.
+window decompresses only the frames it overlaps, fetched with one ranged read (and,
+where zstandard's cffi backend loads, decompressed by one call of zstd's own into the
+window's buffer); otherwise the stream is decompressed from its start up to the
+window's end.
 
 Integrity: every frame written carries its content size and a checksum (the low 32
 bits of XXH64, which zstd verifies when it reaches the frame's end; the seek table
@@ -178,6 +180,44 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dctx
 
 
+def _one_shot() -> Callable[[np.ndarray, np.ndarray], bool] | None:
+    """This thread's ``decompress(compressed, out)``: zstd's ``ZSTD_decompressDCtx``
+    (through zstandard's cffi backend), which decompresses every frame of
+    ``compressed`` straight into ``out``, checking each frame's checksum and the content
+    size its header declares, in one call; True if the frames give exactly
+    ``len(out)`` bytes (False for any zstd error, a short result or more than fits).
+    None where that backend cannot be loaded (no ``cffi``): windows take
+    ``stream_reader``, which gives the same bytes for a few microseconds more.
+    """
+    found = getattr(_local, "one_shot", _UNLOADED)
+    if found is _UNLOADED:
+        found = _local.one_shot = _load_one_shot()
+    return found
+
+
+_UNLOADED = object()
+
+
+def _load_one_shot() -> Callable[[np.ndarray, np.ndarray], bool] | None:
+    try:
+        from zstandard.backend_cffi import ffi, lib  # type: ignore[attr-defined]
+
+        dctx = ffi.gc(lib.ZSTD_createDCtx(), lib.ZSTD_freeDCtx)
+    except Exception:  # no cffi, a zstandard without that backend: the stream path
+        return None
+    if dctx == ffi.NULL:  # pragma: no cover - out of memory
+        return None
+    run, failed, from_buffer = lib.ZSTD_decompressDCtx, lib.ZSTD_isError, ffi.from_buffer
+
+    def decompress(compressed: np.ndarray, out: np.ndarray) -> bool:
+        n = len(out)
+        got = run(dctx, from_buffer(out, require_writable=True), n, from_buffer(compressed),
+                  len(compressed))  # fmt: skip
+        return got == n and not failed(got)
+
+    return decompress
+
+
 def local_seek_table(
     fs: fsspec.AbstractFileSystem, path: str, fd: int, st: os.stat_result
 ) -> SeekTable | None:
@@ -204,26 +244,19 @@ def _frames_into(
     its end, checking that each gives the bytes the seek table says it holds; into the
     start of ``out`` (uint8) if it is given and large enough."""
     c = table.compressed_offsets
-    base, origin = int(c[first]), table.frame_start(first)
+    base, origin = c.item(first), table.frame_start(first)
     size = table.frame_start(last) - origin
     buf = out[:size] if out is not None and out.size >= size else np.empty(size, dtype=np.uint8)
+    # zstd itself holds each frame to the content size in its header (and to its
+    # checksum): where the headers declare the table's sizes, one pass across the
+    # frames, on to the end of the last, suffices; any failure takes the frame by frame
+    # pass below, which names the frame.
+    if _sizes_in_headers(compressed, table, first, last):
+        one_shot = _one_shot()
+        if one_shot(compressed, buf) if one_shot is not None else _one_pass(compressed, buf):
+            return buf
     view = memoryview(buf)
     dctx = _decompressor()
-    if _sizes_in_headers(compressed, table, first, last):
-        # zstd itself holds each frame to the content size in its header (and to its
-        # checksum): one pass across the frames, on to the end of the last, suffices.
-        try:
-            reader = dctx.stream_reader(compressed, read_across_frames=True)
-            got = 0
-            while got < len(buf):
-                k = reader.readinto(view[got:])
-                if not k:
-                    break
-                got += k
-            if got == len(buf) and not reader.read(1):
-                return buf
-        except zstandard.ZstdError:
-            pass  # the frame by frame pass below names the frame
     for frame in range(first, last):
         lo, hi = table.frame_start(frame) - origin, table.frame_start(frame + 1) - origin
         got, extra = lo, 0
@@ -251,6 +284,23 @@ def _frames_into(
                 f"its seek table says {hi - lo} bytes (a damaged or altered seek table)"
             )
     return buf
+
+
+def _one_pass(compressed: np.ndarray, buf: np.ndarray) -> bool:
+    """Whether ``compressed`` (whole frames) decompresses, read across its frames to the
+    end, to exactly ``len(buf)`` bytes, written to ``buf`` (`_one_shot`'s stream twin)."""
+    view = memoryview(buf)
+    try:
+        reader = _decompressor().stream_reader(compressed, read_across_frames=True)
+        got = 0
+        while got < len(buf):
+            k = reader.readinto(view[got:])
+            if not k:
+                break
+            got += k
+        return got == len(buf) and not reader.read(1)
+    except zstandard.ZstdError:
+        return False
 
 
 def _sizes_in_headers(compressed: np.ndarray, table: SeekTable, first: int, last: int) -> bool:
