@@ -384,7 +384,7 @@ def _workers(labeled: pa.Table, inline_s: float, n: int, rounds: int) -> list[Re
 
 def run(quick: bool = False) -> list[Result]:
     """Measure; see the module docstring."""
-    n, rounds = (10, 5) if quick else (40, 11)
+    n, rounds = (10, 5) if quick else (40, 21)
     results: list[Result] = []
     print(
         "decode: "
