@@ -39,7 +39,7 @@ ALLOWED = {
     ("__init__.py", "__getattr__", "AttributeError"): "a module __getattr__ (moved names)",
     ("batches/_state.py", "__getattr__", "AttributeError"): "a module __getattr__",
     ("transforms/_scheme.py", "__getattr__", "AttributeError"): "a module __getattr__",
-    ("onda/_descriptors.py", "__enter__", "IsADirectoryError"): "what open() raises; "
+    ("onda/_descriptors.py", "_acquire", "IsADirectoryError"): "what open() raises; "
     "the caller wraps it in a StorageError",
     ("onda/_storage.py", "check_regular", "IsADirectoryError"): "what open() raises; "
     "the caller wraps it in a StorageError",
