@@ -29,6 +29,7 @@ def test_the_tour_includes_the_readme_tour_verbatim() -> None:
     assert "sort_and_trim_spans" in body and "iterate_batch_item" in body
 
 
+@pytest.mark.slow  # 16-33 s on a 2-core AMD EPYC: CI's default run stays under 15 min
 @pytest.mark.timeout(400)
 def test_the_tour_and_the_pages_that_continue_it_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -61,6 +61,7 @@ def _commands() -> list[str]:
     return [ln for ln in block.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
 
 
+@pytest.mark.slow  # 16-33 s on a 2-core AMD EPYC: CI's default run stays under 15 min
 @pytest.mark.timeout(900)
 def test_readme_first_command_runs_the_demo_from_a_fresh_clone(tmp_path: Path) -> None:
     """The main job, exactly as the README gives it, in a fresh clone and virtualenv."""

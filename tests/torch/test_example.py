@@ -33,6 +33,7 @@ def losses(output: str) -> dict[int, float]:
     return {int(s): float(v) for s, v in re.findall(r"^step (\d+) loss (\S+)$", output, re.M)}
 
 
+@pytest.mark.slow  # 16-33 s on a 2-core AMD EPYC: CI's default run stays under 15 min
 @pytest.mark.timeout(60)
 def test_smoke_run_resumes_from_its_checkpoint(tmp_path):
     out = run_example(
@@ -52,6 +53,7 @@ def test_smoke_run_resumes_from_its_checkpoint(tmp_path):
     assert 'labels="classes"' in source and ".long() - 1" not in source
 
 
+@pytest.mark.slow  # 16-33 s on a 2-core AMD EPYC: CI's default run stays under 15 min
 @pytest.mark.timeout(60)
 def test_two_modalities_train_one_branch_each_and_resume(tmp_path):
     out = run_example(
